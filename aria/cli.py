@@ -1,0 +1,434 @@
+"""Command-line entry points: one thin command per workflow rule.
+
+Each command reads its inputs through :mod:`aria.io`, calls pure functions, and
+writes its outputs atomically. ``aria --help`` lists the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("aria")
+
+
+# --------------------------------------------------------------------------- corpus
+def cmd_demo_collection(a) -> None:
+    """Build one collection's share of the embedded demo corpus (MIDI files + part manifest)."""
+    import pandas as pd
+
+    from aria.corpus import synthetic_dynamics, truncate_notes
+    from aria.io.midi import write_midi
+    from aria.io.music21_corpus import iter_pieces
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import write_csv
+    from aria.notes import seconds_to_beats
+
+    p = json.loads(a.params)
+    col, n_want, n_eval = p["collection"], p["n_pieces"], p["n_eval"]
+    rows, skipped = [], []
+    with atomic_dir(a.out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for src, load in iter_pieces(col, random_state=[p["seed"], p["index"]]):
+            if len(rows) >= n_want:
+                break
+            try:
+                notes, tempo = load()
+                notes = truncate_notes(notes, p["max_duration_s"])
+                if len(notes) < 8:
+                    raise ValueError(f"only {len(notes)} notes")
+            except Exception as e:  # noqa: BLE001 - any music21 failure skips the piece
+                skipped.append((col, src, f"{type(e).__name__}: {e}"))
+                log.warning("skipped %s: %s: %s", src, type(e).__name__, e)
+                continue
+            if len(np.unique(notes["velocity"])) <= 1:
+                notes = synthetic_dynamics(notes, beats=seconds_to_beats(notes["onset"], tempo),
+                                           random_state=[p["seed"], p["index"], len(rows)])
+            track_id = f"{col}-{len(rows):04d}"
+            write_midi(tmp / f"{track_id}.mid", notes, tempo_map=tempo)
+            rows.append(dict(track_id=track_id, path=f"{col}/{track_id}.mid", genre=col,
+                             collection=col, source=src,
+                             split="eval" if len(rows) < n_eval else "train",
+                             duration_s=round(float(notes["offset"].max()), 3)))
+        if len(rows) < n_want:
+            raise RuntimeError(f"collection {col}: only {len(rows)} usable pieces, {n_want} requested")
+        write_csv(tmp / "part.csv", pd.DataFrame(rows))
+        write_csv(tmp / "skipped.csv", pd.DataFrame(skipped, columns=["collection", "source", "reason"]))
+    log.info("%s: %d pieces (%d eval), %d skipped", col, len(rows), n_eval, len(skipped))
+
+
+def cmd_merge_manifests(a) -> None:
+    """Concatenate the demo collections' part manifests into the corpus manifest."""
+    import pandas as pd
+
+    from aria.io.tables import read_csv, write_csv
+
+    parts = [read_csv(Path(d) / "part.csv") for d in a.parts]
+    skipped = [read_csv(Path(d) / "skipped.csv") for d in a.parts]
+    man = pd.concat(parts, ignore_index=True)
+    write_csv(a.out, man)
+    for sk in skipped:
+        for r in sk.itertuples():
+            log.info("skipped %s (%s): %s", r.source, r.collection, r.reason)
+    log.info("demo corpus: %d train, %d eval tracks; %d pieces skipped",
+             (man["split"] == "train").sum(), (man["split"] == "eval").sum(), sum(map(len, skipped)))
+
+
+def cmd_segments(a) -> None:
+    """Tokenize every track; cut training tracks into blocks; take eval prompts."""
+    import pandas as pd
+
+    from aria.io.midi import read_midi
+    from aria.io.tables import read_manifest, write_csv, write_npz
+    from aria.tokenize import encode, split_blocks
+
+    p = json.loads(a.params)
+    block, prompt = p["block_tokens"], p["prompt_tokens"]
+    man = read_manifest(a.manifest, root=p.get("root"))
+    tr_tok, tr_mask, seg_rows = [], [], []
+    streams, stream_tracks, tempos = [], [], []
+    ev_prompts, ev_ids = [], []
+    for row in man.itertuples():
+        notes, tempo = read_midi(row.abspath)  # raises ValueError naming a corrupt/empty file
+        toks = encode(notes)
+        if row.split == "train":
+            blocks, mask, starts = split_blocks(toks, block=block)
+            for b in range(len(blocks)):
+                seg_rows.append(dict(segment_id=f"{row.track_id}:{b:03d}", track_id=row.track_id,
+                                     genre=row.genre, block=b, start_token=int(starts[b]),
+                                     n_tokens=int(mask[b].sum())))
+            tr_tok.append(blocks)
+            tr_mask.append(mask)
+            streams.append(toks)
+            stream_tracks.append(row.track_id)
+            tempos.append(np.asarray(tempo, dtype=float))
+        elif len(toks) > prompt:
+            ev_prompts.append(toks[:prompt])
+            ev_ids.append(row.track_id)
+        else:
+            log.warning("eval track %s has %d tokens, fewer than the %d-token prompt: no query",
+                        row.track_id, len(toks), prompt)
+    if not seg_rows:
+        raise ValueError(f"{a.manifest}: no training segments (no train tracks with notes)")
+    if not ev_ids:
+        raise ValueError(f"{a.manifest}: no eval track long enough to prompt a query")
+    offs = np.cumsum([0] + [len(s) for s in streams])
+    toffs = np.cumsum([0] + [len(t) for t in tempos])
+    write_npz(a.out_train, tokens=np.concatenate(tr_tok), mask=np.concatenate(tr_mask),
+              segment_ids=np.array([r["segment_id"] for r in seg_rows]),
+              track_ids=np.array([r["track_id"] for r in seg_rows]),
+              streams=np.concatenate(streams), stream_offsets=offs,
+              stream_tracks=np.array(stream_tracks),
+              tempo_maps=np.concatenate(tempos), tempo_offsets=toffs)
+    write_npz(a.out_eval, prompts=np.stack(ev_prompts), track_ids=np.array(ev_ids))
+    write_csv(a.out_csv, pd.DataFrame(seg_rows))
+    log.info("%d training segments from %d tracks; %d eval prompts",
+             len(seg_rows), len(streams), len(ev_ids))
+
+
+# --------------------------------------------------------------------------- model
+def _model_cfg(p):
+    from aria.model import ModelConfig
+    return ModelConfig(d_model=p["d_model"], n_layers=p["n_layers"], n_heads=p["n_heads"],
+                       d_ff=p["d_ff"], max_len=p["block_tokens"])
+
+
+def _load_model(path, checkpoint: int | None = None):
+    from aria.io.tables import load_torch
+    from aria.model import ModelConfig, MusicTransformer
+
+    blob = load_torch(path)
+    model = MusicTransformer(ModelConfig(**blob["config"]))
+    if checkpoint is None:
+        state, lr = blob["final"], blob["checkpoints"][-1]["lr"]
+    else:
+        if not 1 <= checkpoint <= len(blob["checkpoints"]):
+            raise ValueError(f"{path}: checkpoint {checkpoint} not in 1..{len(blob['checkpoints'])}")
+        ck = blob["checkpoints"][checkpoint - 1]
+        state, lr = ck["state"], ck["lr"]
+    model.load_state_dict(state)
+    return model, lr
+
+
+def cmd_train(a) -> None:
+    """Train one model of the ensemble (member ``seed``) and save its checkpoints."""
+    import torch
+
+    from aria.io.tables import read_npz, save_torch
+    from aria.train import train_model
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    data = read_npz(a.segments)
+    cfg = _model_cfg(p)
+    res = train_model(data["tokens"], data["mask"], cfg=cfg, epochs=p["epochs"], lr=p["lr"],
+                      batch_size=p["batch_size"], n_checkpoints=p["n_checkpoints"],
+                      random_state=p["seed"], progress=True, desc=Path(a.out).stem)
+    log.info("training loss per epoch: %s", ", ".join(f"{x:.3f}" for x in res["losses"]))
+    save_torch(a.out, {"config": cfg.to_dict(), "seed": p["seed"], "losses": res["losses"],
+                       "checkpoints": [{k: c[k] for k in ("epoch", "lr", "state")} for c in res["checkpoints"]],
+                       "final": res["final"]})
+
+
+def cmd_queries(a) -> None:
+    """Generate one query per eval prompt with the main model; save tokens and MIDI."""
+    import torch
+
+    from aria.io.midi import write_midi
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import read_npz, write_npz
+    from aria.tokenize import PAD, decode
+    from aria.train import generate
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    model, _ = _load_model(a.model)
+    ev = read_npz(a.eval)
+    toks = generate(model, ev["prompts"], length=p["block_tokens"], temperature=p["temperature"],
+                    top_k=p["top_k"], random_state=p["seed"])
+    ids = np.array([f"q-{t}" for t in ev["track_ids"]])
+    loss_mask = np.zeros(toks.shape, dtype=bool)
+    loss_mask[:, ev["prompts"].shape[1]:] = True  # score only the generated part
+    write_npz(a.out, tokens=toks, mask=toks != PAD, loss_mask=loss_mask, query_ids=ids,
+              track_ids=ev["track_ids"])
+    with atomic_dir(a.out_midi) as tmp:
+        for qid, t in zip(ids, toks):
+            notes = decode(t)
+            if len(notes):
+                write_midi(Path(tmp) / f"{qid}.mid", notes)
+    log.info("generated %d queries of %d tokens", len(ids), toks.shape[1])
+
+
+def cmd_project(a) -> None:
+    """Projected per-example gradients of training segments and queries for one checkpoint."""
+    import torch
+
+    from aria.io.stores import write_features
+    from aria.io.tables import read_npz
+    from aria.projection import project_gradients
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    if p["device"] == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
+    model, lr = _load_model(a.model, p["checkpoint"])
+    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    kw = dict(k=p["k"], seed=p["seed"], batch_size=p["batch_size"], device=p["device"],
+              block_rows=p["block_rows"], progress=True)
+    t0 = time.perf_counter()
+    ftr = project_gradients(model, tr["tokens"], tr["mask"], desc="train", **kw)
+    fq = project_gradients(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
+    dt = time.perf_counter() - t0
+    log.info("projected %d segments + %d queries to k=%d in %.1f s (%.1f rows/s)",
+             len(ftr), len(fq), p["k"], dt, (len(ftr) + len(fq)) / dt)
+    write_features(a.out, train=ftr, query=fq, train_ids=tr["segment_ids"], query_ids=qu["query_ids"],
+                   attrs={"k": p["k"], "seed": p["seed"], "lr": lr, "checkpoint": p["checkpoint"],
+                          "model": str(a.model)})
+
+
+# --------------------------------------------------------------------------- scores
+def cmd_score(a) -> None:
+    """Score matrix of one method from cached feature stores."""
+    from aria.io.stores import ScoreWriter, read_features
+    from aria.scores import score_blocks
+
+    p = json.loads(a.params)
+    feats = [read_features(f) for f in a.features]
+    for f, path in zip(feats[1:], a.features[1:]):
+        if not (np.array_equal(f["train_ids"], feats[0]["train_ids"])
+                and np.array_equal(f["query_ids"], feats[0]["query_ids"])):
+            raise ValueError(f"{path}: row or column ids differ from {a.features[0]}")
+    for f in feats:
+        f["lr"] = f["attrs"]["lr"]
+    with ScoreWriter(a.out, feats[0]["train_ids"], feats[0]["query_ids"],
+                     attrs={"method": a.method, **p}, row_chunk=p.get("row_chunk", 4096)) as w:
+        for start, block in score_blocks(a.method, feats, lam=p.get("lambda"),
+                                         row_chunk=p.get("row_chunk", 4096)):
+            w.write(start, block)
+    log.info("%s: wrote %d x %d scores", a.method, len(feats[0]["train_ids"]), len(feats[0]["query_ids"]))
+
+
+def cmd_diagnostics(a) -> None:
+    """Reliability diagnostics r1, r2_5, c_bar, rho_bar of a score store, plus its spectrum."""
+    from aria.diagnostics import gram_stats, reliability_from_stats
+    from aria.io.tables import write_json
+
+    stats = gram_stats(a.scores, progress=True)
+    res = reliability_from_stats(stats)
+    energy = stats.eigvals()[: min(stats.n, stats.q, 50)] / stats.frobenius_sq
+    log.info("%s: %s", a.scores, res)
+    write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy})
+
+
+# --------------------------------------------------------------------------- features
+def cmd_symbolic_features(a) -> None:
+    """SPEC §5 symbolic features of every training segment."""
+    from aria.features.symbolic import extract_many
+    from aria.io.tables import read_npz, write_npz
+    from aria.notes import shift_tempo_map
+    from aria.tokenize import segment_notes
+
+    p = json.loads(a.params)
+    d = read_npz(a.segments)
+    notes, tempos = [], []
+    for i in range(len(d["stream_tracks"])):
+        stream = d["streams"][d["stream_offsets"][i]:d["stream_offsets"][i + 1]]
+        tempo = d["tempo_maps"][d["tempo_offsets"][i]:d["tempo_offsets"][i + 1]]
+        for t0, seg in segment_notes(stream, block=p["block_tokens"]):
+            notes.append(seg)
+            tempos.append(shift_tempo_map(tempo, t0))
+    if len(notes) != len(d["segment_ids"]):
+        raise RuntimeError(f"{a.segments}: {len(notes)} decoded segments, {len(d['segment_ids'])} expected")
+    feats = extract_many(notes, tempo_maps=tempos, progress=True)
+    write_npz(a.out, segment_ids=d["segment_ids"], **feats)
+    log.info("features of %d segments: %s", len(notes), {k: v.shape[1] for k, v in feats.items()})
+
+
+def _load_features(path):
+    from aria.features.symbolic import CHANNELS
+    from aria.io.tables import read_npz
+
+    d = read_npz(path)
+    ids = d.pop("segment_ids")
+    return ids, {k: d[k] for k in d}, CHANNELS
+
+
+def cmd_null(a) -> None:
+    """Null mean/std of homogeneity over random groups of the training pool, per K."""
+    from aria.homogeneity import null_distribution
+    from aria.io.tables import write_json
+
+    p = json.loads(a.params)
+    _, feats, channels = _load_features(a.features)
+    null = null_distribution(feats, channels, ks=p["ks"], n_groups=p["n_groups"], random_state=p["seed"])
+    null["by_k"] = {str(k): v for k, v in null["by_k"].items()}
+    null["scales"] = {k: (None if v is None else np.asarray(v).tolist()) for k, v in null["scales"].items()}
+    write_json(a.out, null)
+    log.info("null over %d pool items, R=%d, K=%s", null["n_pool"], p["n_groups"], p["ks"])
+
+
+def cmd_homogeneity(a) -> None:
+    """Per-query homogeneity z-scores of one method's top-K groups, for every K."""
+    from aria.homogeneity import homogeneity_table
+    from aria.io.stores import open_scores
+    from aria.io.tables import read_json, write_json
+
+    ids, feats, channels = _load_features(a.features)
+    null = read_json(a.null)
+    null["by_k"] = {int(k): v for k, v in null["by_k"].items()}
+    null["scales"] = {k: (None if v is None else np.asarray(v)) for k, v in null["scales"].items()}
+    _, row_ids, col_ids = open_scores(a.scores)
+    if not np.array_equal(row_ids, ids):
+        raise ValueError(f"{a.scores}: row ids do not match the segments of {a.features}")
+    tab = homogeneity_table(a.scores, feats, channels, null)
+    out = {"scores": str(a.scores), "channels": list(channels), "query_ids": col_ids.tolist(),
+           "ks": list(tab["ks"]), "by_k": {}}
+    for K, t in tab["by_k"].items():
+        out["by_k"][str(K)] = {
+            "summary": t["summary"], "summary_f": t["summary_f"],
+            "z_c": {c: np.asarray(z).tolist() for c, z in t["z_c"].items()},
+            "top_ids": row_ids[t["groups"]].tolist(),
+        }
+        log.info("K=%d: %s", K, {c: round(s["mu_z"], 3) for c, s in t["summary"].items()})
+    write_json(a.out, out)
+
+
+def cmd_report(a) -> None:
+    """report.html, report.md and summary.json from diagnostics and homogeneity."""
+    from aria import report as R
+    from aria.io.stores import atomic_file
+    from aria.io.tables import read_json, write_json
+
+    p = json.loads(a.params)
+    methods, main_k = p["methods"], p["main_k"]
+    diags = {m: read_json(f) for m, f in zip(methods, a.diagnostics)}
+    homs = {m: read_json(f) for m, f in zip(methods, a.homogeneity)}
+    header, rows, channels = R.main_table(diags, homs, main_k=main_k)
+    h0 = next(iter(homs.values()))
+    notes = [
+        f"{diags[methods[0]]['n']} training segments x {diags[methods[0]]['q']} queries; "
+        f"homogeneity z against random groups of the same size (K = {main_k}); "
+        "Pos = share of queries with z > 0, Sig = share with z > 1.645.",
+        "High r1 or rho_bar means the method ranks training segments nearly the same for every "
+        "query: its homogeneity then describes one fixed group, not per-query attribution.",
+    ]
+    figures = {"μz against K per channel and method": R.k_sweep_figure(homs),
+               "Singular-value spectrum per method": R.spectrum_figure(diags)}
+    evidence = []
+    for qi, qid in enumerate(h0["query_ids"]):
+        top = [[R.METHOD_LABELS.get(m, m), ", ".join(homs[m]["by_k"][str(main_k)]["top_ids"][qi])]
+               for m in methods]
+        evidence.append((qid, top))
+    title = f"Aria report: {p['experiment']}"
+    with atomic_file(a.out_html) as tmp:
+        tmp.write_text(R.html_report(title, header, rows, channels, main_k=main_k, figures=figures,
+                                     notes=notes, evidence=evidence), encoding="utf-8")
+    with atomic_file(a.out_md) as tmp:
+        tmp.write_text(R.markdown_report(title, header, rows, main_k=main_k, notes=notes), encoding="utf-8")
+    summary = {"experiment": p["experiment"], "main_k": main_k, "channels": channels, "methods": {}}
+    for m in methods:
+        summary["methods"][m] = {
+            **{k: diags[m][k] for k in R.DIAG_KEYS},
+            "homogeneity": {K: homs[m]["by_k"][K]["summary"] for K in homs[m]["by_k"]},
+        }
+    write_json(a.out_summary, summary)
+    log.info("report for %d methods -> %s", len(methods), a.out_html)
+
+
+# --------------------------------------------------------------------------- main
+COMMANDS = {
+    "demo-collection": (cmd_demo_collection, [("--out-dir", {}), ("--params", {})]),
+    "merge-manifests": (cmd_merge_manifests, [("--parts", {"nargs": "+"}), ("--out", {})]),
+    "segments": (cmd_segments, [("--manifest", {}), ("--params", {}), ("--out-train", {}),
+                                ("--out-eval", {}), ("--out-csv", {})]),
+    "train": (cmd_train, [("--segments", {}), ("--params", {}), ("--out", {})]),
+    "queries": (cmd_queries, [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}),
+                              ("--out-midi", {})]),
+    "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}),
+                              ("--params", {}), ("--out", {})]),
+    "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}),
+                          ("--out", {})]),
+    "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
+    "symbolic-features": (cmd_symbolic_features, [("--segments", {}), ("--params", {}), ("--out", {})]),
+    "null": (cmd_null, [("--features", {}), ("--params", {}), ("--out", {})]),
+    "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {})]),
+    "report": (cmd_report, [("--diagnostics", {"nargs": "+"}), ("--homogeneity", {"nargs": "+"}),
+                            ("--segments", {}), ("--params", {}), ("--out-html", {}), ("--out-md", {}),
+                            ("--out-summary", {})]),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="aria", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, (fn, args) in COMMANDS.items():
+        sp = sub.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__)
+        for flag, kw in args:
+            sp.add_argument(flag, required=True, **kw)
+        sp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+        sp.set_defaults(func=fn)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    try:
+        args.func(args)
+    except Exception as e:
+        log.error("%s failed: %s: %s", args.command, type(e).__name__, e)
+        raise
+    log.info("%s done in %.1f s", args.command, time.perf_counter() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Chunked zarr stores: projected-gradient features and score matrices.
+
+This module and its siblings in :mod:`aria.io` are the only places where Aria
+touches the file system. Everything else works on arrays.
+
+Store layouts (zarr v3 groups)
+------------------------------
+Score store ``scores/<method>.zarr``::
+
+    scores   float32, shape (N, Q), chunks (row_chunk, Q)
+             S[j, q] = how strongly training row j is implicated in query q
+    row_ids  str, shape (N,)   training segment (or track) ids, row order
+    col_ids  str, shape (Q,)   query ids, column order
+    attrs    {"method": ..., plus method parameters}
+
+Feature store ``features/<checkpoint>.zarr``::
+
+    train      float32, shape (N, k)   projected training gradients phi(z)
+    query      float32, shape (Q, k)   projected query gradients phi(q)
+    train_ids  str, shape (N,)
+    query_ids  str, shape (Q,)
+    attrs      {"k": ..., "seed": ..., "lr": ..., "checkpoint": ...}
+
+Writers build the store under a temporary sibling path and rename it into place
+only when complete, so a failed job never leaves a half-written store behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import zarr
+
+__all__ = [
+    "atomic_dir",
+    "atomic_file",
+    "open_scores",
+    "ScoreWriter",
+    "write_features",
+    "read_features",
+    "read_ids",
+    "iter_row_chunks",
+]
+
+DEFAULT_ROW_CHUNK = 4096
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory that is renamed to ``path`` on success.
+
+    On any exception the temporary directory is removed and ``path`` is left
+    untouched (absent if it was absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _write_ids(group: zarr.Group, name: str, ids) -> None:
+    ids = np.asarray([str(i) for i in ids], dtype=object)
+    arr = group.create_array(name, shape=ids.shape, dtype=str)
+    if ids.size:
+        arr[:] = ids
+
+
+def read_ids(group_or_path, name: str) -> np.ndarray:
+    """Return an id array (``row_ids``, ``col_ids``, ...) as a numpy str array."""
+    group = _open_group(group_or_path)
+    # zarr 3 returns numpy StringDType, which cannot be cast to a fixed-width str array
+    return np.asarray(np.asarray(group[name][:]).tolist(), dtype=str)
+
+
+def _open_group(group_or_path) -> zarr.Group:
+    if isinstance(group_or_path, zarr.Group):
+        return group_or_path
+    path = Path(group_or_path)
+    if not path.exists():
+        raise FileNotFoundError(f"zarr store not found: {path}")
+    return zarr.open_group(str(path), mode="r")
+
+
+class ScoreWriter:
+    """Write an N x Q score matrix row-chunk by row-chunk, atomically.
+
+    Use as a context manager::
+
+        with ScoreWriter(path, row_ids, col_ids, attrs={"method": "trak"}) as w:
+            for start, block in blocks:
+                w.write(start, block)  # block: (rows, Q)
+
+    The store appears at ``path`` only if the ``with`` block completes and every
+    row has been written exactly once. Non-finite values raise immediately.
+    """
+
+    def __init__(self, path, row_ids, col_ids, *, attrs=None, row_chunk=DEFAULT_ROW_CHUNK):
+        self.path = Path(path)
+        self.row_ids = list(row_ids)
+        self.col_ids = list(col_ids)
+        self.attrs = dict(attrs or {})
+        self.row_chunk = int(row_chunk)
+        self._ctx = None
+        self._written = 0
+
+    def __enter__(self) -> "ScoreWriter":
+        self._ctx = atomic_dir(self.path)
+        tmp = self._ctx.__enter__()
+        group = zarr.open_group(str(tmp), mode="w")
+        n, q = len(self.row_ids), len(self.col_ids)
+        self._arr = group.create_array(
+            "scores",
+            shape=(n, q),
+            chunks=(max(1, min(self.row_chunk, n)), max(1, q)),
+            dtype="float32",
+        )
+        _write_ids(group, "row_ids", self.row_ids)
+        _write_ids(group, "col_ids", self.col_ids)
+        group.attrs.update(self.attrs)
+        return self
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[1] != len(self.col_ids):
+            raise ValueError(
+                f"{self.path}: score block has shape {block.shape}, expected (rows, {len(self.col_ids)})"
+            )
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block))[0]
+            raise ValueError(
+                f"{self.path}: non-finite score at row {start + bad[0]}, column {bad[1]}"
+            )
+        self._arr[start : start + block.shape[0]] = block
+        self._written += block.shape[0]
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and self._written != len(self.row_ids):
+            exc = RuntimeError(
+                f"{self.path}: wrote {self._written} score rows, expected {len(self.row_ids)}"
+            )
+            self._ctx.__exit__(type(exc), exc, None)
+            raise exc
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def open_scores(path) -> tuple[zarr.Array, np.ndarray, np.ndarray]:
+    """Open a score store read-only: ``(scores, row_ids, col_ids)``.
+
+    ``scores`` is the lazy zarr array; nothing is loaded until sliced.
+    """
+    group = _open_group(path)
+    if "scores" not in group:
+        raise ValueError(f"{path}: not an Aria score store (no 'scores' array)")
+    return group["scores"], read_ids(group, "row_ids"), read_ids(group, "col_ids")
+
+
+def iter_row_chunks(arr, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, block)`` over row chunks of a 2-D numpy or zarr array.
+
+    For zarr arrays the block size defaults to the store's row chunk, so each
+    chunk is read exactly once.
+    """
+    n = arr.shape[0]
+    if rows is None:
+        rows = arr.chunks[0] if hasattr(arr, "chunks") and arr.chunks else max(1, n)
+        rows = max(int(rows), 1)
+    for start in range(0, n, rows):
+        yield start, np.asarray(arr[start : start + rows])
+
+
+def write_features(path, *, train, query, train_ids, query_ids, attrs=None,
+                   row_chunk=DEFAULT_ROW_CHUNK) -> None:
+    """Write projected features (see module docstring) atomically."""
+    train = np.asarray(train, dtype=np.float32)
+    query = np.asarray(query, dtype=np.float32)
+    for name, arr in (("train", train), ("query", query)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: non-finite projected gradients in '{name}'")
+    with atomic_dir(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        for name, arr in (("train", train), ("query", query)):
+            group.create_array(
+                name, shape=arr.shape, dtype="float32",
+                chunks=(max(1, min(row_chunk, arr.shape[0])), max(1, arr.shape[1])),
+            )[:] = arr
+        _write_ids(group, "train_ids", train_ids)
+        _write_ids(group, "query_ids", query_ids)
+        group.attrs.update(dict(attrs or {}))
+
+
+def read_features(path) -> dict:
+    """Read a feature store into memory: dict with train, query, ids and attrs.
+
+    Features are N x k with k in the hundreds to thousands, so they are small
+    next to the N x Q score matrices and are loaded whole.
+    """
+    group = _open_group(path)
+    return {
+        "train": np.asarray(group["train"][:]),
+        "query": np.asarray(group["query"][:]),
+        "train_ids": read_ids(group, "train_ids"),
+        "query_ids": read_ids(group, "query_ids"),
+        "attrs": dict(group.attrs),
+    }

@@ -1,0 +1,107 @@
+"""Small files: CSV manifests, JSON documents, npz bundles and torch checkpoints.
+
+Every writer goes through :func:`aria.io.stores.atomic_file`, so a failed job
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aria.io.stores import atomic_file
+
+__all__ = ["write_csv", "read_csv", "write_json", "read_json", "write_npz", "read_npz",
+           "save_torch", "load_torch", "read_manifest"]
+
+
+def write_csv(path, df: pd.DataFrame) -> None:
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def read_csv(path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"table not found: {path}")
+    return pd.read_csv(path, dtype={"track_id": str, "segment_id": str, "query_id": str})
+
+
+def write_json(path, obj) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_npz(path, **arrays) -> None:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def save_torch(path, obj) -> None:
+    import torch
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path):
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+MANIFEST_COLUMNS = ("track_id", "path", "genre", "split")
+
+
+def read_manifest(path, *, root=None) -> pd.DataFrame:
+    """Read and check a corpus manifest (CSV).
+
+    Required columns: track_id, path, genre, split (``train`` or ``eval``).
+    ``path`` is resolved against ``root`` (default: the manifest's folder) into
+    an absolute ``abspath`` column.
+
+    Raises
+    ------
+    ValueError
+        Naming the manifest and the offending rows: missing columns, duplicate
+        track ids, unknown split values, or files that do not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"corpus manifest not found: {path}")
+    df = pd.read_csv(path, dtype=str)
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; required: {list(MANIFEST_COLUMNS)}")
+    dup = df["track_id"][df["track_id"].duplicated()].unique()
+    if len(dup):
+        raise ValueError(f"{path}: duplicate track_id(s) {list(dup[:5])}")
+    bad = df.loc[~df["split"].isin(["train", "eval"]), "track_id"]
+    if len(bad):
+        raise ValueError(f"{path}: split must be 'train' or 'eval'; bad rows for track_id(s) {list(bad[:5])}")
+    base = Path(root) if root is not None else path.parent
+    df["abspath"] = [str((base / p).resolve()) for p in df["path"]]
+    gone = [(t, p) for t, p in zip(df["track_id"], df["abspath"]) if not Path(p).is_file()]
+    if gone:
+        lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5])
+        raise ValueError(f"{path}: {len(gone)} file(s) named in the manifest do not exist: {lines}")
+    return df

@@ -1,0 +1,113 @@
+"""A small MusicTransformer-style decoder and its per-example loss.
+
+The model is written without fused attention kernels so that ``torch.func``
+transforms (``vmap`` over ``grad``) give exact per-example gradients.
+
+Shapes: ``tokens`` (B, L) int64, ``mask`` (B, L) bool, True where a token is
+real. The loss of one example is the mean next-token cross-entropy over target
+positions t = 1..L-1 whose target token is real and, when a ``loss_mask`` is
+given, selected by it (queries use it to score only the generated part).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aria.tokenize import PAD, VOCAB_SIZE
+
+__all__ = ["ModelConfig", "MusicTransformer", "per_example_loss", "batch_loss"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 256
+    max_len: int = 256
+    vocab_size: int = VOCAB_SIZE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ff1 = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.ff2 = nn.Linear(cfg.d_ff, cfg.d_model)
+
+    def forward(self, x):
+        B, L, D = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+        q = q.reshape(B, L, h, D // h).transpose(1, 2)
+        k = k.reshape(B, L, h, D // h).transpose(1, 2)
+        v = v.reshape(B, L, h, D // h).transpose(1, 2)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(D // h)
+        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, L, D)
+        x = x + self.proj(y)
+        return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
+
+
+class MusicTransformer(nn.Module):
+    """Decoder-only transformer over performance-event tokens.
+
+    ``forward(tokens)`` maps (B, L) token ids to (B, L, vocab) logits.
+    """
+
+    def __init__(self, cfg: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.blocks = nn.ModuleList([_Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, tokens):
+        L = tokens.shape[-1]
+        x = self.embed(tokens) + self.pos(torch.arange(L, device=tokens.device))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln_f(x))
+
+
+def _target_weights(tokens, mask, loss_mask):
+    w = mask[..., 1:] & (tokens[..., 1:] != PAD)
+    if loss_mask is not None:
+        w = w & loss_mask[..., 1:]
+    return w.to(torch.float32)
+
+
+def per_example_loss(logits, tokens, mask, loss_mask=None):
+    """Mean next-token cross-entropy per example.
+
+    Parameters
+    ----------
+    logits : (B, L, V) float; tokens : (B, L) int64; mask, loss_mask : (B, L) bool
+
+    Returns
+    -------
+    loss : (B,) float. An example with no target position has loss 0.
+    """
+    ce = F.cross_entropy(logits[..., :-1, :].transpose(-1, -2), tokens[..., 1:], reduction="none")
+    w = _target_weights(tokens, mask, loss_mask)
+    return (ce * w).sum(-1) / w.sum(-1).clamp(min=1.0)
+
+
+def batch_loss(model, tokens, mask, loss_mask=None):
+    """Mean of :func:`per_example_loss` over the batch (the training objective)."""
+    return per_example_loss(model(tokens), tokens, mask, loss_mask).mean()

@@ -1,0 +1,178 @@
+"""Report tables and figures (strings and PNG bytes; the CLI writes the files).
+
+The main table has one row per method: the reliability diagnostics r1, r2_5,
+c_bar, rho_bar (SPEC §4, lower = more query-dependent) followed by, for every
+channel, mu_z / Pos / Sig at K = main_k (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import numpy as np
+
+__all__ = ["DIAG_KEYS", "METHOD_LABELS", "main_table", "markdown_report", "html_report",
+           "k_sweep_figure", "spectrum_figure"]
+
+DIAG_KEYS = ("r1", "r2_5", "c_bar", "rho_bar")
+DIAG_LABELS = {"r1": "r₁", "r2_5": "r₂:₅", "c_bar": "c̄", "rho_bar": "ρ̄"}
+METHOD_LABELS = {"trak": "TRAK", "tracin": "TracIn", "gradcos": "Grad-Cos", "graddot": "GradDot"}
+
+
+def _fmt(x, spec):
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def main_table(diags: dict, homs: dict, *, main_k: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """Rows of the main table.
+
+    Parameters
+    ----------
+    diags : method -> dict with DIAG_KEYS
+    homs : method -> homogeneity document (``by_k[str(K)]["summary"][channel]``)
+
+    Returns
+    -------
+    (header, rows, channels): header labels, one row of strings per method,
+    and the channel order.
+    """
+    methods = list(diags)
+    channels = list(next(iter(homs.values()))["channels"])
+    header = ["Method"] + [DIAG_LABELS[k] for k in DIAG_KEYS]
+    for c in channels:
+        header += [f"{c} μz", f"{c} Pos", f"{c} Sig"]
+    rows = []
+    for m in methods:
+        row = [METHOD_LABELS.get(m, m)] + [_fmt(diags[m][k], ".3f") for k in DIAG_KEYS]
+        summ = homs[m]["by_k"][str(main_k)]["summary"]
+        for c in channels:
+            s = summ[c]
+            row += [_fmt(s["mu_z"], "+.2f"), _fmt(s["pos"] * 100, ".0f") + "%",
+                    _fmt(s["sig"] * 100, ".0f") + "%"]
+        rows.append(row)
+    return header, rows, channels
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def k_sweep_figure(homs: dict) -> bytes:
+    """PNG: mu_z against K, one panel per channel, one line per method."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channels = list(next(iter(homs.values()))["channels"])
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.1 * len(channels), 3.0), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, c in zip(axes, channels):
+        for m, h in homs.items():
+            ks = sorted(int(k) for k in h["by_k"])
+            ax.plot(ks, [h["by_k"][str(k)]["summary"][c]["mu_z"] for k in ks], marker="o",
+                    label=METHOD_LABELS.get(m, m))
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axhline(1.645, color="grey", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_title(c)
+        ax.set_xlabel("K")
+    axes[0].set_ylabel("mean z (μz)")
+    axes[-1].legend(fontsize=8, loc="best")
+    fig.suptitle("Within-group homogeneity against K (dotted: z = 1.645)", fontsize=10)
+    return _png(fig)
+
+
+def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
+    """PNG: share of Frobenius energy per singular value, first ``n``, per method."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for m, d in diags.items():
+        e = np.asarray(d["energy"][:n])
+        ax.plot(np.arange(1, len(e) + 1), e, marker=".", label=METHOD_LABELS.get(m, m))
+    ax.set_yscale("log")
+    ax.set_xlabel("singular value index i")
+    ax.set_ylabel("σᵢ² / ‖S‖²_F")
+    ax.set_title("Singular-value spectrum of each score matrix", fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def markdown_report(title: str, header, rows, *, main_k: int, notes: list[str]) -> str:
+    lines = [f"# {title}", "", f"Main table (homogeneity at K = {main_k}).", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += [""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#222;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.sub{color:#666;margin-top:0}
+table{border-collapse:collapse;font-size:.9rem;font-variant-numeric:tabular-nums}
+th,td{padding:.35rem .55rem;text-align:right;border-bottom:1px solid #eee}
+th{background:#f5f6f8;position:sticky;top:0}
+td:first-child,th:first-child{text-align:left;font-weight:600}
+tr.grp th{background:#e9ecf1;text-align:center}
+td.sep,th.sep{border-left:2px solid #ccd}
+.pos{color:#0a6b2d}.neg{color:#9b1c1c}
+figure{margin:1rem 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:.85rem}
+ul.notes{font-size:.9rem;color:#444}
+details{margin:.3rem 0} code{background:#f3f3f3;padding:0 .2rem}
+"""
+
+
+def html_report(title: str, header, rows, channels, *, main_k: int, figures: dict[str, bytes],
+                notes: list[str], evidence: list[tuple[str, list[list[str]]]]) -> str:
+    """Self-contained HTML (figures embedded as base64 PNG)."""
+    n_diag = len(DIAG_KEYS)
+    grp = (f'<tr class="grp"><th></th><th colspan="{n_diag}">Reliability (lower = more query-dependent)</th>'
+           + "".join(f'<th class="sep" colspan="3">{html.escape(c)}</th>' for c in channels) + "</tr>")
+    sub = ("<tr><th>Method</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in header[1:1 + n_diag])
+           + "".join('<th class="sep">μz</th><th>Pos</th><th>Sig</th>' for _ in channels) + "</tr>")
+    body = []
+    for r in rows:
+        cells = [f"<td>{html.escape(r[0])}</td>"] + [f"<td>{v}</td>" for v in r[1:1 + n_diag]]
+        for i, v in enumerate(r[1 + n_diag:]):
+            cls = []
+            if i % 3 == 0:
+                cls.append("sep")
+                if v.startswith("+"):
+                    cls.append("pos")
+                elif v.startswith("-"):
+                    cls.append("neg")
+            cells.append(f'<td class="{" ".join(cls)}">{html.escape(v)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    figs = "".join(
+        f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, png in figures.items())
+    ev = []
+    for qid, top in evidence:
+        lis = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in t) + "</tr>" for t in top)
+        ev.append(f"<details><summary><code>{html.escape(qid)}</code></summary>"
+                  f"<table><tr><th>method</th><th>top-{main_k} training segments</th></tr>{lis}</table></details>")
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="sub">Reliability diagnostics of each score matrix (SPEC §4) and within-group musical
+homogeneity of each query's top-{main_k} attributed training segments against random groups (SPEC §6).</p>
+<h2>Main table</h2>
+<table>{grp}{sub}{''.join(body)}</table>
+<ul class="notes">{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>
+<h2>Figures</h2>{figs}
+<h2>Per-query evidence</h2>{''.join(ev)}
+</body></html>
+"""

@@ -1,0 +1,128 @@
+"""Training of the symbolic model and autoregressive generation of queries.
+
+Pure in-memory functions: arrays in, state dicts and arrays out. Saving and
+loading checkpoints is :mod:`aria.io.checkpoints`' job.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aria.model import ModelConfig, MusicTransformer, batch_loss
+
+__all__ = ["seed_everything", "train_model", "generate"]
+
+
+def seed_everything(random_state: int) -> torch.Generator:
+    """Seed torch's global RNG (weight init) and return a data-order generator."""
+    torch.manual_seed(int(random_state))
+    return torch.Generator().manual_seed(int(random_state))
+
+
+def _lr_at(step: int, total: int, lr: float, min_ratio: float) -> float:
+    """Cosine decay from ``lr`` to ``lr * min_ratio`` over ``total`` steps."""
+    frac = step / max(total, 1)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epochs: int,
+                lr: float, batch_size: int, n_checkpoints: int, random_state: int,
+                weight_decay: float = 0.01, min_lr_ratio: float = 0.1,
+                progress: bool = False, desc: str = "train") -> dict:
+    """Train a :class:`MusicTransformer` on token blocks with AdamW.
+
+    Parameters
+    ----------
+    tokens : int array (N, L); mask : bool array (N, L)
+    cfg : ModelConfig; epochs, batch_size : int; lr : float (peak learning rate)
+    n_checkpoints : int
+        Checkpoints saved at evenly spaced epochs, the last one after the final
+        epoch (TracIn's checkpoints).
+    random_state : int
+        Seeds weight initialisation and data order.
+
+    Returns
+    -------
+    dict with ``final`` (state dict), ``checkpoints`` (list of dicts with
+    ``epoch``, ``lr`` — the learning rate in force when it was saved — and
+    ``state``) and ``losses`` (mean training loss per epoch).
+    """
+    if n_checkpoints < 1 or n_checkpoints > epochs:
+        raise ValueError(f"n_checkpoints must be in 1..epochs ({epochs}), got {n_checkpoints}")
+    gen = seed_everything(random_state)
+    model = MusicTransformer(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    X = torch.as_tensor(tokens, dtype=torch.long)
+    M = torch.as_tensor(mask, dtype=torch.bool)
+    n = len(X)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = epochs * steps_per_epoch
+    ckpt_epochs = sorted({round(epochs * (i + 1) / n_checkpoints) for i in range(n_checkpoints)})
+    out = {"checkpoints": [], "losses": []}
+    step = 0
+    bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=2.0)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        tot = 0.0
+        for b in range(steps_per_epoch):
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            cur_lr = _lr_at(step, total, lr, min_lr_ratio)
+            for g in opt.param_groups:
+                g["lr"] = cur_lr
+            loss = batch_loss(model, X[idx], M[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            tot += float(loss) * len(idx)
+            step += 1
+            bar.update(1)
+        out["losses"].append(tot / n)
+        bar.set_postfix(loss=f"{tot / n:.3f}")
+        if epoch in ckpt_epochs:
+            out["checkpoints"].append({
+                "epoch": epoch,
+                "lr": _lr_at(step - 1, total, lr, min_lr_ratio),
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            })
+    bar.close()
+    out["final"] = out["checkpoints"][-1]["state"]
+    return out
+
+
+@torch.no_grad()
+def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
+             temperature: float, random_state: int, top_k: int = 0) -> np.ndarray:
+    """Sample continuations of equal-length prompts.
+
+    Parameters
+    ----------
+    prompts : int array (Q, P); length : int, total tokens per output (> P)
+    temperature : float > 0; top_k : int, 0 = sample the full distribution
+    random_state : int, seeds the sampler
+
+    Returns
+    -------
+    int64 array (Q, length): prompt followed by the sampled tokens. PAD is never
+    sampled.
+    """
+    from aria.tokenize import PAD
+    model.eval()
+    gen = torch.Generator().manual_seed(int(random_state))
+    x = torch.as_tensor(prompts, dtype=torch.long)
+    if x.shape[1] >= length:
+        raise ValueError(f"prompt length {x.shape[1]} must be shorter than length {length}")
+    while x.shape[1] < length:
+        logits = model(x)[:, -1, :] / float(temperature)
+        logits[:, PAD] = float("-inf")
+        if top_k:
+            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
+        x = torch.cat([x, nxt], dim=1)
+    return x.numpy()

@@ -1,0 +1,62 @@
+# Validation and helpers shared by every stage. Conventions:
+# - every rule writes its log to {RESULTS}/logs/<rule>/...; expensive rules
+#   also write a benchmark to {RESULTS}/benchmarks/<rule>/...
+# - each rule passes only the config values it depends on through `params`,
+#   so changing one method's parameter reruns that method's jobs and nothing else.
+import json
+
+from aria.config import validate_config
+from aria.corpus import quotas
+
+validate_config(config, source="config (config.yaml and --config/--configfile overrides)")
+
+RESULTS = f"results/{config['experiment']}"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+ENV = "../envs/aria.yaml"
+METHODS = list(config["methods"]["run"])
+N_CHECKPOINTS = config["methods"]["tracin"]["checkpoints"] if "tracin" in METHODS else 1
+ENSEMBLE = config["methods"]["trak"]["ensemble"] if "trak" in METHODS else 1
+
+
+def jparams(**kw):
+    """Parameters of a job as one JSON string (compared by Snakemake's params trigger)."""
+    return json.dumps(kw, sort_keys=True)
+
+
+def corpus_manifest():
+    if config["corpus"]["kind"] == "demo":
+        return f"{RESULTS}/corpus/manifest.csv"
+    return config["corpus"]["midi_folder"]["manifest"]
+
+
+def corpus_root():
+    if config["corpus"]["kind"] == "demo":
+        return f"{RESULTS}/corpus"
+    return config["corpus"]["midi_folder"]["root"]
+
+
+def feature_store(m, c):
+    return f"{RESULTS}/features/m{m}_c{c}.zarr"
+
+
+def method_feature_stores(method):
+    """The projected-feature stores a scoring method reads (SPEC §2)."""
+    if method == "trak":
+        return [feature_store(m, N_CHECKPOINTS) for m in range(ENSEMBLE)]
+    if method == "tracin":
+        return [feature_store(0, c) for c in range(1, N_CHECKPOINTS + 1)]
+    return [feature_store(0, N_CHECKPOINTS)]
+
+
+def method_params(method):
+    p = dict(config["methods"].get(method, {}))
+    p.pop("ensemble", None)  # expressed through the input stores
+    p.pop("checkpoints", None)
+    return jparams(row_chunk=config.get("score_row_chunk", 4096), **p)
+
+
+def model_params(m):
+    mc = config["model"]
+    return jparams(seed=config["seeds"]["train"] + int(m), n_checkpoints=N_CHECKPOINTS,
+                   block_tokens=config["segments"]["block_tokens"], **mc)

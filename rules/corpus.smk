@@ -1,0 +1,62 @@
+# Corpus and segments: MIDI tracks -> manifest -> 256-token training segments and
+# eval prompts. The demo corpus is built one music21 collection per job.
+
+
+def demo_collection_params(w):
+    d = config["corpus"]["demo"]
+    cols = d["collections"]
+    i = cols.index(w.collection)
+    n_pieces = quotas(d["n_train"] + d["n_eval"], len(cols))[i]
+    n_eval = quotas(d["n_eval"], len(cols))[i]
+    return jparams(seed=config["seeds"]["corpus"], index=i, collection=w.collection,
+                   n_pieces=n_pieces, n_eval=n_eval, max_duration_s=d["max_duration_s"])
+
+
+rule demo_collection:
+    output:
+        part=directory(f"{RESULTS}/corpus/{{collection}}"),
+    log:
+        f"{LOGS}/demo_collection/{{collection}}.log",
+    benchmark:
+        f"{BENCH}/demo_collection/{{collection}}.tsv"
+    params:
+        args=demo_collection_params,
+    conda:
+        ENV
+    shell:
+        "aria demo-collection --out-dir {output.part} --params {params.args:q} > {log} 2>&1"
+
+
+rule demo_corpus:
+    input:
+        parts=expand(f"{RESULTS}/corpus/{{collection}}",
+                     collection=config["corpus"].get("demo", {}).get("collections", [])),
+    output:
+        manifest=f"{RESULTS}/corpus/manifest.csv",
+    log:
+        f"{LOGS}/demo_corpus.log",
+    conda:
+        ENV
+    shell:
+        "aria merge-manifests --parts {input.parts} --out {output.manifest} > {log} 2>&1"
+
+
+rule segments:
+    input:
+        manifest=corpus_manifest(),
+    output:
+        train=f"{RESULTS}/segments/train.npz",
+        eval=f"{RESULTS}/segments/eval_prompts.npz",
+        csv=f"{RESULTS}/segments/segments.csv",
+    log:
+        f"{LOGS}/segments.log",
+    benchmark:
+        f"{BENCH}/segments.tsv"
+    params:
+        args=jparams(root=corpus_root(), block_tokens=config["segments"]["block_tokens"],
+                     prompt_tokens=config["queries"]["prompt_tokens"]),
+    conda:
+        ENV
+    shell:
+        "aria segments --manifest {input.manifest} --params {params.args:q} "
+        "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} > {log} 2>&1"

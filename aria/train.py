@@ -79,7 +79,7 @@ def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epoch
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
             step += 1
             bar.update(1)
         out["losses"].append(tot / n)

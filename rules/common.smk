@@ -24,6 +24,16 @@ def jparams(**kw):
     return json.dumps(kw, sort_keys=True)
 
 
+def demo_collection_params(w):
+    d = config["corpus"]["demo"]
+    cols = d["collections"]
+    i = cols.index(w.collection)
+    n_pieces = quotas(d["n_train"] + d["n_eval"], len(cols))[i]
+    n_eval = quotas(d["n_eval"], len(cols))[i]
+    return jparams(seed=config["seeds"]["corpus"], index=i, collection=w.collection,
+                   n_pieces=n_pieces, n_eval=n_eval, max_duration_s=d["max_duration_s"])
+
+
 def corpus_manifest():
     if config["corpus"]["kind"] == "demo":
         return f"{RESULTS}/corpus/manifest.csv"

@@ -2,16 +2,6 @@
 # eval prompts. The demo corpus is built one music21 collection per job.
 
 
-def demo_collection_params(w):
-    d = config["corpus"]["demo"]
-    cols = d["collections"]
-    i = cols.index(w.collection)
-    n_pieces = quotas(d["n_train"] + d["n_eval"], len(cols))[i]
-    n_eval = quotas(d["n_eval"], len(cols))[i]
-    return jparams(seed=config["seeds"]["corpus"], index=i, collection=w.collection,
-                   n_pieces=n_pieces, n_eval=n_eval, max_duration_s=d["max_duration_s"])
-
-
 rule demo_collection:
     output:
         part=directory(f"{RESULTS}/corpus/{{collection}}"),

@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   -- bootstrap .venv, then run the whole workflow on the embedded demo
+#   make test   -- bootstrap .venv, then run the test suite
+# Python 3.11 is required (python3.11 or python3 on PATH).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+# Debian packages the demo needs (headless Chromium renders the report to PNG in tests).
+DEB_PKGS := chromium
+
+.PHONY: demo test venv deb lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools<81" wheel
+	# torch first, pinned to the local CPU wheel, so nothing pulls an unpinned CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+deb:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "optional: install$$missing with: sudo apt-get install -y$$missing"; fi
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP) deb
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q
+
+lint: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_reliability.py
+	$(BIN)/python bench/bench_projection.py
+
+clean:
+	rm -rf results/ .snakemake/

@@ -1,0 +1,98 @@
+"""Bad input gets a clear error naming the file and the problem; nothing half-written."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aria.cli import main
+from aria.io.midi import write_midi
+from aria.io.stores import ScoreWriter
+from aria.notes import make_notes
+
+SEG_PARAMS = json.dumps({"root": None, "block_tokens": 32, "prompt_tokens": 8})
+
+
+def _corpus(tmp_path, n=4):
+    (tmp_path / "midi").mkdir()
+    rows = []
+    for i in range(n):
+        notes = make_notes(np.arange(16) * 0.25, np.arange(16) * 0.25 + 0.2, 60 + i + np.arange(16) % 5, 70)
+        write_midi(tmp_path / "midi" / f"t{i}.mid", notes)
+        rows.append(dict(track_id=f"t{i}", path=f"midi/t{i}.mid", genre="g", split="eval" if i == 0 else "train"))
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    return tmp_path / "manifest.csv"
+
+
+def _segments(tmp_path, manifest):
+    out = tmp_path / "out"
+    return main(["segments", "--manifest", str(manifest), "--params", SEG_PARAMS,
+                 "--out-train", str(out / "train.npz"), "--out-eval", str(out / "eval.npz"),
+                 "--out-csv", str(out / "segments.csv")]), out
+
+
+def test_user_corpus_segments_ok(tmp_path):
+    rc, out = _segments(tmp_path, _corpus(tmp_path))
+    assert rc == 0
+    seg = pd.read_csv(out / "segments.csv")
+    assert set(seg["track_id"]) == {"t1", "t2", "t3"}
+
+
+def test_corrupt_midi_names_the_file(tmp_path):
+    man = _corpus(tmp_path)
+    bad = tmp_path / "midi" / "t2.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06garbage-not-midi")
+    with pytest.raises(ValueError, match=r"t2\.mid"):
+        _segments(tmp_path, man)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_manifest_naming_missing_file(tmp_path):
+    man = _corpus(tmp_path)
+    (tmp_path / "midi" / "t3.mid").unlink()
+    with pytest.raises(ValueError, match=r"manifest\.csv: 1 file\(s\) named in the manifest do not exist: t3 -> .*t3\.mid"):
+        _segments(tmp_path, man)
+
+
+def test_manifest_bad_split_and_columns(tmp_path):
+    man = _corpus(tmp_path)
+    df = pd.read_csv(man)
+    df.loc[1, "split"] = "training"
+    df.to_csv(man, index=False)
+    with pytest.raises(ValueError, match=r"split must be 'train' or 'eval'.*t1"):
+        _segments(tmp_path, man)
+    df.drop(columns=["genre"]).to_csv(man, index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['genre'\]"):
+        _segments(tmp_path, man)
+
+
+def test_nan_scores_never_reach_disk(tmp_path):
+    path = tmp_path / "scores" / "m.zarr"
+    block = np.ones((5, 3), np.float32)
+    block[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"m\.zarr: non-finite score at row 2, column 1"):
+        with ScoreWriter(path, [f"r{i}" for i in range(5)], ["a", "b", "c"]) as w:
+            w.write(0, block)
+    assert not path.exists()
+    assert list((tmp_path / "scores").iterdir()) == []  # no temporary left behind
+
+
+def test_score_writer_requires_every_row(tmp_path):
+    path = tmp_path / "s.zarr"
+    with pytest.raises(RuntimeError, match="wrote 2 score rows, expected 5"):
+        with ScoreWriter(path, [f"r{i}" for i in range(5)], ["a"]) as w:
+            w.write(0, np.zeros((2, 1)))
+    assert not path.exists()
+
+
+def test_diagnostics_nan_store_names_it(tmp_path):
+    import zarr
+    path = tmp_path / "s.zarr"
+    with ScoreWriter(path, [f"r{i}" for i in range(6)], ["a", "b"]) as w:
+        w.write(0, np.arange(12, dtype=np.float32).reshape(6, 2))
+    zarr.open_group(str(path), mode="r+")["scores"][3, 0] = np.inf
+    out = tmp_path / "d.json"
+    with pytest.raises(ValueError, match=r"s\.zarr"):
+        main(["diagnostics", "--scores", str(path), "--out", str(out)])
+    assert not out.exists()

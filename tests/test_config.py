@@ -1,0 +1,62 @@
+"""The config schema accepts the shipped configs and names every unknown key."""
+
+import copy
+
+import jsonschema
+import pytest
+import yaml
+
+from aria.config import ConfigError, load_schema, validate_config
+
+from conftest import REPO
+
+
+def _load(name):
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def test_schema_is_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(load_schema())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "tests/data/config_tiny.yaml"])
+def test_shipped_configs_validate(name):
+    validate_config(_load(name))
+
+
+@pytest.mark.parametrize("path, key", [
+    (("methods", "trak"), "lamda"),
+    ((), "experimnet"),
+    (("seeds",), "nul"),
+    (("homogeneity",), "K"),
+])
+def test_unknown_keys_are_named(path, key):
+    cfg = copy.deepcopy(_load("config.yaml"))
+    node = cfg
+    for p in path:
+        node = node[p]
+    node[key] = 1
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert f"unknown key '{'.'.join([*path, key])}'" in str(err.value)
+
+
+def test_every_random_choice_has_a_seed():
+    seeds = load_schema()["properties"]["seeds"]
+    assert set(seeds["required"]) == set(seeds["properties"]) == {
+        "corpus", "train", "queries", "projection", "null_groups"}
+
+
+def test_cross_field_checks():
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["homogeneity"]["main_k"] = 7
+    with pytest.raises(ConfigError, match="main_k"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["model"]["n_heads"] = 3
+    with pytest.raises(ConfigError, match="divisible"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["device"] = "gpu"
+    with pytest.raises(ConfigError, match="device"):
+        validate_config(cfg)

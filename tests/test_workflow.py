@@ -1,0 +1,119 @@
+"""End-to-end: the real workflow on a tiny corpus, its rerun scope, its outputs."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from aria.io.stores import open_scores, read_features
+from aria.scores import score_blocks
+
+from conftest import REPO, run_snakemake
+
+
+def dry_run_jobs(workdir, config: dict) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run with ``config`` would execute."""
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
+    out = run_snakemake(workdir, "-n", "--configfile", "changed.yaml").stdout
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            if rule is not None:
+                jobs.add((rule, ""))
+            rule = m.group(1)
+            continue
+        m = re.match(r"^\s+wildcards: (.*)$", line)
+        if m and rule is not None:
+            jobs.add((rule, m.group(1).strip()))
+            rule = None
+    if rule is not None:
+        jobs.add((rule, ""))
+    return {j for j in jobs if j[0] != "all"}
+
+
+def tiny_config():
+    return yaml.safe_load((REPO / "tests" / "data" / "config_tiny.yaml").read_text())
+
+
+def test_outputs_and_report(tiny_run):
+    res = tiny_run / "results" / "tiny"
+    summary = json.loads((res / "summary.json").read_text())
+    assert set(summary["methods"]) == {"trak", "tracin", "gradcos", "graddot"}
+    assert summary["channels"] == ["melody", "harmony", "rhythm", "dynamic", "texture"]
+    for m, s in summary["methods"].items():
+        assert 0 <= s["r1"] <= 1 and 0 <= s["r2_5"] <= 1 and s["r1"] + s["r2_5"] <= 1 + 1e-9
+        assert 0 <= s["c_bar"] <= 1 and 0 <= s["rho_bar"] <= 1
+    html = (res / "report.html").read_text()
+    for label in ("TRAK", "TracIn", "Grad-Cos", "GradDot", "melody", "texture", "data:image/png;base64"):
+        assert label in html
+    # every rule wrote its log
+    logs = list((res / "logs").rglob("*.log"))
+    assert len(logs) >= 10 and all(p.stat().st_size > 0 for p in logs)
+
+
+def test_score_store_matches_features(tiny_run):
+    """The stored TRAK matrix is the SPEC formula applied to the cached feature stores."""
+    res = tiny_run / "results" / "tiny"
+    cfg = tiny_config()
+    feats = [read_features(res / "features" / f"m{m}_c2.zarr") for m in range(2)]
+    S, rows, cols = open_scores(res / "scores" / "trak.zarr")
+    lam = cfg["methods"]["trak"]["lambda"]
+    ref = np.mean([f["train"].astype(np.float64)
+                   @ np.linalg.inv(f["train"].T.astype(np.float64) @ f["train"] + lam * np.eye(f["train"].shape[1]))
+                   @ f["query"].T.astype(np.float64) for f in feats], axis=0)
+    np.testing.assert_allclose(S[:], ref, rtol=2e-3, atol=1e-4 * np.abs(ref).max())
+    assert list(rows) == list(feats[0]["train_ids"]) and list(cols) == list(feats[0]["query_ids"])
+
+
+def test_rerun_scope_trak_lambda(tiny_run):
+    """Changing only TRAK's lambda reruns TRAK scoring and what depends on it, nothing else."""
+    cfg = tiny_config()
+    cfg["methods"]["trak"]["lambda"] = 0.5
+    assert dry_run_jobs(tiny_run, cfg) == {
+        ("score", "method=trak"), ("diagnostics", "method=trak"),
+        ("homogeneity", "method=trak"), ("report", ""),
+    }
+
+
+def test_rerun_scope_projection_k(tiny_run):
+    """Changing k reruns every projection and every method, but not training or features."""
+    cfg = tiny_config()
+    cfg["projection"]["k"] = 16
+    jobs = dry_run_jobs(tiny_run, cfg)
+    rules = {r for r, _ in jobs}
+    assert rules == {"project_gradients", "score", "diagnostics", "homogeneity", "report"}
+    assert {w for r, w in jobs if r == "project_gradients"} == {"m=0, c=1", "m=0, c=2", "m=1, c=2"}
+
+
+def test_unchanged_config_is_up_to_date(tiny_run):
+    assert dry_run_jobs(tiny_run, tiny_config()) == set()
+
+
+def test_config_typo_is_rejected(tmp_path):
+    cfg = tiny_config()
+    cfg["methods"]["trak"]["lamda"] = cfg["methods"]["trak"].pop("lambda")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_snakemake(tmp_path, "-n", check=False)
+    assert res.returncode != 0
+    text = res.stdout + res.stderr
+    assert "unknown key 'methods.trak.lamda'" in text
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (make deb)")
+def test_report_renders_in_browser(tiny_run, tmp_path):
+    """Headless Chromium renders report.html to a non-blank PNG."""
+    png = tmp_path / "report.png"
+    html = tiny_run / "results" / "tiny" / "report.html"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'prof'}", "--window-size=1400,1600",
+                    f"--screenshot={png}", html.as_uri()], check=True, capture_output=True, timeout=120)
+    from PIL import Image
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert img.shape[0] >= 1000 and img.std() > 10  # not a blank page

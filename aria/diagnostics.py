@@ -1,0 +1,486 @@
+"""Reliability diagnostics of a score matrix (SPEC §4), in one streaming pass.
+
+For an N x Q score matrix S (N training rows, Q queries) this module computes
+the four numbers of the paper's reliability table, in order
+
+* ``r1``     = sigma_1^2 / ||S||_F^2, energy share of the leading singular axis;
+* ``r2_5``   = sum_{i=2..5} sigma_i^2 / ||S||_F^2 (fewer than 5 axes: those
+  that exist);
+* ``c_bar``  = (1/Q) sum_q (sum_j S[j,q])^2 / (N sum_j S[j,q]^2), the mean share
+  of a column's energy carried by its mean;
+* ``rho_bar`` = 2/(Q(Q-1)) sum_{a<b} |corr(S[:,a], S[:,b])|, the mean absolute
+  Pearson correlation between queries.
+
+All four follow from the Q x Q Gram matrix G = S^T S, the column sums and the
+column sums of squares, which :func:`gram_stats` accumulates in a single pass
+over row chunks of S; S itself is never held in memory (a score store of
+200 000 x 1 000 float32 is 0.8 GB; the statistics are two Q x Q float64
+matrices).
+
+Numerics
+--------
+Score columns often carry a large per-query offset (e.g. 1e4 plus noise of
+1e-2). The naive centred Gram ``G - N mu mu^T`` then cancels catastrophically.
+Instead each chunk is converted to float64, centred on its own column means,
+and its centred Gram is merged into the running one with the pairwise update
+of Chan, Golub & LeVeque (1979)::
+
+    delta = mean_b - mean_a
+    M2    = M2_a + M2_b + delta delta^T * n_a n_b / (n_a + n_b)
+    mean  = mean_a + delta * n_b / (n_a + n_b)
+
+The raw Gram is recovered at the end as ``G = M2 + N mu mu^T`` (a sum of
+non-negative-definite terms, no cancellation), and likewise
+``colsumsq = diag(M2) + N mu^2``.  The per-chunk product ``X^T X`` is a float64
+BLAS call (numpy dispatches ``a.T @ a`` to ``syrk``).
+
+Conventions
+-----------
+* A *constant column* (zero variance, up to float64 round-off: a column whose
+  centred sum of squares is below ``(32 eps)^2`` times its raw sum of squares)
+  has all its correlations defined as 0. Its pairs still count in the
+  Q(Q-1)/2 pairs averaged by ``rho_bar``.
+* An *all-zero column* contributes 0 to ``c_bar`` (its 0/0 term is defined as
+  0); it is also a constant column for ``rho_bar``.
+* Non-finite values (NaN, +-Inf) anywhere in S raise :class:`ValueError`
+  naming the source (the store path, or ``"array"`` for in-memory input) and the
+  first bad row.
+* ``reliability`` needs N >= 2 and Q >= 2 (correlations are undefined
+  otherwise) and a matrix that is not all zero (energy ratios are 0/0).
+* Singular vectors from :func:`leading_axes` are sign-normalised so that each
+  ``v[:, i]`` has a non-negative sum (ties broken by making its largest-magnitude
+  entry positive); ``u[:, i] = S v[:, i] / sigma_i`` then follows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from aria.io.stores import iter_row_chunks, open_scores
+
+__all__ = [
+    "GramStats",
+    "LeadingAxes",
+    "gram_stats",
+    "reliability",
+    "reliability_from_stats",
+    "leading_axes",
+    "default_row_chunk",
+]
+
+#: Target number of matrix elements per streamed chunk when the caller gives no
+#: ``row_chunk`` (4 Mi elements = 32 MiB as float64).
+TARGET_CHUNK_ELEMENTS = 1 << 22
+
+# Relative threshold below which a column counts as constant: centred sum of
+# squares <= _CONST_RTOL * raw sum of squares.
+_CONST_RTOL = (32.0 * np.finfo(np.float64).eps) ** 2
+
+
+@dataclass(frozen=True, eq=False)
+class GramStats:
+    """Second-moment statistics of an N x Q matrix S, accumulated in one pass.
+
+    Attributes
+    ----------
+    n, q : int
+        Shape of S.
+    mean : ndarray, shape (Q,), float64
+        Column means.
+    cgram : ndarray, shape (Q, Q), float64
+        Centred Gram ``sum_j (S[j] - mean)^T (S[j] - mean)`` (symmetric).
+    gram : ndarray, shape (Q, Q), float64
+        Raw Gram ``G = S^T S = cgram + n mean mean^T`` (symmetric).
+    colsum : ndarray, shape (Q,), float64
+        Column sums ``sum_j S[j, q] = n * mean``.
+    colsumsq : ndarray, shape (Q,), float64
+        Column sums of squares ``sum_j S[j, q]^2 = diag(G)``.
+    source : str
+        Where S came from: a store path, or ``"array"``.
+    row_chunk : int
+        Rows per streamed chunk.
+    n_chunks : int
+        Number of chunks read.
+    """
+
+    n: int
+    q: int
+    mean: np.ndarray
+    cgram: np.ndarray
+    gram: np.ndarray
+    colsum: np.ndarray
+    colsumsq: np.ndarray
+    source: str
+    row_chunk: int
+    n_chunks: int
+
+    @property
+    def frobenius_sq(self) -> float:
+        """``||S||_F^2 = tr G``."""
+        return float(self.colsumsq.sum())
+
+    def eigvals(self) -> np.ndarray:
+        """Squared singular values of S, descending: shape (Q,), float64.
+
+        Eigenvalues of G from :func:`numpy.linalg.eigvalsh`, round-off
+        negatives clipped to 0. Only the first ``min(N, Q)`` can be non-zero.
+        """
+        lam = np.linalg.eigvalsh(self.gram)[::-1]
+        return np.clip(lam, 0.0, None)
+
+
+class LeadingAxes(NamedTuple):
+    """Leading singular triplets of S: ``S ~ u @ diag(sigma) @ v.T``.
+
+    sigma : ndarray, shape (n,)   singular values, descending
+    v     : ndarray, shape (Q, n) right singular vectors (query loadings)
+    u     : ndarray, shape (N, n) left singular vectors (training-row scores)
+    """
+
+    sigma: np.ndarray
+    v: np.ndarray
+    u: np.ndarray
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _array_name(arr: Any) -> str:
+    """Best human-readable location of a zarr (or other lazy) array."""
+    store = getattr(arr, "store", None)
+    root = getattr(store, "root", None)
+    if root is not None:
+        path = getattr(arr, "path", "") or ""
+        return str(Path(str(root)) / path) if path else str(root)
+    store_path = getattr(arr, "store_path", None)
+    if store_path is not None:
+        return str(store_path)
+    return "array"
+
+
+def _resolve(S: Any) -> tuple[Any, str]:
+    """Return ``(array_like, source_name)`` for a path, zarr array or ndarray."""
+    if isinstance(S, GramStats):
+        raise TypeError("got GramStats; use reliability_from_stats(stats) instead")
+    if isinstance(S, (str, os.PathLike)):
+        arr, _, _ = open_scores(S)
+        return arr, str(S)
+    if isinstance(S, np.ndarray):
+        return S, "array"
+    if hasattr(S, "shape") and hasattr(S, "__getitem__"):
+        # zarr array or another lazy array: slice it, never load it whole.
+        return S, _array_name(S)
+    return np.asarray(S), "array"
+
+
+def _check_shape(arr: Any, source: str) -> tuple[int, int]:
+    shape = tuple(arr.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{source}: score matrix must be 2-D (N, Q), got shape {shape}")
+    n, q = (int(s) for s in shape)
+    if n == 0 or q == 0:
+        raise ValueError(f"{source}: empty score matrix, shape {shape}")
+    dtype = np.dtype(getattr(arr, "dtype", np.float64))
+    if dtype.kind not in "biuf":
+        raise ValueError(f"{source}: score matrix must be real numeric, got dtype {dtype}")
+    return n, q
+
+
+def default_row_chunk(arr: Any) -> int:
+    """Rows per streamed chunk when the caller gives none.
+
+    About :data:`TARGET_CHUNK_ELEMENTS` elements per chunk, rounded to a whole
+    number of the store's row chunks (at least one), so that every stored
+    chunk is decompressed exactly once. In-memory arrays: the target alone.
+    """
+    n, q = int(arr.shape[0]), int(arr.shape[1])
+    target = max(1, TARGET_CHUNK_ELEMENTS // max(q, 1))
+    chunks = getattr(arr, "chunks", None)
+    if chunks:
+        c = max(1, int(chunks[0]))
+        rows = c * max(1, target // c)
+    else:
+        rows = target
+    return max(1, min(rows, n))
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="chunk", desc=desc)
+
+
+def _raise_nonfinite(block: np.ndarray, start: int, source: str) -> None:
+    bad_rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    if bad_rows.size:
+        r = int(bad_rows[0])
+        c = int(np.flatnonzero(~np.isfinite(block[r]))[0])
+        raise ValueError(
+            f"{source}: non-finite score ({block[r, c]}) at row {start + r}, column {c}"
+        )
+    raise ValueError(
+        f"{source}: score chunk starting at row {start} overflows float64 "
+        "in its column sums"
+    )
+
+
+# --------------------------------------------------------------------------- pass 1
+
+
+def gram_stats(S: Any, *, row_chunk: int | None = None, progress: bool = False) -> GramStats:
+    """Accumulate G = SᵀS, column sums and sums of squares in one streaming pass.
+
+    Parameters
+    ----------
+    S : ndarray, zarr array, str or Path
+        Score matrix of shape (N, Q), or the path of a score store (see
+        :mod:`aria.io.stores`; its ``scores`` array is read).
+    row_chunk : int, optional
+        Rows per chunk read. Default: :func:`default_row_chunk`, a whole
+        number of the store's row chunks. A value that is not a multiple of
+        the store chunk makes some stored chunks be decoded twice.
+    progress : bool, default False
+        Show a tqdm progress bar over chunks.
+
+    Returns
+    -------
+    GramStats
+        ``gram`` (Q, Q), ``cgram`` (Q, Q), ``mean``/``colsum``/``colsumsq``
+        (Q,), all float64.
+
+    Raises
+    ------
+    ValueError
+        On a non-2-D, empty or non-numeric matrix, or a non-finite value
+        (the message names the source and the first bad row).
+    """
+    arr, source = _resolve(S)
+    return _accumulate(arr, source, row_chunk, progress)
+
+
+def _accumulate(arr: Any, source: str, row_chunk: int | None, progress: bool) -> GramStats:
+    n, q = _check_shape(arr, source)
+    rows = default_row_chunk(arr) if row_chunk is None else int(row_chunk)
+    if rows < 1:
+        raise ValueError(f"row_chunk must be >= 1, got {row_chunk}")
+    n_chunks = -(-n // rows)
+
+    count = 0
+    mean = np.zeros(q, dtype=np.float64)
+    m2 = np.zeros((q, q), dtype=np.float64)
+    bar = _progress(n_chunks, progress, "gram")
+    try:
+        for start, block in iter_row_chunks(arr, rows=rows):
+            x = np.array(block, dtype=np.float64)  # own float64 copy, centred in place
+            nb = x.shape[0]
+            mb = x.mean(axis=0)
+            if not np.isfinite(mb).all():
+                _raise_nonfinite(np.asarray(block), start, source)
+            x -= mb
+            m2_b = x.T @ x  # float64 syrk
+            if count == 0:
+                mean = mb
+                m2 = m2_b
+            else:
+                tot = count + nb
+                delta = mb - mean
+                m2 += m2_b
+                m2 += np.outer(delta, delta * (count * nb / tot))
+                mean = mean + delta * (nb / tot)
+            count += nb
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if count != n:  # pragma: no cover - guards a misbehaving lazy array
+        raise ValueError(f"{source}: read {count} rows, expected {n}")
+
+    m2 = 0.5 * (m2 + m2.T)
+    if not np.isfinite(m2).all():
+        raise ValueError(f"{source}: Gram matrix overflows float64 (scores too large)")
+    nmu = n * mean
+    gram = m2 + np.outer(nmu, mean)
+    gram = 0.5 * (gram + gram.T)
+    colsumsq = np.diagonal(m2) + nmu * mean
+    np.fill_diagonal(gram, colsumsq)
+    return GramStats(
+        n=n, q=q, mean=mean, cgram=m2, gram=gram, colsum=nmu, colsumsq=colsumsq,
+        source=source, row_chunk=rows, n_chunks=n_chunks,
+    )
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def reliability_from_stats(stats: GramStats) -> dict[str, float]:
+    """The four §4 diagnostics from already accumulated :class:`GramStats`.
+
+    See :func:`reliability` for the definitions and conventions.
+    """
+    n, q, src = stats.n, stats.q, stats.source
+    if q < 2:
+        raise ValueError(f"{src}: rho_bar needs at least 2 queries (columns), got Q={q}")
+    if n < 2:
+        raise ValueError(f"{src}: rho_bar needs at least 2 training rows, got N={n}")
+    total = stats.frobenius_sq
+    if not total > 0.0:
+        raise ValueError(f"{src}: score matrix is all zero; energy ratios are undefined")
+
+    lam = stats.eigvals()
+    r1 = lam[0] / total
+    r2_5 = lam[1:5].sum() / total
+
+    # c_bar: colsum^2 / (N colsumsq) = N mu^2 / (M2_qq + N mu^2); 0/0 -> 0.
+    mean_energy = n * stats.mean**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conc = np.where(stats.colsumsq > 0, mean_energy / stats.colsumsq, 0.0)
+    c_bar = float(np.clip(conc, 0.0, 1.0).mean())
+
+    # rho_bar from the centred Gram; constant columns correlate 0 with all.
+    var = np.diagonal(stats.cgram)
+    const = var <= _CONST_RTOL * stats.colsumsq
+    inv = np.zeros(q)
+    inv[~const] = 1.0 / np.sqrt(var[~const])
+    corr = stats.cgram * inv[:, None]
+    corr *= inv[None, :]
+    np.clip(corr, -1.0, 1.0, out=corr)
+    np.abs(corr, out=corr)
+    off = corr.sum() - np.trace(corr)
+    rho_bar = off / (q * (q - 1))
+
+    return {
+        "r1": float(r1),
+        "r2_5": float(r2_5),
+        "c_bar": float(c_bar),
+        "rho_bar": float(rho_bar),
+    }
+
+
+def reliability(S: Any, *, row_chunk: int | None = None, progress: bool = False) -> dict[str, float]:
+    """Reliability diagnostics of a score matrix (SPEC §4), one streaming pass.
+
+    Parameters
+    ----------
+    S : ndarray, zarr array, str or Path
+        Raw (un-normalised) score matrix, shape (N, Q), N training rows by Q
+        queries, or the path of a score store.
+    row_chunk : int, optional
+        Rows per chunk read (default: whole store chunks, ~32 MiB float64).
+    progress : bool, default False
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    dict
+        ``{"r1", "r2_5", "c_bar", "rho_bar"}`` as python floats:
+
+        * ``r1 = sigma_1^2 / ||S||_F^2``;
+        * ``r2_5 = sum_{i=2..5} sigma_i^2 / ||S||_F^2`` (fewer axes: those that
+          exist);
+        * ``c_bar = mean_q colsum_q^2 / (N colsumsq_q)``, an all-zero column's
+          term being 0;
+        * ``rho_bar = mean_{a<b} |corr(S[:,a], S[:,b])|``, a constant column's
+          correlations being 0.
+
+    Raises
+    ------
+    ValueError
+        Non-finite values (message names the store path, or ``"array"``, and
+        the first bad row); Q < 2 or N < 2 (``rho_bar`` undefined); an
+        all-zero matrix.
+    """
+    arr, source = _resolve(S)
+    n, q = _check_shape(arr, source)
+    # Fail before streaming a large store for a matrix that cannot be scored.
+    if q < 2:
+        raise ValueError(f"{source}: rho_bar needs at least 2 queries (columns), got Q={q}")
+    if n < 2:
+        raise ValueError(f"{source}: rho_bar needs at least 2 training rows, got N={n}")
+    return reliability_from_stats(_accumulate(arr, source, row_chunk, progress))
+
+
+# --------------------------------------------------------------------------- pass 2
+
+
+def leading_axes(
+    S: Any,
+    *,
+    n: int = 1,
+    row_chunk: int | None = None,
+    stats: GramStats | None = None,
+    progress: bool = False,
+) -> LeadingAxes:
+    """Leading ``n`` singular triplets of S from its Gram, plus a second pass for u.
+
+    ``sigma_i^2`` and ``v_i`` are the top eigenpairs of G = SᵀS; then
+    ``u_i = S v_i / sigma_i`` is computed in a second streaming pass.
+
+    Parameters
+    ----------
+    S : ndarray, zarr array, str or Path
+        Score matrix, shape (N, Q), or a score store path.
+    n : int, default 1
+        Number of axes, ``1 <= n <= Q``.
+    row_chunk : int, optional
+        Rows per chunk (default as in :func:`gram_stats`).
+    stats : GramStats, optional
+        Result of an earlier :func:`gram_stats` on the same S; skips pass 1.
+    progress : bool, default False
+        Show tqdm progress bars.
+
+    Returns
+    -------
+    LeadingAxes
+        ``sigma`` (n,), ``v`` (Q, n), ``u`` (N, n), float64. Each ``v[:, i]``
+        is signed to have a non-negative sum. An axis with ``sigma_i == 0``
+        (rank-deficient S) gets ``u[:, i] = 0``.
+    """
+    arr, source = _resolve(S)
+    nrows, q = _check_shape(arr, source)
+    n = int(n)
+    if not 1 <= n <= q:
+        raise ValueError(f"{source}: n must be in [1, Q={q}], got {n}")
+    if stats is None:
+        stats = _accumulate(arr, source, row_chunk, progress)
+    elif (stats.n, stats.q) != (nrows, q):
+        raise ValueError(
+            f"{source}: stats are for shape ({stats.n}, {stats.q}), S has shape ({nrows}, {q})"
+        )
+    lam, vecs = np.linalg.eigh(stats.gram)
+    order = np.argsort(lam)[::-1][:n]
+    lam = np.clip(lam[order], 0.0, None)
+    v = np.ascontiguousarray(vecs[:, order])
+    # Sign convention: non-negative column sum; ties -> largest |entry| positive.
+    sums = v.sum(axis=0)
+    tiny = np.abs(sums) <= 1e-12 * np.abs(v).sum(axis=0)
+    piv = v[np.abs(v).argmax(axis=0), np.arange(n)]
+    sign = np.where(tiny, np.sign(piv), np.sign(sums))
+    sign[sign == 0] = 1.0
+    v *= sign
+
+    sigma = np.sqrt(lam)
+    scale = np.zeros(n)
+    pos = sigma > 0
+    scale[pos] = 1.0 / sigma[pos]
+    vs = v * scale  # (Q, n)
+
+    rows = default_row_chunk(arr) if row_chunk is None else int(row_chunk)
+    u = np.empty((nrows, n), dtype=np.float64)
+    bar = _progress(-(-nrows // rows), progress, "u = S v / sigma")
+    try:
+        for start, block in iter_row_chunks(arr, rows=rows):
+            u[start : start + block.shape[0]] = np.asarray(block, dtype=np.float64) @ vs
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return LeadingAxes(sigma=sigma, v=v, u=u)

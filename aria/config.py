@@ -51,6 +51,14 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
         kind = config["corpus"]["kind"]
         if kind not in config["corpus"]:
             problems.append(f"corpus.kind is '{kind}' but corpus.{kind} is missing")
+        elif kind == "demo":
+            from aria.corpus import quotas
+            demo = config["corpus"]["demo"]
+            cols = demo["collections"]
+            for (name, n), n_eval in zip(cols.items(), quotas(demo["n_eval"], len(cols))):
+                if n_eval >= n:
+                    problems.append(f"corpus.demo.collections.{name}: {n} pieces leave none for "
+                                    f"training after its {n_eval} eval pieces")
         hom = config["homogeneity"]
         if hom["main_k"] not in hom["ks"]:
             problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")

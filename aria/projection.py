@@ -9,6 +9,8 @@ The same ``seed`` gives the same P for every checkpoint and ensemble member.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
@@ -68,8 +70,8 @@ class BlockProjector:
     def block(self, b: int) -> torch.Tensor:
         """Rows ``[b*block_rows, (b+1)*block_rows)`` of P, shape (rows, k)."""
         rows = min(self.block_rows, self.p - b * self.block_rows)
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + b)
-        return torch.randn(rows, self.k, generator=gen, device=self.device) / self.k ** 0.5
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + b)  # CPU: device-independent P
+        return (torch.randn(rows, self.k, generator=gen) / self.k ** 0.5).to(self.device)
 
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
         """Project (B, p) gradients to (B, k)."""
@@ -94,7 +96,7 @@ def project_gradients(model, tokens, mask, loss_mask=None, *, k: int, seed: int,
     float32 array (N, k)
     """
     device = torch.device(device)
-    model = model.to(device).eval()
+    model = copy.deepcopy(model).to(device).eval()  # leave the caller's model where it was
     params = attributed_params(model)
     p = sum(v.numel() for v in params.values())
     proj = BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device)

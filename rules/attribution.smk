@@ -17,7 +17,7 @@ rule project_gradients:
     params:
         args=lambda w: jparams(checkpoint=int(w.c), seed=config["seeds"]["projection"],
                                device=config["device"], **config["projection"]),
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:

@@ -26,9 +26,9 @@ def jparams(**kw):
 
 def demo_collection_params(w):
     d = config["corpus"]["demo"]
-    cols = d["collections"]
+    cols = list(d["collections"])
     i = cols.index(w.collection)
-    n_pieces = quotas(d["n_train"] + d["n_eval"], len(cols))[i]
+    n_pieces = d["collections"][w.collection]
     n_eval = quotas(d["n_eval"], len(cols))[i]
     return jparams(seed=config["seeds"]["corpus"], index=i, collection=w.collection,
                    n_pieces=n_pieces, n_eval=n_eval, max_duration_s=d["max_duration_s"])

@@ -20,7 +20,7 @@ rule demo_collection:
 rule demo_corpus:
     input:
         parts=expand(f"{RESULTS}/corpus/{{collection}}",
-                     collection=config["corpus"].get("demo", {}).get("collections", [])),
+                     collection=list(config["corpus"].get("demo", {}).get("collections", {}))),
     output:
         manifest=f"{RESULTS}/corpus/manifest.csv",
     log:

@@ -13,7 +13,7 @@ rule train_model:
         f"{BENCH}/train_model/m{{m}}.tsv"
     params:
         args=lambda w: model_params(w.m),
-    threads: 2
+    threads: 1
     conda:
         ENV
     shell:
@@ -33,7 +33,7 @@ rule queries:
     params:
         args=jparams(seed=config["seeds"]["queries"], block_tokens=config["segments"]["block_tokens"],
                      **config["queries"]),
-    threads: 2
+    threads: 1
     conda:
         ENV
     shell:

@@ -10,6 +10,7 @@ Collections used, their sources and licences (see README "Demo corpus"):
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def iter_pieces(collection: str, *, random_state):
     ``load()`` parses the piece and returns ``(notes, tempo_map)``; it raises
     whatever music21 raises for pieces that do not parse or expand, and the
     caller logs and skips them. Opus files (many tunes per file) are visited
-    file by file, in random order, so each is parsed once.
+    file by file, in random order, each tune parsed on its own (``path#X<n>``).
     """
     from music21 import corpus
 
@@ -45,22 +46,21 @@ def iter_pieces(collection: str, *, random_state):
         if collection not in OPUS_COLLECTIONS:
             yield path, (lambda path=path: _score_notes(corpus.parse(path)))
             continue
-        try:
-            scores = list(corpus.parse(path).scores)
-        except Exception as e:  # noqa: BLE001 - a broken opus file is skipped whole
-            yield path, (lambda e=e: (_ for _ in ()).throw(e))
-            continue
-        for i in rng.permutation(len(scores)):
-            yield f"{path}#{i}", (lambda sc=scores[i]: _score_notes(sc))
+        # Parse one tune at a time (ABC ``X:`` reference numbers): a tune taken out
+        # of a parsed opus drags the whole opus through every deepcopy.
+        text = Path(corpus.getWork(path)).read_text(encoding="latin-1")
+        numbers = [int(x) for x in re.findall(r"^X:\s*(\d+)", text, flags=re.M)]
+        for i in rng.permutation(len(numbers)):
+            num = numbers[i]
+            yield f"{path}#X{num}", (lambda path=path, num=num: _score_notes(corpus.parse(path, number=num)))
 
 
 def _score_notes(score):
-    """Expand repeats, render to MIDI with music21, read back as (notes, tempo_map)."""
+    """Render to MIDI with music21 (which expands repeats), read back as (notes, tempo_map)."""
     from music21.midi import translate
 
     from aria.io.midi import read_midi
 
-    score = score.expandRepeats()
     mf = translate.streamToMidiFile(score)
     with tempfile.TemporaryDirectory() as tmp:
         fn = Path(tmp) / "piece.mid"

@@ -69,6 +69,7 @@ def k_sweep_figure(homs: dict) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     channels = list(next(iter(homs.values()))["channels"])
     fig, axes = plt.subplots(1, len(channels), figsize=(3.1 * len(channels), 3.0), sharey=True)
@@ -81,12 +82,13 @@ def k_sweep_figure(homs: dict) -> bytes:
         ax.axhline(0, color="grey", lw=0.8)
         ax.axhline(1.645, color="grey", lw=0.6, ls=":")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_title(c)
         ax.set_xlabel("K")
     axes[0].set_ylabel("mean z (μz)")
     axes[-1].legend(fontsize=8, loc="best")
-    fig.suptitle("Within-group homogeneity against K (dotted: z = 1.645)", fontsize=10)
+    fig.suptitle("Within-group homogeneity against K (dotted: z = 1.645)", fontsize=10, y=1.03)
     return _png(fig)
 
 
@@ -95,12 +97,14 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for m, d in diags.items():
         e = np.asarray(d["energy"][:n])
         ax.plot(np.arange(1, len(e) + 1), e, marker=".", label=METHOD_LABELS.get(m, m))
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("singular value index i")
     ax.set_ylabel("σᵢ² / ‖S‖²_F")
     ax.set_title("Singular-value spectrum of each score matrix", fontsize=10)
@@ -124,7 +128,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;bor
 table{border-collapse:collapse;font-size:.9rem;font-variant-numeric:tabular-nums}
 th,td{padding:.35rem .55rem;text-align:right;border-bottom:1px solid #eee}
 th{background:#f5f6f8;position:sticky;top:0}
-td:first-child,th:first-child{text-align:left;font-weight:600}
+td:first-child,th:first-child{text-align:left;font-weight:600;white-space:nowrap}
 tr.grp th{background:#e9ecf1;text-align:center}
 td.sep,th.sep{border-left:2px solid #ccd}
 .pos{color:#0a6b2d}.neg{color:#9b1c1c}
@@ -162,7 +166,9 @@ def html_report(title: str, header, rows, channels, *, main_k: int, figures: dic
     ev = []
     for qid, top in evidence:
         lis = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in t) + "</tr>" for t in top)
-        ev.append(f"<details><summary><code>{html.escape(qid)}</code></summary>"
+        midi = f"queries/midi/{qid}.mid"
+        ev.append(f"<details><summary><code>{html.escape(qid)}</code> "
+                  f'(<a href="{html.escape(midi)}">generated MIDI</a>)</summary>'
                   f"<table><tr><th>method</th><th>top-{main_k} training segments</th></tr>{lis}</table></details>")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{_CSS}</style></head><body>

@@ -27,12 +27,14 @@ COLLECTIONS = {
 OPUS_COLLECTIONS = {"oneills_1850"}  # many tunes per file
 
 
-def iter_pieces(collection: str, *, random_state):
+def iter_pieces(collection: str, *, random_state, max_quarters: float = float("inf")):
     """Yield ``(source_id, load)`` for a collection's pieces in a seeded random order.
 
     ``load()`` parses the piece and returns ``(notes, tempo_map)``; it raises
     whatever music21 raises for pieces that do not parse or expand, and the
-    caller logs and skips them. Opus files (many tunes per file) are visited
+    caller logs and skips them. After repeats are expanded, measures starting
+    at or after ``max_quarters`` quarter notes are dropped before rendering
+    (rendering long expanded tunes to MIDI is what costs time). Opus files (many tunes per file) are visited
     file by file, in random order, each tune parsed on its own (``path#X<n>``).
     """
     from music21 import corpus
@@ -44,7 +46,7 @@ def iter_pieces(collection: str, *, random_state):
     for fi in rng.permutation(len(paths)):
         path = paths[fi]
         if collection not in OPUS_COLLECTIONS:
-            yield path, (lambda path=path: _score_notes(corpus.parse(path)))
+            yield path, (lambda path=path: _score_notes(corpus.parse(path), max_quarters))
             continue
         # Parse one tune at a time (ABC ``X:`` reference numbers): a tune taken out
         # of a parsed opus drags the whole opus through every deepcopy.
@@ -52,15 +54,25 @@ def iter_pieces(collection: str, *, random_state):
         numbers = [int(x) for x in re.findall(r"^X:\s*(\d+)", text, flags=re.M)]
         for i in rng.permutation(len(numbers)):
             num = numbers[i]
-            yield f"{path}#X{num}", (lambda path=path, num=num: _score_notes(corpus.parse(path, number=num)))
+            yield f"{path}#X{num}", (lambda path=path, num=num:
+                                     _score_notes(corpus.parse(path, number=num), max_quarters))
 
 
-def _score_notes(score):
-    """Render to MIDI with music21 (which expands repeats), read back as (notes, tempo_map)."""
+def _score_notes(score, max_quarters: float = float("inf")):
+    """Expand repeats, drop measures from ``max_quarters`` on, render to MIDI, read back."""
     from music21.midi import translate
 
     from aria.io.midi import read_midi
 
+    score = score.expandRepeats()
+    if score.highestTime > max_quarters:
+        last = None
+        for m in score.parts[0].getElementsByClass("Measure"):
+            if m.offset >= max_quarters:
+                break
+            last = m.number
+        if last is not None:
+            score = score.measures(0, last)
     mf = translate.streamToMidiFile(score)
     with tempfile.TemporaryDirectory() as tmp:
         fn = Path(tmp) / "piece.mid"

@@ -40,6 +40,16 @@ def corpus_manifest():
     return config["corpus"]["midi_folder"]["manifest"]
 
 
+def corpus_files():
+    """MIDI files of a user corpus, so editing one reruns what depends on it."""
+    if config["corpus"]["kind"] == "demo":
+        return []
+    from aria.io.tables import read_manifest
+
+    mf = config["corpus"]["midi_folder"]
+    return list(read_manifest(mf["manifest"], root=mf["root"])["abspath"])
+
+
 def corpus_root():
     if config["corpus"]["kind"] == "demo":
         return f"{RESULTS}/corpus"

@@ -34,6 +34,7 @@ rule demo_corpus:
 rule segments:
     input:
         manifest=corpus_manifest(),
+        midi=corpus_files(),
     output:
         train=f"{RESULTS}/segments/train.npz",
         eval=f"{RESULTS}/segments/eval_prompts.npz",

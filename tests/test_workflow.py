@@ -18,7 +18,7 @@ from conftest import REPO, run_snakemake
 def dry_run_jobs(workdir, config: dict) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run with ``config`` would execute."""
     (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
-    out = run_snakemake(workdir, "-n", "--configfile", "changed.yaml").stdout
+    out = run_snakemake(workdir, "-n", "--configfile", str(workdir / "changed.yaml")).stdout
     jobs, rule = set(), None
     for line in out.splitlines():
         m = re.match(r"^(?:local)?rule (\w+):", line)

@@ -27,7 +27,8 @@ venv: $(STAMP)
 deb:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	  || echo "could not install$$missing; the browser-rendering test will be skipped"; \
 	else echo "optional: install$$missing with: sudo apt-get install -y$$missing"; fi
 
 demo: $(STAMP)

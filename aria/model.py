@@ -6,7 +6,10 @@ transforms (``vmap`` over ``grad``) give exact per-example gradients.
 Shapes: ``tokens`` (B, L) int64, ``mask`` (B, L) bool, True where a token is
 real. The loss of one example is the mean next-token cross-entropy over target
 positions t = 1..L-1 whose target token is real and, when a ``loss_mask`` is
-given, selected by it (queries use it to score only the generated part).
+given, selected by it (queries use it to score only the generated part). Which
+tokens are real is said by ``mask`` alone, so the same code serves vocabularies
+whose PAD id differs (symbolic: ``aria.tokenize.PAD``; audio:
+``aria.stages.AudioVocab.pad``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aria.tokenize import PAD, VOCAB_SIZE
+from aria.tokenize import VOCAB_SIZE
 
 __all__ = ["ModelConfig", "MusicTransformer", "per_example_loss", "batch_loss"]
 
@@ -85,8 +88,8 @@ class MusicTransformer(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def _target_weights(tokens, mask, loss_mask):
-    w = mask[..., 1:] & (tokens[..., 1:] != PAD)
+def _target_weights(mask, loss_mask):
+    w = mask[..., 1:]
     if loss_mask is not None:
         w = w & loss_mask[..., 1:]
     return w.to(torch.float32)
@@ -104,7 +107,7 @@ def per_example_loss(logits, tokens, mask, loss_mask=None):
     loss : (B,) float. An example with no target position has loss 0.
     """
     ce = F.cross_entropy(logits[..., :-1, :].transpose(-1, -2), tokens[..., 1:], reduction="none")
-    w = _target_weights(tokens, mask, loss_mask)
+    w = _target_weights(mask, loss_mask)
     return (ce * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
 

@@ -97,7 +97,8 @@ def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epoch
 
 @torch.no_grad()
 def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
-             temperature: float, random_state: int, top_k: int = 0) -> np.ndarray:
+             temperature: float, random_state: int, top_k: int = 0, pad: int | None = None,
+             allowed: np.ndarray | None = None) -> np.ndarray:
     """Sample continuations of equal-length prompts.
 
     Parameters
@@ -105,13 +106,17 @@ def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
     prompts : int array (Q, P); length : int, total tokens per output (> P)
     temperature : float > 0; top_k : int, 0 = sample the full distribution
     random_state : int, seeds the sampler
+    pad : int, the PAD id, never sampled (default: the symbolic tokenizer's)
+    allowed : bool array (length, V), optional
+        Ids that may be sampled at each position (e.g. a stage's token blocks,
+        :meth:`aria.stages.AudioVocab.allowed_tokens`).
 
     Returns
     -------
-    int64 array (Q, length): prompt followed by the sampled tokens. PAD is never
-    sampled.
+    int64 array (Q, length): prompt followed by the sampled tokens.
     """
     from aria.tokenize import PAD
+    pad = PAD if pad is None else pad
     model.eval()
     gen = torch.Generator().manual_seed(int(random_state))
     x = torch.as_tensor(prompts, dtype=torch.long)
@@ -119,7 +124,9 @@ def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
         raise ValueError(f"prompt length {x.shape[1]} must be shorter than length {length}")
     while x.shape[1] < length:
         logits = model(x)[:, -1, :] / float(temperature)
-        logits[:, PAD] = float("-inf")
+        logits[:, pad] = float("-inf")
+        if allowed is not None:
+            logits[:, ~torch.as_tensor(allowed[x.shape[1]])] = float("-inf")
         if top_k:
             kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))

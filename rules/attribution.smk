@@ -5,18 +5,17 @@
 
 rule project_gradients:
     input:
-        model=f"{RESULTS}/models/m{{m}}.pt",
-        segments=f"{RESULTS}/segments/train.npz",
-        queries=f"{RESULTS}/queries/queries.npz",
+        model="results/{exp}/models/{stage}/m{m}.pt",
+        segments="results/{exp}/segments/{stage}/train.npz",
+        queries="results/{exp}/queries/{stage}/queries.npz",
     output:
-        features=directory(f"{RESULTS}/features/m{{m}}_c{{c}}.zarr"),
+        features=directory("results/{exp}/features/{stage}/m{m}_c{c}.zarr"),
     log:
-        f"{LOGS}/project_gradients/m{{m}}_c{{c}}.log",
+        "results/{exp}/logs/project_gradients/{stage}/m{m}_c{c}.log",
     benchmark:
-        f"{BENCH}/project_gradients/m{{m}}_c{{c}}.tsv"
+        "results/{exp}/benchmarks/project_gradients/{stage}/m{m}_c{c}.tsv"
     params:
-        args=lambda w: jparams(checkpoint=int(w.c), seed=config["seeds"]["projection"],
-                               device=config["device"], **config["projection"]),
+        args=projection_params,
     threads: 1
     resources:
         gpu=1,
@@ -29,17 +28,15 @@ rule project_gradients:
 
 rule score:
     input:
-        features=lambda w: method_feature_stores(w.method),
+        features=method_feature_stores,
     output:
-        scores=directory(f"{RESULTS}/scores/{{method}}.zarr"),
+        scores=directory("results/{exp}/scores/{stage}/{method}.zarr"),
     log:
-        f"{LOGS}/score/{{method}}.log",
+        "results/{exp}/logs/score/{stage}/{method}.log",
     benchmark:
-        f"{BENCH}/score/{{method}}.tsv"
+        "results/{exp}/benchmarks/score/{stage}/{method}.tsv"
     params:
-        args=lambda w: method_params(w.method),
-    wildcard_constraints:
-        method="|".join(METHODS),
+        args=method_params,
     conda:
         ENV
     shell:
@@ -49,11 +46,11 @@ rule score:
 
 rule diagnostics:
     input:
-        scores=f"{RESULTS}/scores/{{method}}.zarr",
+        scores="results/{exp}/scores/{stage}/{method}.zarr",
     output:
-        json=f"{RESULTS}/diagnostics/{{method}}.json",
+        json="results/{exp}/diagnostics/{stage}/{method}.json",
     log:
-        f"{LOGS}/diagnostics/{{method}}.log",
+        "results/{exp}/logs/diagnostics/{stage}/{method}.log",
     conda:
         ENV
     shell:

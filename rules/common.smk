@@ -10,13 +10,46 @@ from aria.corpus import quotas
 
 validate_config(config, source="config (config.yaml and --config/--configfile overrides)")
 
-RESULTS = f"results/{config['experiment']}"
+EXP = config["experiment"]
+RESULTS = f"results/{EXP}"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 ENV = "../envs/aria.yaml"
+
+# Attribution runs per (experiment, stage): the symbolic experiment has one stage,
+# "symbolic"; the model, projection and scoring rules are shared by every stage
+# and take their settings from STAGES[(exp, stage)].
+STAGES = {
+    (EXP, "symbolic"): {
+        "methods": config["methods"],
+        "projection": config["projection"],
+        "model": config["model"],
+        "seq_len": config["segments"]["block_tokens"],
+    },
+}
 METHODS = list(config["methods"]["run"])
-N_CHECKPOINTS = config["methods"]["tracin"]["checkpoints"] if "tracin" in METHODS else 1
-ENSEMBLE = config["methods"]["trak"]["ensemble"] if "trak" in METHODS else 1
+
+
+wildcard_constraints:
+    exp="|".join(sorted({e for e, _ in STAGES})),
+    stage="|".join(sorted({s for _, s in STAGES})),
+    method="trak|tracin|gradcos|graddot",
+    m=r"\d+",
+    c=r"\d+",
+
+
+def stage_cfg(w):
+    return STAGES[(w.exp, w.stage)]
+
+
+def n_checkpoints(cfg):
+    run = cfg["methods"]["run"]
+    return cfg["methods"]["tracin"]["checkpoints"] if "tracin" in run else 1
+
+
+def ensemble_size(cfg):
+    run = cfg["methods"]["run"]
+    return cfg["methods"]["trak"]["ensemble"] if "trak" in run else 1
 
 
 def jparams(**kw):
@@ -56,27 +89,37 @@ def corpus_root():
     return config["corpus"]["midi_folder"]["root"]
 
 
-def feature_store(m, c):
-    return f"{RESULTS}/features/m{m}_c{c}.zarr"
-
-
-def method_feature_stores(method):
+def method_feature_stores(w):
     """The projected-feature stores a scoring method reads (SPEC §2)."""
-    if method == "trak":
-        return [feature_store(m, N_CHECKPOINTS) for m in range(ENSEMBLE)]
-    if method == "tracin":
-        return [feature_store(0, c) for c in range(1, N_CHECKPOINTS + 1)]
-    return [feature_store(0, N_CHECKPOINTS)]
+    cfg = stage_cfg(w)
+    n_c = n_checkpoints(cfg)
+    store = "results/{}/features/{}/m{}_c{}.zarr"
+    if w.method == "trak":
+        return [store.format(w.exp, w.stage, m, n_c) for m in range(ensemble_size(cfg))]
+    if w.method == "tracin":
+        return [store.format(w.exp, w.stage, 0, c) for c in range(1, n_c + 1)]
+    return [store.format(w.exp, w.stage, 0, n_c)]
 
 
-def method_params(method):
-    p = dict(config["methods"].get(method, {}))
+def method_params(w):
+    p = dict(stage_cfg(w)["methods"].get(w.method, {}))
     p.pop("ensemble", None)  # expressed through the input stores
     p.pop("checkpoints", None)
     return jparams(row_chunk=config.get("score_row_chunk", 4096), **p)
 
 
-def model_params(m):
-    mc = config["model"]
-    return jparams(seed=config["seeds"]["train"] + int(m), n_checkpoints=N_CHECKPOINTS,
-                   block_tokens=config["segments"]["block_tokens"], **mc)
+def model_params(w):
+    cfg = stage_cfg(w)
+    return jparams(seed=config["seeds"]["train"] + int(w.m), n_checkpoints=n_checkpoints(cfg),
+                   block_tokens=cfg["seq_len"], **cfg["model"])
+
+
+def projection_params(w):
+    return jparams(checkpoint=int(w.c), seed=config["seeds"]["projection"], device=config["device"],
+                   **stage_cfg(w)["projection"])
+
+
+def stage_outputs(kind, exp=EXP, stage="symbolic"):
+    """Per-method outputs of one (experiment, stage): diagnostics or homogeneity JSONs."""
+    methods = STAGES[(exp, stage)]["methods"]["run"]
+    return [f"results/{exp}/{kind}/{stage}/{m}.json" for m in methods]

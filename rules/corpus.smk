@@ -36,9 +36,9 @@ rule segments:
         manifest=corpus_manifest(),
         midi=corpus_files(),
     output:
-        train=f"{RESULTS}/segments/train.npz",
-        eval=f"{RESULTS}/segments/eval_prompts.npz",
-        csv=f"{RESULTS}/segments/segments.csv",
+        train=f"{RESULTS}/segments/symbolic/train.npz",
+        eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
+        csv=f"{RESULTS}/segments/symbolic/segments.csv",
     log:
         f"{LOGS}/segments.log",
     benchmark:

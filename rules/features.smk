@@ -4,7 +4,7 @@
 
 rule symbolic_features:
     input:
-        segments=f"{RESULTS}/segments/train.npz",
+        segments=f"{RESULTS}/segments/symbolic/train.npz",
     output:
         features=f"{RESULTS}/evidence/symbolic_features.npz",
     log:
@@ -40,13 +40,13 @@ rule homogeneity_null:
 
 rule homogeneity:
     input:
-        scores=f"{RESULTS}/scores/{{method}}.zarr",
+        scores=f"{RESULTS}/scores/symbolic/{{method}}.zarr",
         features=f"{RESULTS}/evidence/symbolic_features.npz",
         null=f"{RESULTS}/evidence/null.json",
     output:
-        json=f"{RESULTS}/homogeneity/{{method}}.json",
+        json=f"{RESULTS}/homogeneity/symbolic/{{method}}.json",
     log:
-        f"{LOGS}/homogeneity/{{method}}.log",
+        f"{LOGS}/homogeneity/symbolic/{{method}}.log",
     conda:
         ENV
     shell:

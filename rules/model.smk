@@ -4,15 +4,15 @@
 
 rule train_model:
     input:
-        segments=f"{RESULTS}/segments/train.npz",
+        segments="results/{exp}/segments/{stage}/train.npz",
     output:
-        model=f"{RESULTS}/models/m{{m}}.pt",
+        model="results/{exp}/models/{stage}/m{m}.pt",
     log:
-        f"{LOGS}/train_model/m{{m}}.log",
+        "results/{exp}/logs/train_model/{stage}/m{m}.log",
     benchmark:
-        f"{BENCH}/train_model/m{{m}}.tsv"
+        "results/{exp}/benchmarks/train_model/{stage}/m{m}.tsv"
     params:
-        args=lambda w: model_params(w.m),
+        args=model_params,
     threads: 1
     conda:
         ENV
@@ -23,10 +23,10 @@ rule train_model:
 
 rule queries:
     input:
-        model=f"{RESULTS}/models/m0.pt",
-        eval=f"{RESULTS}/segments/eval_prompts.npz",
+        model=f"{RESULTS}/models/symbolic/m0.pt",
+        eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
     output:
-        queries=f"{RESULTS}/queries/queries.npz",
+        queries=f"{RESULTS}/queries/symbolic/queries.npz",
         midi=directory(f"{RESULTS}/queries/midi"),
     log:
         f"{LOGS}/queries.log",

@@ -4,9 +4,9 @@
 
 rule report:
     input:
-        diagnostics=expand(f"{RESULTS}/diagnostics/{{method}}.json", method=METHODS),
-        homogeneity=expand(f"{RESULTS}/homogeneity/{{method}}.json", method=METHODS),
-        segments=f"{RESULTS}/segments/segments.csv",
+        diagnostics=stage_outputs("diagnostics"),
+        homogeneity=stage_outputs("homogeneity"),
+        segments=f"{RESULTS}/segments/symbolic/segments.csv",
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",

@@ -60,8 +60,8 @@ def test_score_store_matches_features(tiny_run):
     """The stored TRAK matrix is the SPEC formula applied to the cached feature stores."""
     res = tiny_run / "results" / "tiny"
     cfg = tiny_config()
-    feats = [read_features(res / "features" / f"m{m}_c2.zarr") for m in range(2)]
-    S, rows, cols = open_scores(res / "scores" / "trak.zarr")
+    feats = [read_features(res / "features" / "symbolic" / f"m{m}_c2.zarr") for m in range(2)]
+    S, rows, cols = open_scores(res / "scores" / "symbolic" / "trak.zarr")
     lam = cfg["methods"]["trak"]["lambda"]
     ref = np.mean([f["train"].astype(np.float64)
                    @ np.linalg.inv(f["train"].T.astype(np.float64) @ f["train"] + lam * np.eye(f["train"].shape[1]))
@@ -75,7 +75,8 @@ def test_rerun_scope_trak_lambda(tiny_run):
     cfg = tiny_config()
     cfg["methods"]["trak"]["lambda"] = 0.5
     assert dry_run_jobs(tiny_run, cfg) == {
-        ("score", "method=trak"), ("diagnostics", "method=trak"),
+        ("score", "exp=tiny, stage=symbolic, method=trak"),
+        ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
         ("homogeneity", "method=trak"), ("report", ""),
     }
 
@@ -87,7 +88,8 @@ def test_rerun_scope_projection_k(tiny_run):
     jobs = dry_run_jobs(tiny_run, cfg)
     rules = {r for r, _ in jobs}
     assert rules == {"project_gradients", "score", "diagnostics", "homogeneity", "report"}
-    assert {w for r, w in jobs if r == "project_gradients"} == {"m=0, c=1", "m=0, c=2", "m=1, c=2"}
+    assert {w for r, w in jobs if r == "project_gradients"} == {
+        f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]}
 
 
 def test_unchanged_config_is_up_to_date(tiny_run):
@@ -131,8 +133,8 @@ def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
     a, b = tiny_run / "results" / "tiny", tmp_path / "results" / "tiny"
     assert not (b / "corpus").exists()  # nothing rebuilt: the user's files are read in place
     for m in ("trak", "tracin", "gradcos", "graddot"):
-        Sa, ra, ca = open_scores(a / "scores" / f"{m}.zarr")
-        Sb, rb, cb = open_scores(b / "scores" / f"{m}.zarr")
+        Sa, ra, ca = open_scores(a / "scores" / "symbolic" / f"{m}.zarr")
+        Sb, rb, cb = open_scores(b / "scores" / "symbolic" / f"{m}.zarr")
         np.testing.assert_array_equal(Sa[:], Sb[:])
         assert list(ra) == list(rb) and list(ca) == list(cb)
     assert json.loads((a / "summary.json").read_text()) == json.loads((b / "summary.json").read_text())

@@ -8,8 +8,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
-# Debian packages the demo needs (headless Chromium renders the report to PNG in tests).
-DEB_PKGS := chromium
+# Debian packages: the General MIDI soundfont renders the audio demo; headless
+# Chromium renders the report to PNG in a test.
+DEB_PKGS := chromium fluid-soundfont-gm
+# Packages installed without their declared dependencies: BeatNet declares pyaudio
+# (a stub suffices offline), basic-pitch would pull TensorFlow and downgrade numpy
+# (its ONNX model runs on onnxruntime), tinysoundfont declares pyaudio, aisfx
+# declares unpinned torch/torchaudio. Their real runtime needs are in pyproject.
+NODEPS := beatnet==1.1.1 basic-pitch==0.4.0 tinysoundfont==0.3.7 aisfx==0.1.2
 
 .PHONY: demo test venv deb lint bench clean
 
@@ -20,6 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned to the local CPU wheel, so nothing pulls an unpinned CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,7 +38,7 @@ deb:
 	  || echo "could not install$$missing; the browser-rendering test will be skipped"; \
 	else echo "optional: install$$missing with: sudo apt-get install -y$$missing"; fi
 
-demo: $(STAMP)
+demo: $(STAMP) deb
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP) deb

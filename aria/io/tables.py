@@ -98,6 +98,9 @@ def read_manifest(path, *, root=None) -> pd.DataFrame:
     bad = df.loc[~df["split"].isin(["train", "eval"]), "track_id"]
     if len(bad):
         raise ValueError(f"{path}: split must be 'train' or 'eval'; bad rows for track_id(s) {list(bad[:5])}")
+    empty = df.loc[df["path"].isna() | df["track_id"].isna(), "track_id"]
+    if len(empty):
+        raise ValueError(f"{path}: empty track_id or path in row(s) for track_id(s) {list(empty[:5])}")
     base = Path(root) if root is not None else path.parent
     df["abspath"] = [str((base / p).resolve()) for p in df["path"]]
     gone = [(t, p) for t, p in zip(df["track_id"], df["abspath"]) if not Path(p).is_file()]

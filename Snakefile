@@ -13,10 +13,12 @@ include: "rules/model.smk"
 include: "rules/attribution.smk"
 include: "rules/features.smk"
 include: "rules/report.smk"
+include: "rules/audio.smk"
 
 
 rule all:
     input:
         f"{RESULTS}/report.html",
         f"{RESULTS}/summary.json",
+        AUDIO_TARGETS,
     default_target: True

@@ -386,6 +386,102 @@ def cmd_report(a) -> None:
     log.info("report for %d methods -> %s", len(methods), a.out_html)
 
 
+# --------------------------------------------------------------------------- audio
+def cmd_audio_demo_corpus(a) -> None:
+    """Render the symbolic demo's MIDI pieces to audio with varied General MIDI instruments."""
+    import pandas as pd
+
+    from aria.audio_corpus import assign_programs, select_excerpt, stable_seed
+    from aria.io.audio import silence_fraction
+    from aria.io.midi import read_midi
+    from aria.io.render import render_midi, write_wav
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import read_manifest, write_csv
+
+    p = json.loads(a.params)
+    man = read_manifest(a.midi_manifest)
+    rows, skipped = [], []
+    want = {"train": p["n_train"], "eval": p["n_eval"]}
+    got = {"train": 0, "eval": 0}
+    rng = np.random.default_rng(p["seed"])
+    order = rng.permutation(len(man))
+    with atomic_dir(a.out_dir) as tmp:
+        (tmp / "audio").mkdir(parents=True)
+        for i in order:
+            row = man.iloc[i]
+            if got[row["split"]] >= want[row["split"]]:
+                continue
+            notes, _ = read_midi(row["abspath"])
+            notes = select_excerpt(notes, duration_s=p["duration_s"])
+            if notes.size == 0 or notes["offset"].max() < p["min_duration_s"]:
+                skipped.append((row["track_id"], f"shorter than {p['min_duration_s']} s"))
+                continue
+            tracks = np.unique(notes["track"])
+            programs = dict(zip(tracks.tolist(), assign_programs(
+                len(tracks), random_state=stable_seed(p["seed"], row["track_id"]))))
+            y = render_midi(notes, programs=programs, sr=p["sr"],
+                            duration_s=min(p["duration_s"], float(notes["offset"].max()) + 1.0))
+            share = silence_fraction(y, sr=p["sr"])
+            if share > p["max_silence_share"]:
+                skipped.append((row["track_id"], f"silence share {share:.2f} > {p['max_silence_share']}"))
+                continue
+            write_wav(tmp / "audio" / f"{row['track_id']}.wav", y, p["sr"])
+            rows.append(dict(track_id=row["track_id"], path=f"audio/{row['track_id']}.wav",
+                             genre=row["genre"], split=row["split"], duration_s=round(len(y) / p["sr"], 3),
+                             silence_share=round(share, 4), programs=" ".join(map(str, programs.values()))))
+            got[row["split"]] += 1
+        for split in want:
+            if got[split] < want[split]:
+                raise RuntimeError(f"{a.midi_manifest}: only {got[split]} usable {split} pieces, "
+                                   f"{want[split]} requested")
+        write_csv(tmp / "manifest.csv", pd.DataFrame(rows))
+    for tid, why in skipped:
+        log.info("skipped %s: %s", tid, why)
+    log.info("audio demo corpus: %d train, %d eval tracks at %d Hz", got["train"], got["eval"], p["sr"])
+
+
+def cmd_audio_features(a) -> None:
+    """SPEC §5 audio features of one shard of tracks (models loaded once per shard).
+
+    Shard s of n takes manifest rows s, s + n, s + 2n, ...
+    """
+    import pandas as pd
+
+    from aria.features.audio import extract_many
+    from aria.io.tables import read_manifest, write_csv, write_npz
+
+    p = json.loads(a.params)
+    man = read_manifest(a.manifest, root=p.get("root"))
+    man = man.iloc[p["shard"]::p["n_shards"]]
+    feats, failures = extract_many(list(man["abspath"]), sr=p["sr"], progress=True)
+    ok = {str(Path(x)) for x in feats.pop("paths")}
+    ids = [t for t, path in zip(man["track_id"], man["abspath"]) if str(Path(path)) in ok]
+    chords = feats.pop("chords")
+    lengths = np.array([len(c) for c in chords], dtype=np.int64)
+    write_npz(a.out, track_ids=np.array(ids), chords=np.concatenate(chords) if chords else np.zeros(0, int),
+              chord_lengths=lengths, **feats)
+    for path, why in failures:
+        log.warning("skipped %s: %s", path, why)
+    write_csv(a.out_failures, pd.DataFrame(failures, columns=["path", "reason"]))
+    log.info("audio features of %d tracks (%d skipped)", len(ids), len(failures))
+
+
+def cmd_merge_audio_features(a) -> None:
+    """Concatenate the feature shards, in manifest order of the tracks that succeeded."""
+    from aria.io.tables import read_npz, write_npz
+
+    parts = [read_npz(f) for f in a.shards]
+    keys = [k for k in parts[0] if k not in ("track_ids", "chords", "chord_lengths")]
+    out = {k: np.concatenate([q[k] for q in parts]) for k in keys}
+    out["track_ids"] = np.concatenate([q["track_ids"] for q in parts])
+    out["chords"] = np.concatenate([q["chords"] for q in parts])
+    out["chord_lengths"] = np.concatenate([q["chord_lengths"] for q in parts])
+    if len(out["track_ids"]) == 0:
+        raise ValueError("no track yielded audio features; see the shard logs for the reasons")
+    write_npz(a.out, **out)
+    log.info("audio features of %d tracks from %d shards", len(out["track_ids"]), len(parts))
+
+
 # --------------------------------------------------------------------------- main
 COMMANDS = {
     "demo-collection": (cmd_demo_collection, [("--out-dir", {}), ("--params", {})]),
@@ -401,6 +497,11 @@ COMMANDS = {
                           ("--out", {})]),
     "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
     "symbolic-features": (cmd_symbolic_features, [("--segments", {}), ("--params", {}), ("--out", {})]),
+    "audio-demo-corpus": (cmd_audio_demo_corpus, [("--midi-manifest", {}), ("--params", {}),
+                                                  ("--out-dir", {})]),
+    "audio-features": (cmd_audio_features, [("--manifest", {}), ("--params", {}), ("--out", {}),
+                                            ("--out-failures", {})]),
+    "merge-audio-features": (cmd_merge_audio_features, [("--shards", {"nargs": "+"}), ("--out", {})]),
     "null": (cmd_null, [("--features", {}), ("--params", {}), ("--out", {})]),
     "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {})]),
     "report": (cmd_report, [("--diagnostics", {"nargs": "+"}), ("--homogeneity", {"nargs": "+"}),

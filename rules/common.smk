@@ -4,6 +4,7 @@
 # - each rule passes only the config values it depends on through `params`,
 #   so changing one method's parameter reruns that method's jobs and nothing else.
 import json
+import os
 
 from aria.config import validate_config
 from aria.corpus import quotas
@@ -36,6 +37,25 @@ wildcard_constraints:
     method="trak|tracin|gradcos|graddot",
     m=r"\d+",
     c=r"\d+",
+    shard=r"\d+",
+
+
+AUDIO = config.get("audio", {})
+ARES = f"results/{AUDIO.get('experiment', 'audio')}"
+AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
+AUDIO_TARGETS = [f"{ARES}/evidence/audio_features.npz"] if AUDIO else []
+
+
+def audio_manifest():
+    if AUDIO.get("corpus", {}).get("kind") == "audio_folder":
+        return AUDIO["corpus"]["audio_folder"]["manifest"]
+    return f"{ARES}/corpus/manifest.csv"
+
+
+def audio_root():
+    if AUDIO.get("corpus", {}).get("kind") == "audio_folder":
+        return AUDIO["corpus"]["audio_folder"]["root"]
+    return f"{ARES}/corpus"
 
 
 def stage_cfg(w):

@@ -96,3 +96,34 @@ def test_diagnostics_nan_store_names_it(tmp_path):
     with pytest.raises(ValueError, match=r"s\.zarr"):
         main(["diagnostics", "--scores", str(path), "--out", str(out)])
     assert not out.exists()
+
+
+def test_bad_audio_is_skipped_with_reasons(tmp_path):
+    """Truncated, empty and all-silent files are skipped with a logged reason; the shard completes."""
+    import soundfile as sf
+
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    good = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t)))).astype(np.float32)
+    (tmp_path / "a").mkdir()
+    sf.write(tmp_path / "a" / "good.wav", good, sr)
+    sf.write(tmp_path / "a" / "silent.wav", np.zeros(3 * sr, np.float32), sr)
+    sf.write(tmp_path / "a" / "full.wav", good, sr)
+    data = (tmp_path / "a" / "full.wav").read_bytes()
+    (tmp_path / "a" / "truncated.wav").write_bytes(data[: len(data) // 2])
+    (tmp_path / "a" / "empty.wav").write_bytes(b"")
+    sf.write(tmp_path / "a" / "rate44k.wav", np.repeat(good, 2), 44100)   # other sample rate: loads
+    names = ["good", "silent", "truncated", "empty", "rate44k"]
+    pd.DataFrame(dict(track_id=names, path=[f"a/{n}.wav" for n in names], genre="g", split="train")
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    out, fails = tmp_path / "f.npz", tmp_path / "skipped.csv"
+    assert main(["audio-features", "--manifest", str(tmp_path / "m.csv"), "--out", str(out),
+                 "--out-failures", str(fails),
+                 "--params", json.dumps({"shard": 0, "n_shards": 1, "sr": sr, "root": None})]) == 0
+    with np.load(out) as z:
+        assert list(z["track_ids"]) == ["good", "rate44k"]
+    skipped = pd.read_csv(fails)
+    reasons = dict(zip([p.split("/")[-1] for p in skipped["path"]], skipped["reason"]))
+    assert set(reasons) == {"silent.wav", "truncated.wav", "empty.wav"}
+    assert "silent" in reasons["silent.wav"].lower() and "truncat" in reasons["truncated.wav"].lower()
+    assert "empty" in reasons["empty.wav"].lower() or "zero" in reasons["empty.wav"].lower()

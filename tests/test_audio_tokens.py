@@ -7,10 +7,12 @@ from the denominator, so a constant offset cannot make the error look small).
 Bounds, with the values measured when they were set:
 
 * RVQ on its training corpus (12 tracks × 8 s, defaults: 8 × 256 codes):
-  rel falls strictly with every added quantizer, 1.0 at 0 quantizers;
-  with all 8: rel < 0.10 (measured ~0.06).
+  rel falls strictly with every added quantizer (measured 1.0, 0.20, 0.12,
+  0.091, 0.071, 0.057, 0.045, 0.035, 0.027 for 0..8 quantizers);
+  with all 8: rel < 0.06. (Plain ||L - Lh|| / ||L||: 0.014 with 8.)
 * decode(encode(y)) (RVQ + Richardson-Lucy mel inversion + 32 Griffin-Lim
-  iterations), log-mel of the audio vs the original's: rel < 0.35 (measured ~0.2).
+  iterations), log-mel of the audio vs the original's: rel < 0.35 (measured
+  0.25-0.29 on training tracks; 0.31 on a held-out one).
 """
 
 import sys
@@ -143,7 +145,7 @@ def test_rvq_error_decreases_with_quantizers(rvq, corpus):
     errs = [rel(L, rvq.decode_mel(C, n_quantizers=q)) for q in range(rvq.n_quantizers + 1)]
     assert errs[0] == pytest.approx(1.0)
     assert all(b < a for a, b in zip(errs, errs[1:])), errs
-    assert errs[-1] < 0.10, errs
+    assert errs[-1] < 0.06, errs
 
 
 def test_rvq_codes_shape_range_deterministic(rvq, corpus):

@@ -137,8 +137,10 @@ def cmd_segments(a) -> None:
 # --------------------------------------------------------------------------- model
 def _model_cfg(p):
     from aria.model import ModelConfig
+    from aria.tokenize import VOCAB_SIZE
     return ModelConfig(d_model=p["d_model"], n_layers=p["n_layers"], n_heads=p["n_heads"],
-                       d_ff=p["d_ff"], max_len=p["block_tokens"])
+                       d_ff=p["d_ff"], max_len=p["block_tokens"],
+                       vocab_size=p.get("vocab_size", VOCAB_SIZE))
 
 
 def _load_model(path, checkpoint: int | None = None):
@@ -169,7 +171,8 @@ def cmd_train(a) -> None:
     torch.set_num_threads(a.threads)
     data = read_npz(a.segments)
     cfg = _model_cfg(p)
-    res = train_model(data["tokens"], data["mask"], cfg=cfg, epochs=p["epochs"], lr=p["lr"],
+    res = train_model(data["tokens"], data["mask"], loss_mask=data.get("loss_mask"),
+                      cfg=cfg, epochs=p["epochs"], lr=p["lr"],
                       batch_size=p["batch_size"], n_checkpoints=p["n_checkpoints"],
                       random_state=p["seed"], progress=True, desc=Path(a.out).stem)
     log.info("training loss per epoch: %s", ", ".join(f"{x:.3f}" for x in res["losses"]))
@@ -224,7 +227,7 @@ def cmd_project(a) -> None:
     kw = dict(k=p["k"], seed=p["seed"], batch_size=p["batch_size"], device=p["device"],
               block_rows=p["block_rows"], progress=True)
     t0 = time.perf_counter()
-    ftr = project_gradients(model, tr["tokens"], tr["mask"], desc="train", **kw)
+    ftr = project_gradients(model, tr["tokens"], tr["mask"], tr.get("loss_mask"), desc="train", **kw)
     fq = project_gradients(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
     dt = time.perf_counter() - t0
     log.info("projected %d segments + %d queries to k=%d in %.1f s (%.1f rows/s)",
@@ -482,6 +485,171 @@ def cmd_merge_audio_features(a) -> None:
     log.info("audio features of %d tracks from %d shards", len(out["track_ids"]), len(parts))
 
 
+# --------------------------------------------------------------------------- audio model
+def _audio_vocab(p):
+    from aria.stages import AudioVocab
+
+    return AudioVocab(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"],
+                      sem_size=p["semantic"]["n_codes"], sem_rate=1.0 / p["semantic"]["hop_s"],
+                      n_q=8, n_coarse=3, code_size=p["acoustic"]["n_codes"],
+                      ac_rate=p["sr"] / p["acoustic"]["hop_length"],
+                      window_s=tuple(sorted(p["windows"].items())))
+
+
+def _ragged(flat, offsets, i):
+    return flat[offsets[i]:offsets[i + 1]]
+
+
+def cmd_audio_tokenize(a) -> None:
+    """Fit the semantic, acoustic and conditioning tokenizers on training tracks; encode every track."""
+    from aria.audio_tokens import MelRVQ, SemanticKMeans
+    from aria.io.audio import load_audio
+    from aria.io.tables import read_manifest, write_npz
+    from aria.stages import ConditioningRVQ
+
+    p = json.loads(a.params)
+    man = read_manifest(a.manifest, root=p.get("root"))
+    audio = [load_audio(f, sr=p["sr"]) for f in man["abspath"]]
+    train = [y for y, s in zip(audio, man["split"]) if s == "train"]
+    sem = SemanticKMeans(sr=p["sr"], hop_s=p["semantic"]["hop_s"], n_codes=p["semantic"]["n_codes"])
+    sem.fit(train, random_state=[p["seed"], 0])
+    ac = MelRVQ(sr=p["sr"], hop_length=p["acoustic"]["hop_length"], n_codes=p["acoustic"]["n_codes"])
+    ac.fit(train, random_state=[p["seed"], 1])
+    emb = np.stack([((sem.features(y) - sem.mean) / sem.std).mean(0) for y in audio])
+    is_train = (man["split"] == "train").to_numpy()
+    cond = ConditioningRVQ(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"])
+    cond.fit(emb[is_train], random_state=p["seed"])
+    sems = [sem.encode(y) for y in audio]
+    codes = [ac.encode(y) for y in audio]
+    state = {f"sem_{k}": v for k, v in sem.state_dict().items()}
+    state |= {f"ac_{k}": v for k, v in ac.state_dict().items()}
+    state["cond_codebooks"] = cond.codebooks
+    write_npz(a.out_tokenizers, **state)
+    write_npz(a.out, track_ids=man["track_id"].to_numpy().astype(str), splits=man["split"].to_numpy().astype(str),
+              n_samples=np.array([len(y) for y in audio]), cond=cond.encode(emb),
+              sem=np.concatenate(sems), sem_offsets=np.cumsum([0] + [len(x) for x in sems]),
+              codes=np.concatenate(codes), code_offsets=np.cumsum([0] + [len(x) for x in codes]))
+    log.info("tokenized %d tracks (%d train): %d semantic tokens, %d acoustic frames",
+             len(audio), int(is_train.sum()), sum(map(len, sems)), sum(map(len, codes)))
+
+
+def cmd_audio_segments(a) -> None:
+    """Stage sequences (SPEC §1 windows) of every training track for one stage."""
+    import pandas as pd
+
+    from aria.audio_tokens import stage_windows
+    from aria.io.tables import read_npz, write_csv, write_npz
+
+    p = json.loads(a.params)
+    vocab, stage = _audio_vocab(p), a.stage
+    d = read_npz(a.tokens)
+    toks, masks, lmasks, seg_rows = [], [], [], []
+    for i, (tid, split) in enumerate(zip(d["track_ids"], d["splits"])):
+        if split != "train":
+            continue
+        win = stage_windows(int(d["n_samples"][i]), sr=p["sr"], window_s=vocab.window(stage))
+        for w, start in enumerate(win.starts):
+            t, m, lm = vocab.stage_sequence(stage, cond=d["cond"][i], sem=_ragged(d["sem"], d["sem_offsets"], i),
+                                            codes=_ragged(d["codes"], d["code_offsets"], i), t0=start / p["sr"])
+            toks.append(t)
+            masks.append(m)
+            lmasks.append(lm)
+            seg_rows.append(dict(segment_id=f"{tid}:{stage}:{w:03d}", track_id=tid, start_s=start / p["sr"]))
+    write_npz(a.out, tokens=np.stack(toks), mask=np.stack(masks), loss_mask=np.stack(lmasks),
+              segment_ids=np.array([r["segment_id"] for r in seg_rows]),
+              track_ids=np.array([r["track_id"] for r in seg_rows]))
+    write_csv(a.out_csv, pd.DataFrame(seg_rows))
+    log.info("%s: %d training segments of %d tokens", stage, len(toks), vocab.seq_len(stage))
+
+
+def cmd_audio_queries(a) -> None:
+    """Hierarchical generation for each held-out track: semantic, then coarse, then fine;
+    one query per stage, and the generated codes decoded to audio."""
+    import torch
+
+    from aria.audio_tokens import MelRVQ
+    from aria.io.render import write_wav
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import read_npz, write_npz
+    from aria.train import generate
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    vocab = _audio_vocab(p)
+    d = read_npz(a.tokens)
+    models = {st: _load_model(path)[0] for st, path in zip(("semantic", "coarse", "fine"), a.models)}
+    ev = [i for i, s in enumerate(d["splits"]) if s == "eval"]
+    ids = np.array([f"q-{d['track_ids'][i]}" for i in ev])
+    rs = p["seed"]
+
+    def run(stage, prefixes):
+        allowed = vocab.allowed_tokens(stage)
+        out = generate(models[stage], np.stack(prefixes), length=vocab.seq_len(stage),
+                       temperature=p["temperature"], random_state=rs + STAGE_INDEX[stage],
+                       pad=vocab.pad, allowed=allowed)
+        return out, [vocab.split_codes(stage, o) for o in out]
+
+    # semantic: cond + the first prompt_s seconds of the held-out track's semantic tokens
+    n_prompt = int(round(p["prompt_s"] * vocab.sem_rate))
+    pre = []
+    for i in ev:
+        t, _, _ = vocab.stage_sequence("semantic", cond=d["cond"][i], sem=_ragged(d["sem"], d["sem_offsets"], i),
+                                       codes=_ragged(d["codes"], d["code_offsets"], i), t0=0.0)
+        pre.append(t[:vocab.n_cond + n_prompt])
+    sem_tok, sem_parts = run("semantic", pre)
+
+    def prefix(stage, i, sem, coarse=None):
+        empty = np.zeros((0, vocab.n_q), dtype=np.int64)
+        codes = empty if coarse is None else np.concatenate(
+            [coarse, np.zeros((len(coarse), vocab.n_q - vocab.n_coarse), dtype=np.int64)], axis=1)
+        t, _, _ = vocab.stage_sequence(stage, cond=d["cond"][i], sem=sem, codes=codes, t0=0.0)
+        n_target = dict(vocab.block_lengths(stage))[vocab.target_block(stage)]
+        return t[:vocab.seq_len(stage) - n_target]
+
+    co_tok, co_parts = run("coarse", [prefix("coarse", i, sp["sem"]) for i, sp in zip(ev, sem_parts)])
+    n_fine = int(round(vocab.window("fine") * vocab.ac_rate))
+    n_sem_fine = int(round(vocab.window("fine") * vocab.sem_rate))
+    fi_tok, fi_parts = run("fine", [prefix("fine", i, sp["sem"][:n_sem_fine], cp["coarse"][:n_fine])
+                                    for i, sp, cp in zip(ev, sem_parts, co_parts)])
+    for stage, tok, n_prefix in (("semantic", sem_tok, vocab.n_cond + n_prompt),
+                                 ("coarse", co_tok, None), ("fine", fi_tok, None)):
+        mask = tok != vocab.pad
+        lm = np.zeros_like(mask)
+        if n_prefix is None:
+            n_target = dict(vocab.block_lengths(stage))[vocab.target_block(stage)]
+            n_prefix = tok.shape[1] - n_target
+        lm[:, n_prefix:] = mask[:, n_prefix:]
+        write_npz(Path(a.out_dir) / stage / "queries.npz", tokens=tok, mask=mask, loss_mask=lm,
+                  query_ids=ids, track_ids=d["track_ids"][ev])
+    tk = read_npz(a.tokenizers)
+    ac = MelRVQ.from_state_dict({k[3:]: v for k, v in tk.items() if k.startswith("ac_")})
+    with atomic_dir(a.out_audio) as tmp:
+        for qid, cp, fp in zip(ids, co_parts, fi_parts):
+            codes = np.concatenate([cp["coarse"][:n_fine], fp["fine"]], axis=1)
+            write_wav(Path(tmp) / f"{qid}.wav", ac.decode(codes, random_state=rs), p["sr"])
+    log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), n_fine / vocab.ac_rate)
+
+
+STAGE_INDEX = {"semantic": 0, "coarse": 1, "fine": 2}
+
+
+def cmd_tracklevel(a) -> None:
+    """Track-level matrix (SPEC §3): per-query normalization, then the mean over each track's segments."""
+    from aria.io.stores import ScoreWriter, open_scores
+    from aria.io.tables import read_npz
+    from aria.tracklevel import track_level
+
+    p = json.loads(a.params)
+    S, rows, cols = open_scores(a.scores)
+    seg = read_npz(a.segments)
+    if not np.array_equal(seg["segment_ids"], rows):
+        raise ValueError(f"{a.scores}: row ids do not match the segments of {a.segments}")
+    tids, Sb = track_level(S, seg["track_ids"], normalize=p["normalize"])
+    with ScoreWriter(a.out, tids, cols, attrs={"normalize": p["normalize"], "source": str(a.scores)}) as w:
+        w.write(0, Sb)
+    log.info("track-level matrix %d x %d (%s)", len(tids), len(cols), p["normalize"])
+
+
 # --------------------------------------------------------------------------- main
 COMMANDS = {
     "demo-collection": (cmd_demo_collection, [("--out-dir", {}), ("--params", {})]),
@@ -502,6 +670,14 @@ COMMANDS = {
     "audio-features": (cmd_audio_features, [("--manifest", {}), ("--params", {}), ("--out", {}),
                                             ("--out-failures", {})]),
     "merge-audio-features": (cmd_merge_audio_features, [("--shards", {"nargs": "+"}), ("--out", {})]),
+    "audio-tokenize": (cmd_audio_tokenize, [("--manifest", {}), ("--params", {}), ("--out", {}),
+                                            ("--out-tokenizers", {})]),
+    "audio-segments": (cmd_audio_segments, [("--tokens", {}), ("--stage", {}), ("--params", {}),
+                                            ("--out", {}), ("--out-csv", {})]),
+    "audio-queries": (cmd_audio_queries, [("--tokens", {}), ("--tokenizers", {}),
+                                          ("--models", {"nargs": 3}), ("--params", {}),
+                                          ("--out-dir", {}), ("--out-audio", {})]),
+    "tracklevel": (cmd_tracklevel, [("--scores", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
     "null": (cmd_null, [("--features", {}), ("--params", {}), ("--out", {})]),
     "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {})]),
     "report": (cmd_report, [("--diagnostics", {"nargs": "+"}), ("--homogeneity", {"nargs": "+"}),

@@ -182,3 +182,46 @@ class AudioVocab:
                 frames = frames[(frames != self.pad).all(1)]
                 out[name] = frames - off
         return out
+
+
+# --------------------------------------------------------------------------- conditioning
+class ConditioningRVQ:
+    """Residual VQ of track-level embeddings: the quantized conditioning tokens.
+
+    Stands in for the paper's CLAP-RVQ conditioning (12 codebooks of CLAP audio
+    embeddings): here ``n_cond`` codebooks of ``cond_size`` codes over the
+    time-averaged standardized frame features of a track.
+    """
+
+    def __init__(self, *, n_cond: int, cond_size: int):
+        self.n_cond, self.cond_size = int(n_cond), int(cond_size)
+        self.codebooks: np.ndarray | None = None  # (n_cond, k <= cond_size, d)
+
+    def fit(self, X, *, random_state) -> "ConditioningRVQ":
+        """X: (n_tracks, d) track embeddings."""
+        from aria.audio_tokens import kmeans
+
+        X = np.asarray(X, dtype=np.float64)
+        k = min(self.cond_size, len(X))  # a small corpus uses fewer codes
+        books, resid = [], X.copy()
+        for q in range(self.n_cond):
+            cb = kmeans(resid, k, random_state=np.random.SeedSequence([int(random_state), q]))
+            books.append(cb)
+            resid = resid - cb[self._nearest(resid, cb)]
+        self.codebooks = np.stack(books)
+        return self
+
+    @staticmethod
+    def _nearest(x, cb):
+        d = (x * x).sum(1)[:, None] - 2 * x @ cb.T + (cb * cb).sum(1)[None, :]
+        return d.argmin(1)
+
+    def encode(self, X) -> np.ndarray:
+        """(n, d) embeddings -> (n, n_cond) codes."""
+        X = np.asarray(X, dtype=np.float64)
+        out = np.zeros((len(X), self.n_cond), dtype=np.int64)
+        resid = X.copy()
+        for q, cb in enumerate(self.codebooks):
+            out[:, q] = self._nearest(resid, cb)
+            resid = resid - cb[out[:, q]]
+        return out

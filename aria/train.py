@@ -31,13 +31,15 @@ def _lr_at(step: int, total: int, lr: float, min_ratio: float) -> float:
 
 def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epochs: int,
                 lr: float, batch_size: int, n_checkpoints: int, random_state: int,
-                weight_decay: float = 0.01, min_lr_ratio: float = 0.1,
-                progress: bool = False, desc: str = "train") -> dict:
+                loss_mask: np.ndarray | None = None, weight_decay: float = 0.01,
+                min_lr_ratio: float = 0.1, progress: bool = False, desc: str = "train") -> dict:
     """Train a :class:`MusicTransformer` on token blocks with AdamW.
 
     Parameters
     ----------
     tokens : int array (N, L); mask : bool array (N, L)
+    loss_mask : bool array (N, L), optional
+        Positions whose prediction is trained (a stage's target block); default all.
     cfg : ModelConfig; epochs, batch_size : int; lr : float (peak learning rate)
     n_checkpoints : int
         Checkpoints saved at evenly spaced epochs, the last one after the final
@@ -58,6 +60,7 @@ def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epoch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     X = torch.as_tensor(tokens, dtype=torch.long)
     M = torch.as_tensor(mask, dtype=torch.bool)
+    LM = None if loss_mask is None else torch.as_tensor(loss_mask, dtype=torch.bool)
     n = len(X)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
     total = epochs * steps_per_epoch
@@ -74,7 +77,7 @@ def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epoch
             cur_lr = _lr_at(step, total, lr, min_lr_ratio)
             for g in opt.param_groups:
                 g["lr"] = cur_lr
-            loss = batch_loss(model, X[idx], M[idx])
+            loss = batch_loss(model, X[idx], M[idx], None if LM is None else LM[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

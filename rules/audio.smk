@@ -1,6 +1,8 @@
-# Audio experiment (issue 3, in progress): audio corpus and its evidence features.
-# Active only when config has an `audio:` section. Attribution of the three-stage
-# audio model will reuse the (experiment, stage) rules of rules/attribution.smk.
+# Audio experiment: audio corpus, tokenizers, stage sequences, hierarchical queries,
+# track-level matrices and evidence features. Active only when config has an
+# `audio:` section. Training, gradient projection, scoring and diagnostics of the
+# three stages go through the shared (experiment, stage) rules of
+# rules/model.smk and rules/attribution.smk.
 
 
 rule audio_demo_corpus:
@@ -55,3 +57,83 @@ rule merge_audio_features:
         ENV
     shell:
         "aria merge-audio-features --shards {input.shards} --out {output.features} > {log} 2>&1"
+
+
+rule audio_tokenize:
+    input:
+        manifest=audio_manifest(),
+    output:
+        tokens=f"{ARES}/tokens/tokens.npz",
+        tokenizers=f"{ARES}/tokens/tokenizers.npz",
+    log:
+        f"{ARES}/logs/audio_tokenize.log",
+    benchmark:
+        f"{ARES}/benchmarks/audio_tokenize.tsv"
+    params:
+        args=jparams(seed=config["seeds"]["train"], root=audio_root(), sr=AUDIO.get("sr"),
+                     **AUDIO.get("tokenizers", {})),
+    conda:
+        ENV
+    shell:
+        "aria audio-tokenize --manifest {input.manifest} --params {params.args:q} "
+        "--out {output.tokens} --out-tokenizers {output.tokenizers} > {log} 2>&1"
+
+
+rule audio_segments:
+    input:
+        tokens=f"{ARES}/tokens/tokens.npz",
+    output:
+        train=f"{ARES}/segments/{{stage}}/train.npz",
+        csv=f"{ARES}/segments/{{stage}}/segments.csv",
+    log:
+        f"{ARES}/logs/audio_segments/{{stage}}.log",
+    params:
+        args=jparams(**TOKENIZER_CFG) if AUDIO else "",
+    conda:
+        ENV
+    shell:
+        "aria audio-segments --tokens {input.tokens} --stage {wildcards.stage} --params {params.args:q} "
+        "--out {output.train} --out-csv {output.csv} > {log} 2>&1"
+
+
+rule audio_queries:
+    input:
+        tokens=f"{ARES}/tokens/tokens.npz",
+        tokenizers=f"{ARES}/tokens/tokenizers.npz",
+        models=[f"{ARES}/models/{s}/m0.pt" for s in AUDIO_STAGES],
+    output:
+        queries=[f"{ARES}/queries/{s}/queries.npz" for s in AUDIO_STAGES],
+        audio=directory(f"{ARES}/queries/audio"),
+    log:
+        f"{ARES}/logs/audio_queries.log",
+    benchmark:
+        f"{ARES}/benchmarks/audio_queries.tsv"
+    params:
+        out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.queries[0])),
+        args=jparams(seed=config["seeds"]["queries"], **TOKENIZER_CFG, **AUDIO.get("queries", {}))
+        if AUDIO else "",
+    threads: 1
+    conda:
+        ENV
+    shell:
+        "aria audio-queries --tokens {input.tokens} --tokenizers {input.tokenizers} --models {input.models} "
+        "--params {params.args:q} --out-dir {params.out_dir} --out-audio {output.audio} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule tracklevel:
+    input:
+        scores=f"{ARES}/scores/{{stage}}/{{method}}.zarr",
+        segments=f"{ARES}/segments/{{stage}}/train.npz",
+    output:
+        scores=directory(f"{ARES}/tracklevel/{{stage}}/{{method}}.zarr"),
+    log:
+        f"{ARES}/logs/tracklevel/{{stage}}/{{method}}.log",
+    params:
+        # SPEC §3: z-score for TRAK and Grad-Cos, rank for heavy-tailed methods
+        args=lambda w: jparams(normalize="zscore" if w.method in ("trak", "gradcos") else "rank"),
+    conda:
+        ENV
+    shell:
+        "aria tracklevel --scores {input.scores} --segments {input.segments} --params {params.args:q} "
+        "--out {output.scores} > {log} 2>&1"

@@ -30,6 +30,35 @@ STAGES = {
 }
 METHODS = list(config["methods"]["run"])
 
+AUDIO = config.get("audio", {})
+ARES = f"results/{AUDIO.get('experiment', 'audio')}"
+AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
+AUDIO_STAGES = ("semantic", "coarse", "fine")
+if AUDIO:
+    from aria.stages import AudioVocab
+
+    TOKENIZER_CFG = dict(sr=AUDIO["sr"], **AUDIO["tokenizers"],
+                         windows={s: AUDIO["stages"][s]["window_s"] for s in AUDIO_STAGES})
+    _t = AUDIO["tokenizers"]
+    AUDIO_VOCAB = AudioVocab(n_cond=_t["cond"]["n_cond"], cond_size=_t["cond"]["cond_size"],
+                             sem_size=_t["semantic"]["n_codes"], sem_rate=1.0 / _t["semantic"]["hop_s"],
+                             code_size=_t["acoustic"]["n_codes"],
+                             ac_rate=AUDIO["sr"] / _t["acoustic"]["hop_length"],
+                             window_s=tuple(sorted(TOKENIZER_CFG["windows"].items())))
+    for _s in AUDIO_STAGES:
+        STAGES[(AUDIO["experiment"], _s)] = {
+            "methods": AUDIO["stages"][_s]["methods"],
+            "projection": AUDIO["stages"][_s]["projection"],
+            "model": dict(AUDIO["model"], vocab_size=AUDIO_VOCAB.size),
+            "seq_len": AUDIO_VOCAB.seq_len(_s),
+        }
+AUDIO_TARGETS = [f"{ARES}/evidence/audio_features.npz"] if AUDIO else []
+if AUDIO:
+    AUDIO_TARGETS += [f"{ARES}/tracklevel/{s}/{m}.zarr" for s in AUDIO_STAGES
+                      for m in AUDIO["stages"][s]["methods"]["run"]]
+    AUDIO_TARGETS += [f"{ARES}/diagnostics/{s}/{m}.json" for s in AUDIO_STAGES
+                      for m in AUDIO["stages"][s]["methods"]["run"]]
+
 
 wildcard_constraints:
     exp="|".join(sorted({e for e, _ in STAGES})),
@@ -38,12 +67,6 @@ wildcard_constraints:
     m=r"\d+",
     c=r"\d+",
     shard=r"\d+",
-
-
-AUDIO = config.get("audio", {})
-ARES = f"results/{AUDIO.get('experiment', 'audio')}"
-AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
-AUDIO_TARGETS = [f"{ARES}/evidence/audio_features.npz"] if AUDIO else []
 
 
 def audio_manifest():

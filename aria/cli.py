@@ -295,13 +295,42 @@ def cmd_symbolic_features(a) -> None:
     log.info("features of %d segments: %s", len(notes), {k: v.shape[1] for k, v in feats.items()})
 
 
-def _load_features(path):
-    from aria.features.symbolic import CHANNELS
+def _load_features(path, pool=None):
+    """The homogeneity pool's features: ``(ids, features, channels)``.
+
+    Symbolic stores (``segment_ids``) are segment-level and used whole. Audio
+    stores (``track_ids``, ragged ``chords``) are track-level; ``pool`` (ids of
+    the training tracks) keeps only those, and chord roots become root-motion
+    sequences (SPEC §5).
+    """
     from aria.io.tables import read_npz
 
     d = read_npz(path)
-    ids = d.pop("segment_ids")
-    return ids, {k: d[k] for k in d}, CHANNELS
+    if "segment_ids" in d:
+        from aria.features.symbolic import CHANNELS
+
+        ids = d.pop("segment_ids")
+        return ids, {k: d[k] for k in d}, CHANNELS
+    from aria.features.audio import CHANNELS
+    from aria.homogeneity import root_motion
+
+    ids = d.pop("track_ids")
+    offs = np.concatenate([[0], np.cumsum(d.pop("chord_lengths"))])
+    chords = d.pop("chords")
+    keep = np.ones(len(ids), bool) if pool is None else np.isin(ids, np.asarray(pool).astype(str))
+    feats = {k: v[keep] for k, v in d.items()}
+    feats["chords"] = [root_motion(chords[offs[i]:offs[i + 1]]) for i in np.flatnonzero(keep)]
+    return ids[keep], feats, CHANNELS
+
+
+def _pool_ids(manifest):
+    """Training track ids of an audio manifest, or None for the symbolic pool."""
+    if manifest is None:
+        return None
+    import pandas as pd
+
+    man = pd.read_csv(manifest, dtype=str)
+    return man.loc[man["split"] == "train", "track_id"].to_numpy()
 
 
 def cmd_null(a) -> None:
@@ -310,7 +339,7 @@ def cmd_null(a) -> None:
     from aria.io.tables import write_json
 
     p = json.loads(a.params)
-    _, feats, channels = _load_features(a.features)
+    _, feats, channels = _load_features(a.features, _pool_ids(a.manifest))
     null = null_distribution(feats, channels, ks=p["ks"], n_groups=p["n_groups"], random_state=p["seed"])
     null["by_k"] = {str(k): v for k, v in null["by_k"].items()}
     null["scales"] = {k: (None if v is None else np.asarray(v).tolist()) for k, v in null["scales"].items()}
@@ -324,14 +353,25 @@ def cmd_homogeneity(a) -> None:
     from aria.io.stores import open_scores
     from aria.io.tables import read_json, write_json
 
-    ids, feats, channels = _load_features(a.features)
+    ids, feats, channels = _load_features(a.features, _pool_ids(a.manifest))
     null = read_json(a.null)
     null["by_k"] = {int(k): v for k, v in null["by_k"].items()}
     null["scales"] = {k: (None if v is None else np.asarray(v)) for k, v in null["scales"].items()}
-    _, row_ids, col_ids = open_scores(a.scores)
-    if not np.array_equal(row_ids, ids):
-        raise ValueError(f"{a.scores}: row ids do not match the segments of {a.features}")
-    tab = homogeneity_table(a.scores, feats, channels, null)
+    S, row_ids, col_ids = open_scores(a.scores)
+    if np.array_equal(row_ids, ids):
+        tab = homogeneity_table(a.scores, feats, channels, null)
+    else:
+        # track-level audio matrix: rows are the training tracks with segments; the pool
+        # is those with features (a track whose audio features failed is left out)
+        where = {r: i for i, r in enumerate(row_ids)}
+        missing = [t for t in ids if t not in where]
+        if missing:
+            raise ValueError(f"{a.scores}: no score row for pool track(s) {missing[:5]} of {a.features}")
+        sel = np.array([where[t] for t in ids])
+        if len(sel) < len(row_ids):
+            log.warning("%d score rows have no features and are left out of the pool", len(row_ids) - len(sel))
+        tab = homogeneity_table(np.asarray(S[:])[sel], feats, channels, null)
+        row_ids = row_ids[sel]
     out = {"scores": str(a.scores), "channels": list(channels), "query_ids": col_ids.tolist(),
            "ks": list(tab["ks"]), "by_k": {}}
     for K, t in tab["by_k"].items():
@@ -630,6 +670,39 @@ def cmd_audio_queries(a) -> None:
     log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), n_fine / vocab.ac_rate)
 
 
+def cmd_embed_baseline(a) -> None:
+    """Embedding-similarity baseline (SPEC §2): track-level cosine scores, time-averaged and all-against-all."""
+    import torch
+
+    from aria.embeddings import all_against_all_scores, cosine_scores, get_encoder
+    from aria.io.audio import load_audio
+    from aria.io.stores import ScoreWriter
+    from aria.io.tables import read_manifest, read_npz
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    enc = get_encoder(a.encoder)
+    man = read_manifest(a.manifest, root=p.get("root"))
+    man = man[man["split"] == "train"]
+    qids = read_npz(a.queries)["query_ids"]
+    log.info("%s stands in for %s", enc.name, enc.stands_in_for)
+    from tqdm import tqdm
+
+    def frames(paths, desc):
+        return [np.asarray(enc.frames(load_audio(f, sr=p["sr"]), p["sr"]), dtype=np.float64)
+                for f in tqdm(paths, desc=desc, mininterval=2.0)]
+
+    tr = frames(list(man["abspath"]), "train")
+    qu = frames([str(Path(a.queries_audio) / f"{q}.wav") for q in qids], "queries")
+    for out, S in ((a.out, cosine_scores(np.stack([f.mean(0) for f in tr]), np.stack([f.mean(0) for f in qu]))),
+                   (a.out_aaa, all_against_all_scores(tr, qu, frame_rate=enc.frame_rate,
+                                                      window_s=p["window_s"], hop_s=p["hop_s"]))):
+        with ScoreWriter(out, man["track_id"].to_numpy(), qids,
+                         attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for}) as w:
+            w.write(0, S)
+    log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
+
+
 STAGE_INDEX = {"semantic": 0, "coarse": 1, "fine": 2}
 
 
@@ -677,9 +750,14 @@ COMMANDS = {
     "audio-queries": (cmd_audio_queries, [("--tokens", {}), ("--tokenizers", {}),
                                           ("--models", {"nargs": 3}), ("--params", {}),
                                           ("--out-dir", {}), ("--out-audio", {})]),
+    "embed-baseline": (cmd_embed_baseline, [("--encoder", {}), ("--manifest", {}), ("--queries", {}),
+                                            ("--queries-audio", {}), ("--params", {}), ("--out", {}),
+                                            ("--out-aaa", {})]),
     "tracklevel": (cmd_tracklevel, [("--scores", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
-    "null": (cmd_null, [("--features", {}), ("--params", {}), ("--out", {})]),
-    "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {})]),
+    "null": (cmd_null, [("--features", {}), ("--params", {}), ("--out", {}),
+                        ("--manifest", {"required": False, "default": None})]),
+    "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {}),
+                                      ("--manifest", {"required": False, "default": None})]),
     "report": (cmd_report, [("--diagnostics", {"nargs": "+"}), ("--homogeneity", {"nargs": "+"}),
                             ("--segments", {}), ("--params", {}), ("--out-html", {}), ("--out-md", {}),
                             ("--out-summary", {})]),
@@ -692,7 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (fn, args) in COMMANDS.items():
         sp = sub.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__)
         for flag, kw in args:
-            sp.add_argument(flag, required=True, **kw)
+            sp.add_argument(flag, **{"required": True, **kw})
         sp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
         sp.set_defaults(func=fn)
     return ap

@@ -37,6 +37,9 @@ rule score:
         "results/{exp}/benchmarks/score/{stage}/{method}.tsv"
     params:
         args=method_params,
+    wildcard_constraints:
+        stage="|".join(sorted({s for _, s in STAGES})),
+        method="trak|tracin|gradcos|graddot",
     conda:
         ENV
     shell:

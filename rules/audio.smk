@@ -137,3 +137,67 @@ rule tracklevel:
     shell:
         "aria tracklevel --scores {input.scores} --segments {input.segments} --params {params.args:q} "
         "--out {output.scores} > {log} 2>&1"
+
+
+rule audio_null:
+    input:
+        features=f"{ARES}/evidence/audio_features.npz",
+        manifest=audio_manifest(),
+    output:
+        null=f"{ARES}/evidence/null.json",
+    log:
+        f"{ARES}/logs/audio_null.log",
+    benchmark:
+        f"{ARES}/benchmarks/audio_null.tsv"
+    params:
+        args=jparams(ks=config["homogeneity"]["ks"], n_groups=config["homogeneity"]["n_null_groups"],
+                     seed=config["seeds"]["null_groups"]),
+    conda:
+        ENV
+    shell:
+        "aria null --features {input.features} --manifest {input.manifest} --params {params.args:q} "
+        "--out {output.null} > {log} 2>&1"
+
+
+rule audio_homogeneity:
+    input:
+        # embedding baselines are track-level already (SPEC §3)
+        scores=lambda w: (f"{ARES}/scores/baseline/{w.method}.zarr" if w.stage == "baseline"
+                          else f"{ARES}/tracklevel/{w.stage}/{w.method}.zarr"),
+        features=f"{ARES}/evidence/audio_features.npz",
+        manifest=audio_manifest(),
+        null=f"{ARES}/evidence/null.json",
+    output:
+        json=f"{ARES}/homogeneity/{{stage}}/{{method}}.json",
+    log:
+        f"{ARES}/logs/homogeneity/{{stage}}/{{method}}.log",
+    conda:
+        ENV
+    shell:
+        "aria homogeneity --scores {input.scores} --features {input.features} --manifest {input.manifest} "
+        "--null {input.null} --out {output.json} > {log} 2>&1"
+
+
+rule embed_baseline:
+    input:
+        manifest=audio_manifest(),
+        queries=f"{ARES}/queries/semantic/queries.npz",
+        audio=f"{ARES}/queries/audio",
+    output:
+        avg=directory(f"{ARES}/scores/baseline/{{encoder}}.zarr"),
+        aaa=directory(f"{ARES}/scores/baseline/{{encoder}}_aaa.zarr"),
+    log:
+        f"{ARES}/logs/embed_baseline/{{encoder}}.log",
+    benchmark:
+        f"{ARES}/benchmarks/embed_baseline/{{encoder}}.tsv"
+    params:
+        args=jparams(sr=AUDIO.get("sr"), root=audio_root(), window_s=10.0, hop_s=1.0),
+    wildcard_constraints:
+        encoder="basic_pitch|aisfx|clap|mert",
+    threads: 1
+    conda:
+        ENV
+    shell:
+        "aria embed-baseline --encoder {wildcards.encoder} --manifest {input.manifest} "
+        "--queries {input.queries} --queries-audio {input.audio} --params {params.args:q} "
+        "--out {output.avg} --out-aaa {output.aaa} --threads {threads} > {log} 2>&1"

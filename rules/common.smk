@@ -54,16 +54,18 @@ if AUDIO:
         }
 AUDIO_TARGETS = [f"{ARES}/evidence/audio_features.npz"] if AUDIO else []
 if AUDIO:
-    AUDIO_TARGETS += [f"{ARES}/tracklevel/{s}/{m}.zarr" for s in AUDIO_STAGES
+    AUDIO_TARGETS += [f"{ARES}/homogeneity/{s}/{m}.json" for s in AUDIO_STAGES
                       for m in AUDIO["stages"][s]["methods"]["run"]]
+    AUDIO_TARGETS += [f"{ARES}/{k}/baseline/{e}{v}.{x}" for e in AUDIO.get("baselines", [])
+                      for v in ("", "_aaa") for k, x in (("homogeneity", "json"), ("diagnostics", "json"))]
     AUDIO_TARGETS += [f"{ARES}/diagnostics/{s}/{m}.json" for s in AUDIO_STAGES
                       for m in AUDIO["stages"][s]["methods"]["run"]]
 
 
 wildcard_constraints:
     exp="|".join(sorted({e for e, _ in STAGES})),
-    stage="|".join(sorted({s for _, s in STAGES})),
-    method="trak|tracin|gradcos|graddot",
+    stage="|".join(sorted({s for _, s in STAGES} | ({"baseline"} if AUDIO else set()))),
+    method="[a-z_]+",
     m=r"\d+",
     c=r"\d+",
     shard=r"\d+",

@@ -384,49 +384,82 @@ def cmd_homogeneity(a) -> None:
     write_json(a.out, out)
 
 
+SYMBOLIC_CHANNEL_NOTE = (
+    "Channels: melody = melodic-interval histogram; harmony = pitch-class and vertical-interval "
+    "histograms; rhythm = note density, mean rhythmic value, rhythmic-value histogram; "
+    "dynamic = velocity change, std and range; texture = polyphony mean and std, pitch range.")
+AUDIO_CHANNEL_NOTE = (
+    "Channels: rhythmic = BeatNet beat-interval and librosa onset-interval histograms; harmonic = "
+    "chroma, tonnetz and chord root-motion LCS (madmom); timbral = MFCC and CQT statistics. Rows are "
+    "(method, stage) on the track-level matrix (z-score per query, SPEC §3), then embedding baselines: "
+    "basic-pitch stands in for a pitch/harmony encoder, aiSFX for a general-audio (timbre) encoder; "
+    "'avg' = time-averaged embeddings, 'all-vs-all' = max cosine over 10 s windows at 1 s hop.")
+
+
+def _row_label(key: str) -> str:
+    from aria.report import METHOD_LABELS
+
+    method, _, stage = key.partition("/")
+    if stage == "baseline":
+        base, aaa = (method[:-4], True) if method.endswith("_aaa") else (method, False)
+        return f"{base.replace('_', '-')} ({'all-vs-all' if aaa else 'avg'})"
+    label = METHOD_LABELS.get(method, method)
+    return f"{label} · {stage}" if stage and stage != "symbolic" else label
+
+
 def cmd_report(a) -> None:
     """report.html, report.md and summary.json from diagnostics and homogeneity."""
+    import os
+
     from aria import report as R
     from aria.io.stores import atomic_file
     from aria.io.tables import read_json, write_json
 
     p = json.loads(a.params)
-    methods, main_k = p["methods"], p["main_k"]
-    diags = {m: read_json(f) for m, f in zip(methods, a.diagnostics)}
-    homs = {m: read_json(f) for m, f in zip(methods, a.homogeneity)}
+    keys, main_k, audio = p["rows"], p["main_k"], p.get("domain") == "audio"
+    diags = {_row_label(k): read_json(f) for k, f in zip(keys, a.diagnostics)}
+    homs = {_row_label(k): read_json(f) for k, f in zip(keys, a.homogeneity)}
     header, rows, channels = R.main_table(diags, homs, main_k=main_k)
     h0 = next(iter(homs.values()))
+    d0 = next(iter(diags.values()))
+    unit = ("reliability on each raw score matrix (segments x queries; tracks x queries for the "
+            "baselines), homogeneity on the track-level matrix" if audio else
+            f"{d0['n']} training segments")
     notes = [
-        f"{diags[methods[0]]['n']} training segments x {diags[methods[0]]['q']} queries; "
-        f"homogeneity z against random groups of the same size (K = {main_k}); "
-        "Pos = share of queries with z > 0, Sig = share with z > 1.645.",
-        "High r1 or rho_bar means the method ranks training segments nearly the same for every "
+        f"{unit}; {d0['q']} queries; homogeneity z against random groups of the same "
+        f"size (K = {main_k}); Pos = share of queries with z > 0, Sig = share with z > 1.645.",
+        "High r1 or rho_bar means the method ranks training items nearly the same for every "
         "query: its homogeneity then describes one fixed group, not per-query attribution.",
-        "Channels: melody = melodic-interval histogram; harmony = pitch-class and vertical-interval "
-        "histograms; rhythm = note density, mean rhythmic value, rhythmic-value histogram; "
-        "dynamic = velocity change, std and range; texture = polyphony mean and std, pitch range.",
+        AUDIO_CHANNEL_NOTE if audio else SYMBOLIC_CHANNEL_NOTE,
     ]
     figures = {"μz against K per channel and method": R.k_sweep_figure(homs),
                "Singular-value spectrum per method": R.spectrum_figure(diags)}
+    report_dir = os.path.dirname(os.path.abspath(a.out_html))
+    media = None
+    if audio:
+        from aria.io.tables import read_manifest
+
+        man = read_manifest(a.manifest, root=p.get("root"))
+        rel = {t: os.path.relpath(f, report_dir) for t, f in zip(man["track_id"], man["abspath"])}
+        media = {"tracks": rel, "queries": os.path.relpath(a.queries_audio, report_dir)}
     evidence = []
     for qi, qid in enumerate(h0["query_ids"]):
-        top = [[R.METHOD_LABELS.get(m, m), ", ".join(homs[m]["by_k"][str(main_k)]["top_ids"][qi])]
-               for m in methods]
-        evidence.append((qid, top))
+        evidence.append((qid, [[label, homs[label]["by_k"][str(main_k)]["top_ids"][qi]] for label in homs]))
     title = f"Aria report: {p['experiment']}"
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(R.html_report(title, header, rows, channels, main_k=main_k, figures=figures,
-                                     notes=notes, evidence=evidence), encoding="utf-8")
+                                     notes=notes, evidence=evidence, media=media), encoding="utf-8")
     with atomic_file(a.out_md) as tmp:
         tmp.write_text(R.markdown_report(title, header, rows, main_k=main_k, notes=notes), encoding="utf-8")
     summary = {"experiment": p["experiment"], "main_k": main_k, "channels": channels, "methods": {}}
-    for m in methods:
-        summary["methods"][m] = {
-            **{k: diags[m][k] for k in R.DIAG_KEYS},
-            "homogeneity": {K: homs[m]["by_k"][K]["summary"] for K in homs[m]["by_k"]},
+    for k in keys:
+        lab = _row_label(k)
+        summary["methods"][k] = {
+            "label": lab, **{d: diags[lab][d] for d in R.DIAG_KEYS},
+            "homogeneity": {K: homs[lab]["by_k"][K]["summary"] for K in homs[lab]["by_k"]},
         }
     write_json(a.out_summary, summary)
-    log.info("report for %d methods -> %s", len(methods), a.out_html)
+    log.info("report for %d rows -> %s", len(keys), a.out_html)
 
 
 # --------------------------------------------------------------------------- audio
@@ -759,8 +792,9 @@ COMMANDS = {
     "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {}),
                                       ("--manifest", {"required": False, "default": None})]),
     "report": (cmd_report, [("--diagnostics", {"nargs": "+"}), ("--homogeneity", {"nargs": "+"}),
-                            ("--segments", {}), ("--params", {}), ("--out-html", {}), ("--out-md", {}),
-                            ("--out-summary", {})]),
+                            ("--params", {}), ("--out-html", {}), ("--out-md", {}), ("--out-summary", {}),
+                            ("--manifest", {"required": False, "default": None}),
+                            ("--queries-audio", {"required": False, "default": None})]),
 }
 
 

@@ -136,12 +136,24 @@ figure{margin:1rem 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:.85rem}
 ul.notes{font-size:.9rem;color:#444}
 details{margin:.3rem 0} code{background:#f3f3f3;padding:0 .2rem}
+summary audio{height:2rem;vertical-align:middle} .clip{display:inline-block;margin:.15rem .4rem .15rem 0}
+.clip audio{height:1.8rem;width:14rem;vertical-align:middle}
 """
 
 
+def _player(src: str) -> str:
+    return f'<audio controls preload="none" src="{html.escape(src)}"></audio>'
+
+
 def html_report(title: str, header, rows, channels, *, main_k: int, figures: dict[str, bytes],
-                notes: list[str], evidence: list[tuple[str, list[list[str]]]]) -> str:
-    """Self-contained HTML (figures embedded as base64 PNG)."""
+                notes: list[str], evidence: list[tuple[str, list[list]]], media: dict | None = None) -> str:
+    """Self-contained HTML (figures embedded as base64 PNG).
+
+    ``evidence``: per query, rows of ``[label, top-K ids]``. With ``media``
+    (``{"tracks": {track_id: relative path}, "queries": relative folder}``) each
+    query and each of its top-K training tracks gets an audio player; otherwise
+    the query links to its generated MIDI and the ids are listed.
+    """
     n_diag = len(DIAG_KEYS)
     grp = (f'<tr class="grp"><th></th><th colspan="{n_diag}">Reliability (lower = more query-dependent)</th>'
            + "".join(f'<th class="sep" colspan="3">{html.escape(c)}</th>' for c in channels) + "</tr>")
@@ -165,11 +177,18 @@ def html_report(title: str, header, rows, channels, *, main_k: int, figures: dic
         f"<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, png in figures.items())
     ev = []
     for qid, top in evidence:
-        lis = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in t) + "</tr>" for t in top)
-        midi = f"queries/midi/{qid}.mid"
-        ev.append(f"<details><summary><code>{html.escape(qid)}</code> "
-                  f'(<a href="{html.escape(midi)}">generated MIDI</a>)</summary>'
-                  f"<table><tr><th>method</th><th>top-{main_k} training segments</th></tr>{lis}</table></details>")
+        if media is None:
+            lis = "".join(f"<tr><td>{html.escape(lab)}</td><td>{html.escape(', '.join(ids))}</td></tr>"
+                          for lab, ids in top)
+            head = f'(<a href="{html.escape(f"queries/midi/{qid}.mid")}">generated MIDI</a>)'
+        else:
+            lis = "".join(
+                f"<tr><td>{html.escape(lab)}</td><td>" + "".join(
+                    f'<div class="clip"><code>{html.escape(t)}</code> {_player(media["tracks"][t])}</div>'
+                    for t in ids if t in media["tracks"]) + "</td></tr>" for lab, ids in top)
+            head = _player(f'{media["queries"]}/{qid}.wav')
+        ev.append(f"<details><summary><code>{html.escape(qid)}</code> {head}</summary>"
+                  f"<table><tr><th>method</th><th>top-{main_k} training items</th></tr>{lis}</table></details>")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>

@@ -52,14 +52,11 @@ if AUDIO:
             "model": dict(AUDIO["model"], vocab_size=AUDIO_VOCAB.size),
             "seq_len": AUDIO_VOCAB.seq_len(_s),
         }
-AUDIO_TARGETS = [f"{ARES}/evidence/audio_features.npz"] if AUDIO else []
-if AUDIO:
-    AUDIO_TARGETS += [f"{ARES}/homogeneity/{s}/{m}.json" for s in AUDIO_STAGES
-                      for m in AUDIO["stages"][s]["methods"]["run"]]
-    AUDIO_TARGETS += [f"{ARES}/{k}/baseline/{e}{v}.{x}" for e in AUDIO.get("baselines", [])
-                      for v in ("", "_aaa") for k, x in (("homogeneity", "json"), ("diagnostics", "json"))]
-    AUDIO_TARGETS += [f"{ARES}/diagnostics/{s}/{m}.json" for s in AUDIO_STAGES
-                      for m in AUDIO["stages"][s]["methods"]["run"]]
+# rows of the audio report ("method/stage"): every (method, stage), then the baselines
+AUDIO_ROWS = [f"{m}/{s}" for m in ("trak", "gradcos", "tracin", "graddot") for s in AUDIO_STAGES
+              if AUDIO and m in AUDIO["stages"][s]["methods"]["run"]]
+AUDIO_ROWS += [f"{e}{v}/baseline" for e in AUDIO.get("baselines", []) for v in ("", "_aaa")]
+AUDIO_TARGETS = [f"{ARES}/report.html", f"{ARES}/summary.json"] if AUDIO else []
 
 
 wildcard_constraints:

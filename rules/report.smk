@@ -6,7 +6,6 @@ rule report:
     input:
         diagnostics=stage_outputs("diagnostics"),
         homogeneity=stage_outputs("homogeneity"),
-        segments=f"{RESULTS}/segments/symbolic/segments.csv",
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",
@@ -15,10 +14,33 @@ rule report:
         f"{LOGS}/report.log",
     params:
         args=jparams(experiment=config["experiment"], main_k=config["homogeneity"]["main_k"],
-                     methods=METHODS),
+                     rows=METHODS, domain="symbolic"),
     conda:
         ENV
     shell:
         "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
-        "--segments {input.segments} --params {params.args:q} "
+        "--params {params.args:q} "
+        "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
+
+
+rule audio_report:
+    input:
+        diagnostics=[f"{ARES}/diagnostics/{k.split('/')[1]}/{k.split('/')[0]}.json" for k in AUDIO_ROWS],
+        homogeneity=[f"{ARES}/homogeneity/{k.split('/')[1]}/{k.split('/')[0]}.json" for k in AUDIO_ROWS],
+        manifest=audio_manifest(),
+        audio=f"{ARES}/queries/audio",
+    output:
+        html=f"{ARES}/report.html",
+        md=f"{ARES}/report.md",
+        summary=f"{ARES}/summary.json",
+    log:
+        f"{ARES}/logs/report.log",
+    params:
+        args=jparams(experiment=AUDIO.get("experiment"), main_k=config["homogeneity"]["main_k"],
+                     rows=AUDIO_ROWS, domain="audio", root=audio_root()),
+    conda:
+        ENV
+    shell:
+        "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
+        "--manifest {input.manifest} --queries-audio {input.audio} --params {params.args:q} "
         "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"

@@ -161,3 +161,37 @@ def test_audio_corpus_and_features(tiny_run):
         np.testing.assert_allclose(feats[key][row], ref[key], rtol=1e-5, atol=1e-6)
     lens = feats["chord_lengths"]
     np.testing.assert_array_equal(feats["chords"][lens[:row].sum():lens[:row + 1].sum()], ref["chords"])
+
+
+def test_rerun_scope_audio_stage(tiny_run):
+    """Per stage and method: fine TRAK lambda reruns only fine TRAK; semantic k only the semantic stage."""
+    cfg = tiny_config()
+    cfg["audio"]["stages"]["fine"]["methods"]["trak"]["lambda"] = 0.5
+    fine = "exp=tiny_audio, stage=fine, method=trak"
+    assert dry_run_jobs(tiny_run, cfg) == {
+        ("score", fine), ("diagnostics", fine), ("tracklevel", "stage=fine, method=trak"),
+        ("audio_homogeneity", "stage=fine, method=trak"), ("audio_report", ""),
+    }
+    cfg = tiny_config()
+    cfg["audio"]["stages"]["semantic"]["projection"]["k"] = 8
+    jobs = dry_run_jobs(tiny_run, cfg)
+    assert {r for r, _ in jobs} == {"project_gradients", "score", "diagnostics", "tracklevel",
+                                    "audio_homogeneity", "audio_report"}
+    assert all("semantic" in w for r, w in jobs if r != "audio_report")
+    assert {w for r, w in jobs if r == "project_gradients"} == {
+        f"exp=tiny_audio, stage=semantic, m={m}, c=1" for m in (0, 1)}
+
+
+def test_audio_report_and_queries(tiny_run):
+    res = tiny_run / "results" / "tiny_audio"
+    summary = json.loads((res / "summary.json").read_text())
+    assert summary["channels"] == ["rhythmic", "harmonic", "timbral"]
+    assert set(summary["methods"]) == {f"{m}/{s}" for m in ("trak", "gradcos")
+                                       for s in ("semantic", "coarse", "fine")} | {
+        f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")}
+    html = (res / "report.html").read_text()
+    assert html.count("<audio") >= 2 * (1 + 3)  # each query + its top-K tracks
+    import soundfile as sf
+    for wav in (res / "queries" / "audio").glob("*.wav"):
+        y, sr = sf.read(wav)
+        assert sr == 22050 and len(y) > 0.5 * sr and np.abs(y).max() > 0.01  # decoded, audible

@@ -87,7 +87,8 @@ def k_sweep_figure(homs: dict) -> bytes:
         ax.set_title(c)
         ax.set_xlabel("K")
     axes[0].set_ylabel("mean z (μz)")
-    axes[-1].legend(fontsize=8, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle("Within-group homogeneity against K (dotted: z = 1.645)", fontsize=10, y=1.03)
     return _png(fig)
 
@@ -108,7 +109,7 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
     ax.set_xlabel("singular value index i")
     ax.set_ylabel("σᵢ² / ‖S‖²_F")
     ax.set_title("Singular-value spectrum of each score matrix", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return _png(fig)
 
 
@@ -193,7 +194,7 @@ def html_report(title: str, header, rows, channels, *, main_k: int, figures: dic
 <title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="sub">Reliability diagnostics of each score matrix (SPEC §4) and within-group musical
-homogeneity of each query's top-{main_k} attributed training segments against random groups (SPEC §6).</p>
+homogeneity of each query's top-{main_k} attributed training items against random groups (SPEC §6).</p>
 <h2>Main table</h2>
 <table>{grp}{sub}{''.join(body)}</table>
 <ul class="notes">{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>

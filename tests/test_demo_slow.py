@@ -18,3 +18,6 @@ def test_full_demo(tmp_path):
     assert summary["main_k"] == 10
     assert all(str(k) in summary["methods"]["trak"]["homogeneity"] for k in (5, 10, 20, 50))
     assert (res / "report.html").stat().st_size > 50_000
+    audio = json.loads((tmp_path / "results" / "demo_audio" / "summary.json").read_text())
+    assert audio["channels"] == ["rhythmic", "harmonic", "timbral"]
+    assert {k.split("/")[1] for k in audio["methods"]} == {"semantic", "coarse", "fine", "baseline"}

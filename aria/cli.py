@@ -516,6 +516,49 @@ def cmd_audio_demo_corpus(a) -> None:
     log.info("audio demo corpus: %d train, %d eval tracks at %d Hz", got["train"], got["eval"], p["sr"])
 
 
+def cmd_audio_import(a) -> None:
+    """Import a user audio corpus (manifest or FMA metadata), apply the quality filters, write the manifest."""
+    import pandas as pd
+
+    from aria.audio_corpus import filter_tracks
+    from aria.io.audio import load_audio, silence_fraction
+    from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
+    from aria.io.tables import write_csv
+
+    p = json.loads(a.params)
+    if p["kind"] == "fma":
+        df = read_fma_tracks(p["fma"]["tracks_csv"], subset=p["fma"].get("subset"))
+        df["abspath"] = [str(fma_audio_path(p["fma"]["audio_dir"], t)) for t in df["track_id"]]
+        exists = np.array([Path(x).is_file() for x in df["abspath"]])
+        for t in df.loc[~exists, "track_id"]:
+            log.warning("skipped %s: no audio file", t)
+        df = df[exists]
+    else:
+        df = read_audio_manifest(p["audio_folder"]["manifest"], root=p["audio_folder"]["root"])
+    shares, bad = [], []
+    for t, f in zip(df["track_id"], df["abspath"]):
+        try:
+            shares.append(silence_fraction(load_audio(f, sr=p["sr"]), sr=p["sr"]))
+        except (ValueError, OSError) as e:  # corrupt, truncated, empty: skipped with the reason
+            log.warning("skipped %s: %s", t, e)
+            bad.append(t)
+            shares.append(np.nan)
+    df = df.assign(silence_share=shares)
+    df = df[~df["track_id"].isin(bad)]
+    flt = p.get("filters", {})
+    kept, dropped = filter_tracks(df, max_silence_share=flt.get("max_silence_share"),
+                                  drop_genre=flt.get("drop_genre"), min_listens=flt.get("min_listens"),
+                                  min_favorites=flt.get("min_favorites"))
+    for r in dropped.itertuples():
+        log.info("filtered out %s: %s", r.track_id, r.reason)
+    if not (kept["split"] == "train").any() or not (kept["split"] == "eval").any():
+        raise ValueError("after filtering, the audio corpus needs train and eval tracks; "
+                         f"kept {len(kept)} of {len(df)}")
+    out = kept.assign(path=kept["abspath"])[["track_id", "path", "genre", "split", "silence_share"]]
+    write_csv(a.out, pd.DataFrame(out))
+    log.info("audio corpus: %d tracks kept, %d filtered, %d unreadable", len(kept), len(dropped), len(bad))
+
+
 def cmd_audio_features(a) -> None:
     """SPEC §5 audio features of one shard of tracks (models loaded once per shard).
 
@@ -773,6 +816,7 @@ COMMANDS = {
     "symbolic-features": (cmd_symbolic_features, [("--segments", {}), ("--params", {}), ("--out", {})]),
     "audio-demo-corpus": (cmd_audio_demo_corpus, [("--midi-manifest", {}), ("--params", {}),
                                                   ("--out-dir", {})]),
+    "audio-import": (cmd_audio_import, [("--params", {}), ("--out", {})]),
     "audio-features": (cmd_audio_features, [("--manifest", {}), ("--params", {}), ("--out", {}),
                                             ("--out-failures", {})]),
     "merge-audio-features": (cmd_merge_audio_features, [("--shards", {"nargs": "+"}), ("--out", {})]),

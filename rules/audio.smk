@@ -5,24 +5,42 @@
 # rules/model.smk and rules/attribution.smk.
 
 
-rule audio_demo_corpus:
-    input:
-        midi_manifest=corpus_manifest(),
-    output:
-        manifest=f"{ARES}/corpus/manifest.csv",
-    log:
-        f"{ARES}/logs/audio_demo_corpus.log",
-    benchmark:
-        f"{ARES}/benchmarks/audio_demo_corpus.tsv"
-    params:
-        out_dir=lambda w, output: os.path.dirname(output.manifest),
-        args=jparams(seed=config["seeds"]["corpus"], sr=AUDIO.get("sr"),
-                     **AUDIO.get("corpus", {}).get("demo", {})),
-    conda:
-        ENV
-    shell:
-        "aria audio-demo-corpus --midi-manifest {input.midi_manifest} --params {params.args:q} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+if AUDIO.get("corpus", {}).get("kind", "demo") == "demo":
+
+    rule audio_demo_corpus:
+        input:
+            midi_manifest=corpus_manifest(),
+        output:
+            manifest=f"{ARES}/corpus/manifest.csv",
+        log:
+            f"{ARES}/logs/audio_demo_corpus.log",
+        benchmark:
+            f"{ARES}/benchmarks/audio_demo_corpus.tsv"
+        params:
+            out_dir=lambda w, output: os.path.dirname(output.manifest),
+            args=jparams(seed=config["seeds"]["corpus"], sr=AUDIO.get("sr"),
+                         **AUDIO.get("corpus", {}).get("demo", {})),
+        conda:
+            ENV
+        shell:
+            "aria audio-demo-corpus --midi-manifest {input.midi_manifest} --params {params.args:q} "
+            "--out-dir {params.out_dir} > {log} 2>&1"
+
+else:
+
+    rule audio_import:
+        input:
+            audio_import_inputs(),
+        output:
+            manifest=f"{ARES}/corpus/manifest.csv",
+        log:
+            f"{ARES}/logs/audio_import.log",
+        params:
+            args=jparams(sr=AUDIO.get("sr"), **{k: v for k, v in AUDIO.get("corpus", {}).items() if k != "demo"}),
+        conda:
+            ENV
+        shell:
+            "aria audio-import --params {params.args:q} --out {output.manifest} > {log} 2>&1"
 
 
 rule audio_features:

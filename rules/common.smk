@@ -69,15 +69,30 @@ wildcard_constraints:
 
 
 def audio_manifest():
-    if AUDIO.get("corpus", {}).get("kind") == "audio_folder":
-        return AUDIO["corpus"]["audio_folder"]["manifest"]
+    """Every audio corpus kind ends in this manifest (user corpora: absolute paths, filtered)."""
     return f"{ARES}/corpus/manifest.csv"
 
 
 def audio_root():
-    if AUDIO.get("corpus", {}).get("kind") == "audio_folder":
-        return AUDIO["corpus"]["audio_folder"]["root"]
     return f"{ARES}/corpus"
+
+
+def audio_row_outputs(kind):
+    """Per-row JSONs of the audio report, in AUDIO_ROWS order ("method/stage")."""
+    out = []
+    for key in AUDIO_ROWS:
+        method, stage = key.split("/")
+        out.append(os.path.join(ARES, kind, stage, f"{method}.json"))
+    return out
+
+
+def audio_import_inputs():
+    c = AUDIO.get("corpus", {})
+    if c.get("kind") == "audio_folder":
+        return [c["audio_folder"]["manifest"]]
+    if c.get("kind") == "fma":
+        return [c["fma"]["tracks_csv"]]
+    return []
 
 
 def stage_cfg(w):

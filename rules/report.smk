@@ -25,8 +25,8 @@ rule report:
 
 rule audio_report:
     input:
-        diagnostics=[f"{ARES}/diagnostics/{k.split('/')[1]}/{k.split('/')[0]}.json" for k in AUDIO_ROWS],
-        homogeneity=[f"{ARES}/homogeneity/{k.split('/')[1]}/{k.split('/')[0]}.json" for k in AUDIO_ROWS],
+        diagnostics=audio_row_outputs("diagnostics"),
+        homogeneity=audio_row_outputs("homogeneity"),
         manifest=audio_manifest(),
         audio=f"{ARES}/queries/audio",
     output:

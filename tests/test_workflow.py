@@ -195,3 +195,41 @@ def test_audio_report_and_queries(tiny_run):
     for wav in (res / "queries" / "audio").glob("*.wav"):
         y, sr = sf.read(wav)
         assert sr == 22050 and len(y) > 0.5 * sr and np.abs(y).max() > 0.01  # decoded, audible
+
+
+def test_user_audio_corpus_with_bad_files(tiny_run, tmp_path):
+    """A user audio folder with a truncated, an empty, an all-silent and a 44.1 kHz file: the bad
+    ones are skipped with a logged reason, the filters apply, and the run completes."""
+    import pandas as pd
+    import soundfile as sf
+
+    src = tiny_run / "results" / "tiny_audio" / "corpus"
+    man = pd.read_csv(src / "manifest.csv", dtype=str)
+    folder = tmp_path / "my_audio"
+    folder.mkdir()
+    rows = []
+    for r in man.itertuples():
+        shutil.copy(src / r.path, folder / f"{r.track_id}.wav")
+        rows.append(dict(track_id=r.track_id, path=f"{r.track_id}.wav", genre=r.genre, split=r.split))
+    y, sr = sf.read(folder / f"{man.track_id[0]}.wav")
+    data = (folder / f"{man.track_id[0]}.wav").read_bytes()
+    (folder / "truncated.wav").write_bytes(data[: len(data) // 3])
+    (folder / "empty.wav").write_bytes(b"")
+    sf.write(folder / "silent.wav", np.zeros_like(y), sr)
+    sf.write(folder / "hires.wav", np.repeat(y, 2), 44100)          # another sample rate: kept
+    for name in ("truncated", "empty", "silent", "hires"):
+        rows.append(dict(track_id=name, path=f"{name}.wav", genre="x", split="train"))
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    cfg = tiny_config()
+    cfg["audio"]["corpus"] = {"kind": "audio_folder",
+                              "audio_folder": {"root": str(folder), "manifest": str(folder / "manifest.csv")},
+                              "filters": {"max_silence_share": 0.6}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run_snakemake(tmp_path, "--cores", "2", "results/tiny_audio/evidence/audio_features.npz")
+    res = tmp_path / "results" / "tiny_audio"
+    kept = pd.read_csv(res / "corpus" / "manifest.csv", dtype=str)
+    assert set(kept["track_id"]) == set(man["track_id"]) | {"hires"}
+    log = (res / "logs" / "audio_import.log").read_text()
+    assert "skipped truncated" in log and "skipped empty" in log and "filtered out silent: silence" in log
+    with np.load(res / "evidence" / "audio_features.npz") as z:
+        assert set(z["track_ids"]) == set(kept["track_id"])

@@ -143,12 +143,31 @@ def _model_cfg(p):
                        vocab_size=p.get("vocab_size", VOCAB_SIZE))
 
 
+CHECKPOINT_KEYS = ("config", "checkpoints", "final")
+
+
+def _model_class(blob):
+    """The model class of a checkpoint: ``blob["model_class"]`` ("module:Class", your own
+    stage-model code, constructed as ``Class(**blob["config"])``) or Aria's MusicTransformer."""
+    name = blob.get("model_class")
+    if not name:
+        from aria.model import ModelConfig, MusicTransformer
+
+        return lambda **cfg: MusicTransformer(ModelConfig(**cfg))
+    import importlib
+
+    module, _, cls = name.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def _load_model(path, checkpoint: int | None = None):
     from aria.io.tables import load_torch
-    from aria.model import ModelConfig, MusicTransformer
 
     blob = load_torch(path)
-    model = MusicTransformer(ModelConfig(**blob["config"]))
+    missing = [k for k in CHECKPOINT_KEYS if k not in blob]
+    if missing:
+        raise ValueError(f"{path}: not an Aria model checkpoint (missing {missing}); see README 'Stage-model adapter'")
+    model = _model_class(blob)(**blob["config"])
     if checkpoint is None:
         state, lr = blob["final"], blob["checkpoints"][-1]["lr"]
     else:
@@ -169,6 +188,20 @@ def cmd_train(a) -> None:
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
+    if p.get("pretrained"):
+        # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
+        from aria.io.tables import load_torch
+
+        model, _ = _load_model(p["pretrained"])
+        data = read_npz(a.segments)
+        with torch.no_grad():
+            logits = model(torch.as_tensor(data["tokens"][:2]))
+        if logits.shape[-1] <= int(data["tokens"].max()):
+            raise ValueError(f"{p['pretrained']}: model vocabulary ({logits.shape[-1]}) is smaller than "
+                             f"the stage's token ids (max {int(data['tokens'].max())})")
+        save_torch(a.out, load_torch(p["pretrained"]))
+        log.info("adopted pretrained checkpoint %s", p["pretrained"])
+        return
     data = read_npz(a.segments)
     cfg = _model_cfg(p)
     res = train_model(data["tokens"], data["mask"], loss_mask=data.get("loss_mask"),

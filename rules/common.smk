@@ -51,6 +51,7 @@ if AUDIO:
             "projection": AUDIO["stages"][_s]["projection"],
             "model": dict(AUDIO["model"], vocab_size=AUDIO_VOCAB.size),
             "seq_len": AUDIO_VOCAB.seq_len(_s),
+            "pretrained": AUDIO["stages"][_s].get("checkpoints", []),
         }
 # rows of the audio report ("method/stage"): every (method, stage), then the baselines
 AUDIO_ROWS = [f"{m}/{s}" for m in ("trak", "gradcos", "tracin", "graddot") for s in AUDIO_STAGES
@@ -167,6 +168,9 @@ def method_params(w):
 
 def model_params(w):
     cfg = stage_cfg(w)
+    pretrained = cfg.get("pretrained", [])
+    if int(w.m) < len(pretrained):  # the user's own checkpoint for this ensemble member
+        return jparams(pretrained=pretrained[int(w.m)])
     return jparams(seed=config["seeds"]["train"] + int(w.m), n_checkpoints=n_checkpoints(cfg),
                    block_tokens=cfg["seq_len"], **cfg["model"])
 

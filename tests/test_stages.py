@@ -105,3 +105,37 @@ def test_constrained_generation_is_well_formed():
     fine = V.split_codes(stage, out[0])["fine"]
     assert fine.shape == (int(V.window(stage) * V.ac_rate), V.n_q - V.n_coarse)
     assert fine.min() >= 0 and fine.max() < V.code_size
+
+
+def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
+    """Adapter: a checkpoint of the user's own model class is adopted instead of training,
+    and its projected gradients equal autograd gradients of the stage loss."""
+    import json
+
+    from aria.cli import _load_model, main
+    from aria.io.tables import read_npz, save_torch, write_npz
+    from aria.projection import project_gradients
+    from custom_stage_model import BagOfTokens
+
+    tok, mask, lmask = (x.numpy() for x in _batch("coarse"))
+    write_npz(tmp_path / "train.npz", tokens=tok, mask=mask, loss_mask=lmask)
+    torch.manual_seed(0)
+    user = BagOfTokens(vocab_size=V.size, dim=8)
+    blob = {"model_class": "custom_stage_model:BagOfTokens", "config": {"vocab_size": V.size, "dim": 8},
+            "checkpoints": [{"epoch": 1, "lr": 0.1, "state": user.state_dict()}], "final": user.state_dict()}
+    save_torch(tmp_path / "mine.pt", blob)
+    assert main(["train", "--segments", str(tmp_path / "train.npz"), "--out", str(tmp_path / "m0.pt"),
+                 "--params", json.dumps({"pretrained": str(tmp_path / "mine.pt")})]) == 0
+    model, lr = _load_model(tmp_path / "m0.pt")
+    assert isinstance(model, BagOfTokens) and lr == 0.1
+    feats = project_gradients(model, tok, mask, lmask, k=tok.shape[0] * 0 + 32, seed=3)
+    G = per_example_grads(model, attributed_params(model), torch.as_tensor(tok), torch.as_tensor(mask),
+                          torch.as_tensor(lmask))
+    from aria.projection import BlockProjector
+    P = torch.cat([BlockProjector(G.shape[1], 32, seed=3).block(b) for b in range(1)], 0)
+    np.testing.assert_allclose(feats, (G @ P).numpy(), rtol=1e-4, atol=1e-6)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="bad.pt"):
+        main(["train", "--segments", str(tmp_path / "train.npz"), "--out", str(tmp_path / "m1.pt"),
+              "--params", json.dumps({"pretrained": str(tmp_path / "bad.pt")})])
+    assert not (tmp_path / "m1.pt").exists()

@@ -65,8 +65,15 @@ def save_torch(path, obj) -> None:
 
 
 def load_torch(path):
+    """Load a checkpoint written by :func:`save_torch` (or a user's own, same format)."""
     import torch
-    return torch.load(path, map_location="cpu", weights_only=False)
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure: name the file
+        raise ValueError(f"{path}: cannot load checkpoint: {type(e).__name__}: {e}") from e
 
 
 MANIFEST_COLUMNS = ("track_id", "path", "genre", "split")

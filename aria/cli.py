@@ -758,8 +758,17 @@ def cmd_audio_queries(a) -> None:
     co_tok, co_parts = run("coarse", [prefix("coarse", i, sp["sem"]) for i, sp in zip(ev, sem_parts)])
     n_fine = int(round(vocab.window("fine") * vocab.ac_rate))
     n_sem_fine = int(round(vocab.window("fine") * vocab.sem_rate))
-    fi_tok, fi_parts = run("fine", [prefix("fine", i, sp["sem"][:n_sem_fine], cp["coarse"][:n_fine])
-                                    for i, sp, cp in zip(ev, sem_parts, co_parts)])
+    # fine codes for every fine window inside the coarse window; the first is the fine query,
+    # all of them together give the decoded audio of the whole coarse window
+    fine_windows = max(1, int(round(vocab.window("coarse") / vocab.window("fine"))))
+    fi_tok, fine_codes = None, [[] for _ in ev]
+    for j in range(fine_windows):
+        tok_j, parts_j = run("fine", [prefix("fine", i, sp["sem"][j * n_sem_fine:(j + 1) * n_sem_fine],
+                                             cp["coarse"][j * n_fine:(j + 1) * n_fine])
+                                      for i, sp, cp in zip(ev, sem_parts, co_parts)])
+        fi_tok = tok_j if fi_tok is None else fi_tok
+        for q, part in enumerate(parts_j):
+            fine_codes[q].append(part["fine"])
     for stage, tok, n_prefix in (("semantic", sem_tok, vocab.n_cond + n_prompt),
                                  ("coarse", co_tok, None), ("fine", fi_tok, None)):
         mask = tok != vocab.pad
@@ -773,10 +782,11 @@ def cmd_audio_queries(a) -> None:
     tk = read_npz(a.tokenizers)
     ac = MelRVQ.from_state_dict({k[3:]: v for k, v in tk.items() if k.startswith("ac_")})
     with atomic_dir(a.out_audio) as tmp:
-        for qid, cp, fp in zip(ids, co_parts, fi_parts):
-            codes = np.concatenate([cp["coarse"][:n_fine], fp["fine"]], axis=1)
+        for qid, cp, fc in zip(ids, co_parts, fine_codes):
+            fine = np.concatenate(fc)
+            codes = np.concatenate([cp["coarse"][:len(fine)], fine[:len(cp["coarse"])]], axis=1)
             write_wav(Path(tmp) / f"{qid}.wav", ac.decode(codes, random_state=rs), p["sr"])
-    log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), n_fine / vocab.ac_rate)
+    log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), len(codes) / vocab.ac_rate)
 
 
 def cmd_embed_baseline(a) -> None:

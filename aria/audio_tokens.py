@@ -61,6 +61,8 @@ from typing import ClassVar, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
+from aria.signal import resample
+
 __all__ = [
     "n_frames", "log_mel", "frame_features", "StageWindows", "stage_windows",
     "window_audio", "kmeans", "Tokenizer", "SemanticKMeans", "MelRVQ",
@@ -813,12 +815,6 @@ def _hf_load(model_id: str, loader, *, cache_dir, extra: str = ""):
         ) from exc
 
 
-def _resample(y: np.ndarray, orig: int, target: int) -> np.ndarray:
-    if orig == target:
-        return y
-    import librosa
-
-    return librosa.resample(y, orig_sr=orig, target_sr=target).astype(np.float32)
 
 
 class MertSemantic(Tokenizer):
@@ -886,7 +882,7 @@ class MertSemantic(Tokenizer):
         import torch
 
         y = _check_audio(y)
-        y24 = _resample(y, self.sr, self.model_rate)
+        y24 = resample(y, self.sr, self.model_rate)
         inputs = self._processor(y24, sampling_rate=self.model_rate, return_tensors="pt")
         with torch.no_grad():
             out = self._model(**inputs, output_hidden_states=True)
@@ -966,7 +962,7 @@ class EncodecAcoustic(Tokenizer):
         import torch
 
         y = _check_audio(y)
-        y24 = torch.from_numpy(_resample(y, self.sr, self.model_rate))[None, None, :]
+        y24 = torch.from_numpy(resample(y, self.sr, self.model_rate))[None, None, :]
         with torch.no_grad():
             enc = self._model.encode(y24, bandwidth=self.bandwidth)
         codes = enc.audio_codes[0, 0].T.numpy().astype(np.int64)  # (T, n_q)
@@ -992,7 +988,7 @@ class EncodecAcoustic(Tokenizer):
         codes = torch.as_tensor(np.asarray(codes, dtype=np.int64).T[None, None])
         with torch.no_grad():
             audio = self._model.decode(codes, [None])[0][0, 0].numpy()
-        y = _resample(audio.astype(np.float32), self.model_rate, self.sr)
+        y = resample(audio.astype(np.float32), self.model_rate, self.sr)
         n = codes.shape[-1] * self.hop_length
         return np.pad(y, (0, max(0, n - len(y))))[:n]
 

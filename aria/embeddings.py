@@ -38,6 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
+from aria.signal import resample
+
 __all__ = [
     "Encoder",
     "BasicPitchEncoder",
@@ -240,12 +242,6 @@ def _mono(y, sr) -> np.ndarray:
     return y
 
 
-def _resample(y: np.ndarray, sr: float, target: float) -> np.ndarray:
-    if float(sr) == float(target):
-        return y
-    import librosa
-
-    return librosa.resample(y, orig_sr=float(sr), target_sr=float(target)).astype(np.float32)
 
 
 def _package_dir(name: str) -> Path:
@@ -397,7 +393,7 @@ class BasicPitchEncoder(Encoder):
             ``"note"``, ``"onset"``: (n_frames, 88); ``"contour"``: (n_frames, 264);
             probabilities in [0, 1] at :attr:`frame_rate` frames/s.
         """
-        y = _resample(_mono(y, sr), sr, self.sample_rate)
+        y = resample(_mono(y, sr), sr, self.sample_rate)
         n_orig = y.shape[0]
         n_frames = int(np.floor(n_orig * self.frame_rate / self.sample_rate))
         if n_frames < 1:
@@ -500,7 +496,7 @@ class AisfxEncoder(Encoder):
         """Normalized log-mel input of the CNN, shape (n_spec_frames, 96)."""
         import librosa
 
-        y = _resample(_mono(y, sr), sr, self.sample_rate)
+        y = resample(_mono(y, sr), sr, self.sample_rate)
         peak = float(np.max(np.abs(y)))
         y = y / (peak if peak > 0 else 1.0)
         spec = librosa.feature.melspectrogram(
@@ -645,7 +641,7 @@ class HFEncoder(Encoder):
             self.dim = int(cfg.hidden_size)
 
     def frames(self, y: np.ndarray, sr: float) -> np.ndarray:
-        y = _resample(_mono(y, sr), sr, self.sample_rate)
+        y = resample(_mono(y, sr), sr, self.sample_rate)
         torch = self._torch
         clip = max(1, int(round(self.clip_s * self.sample_rate)))
         with torch.no_grad():

@@ -128,11 +128,12 @@ def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
                  "--params", json.dumps({"pretrained": str(tmp_path / "mine.pt")})]) == 0
     model, lr = _load_model(tmp_path / "m0.pt")
     assert isinstance(model, BagOfTokens) and lr == 0.1
-    feats = project_gradients(model, tok, mask, lmask, k=tok.shape[0] * 0 + 32, seed=3)
+    feats = project_gradients(model, tok, mask, lmask, k=32, seed=3)
     G = per_example_grads(model, attributed_params(model), torch.as_tensor(tok), torch.as_tensor(mask),
                           torch.as_tensor(lmask))
     from aria.projection import BlockProjector
-    P = torch.cat([BlockProjector(G.shape[1], 32, seed=3).block(b) for b in range(1)], 0)
+    proj = BlockProjector(G.shape[1], 32, seed=3)
+    P = torch.cat([proj.block(b) for b in range(-(-G.shape[1] // proj.block_rows))], 0)
     np.testing.assert_allclose(feats, (G @ P).numpy(), rtol=1e-4, atol=1e-6)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(Exception, match="bad.pt"):

@@ -53,6 +53,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from aria.signal import resample
+
 from aria.homogeneity import root_motion
 from aria.io.audio import SILENCE_FRAME_S, SILENCE_THRESHOLD_DB, is_silent, load_audio
 
@@ -239,14 +241,6 @@ def build_processors(*, beatnet_model: int = 1) -> AudioProcessors:
     )
 
 
-def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if int(sr) == int(target):
-        return y
-    import librosa
-
-    return librosa.resample(y, orig_sr=int(sr), target_sr=int(target), res_type="soxr_hq")
-
-
 def beat_times(y: np.ndarray, *, sr: int, processors: AudioProcessors) -> np.ndarray:
     """Beat times from BeatNet offline (DBN).
 
@@ -272,7 +266,7 @@ def beat_times(y: np.ndarray, *, sr: int, processors: AudioProcessors) -> np.nda
     import torch
 
     bn = processors.beatnet
-    x = np.ascontiguousarray(_resample(np.asarray(y, dtype=np.float32), sr, BEATNET_SR), dtype=np.float32)
+    x = np.ascontiguousarray(resample(np.asarray(y, dtype=np.float32), sr, BEATNET_SR), dtype=np.float32)
     bn.model.hidden = torch.zeros_like(bn.model.hidden)
     bn.model.cell = torch.zeros_like(bn.model.cell)
     out = bn.process(x)
@@ -322,7 +316,7 @@ def chord_segments(y: np.ndarray, *, sr: int, processors: AudioProcessors) -> np
         as ``'C:maj'``, ``'A:min'``, ``'N'``), in time order. Empty when the
         signal yields fewer than 2 chroma frames (shorter than about 0.15 s).
     """
-    x = np.ascontiguousarray(_resample(np.asarray(y, dtype=np.float32), sr, DEEP_CHROMA_SR), dtype=np.float32)
+    x = np.ascontiguousarray(resample(np.asarray(y, dtype=np.float32), sr, DEEP_CHROMA_SR), dtype=np.float32)
     with warnings.catch_warnings():
         # madmom 0.17's ReLU calls np.maximum(x, 0, out) (positional out), deprecated in numpy 2.4
         warnings.filterwarnings("ignore", message="Passing more than 2 positional arguments to np.maximum",

@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from aria.signal import resample
+
 __all__ = ["load_audio", "silence_fraction", "is_silent", "SILENCE_THRESHOLD_DB", "SILENCE_FRAME_S"]
 
 #: Default silence threshold: frame RMS below -60 dBFS (see :func:`silence_fraction`).
@@ -106,9 +108,7 @@ def load_audio(path, *, sr: int | None = 22050, mono: bool = True) -> np.ndarray
     if mono:
         y = y.mean(axis=0, dtype=np.float32)
     if sr is not None and int(native_sr) != int(sr):
-        import librosa
-
-        y = librosa.resample(y, orig_sr=int(native_sr), target_sr=int(sr), res_type="soxr_hq", axis=-1)
+        y = resample(y, native_sr, sr)
     return np.ascontiguousarray(y, dtype=np.float32)
 
 

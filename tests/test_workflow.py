@@ -108,10 +108,11 @@ def test_config_typo_is_rejected(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (make deb)")
-def test_report_renders_in_browser(tiny_run, tmp_path):
-    """Headless Chromium renders report.html to a non-blank PNG."""
+@pytest.mark.parametrize("experiment", ["tiny", "tiny_audio"])
+def test_report_renders_in_browser(tiny_run, tmp_path, experiment):
+    """Headless Chromium renders each experiment's report.html to a non-blank PNG."""
     png = tmp_path / "report.png"
-    html = tiny_run / "results" / "tiny" / "report.html"
+    html = tiny_run / "results" / experiment / "report.html"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     f"--user-data-dir={tmp_path / 'prof'}", "--window-size=1400,1600",

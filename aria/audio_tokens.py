@@ -61,11 +61,11 @@ from typing import ClassVar, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from aria.signal import resample
+from aria.signal import as_waveform, resample
 
 __all__ = [
     "n_frames", "log_mel", "frame_features", "StageWindows", "stage_windows",
-    "window_audio", "kmeans", "Tokenizer", "SemanticKMeans", "MelRVQ",
+    "window_audio", "nearest", "kmeans", "Tokenizer", "SemanticKMeans", "MelRVQ",
     "MertSemantic", "EncodecAcoustic", "tokenizer_from_state_dict",
 ]
 
@@ -81,17 +81,6 @@ def n_frames(n_samples: int, hop_length: int) -> int:
     if n_samples < 0 or hop_length <= 0:
         raise ValueError("n_samples must be >= 0 and hop_length > 0")
     return -(-int(n_samples) // int(hop_length))
-
-
-def _check_audio(y) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"audio must be mono, shape (n_samples,); got shape {y.shape}")
-    if y.size == 0:
-        raise ValueError("audio is empty")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("audio contains NaN or inf")
-    return y.astype(np.float32, copy=False)
 
 
 def _power_spec(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
@@ -127,7 +116,7 @@ def log_mel(y, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 882,
     -------
     L : float64 array, shape (T, n_mels), ``T = ceil(n_samples / hop_length)``.
     """
-    y = _check_audio(y)
+    y = as_waveform(y)
     power = _power_spec(y, n_fft=n_fft, hop_length=hop_length)
     mel = _mel_basis(sr=sr, n_fft=n_fft, n_mels=n_mels) @ power
     return np.log(mel + amin).T
@@ -163,7 +152,7 @@ def frame_features(y, *, sr: int = 22050, hop_s: float = 0.1, n_mels: int = 64,
     """
     import librosa
 
-    y = _check_audio(y)
+    y = as_waveform(y)
     hop = int(round(hop_s * sr))
     if hop <= 0:
         raise ValueError("hop_s * sr must be at least one sample")
@@ -308,7 +297,7 @@ def window_audio(y, windows: StageWindows) -> np.ndarray:
 # k-means
 # --------------------------------------------------------------------------
 
-def _nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and squared distance to the nearest centre, for each row of x."""
     c2 = np.einsum("ij,ij->i", centers, centers)
     labels = np.empty(len(x), dtype=np.int64)
@@ -367,7 +356,7 @@ def kmeans(x, k: int, *, random_state, n_iter: int = 30,
         np.minimum(d2, sqdist(centers[j]), out=d2)
     prev = np.inf
     for _ in range(n_iter):
-        labels, dist = _nearest(x, centers)
+        labels, dist = nearest(x, centers)
         inertia = float(dist.sum())
         counts = np.bincount(labels, minlength=k)
         sums = np.stack([np.bincount(labels, weights=x[:, j], minlength=k)
@@ -538,7 +527,7 @@ class SemanticKMeans(Tokenizer):
         """Token of each 1/frame_rate s frame: int64 array, shape (T,)."""
         self._require_fitted()
         z = (self.features(y) - self.mean) / self.std
-        return _nearest(z, self.codebook)[0]
+        return nearest(z, self.codebook)[0]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self._require_fitted()
@@ -642,7 +631,7 @@ class MelRVQ(Tokenizer):
 
     def log_mel(self, y) -> np.ndarray:
         """:func:`log_mel` with this tokenizer's settings: (T, n_mels)."""
-        y = _check_audio(y)
+        y = as_waveform(y)
         power = _power_spec(y, n_fft=self.n_fft, hop_length=self.hop_length)
         return np.log(self.mel_basis @ power + self.amin).T
 
@@ -655,7 +644,7 @@ class MelRVQ(Tokenizer):
         books = []
         for _ in range(self.n_quantizers):
             book = kmeans(residual, self.n_codes, random_state=rng, n_iter=self.n_iter)
-            residual -= book[_nearest(residual, book)[0]]
+            residual -= book[nearest(residual, book)[0]]
             books.append(book)
         self.codebooks = np.stack(books)
         return self
@@ -666,7 +655,7 @@ class MelRVQ(Tokenizer):
         residual = np.asarray(logmel, dtype=np.float64) - self.mean
         codes = np.empty((len(residual), self.n_quantizers), dtype=np.int64)
         for q, book in enumerate(self.codebooks):
-            codes[:, q] = _nearest(residual, book)[0]
+            codes[:, q] = nearest(residual, book)[0]
             residual = residual - book[codes[:, q]]
         return codes
 
@@ -881,7 +870,7 @@ class MertSemantic(Tokenizer):
         """Hidden state ``layer`` of MERT, float64 (T, 768), T = ceil(n / hop_length)."""
         import torch
 
-        y = _check_audio(y)
+        y = as_waveform(y)
         y24 = resample(y, self.sr, self.model_rate)
         inputs = self._processor(y24, sampling_rate=self.model_rate, return_tensors="pt")
         with torch.no_grad():
@@ -900,7 +889,7 @@ class MertSemantic(Tokenizer):
 
     def encode(self, y) -> np.ndarray:
         self._require_fitted()
-        return _nearest(self.features(y), self.codebook)[0]
+        return nearest(self.features(y), self.codebook)[0]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self._require_fitted()
@@ -961,7 +950,7 @@ class EncodecAcoustic(Tokenizer):
         """Codes, int64 (T, n_quantizers), T = ceil(n / hop_length) (75 Hz)."""
         import torch
 
-        y = _check_audio(y)
+        y = as_waveform(y)
         y24 = torch.from_numpy(resample(y, self.sr, self.model_rate))[None, None, :]
         with torch.no_grad():
             enc = self._model.encode(y24, bandwidth=self.bandwidth)

@@ -649,6 +649,9 @@ def _ragged(flat, offsets, i):
     return flat[offsets[i]:offsets[i + 1]]
 
 
+FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
+
+
 def cmd_audio_tokenize(a) -> None:
     """Fit the semantic, acoustic and conditioning tokenizers on training tracks; encode every track."""
     from aria.audio_tokens import MelRVQ, SemanticKMeans
@@ -658,28 +661,38 @@ def cmd_audio_tokenize(a) -> None:
 
     p = json.loads(a.params)
     man = read_manifest(a.manifest, root=p.get("root"))
-    audio = [load_audio(f, sr=p["sr"]) for f in man["abspath"]]
-    train = [y for y, s in zip(audio, man["split"]) if s == "train"]
+    is_train = (man["split"] == "train").to_numpy()
+    # fit on at most FIT_TRACKS training tracks (a seeded subset of a large corpus), then
+    # encode track by track, so a corpus never has to fit in memory
+    fit_idx = np.flatnonzero(is_train)
+    if len(fit_idx) > FIT_TRACKS:
+        fit_idx = np.sort(np.random.default_rng(p["seed"]).choice(fit_idx, FIT_TRACKS, replace=False))
+    train = [load_audio(man["abspath"].iloc[i], sr=p["sr"]) for i in fit_idx]
     sem = SemanticKMeans(sr=p["sr"], hop_s=p["semantic"]["hop_s"], n_codes=p["semantic"]["n_codes"])
     sem.fit(train, random_state=[p["seed"], 0])
     ac = MelRVQ(sr=p["sr"], hop_length=p["acoustic"]["hop_length"], n_codes=p["acoustic"]["n_codes"])
     ac.fit(train, random_state=[p["seed"], 1])
-    emb = np.stack([((sem.features(y) - sem.mean) / sem.std).mean(0) for y in audio])
-    is_train = (man["split"] == "train").to_numpy()
+    del train
+    emb, sems, codes, n_samples = [], [], [], []
+    for f in man["abspath"]:
+        y = load_audio(f, sr=p["sr"])
+        emb.append(((sem.features(y) - sem.mean) / sem.std).mean(0))
+        sems.append(sem.encode(y))
+        codes.append(ac.encode(y))
+        n_samples.append(len(y))
+    emb = np.stack(emb)
     cond = ConditioningRVQ(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"])
     cond.fit(emb[is_train], random_state=p["seed"])
-    sems = [sem.encode(y) for y in audio]
-    codes = [ac.encode(y) for y in audio]
     state = {f"sem_{k}": v for k, v in sem.state_dict().items()}
     state |= {f"ac_{k}": v for k, v in ac.state_dict().items()}
     state["cond_codebooks"] = cond.codebooks
     write_npz(a.out_tokenizers, **state)
     write_npz(a.out, track_ids=man["track_id"].to_numpy().astype(str), splits=man["split"].to_numpy().astype(str),
-              n_samples=np.array([len(y) for y in audio]), cond=cond.encode(emb),
+              n_samples=np.array(n_samples), cond=cond.encode(emb),
               sem=np.concatenate(sems), sem_offsets=np.cumsum([0] + [len(x) for x in sems]),
               codes=np.concatenate(codes), code_offsets=np.cumsum([0] + [len(x) for x in codes]))
-    log.info("tokenized %d tracks (%d train): %d semantic tokens, %d acoustic frames",
-             len(audio), int(is_train.sum()), sum(map(len, sems)), sum(map(len, codes)))
+    log.info("tokenized %d tracks (%d train, %d used for fitting): %d semantic tokens, %d acoustic frames",
+             len(man), int(is_train.sum()), len(fit_idx), sum(map(len, sems)), sum(map(len, codes)))
 
 
 def cmd_audio_segments(a) -> None:

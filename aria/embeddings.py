@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from aria.signal import resample
+from aria.signal import as_waveform, resample
 
 __all__ = [
     "Encoder",
@@ -228,18 +228,9 @@ def all_against_all_scores(
 
 def _mono(y, sr) -> np.ndarray:
     """Waveform as float32 mono, shape (n,); accepts (n,) or channels-first (c, n)."""
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim == 2:
-        y = y.mean(axis=0)
-    if y.ndim != 1:
-        raise ValueError(f"waveform must be (n,) or (channels, n), got shape {y.shape}")
-    if y.size == 0:
-        raise ValueError("waveform is empty")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("waveform contains NaN or infinite samples")
     if not sr > 0:
         raise ValueError(f"sample rate must be > 0, got {sr}")
-    return y
+    return as_waveform(y, mix_channels=True)
 
 
 

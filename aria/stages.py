@@ -199,7 +199,7 @@ class ConditioningRVQ:
 
     def fit(self, X, *, random_state) -> "ConditioningRVQ":
         """X: (n_tracks, d) track embeddings."""
-        from aria.audio_tokens import kmeans
+        from aria.audio_tokens import kmeans, nearest
 
         X = np.asarray(X, dtype=np.float64)
         k = min(self.cond_size, len(X))  # a small corpus uses fewer codes
@@ -207,21 +207,18 @@ class ConditioningRVQ:
         for q in range(self.n_cond):
             cb = kmeans(resid, k, random_state=np.random.SeedSequence([int(random_state), q]))
             books.append(cb)
-            resid = resid - cb[self._nearest(resid, cb)]
+            resid = resid - cb[nearest(resid, cb)[0]]
         self.codebooks = np.stack(books)
         return self
 
-    @staticmethod
-    def _nearest(x, cb):
-        d = (x * x).sum(1)[:, None] - 2 * x @ cb.T + (cb * cb).sum(1)[None, :]
-        return d.argmin(1)
-
     def encode(self, X) -> np.ndarray:
         """(n, d) embeddings -> (n, n_cond) codes."""
+        from aria.audio_tokens import nearest
+
         X = np.asarray(X, dtype=np.float64)
         out = np.zeros((len(X), self.n_cond), dtype=np.int64)
         resid = X.copy()
         for q, cb in enumerate(self.codebooks):
-            out[:, q] = self._nearest(resid, cb)
+            out[:, q] = nearest(resid, cb)[0]
             resid = resid - cb[out[:, q]]
         return out

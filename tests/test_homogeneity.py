@@ -28,7 +28,7 @@ from aria.homogeneity import (
     top_k_rows,
     zscores,
 )
-from aria.io.stores import ScoreWriter, open_scores
+from aria.io.stores import ScoreWriter
 
 
 # --------------------------------------------------------------------------- #

@@ -113,7 +113,7 @@ def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
     import json
 
     from aria.cli import _load_model, main
-    from aria.io.tables import read_npz, save_torch, write_npz
+    from aria.io.tables import save_torch, write_npz
     from aria.projection import project_gradients
     from custom_stage_model import BagOfTokens
 
@@ -140,3 +140,27 @@ def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
         main(["train", "--segments", str(tmp_path / "train.npz"), "--out", str(tmp_path / "m1.pt"),
               "--params", json.dumps({"pretrained": str(tmp_path / "bad.pt")})])
     assert not (tmp_path / "m1.pt").exists()
+
+
+def test_conditioning_rvq_against_brute_force():
+    """Codes are the greedy nearest codeword of each residual (brute-force loop), and more
+    codebooks leave a smaller residual."""
+    from aria.stages import ConditioningRVQ
+
+    X = np.random.default_rng(4).normal(size=(40, 6))
+    rvq = ConditioningRVQ(n_cond=3, cond_size=8).fit(X, random_state=2)
+    codes = rvq.encode(X)
+    assert codes.shape == (40, 3) and codes.min() >= 0 and codes.max() < 8
+    np.testing.assert_array_equal(codes, ConditioningRVQ(n_cond=3, cond_size=8).fit(X, random_state=2).encode(X))
+    errs = [np.linalg.norm(X)]
+    for i, x in enumerate(X):
+        r = x.copy()
+        for q, cb in enumerate(rvq.codebooks):
+            best = min(range(len(cb)), key=lambda c: float(((r - cb[c]) ** 2).sum()))
+            assert codes[i, q] == best
+            r = r - cb[best]
+    resid = X.copy()
+    for q, cb in enumerate(rvq.codebooks):
+        resid = resid - cb[codes[:, q]]
+        errs.append(np.linalg.norm(resid))
+    assert all(a > b for a, b in zip(errs, errs[1:]))

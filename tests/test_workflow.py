@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from aria.io.stores import open_scores, read_features
-from aria.scores import score_blocks
 
 from conftest import REPO, run_snakemake
 

@@ -17,7 +17,7 @@ DEB_PKGS := chromium fluid-soundfont-gm
 # declares unpinned torch/torchaudio. Their real runtime needs are in pyproject.
 NODEPS := beatnet==1.1.1 basic-pitch==0.4.0 tinysoundfont==0.3.7 aisfx==0.1.2
 
-.PHONY: demo test venv deb lint bench clean
+.PHONY: demo test venv deb lint bench clean clean-jit-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	$(BIN)/pip install -q --no-deps $(NODEPS)
+	# compile librosa's numba kernels once, serially, into the read-only template that every
+	# job copies into a private cache (parallel jobs must never share one: aria/runtime.py)
+	$(BIN)/aria warm-jit-cache
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -50,6 +53,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_reliability.py
 	$(BIN)/python bench/bench_projection.py
+	$(BIN)/python bench/bench_jit_cache.py
 
 clean:
 	rm -rf results/ .snakemake/
+
+# Troubleshooting (README): delete every numba cache inside the venv (a corrupt one, left by
+# an older Aria or another tool, crashes librosa with SIGSEGV) and rebuild the JIT template.
+clean-jit-cache: $(STAMP)
+	find $(VENV) \( -name '*.nbi' -o -name '*.nbc' \) -delete
+	rm -rf $(VENV)/var/aria
+	$(BIN)/aria warm-jit-cache

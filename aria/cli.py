@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aria.runtime import progress
+
 log = logging.getLogger("aria")
 
 
@@ -516,7 +518,7 @@ def cmd_audio_demo_corpus(a) -> None:
     order = rng.permutation(len(man))
     with atomic_dir(a.out_dir) as tmp:
         (tmp / "audio").mkdir(parents=True)
-        for i in order:
+        for i in progress(order, desc="render", unit="piece", name=lambda i: man["abspath"].iloc[i]):
             row = man.iloc[i]
             if got[row["split"]] >= want[row["split"]]:
                 continue
@@ -569,7 +571,8 @@ def cmd_audio_import(a) -> None:
     else:
         df = read_audio_manifest(p["audio_folder"]["manifest"], root=p["audio_folder"]["root"])
     shares, bad = [], []
-    for t, f in zip(df["track_id"], df["abspath"]):
+    for t, f in progress(list(zip(df["track_id"], df["abspath"])), desc="import", unit="file",
+                         name=lambda tf: tf[1]):
         try:
             shares.append(silence_fraction(load_audio(f, sr=p["sr"]), sr=p["sr"]))
         except (ValueError, OSError) as e:  # corrupt, truncated, empty: skipped with the reason
@@ -667,14 +670,14 @@ def cmd_audio_tokenize(a) -> None:
     fit_idx = np.flatnonzero(is_train)
     if len(fit_idx) > FIT_TRACKS:
         fit_idx = np.sort(np.random.default_rng(p["seed"]).choice(fit_idx, FIT_TRACKS, replace=False))
-    train = [load_audio(man["abspath"].iloc[i], sr=p["sr"]) for i in fit_idx]
+    train = [load_audio(f, sr=p["sr"]) for f in progress(list(man["abspath"].iloc[fit_idx]), desc="load", unit="file")]
     sem = SemanticKMeans(sr=p["sr"], hop_s=p["semantic"]["hop_s"], n_codes=p["semantic"]["n_codes"])
     sem.fit(train, random_state=[p["seed"], 0])
     ac = MelRVQ(sr=p["sr"], hop_length=p["acoustic"]["hop_length"], n_codes=p["acoustic"]["n_codes"])
     ac.fit(train, random_state=[p["seed"], 1])
     del train
     emb, sems, codes, n_samples = [], [], [], []
-    for f in man["abspath"]:
+    for f in progress(list(man["abspath"]), desc="tokenize", unit="file"):
         y = load_audio(f, sr=p["sr"])
         emb.append(((sem.features(y) - sem.mean) / sem.std).mean(0))
         sems.append(sem.encode(y))
@@ -818,11 +821,9 @@ def cmd_embed_baseline(a) -> None:
     man = man[man["split"] == "train"]
     qids = read_npz(a.queries)["query_ids"]
     log.info("%s stands in for %s", enc.name, enc.stands_in_for)
-    from tqdm import tqdm
-
     def frames(paths, desc):
         return [np.asarray(enc.frames(load_audio(f, sr=p["sr"]), p["sr"]), dtype=np.float64)
-                for f in tqdm(paths, desc=desc, mininterval=2.0)]
+                for f in progress(paths, desc=f"{a.encoder} {desc}", unit="file")]
 
     tr = frames(list(man["abspath"]), "train")
     qu = frames([str(Path(a.queries_audio) / f"{q}.wav") for q in qids], "queries")
@@ -853,6 +854,58 @@ def cmd_tracklevel(a) -> None:
     with ScoreWriter(a.out, tids, cols, attrs={"normalize": p["normalize"], "source": str(a.scores)}) as w:
         w.write(0, Sb)
     log.info("track-level matrix %d x %d (%s)", len(tids), len(cols), p["normalize"])
+
+
+# --------------------------------------------------------------------------- environment
+def cmd_warm_jit_cache(a) -> None:
+    """Compile every numba kernel the workflow uses, once, and install them as the jobs' JIT template.
+
+    Runs each JIT-compiled code path of the audio experiment (file loading with
+    resampling, the SPEC §5 features, both tokenizers with Griffin-Lim decoding,
+    the offline embedding encoders) on a synthetic 12 s signal, in this one
+    process, then publishes the compiled cache as the read-only template that
+    every job copies (:mod:`aria.runtime`). ``make venv`` runs it.
+    """
+    import os
+    import tempfile
+
+    from aria.audio_tokens import MelRVQ, SemanticKMeans
+    from aria.embeddings import ENCODERS, get_encoder
+    from aria.features.audio import extract
+    from aria.io.audio import load_audio
+    from aria.io.render import write_wav
+    from aria.runtime import jit_template_dir, publish_jit_template
+
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    if not cache:
+        raise RuntimeError("warm-jit-cache runs under the aria supervisor, which sets NUMBA_CACHE_DIR; "
+                           "start it as `aria warm-jit-cache`")
+    sr, native = 22050, 44100
+    t = np.arange(12 * native) / native
+    rng = np.random.default_rng(0)
+    notes = sum(np.sin(2 * np.pi * f * t) * (np.floor(t * 2) % k == 0) for f, k in ((220, 2), (330, 3), (440, 5)))
+    clicks = (np.mod(t, 0.5) < 0.01) * rng.standard_normal(len(t))
+    with tempfile.TemporaryDirectory() as d:
+        write_wav(Path(d) / "warm.wav", (0.2 * notes + 0.3 * clicks).astype(np.float32), native)
+        y = load_audio(Path(d) / "warm.wav", sr=sr)  # the jobs' own path: float32, resampled
+    steps = [("features", lambda: extract(y, sr=sr))]
+    for cls, kw in ((SemanticKMeans, {"hop_s": 0.1}), (MelRVQ, {"hop_length": 1764})):
+        def tokenizer(cls=cls, kw=kw):
+            tok = cls(sr=sr, n_codes=4, **kw).fit([y], random_state=0)
+            codes = tok.encode(y)
+            if cls is MelRVQ:
+                tok.decode(codes)
+        steps.append((cls.__name__, tokenizer))
+    for name in ENCODERS:
+        steps.append((f"encoder {name}", lambda name=name: get_encoder(name).frames(y, sr)))
+    for label, fn in progress(steps, desc="warm JIT", unit="path", name=lambda s: s[0], mininterval=0.1):
+        try:
+            fn()
+        except (OSError, ImportError, RuntimeError) as e:  # e.g. CLAP/MERT weights absent: nothing to compile
+            log.info("skipped %s: %s", label, str(e).split(": ")[1] if ": " in str(e) else e)
+    target = publish_jit_template(cache, a.template or jit_template_dir())
+    n = sum(1 for f in target.rglob("*") if f.suffix in (".nbi", ".nbc"))
+    log.info("JIT template: %d cache files in %s", n, target)
 
 
 # --------------------------------------------------------------------------- main
@@ -895,6 +948,7 @@ COMMANDS = {
                             ("--params", {}), ("--out-html", {}), ("--out-md", {}), ("--out-summary", {}),
                             ("--manifest", {"required": False, "default": None}),
                             ("--queries-audio", {"required": False, "default": None})]),
+    "warm-jit-cache": (cmd_warm_jit_cache, [("--template", {"required": False, "default": None})]),
 }
 
 

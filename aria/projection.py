@@ -14,9 +14,9 @@ import copy
 import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
-from tqdm import tqdm
 
 from aria.model import per_example_loss
+from aria.runtime import progress as track_progress
 
 __all__ = ["attributed_params", "per_example_grads", "BlockProjector", "project_gradients"]
 
@@ -102,7 +102,8 @@ def project_gradients(model, tokens, mask, loss_mask=None, *, k: int, seed: int,
     proj = BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device)
     n = len(tokens)
     out = np.empty((n, k), dtype=np.float32)
-    for s in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, mininterval=2.0):
+    for s in track_progress(range(0, n, batch_size), desc=desc, unit="batch", enabled=progress,
+                            name=lambda s: f"segments {s}..{min(s + batch_size, n) - 1}"):
         t = torch.as_tensor(tokens[s:s + batch_size], dtype=torch.long, device=device)
         m = torch.as_tensor(mask[s:s + batch_size], dtype=torch.bool, device=device)
         lm = None if loss_mask is None else torch.as_tensor(

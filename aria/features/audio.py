@@ -57,6 +57,7 @@ from aria.signal import resample
 
 from aria.homogeneity import root_motion
 from aria.io.audio import SILENCE_FRAME_S, SILENCE_THRESHOLD_DB, is_silent, load_audio
+from aria.runtime import progress as track_progress
 
 __all__ = [
     "FEATURE_DIMS",
@@ -485,14 +486,9 @@ def extract_many(paths: Iterable, *, sr: int = 22050, progress: bool = True,
     rows: dict[str, list] = {k: [] for k in FEATURE_NAMES}
     ok_paths: list[str] = []
     failures: list[tuple[str, str]] = []
-    iterator: Iterable = items
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(items, desc="audio features", unit="file")
     if items and processors is None:
         processors = build_processors()  # outside the loop: a broken install is fatal, not per-file
-    for p in iterator:
+    for p in track_progress(items, desc="audio features", unit="file", enabled=progress):
         try:
             feats = extract(p, sr=sr, processors=processors, **options)
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop the shard

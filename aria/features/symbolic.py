@@ -58,6 +58,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from aria.notes import as_notes, as_tempo_map, seconds_to_beats
+from aria.runtime import progress as track_progress
 
 __all__ = [
     "FEATURE_DIMS",
@@ -271,11 +272,8 @@ def extract_many(notes_list: Iterable, *, tempo_maps: Sequence | None = None,
             f"got {len(tempo_maps)} tempo maps for {len(items)} note lists"
         )
     out = {name: np.zeros((len(items), d), dtype=np.float64) for name, d in FEATURE_DIMS.items()}
-    iterator = enumerate(zip(items, tempo_maps))
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=len(items), desc="symbolic features", unit="seg")
+    iterator = track_progress(enumerate(zip(items, tempo_maps)), total=len(items), desc="symbolic features",
+                              unit="seg", name=lambda it: f"segment {it[0]}", enabled=progress, mininterval=0.1)
     for i, (notes, tm) in iterator:
         feats = extract(notes, tempo_map=tm)
         for name in FEATURE_NAMES:

@@ -1,0 +1,7 @@
+"""``python -m aria``: the same as the ``aria`` command (supervised, see :mod:`aria.runtime`)."""
+
+import sys
+
+from aria.runtime import entry
+
+sys.exit(entry())

@@ -6,13 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from aria.runtime import isolate_jit_cache
+
+# This test process compiles librosa's numba kernels into a private copy of the JIT
+# template, never into the venv (where a parallel workflow could race on them; issue 6).
+isolate_jit_cache()
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def run_snakemake(workdir, *args, check=True):
-    """Run this repository's workflow in ``workdir``; return the CompletedProcess."""
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+def run_snakemake(workdir, *args, check=True, env=None):
+    """Run this repository's workflow in ``workdir``; return the CompletedProcess.
+
+    ``env`` adds variables to the jobs' environment.
+    """
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if check and res.returncode != 0:

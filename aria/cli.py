@@ -25,12 +25,12 @@ def cmd_demo_collection(a) -> None:
     """Build one collection's share of the embedded demo corpus (MIDI files + part manifest)."""
     import pandas as pd
 
-    from aria.corpus import synthetic_dynamics, truncate_notes
+    from aria.symbolic.corpus import synthetic_dynamics, truncate_notes
     from aria.io.midi import write_midi
     from aria.io.music21_corpus import iter_pieces
     from aria.io.stores import atomic_dir
     from aria.io.tables import write_csv
-    from aria.notes import seconds_to_beats
+    from aria.symbolic.notes import seconds_to_beats
 
     p = json.loads(a.params)
     col, n_want, n_eval = p["collection"], p["n_pieces"], p["n_eval"]
@@ -90,7 +90,7 @@ def cmd_segments(a) -> None:
 
     from aria.io.midi import read_midi
     from aria.io.tables import read_manifest, write_csv, write_npz
-    from aria.tokenize import encode, split_blocks
+    from aria.symbolic.tokenize import encode, split_blocks
 
     p = json.loads(a.params)
     block, prompt = p["block_tokens"], p["prompt_tokens"]
@@ -138,8 +138,8 @@ def cmd_segments(a) -> None:
 
 # --------------------------------------------------------------------------- model
 def _model_cfg(p):
-    from aria.model import ModelConfig
-    from aria.tokenize import VOCAB_SIZE
+    from aria.models.transformer import ModelConfig
+    from aria.symbolic.tokenize import VOCAB_SIZE
     return ModelConfig(d_model=p["d_model"], n_layers=p["n_layers"], n_heads=p["n_heads"],
                        d_ff=p["d_ff"], max_len=p["block_tokens"],
                        vocab_size=p.get("vocab_size", VOCAB_SIZE))
@@ -153,7 +153,7 @@ def _model_class(blob):
     stage-model code, constructed as ``Class(**blob["config"])``) or Aria's MusicTransformer."""
     name = blob.get("model_class")
     if not name:
-        from aria.model import ModelConfig, MusicTransformer
+        from aria.models.transformer import ModelConfig, MusicTransformer
 
         return lambda **cfg: MusicTransformer(ModelConfig(**cfg))
     import importlib
@@ -186,7 +186,7 @@ def cmd_train(a) -> None:
     import torch
 
     from aria.io.tables import read_npz, save_torch
-    from aria.train import train_model
+    from aria.models.training import train_model
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -223,8 +223,8 @@ def cmd_queries(a) -> None:
     from aria.io.midi import write_midi
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
-    from aria.tokenize import PAD, decode
-    from aria.train import generate
+    from aria.symbolic.tokenize import PAD, decode
+    from aria.models.training import generate
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -251,7 +251,7 @@ def cmd_project(a) -> None:
 
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
-    from aria.projection import project_gradients
+    from aria.attribution.projection import project_gradients
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -276,7 +276,7 @@ def cmd_project(a) -> None:
 def cmd_score(a) -> None:
     """Score matrix of one method from cached feature stores."""
     from aria.io.stores import ScoreWriter, read_features
-    from aria.scores import score_blocks
+    from aria.attribution.scoring import score_blocks
 
     p = json.loads(a.params)
     feats = [read_features(f) for f in a.features]
@@ -296,7 +296,7 @@ def cmd_score(a) -> None:
 
 def cmd_diagnostics(a) -> None:
     """Reliability diagnostics r1, r2_5, c_bar, rho_bar of a score store, plus its spectrum."""
-    from aria.diagnostics import gram_stats, reliability_from_stats
+    from aria.evaluation.reliability import gram_stats, reliability_from_stats
     from aria.io.tables import write_json
 
     stats = gram_stats(a.scores, progress=True)
@@ -309,10 +309,10 @@ def cmd_diagnostics(a) -> None:
 # --------------------------------------------------------------------------- features
 def cmd_symbolic_features(a) -> None:
     """SPEC §5 symbolic features of every training segment."""
-    from aria.features.symbolic import extract_many
+    from aria.symbolic.features import extract_many
     from aria.io.tables import read_npz, write_npz
-    from aria.notes import shift_tempo_map
-    from aria.tokenize import segment_notes
+    from aria.symbolic.notes import shift_tempo_map
+    from aria.symbolic.tokenize import segment_notes
 
     p = json.loads(a.params)
     d = read_npz(a.segments)
@@ -342,12 +342,12 @@ def _load_features(path, pool=None):
 
     d = read_npz(path)
     if "segment_ids" in d:
-        from aria.features.symbolic import CHANNELS
+        from aria.symbolic.features import CHANNELS
 
         ids = d.pop("segment_ids")
         return ids, {k: d[k] for k in d}, CHANNELS
-    from aria.features.audio import CHANNELS
-    from aria.homogeneity import root_motion
+    from aria.audio.features import CHANNELS
+    from aria.evaluation.homogeneity import root_motion
 
     ids = d.pop("track_ids")
     offs = np.concatenate([[0], np.cumsum(d.pop("chord_lengths"))])
@@ -370,7 +370,7 @@ def _pool_ids(manifest):
 
 def cmd_null(a) -> None:
     """Null mean/std of homogeneity over random groups of the training pool, per K."""
-    from aria.homogeneity import null_distribution
+    from aria.evaluation.homogeneity import null_distribution
     from aria.io.tables import write_json
 
     p = json.loads(a.params)
@@ -384,7 +384,7 @@ def cmd_null(a) -> None:
 
 def cmd_homogeneity(a) -> None:
     """Per-query homogeneity z-scores of one method's top-K groups, for every K."""
-    from aria.homogeneity import homogeneity_table
+    from aria.evaluation.homogeneity import homogeneity_table
     from aria.io.stores import open_scores
     from aria.io.tables import read_json, write_json
 
@@ -502,10 +502,11 @@ def cmd_audio_demo_corpus(a) -> None:
     """Render the symbolic demo's MIDI pieces to audio with varied General MIDI instruments."""
     import pandas as pd
 
-    from aria.audio_corpus import assign_programs, select_excerpt, stable_seed
+    from aria.audio.corpus import assign_programs, select_excerpt, stable_seed
     from aria.io.audio import silence_fraction
     from aria.io.midi import read_midi
-    from aria.io.render import render_midi, write_wav
+    from aria.audio.render import render_midi
+    from aria.io.audio import write_wav
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_manifest, write_csv
 
@@ -555,7 +556,7 @@ def cmd_audio_import(a) -> None:
     """Import a user audio corpus (manifest or FMA metadata), apply the quality filters, write the manifest."""
     import pandas as pd
 
-    from aria.audio_corpus import filter_tracks
+    from aria.audio.corpus import filter_tracks
     from aria.io.audio import load_audio, silence_fraction
     from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
     from aria.io.tables import write_csv
@@ -602,7 +603,7 @@ def cmd_audio_features(a) -> None:
     """
     import pandas as pd
 
-    from aria.features.audio import extract_many
+    from aria.audio.features import extract_many
     from aria.io.tables import read_manifest, write_csv, write_npz
 
     p = json.loads(a.params)
@@ -639,7 +640,7 @@ def cmd_merge_audio_features(a) -> None:
 
 # --------------------------------------------------------------------------- audio model
 def _audio_vocab(p):
-    from aria.stages import AudioVocab
+    from aria.audio.stages import AudioVocab
 
     return AudioVocab(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"],
                       sem_size=p["semantic"]["n_codes"], sem_rate=1.0 / p["semantic"]["hop_s"],
@@ -657,10 +658,10 @@ FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 def cmd_audio_tokenize(a) -> None:
     """Fit the semantic, acoustic and conditioning tokenizers on training tracks; encode every track."""
-    from aria.audio_tokens import MelRVQ, SemanticKMeans
+    from aria.audio.tokenizers import MelRVQ, SemanticKMeans
     from aria.io.audio import load_audio
     from aria.io.tables import read_manifest, write_npz
-    from aria.stages import ConditioningRVQ
+    from aria.audio.stages import ConditioningRVQ
 
     p = json.loads(a.params)
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -702,7 +703,7 @@ def cmd_audio_segments(a) -> None:
     """Stage sequences (SPEC §1 windows) of every training track for one stage."""
     import pandas as pd
 
-    from aria.audio_tokens import stage_windows
+    from aria.audio.tokenizers import stage_windows
     from aria.io.tables import read_npz, write_csv, write_npz
 
     p = json.loads(a.params)
@@ -732,11 +733,11 @@ def cmd_audio_queries(a) -> None:
     one query per stage, and the generated codes decoded to audio."""
     import torch
 
-    from aria.audio_tokens import MelRVQ
-    from aria.io.render import write_wav
+    from aria.audio.tokenizers import MelRVQ
+    from aria.io.audio import write_wav
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
-    from aria.train import generate
+    from aria.models.training import generate
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -809,7 +810,7 @@ def cmd_embed_baseline(a) -> None:
     """Embedding-similarity baseline (SPEC §2): track-level cosine scores, time-averaged and all-against-all."""
     import torch
 
-    from aria.embeddings import all_against_all_scores, cosine_scores, get_encoder
+    from aria.audio.encoders import all_against_all_scores, cosine_scores, get_encoder
     from aria.io.audio import load_audio
     from aria.io.stores import ScoreWriter
     from aria.io.tables import read_manifest, read_npz
@@ -843,7 +844,7 @@ def cmd_tracklevel(a) -> None:
     """Track-level matrix (SPEC §3): per-query normalization, then the mean over each track's segments."""
     from aria.io.stores import ScoreWriter, open_scores
     from aria.io.tables import read_npz
-    from aria.tracklevel import track_level
+    from aria.attribution.tracklevel import track_level
 
     p = json.loads(a.params)
     S, rows, cols = open_scores(a.scores)
@@ -869,11 +870,11 @@ def cmd_warm_jit_cache(a) -> None:
     import os
     import tempfile
 
-    from aria.audio_tokens import MelRVQ, SemanticKMeans
-    from aria.embeddings import ENCODERS, get_encoder
-    from aria.features.audio import extract
+    from aria.audio.tokenizers import MelRVQ, SemanticKMeans
+    from aria.audio.encoders import ENCODERS, get_encoder
+    from aria.audio.features import extract
     from aria.io.audio import load_audio
-    from aria.io.render import write_wav
+    from aria.io.audio import write_wav
     from aria.runtime import jit_template_dir, publish_jit_template
 
     cache = os.environ.get("NUMBA_CACHE_DIR")

@@ -52,7 +52,7 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
         if kind not in config["corpus"]:
             problems.append(f"corpus.kind is '{kind}' but corpus.{kind} is missing")
         elif kind == "demo":
-            from aria.corpus import quotas
+            from aria.symbolic.corpus import quotas
             demo = config["corpus"]["demo"]
             cols = demo["collections"]
             for (name, n), n_eval in zip(cols.items(), quotas(demo["n_eval"], len(cols))):

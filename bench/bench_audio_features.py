@@ -2,20 +2,20 @@
 
 Synthesizes one 30 s mono signal at 22050 Hz (a 112 BPM click/kick pattern
 over a C-G-Am-F progression of additive sawtooth-like triads, 2 s per chord,
-plus a little noise), builds :func:`aria.features.audio.build_processors` once
+plus a little noise), builds :func:`aria.audio.features.build_processors` once
 (timed separately), runs one untimed warm-up of everything (torch/oneDNN first
 calls, librosa filter caches), then times each step ``--repeats`` times and
 reports the median and min wall seconds:
 
-* beatnet  - :func:`aria.features.audio.beat_times` (BeatNet CRNN + madmom DBN)
-* onset    - :func:`aria.features.audio.onset_times` (librosa onset_detect)
+* beatnet  - :func:`aria.audio.features.beat_times` (BeatNet CRNN + madmom DBN)
+* onset    - :func:`aria.audio.features.onset_times` (librosa onset_detect)
 * chroma   - ``librosa.feature.chroma_cqt``
 * tonnetz  - ``librosa.feature.tonnetz`` from that chroma
-* chords   - :func:`aria.features.audio.chord_roots` (resample to 44.1 kHz,
+* chords   - :func:`aria.audio.features.chord_roots` (resample to 44.1 kHz,
              madmom DeepChroma + CRF)
 * mfcc     - ``librosa.feature.mfcc`` (13)
 * cqt      - ``librosa.cqt`` (84 bins) + amplitude_to_db
-* extract  - :func:`aria.features.audio.extract` end to end (includes the
+* extract  - :func:`aria.audio.features.extract` end to end (includes the
              silence check and histogramming)
 
 Usage::
@@ -75,7 +75,7 @@ def main() -> None:
     import librosa
     import torch
 
-    from aria.features import audio as A
+    import aria.audio.features as A
 
     t_import = time.perf_counter() - t0
     if a.threads:

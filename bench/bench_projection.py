@@ -1,11 +1,11 @@
 """Benchmark projected per-example gradients: aria vs dattri's TRAK feature step.
 
-Builds the demo-sized :class:`~aria.model.MusicTransformer` (``ModelConfig()``
+Builds the demo-sized :class:`~aria.models.transformer.MusicTransformer` (``ModelConfig()``
 defaults: d_model 64, 2 layers, 4 heads, d_ff 256, max_len 256; ~167 k
 parameters) with random weights and N random 256-token segments, then times in
 one run and side by side:
 
-* aria   - :func:`aria.projection.project_gradients` (``torch.func`` vmap/grad
+* aria   - :func:`aria.attribution.projection.project_gradients` (``torch.func`` vmap/grad
            per-example gradients, seeded Gaussian projection generated in row
            blocks of ``--block-rows``);
 * dattri - ``TRAKAttributor.cache(train_loader)`` of dattri: per-example
@@ -40,9 +40,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")      # dattri's progress bars, set be
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from aria.model import ModelConfig, MusicTransformer, per_example_loss  # noqa: E402
-from aria.projection import attributed_params, project_gradients  # noqa: E402
-from aria.tokenize import PAD  # noqa: E402
+from aria.models.transformer import ModelConfig, MusicTransformer, per_example_loss  # noqa: E402
+from aria.attribution.projection import attributed_params, project_gradients  # noqa: E402
+from aria.symbolic.tokenize import PAD  # noqa: E402
 
 
 def make_data(n: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Benchmark aria.diagnostics.reliability on a zarr score store.
+"""Benchmark aria.evaluation.reliability.reliability on a zarr score store.
 
 Writes a random N x Q score store (default 200 000 x 1 000 float32, 0.8 GB),
 then times, in one run and side by side:
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aria.diagnostics import reliability
+from aria.evaluation.reliability import reliability
 from aria.io.stores import DEFAULT_ROW_CHUNK, ScoreWriter, iter_row_chunks, open_scores
 
 KEYS = ("r1", "r2_5", "c_bar", "rho_bar")

@@ -7,7 +7,7 @@ import json
 import os
 
 from aria.config import validate_config
-from aria.corpus import quotas
+from aria.symbolic.corpus import quotas
 
 validate_config(config, source="config (config.yaml and --config/--configfile overrides)")
 
@@ -35,7 +35,7 @@ ARES = f"results/{AUDIO.get('experiment', 'audio')}"
 AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
 AUDIO_STAGES = ("semantic", "coarse", "fine")
 if AUDIO:
-    from aria.stages import AudioVocab
+    from aria.audio.stages import AudioVocab
 
     TOKENIZER_CFG = dict(sr=AUDIO["sr"], **AUDIO["tokenizers"],
                          windows={s: AUDIO["stages"][s]["window_s"] for s in AUDIO_STAGES})

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from aria.audio_corpus import (
+from aria.audio.corpus import (
     GM_FAMILIES,
     assign_programs,
     filter_tracks,
@@ -20,10 +20,11 @@ from aria.audio_corpus import (
     select_excerpt,
     stable_seed,
 )
-from aria.io import render
+import soundfile
 from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
-from aria.io.render import render_midi, resolve_soundfont, write_wav
-from aria.notes import NOTE_DTYPE, make_notes
+from aria.audio.render import render_midi, resolve_soundfont
+from aria.io.audio import write_wav
+from aria.symbolic.notes import NOTE_DTYPE, make_notes
 
 SR = 22050
 FLUTE, SAW_LEAD = 73, 81  # General MIDI programs, 0-based
@@ -124,7 +125,7 @@ def test_write_wav_leaves_nothing_on_failure(tmp_path, monkeypatch):
             fh.write(b"RIFF partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(render.sf, "write", broken_write)
+    monkeypatch.setattr(soundfile, "write", broken_write)
     with pytest.raises(OSError, match="disk full"):
         write_wav(tmp_path / "a.wav", np.zeros(100, np.float32), SR)
     assert list(tmp_path.iterdir()) == []

@@ -20,8 +20,8 @@ import sys
 import numpy as np
 import pytest
 
-from aria import audio_tokens as at
-from aria.audio_tokens import (
+import aria.audio.tokenizers as at
+from aria.audio.tokenizers import (
     EncodecAcoustic, MelRVQ, MertSemantic, SemanticKMeans, frame_features,
     stage_windows, tokenizer_from_state_dict, window_audio,
 )

@@ -9,7 +9,7 @@ import pytest
 from aria.cli import main
 from aria.io.midi import write_midi
 from aria.io.stores import ScoreWriter
-from aria.notes import make_notes
+from aria.symbolic.notes import make_notes
 
 SEG_PARAMS = json.dumps({"root": None, "block_tokens": 32, "prompt_tokens": 8})
 

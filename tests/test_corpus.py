@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from aria.corpus import quotas, synthetic_dynamics, truncate_notes
-from aria.notes import make_notes
+from aria.symbolic.corpus import quotas, synthetic_dynamics, truncate_notes
+from aria.symbolic.notes import make_notes
 
 
 def test_quotas_split_evenly():

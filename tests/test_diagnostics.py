@@ -1,4 +1,4 @@
-"""Tests for aria.diagnostics: streaming reliability diagnostics vs brute-force numpy."""
+"""Tests for aria.evaluation.reliability: streaming reliability diagnostics vs brute-force numpy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from aria.diagnostics import (
+from aria.evaluation.reliability import (
     gram_stats,
     leading_axes,
     reliability,

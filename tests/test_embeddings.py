@@ -1,4 +1,4 @@
-"""Embedding baselines (aria.embeddings) against independent references.
+"""Embedding baselines (aria.audio.encoders) against independent references.
 
 Scoring functions are checked against brute-force loops over explicit window
 pairs; the encoders against physical expectations (a 440 Hz tone is MIDI 69) and,
@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from aria.embeddings import (
+from aria.audio.encoders import (
     AisfxEncoder,
     BasicPitchEncoder,
     HFEncoder,

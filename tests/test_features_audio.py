@@ -14,7 +14,7 @@ import soundfile as sf
 
 librosa = pytest.importorskip("librosa")
 
-from aria.features import audio as A  # noqa: E402
+import aria.audio.features as A  # noqa: E402
 from aria.io.audio import is_silent, load_audio, silence_fraction  # noqa: E402
 
 SR = 22050
@@ -73,7 +73,7 @@ def chord_feats(procs):
 
 # --------------------------------------------------------------------------- shims
 def test_compat_idempotent():
-    from aria import _compat
+    from aria.audio import _compat
 
     m1 = _compat.ensure_madmom()
     m2 = _compat.ensure_madmom()

@@ -12,15 +12,15 @@ import pytest
 
 mido = pytest.importorskip("mido")
 
-from aria.features import symbolic  # noqa: E402
-from aria.features.symbolic import (  # noqa: E402
+from aria.symbolic import features as symbolic  # noqa: E402
+from aria.symbolic.features import (  # noqa: E402
     CHANNELS,
     FEATURE_DIMS,
     extract,
     extract_many,
 )
 from aria.io.midi import read_midi, write_midi  # noqa: E402
-from aria.notes import (  # noqa: E402
+from aria.symbolic.notes import (  # noqa: E402
     DEFAULT_TEMPO_MAP,
     NOTE_DTYPE,
     beats_to_seconds,

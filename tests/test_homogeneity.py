@@ -1,4 +1,4 @@
-"""Tests for aria.homogeneity against independent references (scipy, brute force)."""
+"""Tests for aria.evaluation.homogeneity against independent references (scipy, brute force)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import zarr
 from scipy.spatial.distance import pdist, seuclidean, squareform
 
-from aria.homogeneity import (
+from aria.evaluation.homogeneity import (
     SIG_Z,
     channel_homogeneity,
     feature_scales,

@@ -1,6 +1,6 @@
 """Independent references for per-example gradients, the projection and the scores.
 
-Everything runs on a tiny :class:`~aria.model.MusicTransformer` (d_model 16, one
+Everything runs on a tiny :class:`~aria.models.transformer.MusicTransformer` (d_model 16, one
 layer, 2 heads, d_ff 32, max_len 24; p = 15 477 attributed parameters), 12
 training sequences and 3 queries of random tokens, some with PAD-masked tails;
 queries carry a ``loss_mask`` that scores only their "generated" part.
@@ -77,15 +77,15 @@ import numpy as np
 import pytest
 import torch
 
-from aria.model import ModelConfig, MusicTransformer, batch_loss, per_example_loss
-from aria.projection import (
+from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss, per_example_loss
+from aria.attribution.projection import (
     BlockProjector,
     attributed_params,
     per_example_grads,
     project_gradients,
 )
-from aria.scores import score_blocks
-from aria.tokenize import PAD
+from aria.attribution.scoring import score_blocks
+from aria.symbolic.tokenize import PAD
 
 CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=24)
 L = CFG.max_len

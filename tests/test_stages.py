@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from aria.model import ModelConfig, MusicTransformer, per_example_loss
-from aria.projection import attributed_params, per_example_grads
-from aria.stages import STAGES, AudioVocab
-from aria.train import generate
+from aria.models.transformer import ModelConfig, MusicTransformer, per_example_loss
+from aria.attribution.projection import attributed_params, per_example_grads
+from aria.audio.stages import STAGES, AudioVocab
+from aria.models.training import generate
 
 V = AudioVocab(n_cond=2, cond_size=4, sem_size=8, sem_rate=5.0, n_q=4, n_coarse=2, code_size=8,
                ac_rate=10.0, window_s=(("semantic", 2.0), ("coarse", 1.0), ("fine", 0.5)))
@@ -114,7 +114,7 @@ def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
 
     from aria.cli import _load_model, main
     from aria.io.tables import save_torch, write_npz
-    from aria.projection import project_gradients
+    from aria.attribution.projection import project_gradients
     from custom_stage_model import BagOfTokens
 
     tok, mask, lmask = (x.numpy() for x in _batch("coarse"))
@@ -131,7 +131,7 @@ def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
     feats = project_gradients(model, tok, mask, lmask, k=32, seed=3)
     G = per_example_grads(model, attributed_params(model), torch.as_tensor(tok), torch.as_tensor(mask),
                           torch.as_tensor(lmask))
-    from aria.projection import BlockProjector
+    from aria.attribution.projection import BlockProjector
     proj = BlockProjector(G.shape[1], 32, seed=3)
     P = torch.cat([proj.block(b) for b in range(-(-G.shape[1] // proj.block_rows))], 0)
     np.testing.assert_allclose(feats, (G @ P).numpy(), rtol=1e-4, atol=1e-6)
@@ -145,7 +145,7 @@ def test_pretrained_user_model_is_adopted_and_attributed(tmp_path):
 def test_conditioning_rvq_against_brute_force():
     """Codes are the greedy nearest codeword of each residual (brute-force loop), and more
     codebooks leave a smaller residual."""
-    from aria.stages import ConditioningRVQ
+    from aria.audio.stages import ConditioningRVQ
 
     X = np.random.default_rng(4).normal(size=(40, 6))
     rvq = ConditioningRVQ(n_cond=3, cond_size=8).fit(X, random_state=2)

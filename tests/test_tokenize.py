@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from aria.notes import make_notes
-from aria.tokenize import NOTE_OFF, PAD, TIME_SHIFT, VELOCITY, decode, encode, segment_notes, split_blocks
+from aria.symbolic.notes import make_notes
+from aria.symbolic.tokenize import NOTE_OFF, PAD, TIME_SHIFT, VELOCITY, decode, encode, segment_notes, split_blocks
 
 
 def test_encode_hand_case():

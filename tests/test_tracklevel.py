@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import rankdata, zscore
 
 from aria.io.stores import ScoreWriter, open_scores
-from aria.tracklevel import track_index, track_level
+from aria.attribution.tracklevel import track_index, track_level
 
 
 def _case(seed=0, n=53, q=7):

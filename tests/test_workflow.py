@@ -144,7 +144,7 @@ def test_audio_corpus_and_features(tiny_run):
     """The audio demo renders the MIDI corpus and its sharded features equal extract() per file."""
     import pandas as pd
 
-    from aria.features.audio import extract
+    from aria.audio.features import extract
     from aria.io.audio import load_audio
 
     res = tiny_run / "results" / "tiny_audio"

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from aria.signal import resample
+from aria.audio.signal import resample
 
 __all__ = ["load_audio", "silence_fraction", "is_silent", "SILENCE_THRESHOLD_DB", "SILENCE_FRAME_S"]
 
@@ -173,3 +173,37 @@ def is_silent(y, *, sr: int, frame_s: float = SILENCE_FRAME_S,
     Same parameters and conventions as :func:`silence_fraction`.
     """
     return silence_fraction(y, sr=sr, frame_s=frame_s, threshold_db=threshold_db) == 1.0
+
+
+def write_wav(path, y, sr: int) -> None:
+    """Write a waveform as a 16-bit PCM WAV file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; parent folders are created.
+    y : array_like, shape (n_samples,) or (n_samples, n_channels), float
+        Samples in [-1, 1]; values outside are clipped.
+    sr : int
+        Sample rate in Hz.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` has non-finite values or more than 2 dimensions, or ``sr`` is
+        not positive.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"{path}: waveform must have shape (n,) or (n, channels), got {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{path}: waveform has non-finite samples")
+    if int(sr) <= 0:
+        raise ValueError(f"{path}: sample rate must be positive, got {sr}")
+    import soundfile as sf
+
+    from aria.io.stores import atomic_file
+
+    y = np.clip(y, -1.0, 1.0)
+    with atomic_file(path) as tmp:
+        sf.write(tmp, y, int(sr), subtype="PCM_16", format="WAV")

@@ -147,7 +147,7 @@ def read_audio_manifest(path, *, root=None) -> pd.DataFrame:
     path : str or os.PathLike
         CSV with columns ``track_id, path, genre, split`` (``train`` |
         ``eval``) and optionally ``listens``, ``favorites`` (non-negative
-        numbers, used by :func:`aria.audio_corpus.filter_tracks`).
+        numbers, used by :func:`aria.audio.corpus.filter_tracks`).
     root : str or os.PathLike, optional
         Folder that ``path`` entries are relative to; default the manifest's
         folder.

@@ -1,4 +1,4 @@
-"""MIDI files <-> note lists (see :mod:`aria.notes` for the conventions).
+"""MIDI files <-> note lists (see :mod:`aria.symbolic.notes` for the conventions).
 
 Reading (:func:`read_midi`)
 ---------------------------
@@ -35,7 +35,7 @@ import mido
 import numpy as np
 
 from aria.io.stores import atomic_file
-from aria.notes import (
+from aria.symbolic.notes import (
     NOTE_DTYPE,
     _beat_marks,
     _sort_notes,
@@ -178,7 +178,7 @@ def write_midi(path, notes, *, tempo_map=None, ticks_per_beat: int = 480) -> Non
     Raises
     ------
     ValueError
-        For invalid notes (see :func:`aria.notes.as_notes`), negative onsets,
+        For invalid notes (see :func:`aria.symbolic.notes.as_notes`), negative onsets,
         more than 15 tracks, or a non-positive ``ticks_per_beat``.
     """
     notes = as_notes(notes)

@@ -1,6 +1,6 @@
 """The audio corpus layer: instrument choice, excerpts and quality filters.
 
-Pure functions only (no file access; see :mod:`aria.io.render` for synthesis
+Pure functions only (no file access; see :mod:`aria.audio.render` for synthesis
 and :mod:`aria.io.fma` for FMA metadata and audio manifests).
 
 Instruments
@@ -39,7 +39,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from aria.notes import NOTE_DTYPE, as_notes
+from aria.symbolic.notes import NOTE_DTYPE, as_notes
 
 __all__ = [
     "GM_FAMILIES",

@@ -17,12 +17,12 @@ Each stage's sequence for a window starting at time t0 (seconds) of a track::
 Acoustic frames are flattened frame-major (frame t: quantizer 0, 1, ...). A
 window running past the end of a track is PAD-filled and masked. The loss of a
 stage is the mean next-token cross-entropy over its target block
-(``aria.model.per_example_loss`` with ``loss_mask``), so the same model class,
+(``aria.models.transformer.per_example_loss`` with ``loss_mask``), so the same model class,
 per-example gradients and projections serve every stage and the symbolic model.
 
 Model adapter interface (for bringing your own stage models): a stage model is
 anything that maps (B, L) int64 tokens to (B, L, V) logits, whose attributed
-parameters are ``aria.projection.attributed_params(model)``, and whose data
+parameters are ``aria.attribution.projection.attributed_params(model)``, and whose data
 collator is :meth:`AudioVocab.stage_sequence` (tokens, mask, loss_mask).
 """
 
@@ -199,7 +199,7 @@ class ConditioningRVQ:
 
     def fit(self, X, *, random_state) -> "ConditioningRVQ":
         """X: (n_tracks, d) track embeddings."""
-        from aria.audio_tokens import kmeans, nearest
+        from aria.audio.tokenizers import kmeans, nearest
 
         X = np.asarray(X, dtype=np.float64)
         k = min(self.cond_size, len(X))  # a small corpus uses fewer codes
@@ -213,7 +213,7 @@ class ConditioningRVQ:
 
     def encode(self, X) -> np.ndarray:
         """(n, d) embeddings -> (n, n_cond) codes."""
-        from aria.audio_tokens import nearest
+        from aria.audio.tokenizers import nearest
 
         X = np.asarray(X, dtype=np.float64)
         out = np.zeros((len(X), self.n_cond), dtype=np.int64)

@@ -4,7 +4,7 @@ Every feature is a float64 1-D array; :data:`FEATURE_DIMS` gives the lengths
 and :data:`CHANNELS` groups them into the five evidence channels.
 
 Definitions (notes: onset/offset in seconds, pitch, velocity, track; beats from
-the tempo map, see :func:`aria.notes.seconds_to_beats`; "L1" = normalized to sum
+the tempo map, see :func:`aria.symbolic.notes.seconds_to_beats`; "L1" = normalized to sum
 1, all zeros when there is nothing to count):
 
 melodic_interval_hist (25)
@@ -57,7 +57,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from aria.notes import as_notes, as_tempo_map, seconds_to_beats
+from aria.symbolic.notes import as_notes, as_tempo_map, seconds_to_beats
 from aria.runtime import progress as track_progress
 
 __all__ = [
@@ -216,7 +216,7 @@ def extract(path_or_notes, *, tempo_map=None) -> dict[str, np.ndarray]:
     path_or_notes : str, os.PathLike or numpy.ndarray
         A MIDI file path (read with :func:`aria.io.midi.read_midi`, which also
         supplies the tempo map) or a note list, shape (n,), dtype
-        :data:`aria.notes.NOTE_DTYPE` (onset/offset in seconds). Order does not
+        :data:`aria.symbolic.notes.NOTE_DTYPE` (onset/offset in seconds). Order does not
         matter. n = 0 gives all-zero features.
     tempo_map : array_like, shape (m, 2), optional
         Rows ``(time_s, seconds_per_quarter_beat)``. For a note list the default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aria.notes import NOTE_DTYPE
+from aria.symbolic.notes import NOTE_DTYPE
 
 __all__ = ["quotas", "truncate_notes", "synthetic_dynamics"]
 

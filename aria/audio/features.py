@@ -53,9 +53,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from aria.signal import resample
+from aria.audio.signal import resample
 
-from aria.homogeneity import root_motion
+from aria.evaluation.homogeneity import root_motion
 from aria.io.audio import SILENCE_FRAME_S, SILENCE_THRESHOLD_DB, is_silent, load_audio
 from aria.runtime import progress as track_progress
 
@@ -180,7 +180,7 @@ def parse_chord_root(label: str) -> int:
 def chord_root_motion(roots) -> np.ndarray:
     """Root-motion intervals of a chord-root sequence (SPEC §5 chord similarity).
 
-    Thin alias of :func:`aria.homogeneity.root_motion`: no-chord (negative)
+    Thin alias of :func:`aria.evaluation.homogeneity.root_motion`: no-chord (negative)
     entries dropped, repeats merged, then ``(r[k+1] - r[k]) mod 12``.
 
     Parameters
@@ -227,7 +227,7 @@ def build_processors(*, beatnet_model: int = 1) -> AudioProcessors:
     -------
     AudioProcessors
     """
-    from aria._compat import ensure_madmom, import_beatnet
+    from aria.audio._compat import ensure_madmom, import_beatnet
 
     BeatNet = import_beatnet()
     ensure_madmom()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aria.notes import NOTE_DTYPE
+from aria.symbolic.notes import NOTE_DTYPE
 
 __all__ = [
     "VOCAB_SIZE", "PAD", "TIME_STEP", "encode", "decode", "split_blocks",
@@ -44,7 +44,7 @@ def encode(notes: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    notes : structured array of ``aria.notes.NOTE_DTYPE``, shape (n,)
+    notes : structured array of ``aria.symbolic.notes.NOTE_DTYPE``, shape (n,)
 
     Returns
     -------

@@ -23,9 +23,7 @@ variable ``ARIA_SOUNDFONT``, else :data:`DEFAULT_SF2` (Debian's
 ``fluid-soundfont-gm``). A parsed SoundFont is cached per process, keyed by
 path, size, modification time and sample rate.
 
-Writing (:func:`write_wav`)
----------------------------
-16-bit PCM WAV, written atomically through :func:`aria.io.stores.atomic_file`.
+Writing a waveform to disk is :func:`aria.io.audio.write_wav`.
 """
 
 from __future__ import annotations
@@ -37,10 +35,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from aria.io.stores import atomic_file
-from aria.notes import as_notes
+from aria.symbolic.notes import as_notes
 
 __all__ = ["DEFAULT_SF2", "SOUNDFONT_ENV", "resolve_soundfont", "render_midi", "write_wav"]
 
@@ -127,7 +123,7 @@ def render_midi(notes, *, programs, sr: int = 22050, soundfont=None,
     Parameters
     ----------
     notes : numpy.ndarray, shape (n,), dtype NOTE_DTYPE
-        Onsets/offsets in seconds (see :mod:`aria.notes`). May be empty.
+        Onsets/offsets in seconds (see :mod:`aria.symbolic.notes`). May be empty.
     programs : Mapping[int, int] or Sequence[int]
         General MIDI program (0..127, 0-based, bank 0) for each ``track`` id
         present in ``notes``; a sequence is indexed by track id.
@@ -225,33 +221,3 @@ def render_midi(notes, *, programs, sr: int = 22050, soundfont=None,
     if peak > 0:
         y *= 10.0 ** (float(peak_dbfs) / 20.0) / peak
     return y.astype(np.float32)
-
-
-def write_wav(path, y, sr: int) -> None:
-    """Write a waveform as a 16-bit PCM WAV file, atomically.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Destination; parent folders are created.
-    y : array_like, shape (n_samples,) or (n_samples, n_channels), float
-        Samples in [-1, 1]; values outside are clipped.
-    sr : int
-        Sample rate in Hz.
-
-    Raises
-    ------
-    ValueError
-        If ``y`` has non-finite values or more than 2 dimensions, or ``sr`` is
-        not positive.
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim not in (1, 2):
-        raise ValueError(f"{path}: waveform must have shape (n,) or (n, channels), got {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError(f"{path}: waveform has non-finite samples")
-    if int(sr) <= 0:
-        raise ValueError(f"{path}: sample rate must be positive, got {sr}")
-    y = np.clip(y, -1.0, 1.0)
-    with atomic_file(path) as tmp:
-        sf.write(tmp, y, int(sr), subtype="PCM_16", format="WAV")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from aria.model import per_example_loss
+from aria.models.transformer import per_example_loss
 from aria.runtime import progress as track_progress
 
 __all__ = ["attributed_params", "per_example_grads", "BlockProjector", "project_gradients"]

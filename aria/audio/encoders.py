@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from aria.signal import as_waveform, resample
+from aria.audio.signal import as_waveform, resample
 
 __all__ = [
     "Encoder",

@@ -1,0 +1,1 @@
+"""Attribution: per-example gradient projection, one module per scoring method, track-level matrices."""

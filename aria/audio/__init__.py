@@ -1,0 +1,1 @@
+"""Audio: signal helpers, rendering, corpus selection, tokenizers, stage vocabularies, features, encoders."""

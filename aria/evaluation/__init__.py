@@ -1,0 +1,1 @@
+"""Evaluation of score matrices: reliability diagnostics, similarity, null distributions, homogeneity."""

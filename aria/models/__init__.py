@@ -1,0 +1,1 @@
+"""Decoder-only music transformer, its training, sampling, and per-example loss."""

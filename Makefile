@@ -49,6 +49,9 @@ test: $(STAMP) deb
 
 lint: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules/
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_reliability.py

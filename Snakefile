@@ -4,21 +4,37 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo's config.yaml is the default. A config file given on the command line
+# (--configfile my.yaml) replaces it instead of being merged onto it, so a user's
+# config plans only what it names; --config KEY=VALUE still overrides single keys.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "rules/common.smk"
-include: "rules/corpus.smk"
+
+
+if MIDI_CORPUS:
+
+    include: "rules/corpus.smk"
+
+
 include: "rules/model.smk"
 include: "rules/attribution.smk"
-include: "rules/features.smk"
+
+
+if SYMBOLIC:
+
+    include: "rules/features.smk"
+
+
 include: "rules/report.smk"
 include: "rules/audio.smk"
 
 
 rule all:
-    input:
-        f"{RESULTS}/report.html",
-        f"{RESULTS}/summary.json",
-        AUDIO_TARGETS,
     default_target: True
+    input:
+        SYMBOLIC_TARGETS,
+        AUDIO_TARGETS,

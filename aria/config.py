@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import jsonschema
 
@@ -14,8 +15,52 @@ class ConfigError(ValueError):
     """Raised for an invalid workflow configuration."""
 
 
+def methods_schema() -> dict:
+    """JSON schema of a ``methods`` block, generated from :mod:`aria.registry`."""
+    from aria import registry
+
+    names = [m.name for m in registry.gradient_methods()]
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["run"],
+        "properties": {
+            "run": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"enum": names},
+                "description": "methods to run, from the registry (aria.registry)",
+            },
+            **{m.name: m.config_schema() for m in registry.gradient_methods()},
+        },
+    }
+
+
 def load_schema() -> dict:
-    return json.loads(resources.files("aria").joinpath("schemas/config.schema.json").read_text())
+    """The config schema: ``schemas/config.schema.json`` with every ``methods`` block and the
+    encoder list filled in from :mod:`aria.registry`.
+    """
+    from aria import registry
+
+    schema = json.loads(resources.files("aria").joinpath("schemas/config.schema.json").read_text())
+
+    def fill(node):
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                if "methods" in props:
+                    props["methods"] = methods_schema()
+                if "baselines" in props:
+                    props["baselines"]["items"] = {"enum": list(registry.ENCODERS)}
+            for v in node.values():
+                fill(v)
+        elif isinstance(node, list):
+            for v in node:
+                fill(v)
+
+    fill(schema)
+    return schema
 
 
 def _where(path) -> str:
@@ -40,32 +85,80 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
             unknown = sorted(set(err.instance) - set(allowed))
             for key in unknown:
                 problems.append(
-                    f"unknown key '{_where([*err.path, key])}' (allowed here: {', '.join(allowed) or 'none'})")
+                    f"unknown key '{_where([*err.path, key])}' (allowed here: {', '.join(allowed) or 'none'})"
+                )
         else:
             problems.append(f"{_where(err.path)}: {err.message}")
     if not problems:
-        methods = config["methods"]
+        problems += _semantic_problems(config)
+    if problems:
+        raise ConfigError(f"invalid {source}:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def experiments(config: dict) -> list[str]:
+    """The experiments a config runs: ``experiments``, or symbolic plus audio when it has an audio section."""
+    return list(config.get("experiments") or (["symbolic"] + (["audio"] if "audio" in config else [])))
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    """Checks that a JSON schema cannot express (the config already passed the schema)."""
+    from aria import registry
+
+    problems = []
+    runs = experiments(config)
+    symbolic, audio = "symbolic" in runs, "audio" in runs
+    if audio and "audio" not in config:
+        problems.append("experiments lists 'audio' but the config has no audio section")
+    audio_demo = audio and config.get("audio", {}).get("corpus", {}).get("kind") == "demo"
+    blocks = [("methods", config["methods"])] if symbolic else []
+    if audio:
+        blocks += [(f"audio.stages.{s}.methods", st["methods"]) for s, st in config["audio"]["stages"].items()]
+    for where, methods in blocks:
         for m in methods["run"]:
-            if m in ("trak", "tracin") and m not in methods:
-                problems.append(f"methods.run lists '{m}' but methods.{m} is missing")
+            if registry.method(m).required and m not in methods:
+                problems.append(f"{where}.run lists '{m}' but {where}.{m} is missing")
+    if (symbolic or audio_demo) and "corpus" not in config:
+        problems.append(
+            "audio.corpus.kind 'demo' renders the symbolic demo corpus: the config needs its "
+            "'corpus' section (or use audio.corpus.kind audio_folder / fma)"
+        )
+    elif symbolic or audio_demo:
         kind = config["corpus"]["kind"]
         if kind not in config["corpus"]:
             problems.append(f"corpus.kind is '{kind}' but corpus.{kind} is missing")
         elif kind == "demo":
             from aria.symbolic.corpus import quotas
+
             demo = config["corpus"]["demo"]
             cols = demo["collections"]
             for (name, n), n_eval in zip(cols.items(), quotas(demo["n_eval"], len(cols))):
                 if n_eval >= n:
-                    problems.append(f"corpus.demo.collections.{name}: {n} pieces leave none for "
-                                    f"training after its {n_eval} eval pieces")
-        hom = config["homogeneity"]
-        if hom["main_k"] not in hom["ks"]:
-            problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")
+                    problems.append(
+                        f"corpus.demo.collections.{name}: {n} pieces leave none for "
+                        f"training after its {n_eval} eval pieces"
+                    )
+    hom = config["homogeneity"]
+    if hom["main_k"] not in hom["ks"]:
+        problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")
+    if symbolic:
         if config["queries"]["prompt_tokens"] >= config["segments"]["block_tokens"]:
             problems.append("queries.prompt_tokens must be smaller than segments.block_tokens")
         if config["model"]["d_model"] % config["model"]["n_heads"]:
             problems.append("model.d_model must be divisible by model.n_heads")
-    if problems:
-        raise ConfigError(f"invalid {source}:\n  - " + "\n  - ".join(problems))
-    return config
+    for name, ext in config.get("external_scores", {}).items():
+        where = f"external_scores.{name}"
+        if name in registry.METHODS:
+            problems.append(f"{where}: the name is a built-in method's; choose another")
+        exp = ext.get("experiment", "symbolic")
+        if exp not in runs:
+            problems.append(f"{where}: experiment '{exp}' is not run (experiments: {runs})")
+        stage = ext.get("stage")
+        if exp == "symbolic" and stage not in (None, "symbolic"):
+            problems.append(f"{where}: stage '{stage}' is for audio matrices; symbolic rows are training segments")
+        if exp == "audio" and stage not in (*registry.audio_stages(), "track"):
+            problems.append(f"{where}: audio matrices need stage: one of {registry.audio_stages() + ['track']}")
+        for key in ("path", "rows", "cols"):
+            if not Path(ext[key]).exists():
+                problems.append(f"{where}.{key}: {ext[key]} does not exist")
+    return problems

@@ -54,8 +54,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 __all__ = [
     "entry",
@@ -212,8 +213,16 @@ def mark(item: str) -> None:
     _marker.flush()
 
 
-def progress(items: Iterable[T], *, desc: str, unit: str = "it", total: int | None = None,
-             name: Callable[[T], str] = str, enabled: bool = True, mininterval: float = 2.0) -> Iterator[T]:
+def progress(
+    items: Iterable[T],
+    *,
+    desc: str,
+    unit: str = "it",
+    total: int | None = None,
+    name: Callable[[T], str] = str,
+    enabled: bool = True,
+    mininterval: float = 2.0,
+) -> Iterator[T]:
     """Iterate with a tqdm bar, recording each item for crash reports.
 
     Parameters
@@ -242,8 +251,9 @@ def progress(items: Iterable[T], *, desc: str, unit: str = "it", total: int | No
         except TypeError:
             total = None
     n = "?" if total is None else str(total)
-    for i, item in enumerate(tqdm(items, desc=desc, unit=unit, total=total, disable=not enabled,
-                                  mininterval=mininterval)):
+    for i, item in enumerate(
+        tqdm(items, desc=desc, unit=unit, total=total, disable=not enabled, mininterval=mininterval)
+    ):
         mark(f"{desc} {i + 1}/{n}: {name(item)}")
         yield item
 
@@ -260,8 +270,11 @@ def crash_report(command: str, signum: int, working_on: str | None, cache: str |
     except ValueError:
         sig, what = None, f"signal {signum}"
     lines = ["", "=" * 78, f"aria {command}: the process died from {what}."]
-    lines.append(f"It was working on: {working_on}" if working_on
-                 else "It died before starting on its first item (while loading models or inputs).")
+    lines.append(
+        f"It was working on: {working_on}"
+        if working_on
+        else "It died before starting on its first item (while loading models or inputs)."
+    )
     if sig in _NATIVE:
         lines += [
             "This is a crash inside a native library (numba/LLVM-compiled code, libsndfile, onnxruntime,",
@@ -366,8 +379,7 @@ def entry(argv: list[str] | None = None) -> int:
         from aria.cli import main  # --help and usage errors need no child
 
         return main(argv)
-    return supervise([sys.executable, "-m", "aria", *argv], command=command,
-                     seed=command not in _UNSEEDED_COMMANDS)
+    return supervise([sys.executable, "-m", "aria", *argv], command=command, seed=command not in _UNSEEDED_COMMANDS)
 
 
 if __name__ == "__main__":

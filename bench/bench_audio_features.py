@@ -46,11 +46,11 @@ def synth(dur_s: float = 30.0, sr: int = SR, seed: int = 0) -> np.ndarray:
     seg = int(2.0 * sr)
     for i in range(0, n, seg):
         c = chords[(i // seg) % 4]
-        tt = t[i:i + seg] - t[i]
+        tt = t[i : i + seg] - t[i]
         for m in c:
             f = 440.0 * 2 ** ((m - 69) / 12)
             for k in range(1, 9):
-                y[i:i + seg] += np.sin(2 * np.pi * k * f * tt) / k / 3
+                y[i : i + seg] += np.sin(2 * np.pi * k * f * tt) / k / 3
     period = 60.0 / 112
     kick_n = int(0.08 * sr)
     kt = np.arange(kick_n) / sr
@@ -58,7 +58,7 @@ def synth(dur_s: float = 30.0, sr: int = SR, seed: int = 0) -> np.ndarray:
     k = 0
     while int(k * period * sr) + kick_n < n:
         i = int(k * period * sr)
-        y[i:i + kick_n] += kick
+        y[i : i + kick_n] += kick
         k += 1
     y += 0.01 * rng.standard_normal(n)
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
@@ -110,15 +110,19 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
 
     f = A.extract(y, sr=SR, processors=procs)
-    print(f"platform: {platform.platform()}, python {platform.python_version()}, "
-          f"cpus={os.cpu_count()}, torch threads={torch.get_num_threads()}, "
-          f"torch {torch.__version__}, librosa {librosa.__version__}")
+    print(
+        f"platform: {platform.platform()}, python {platform.python_version()}, "
+        f"cpus={os.cpu_count()}, torch threads={torch.get_num_threads()}, "
+        f"torch {torch.__version__}, librosa {librosa.__version__}"
+    )
     print(f"signal: {a.duration:.0f} s synthetic mono at {SR} Hz; repeats={a.repeats} (after 1 warm-up)")
     print(f"imports {t_import:.2f} s, build_processors {t_build:.2f} s (once per process/shard)")
     edges = np.linspace(0.2, 2.0, 17)
     b = int(np.argmax(f["beat_interval_hist"]))
-    print(f"sanity: beat-interval peak bin [{edges[b]:.3f}, {edges[b + 1]:.3f}) s "
-          f"(kick period {60 / 112:.3f} s), chord root motion {A.chord_root_motion(f['chords'])[:7].tolist()}")
+    print(
+        f"sanity: beat-interval peak bin [{edges[b]:.3f}, {edges[b + 1]:.3f}) s "
+        f"(kick period {60 / 112:.3f} s), chord root motion {A.chord_root_motion(f['chords'])[:7].tolist()}"
+    )
     scale = 30.0 / a.duration
     print()
     print(f"{'feature':<10}{'median s':>10}{'min s':>10}{'s / 30 s track':>16}{'x realtime':>12}")

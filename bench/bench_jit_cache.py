@@ -41,8 +41,18 @@ BIN = Path(sys.executable).parent
 
 def job(cmd_prefix, manifest, root, out, env):
     params = json.dumps({"shard": 0, "n_shards": 1, "sr": 22050, "root": str(root)})
-    cmd = [*cmd_prefix, "audio-features", "--manifest", str(manifest), "--params", params,
-           "--out", str(out / "f.npz"), "--out-failures", str(out / "f.csv")]
+    cmd = [
+        *cmd_prefix,
+        "audio-features",
+        "--manifest",
+        str(manifest),
+        "--params",
+        params,
+        "--out",
+        str(out / "f.npz"),
+        "--out-failures",
+        str(out / "f.csv"),
+    ]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
@@ -91,8 +101,11 @@ def main() -> None:
     def nojit():
         return job(direct, manifest, corpus, work, dict(base, NUMBA_DISABLE_JIT="1"))
 
-    cases = [("reference (shared, warm; unsafe)", reference), ("cold (private, empty)", cold),
-             ("template (private copy; Aria)", templated)]
+    cases = [
+        ("reference (shared, warm; unsafe)", reference),
+        ("cold (private, empty)", cold),
+        ("template (private copy; Aria)", templated),
+    ]
     if a.nojit:
         cases.append(("nojit (NUMBA_DISABLE_JIT=1)", nojit))
     reference()  # warm the page cache and the shared folder's entries for this machine
@@ -101,8 +114,8 @@ def main() -> None:
         times[name] = [fn() for _ in range(a.repeats)]
     ref = statistics.median(times[cases[0][0]])
     print(f"audio-features job, {a.tracks} demo tracks of 30 s, 1 thread, median of {a.repeats}:")
-    print(f"| strategy | seconds per job | ratio to reference | extra seconds per job |")
-    print(f"|---|---|---|---|")
+    print("| strategy | seconds per job | ratio to reference | extra seconds per job |")
+    print("|---|---|---|---|")
     for name, _ in cases:
         m = statistics.median(times[name])
         print(f"| {name} | {m:.2f} | {m / ref:.2f} | {m - ref:+.2f} |")

@@ -35,13 +35,13 @@ import os
 import platform
 import time
 
-os.environ.setdefault("TQDM_DISABLE", "1")      # dattri's progress bars, set before tqdm loads
+os.environ.setdefault("TQDM_DISABLE", "1")  # dattri's progress bars, set before tqdm loads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from aria.models.transformer import ModelConfig, MusicTransformer, per_example_loss  # noqa: E402
 from aria.attribution.projection import attributed_params, project_gradients  # noqa: E402
+from aria.models.transformer import ModelConfig, MusicTransformer, per_example_loss  # noqa: E402
 from aria.symbolic.tokenize import PAD  # noqa: E402
 
 
@@ -77,10 +77,9 @@ def time_aria(model, tokens, mask, *, k, seed, batch_size, device, block_rows) -
 
 def time_dattri(model, tokens, mask, *, k, seed, batch_size, device, q_mode) -> float:
     """Seconds of dattri ``TRAKAttributor.cache`` on all segments (after a warm-up)."""
-    from torch.utils.data import DataLoader, TensorDataset
-
     from dattri.algorithm.trak import TRAKAttributor
     from dattri.task import AttributionTask
+    from torch.utils.data import DataLoader, TensorDataset
 
     fc = torch.func.functional_call
 
@@ -93,11 +92,11 @@ def time_dattri(model, tokens, mask, *, k, seed, batch_size, device, q_mode) -> 
 
     state = {n: v.detach().clone() for n, v in model.state_dict().items()}
     task = AttributionTask(loss_func=loss, model=model, checkpoints=[state])
-    proj = {"proj_type": "normal", "proj_dim": k, "proj_max_batch_size": 32,
-            "proj_seed": seed, "device": str(device)}
+    proj = {"proj_type": "normal", "proj_dim": k, "proj_max_batch_size": 32, "proj_seed": seed, "device": str(device)}
     # regularization > 0: with N < k the k x k kernel is singular
-    att = TRAKAttributor(task=task, correct_probability_func=prob, projector_kwargs=proj,
-                         device=str(device), regularization=1e-3)
+    att = TRAKAttributor(
+        task=task, correct_probability_func=prob, projector_kwargs=proj, device=str(device), regularization=1e-3
+    )
 
     def loader(n):
         ds = TensorDataset(torch.as_tensor(tokens[:n]), torch.as_tensor(mask[:n]))
@@ -114,17 +113,21 @@ def time_dattri(model, tokens, mask, *, k, seed, batch_size, device, q_mode) -> 
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=256, help="number of segments (default 256)")
     ap.add_argument("--k", type=int, default=512, help="projection dimension (default 512)")
     ap.add_argument("--batch-size", type=int, default=32, help="segments per batch (default 32)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch.set_num_threads (default: torch's own choice)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own choice)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--block-rows", type=int, default=16384, help="aria's rows of P per block")
-    ap.add_argument("--dattri-q", choices=("zero", "exp-loss"), default="zero",
-                    help="dattri's correct_probability_func (default zero: no extra forward)")
+    ap.add_argument(
+        "--dattri-q",
+        choices=("zero", "exp-loss"),
+        default="zero",
+        help="dattri's correct_probability_func (default zero: no extra forward)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
 
@@ -138,18 +141,23 @@ def main(argv=None) -> None:
     tokens, mask = make_data(a.n, cfg.max_len, a.seed)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"model: d_model={cfg.d_model} layers={cfg.n_layers} heads={cfg.n_heads} "
-          f"d_ff={cfg.d_ff} max_len={cfg.max_len}  p={p:,} parameters")
-    print(f"data: N={a.n} segments x {cfg.max_len} tokens; k={a.k}; batch size {a.batch_size}; "
-          f"device {device}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs visible, load average {load[0]:.2f} (other processes may "
-          f"compete for the cores); {platform.processor() or platform.machine()}")
+    print(
+        f"model: d_model={cfg.d_model} layers={cfg.n_layers} heads={cfg.n_heads} "
+        f"d_ff={cfg.d_ff} max_len={cfg.max_len}  p={p:,} parameters"
+    )
+    print(f"data: N={a.n} segments x {cfg.max_len} tokens; k={a.k}; batch size {a.batch_size}; device {device}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs visible, load average {load[0]:.2f} (other processes may "
+        f"compete for the cores); {platform.processor() or platform.machine()}"
+    )
 
-    t_aria = time_aria(model, tokens, mask, k=a.k, seed=a.seed, batch_size=a.batch_size,
-                       device=device, block_rows=a.block_rows)
-    t_dattri = time_dattri(model, tokens, mask, k=a.k, seed=a.seed, batch_size=a.batch_size,
-                           device=device, q_mode=a.dattri_q)
+    t_aria = time_aria(
+        model, tokens, mask, k=a.k, seed=a.seed, batch_size=a.batch_size, device=device, block_rows=a.block_rows
+    )
+    t_dattri = time_dattri(
+        model, tokens, mask, k=a.k, seed=a.seed, batch_size=a.batch_size, device=device, q_mode=a.dattri_q
+    )
     r_aria, r_dattri = a.n / t_aria, a.n / t_dattri
     print()
     print(f"{'':<36}{'seconds':>10}{'segments/s':>14}")

@@ -67,8 +67,9 @@ def write_store(path: Path, n: int, q: int, dtype, row_chunk: int, seed: int) ->
     rng = np.random.default_rng(seed)
     offset = rng.uniform(-0.5, 0.5, q)
     loading = rng.uniform(0.5, 1.5, q)
-    with ScoreWriter(path, (f"seg{j}" for j in range(n)), (f"q{i}" for i in range(q)),
-                     attrs={"method": "bench"}, row_chunk=row_chunk) as w:
+    with ScoreWriter(
+        path, (f"seg{j}" for j in range(n)), (f"q{i}" for i in range(q)), attrs={"method": "bench"}, row_chunk=row_chunk
+    ) as w:
         for start in range(0, n, row_chunk):
             r = min(row_chunk, n - start)
             block = offset + 0.3 * rng.standard_normal((r, 1)) * loading
@@ -114,11 +115,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=200_000, help="training rows N (default 200000)")
     ap.add_argument("--q", type=int, default=1000, help="queries Q (default 1000)")
     ap.add_argument("--dtype", default="float32", help="dtype of generated scores (store is float32)")
-    ap.add_argument("--row-chunk", type=int, default=DEFAULT_ROW_CHUNK,
-                    help=f"store row chunk (default {DEFAULT_ROW_CHUNK})")
+    ap.add_argument(
+        "--row-chunk", type=int, default=DEFAULT_ROW_CHUNK, help=f"store row chunk (default {DEFAULT_ROW_CHUNK})"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None,
-                    help="store path (default: a temporary directory, removed afterwards)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="store path (default: a temporary directory, removed afterwards)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the store written to --out")
     ap.add_argument("--no-brute", action="store_true", help="skip the numpy brute force")
     args = ap.parse_args(argv)
@@ -131,9 +134,11 @@ def main(argv=None) -> int:
     else:
         path = args.out
     try:
-        print(f"N={n} Q={q} dtype={args.dtype} store row_chunk={args.row_chunk} "
-              f"({n * q * 4 / 2**30:.2f} GiB float32) cores={os.cpu_count()} "
-              f"numpy={np.__version__}")
+        print(
+            f"N={n} Q={q} dtype={args.dtype} store row_chunk={args.row_chunk} "
+            f"({n * q * 4 / 2**30:.2f} GiB float32) cores={os.cpu_count()} "
+            f"numpy={np.__version__}"
+        )
         t = time.perf_counter()
         write_store(path, n, q, np.dtype(args.dtype), args.row_chunk, args.seed)
         print(f"wrote {path} in {time.perf_counter() - t:.2f} s")
@@ -166,8 +171,10 @@ def main(argv=None) -> int:
         print(f"ratio reliability / read  = {t_rel / t_read:8.2f}")
         if t_brute is not None:
             print(f"ratio brute / reliability = {t_brute / t_rel:8.2f}")
-        print(f"peak RSS through streaming = {gib(rss_stream)}"
-              + (f", after brute force = {gib(max_rss())}" if t_brute is not None else ""))
+        print(
+            f"peak RSS through streaming = {gib(rss_stream)}"
+            + (f", after brute force = {gib(max_rss())}" if t_brute is not None else "")
+        )
         print()
         print(f"{'':<10}{'streaming':>16}" + (f"{'brute force':>16}{'abs diff':>12}" if want else ""))
         for k in KEYS:

@@ -14,13 +14,13 @@ rule project_gradients:
         "results/{exp}/logs/project_gradients/{stage}/m{m}_c{c}.log",
     benchmark:
         "results/{exp}/benchmarks/project_gradients/{stage}/m{m}_c{c}.tsv"
-    params:
-        args=projection_params,
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=1,
-    conda:
-        ENV
+    params:
+        args=projection_params,
     shell:
         "aria project --model {input.model} --segments {input.segments} --queries {input.queries} "
         "--params {params.args:q} --out {output.features} --threads {threads} > {log} 2>&1"
@@ -35,13 +35,13 @@ rule score:
         "results/{exp}/logs/score/{stage}/{method}.log",
     benchmark:
         "results/{exp}/benchmarks/score/{stage}/{method}.tsv"
-    params:
-        args=method_params,
     wildcard_constraints:
         stage="|".join(sorted({s for _, s in STAGES})),
-        method="trak|tracin|gradcos|graddot",
+        method="|".join(m.name for m in registry.gradient_methods()),
     conda:
         ENV
+    params:
+        args=method_params,
     shell:
         "aria score --method {wildcards.method} --features {input.features} "
         "--params {params.args:q} --out {output.scores} > {log} 2>&1"
@@ -58,3 +58,25 @@ rule diagnostics:
         ENV
     shell:
         "aria diagnostics --scores {input.scores} --out {output.json} > {log} 2>&1"
+
+
+if EXTERNAL:
+
+    rule import_scores:
+        input:
+            unpack(external_inputs),
+        output:
+            scores=directory("results/{exp}/scores/{stage}/{method}.zarr"),
+        log:
+            "results/{exp}/logs/import_scores/{stage}/{method}.log",
+        wildcard_constraints:
+            method="|".join(EXTERNAL),
+        conda:
+            ENV
+        params:
+            transpose=lambda w: "--transpose" if EXTERNAL[w.method].get("transpose") else "",
+            expect_rows=lambda w, input: f"--expect-rows {input.expect_rows}" if "expect_rows" in input.keys() else "",
+        shell:
+            "aria import-scores {input.matrix} --rows {input.rows} --cols {input.cols} "
+            "--expect-cols {input.expect_cols} {params.expect_rows} {params.transpose} "
+            "--name {wildcards.method} --out {output.scores} > {log} 2>&1"

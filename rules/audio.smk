@@ -16,12 +16,11 @@ if AUDIO.get("corpus", {}).get("kind", "demo") == "demo":
             f"{ARES}/logs/audio_demo_corpus.log",
         benchmark:
             f"{ARES}/benchmarks/audio_demo_corpus.tsv"
-        params:
-            out_dir=lambda w, output: os.path.dirname(output.manifest),
-            args=jparams(seed=config["seeds"]["corpus"], sr=AUDIO.get("sr"),
-                         **AUDIO.get("corpus", {}).get("demo", {})),
         conda:
             ENV
+        params:
+            out_dir=lambda w, output: os.path.dirname(output.manifest),
+            args=jparams(seed=config["seeds"]["corpus"], sr=AUDIO.get("sr"), **AUDIO.get("corpus", {}).get("demo", {})),
         shell:
             "aria audio-demo-corpus --midi-manifest {input.midi_manifest} --params {params.args:q} "
             "--out-dir {params.out_dir} > {log} 2>&1"
@@ -35,10 +34,10 @@ else:
             manifest=f"{ARES}/corpus/manifest.csv",
         log:
             f"{ARES}/logs/audio_import.log",
-        params:
-            args=jparams(sr=AUDIO.get("sr"), **{k: v for k, v in AUDIO.get("corpus", {}).items() if k != "demo"}),
         conda:
             ENV
+        params:
+            args=jparams(sr=AUDIO.get("sr"), **{k: v for k, v in AUDIO.get("corpus", {}).items() if k != "demo"}),
         shell:
             "aria audio-import --params {params.args:q} --out {output.manifest} > {log} 2>&1"
 
@@ -53,12 +52,11 @@ rule audio_features:
         f"{ARES}/logs/audio_features/shard{{shard}}.log",
     benchmark:
         f"{ARES}/benchmarks/audio_features/shard{{shard}}.tsv"
-    params:
-        args=lambda w: jparams(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"),
-                               root=audio_root()),
-    threads: 1
     conda:
         ENV
+    threads: 1
+    params:
+        args=lambda w: jparams(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"), root=audio_root()),
     shell:
         "OMP_NUM_THREADS={threads} aria audio-features --manifest {input.manifest} --params {params.args:q} "
         "--out {output.shard} --out-failures {output.failures} --threads {threads} > {log} 2>&1"
@@ -87,11 +85,12 @@ rule audio_tokenize:
         f"{ARES}/logs/audio_tokenize.log",
     benchmark:
         f"{ARES}/benchmarks/audio_tokenize.tsv"
-    params:
-        args=jparams(seed=config["seeds"]["train"], root=audio_root(), sr=AUDIO.get("sr"),
-                     **AUDIO.get("tokenizers", {})),
     conda:
         ENV
+    params:
+        args=jparams(
+            seed=config["seeds"]["train"], root=audio_root(), sr=AUDIO.get("sr"), **AUDIO.get("tokenizers", {})
+        ),
     shell:
         "aria audio-tokenize --manifest {input.manifest} --params {params.args:q} "
         "--out {output.tokens} --out-tokenizers {output.tokenizers} > {log} 2>&1"
@@ -105,10 +104,10 @@ rule audio_segments:
         csv=f"{ARES}/segments/{{stage}}/segments.csv",
     log:
         f"{ARES}/logs/audio_segments/{{stage}}.log",
-    params:
-        args=jparams(**TOKENIZER_CFG) if AUDIO else "",
     conda:
         ENV
+    params:
+        args=jparams(**TOKENIZER_CFG) if AUDIO else "",
     shell:
         "aria audio-segments --tokens {input.tokens} --stage {wildcards.stage} --params {params.args:q} "
         "--out {output.train} --out-csv {output.csv} > {log} 2>&1"
@@ -126,13 +125,12 @@ rule audio_queries:
         f"{ARES}/logs/audio_queries.log",
     benchmark:
         f"{ARES}/benchmarks/audio_queries.tsv"
-    params:
-        out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.queries[0])),
-        args=jparams(seed=config["seeds"]["queries"], **TOKENIZER_CFG, **AUDIO.get("queries", {}))
-        if AUDIO else "",
-    threads: 1
     conda:
         ENV
+    threads: 1
+    params:
+        out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.queries[0])),
+        args=jparams(seed=config["seeds"]["queries"], **TOKENIZER_CFG, **AUDIO.get("queries", {})) if AUDIO else "",
     shell:
         "aria audio-queries --tokens {input.tokens} --tokenizers {input.tokenizers} --models {input.models} "
         "--params {params.args:q} --out-dir {params.out_dir} --out-audio {output.audio} "
@@ -147,11 +145,10 @@ rule tracklevel:
         scores=directory(f"{ARES}/tracklevel/{{stage}}/{{method}}.zarr"),
     log:
         f"{ARES}/logs/tracklevel/{{stage}}/{{method}}.log",
-    params:
-        # SPEC §3: z-score for TRAK and Grad-Cos, rank for heavy-tailed methods
-        args=lambda w: jparams(normalize="zscore" if w.method in ("trak", "gradcos") else "rank"),
     conda:
         ENV
+    params:
+        args=tracklevel_params,
     shell:
         "aria tracklevel --scores {input.scores} --segments {input.segments} --params {params.args:q} "
         "--out {output.scores} > {log} 2>&1"
@@ -167,11 +164,14 @@ rule audio_null:
         f"{ARES}/logs/audio_null.log",
     benchmark:
         f"{ARES}/benchmarks/audio_null.tsv"
-    params:
-        args=jparams(ks=config["homogeneity"]["ks"], n_groups=config["homogeneity"]["n_null_groups"],
-                     seed=config["seeds"]["null_groups"]),
     conda:
         ENV
+    params:
+        args=jparams(
+            ks=config["homogeneity"]["ks"],
+            n_groups=config["homogeneity"]["n_null_groups"],
+            seed=config["seeds"]["null_groups"],
+        ),
     shell:
         "aria null --features {input.features} --manifest {input.manifest} --params {params.args:q} "
         "--out {output.null} > {log} 2>&1"
@@ -180,8 +180,11 @@ rule audio_null:
 rule audio_homogeneity:
     input:
         # embedding baselines are track-level already (SPEC §3)
-        scores=lambda w: (f"{ARES}/scores/baseline/{w.method}.zarr" if w.stage == "baseline"
-                          else f"{ARES}/tracklevel/{w.stage}/{w.method}.zarr"),
+        scores=lambda w: (
+            f"{ARES}/scores/{w.stage}/{w.method}.zarr"
+            if w.stage in ("baseline", "external")
+            else f"{ARES}/tracklevel/{w.stage}/{w.method}.zarr"
+        ),
         features=f"{ARES}/evidence/audio_features.npz",
         manifest=audio_manifest(),
         null=f"{ARES}/evidence/null.json",
@@ -208,13 +211,13 @@ rule embed_baseline:
         f"{ARES}/logs/embed_baseline/{{encoder}}.log",
     benchmark:
         f"{ARES}/benchmarks/embed_baseline/{{encoder}}.tsv"
-    params:
-        args=jparams(sr=AUDIO.get("sr"), root=audio_root(), window_s=10.0, hop_s=1.0),
     wildcard_constraints:
-        encoder="basic_pitch|aisfx|clap|mert",
-    threads: 1
+        encoder="|".join(registry.ENCODERS),
     conda:
         ENV
+    threads: 1
+    params:
+        args=jparams(sr=AUDIO.get("sr"), root=audio_root(), window_s=10.0, hop_s=1.0),
     shell:
         "aria embed-baseline --encoder {wildcards.encoder} --manifest {input.manifest} "
         "--queries {input.queries} --queries-audio {input.audio} --params {params.args:q} "

@@ -6,11 +6,18 @@
 import json
 import os
 
-from aria.config import validate_config
+from aria import registry
+from aria.config import experiments, validate_config
 from aria.symbolic.corpus import quotas
 
+# methods defined outside Aria register themselves on import; jobs import them too
+PLUGINS = registry.load_plugins(config.get("plugins", []))
+if PLUGINS:
+    os.environ[registry.PLUGINS_ENV] = ",".join(PLUGINS)
 validate_config(config, source="config (config.yaml and --config/--configfile overrides)")
 
+EXPERIMENTS = experiments(config)
+SYMBOLIC = "symbolic" in EXPERIMENTS
 EXP = config["experiment"]
 RESULTS = f"results/{EXP}"
 LOGS = f"{RESULTS}/logs"
@@ -20,31 +27,34 @@ ENV = "../envs/aria.yaml"
 # Attribution runs per (experiment, stage): the symbolic experiment has one stage,
 # "symbolic"; the model, projection and scoring rules are shared by every stage
 # and take their settings from STAGES[(exp, stage)].
-STAGES = {
-    (EXP, "symbolic"): {
+STAGES = {}
+if SYMBOLIC:
+    STAGES[(EXP, "symbolic")] = {
         "methods": config["methods"],
         "projection": config["projection"],
-        "model": config["model"],
+        "model": {k: v for k, v in config["model"].items() if k != "checkpoints"},
         "seq_len": config["segments"]["block_tokens"],
-    },
-}
-METHODS = list(config["methods"]["run"])
+        "pretrained": config["model"].get("checkpoints", []),
+    }
+METHODS = list(config["methods"]["run"]) if SYMBOLIC else []
 
-AUDIO = config.get("audio", {})
+# Score matrices the user computed elsewhere (config external_scores): imported into the
+# score folder of their stage, then diagnosed, made track-level and scored for homogeneity
+# like a built-in method.
+EXTERNAL = config.get("external_scores", {})
+EXTERNAL_SYMBOLIC = [n for n, e in EXTERNAL.items() if e.get("experiment", "symbolic") == "symbolic"]
+
+AUDIO = config.get("audio", {}) if "audio" in EXPERIMENTS else {}
 ARES = f"results/{AUDIO.get('experiment', 'audio')}"
 AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
-AUDIO_STAGES = ("semantic", "coarse", "fine")
+AUDIO_STAGES = registry.audio_stages()
 if AUDIO:
     from aria.audio.stages import AudioVocab
 
-    TOKENIZER_CFG = dict(sr=AUDIO["sr"], **AUDIO["tokenizers"],
-                         windows={s: AUDIO["stages"][s]["window_s"] for s in AUDIO_STAGES})
-    _t = AUDIO["tokenizers"]
-    AUDIO_VOCAB = AudioVocab(n_cond=_t["cond"]["n_cond"], cond_size=_t["cond"]["cond_size"],
-                             sem_size=_t["semantic"]["n_codes"], sem_rate=1.0 / _t["semantic"]["hop_s"],
-                             code_size=_t["acoustic"]["n_codes"],
-                             ac_rate=AUDIO["sr"] / _t["acoustic"]["hop_length"],
-                             window_s=tuple(sorted(TOKENIZER_CFG["windows"].items())))
+    TOKENIZER_CFG = dict(
+        sr=AUDIO["sr"], **AUDIO["tokenizers"], windows={s: AUDIO["stages"][s]["window_s"] for s in AUDIO_STAGES}
+    )
+    AUDIO_VOCAB = AudioVocab.from_config(AUDIO["tokenizers"], sr=AUDIO["sr"], windows=TOKENIZER_CFG["windows"])
     for _s in AUDIO_STAGES:
         STAGES[(AUDIO["experiment"], _s)] = {
             "methods": AUDIO["stages"][_s]["methods"],
@@ -53,16 +63,34 @@ if AUDIO:
             "seq_len": AUDIO_VOCAB.seq_len(_s),
             "pretrained": AUDIO["stages"][_s].get("checkpoints", []),
         }
-# rows of the audio report ("method/stage"): every (method, stage), then the baselines
-AUDIO_ROWS = [f"{m}/{s}" for m in ("trak", "gradcos", "tracin", "graddot") for s in AUDIO_STAGES
-              if AUDIO and m in AUDIO["stages"][s]["methods"]["run"]]
-AUDIO_ROWS += [f"{e}{v}/baseline" for e in AUDIO.get("baselines", []) for v in ("", "_aaa")]
+# rows of the audio report ("method/stage"): every (method, stage) in registry order, then the
+# embedding baselines (one row per encoder and averaging mode)
+AUDIO_ROWS = [
+    f"{m.name}/{s}"
+    for m in registry.gradient_methods()
+    for s in AUDIO_STAGES
+    if AUDIO and m.name in AUDIO["stages"][s]["methods"]["run"]
+]
+AUDIO_ROWS += [
+    f"{n}/{e.get('stage')}"
+    for n, e in EXTERNAL.items()
+    if AUDIO and e.get("experiment") == "audio" and e.get("stage") != "track"
+]
+AUDIO_ROWS += [f"{e}{v}/baseline" for e in AUDIO.get("baselines", []) for v in registry.EMBEDDING_MODES]
+AUDIO_ROWS += [
+    f"{n}/external"
+    for n, e in EXTERNAL.items()
+    if AUDIO and e.get("experiment") == "audio" and e.get("stage") == "track"
+]
+# the MIDI demo corpus is built when the symbolic experiment runs or the audio demo renders it
+MIDI_CORPUS = SYMBOLIC or (AUDIO and AUDIO["corpus"]["kind"] == "demo")
 AUDIO_TARGETS = [f"{ARES}/report.html", f"{ARES}/summary.json"] if AUDIO else []
+SYMBOLIC_TARGETS = [f"{RESULTS}/report.html", f"{RESULTS}/summary.json"] if SYMBOLIC else []
 
 
 wildcard_constraints:
     exp="|".join(sorted({e for e, _ in STAGES})),
-    stage="|".join(sorted({s for _, s in STAGES} | ({"baseline"} if AUDIO else set()))),
+    stage="|".join(sorted({s for _, s in STAGES} | ({"baseline", "external"} if AUDIO else set()))),
     method="[a-z_]+",
     m=r"\d+",
     c=r"\d+",
@@ -101,13 +129,18 @@ def stage_cfg(w):
 
 
 def n_checkpoints(cfg):
-    run = cfg["methods"]["run"]
-    return cfg["methods"]["tracin"]["checkpoints"] if "tracin" in run else 1
+    """Checkpoints C of model 0: the most any running method reads (``reads == "checkpoints"``)."""
+    return max(
+        [cfg["methods"][m]["checkpoints"] for m in cfg["methods"]["run"] if registry.method(m).reads == "checkpoints"]
+        or [1]
+    )
 
 
 def ensemble_size(cfg):
-    run = cfg["methods"]["run"]
-    return cfg["methods"]["trak"]["ensemble"] if "trak" in run else 1
+    """Models M of the ensemble: the most any running method reads (``reads == "ensemble"``)."""
+    return max(
+        [cfg["methods"][m]["ensemble"] for m in cfg["methods"]["run"] if registry.method(m).reads == "ensemble"] or [1]
+    )
 
 
 def jparams(**kw):
@@ -121,8 +154,14 @@ def demo_collection_params(w):
     i = cols.index(w.collection)
     n_pieces = d["collections"][w.collection]
     n_eval = quotas(d["n_eval"], len(cols))[i]
-    return jparams(seed=config["seeds"]["corpus"], index=i, collection=w.collection,
-                   n_pieces=n_pieces, n_eval=n_eval, max_duration_s=d["max_duration_s"])
+    return jparams(
+        seed=config["seeds"]["corpus"],
+        index=i,
+        collection=w.collection,
+        n_pieces=n_pieces,
+        n_eval=n_eval,
+        max_duration_s=d["max_duration_s"],
+    )
 
 
 def corpus_manifest():
@@ -148,22 +187,60 @@ def corpus_root():
 
 
 def method_feature_stores(w):
-    """The projected-feature stores a scoring method reads (SPEC §2)."""
+    """The projected-feature stores a scoring method reads (SPEC §2; registry ``Method.reads``)."""
     cfg = stage_cfg(w)
     n_c = n_checkpoints(cfg)
     store = "results/{}/features/{}/m{}_c{}.zarr"
-    if w.method == "trak":
+    reads = registry.method(w.method).reads
+    if reads == "ensemble":
         return [store.format(w.exp, w.stage, m, n_c) for m in range(ensemble_size(cfg))]
-    if w.method == "tracin":
+    if reads == "checkpoints":
         return [store.format(w.exp, w.stage, 0, c) for c in range(1, n_c + 1)]
     return [store.format(w.exp, w.stage, 0, n_c)]
 
 
 def method_params(w):
-    p = dict(stage_cfg(w)["methods"].get(w.method, {}))
-    p.pop("ensemble", None)  # expressed through the input stores
-    p.pop("checkpoints", None)
+    """The scoring job's parameters: the method's ``run_params`` (the rest shape its inputs)."""
+    m = registry.method(w.method)
+    p = {k: v for k, v in stage_cfg(w)["methods"].get(w.method, {}).items() if k in m.run_params}
     return jparams(row_chunk=config.get("score_row_chunk", 4096), **p)
+
+
+def tracklevel_params(w):
+    """SPEC §3 normalization of a method's scores before averaging a track's segments."""
+    if w.method in EXTERNAL:
+        return jparams(normalize=EXTERNAL[w.method].get("normalize", "rank"))
+    return jparams(normalize=registry.method(w.method).normalize)
+
+
+def external_stage_dir(name):
+    """Score folder of an external matrix: its stage's (segment rows) or 'external' (track rows)."""
+    e = EXTERNAL[name]
+    if e.get("experiment", "symbolic") == "symbolic":
+        return "symbolic"
+    return "external" if e["stage"] == "track" else e["stage"]
+
+
+def external_inputs(w):
+    """The user's matrix and id lists, plus the workflow's ids its rows/columns must match."""
+    e = EXTERNAL[w.method]
+    exp_res = RESULTS if e.get("experiment", "symbolic") == "symbolic" else ARES
+    stage = external_stage_dir(w.method)
+    q_stage = "symbolic" if stage == "symbolic" else AUDIO_STAGES[0]
+    out = dict(matrix=e["path"], rows=e["rows"], cols=e["cols"], expect_cols=f"{exp_res}/queries/{q_stage}/queries.npz")
+    if stage != "external":
+        out["expect_rows"] = f"{exp_res}/segments/{stage}/train.npz"
+    return out
+
+
+def report_labels(keys):
+    """Report labels the report job cannot derive itself (external matrices)."""
+    out = {}
+    for k in keys:
+        name = k.partition("/")[0]
+        if name in EXTERNAL:
+            out[k] = EXTERNAL[name].get("label", f"{name} (external)")
+    return out
 
 
 def model_params(w):
@@ -171,16 +248,23 @@ def model_params(w):
     pretrained = cfg.get("pretrained", [])
     if int(w.m) < len(pretrained):  # the user's own checkpoint for this ensemble member
         return jparams(pretrained=pretrained[int(w.m)])
-    return jparams(seed=config["seeds"]["train"] + int(w.m), n_checkpoints=n_checkpoints(cfg),
-                   block_tokens=cfg["seq_len"], **cfg["model"])
+    return jparams(
+        seed=config["seeds"]["train"] + int(w.m),
+        n_checkpoints=n_checkpoints(cfg),
+        block_tokens=cfg["seq_len"],
+        **cfg["model"],
+    )
 
 
 def projection_params(w):
-    return jparams(checkpoint=int(w.c), seed=config["seeds"]["projection"], device=config["device"],
-                   **stage_cfg(w)["projection"])
+    # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)
+    seed, proj = config["seeds"]["projection"], stage_cfg(w)["projection"]
+    return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **proj)
+
+
+SYMBOLIC_ROWS = METHODS + EXTERNAL_SYMBOLIC
 
 
 def stage_outputs(kind, exp=EXP, stage="symbolic"):
-    """Per-method outputs of one (experiment, stage): diagnostics or homogeneity JSONs."""
-    methods = STAGES[(exp, stage)]["methods"]["run"]
-    return [f"results/{exp}/{kind}/{stage}/{m}.json" for m in methods]
+    """Per-row outputs of the symbolic report: diagnostics or homogeneity JSONs."""
+    return [f"results/{exp}/{kind}/{stage}/{m}.json" for m in SYMBOLIC_ROWS]

@@ -9,18 +9,20 @@ rule demo_collection:
         f"{LOGS}/demo_collection/{{collection}}.log",
     benchmark:
         f"{BENCH}/demo_collection/{{collection}}.tsv"
-    params:
-        args=demo_collection_params,
     conda:
         ENV
+    params:
+        args=demo_collection_params,
     shell:
         "aria demo-collection --out-dir {output.part} --params {params.args:q} > {log} 2>&1"
 
 
 rule demo_corpus:
     input:
-        parts=expand(f"{RESULTS}/corpus/{{collection}}",
-                     collection=list(config["corpus"].get("demo", {}).get("collections", {}))),
+        parts=expand(
+            f"{RESULTS}/corpus/{{collection}}",
+            collection=list(config["corpus"].get("demo", {}).get("collections", {})),
+        ),
     output:
         manifest=f"{RESULTS}/corpus/manifest.csv",
     log:
@@ -31,23 +33,28 @@ rule demo_corpus:
         "aria merge-manifests --parts {input.parts} --out {output.manifest} > {log} 2>&1"
 
 
-rule segments:
-    input:
-        manifest=corpus_manifest(),
-        midi=corpus_files(),
-    output:
-        train=f"{RESULTS}/segments/symbolic/train.npz",
-        eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
-        csv=f"{RESULTS}/segments/symbolic/segments.csv",
-    log:
-        f"{LOGS}/segments.log",
-    benchmark:
-        f"{BENCH}/segments.tsv"
-    params:
-        args=jparams(root=corpus_root(), block_tokens=config["segments"]["block_tokens"],
-                     prompt_tokens=config["queries"]["prompt_tokens"]),
-    conda:
-        ENV
-    shell:
-        "aria segments --manifest {input.manifest} --params {params.args:q} "
-        "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} > {log} 2>&1"
+if SYMBOLIC:
+
+    rule segments:
+        input:
+            manifest=corpus_manifest(),
+            midi=corpus_files(),
+        output:
+            train=f"{RESULTS}/segments/symbolic/train.npz",
+            eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
+            csv=f"{RESULTS}/segments/symbolic/segments.csv",
+        log:
+            f"{LOGS}/segments.log",
+        benchmark:
+            f"{BENCH}/segments.tsv"
+        conda:
+            ENV
+        params:
+            args=jparams(
+                root=corpus_root(),
+                block_tokens=config["segments"]["block_tokens"],
+                prompt_tokens=config["queries"]["prompt_tokens"],
+            ),
+        shell:
+            "aria segments --manifest {input.manifest} --params {params.args:q} "
+            "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} > {log} 2>&1"

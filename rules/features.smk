@@ -11,10 +11,10 @@ rule symbolic_features:
         f"{LOGS}/symbolic_features.log",
     benchmark:
         f"{BENCH}/symbolic_features.tsv"
-    params:
-        args=jparams(block_tokens=config["segments"]["block_tokens"]),
     conda:
         ENV
+    params:
+        args=jparams(block_tokens=config["segments"]["block_tokens"]),
     shell:
         "aria symbolic-features --segments {input.segments} --params {params.args:q} "
         "--out {output.features} > {log} 2>&1"
@@ -29,11 +29,14 @@ rule homogeneity_null:
         f"{LOGS}/homogeneity_null.log",
     benchmark:
         f"{BENCH}/homogeneity_null.tsv"
-    params:
-        args=jparams(ks=config["homogeneity"]["ks"], n_groups=config["homogeneity"]["n_null_groups"],
-                     seed=config["seeds"]["null_groups"]),
     conda:
         ENV
+    params:
+        args=jparams(
+            ks=config["homogeneity"]["ks"],
+            n_groups=config["homogeneity"]["n_null_groups"],
+            seed=config["seeds"]["null_groups"],
+        ),
     shell:
         "aria null --features {input.features} --params {params.args:q} --out {output.null} > {log} 2>&1"
 

@@ -11,31 +11,34 @@ rule train_model:
         "results/{exp}/logs/train_model/{stage}/m{m}.log",
     benchmark:
         "results/{exp}/benchmarks/train_model/{stage}/m{m}.tsv"
-    params:
-        args=model_params,
-    threads: 1
     conda:
         ENV
+    threads: 1
+    params:
+        args=model_params,
     shell:
         "aria train --segments {input.segments} --params {params.args:q} --out {output.model} "
         "--threads {threads} > {log} 2>&1"
 
 
-rule queries:
-    input:
-        model=f"{RESULTS}/models/symbolic/m0.pt",
-        eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
-    output:
-        queries=f"{RESULTS}/queries/symbolic/queries.npz",
-        midi=directory(f"{RESULTS}/queries/midi"),
-    log:
-        f"{LOGS}/queries.log",
-    params:
-        args=jparams(seed=config["seeds"]["queries"], block_tokens=config["segments"]["block_tokens"],
-                     **config["queries"]),
-    threads: 1
-    conda:
-        ENV
-    shell:
-        "aria queries --model {input.model} --eval {input.eval} --params {params.args:q} "
-        "--out {output.queries} --out-midi {output.midi} --threads {threads} > {log} 2>&1"
+if SYMBOLIC:
+
+    rule queries:
+        input:
+            model=f"{RESULTS}/models/symbolic/m0.pt",
+            eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
+        output:
+            queries=f"{RESULTS}/queries/symbolic/queries.npz",
+            midi=directory(f"{RESULTS}/queries/midi"),
+        log:
+            f"{LOGS}/queries.log",
+        conda:
+            ENV
+        threads: 1
+        params:
+            args=jparams(
+                seed=config["seeds"]["queries"], block_tokens=config["segments"]["block_tokens"], **config["queries"]
+            ),
+        shell:
+            "aria queries --model {input.model} --eval {input.eval} --params {params.args:q} "
+            "--out {output.queries} --out-midi {output.midi} --threads {threads} > {log} 2>&1"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 import soundfile as sf
 
 from aria.audio.corpus import (
@@ -20,10 +21,9 @@ from aria.audio.corpus import (
     select_excerpt,
     stable_seed,
 )
-import soundfile
-from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
 from aria.audio.render import render_midi, resolve_soundfont
 from aria.io.audio import write_wav
+from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
 from aria.symbolic.notes import NOTE_DTYPE, make_notes
 
 SR = 22050
@@ -46,6 +46,7 @@ def _rms(y):
 
 
 # --- rendering ---------------------------------------------------------------
+
 
 @needs_sf2
 def test_a4_renders_at_440_hz_with_requested_length():
@@ -82,8 +83,8 @@ def test_silence_before_and_between_notes():
     y = render_midi(notes, programs=[FLUTE], sr=SR)
     assert y.shape == (int(round(3.5 * SR)),)
     assert np.max(np.abs(y[: int(0.5 * SR)])) == 0.0
-    assert _rms(y[int(0.6 * SR): int(0.9 * SR)]) > 0.05
-    assert _rms(y[int(1.5 * SR): int(2.0 * SR)]) < 1e-3
+    assert _rms(y[int(0.6 * SR) : int(0.9 * SR)]) > 0.05
+    assert _rms(y[int(1.5 * SR) : int(2.0 * SR)]) < 1e-3
 
 
 @needs_sf2
@@ -106,6 +107,7 @@ def test_missing_soundfont_error_says_how_to_fix(tmp_path):
 
 
 # --- WAV writing ---------------------------------------------------------------
+
 
 def test_write_wav_round_trip(tmp_path):
     t = np.arange(SR // 4) / SR
@@ -136,6 +138,7 @@ def test_write_wav_leaves_nothing_on_failure(tmp_path, monkeypatch):
 
 # --- instruments and excerpts -----------------------------------------------------
 
+
 def test_assign_programs_is_seeded_varied_and_melodic():
     a = [assign_programs(4, random_state=s) for s in range(50)]
     b = [assign_programs(4, random_state=s) for s in range(50)]
@@ -151,7 +154,8 @@ def test_assign_programs_is_seeded_varied_and_melodic():
     assert np.mean(modal) >= 2.5
     assert assign_programs(0, random_state=1) == []
     assert set(assign_programs(6, random_state=3, contrast=0.0)) <= set(
-        GM_FAMILIES[program_family(assign_programs(6, random_state=3, contrast=0.0)[0])])
+        GM_FAMILIES[program_family(assign_programs(6, random_state=3, contrast=0.0)[0])]
+    )
     with pytest.raises(ValueError, match="random_state"):
         assign_programs(3, random_state=None)
     assert stable_seed(0, "t1") == stable_seed(0, "t1") != stable_seed(0, "t2")
@@ -171,32 +175,43 @@ def test_select_excerpt_clips_offsets():
 
 # --- quality filters --------------------------------------------------------------
 
+
 def _tracks():
-    return pd.DataFrame({
-        "track_id": ["a", "b", "c", "d", "e", "f"],
-        "genre": ["Rock", "Experimental", "Experimental", "Experimental", "Rock", None],
-        "listens": [5, 50, 500, 500, 1, 0],
-        "favorites": [0, 9, 0, 9, 0, 0],
-        "silence_share": [0.1, 0.2, 0.1, 0.9, 0.6, 0.0],
-    })
+    return pd.DataFrame(
+        {
+            "track_id": ["a", "b", "c", "d", "e", "f"],
+            "genre": ["Rock", "Experimental", "Experimental", "Experimental", "Rock", None],
+            "listens": [5, 50, 500, 500, 1, 0],
+            "favorites": [0, 9, 0, 9, 0, 0],
+            "silence_share": [0.1, 0.2, 0.1, 0.9, 0.6, 0.0],
+        }
+    )
 
 
 def test_filter_tracks_drops_expected_rows_with_reasons():
-    kept, dropped = filter_tracks(_tracks(), max_silence_share=0.5, drop_genre="Experimental",
-                                  min_listens=100, min_favorites=1)
+    kept, dropped = filter_tracks(
+        _tracks(), max_silence_share=0.5, drop_genre="Experimental", min_listens=100, min_favorites=1
+    )
     assert list(kept["track_id"]) == ["a", "f"]
     assert dict(zip(dropped["track_id"], dropped["reason"])) == {
-        "b": "low_engagement", "c": "low_engagement", "d": "silence", "e": "silence"}
+        "b": "low_engagement",
+        "c": "low_engagement",
+        "d": "silence",
+        "e": "silence",
+    }
     assert list(kept.columns) == list(_tracks().columns)
 
-    kept, dropped = filter_tracks(_tracks(), max_silence_share=0.95, drop_genre="Experimental",
-                                  min_listens=100)
+    kept, dropped = filter_tracks(_tracks(), max_silence_share=0.95, drop_genre="Experimental", min_listens=100)
     assert list(kept["track_id"]) == ["a", "c", "d", "e", "f"]
     assert list(dropped["reason"]) == ["low_engagement"]
 
     _, dropped = filter_tracks(_tracks(), max_silence_share=0.5, drop_genre="Experimental")
     assert dict(zip(dropped["track_id"], dropped["reason"])) == {
-        "b": "genre", "c": "genre", "d": "silence;genre", "e": "silence"}
+        "b": "genre",
+        "c": "genre",
+        "d": "silence;genre",
+        "e": "silence",
+    }
 
     kept, dropped = filter_tracks(_tracks(), max_silence_share=None)
     assert len(kept) == 6 and len(dropped) == 0 and "reason" in dropped.columns
@@ -233,8 +248,11 @@ track_id,,,,,,,,,,,
 
 @pytest.mark.parametrize("index_row", [True, False])
 def test_read_fma_tracks_multi_header(tmp_path, index_row):
-    text = FMA_CSV if index_row else "\n".join(
-        line for line in FMA_CSV.splitlines() if not line.startswith("track_id")) + "\n"
+    text = (
+        FMA_CSV
+        if index_row
+        else "\n".join(line for line in FMA_CSV.splitlines() if not line.startswith("track_id")) + "\n"
+    )
     path = tmp_path / "tracks.csv"
     path.write_text(text)
     df = read_fma_tracks(path)
@@ -270,31 +288,28 @@ def test_fma_audio_path():
 
 # --- audio manifests ----------------------------------------------------------------
 
+
 def test_read_audio_manifest(tmp_path):
     (tmp_path / "audio").mkdir()
     for name in ("a.wav", "b.wav"):
         write_wav(tmp_path / "audio" / name, np.zeros(10, np.float32), SR)
     man = tmp_path / "manifest.csv"
-    man.write_text("track_id,path,genre,split,listens\n"
-                   "a,audio/a.wav,Rock,train,10\n"
-                   "b,audio/b.wav,Experimental,eval,3\n")
+    man.write_text(
+        "track_id,path,genre,split,listens\na,audio/a.wav,Rock,train,10\nb,audio/b.wav,Experimental,eval,3\n"
+    )
     df = read_audio_manifest(man)
     assert list(df["track_id"]) == ["a", "b"]
     assert df["listens"].tolist() == [10.0, 3.0]
     assert df["abspath"].tolist() == [str((tmp_path / "audio" / n).resolve()) for n in ("a.wav", "b.wav")]
 
-    man.write_text("track_id,path,genre,split\n"
-                   "a,audio/a.wav,Rock,train\n"
-                   "c,audio/missing.wav,Rock,eval\n")
+    man.write_text("track_id,path,genre,split\na,audio/a.wav,Rock,train\nc,audio/missing.wav,Rock,eval\n")
     with pytest.raises(ValueError, match=r"manifest\.csv.*c -> .*missing\.wav"):
         read_audio_manifest(man)
 
-    man.write_text("track_id,path,genre,split,favorites\n"
-                   "a,audio/a.wav,Rock,train,many\n")
+    man.write_text("track_id,path,genre,split,favorites\na,audio/a.wav,Rock,train,many\n")
     with pytest.raises(ValueError, match=r"manifest\.csv.*favorites.*\['a'\]"):
         read_audio_manifest(man)
 
-    man.write_text("track_id,path,genre,split\n"
-                   "a,audio/a.wav,,train\n")
+    man.write_text("track_id,path,genre,split\na,audio/a.wav,,train\n")
     with pytest.raises(ValueError, match=r"manifest\.csv.*genre.*\['a'\]"):
         read_audio_manifest(man)

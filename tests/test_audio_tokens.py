@@ -22,8 +22,14 @@ import pytest
 
 import aria.audio.tokenizers as at
 from aria.audio.tokenizers import (
-    EncodecAcoustic, MelRVQ, MertSemantic, SemanticKMeans, frame_features,
-    stage_windows, tokenizer_from_state_dict, window_audio,
+    EncodecAcoustic,
+    MelRVQ,
+    MertSemantic,
+    SemanticKMeans,
+    frame_features,
+    stage_windows,
+    tokenizer_from_state_dict,
+    window_audio,
 )
 
 SR = 22050
@@ -53,7 +59,7 @@ def synth(seed, dur=8.0):
     for s in np.arange(0, dur, rng.uniform(0.3, 0.8)):
         a = int(s * SR)
         k = min(200, n - a)
-        y[a:a + k] += rng.uniform(0.3, 1.0) * rng.standard_normal(k) * np.exp(-np.arange(k) / 40)
+        y[a : a + k] += rng.uniform(0.3, 1.0) * rng.standard_normal(k) * np.exp(-np.arange(k) / 40)
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
@@ -87,6 +93,7 @@ def sem(sem_corpus):
 
 # ---------------------------------------------------------------- windows
 
+
 def test_stage_windows_25s_at_10s():
     w = stage_windows(25 * SR, sr=SR, window_s=10.0)
     assert w.window == 10 * SR
@@ -112,7 +119,7 @@ def test_stage_windows_short_track_one_padded_window():
     y = np.ones(3 * SR, dtype=np.float32)
     seg = window_audio(y, w)
     assert seg.shape == (1, 10 * SR)
-    assert np.all(seg[0, :3 * SR] == 1) and np.all(seg[0, 3 * SR:] == 0)
+    assert np.all(seg[0, : 3 * SR] == 1) and np.all(seg[0, 3 * SR :] == 0)
     assert len(stage_windows(0, sr=SR, window_s=10.0).starts) == 0
 
 
@@ -127,6 +134,7 @@ def test_stage_windows_30s_tracks():
 
 # ---------------------------------------------------------------- features
 
+
 def test_frame_features_shape_and_rate():
     y = synth(5, dur=4.5)
     X = frame_features(y, sr=SR)
@@ -138,6 +146,7 @@ def test_frame_features_shape_and_rate():
 
 
 # ---------------------------------------------------------------- MelRVQ
+
 
 def test_rvq_error_decreases_with_quantizers(rvq, corpus):
     L = np.concatenate([rvq.log_mel(y) for y in corpus])
@@ -177,7 +186,7 @@ def test_rvq_decode_round_trip(rvq, corpus):
     assert yh.dtype == np.float32 and np.all(np.isfinite(yh))
     assert len(yh) == len(c) * rvq.hop_length
     assert abs(len(yh) - len(y)) <= rvq.hop_length
-    err = rel(rvq.log_mel(y), rvq.log_mel(yh[:len(y)]))
+    err = rel(rvq.log_mel(y), rvq.log_mel(yh[: len(y)]))
     assert err < 0.35, err
     np.testing.assert_array_equal(yh, rvq.decode(c))  # seeded Griffin-Lim init
 
@@ -201,6 +210,7 @@ def test_rvq_errors():
 
 
 # ---------------------------------------------------------------- semantic
+
 
 def test_semantic_tokens(sem, sem_corpus):
     tok = sem.encode(sem_corpus[0])
@@ -233,9 +243,14 @@ def test_semantic_state_dict_round_trip(sem, sem_corpus, tmp_path):
 
 # ---------------------------------------------------------------- adapters
 
-@pytest.mark.parametrize("cls, model_id", [
-    (MertSemantic, "m-a-p/MERT-v1-95M"), (EncodecAcoustic, "facebook/encodec_24khz"),
-])
+
+@pytest.mark.parametrize(
+    "cls, model_id",
+    [
+        (MertSemantic, "m-a-p/MERT-v1-95M"),
+        (EncodecAcoustic, "facebook/encodec_24khz"),
+    ],
+)
 def test_adapter_without_transformers(cls, model_id, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -245,9 +260,13 @@ def test_adapter_without_transformers(cls, model_id, monkeypatch):
     assert model_id in msg and "transformers" in msg and "huggingface-cli download" in msg
 
 
-@pytest.mark.parametrize("cls, model_id", [
-    (MertSemantic, "m-a-p/MERT-v1-95M"), (EncodecAcoustic, "facebook/encodec_24khz"),
-])
+@pytest.mark.parametrize(
+    "cls, model_id",
+    [
+        (MertSemantic, "m-a-p/MERT-v1-95M"),
+        (EncodecAcoustic, "facebook/encodec_24khz"),
+    ],
+)
 def test_adapter_without_weights(cls, model_id, monkeypatch, tmp_path):
     pytest.importorskip("transformers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -264,7 +283,7 @@ class _FakeMert:
 
         x = input_values[0]
         n = 1 + (len(x) - 400) // 320  # MERT's conv front end: 400-sample field, 320 hop
-        frames = torch.stack([x[i * 320:i * 320 + 400] for i in range(n)])
+        frames = torch.stack([x[i * 320 : i * 320 + 400] for i in range(n)])
         spec = torch.log1p(torch.fft.rfft(frames).abs()[:, :32])
         return type("Out", (), {"hidden_states": [spec[None], 2 * spec[None], -spec[None]]})()
 

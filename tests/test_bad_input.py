@@ -27,9 +27,21 @@ def _corpus(tmp_path, n=4):
 
 def _segments(tmp_path, manifest):
     out = tmp_path / "out"
-    return main(["segments", "--manifest", str(manifest), "--params", SEG_PARAMS,
-                 "--out-train", str(out / "train.npz"), "--out-eval", str(out / "eval.npz"),
-                 "--out-csv", str(out / "segments.csv")]), out
+    return main(
+        [
+            "segments",
+            "--manifest",
+            str(manifest),
+            "--params",
+            SEG_PARAMS,
+            "--out-train",
+            str(out / "train.npz"),
+            "--out-eval",
+            str(out / "eval.npz"),
+            "--out-csv",
+            str(out / "segments.csv"),
+        ]
+    ), out
 
 
 def test_user_corpus_segments_ok(tmp_path):
@@ -51,7 +63,9 @@ def test_corrupt_midi_names_the_file(tmp_path):
 def test_manifest_naming_missing_file(tmp_path):
     man = _corpus(tmp_path)
     (tmp_path / "midi" / "t3.mid").unlink()
-    with pytest.raises(ValueError, match=r"manifest\.csv: 1 file\(s\) named in the manifest do not exist: t3 -> .*t3\.mid"):
+    with pytest.raises(
+        ValueError, match=r"manifest\.csv: 1 file\(s\) named in the manifest do not exist: t3 -> .*t3\.mid"
+    ):
         _segments(tmp_path, man)
 
 
@@ -88,6 +102,7 @@ def test_score_writer_requires_every_row(tmp_path):
 
 def test_diagnostics_nan_store_names_it(tmp_path):
     import zarr
+
     path = tmp_path / "s.zarr"
     with ScoreWriter(path, [f"r{i}" for i in range(6)], ["a", "b"]) as w:
         w.write(0, np.arange(12, dtype=np.float32).reshape(6, 2))
@@ -112,14 +127,28 @@ def test_bad_audio_is_skipped_with_reasons(tmp_path):
     data = (tmp_path / "a" / "full.wav").read_bytes()
     (tmp_path / "a" / "truncated.wav").write_bytes(data[: len(data) // 2])
     (tmp_path / "a" / "empty.wav").write_bytes(b"")
-    sf.write(tmp_path / "a" / "rate44k.wav", np.repeat(good, 2), 44100)   # other sample rate: loads
+    sf.write(tmp_path / "a" / "rate44k.wav", np.repeat(good, 2), 44100)  # other sample rate: loads
     names = ["good", "silent", "truncated", "empty", "rate44k"]
-    pd.DataFrame(dict(track_id=names, path=[f"a/{n}.wav" for n in names], genre="g", split="train")
-                 ).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame(dict(track_id=names, path=[f"a/{n}.wav" for n in names], genre="g", split="train")).to_csv(
+        tmp_path / "m.csv", index=False
+    )
     out, fails = tmp_path / "f.npz", tmp_path / "skipped.csv"
-    assert main(["audio-features", "--manifest", str(tmp_path / "m.csv"), "--out", str(out),
-                 "--out-failures", str(fails),
-                 "--params", json.dumps({"shard": 0, "n_shards": 1, "sr": sr, "root": None})]) == 0
+    assert (
+        main(
+            [
+                "audio-features",
+                "--manifest",
+                str(tmp_path / "m.csv"),
+                "--out",
+                str(out),
+                "--out-failures",
+                str(fails),
+                "--params",
+                json.dumps({"shard": 0, "n_shards": 1, "sr": sr, "root": None}),
+            ]
+        )
+        == 0
+    )
     with np.load(out) as z:
         assert list(z["track_ids"]) == ["good", "rate44k"]
     skipped = pd.read_csv(fails)

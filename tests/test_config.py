@@ -5,10 +5,9 @@ import copy
 import jsonschema
 import pytest
 import yaml
+from conftest import REPO
 
 from aria.config import ConfigError, load_schema, validate_config
-
-from conftest import REPO
 
 
 def _load(name):
@@ -24,12 +23,15 @@ def test_shipped_configs_validate(name):
     validate_config(_load(name))
 
 
-@pytest.mark.parametrize("path, key", [
-    (("methods", "trak"), "lamda"),
-    ((), "experimnet"),
-    (("seeds",), "nul"),
-    (("homogeneity",), "K"),
-])
+@pytest.mark.parametrize(
+    "path, key",
+    [
+        (("methods", "trak"), "lamda"),
+        ((), "experimnet"),
+        (("seeds",), "nul"),
+        (("homogeneity",), "K"),
+    ],
+)
 def test_unknown_keys_are_named(path, key):
     cfg = copy.deepcopy(_load("config.yaml"))
     node = cfg
@@ -43,8 +45,11 @@ def test_unknown_keys_are_named(path, key):
 
 def test_every_random_choice_has_a_seed():
     seeds = load_schema()["properties"]["seeds"]
-    assert set(seeds["required"]) == set(seeds["properties"]) == {
-        "corpus", "train", "queries", "projection", "null_groups"}
+    assert (
+        set(seeds["required"])
+        == set(seeds["properties"])
+        == {"corpus", "train", "queries", "projection", "null_groups"}
+    )
 
 
 def test_cross_field_checks():

@@ -46,8 +46,9 @@ def assert_close(got: dict, want: dict, atol: float = 1e-10) -> None:
 
 def write_store(path, S, row_chunk):
     n, q = S.shape
-    with ScoreWriter(path, [f"r{i}" for i in range(n)], [f"q{j}" for j in range(q)],
-                     attrs={"method": "test"}, row_chunk=row_chunk) as w:
+    with ScoreWriter(
+        path, [f"r{i}" for i in range(n)], [f"q{j}" for j in range(q)], attrs={"method": "test"}, row_chunk=row_chunk
+    ) as w:
         for start in range(0, n, 250):  # write blocks unrelated to the store chunk
             w.write(start, S[start : start + 250])
     return path

@@ -12,15 +12,8 @@ import types
 import numpy as np
 import pytest
 
-from aria.audio.encoders import (
-    AisfxEncoder,
-    BasicPitchEncoder,
-    HFEncoder,
-    all_against_all_scores,
-    cosine_scores,
-    get_encoder,
-    window_embeddings,
-)
+from aria.attribution.embedding import all_against_all_scores, cosine_scores, window_embeddings
+from aria.audio.encoders import AisfxEncoder, BasicPitchEncoder, HFEncoder, get_encoder
 
 
 def _cos(u, v):

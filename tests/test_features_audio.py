@@ -33,7 +33,7 @@ def click_track(period_s: float, dur_s: float, sr: int = SR) -> np.ndarray:
         i = int(round(k * period_s * sr))
         if i + n > y.size:
             break
-        y[i:i + n] += burst
+        y[i : i + n] += burst
         k += 1
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
@@ -94,14 +94,22 @@ def test_api_shapes_and_channels(chord_feats):
     _, f = chord_feats
     assert tuple(f) == A.FEATURE_NAMES
     assert set(A.FEATURE_NAMES) == {k for ch in A.CHANNELS.values() for k in ch}
-    assert A.CHANNELS == {"rhythmic": ["beat_interval_hist", "onset_interval_hist"],
-                          "harmonic": ["chroma", "tonnetz", "chords"],
-                          "timbral": ["mfcc", "cqt"]}
+    assert A.CHANNELS == {
+        "rhythmic": ["beat_interval_hist", "onset_interval_hist"],
+        "harmonic": ["chroma", "tonnetz", "chords"],
+        "timbral": ["mfcc", "cqt"],
+    }
     for k, d in A.FEATURE_DIMS.items():
         assert f[k].shape == (d,) and f[k].dtype == np.float64, k
     assert f["chords"].dtype == np.int64 and f["chords"].ndim == 1
-    assert A.FEATURE_DIMS == {"beat_interval_hist": 16, "onset_interval_hist": 16, "chroma": 12,
-                              "tonnetz": 6, "mfcc": 26, "cqt": 168}
+    assert A.FEATURE_DIMS == {
+        "beat_interval_hist": 16,
+        "onset_interval_hist": 16,
+        "chroma": 12,
+        "tonnetz": 6,
+        "mfcc": 26,
+        "cqt": 168,
+    }
 
 
 def test_librosa_features_match_direct_calls(chord_feats):
@@ -175,8 +183,9 @@ def test_chord_progression_looped(procs):
 
 
 def test_parse_chord_root():
-    assert [A.parse_chord_root(s) for s in ["C:maj", "A:min", "N", "X", "F#:maj", "Bb:min7", "G", "Cb:maj",
-                                            "A#:min", "E/5"]] == [0, 9, -1, -1, 6, 10, 7, 11, 10, 4]
+    assert [
+        A.parse_chord_root(s) for s in ["C:maj", "A:min", "N", "X", "F#:maj", "Bb:min7", "G", "Cb:maj", "A#:min", "E/5"]
+    ] == [0, 9, -1, -1, 6, 10, 7, 11, 10, 4]
     with pytest.raises(ValueError):
         A.parse_chord_root("H:maj")
 
@@ -188,15 +197,15 @@ def test_interval_histogram_rules():
     t = np.array([0.0, 0.0625, 0.125, 0.1874, 1.1874, 6.1874])  # d = 1/16, 1/16, 0.0624, 1.0, 5.0
     out = h(t, lo=0.0, hi=1.0)
     ref = np.zeros(16)
-    ref[1] += 2            # d = 0.0625 sits on the left edge of bin 1
-    ref[0] += 1            # 0.0624 < 0.0625
-    ref[15] += 2           # d = hi and d > hi clip into the last bin
+    ref[1] += 2  # d = 0.0625 sits on the left edge of bin 1
+    ref[0] += 1  # 0.0624 < 0.0625
+    ref[15] += 2  # d = hi and d > hi clip into the last bin
     np.testing.assert_allclose(out, ref / 5)
     # below lo clips into bin 0; order of the events does not matter
-    out = h([3.0, 0.0, 0.05, 1.0], lo=0.2, hi=2.0)   # d = 0.05, 0.95, 2.0
+    out = h([3.0, 0.0, 0.05, 1.0], lo=0.2, hi=2.0)  # d = 0.05, 0.95, 2.0
     ref = np.zeros(16)
     ref[0] = 1
-    ref[int((0.95 - 0.2) // 0.1125)] = 1           # bin 6
+    ref[int((0.95 - 0.2) // 0.1125)] = 1  # bin 6
     ref[15] = 1
     np.testing.assert_allclose(out, ref / 3)
     assert out.dtype == np.float64 and out.sum() == pytest.approx(1.0)
@@ -283,7 +292,7 @@ def test_silence(tmp_path):
     # -66 dBFS RMS noise floor is silent, -54 dBFS is not
     rng = np.random.default_rng(0)
     n = rng.standard_normal(SR)
-    n /= np.sqrt(np.mean(n ** 2))
+    n /= np.sqrt(np.mean(n**2))
     assert is_silent(n * 10 ** (-66 / 20), sr=SR)
     assert not is_silent(n * 10 ** (-54 / 20), sr=SR)
     # at 20 kHz a 50 ms frame is exactly 1000 samples: 10 loud frames, then 10 zero frames

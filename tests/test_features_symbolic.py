@@ -12,6 +12,7 @@ import pytest
 
 mido = pytest.importorskip("mido")
 
+from aria.io.midi import read_midi, write_midi  # noqa: E402
 from aria.symbolic import features as symbolic  # noqa: E402
 from aria.symbolic.features import (  # noqa: E402
     CHANNELS,
@@ -19,7 +20,6 @@ from aria.symbolic.features import (  # noqa: E402
     extract,
     extract_many,
 )
-from aria.io.midi import read_midi, write_midi  # noqa: E402
 from aria.symbolic.notes import (  # noqa: E402
     DEFAULT_TEMPO_MAP,
     NOTE_DTYPE,
@@ -103,8 +103,7 @@ def test_c_major_scale_melody():
     assert np.allclose(f["melodic_interval_hist"], onehot(25, (1, 2 / 7), (2, 5 / 7)))
     assert np.allclose(
         f["pitch_class_hist"],
-        onehot(12, (0, 2 / 8), (2, 1 / 8), (4, 1 / 8), (5, 1 / 8), (7, 1 / 8),
-               (9, 1 / 8), (11, 1 / 8)),
+        onehot(12, (0, 2 / 8), (2, 1 / 8), (4, 1 / 8), (5, 1 / 8), (7, 1 / 8), (9, 1 / 8), (11, 1 / 8)),
     )
     assert np.allclose(f["vertical_interval_hist"], 0.0)  # monophonic: L1 of nothing
     assert f["note_density"][0] == pytest.approx(8 / 4.0)
@@ -346,13 +345,10 @@ def test_read_midi_matches_pretty_midi(tmp_path):
     pm = pretty_midi.PrettyMIDI(str(path))
     assert len(pm.instruments) == 3
     ref = sorted(
-        (k, n.pitch, round(n.start, 6), n.end, n.velocity)
-        for k, inst in enumerate(pm.instruments)
-        for n in inst.notes
+        (k, n.pitch, round(n.start, 6), n.end, n.velocity) for k, inst in enumerate(pm.instruments) for n in inst.notes
     )
     ours = sorted(
-        (int(n["track"]), int(n["pitch"]), round(float(n["onset"]), 6), float(n["offset"]),
-         int(n["velocity"]))
+        (int(n["track"]), int(n["pitch"]), round(float(n["onset"]), 6), float(n["offset"]), int(n["velocity"]))
         for n in notes
     )
     assert len(ours) == len(ref) == 9
@@ -387,19 +383,23 @@ def test_read_midi_event_semantics(tmp_path):
             M("note_on", note=64, velocity=80, channel=1, time=0),
             M("note_off", note=64, velocity=0, channel=1, time=480),  # tick 1440
         ],
-        [M("note_on", note=40, velocity=20, channel=0, time=0),
-         Meta("end_of_track", time=1920)],  # never closed; last event at tick 1920
+        [
+            M("note_on", note=40, velocity=20, channel=0, time=0),
+            Meta("end_of_track", time=1920),
+        ],  # never closed; last event at tick 1920
     ]
     notes, tm = read_midi(_save(tmp_path, "ev.mid", tracks))
     # tick -> s: 120 BPM to tick 960 (1.0 s), then 240 BPM (1/1920 s per tick)
     got = sorted((n["onset"], n["offset"], n["pitch"], n["velocity"], n["track"]) for n in notes)
-    expected = sorted([
-        (0.0, 0.5, 60, 100, 0),
-        (0.25, 1.0, 60, 50, 0),
-        (1.0, 1.25, 64, 80, 1),     # track 1, channel 1
-        (1.0, 1.5, 38, 90, 2),      # track 1, channel 10 (drums): closed at last event
-        (0.0, 1.5, 40, 20, 3),      # track 2: closed at end of its end_of_track
-    ])
+    expected = sorted(
+        [
+            (0.0, 0.5, 60, 100, 0),
+            (0.25, 1.0, 60, 50, 0),
+            (1.0, 1.25, 64, 80, 1),  # track 1, channel 1
+            (1.0, 1.5, 38, 90, 2),  # track 1, channel 10 (drums): closed at last event
+            (0.0, 1.5, 40, 20, 3),  # track 2: closed at end of its end_of_track
+        ]
+    )
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         assert g[0] == pytest.approx(e[0]) and g[1] == pytest.approx(e[1])
@@ -409,9 +409,12 @@ def test_read_midi_event_semantics(tmp_path):
 
 def test_read_midi_default_tempo_when_missing(tmp_path):
     M = mido.Message
-    path = _save(tmp_path, "t0.mid", [[M("note_on", note=60, velocity=64, time=0),
-                                       M("note_off", note=60, velocity=0, time=480)]],
-                 type_=0)
+    path = _save(
+        tmp_path,
+        "t0.mid",
+        [[M("note_on", note=60, velocity=64, time=0), M("note_off", note=60, velocity=0, time=480)]],
+        type_=0,
+    )
     notes, tm = read_midi(path)
     assert np.allclose(tm, [[0.0, 0.5]])
     assert notes["offset"][0] == pytest.approx(0.5)

@@ -12,6 +12,7 @@ import pytest
 import zarr
 from scipy.spatial.distance import pdist, seuclidean, squareform
 
+from aria.audio.features import chord_root_motion as root_motion
 from aria.evaluation.homogeneity import (
     SIG_Z,
     channel_homogeneity,
@@ -23,7 +24,6 @@ from aria.evaluation.homogeneity import (
     null_distribution,
     pairwise_similarity,
     random_groups,
-    root_motion,
     summarize,
     top_k_rows,
     zscores,
@@ -70,7 +70,7 @@ def test_mean_pairwise_similarity_matches_pdist_over_groups():
     s = feature_scales(X)
     groups = random_groups(300, 7, 40, random_state=3)
     H = mean_pairwise_similarity(X, groups, s, s > 0)
-    ref = [np.mean(1 / (1 + pdist(X[g], "seuclidean", V=s ** 2))) for g in groups]
+    ref = [np.mean(1 / (1 + pdist(X[g], "seuclidean", V=s**2))) for g in groups]
     assert H.shape == (40,)
     np.testing.assert_allclose(H, ref, rtol=1e-12)
     # duplicated items have distance exactly 0 -> similarity exactly 1
@@ -113,9 +113,11 @@ def _lcs_dp(a, b):
 
 def _lcs_brute(a, b):
     """Longest subsequence of a that is also a subsequence of b (itertools)."""
+
     def is_subseq(sub, seq):
         it = iter(seq)
         return all(x in it for x in sub)
+
     for r in range(min(len(a), len(b)), 0, -1):
         if any(is_subseq(c, b) for c in itertools.combinations(a, r)):
             return r
@@ -174,10 +176,7 @@ def test_sequence_feature_in_channel_homogeneity():
     feats = {"chords": seqs, "x": X}
     chans = {"harmonic": ["chords"], "both": ["chords", "x"]}
     H_c, H_f = channel_homogeneity(feats, chans, groups, {"x": feature_scales(X)})
-    ref = [
-        np.mean([lcs_similarity(seqs[a], seqs[b]) for a, b in itertools.combinations(g, 2)])
-        for g in groups
-    ]
+    ref = [np.mean([lcs_similarity(seqs[a], seqs[b]) for a, b in itertools.combinations(g, 2)]) for g in groups]
     np.testing.assert_allclose(H_f["chords"], ref)
     np.testing.assert_allclose(H_c["harmonic"], ref)
     np.testing.assert_allclose(H_c["both"], (H_f["chords"] + H_f["x"]) / 2)
@@ -236,8 +235,7 @@ def test_null_vs_brute_force_loop():
                 s = X.std(axis=0)
                 keep = s > 1e-9
                 sims = [
-                    1 / (1 + seuclidean(X[i, keep], X[j, keep], s[keep] ** 2))
-                    for i, j in itertools.combinations(g, 2)
+                    1 / (1 + seuclidean(X[i, keep], X[j, keep], s[keep] ** 2)) for i, j in itertools.combinations(g, 2)
                 ]
                 Hf[f].append(sum(sims) / len(sims))
         for f in feats:
@@ -288,8 +286,9 @@ def test_top_k_rows_zarr_store(tmp_path):
     S = rng.normal(size=(N, Q)).astype(np.float32)
     S[40:60, 3] = S[10, 3]  # ties in one column
     path = tmp_path / "scores" / "m.zarr"
-    with ScoreWriter(path, [f"r{i}" for i in range(N)], [f"q{i}" for i in range(Q)],
-                     row_chunk=10) as w:  # 10 does not divide 103
+    with ScoreWriter(
+        path, [f"r{i}" for i in range(N)], [f"q{i}" for i in range(Q)], row_chunk=10
+    ) as w:  # 10 does not divide 103
         for start in range(0, N, 10):
             w.write(start, S[start : start + 10])
     arr = zarr.open_group(str(path), mode="r")["scores"]
@@ -335,8 +334,8 @@ def _planted(n_clusters=8, per=50, Q=40, seed=0):
     centers = rng.normal(scale=3.0, size=(n_clusters, 5))
     feats = {
         "clustered": centers[lab] + rng.normal(size=(n, 5)),  # depends on the cluster
-        "noise": rng.normal(size=(n, 3)),                     # independent of it
-        "flat": np.ones((n, 2)),                              # constant -> degenerate
+        "noise": rng.normal(size=(n, 3)),  # independent of it
+        "flat": np.ones((n, 2)),  # constant -> degenerate
     }
     chans = {"melody": ["clustered"], "rhythm": ["noise"], "dead": ["flat"]}
     qlab = rng.integers(0, n_clusters, Q)
@@ -389,8 +388,7 @@ def test_homogeneity_table_matches_manual_and_store(tmp_path):
     rng = np.random.default_rng(3)
     S = rng.normal(size=(lab.size, qlab.size)).astype(np.float32)
     path = tmp_path / "s.zarr"
-    with ScoreWriter(path, range(lab.size), [f"q{i}" for i in range(qlab.size)],
-                     row_chunk=7) as w:
+    with ScoreWriter(path, range(lab.size), [f"q{i}" for i in range(qlab.size)], row_chunk=7) as w:
         w.write(0, S)
     arr = zarr.open_group(str(path), mode="r")["scores"]
     tab = homogeneity_table(arr, feats, chans, null)

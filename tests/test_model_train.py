@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
+from aria.models.training import generate, train_model
 from aria.models.transformer import ModelConfig, MusicTransformer, per_example_loss
 from aria.symbolic.tokenize import PAD
-from aria.models.training import generate, train_model
 
 CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=24)
 

@@ -9,18 +9,29 @@ CHANNELS = ["melody", "harmony", "rhythm", "dynamic", "texture"]
 
 def _hom(mu, ks=(5, 10)):
     summ = {c: {"mu_z": mu + i, "pos": 0.25 * i, "sig": 0.1} for i, c in enumerate(CHANNELS)}
-    return {"channels": CHANNELS, "query_ids": ["q1"],
-            "by_k": {str(k): {"summary": summ, "top_ids": [["a:000", "b:001"]]} for k in ks}}
+    return {
+        "channels": CHANNELS,
+        "query_ids": ["q1"],
+        "by_k": {str(k): {"summary": summ, "top_ids": [["a:000", "b:001"]]} for k in ks},
+    }
 
 
 def _diag(r1):
-    return {"r1": r1, "r2_5": 0.2, "c_bar": 0.05, "rho_bar": 0.4, "n": 100, "q": 10,
-            "energy": list(np.linspace(r1, 0.001, 10))}
+    return {
+        "r1": r1,
+        "r2_5": 0.2,
+        "c_bar": 0.05,
+        "rho_bar": 0.4,
+        "n": 100,
+        "q": 10,
+        "energy": list(np.linspace(r1, 0.001, 10)),
+    }
 
 
 def test_main_table_columns_and_values():
-    header, rows, channels = R.main_table({"trak": _diag(0.3), "graddot": _diag(0.9)},
-                                          {"trak": _hom(0.5), "graddot": _hom(-1.25)}, main_k=10)
+    header, rows, channels = R.main_table(
+        {"trak": _diag(0.3), "graddot": _diag(0.9)}, {"trak": _hom(0.5), "graddot": _hom(-1.25)}, main_k=10
+    )
     assert channels == CHANNELS
     assert header[:5] == ["Method", "r₁", "r₂:₅", "c̄", "ρ̄"]
     assert header[5:8] == ["melody μz", "melody Pos", "melody Sig"]
@@ -35,8 +46,16 @@ def test_html_and_markdown_contain_the_table():
     header, rows, channels = R.main_table(diags, homs, main_k=5)
     figs = {"K sweep": R.k_sweep_figure(homs), "spectrum": R.spectrum_figure(diags)}
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in figs.values())
-    page = R.html_report("t", header, rows, channels, main_k=5, figures=figs, notes=["n1"],
-                         evidence=[("q1", [["TRAK", ["a:000", "b:001"]]])])
+    page = R.html_report(
+        "t",
+        header,
+        rows,
+        channels,
+        main_k=5,
+        figures=figs,
+        notes=["n1"],
+        evidence=[("q1", [["TRAK", ["a:000", "b:001"]]])],
+    )
     assert page.count("data:image/png;base64,") == 2
     assert "+0.50" in page and "queries/midi/q1.mid" in page and "a:000, b:001" in page
     md = R.markdown_report("t", header, rows, main_k=5, notes=["n1"])
@@ -47,9 +66,16 @@ def test_audio_evidence_has_players():
     diags = {"TRAK · fine": _diag(0.3)}
     homs = {"TRAK · fine": _hom(0.5)}
     header, rows, channels = R.main_table(diags, homs, main_k=5)
-    page = R.html_report("t", header, rows, channels, main_k=5, figures={}, notes=[],
-                         evidence=[("q-x", [["TRAK · fine", ["a", "b"]]])],
-                         media={"tracks": {"a": "corpus/audio/a.wav", "b": "corpus/audio/b.wav"},
-                                "queries": "queries/audio"})
+    page = R.html_report(
+        "t",
+        header,
+        rows,
+        channels,
+        main_k=5,
+        figures={},
+        notes=[],
+        evidence=[("q-x", [["TRAK · fine", ["a", "b"]]])],
+        media={"tracks": {"a": "corpus/audio/a.wav", "b": "corpus/audio/b.wav"}, "queries": "queries/audio"},
+    )
     assert page.count("<audio") == 3
     assert 'src="queries/audio/q-x.wav"' in page and 'src="corpus/audio/b.wav"' in page

@@ -23,7 +23,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
-
 from conftest import REPO, run_snakemake
 
 BIN = Path(sys.executable).parent
@@ -44,8 +43,7 @@ def _tone_wav(path: Path, *, seed: int, sr: int = 22050, dur_s: float = 4.0) -> 
 
 def _manifest(folder: Path, names: list[str], splits: list[str] | None = None) -> Path:
     splits = splits or ["train"] * len(names)
-    df = pd.DataFrame(dict(track_id=[Path(n).stem for n in names], path=names,
-                           genre="test", split=splits))
+    df = pd.DataFrame(dict(track_id=[Path(n).stem for n in names], path=names, genre="test", split=splits))
     path = folder / f"manifest_{'_'.join(Path(n).stem for n in names)}.csv"
     df.to_csv(path, index=False)
     return path
@@ -60,9 +58,23 @@ def _env(**extra) -> dict:
 def _features(manifest: Path, root: Path, out: Path, env: dict) -> subprocess.Popen:
     params = json.dumps({"shard": 0, "n_shards": 1, "sr": 22050, "root": str(root)})
     return subprocess.Popen(
-        [str(BIN / "aria"), "audio-features", "--manifest", str(manifest), "--params", params,
-         "--out", str(out.with_suffix(".npz")), "--out-failures", str(out.with_suffix(".csv"))],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(BIN / "aria"),
+            "audio-features",
+            "--manifest",
+            str(manifest),
+            "--params",
+            params,
+            "--out",
+            str(out.with_suffix(".npz")),
+            "--out-failures",
+            str(out.with_suffix(".csv")),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _numba_files(root: Path, newer_than: float = 0.0) -> list[Path]:
@@ -77,7 +89,7 @@ def test_parallel_feature_jobs_on_a_fresh_shared_cache_folder(tmp_path):
         _tone_wav(audio / f"t{i}.wav", seed=i)
     shared = tmp_path / "shared_numba_cache"
     shared.mkdir()
-    env = _env(NUMBA_CACHE_DIR=str(shared))   # what a cluster user might export for the whole job array
+    env = _env(NUMBA_CACHE_DIR=str(shared))  # what a cluster user might export for the whole job array
     ma, mb = _manifest(audio, ["t0.wav", "t1.wav"]), _manifest(audio, ["t2.wav"])
     start = time.time()
 
@@ -137,26 +149,40 @@ def test_native_crash_in_a_job_leaves_a_log_that_says_what_to_do(tmp_path):
     folder.mkdir()
     for i, name in enumerate(["a", "b", "crash", "q"]):
         _tone_wav(folder / f"{name}.wav", seed=10 + i)
-    pd.DataFrame(dict(track_id=["a", "b", "crash", "q"], path=["a.wav", "b.wav", "crash.wav", "q.wav"],
-                      genre="test", split=["train", "train", "train", "eval"])).to_csv(
-        folder / "manifest.csv", index=False)
+    pd.DataFrame(
+        dict(
+            track_id=["a", "b", "crash", "q"],
+            path=["a.wav", "b.wav", "crash.wav", "q.wav"],
+            genre="test",
+            split=["train", "train", "train", "eval"],
+        )
+    ).to_csv(folder / "manifest.csv", index=False)
     cfg = yaml.safe_load((REPO / "tests" / "data" / "config_tiny.yaml").read_text())
-    cfg["audio"]["corpus"] = {"kind": "audio_folder",
-                              "audio_folder": {"root": str(folder), "manifest": str(folder / "manifest.csv")}}
+    cfg["audio"]["corpus"] = {
+        "kind": "audio_folder",
+        "audio_folder": {"root": str(folder), "manifest": str(folder / "manifest.csv")},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    shard = "results/tiny_audio/evidence/audio_features/shard0.npz"   # rows 0 and 2: a.wav, crash.wav
-    res = run_snakemake(tmp_path, "--cores", "1", "--show-failed-logs", shard, check=False,
-                        env={"PYTHONPATH": str(inject), "ARIA_TEST_CRASH_ON": "crash.wav"})
+    shard = "results/tiny_audio/evidence/audio_features/shard0.npz"  # rows 0 and 2: a.wav, crash.wav
+    res = run_snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "--show-failed-logs",
+        shard,
+        check=False,
+        env={"PYTHONPATH": str(inject), "ARIA_TEST_CRASH_ON": "crash.wav"},
+    )
     assert res.returncode != 0
     log_rel = "results/tiny_audio/logs/audio_features/shard0.log"
     log = (tmp_path / log_rel).read_text()
-    assert "Fatal Python error: Segmentation fault" in log          # faulthandler's stack
+    assert "Fatal Python error: Segmentation fault" in log  # faulthandler's stack
     assert "died from signal 11 (SIGSEGV" in log
     assert "It was working on: audio features 2/2: " in log and str(folder / "crash.wav") in log
     assert "What to try" in log and "make clean-jit-cache" in log
     out = res.stdout + res.stderr
     assert log_rel in out and "Error in rule audio_features" in out
-    assert "What to try" in out          # --show-failed-logs (the default profile sets it) prints the log
+    assert "What to try" in out  # --show-failed-logs (the default profile sets it) prints the log
     assert not (tmp_path / shard).exists()
     assert not list((tmp_path / "results/tiny_audio/evidence/audio_features").glob("shard0*"))
 
@@ -166,8 +192,7 @@ def test_supervisor_reports_other_signals(capfd, signum, expect):
     """A job killed from outside (the OOM killer's SIGKILL, a scheduler's SIGTERM) says so, with the item."""
     from aria.runtime import supervise
 
-    code = ("from aria.runtime import mark; import os; mark('segments 64..95'); "
-            f"os.kill(os.getpid(), {signum})")
+    code = f"from aria.runtime import mark; import os; mark('segments 64..95'); os.kill(os.getpid(), {signum})"
     rc = supervise([sys.executable, "-c", code], command="project")
     text = capfd.readouterr().err
     assert rc == 128 + signum

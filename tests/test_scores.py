@@ -77,7 +77,6 @@ import numpy as np
 import pytest
 import torch
 
-from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss, per_example_loss
 from aria.attribution.projection import (
     BlockProjector,
     attributed_params,
@@ -85,17 +84,18 @@ from aria.attribution.projection import (
     project_gradients,
 )
 from aria.attribution.scoring import score_blocks
+from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss, per_example_loss
 from aria.symbolic.tokenize import PAD
 
 CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=24)
 L = CFG.max_len
 N_TRAIN, N_QUERY = 12, 3
-PROMPT = 8                      # query targets before this position are not scored
-K = 32                          # projection dim of part (c)
-SEED = 7                        # projection seed of part (c)
-BLOCK_ROWS = 4000               # does not divide p: last block is partial
-ROW_CHUNK = 5                   # does not divide N_TRAIN
-LRS = (0.5, 0.3, 0.1)           # TracIn checkpoint learning rates
+PROMPT = 8  # query targets before this position are not scored
+K = 32  # projection dim of part (c)
+SEED = 7  # projection seed of part (c)
+BLOCK_ROWS = 4000  # does not divide p: last block is partial
+ROW_CHUNK = 5  # does not divide N_TRAIN
+LRS = (0.5, 0.3, 0.1)  # TracIn checkpoint learning rates
 
 
 # --------------------------------------------------------------------------- data
@@ -126,8 +126,7 @@ def data():
     q_tok, q_mask = _random_data(N_QUERY, rng, {2: 19})
     q_lm = np.zeros((N_QUERY, L), dtype=bool)
     q_lm[:, PROMPT:] = True
-    return {"tr_tok": tr_tok, "tr_mask": tr_mask,
-            "q_tok": q_tok, "q_mask": q_mask, "q_lm": q_lm}
+    return {"tr_tok": tr_tok, "tr_mask": tr_mask, "q_tok": q_tok, "q_mask": q_mask, "q_lm": q_lm}
 
 
 def _fresh_model(seed):
@@ -164,8 +163,7 @@ def tracin_ckpts(data):
 @pytest.fixture(scope="module")
 def trak_models(data):
     """Two independently seeded models, each trained 3 steps."""
-    return [_state(_train_steps(_fresh_model(s), data["tr_tok"], data["tr_mask"], 3))
-            for s in (21, 22)]
+    return [_state(_train_steps(_fresh_model(s), data["tr_tok"], data["tr_mask"], 3)) for s in (21, 22)]
 
 
 def _load(state):
@@ -180,9 +178,9 @@ def loop_grads(model, tokens, mask, loss_mask=None) -> np.ndarray:
     params = [p for p in model.parameters() if p.requires_grad]
     rows = []
     for i in range(len(tokens)):
-        t = torch.as_tensor(tokens[i:i + 1])
-        m = torch.as_tensor(mask[i:i + 1])
-        lm = None if loss_mask is None else torch.as_tensor(loss_mask[i:i + 1])
+        t = torch.as_tensor(tokens[i : i + 1])
+        m = torch.as_tensor(mask[i : i + 1])
+        lm = None if loss_mask is None else torch.as_tensor(loss_mask[i : i + 1])
         loss = per_example_loss(model(t), t, m, lm)[0]
         gs = torch.autograd.grad(loss, params)
         rows.append(torch.cat([g.reshape(-1) for g in gs]).double().numpy())
@@ -213,10 +211,10 @@ def ref_trak(pairs, lam):
     return out / len(pairs)
 
 
-def assemble(method, feats, n, **kw) -> np.ndarray:
+def assemble(method, feats, n, lam=None) -> np.ndarray:
     """Concatenate the row blocks of ``score_blocks``, checking their starts."""
     starts, blocks = [], []
-    for start, block in score_blocks(method, feats, row_chunk=ROW_CHUNK, **kw):
+    for start, block in score_blocks(method, feats, {"lambda": lam}, row_chunk=ROW_CHUNK):
         starts.append(start)
         blocks.append(block)
     assert starts == list(range(0, n, ROW_CHUNK))
@@ -228,8 +226,7 @@ def assemble(method, feats, n, **kw) -> np.ndarray:
 def close(actual, expected, rtol=1e-4, atol_rel=1e-5):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=rtol,
-                               atol=atol_rel * np.abs(expected).max())
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol_rel * np.abs(expected).max())
 
 
 # --------------------------------------------------------------------------- a. gradients
@@ -240,12 +237,10 @@ def test_per_example_loss_explicit(data, tracin_ckpts):
     tok, msk, lm = data["q_tok"], data["q_mask"], data["q_lm"]
     with torch.no_grad():
         logits = model(torch.as_tensor(tok)).double()
-        got = per_example_loss(logits, torch.as_tensor(tok), torch.as_tensor(msk),
-                               torch.as_tensor(lm)).numpy()
+        got = per_example_loss(logits, torch.as_tensor(tok), torch.as_tensor(msk), torch.as_tensor(lm)).numpy()
     logp = torch.log_softmax(logits, -1).numpy()
     for i in range(N_QUERY):
-        terms = [-logp[i, t - 1, tok[i, t]] for t in range(1, L)
-                 if msk[i, t] and tok[i, t] != PAD and lm[i, t]]
+        terms = [-logp[i, t - 1, tok[i, t]] for t in range(1, L) if msk[i, t] and tok[i, t] != PAD and lm[i, t]]
         assert 0 < len(terms) < L - 1
         assert got[i] == pytest.approx(np.mean(terms), rel=1e-10)
 
@@ -256,8 +251,13 @@ def test_per_example_grads_match_autograd_loop(data, tracin_ckpts, use_loss_mask
     tok, msk = data["q_tok"], data["q_mask"]
     lm = data["q_lm"] if use_loss_mask else None
     params = attributed_params(model)
-    G = per_example_grads(model, params, torch.as_tensor(tok), torch.as_tensor(msk),
-                          None if lm is None else torch.as_tensor(lm)).double().numpy()
+    G = (
+        per_example_grads(
+            model, params, torch.as_tensor(tok), torch.as_tensor(msk), None if lm is None else torch.as_tensor(lm)
+        )
+        .double()
+        .numpy()
+    )
     ref = loop_grads(model, tok, msk, lm)
     assert G.shape == (N_QUERY, n_params(model))
     assert np.abs(ref).max() > 0
@@ -275,12 +275,15 @@ def test_per_example_grads_train_set_and_masking(data, tracin_ckpts):
 
     lm = np.zeros_like(msk)
     lm[:, PROMPT:] = True
-    G_lm = per_example_grads(model, params, torch.as_tensor(tok), torch.as_tensor(msk),
-                             torch.as_tensor(lm)).double().numpy()
+    G_lm = (
+        per_example_grads(model, params, torch.as_tensor(tok), torch.as_tensor(msk), torch.as_tensor(lm))
+        .double()
+        .numpy()
+    )
     assert np.abs(G_lm - G).max() > 1e-3 * np.abs(G).max()
 
     tok2 = tok.copy()
-    tok2[~msk] = 5                      # garbage (non-PAD) tokens where mask is False
+    tok2[~msk] = 5  # garbage (non-PAD) tokens where mask is False
     G2 = per_example_grads(model, params, torch.as_tensor(tok2), torch.as_tensor(msk)).double().numpy()
     close(G2, G, rtol=1e-5, atol_rel=1e-7)
 
@@ -288,7 +291,7 @@ def test_per_example_grads_train_set_and_masking(data, tracin_ckpts):
 # --------------------------------------------------------------------------- b. projector
 def test_block_projector_equals_stacked_matrix():
     p, k = 1000, 16
-    proj = BlockProjector(p, k, seed=3, block_rows=300)        # 4 blocks, the last of 100 rows
+    proj = BlockProjector(p, k, seed=3, block_rows=300)  # 4 blocks, the last of 100 rows
     P = stacked_P(proj)
     assert P.shape == (p, k)
     assert [proj.block(b).shape[0] for b in range(4)] == [300, 300, 300, 100]
@@ -317,11 +320,11 @@ def test_block_projector_jl_scaling():
     p, k = 4096, 1024
     proj = BlockProjector(p, k, seed=1, block_rows=1500)
     P = stacked_P(proj)
-    assert abs(k * np.mean(P ** 2) - 1.0) < 0.01            # sd of this is ~7e-4
-    assert abs(np.mean(P)) * k ** 0.5 < 0.01
+    assert abs(k * np.mean(P**2) - 1.0) < 0.01  # sd of this is ~7e-4
+    assert abs(np.mean(P)) * k**0.5 < 0.01
     g = torch.randn(8, p, generator=torch.Generator().manual_seed(2))
-    ratio = (proj(g) ** 2).sum(1) / (g ** 2).sum(1)
-    sd = (2 / k) ** 0.5                                      # sd of chi2_k / k
+    ratio = (proj(g) ** 2).sum(1) / (g**2).sum(1)
+    sd = (2 / k) ** 0.5  # sd of chi2_k / k
     assert torch.all((ratio - 1).abs() < 5 * sd), ratio
     assert abs(float(ratio.mean()) - 1) < 3 * sd
 
@@ -330,14 +333,18 @@ def test_block_projector_jl_scaling():
 def _aria_feats(state, data, *, k=K, seed=SEED, batch_size=5):
     model = _load(state)
     kw = dict(k=k, seed=seed, batch_size=batch_size, block_rows=BLOCK_ROWS)
-    return {"train": project_gradients(model, data["tr_tok"], data["tr_mask"], **kw),
-            "query": project_gradients(model, data["q_tok"], data["q_mask"], data["q_lm"], **kw)}
+    return {
+        "train": project_gradients(model, data["tr_tok"], data["tr_mask"], **kw),
+        "query": project_gradients(model, data["q_tok"], data["q_mask"], data["q_lm"], **kw),
+    }
 
 
 def _ref_feats(state, data, P):
     model = _load(state)
-    return (loop_grads(model, data["tr_tok"], data["tr_mask"]) @ P,
-            loop_grads(model, data["q_tok"], data["q_mask"], data["q_lm"]) @ P)
+    return (
+        loop_grads(model, data["tr_tok"], data["tr_mask"]) @ P,
+        loop_grads(model, data["q_tok"], data["q_mask"], data["q_lm"]) @ P,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -400,18 +407,17 @@ def _dattri_task(dattri_task, states, *, target_sign=1.0):
     def target(params, batch):
         return target_sign * loss(params, batch)
 
-    return dattri_task.AttributionTask(loss_func=loss, target_func=target, model=model,
-                                       checkpoints=list(states)), loss
+    return dattri_task.AttributionTask(loss_func=loss, target_func=target, model=model, checkpoints=list(states)), loss
 
 
 def _loaders(data, batch_size=5):
     from torch.utils.data import DataLoader, TensorDataset
-    tr = TensorDataset(torch.as_tensor(data["tr_tok"]), torch.as_tensor(data["tr_mask"]),
-                       torch.ones(N_TRAIN, L, dtype=torch.bool))
-    qu = TensorDataset(torch.as_tensor(data["q_tok"]), torch.as_tensor(data["q_mask"]),
-                       torch.as_tensor(data["q_lm"]))
-    return (DataLoader(tr, batch_size=batch_size, shuffle=False),
-            DataLoader(qu, batch_size=2, shuffle=False))
+
+    tr = TensorDataset(
+        torch.as_tensor(data["tr_tok"]), torch.as_tensor(data["tr_mask"]), torch.ones(N_TRAIN, L, dtype=torch.bool)
+    )
+    qu = TensorDataset(torch.as_tensor(data["q_tok"]), torch.as_tensor(data["q_mask"]), torch.as_tensor(data["q_lm"]))
+    return (DataLoader(tr, batch_size=batch_size, shuffle=False), DataLoader(qu, batch_size=2, shuffle=False))
 
 
 def _aria_grads(state, data):
@@ -419,19 +425,23 @@ def _aria_grads(state, data):
     model = _load(state)
     prm = attributed_params(model)
     t = lambda x: torch.as_tensor(data[x])  # noqa: E731
-    return (per_example_grads(model, prm, t("tr_tok"), t("tr_mask")).double().numpy(),
-            per_example_grads(model, prm, t("q_tok"), t("q_mask"), t("q_lm")).double().numpy())
+    return (
+        per_example_grads(model, prm, t("tr_tok"), t("tr_mask")).double().numpy(),
+        per_example_grads(model, prm, t("q_tok"), t("q_mask"), t("q_lm")).double().numpy(),
+    )
 
 
 def dattri_P(p, k, ensemble_id, proj_seed=0, chunk=4096) -> np.ndarray:
     """dattri's own CPU 'normal' projection matrix, materialized by projecting e_i."""
     from dattri.func.projection import random_project
+
     rows = []
     for s in range(0, p, chunk):
         eye = torch.zeros(min(chunk, p - s), p)
-        eye[:, s:].fill_diagonal_(1.0)          # rows e_s .. e_{s+chunk-1}
-        f = random_project(eye, eye.shape[0], proj_dim=k, proj_max_batch_size=32,
-                           proj_seed=proj_seed, proj_type="normal", device="cpu")
+        eye[:, s:].fill_diagonal_(1.0)  # rows e_s .. e_{s+chunk-1}
+        f = random_project(
+            eye, eye.shape[0], proj_dim=k, proj_max_batch_size=32, proj_seed=proj_seed, proj_type="normal", device="cpu"
+        )
         rows.append(f(eye, ensemble_id=ensemble_id).double().numpy())
     return np.concatenate(rows)
 
@@ -442,6 +452,7 @@ def dattri_mods():
     import dattri.algorithm.tracin as tracin
     import dattri.algorithm.trak as trak
     import dattri.task as task
+
     return tracin, trak, task
 
 
@@ -450,30 +461,28 @@ def grads_ckpts(data, tracin_ckpts):
     return [_aria_grads(st, data) for st in tracin_ckpts]
 
 
-IDENTITY = {"proj_type": "identity", "proj_dim": 1, "proj_max_batch_size": 32,
-            "proj_seed": 0, "device": "cpu"}
+IDENTITY = {"proj_type": "identity", "proj_dim": 1, "proj_max_batch_size": 32, "proj_seed": 0, "device": "cpu"}
 
 
 def _tracin(dattri_mods, data, states, weights, normalized, proj, target_sign=1.0):
     tracin, _, task = dattri_mods
     t, _ = _dattri_task(task, states, target_sign=target_sign)
-    att = tracin.TracInAttributor(task=t, weight_list=torch.tensor(weights), device="cpu",
-                                  normalized_grad=normalized, projector_kwargs=dict(proj))
+    att = tracin.TracInAttributor(
+        task=t, weight_list=torch.tensor(weights), device="cpu", normalized_grad=normalized, projector_kwargs=dict(proj)
+    )
     tr, qu = _loaders(data)
     return att.attribute(tr, qu).double().numpy()
 
 
 @pytest.mark.parametrize("method", ["graddot", "gradcos"])
-def test_graddot_gradcos_vs_dattri_raw_gradients(dattri_mods, data, tracin_ckpts,
-                                                 grads_ckpts, method):
+def test_graddot_gradcos_vs_dattri_raw_gradients(dattri_mods, data, tracin_ckpts, grads_ckpts, method):
     """dattri GradDot / Grad-Cos = TracIn, one checkpoint, weight 1, identity projection."""
     G, Gq = grads_ckpts[2]
     ours = assemble(method, [{"train": G, "query": Gq}], N_TRAIN)
     theirs = _tracin(dattri_mods, data, tracin_ckpts[2:], [1.0], method == "gradcos", IDENTITY)
     close(theirs, ours)
     if method == "graddot":
-        flipped = _tracin(dattri_mods, data, tracin_ckpts[2:], [1.0], False, IDENTITY,
-                          target_sign=-1.0)
+        flipped = _tracin(dattri_mods, data, tracin_ckpts[2:], [1.0], False, IDENTITY, target_sign=-1.0)
         close(flipped, -ours)
 
 
@@ -492,20 +501,18 @@ def test_tracin_vs_dattri_projected(dattri_mods, data, tracin_ckpts, grads_ckpts
     for c, ((G, Gq), lr) in enumerate(zip(grads_ckpts, LRS)):
         P = dattri_P(p, k, ensemble_id=c)
         feats.append({"train": G @ P, "query": Gq @ P, "lr": lr})
-    proj = {"proj_type": "normal", "proj_dim": k, "proj_max_batch_size": 32,
-            "proj_seed": 0, "device": "cpu"}
+    proj = {"proj_type": "normal", "proj_dim": k, "proj_max_batch_size": 32, "proj_seed": 0, "device": "cpu"}
     theirs = _tracin(dattri_mods, data, tracin_ckpts, list(LRS), False, proj)
     close(theirs, assemble("tracin", feats, N_TRAIN))
     # the per-checkpoint P matters: one shared P gives different scores
     P0 = dattri_P(p, k, ensemble_id=0)
-    shared = [{"train": G @ P0, "query": Gq @ P0, "lr": lr}
-              for (G, Gq), lr in zip(grads_ckpts, LRS)]
+    shared = [{"train": G @ P0, "query": Gq @ P0, "lr": lr} for (G, Gq), lr in zip(grads_ckpts, LRS)]
     assert not np.allclose(theirs, assemble("tracin", shared, N_TRAIN), rtol=1e-2)
 
 
 @pytest.fixture(scope="module")
 def trak_setup(data, trak_models):
-    k = 8                                   # < N_TRAIN: Phi^T Phi full rank
+    k = 8  # < N_TRAIN: Phi^T Phi full rank
     grads = [_aria_grads(st, data) for st in trak_models]
     p = grads[0][0].shape[1]
     feats = []
@@ -520,10 +527,14 @@ def trak_setup(data, trak_models):
 def _trak(dattri_mods, data, states, setup, prob):
     _, trak, task = dattri_mods
     t, loss = _dattri_task(task, states)
-    proj = {"proj_type": "normal", "proj_dim": setup["k"], "proj_max_batch_size": 32,
-            "proj_seed": 0, "device": "cpu"}
-    att = trak.TRAKAttributor(task=t, correct_probability_func=prob(loss), device="cpu",
-                              projector_kwargs=proj, regularization=setup["lam"] / setup["p"])
+    proj = {"proj_type": "normal", "proj_dim": setup["k"], "proj_max_batch_size": 32, "proj_seed": 0, "device": "cpu"}
+    att = trak.TRAKAttributor(
+        task=t,
+        correct_probability_func=prob(loss),
+        device="cpu",
+        projector_kwargs=proj,
+        regularization=setup["lam"] / setup["p"],
+    )
     tr, qu = _loaders(data)
     att.cache(tr)
     return att.attribute(qu).double().numpy()
@@ -531,15 +542,17 @@ def _trak(dattri_mods, data, states, setup, prob):
 
 def test_trak_vs_dattri(dattri_mods, data, trak_models, trak_setup):
     """Q = 1 (p_correct = 0); regularization lam / p undoes dattri's 1/sqrt(p) scaling."""
-    theirs = _trak(dattri_mods, data, trak_models, trak_setup,
-                   lambda loss: (lambda params, batch: 0.0 * loss(params, batch)))
+    theirs = _trak(
+        dattri_mods, data, trak_models, trak_setup, lambda loss: lambda params, batch: 0.0 * loss(params, batch)
+    )
     close(theirs, trak_setup["ours"], rtol=1e-4, atol_rel=1e-4)
 
 
 def test_trak_dattri_q_term(dattri_mods, data, trak_models, trak_setup):
     """With p_correct = exp(-loss), dattri = ours * (1 - mean_m exp(-L_m(z_j)))."""
-    theirs = _trak(dattri_mods, data, trak_models, trak_setup,
-                   lambda loss: (lambda params, batch: torch.exp(-loss(params, batch))))
+    theirs = _trak(
+        dattri_mods, data, trak_models, trak_setup, lambda loss: lambda params, batch: torch.exp(-loss(params, batch))
+    )
     X, M = torch.as_tensor(data["tr_tok"]), torch.as_tensor(data["tr_mask"])
     with torch.no_grad():
         losses = [per_example_loss(_load(st)(X), X, M).double().numpy() for st in trak_models]

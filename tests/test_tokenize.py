@@ -11,10 +11,14 @@ def test_encode_hand_case():
     notes = make_notes([0.0, 0.5], [0.5, 1.7], [60, 64], [64, 100])
     toks = encode(notes).tolist()
     assert toks == [
-        VELOCITY + 16, 60,                      # vel bin 64//4=16, NOTE_ON 60
-        TIME_SHIFT + 49,                        # 50 steps = 0.5 s
-        NOTE_OFF + 60, VELOCITY + 25, 64,       # off before on at the same time
-        TIME_SHIFT + 99, TIME_SHIFT + 19,       # 1.2 s = 100 + 20 steps
+        VELOCITY + 16,
+        60,  # vel bin 64//4=16, NOTE_ON 60
+        TIME_SHIFT + 49,  # 50 steps = 0.5 s
+        NOTE_OFF + 60,
+        VELOCITY + 25,
+        64,  # off before on at the same time
+        TIME_SHIFT + 99,
+        TIME_SHIFT + 19,  # 1.2 s = 100 + 20 steps
         NOTE_OFF + 64,
     ]
 

@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata, zscore
 
-from aria.io.stores import ScoreWriter, open_scores
 from aria.attribution.tracklevel import track_index, track_level
+from aria.io.stores import ScoreWriter, open_scores
 
 
 def _case(seed=0, n=53, q=7):
     rng = np.random.default_rng(seed)
-    S = rng.standard_t(3, size=(n, q)) + 1e4 * rng.normal(size=q)   # heavy tails, big offsets
-    S[::5, 2] = S[0, 2]                                              # ties in one column
+    S = rng.standard_t(3, size=(n, q)) + 1e4 * rng.normal(size=q)  # heavy tails, big offsets
+    S[::5, 2] = S[0, 2]  # ties in one column
     tracks = np.array([f"t{i}" for i in rng.integers(0, 9, n)])
     return S, tracks
 
@@ -54,10 +54,10 @@ def test_constant_column_and_hand_case():
     S = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
     ids, Sb = track_level(S, ["x", "y", "x", "y"], normalize="rank")
     assert list(ids) == ["x", "y"]
-    np.testing.assert_allclose(Sb[:, 0], [1.5, 3.5])       # ranks 1,3,2,4
-    np.testing.assert_allclose(Sb[:, 1], [2.5, 2.5])       # all tied: average rank 2.5
+    np.testing.assert_allclose(Sb[:, 0], [1.5, 3.5])  # ranks 1,3,2,4
+    np.testing.assert_allclose(Sb[:, 1], [2.5, 2.5])  # all tied: average rank 2.5
     _, Z = track_level(S, ["x", "y", "x", "y"], normalize="zscore")
-    np.testing.assert_allclose(Z[:, 1], [0.0, 0.0])        # constant column -> zeros
+    np.testing.assert_allclose(Z[:, 1], [0.0, 0.0])  # constant column -> zeros
 
 
 def test_track_index_first_appearance():

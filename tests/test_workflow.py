@@ -8,10 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, run_snakemake
 
 from aria.io.stores import open_scores, read_features
-
-from conftest import REPO, run_snakemake
 
 
 def dry_run_jobs(workdir, config: dict) -> set[tuple[str, str]]:
@@ -44,7 +43,7 @@ def test_outputs_and_report(tiny_run):
     summary = json.loads((res / "summary.json").read_text())
     assert set(summary["methods"]) == {"trak", "tracin", "gradcos", "graddot"}
     assert summary["channels"] == ["melody", "harmony", "rhythm", "dynamic", "texture"]
-    for m, s in summary["methods"].items():
+    for s in summary["methods"].values():
         assert 0 <= s["r1"] <= 1 and 0 <= s["r2_5"] <= 1 and s["r1"] + s["r2_5"] <= 1 + 1e-9
         assert 0 <= s["c_bar"] <= 1 and 0 <= s["rho_bar"] <= 1
     html = (res / "report.html").read_text()
@@ -62,9 +61,15 @@ def test_score_store_matches_features(tiny_run):
     feats = [read_features(res / "features" / "symbolic" / f"m{m}_c2.zarr") for m in range(2)]
     S, rows, cols = open_scores(res / "scores" / "symbolic" / "trak.zarr")
     lam = cfg["methods"]["trak"]["lambda"]
-    ref = np.mean([f["train"].astype(np.float64)
-                   @ np.linalg.inv(f["train"].T.astype(np.float64) @ f["train"] + lam * np.eye(f["train"].shape[1]))
-                   @ f["query"].T.astype(np.float64) for f in feats], axis=0)
+    ref = np.mean(
+        [
+            f["train"].astype(np.float64)
+            @ np.linalg.inv(f["train"].T.astype(np.float64) @ f["train"] + lam * np.eye(f["train"].shape[1]))
+            @ f["query"].T.astype(np.float64)
+            for f in feats
+        ],
+        axis=0,
+    )
     np.testing.assert_allclose(S[:], ref, rtol=2e-3, atol=1e-4 * np.abs(ref).max())
     assert list(rows) == list(feats[0]["train_ids"]) and list(cols) == list(feats[0]["query_ids"])
 
@@ -76,7 +81,8 @@ def test_rerun_scope_trak_lambda(tiny_run):
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", "exp=tiny, stage=symbolic, method=trak"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
-        ("homogeneity", "method=trak"), ("report", ""),
+        ("homogeneity", "method=trak"),
+        ("report", ""),
     }
 
 
@@ -88,7 +94,8 @@ def test_rerun_scope_projection_k(tiny_run):
     rules = {r for r, _ in jobs}
     assert rules == {"project_gradients", "score", "diagnostics", "homogeneity", "report"}
     assert {w for r, w in jobs if r == "project_gradients"} == {
-        f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]}
+        f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]
+    }
 
 
 def test_unchanged_config_is_up_to_date(tiny_run):
@@ -112,11 +119,27 @@ def test_report_renders_in_browser(tiny_run, tmp_path, experiment):
     """Headless Chromium renders each experiment's report.html to a non-blank PNG."""
     png = tmp_path / "report.png"
     html = tiny_run / "results" / experiment / "report.html"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'prof'}", "--window-size=1400,1600",
-                    f"--screenshot={png}", html.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'prof'}",
+            "--window-size=1400,1600",
+            f"--screenshot={png}",
+            html.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     from PIL import Image
+
     img = np.asarray(Image.open(png).convert("L"), dtype=float)
     assert img.shape[0] >= 1000 and img.std() > 10  # not a blank page
 
@@ -126,8 +149,10 @@ def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
     results in a fresh directory: the user-corpus path works and runs are reproducible."""
     corpus = tiny_run / "results" / "tiny" / "corpus"
     cfg = tiny_config()
-    cfg["corpus"] = {"kind": "midi_folder",
-                     "midi_folder": {"root": str(corpus), "manifest": str(corpus / "manifest.csv")}}
+    cfg["corpus"] = {
+        "kind": "midi_folder",
+        "midi_folder": {"root": str(corpus), "manifest": str(corpus / "manifest.csv")},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     run_snakemake(tmp_path, "--cores", "2")
     a, b = tiny_run / "results" / "tiny", tmp_path / "results" / "tiny"
@@ -160,7 +185,7 @@ def test_audio_corpus_and_features(tiny_run):
     for key in ("beat_interval_hist", "onset_interval_hist", "chroma", "tonnetz", "mfcc", "cqt"):
         np.testing.assert_allclose(feats[key][row], ref[key], rtol=1e-5, atol=1e-6)
     lens = feats["chord_lengths"]
-    np.testing.assert_array_equal(feats["chords"][lens[:row].sum():lens[:row + 1].sum()], ref["chords"])
+    np.testing.assert_array_equal(feats["chords"][lens[:row].sum() : lens[: row + 1].sum()], ref["chords"])
 
 
 def test_rerun_scope_audio_stage(tiny_run):
@@ -169,29 +194,40 @@ def test_rerun_scope_audio_stage(tiny_run):
     cfg["audio"]["stages"]["fine"]["methods"]["trak"]["lambda"] = 0.5
     fine = "exp=tiny_audio, stage=fine, method=trak"
     assert dry_run_jobs(tiny_run, cfg) == {
-        ("score", fine), ("diagnostics", fine), ("tracklevel", "stage=fine, method=trak"),
-        ("audio_homogeneity", "stage=fine, method=trak"), ("audio_report", ""),
+        ("score", fine),
+        ("diagnostics", fine),
+        ("tracklevel", "stage=fine, method=trak"),
+        ("audio_homogeneity", "stage=fine, method=trak"),
+        ("audio_report", ""),
     }
     cfg = tiny_config()
     cfg["audio"]["stages"]["semantic"]["projection"]["k"] = 8
     jobs = dry_run_jobs(tiny_run, cfg)
-    assert {r for r, _ in jobs} == {"project_gradients", "score", "diagnostics", "tracklevel",
-                                    "audio_homogeneity", "audio_report"}
+    assert {r for r, _ in jobs} == {
+        "project_gradients",
+        "score",
+        "diagnostics",
+        "tracklevel",
+        "audio_homogeneity",
+        "audio_report",
+    }
     assert all("semantic" in w for r, w in jobs if r != "audio_report")
     assert {w for r, w in jobs if r == "project_gradients"} == {
-        f"exp=tiny_audio, stage=semantic, m={m}, c=1" for m in (0, 1)}
+        f"exp=tiny_audio, stage=semantic, m={m}, c=1" for m in (0, 1)
+    }
 
 
 def test_audio_report_and_queries(tiny_run):
     res = tiny_run / "results" / "tiny_audio"
     summary = json.loads((res / "summary.json").read_text())
     assert summary["channels"] == ["rhythmic", "harmonic", "timbral"]
-    assert set(summary["methods"]) == {f"{m}/{s}" for m in ("trak", "gradcos")
-                                       for s in ("semantic", "coarse", "fine")} | {
-        f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")}
+    assert set(summary["methods"]) == {
+        f"{m}/{s}" for m in ("trak", "gradcos") for s in ("semantic", "coarse", "fine")
+    } | {f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")}
     html = (res / "report.html").read_text()
     assert html.count("<audio") >= 2 * (1 + 3)  # each query + its top-K tracks
     import soundfile as sf
+
     for wav in (res / "queries" / "audio").glob("*.wav"):
         y, sr = sf.read(wav)
         assert sr == 22050 and len(y) > 0.5 * sr and np.abs(y).max() > 0.01  # decoded, audible
@@ -216,14 +252,16 @@ def test_user_audio_corpus_with_bad_files(tiny_run, tmp_path):
     (folder / "truncated.wav").write_bytes(data[: len(data) // 3])
     (folder / "empty.wav").write_bytes(b"")
     sf.write(folder / "silent.wav", np.zeros_like(y), sr)
-    sf.write(folder / "hires.wav", np.repeat(y, 2), 44100)          # another sample rate: kept
+    sf.write(folder / "hires.wav", np.repeat(y, 2), 44100)  # another sample rate: kept
     for name in ("truncated", "empty", "silent", "hires"):
         rows.append(dict(track_id=name, path=f"{name}.wav", genre="x", split="train"))
     pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
     cfg = tiny_config()
-    cfg["audio"]["corpus"] = {"kind": "audio_folder",
-                              "audio_folder": {"root": str(folder), "manifest": str(folder / "manifest.csv")},
-                              "filters": {"max_silence_share": 0.6}}
+    cfg["audio"]["corpus"] = {
+        "kind": "audio_folder",
+        "audio_folder": {"root": str(folder), "manifest": str(folder / "manifest.csv")},
+        "filters": {"max_silence_share": 0.6},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     run_snakemake(tmp_path, "--cores", "2", "results/tiny_audio/evidence/audio_features.npz")
     res = tmp_path / "results" / "tiny_audio"

@@ -39,13 +39,13 @@ def per_example_grads(model, params, tokens, mask, loss_mask=None) -> torch.Tens
     (B, p) tensor, p = total number of attributed parameters, concatenated in
     ``params`` order.
     """
+
     def loss_one(prm, t, m, lm):
         logits = functional_call(model, prm, (t[None],))
         return per_example_loss(logits, t[None], m[None], None if lm is None else lm[None])[0]
 
     if loss_mask is None:
-        g = vmap(grad(lambda prm, t, m: loss_one(prm, t, m, None)), in_dims=(None, 0, 0))(
-            params, tokens, mask)
+        g = vmap(grad(lambda prm, t, m: loss_one(prm, t, m, None)), in_dims=(None, 0, 0))(params, tokens, mask)
     else:
         g = vmap(grad(loss_one), in_dims=(None, 0, 0, 0))(params, tokens, mask, loss_mask)
     return torch.cat([g[n].reshape(tokens.shape[0], -1) for n in params], dim=1)
@@ -71,7 +71,7 @@ class BlockProjector:
         """Rows ``[b*block_rows, (b+1)*block_rows)`` of P, shape (rows, k)."""
         rows = min(self.block_rows, self.p - b * self.block_rows)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + b)  # CPU: device-independent P
-        return (torch.randn(rows, self.k, generator=gen) / self.k ** 0.5).to(self.device)
+        return (torch.randn(rows, self.k, generator=gen) / self.k**0.5).to(self.device)
 
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
         """Project (B, p) gradients to (B, k)."""
@@ -82,9 +82,20 @@ class BlockProjector:
         return out
 
 
-def project_gradients(model, tokens, mask, loss_mask=None, *, k: int, seed: int,
-                      batch_size: int = 64, device="cpu", block_rows: int = 16384,
-                      progress: bool = False, desc: str = "project") -> np.ndarray:
+def project_gradients(
+    model,
+    tokens,
+    mask,
+    loss_mask=None,
+    *,
+    k: int,
+    seed: int,
+    batch_size: int = 64,
+    device="cpu",
+    block_rows: int = 16384,
+    progress: bool = False,
+    desc: str = "project",
+) -> np.ndarray:
     """Projected per-example gradients of a whole data set.
 
     Parameters
@@ -102,11 +113,19 @@ def project_gradients(model, tokens, mask, loss_mask=None, *, k: int, seed: int,
     proj = BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device)
     n = len(tokens)
     out = np.empty((n, k), dtype=np.float32)
-    for s in track_progress(range(0, n, batch_size), desc=desc, unit="batch", enabled=progress,
-                            name=lambda s: f"segments {s}..{min(s + batch_size, n) - 1}"):
-        t = torch.as_tensor(tokens[s:s + batch_size], dtype=torch.long, device=device)
-        m = torch.as_tensor(mask[s:s + batch_size], dtype=torch.bool, device=device)
-        lm = None if loss_mask is None else torch.as_tensor(
-            loss_mask[s:s + batch_size], dtype=torch.bool, device=device)
-        out[s:s + len(t)] = proj(per_example_grads(model, params, t, m, lm)).cpu().numpy()
+    for s in track_progress(
+        range(0, n, batch_size),
+        desc=desc,
+        unit="batch",
+        enabled=progress,
+        name=lambda s: f"segments {s}..{min(s + batch_size, n) - 1}",
+    ):
+        t = torch.as_tensor(tokens[s : s + batch_size], dtype=torch.long, device=device)
+        m = torch.as_tensor(mask[s : s + batch_size], dtype=torch.bool, device=device)
+        lm = (
+            None
+            if loss_mask is None
+            else torch.as_tensor(loss_mask[s : s + batch_size], dtype=torch.bool, device=device)
+        )
+        out[s : s + len(t)] = proj(per_example_grads(model, params, t, m, lm)).cpu().numpy()
     return out

@@ -36,7 +36,7 @@ def track_index(row_tracks) -> tuple[np.ndarray, np.ndarray]:
     """
     row_tracks = np.asarray(row_tracks).astype(str)
     _, first, inverse = np.unique(row_tracks, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")          # unique ids -> first-appearance order
+    order = np.argsort(first, kind="stable")  # unique ids -> first-appearance order
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return row_tracks[np.sort(first)], rank[inverse]
@@ -46,8 +46,9 @@ def _segment_means(block_sum: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return block_sum / counts[:, None]
 
 
-def track_level(S, row_tracks, *, normalize: str, row_chunk: int | None = None,
-                max_bytes: int = 256 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+def track_level(
+    S, row_tracks, *, normalize: str, row_chunk: int | None = None, max_bytes: int = 256 * 2**20
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalize S per column, then average within tracks.
 
     Parameters
@@ -77,9 +78,9 @@ def track_level(S, row_tracks, *, normalize: str, row_chunk: int | None = None,
         for c0 in range(0, q, cols):
             block = np.empty((n, min(cols, q - c0)))
             for start, rows in iter_row_chunks(S, rows=row_chunk):
-                block[start:start + len(rows)] = rows[:, c0:c0 + cols]
+                block[start : start + len(rows)] = rows[:, c0 : c0 + cols]
             ranks = rankdata(block, axis=0, method="average")
-            np.add.at(out[:, c0:c0 + cols], r2t, ranks)
+            np.add.at(out[:, c0 : c0 + cols], r2t, ranks)
         return track_ids, _segment_means(out, counts)
 
     mean, std = np.zeros(q), np.ones(q)
@@ -100,5 +101,5 @@ def track_level(S, row_tracks, *, normalize: str, row_chunk: int | None = None,
         std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, np.inf)
     for start, rows in iter_row_chunks(S, rows=row_chunk):
         z = (np.asarray(rows, dtype=np.float64) - mean) / std
-        np.add.at(out, r2t[start:start + len(rows)], z)
+        np.add.at(out, r2t[start : start + len(rows)], z)
     return track_ids, _segment_means(out, counts)

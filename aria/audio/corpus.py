@@ -184,9 +184,14 @@ def _numeric(df: pd.DataFrame, col: str, rows) -> pd.Series:
     return vals
 
 
-def filter_tracks(df: pd.DataFrame, *, max_silence_share: float | None,
-                  drop_genre: str | None = None, min_listens: float | None = None,
-                  min_favorites: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def filter_tracks(
+    df: pd.DataFrame,
+    *,
+    max_silence_share: float | None,
+    drop_genre: str | None = None,
+    min_listens: float | None = None,
+    min_favorites: float | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the SPEC §7 data filters to a track table.
 
     Parameters
@@ -249,6 +254,7 @@ def filter_tracks(df: pd.DataFrame, *, max_silence_share: float | None,
     dropped = df.iloc[np.flatnonzero(drop)].copy()
     dropped["reason"] = pd.Series(
         [";".join(c for c, f in zip(codes, row) if f) for row in flags[drop]],
-        index=dropped.index, dtype=object,
+        index=dropped.index,
+        dtype=object,
     )
     return df.iloc[np.flatnonzero(~drop)].copy(), dropped

@@ -1,15 +1,8 @@
-"""Embedding-similarity baselines (SPEC §2 "Embedding baselines", §8 test-to-train).
+"""Audio embedding encoders for the embedding baselines (SPEC §2 "Embedding baselines").
 
-Two scores compare every training track t with every query q:
-
-- **average**: ``S[t, q] = cos(e(t), e(q))`` with ``e`` = an encoder's frame-level
-  output averaged over time (:func:`cosine_scores`).
-- **all-against-all**: ``S[t, q] = max_{a, b} cos(w_a(t), w_b(q))`` over all pairs of
-  window embeddings, each window the mean of the frames in 10 s with a 1 s hop
-  (:func:`window_embeddings`, :func:`all_against_all_scores`).
-
-Both are track-level T x Q matrices with rows = training tracks and columns = queries,
-like Aria's N x Q score matrices. Zero-norm vectors get cosine 0.
+The scores built from their embeddings (time-averaged cosine, all-against-all) are
+in :mod:`aria.attribution.embedding`; the registry of encoders is
+:data:`aria.registry.ENCODERS`.
 
 Encoders (all take a numpy waveform and its sample rate; no file I/O here):
 
@@ -33,195 +26,25 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from aria.audio.signal import as_waveform, resample
+from aria.models.hf import load_offline, mert_hidden_states
 
 __all__ = [
     "Encoder",
     "BasicPitchEncoder",
     "AisfxEncoder",
     "HFEncoder",
-    "ENCODERS",
+    "clap_encoder",
+    "mert_encoder",
     "get_encoder",
-    "cosine_scores",
-    "window_embeddings",
-    "all_against_all_scores",
 ]
 
 
-# ---------------------------------------------------------------------------
-# pure scoring functions
-# ---------------------------------------------------------------------------
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    """Rows of ``X`` scaled to unit L2 norm (float64); zero rows stay zero."""
-    X = np.asarray(X, dtype=np.float64)
-    nrm = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.divide(X, nrm, out=np.zeros_like(X), where=nrm > 0)
-
-
-def _as_2d(X, what: str) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (rows, dim), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{what} contains NaN or infinite values")
-    return X
-
-
-def cosine_scores(train_emb: np.ndarray, query_emb: np.ndarray) -> np.ndarray:
-    """Cosine similarity between every training and every query embedding.
-
-    Parameters
-    ----------
-    train_emb : ndarray, shape (T, d)
-        One embedding per training track (e.g. :meth:`Encoder.embed`).
-    query_emb : ndarray, shape (Q, d)
-        One embedding per query.
-
-    Returns
-    -------
-    ndarray, shape (T, Q), float64
-        ``S[t, q] = <e_t, e_q> / (|e_t| |e_q|)`` in [-1, 1]; 0 where either vector is
-        zero.
-    """
-    A = _as_2d(train_emb, "train_emb")
-    B = _as_2d(query_emb, "query_emb")
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"embedding dims differ: train {A.shape[1]} vs query {B.shape[1]}")
-    return np.clip(_unit_rows(A) @ _unit_rows(B).T, -1.0, 1.0)
-
-
-def window_embeddings(
-    frames: np.ndarray,
-    frame_rate: float,
-    *,
-    window_s: float = 10.0,
-    hop_s: float = 1.0,
-) -> np.ndarray:
-    """Mean of the frame embeddings in each sliding window.
-
-    A window spans ``L = max(1, round(window_s * frame_rate))`` frames and windows
-    start every ``H = max(1, round(hop_s * frame_rate))`` frames: starts
-    ``0, H, 2H, ...`` while the window fits (``start + L <= n``), so fewer than ``H``
-    trailing frames (< ``hop_s``) may fall in no window. A track with ``n <= L``
-    frames (shorter than one window) gives exactly one window, the mean of all its
-    frames.
-
-    Parameters
-    ----------
-    frames : ndarray, shape (n, d)
-        Frame-level embeddings of one track, frame ``i`` at time ``i / frame_rate`` s.
-    frame_rate : float
-        Frames per second (Hz), e.g. :attr:`Encoder.frame_rate`.
-    window_s, hop_s : float
-        Window length and hop, seconds (SPEC §8: 10 s, 1 s).
-
-    Returns
-    -------
-    ndarray, shape (n_windows, d), float64
-        ``n_windows = 1 + (n - L) // H`` when ``n > L``, else 1.
-    """
-    F = _as_2d(frames, "frames")
-    n = F.shape[0]
-    if n == 0:
-        raise ValueError("frames is empty: a track needs at least one frame")
-    if not (frame_rate > 0 and window_s > 0 and hop_s > 0):
-        raise ValueError(f"frame_rate, window_s, hop_s must be > 0, got {frame_rate}, {window_s}, {hop_s}")
-    L = max(1, int(round(window_s * frame_rate)))
-    H = max(1, int(round(hop_s * frame_rate)))
-    if n <= L:
-        return F.mean(axis=0, keepdims=True)
-    starts = np.arange(0, n - L + 1, H)
-    cs = np.concatenate([np.zeros((1, F.shape[1])), np.cumsum(F, axis=0)], axis=0)
-    return (cs[starts + L] - cs[starts]) / L
-
-
-def _groups(lengths: np.ndarray, cap: int) -> list[tuple[int, int]]:
-    """Split consecutive items into [i, j) groups whose summed length is <= cap
-    (a single item longer than cap gets a group of its own)."""
-    out, i, n = [], 0, len(lengths)
-    while i < n:
-        j, tot = i, 0
-        while j < n and (j == i or tot + lengths[j] <= cap):
-            tot += int(lengths[j])
-            j += 1
-        out.append((i, j))
-        i = j
-    return out
-
-
-def all_against_all_scores(
-    train_frames: Sequence[np.ndarray],
-    query_frames: Sequence[np.ndarray],
-    *,
-    frame_rate: float,
-    window_s: float = 10.0,
-    hop_s: float = 1.0,
-    block_rows: int = 8192,
-    block_cols: int = 2048,
-) -> np.ndarray:
-    """Max cosine similarity over all window pairs of each (train, query) track pair.
-
-    ``S[t, q] = max_{a, b} cos(W_t[a], V_q[b])`` with ``W_t = window_embeddings(
-    train_frames[t], ...)`` and ``V_q = window_embeddings(query_frames[q], ...)``
-    (SPEC §8 "all-against-all").
-
-    Every window embedding is normalized once; the work is one matrix product per
-    (train block, query block) of at most ``block_rows`` x ``block_cols`` windows,
-    reduced with segment-wise maxima, so memory stays O(block_rows * block_cols).
-
-    Parameters
-    ----------
-    train_frames : sequence of T arrays, each shape (n_t, d)
-        Frame-level embeddings of each training track.
-    query_frames : sequence of Q arrays, each shape (m_q, d)
-        Frame-level embeddings of each query.
-    frame_rate : float
-        Frames per second (Hz) of both inputs (same encoder).
-    window_s, hop_s : float
-        Window length and hop, seconds.
-    block_rows, block_cols : int
-        Soft caps on the number of train / query windows per matrix block (a track
-        is never split).
-
-    Returns
-    -------
-    ndarray, shape (T, Q), float64
-        Scores in [-1, 1].
-    """
-    if len(train_frames) == 0 or len(query_frames) == 0:
-        return np.zeros((len(train_frames), len(query_frames)))
-    kw = dict(window_s=window_s, hop_s=hop_s)
-    W = [_unit_rows(window_embeddings(f, frame_rate, **kw)) for f in train_frames]
-    V = [_unit_rows(window_embeddings(f, frame_rate, **kw)) for f in query_frames]
-    d = W[0].shape[1]
-    for X in W + V:
-        if X.shape[1] != d:
-            raise ValueError(f"embedding dims differ: {X.shape[1]} vs {d}")
-    nW = np.array([w.shape[0] for w in W])
-    nV = np.array([v.shape[0] for v in V])
-    S = np.empty((len(W), len(V)))
-    row_groups = _groups(nW, block_rows)
-    col_groups = _groups(nV, block_cols)
-    for c0, c1 in col_groups:
-        Vb = np.concatenate(V[c0:c1], axis=0)  # (cols, d)
-        c_off = np.concatenate([[0], np.cumsum(nV[c0:c1])[:-1]])
-        for r0, r1 in row_groups:
-            Wb = np.concatenate(W[r0:r1], axis=0)  # (rows, d)
-            r_off = np.concatenate([[0], np.cumsum(nW[r0:r1])[:-1]])
-            G = Wb @ Vb.T
-            G = np.maximum.reduceat(G, r_off, axis=0)
-            S[r0:r1, c0:c1] = np.maximum.reduceat(G, c_off, axis=1)
-    return np.clip(S, -1.0, 1.0)
-
-
-# ---------------------------------------------------------------------------
 # encoders
 # ---------------------------------------------------------------------------
 
@@ -231,8 +54,6 @@ def _mono(y, sr) -> np.ndarray:
     if not sr > 0:
         raise ValueError(f"sample rate must be > 0, got {sr}")
     return as_waveform(y, mix_channels=True)
-
-
 
 
 def _package_dir(name: str) -> Path:
@@ -353,9 +174,7 @@ class BasicPitchEncoder(Encoder):
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - depends on the environment
-            raise RuntimeError(
-                "BasicPitchEncoder needs the Python package `onnxruntime` (not installed)"
-            ) from e
+            raise RuntimeError("BasicPitchEncoder needs the Python package `onnxruntime` (not installed)") from e
         bad = [o for o in outputs if o not in self._OUT_NAMES]
         if bad or not outputs:
             raise ValueError(f"outputs must be a non-empty subset of {list(self._OUT_NAMES)}, got {outputs}")
@@ -466,9 +285,7 @@ class AisfxEncoder(Encoder):
             from aisfx.inference import load_bestModel
             from aisfx.preprocessing import blocking
         except ImportError as e:
-            raise RuntimeError(
-                f"AisfxEncoder needs the Python packages `aisfx` (0.1.2) and `torch`: {e}"
-            ) from e
+            raise RuntimeError(f"AisfxEncoder needs the Python packages `aisfx` (0.1.2) and `torch`: {e}") from e
         if not 1 <= int(hop_frames) <= self._BLOCK:
             raise ValueError(f"hop_frames must be in 1..{self._BLOCK}, got {hop_frames}")
         self.hop_frames = int(hop_frames)
@@ -587,40 +404,17 @@ class HFEncoder(Encoder):
             "mert": "the paper's MERT (self-supervised music model: pitch, timbre and rhythm at 75 Hz)",
         }[kind]
         self.clip_s, self.hop_s, self.layer = float(clip_s), float(hop_s), layer
-        source = str(model_path) if model_path is not None else self.model_id
-        where = (
-            f"local directory {model_path}"
-            if model_path is not None
-            else f"the local Hugging Face cache ({cache_dir or os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or '~/.cache/huggingface'})"
-        )
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            import torch
-            import transformers
-        except ImportError as e:
-            raise RuntimeError(
-                f"HFEncoder(kind={kind!r}) needs the Python package `transformers` (and `torch`), "
-                f"which is not installed ({e}), and the weights {self.model_id!r} in {where}. "
-                "Install transformers and place the model snapshot in the cache, or use "
-                "BasicPitchEncoder / AisfxEncoder, whose weights ship inside their packages."
-            ) from e
-        self._torch = torch
-        kw = dict(local_files_only=True, cache_dir=str(cache_dir) if cache_dir is not None else None)
-        try:
-            self._fe = transformers.AutoFeatureExtractor.from_pretrained(
-                source, trust_remote_code=(kind == "mert"), **kw
-            )
+
+        def load(tf, source, kw):
+            fe = tf.AutoFeatureExtractor.from_pretrained(source, trust_remote_code=(kind == "mert"), **kw)
             if kind == "clap":
-                self._model = transformers.ClapModel.from_pretrained(source, **kw)
-            else:
-                self._model = transformers.AutoModel.from_pretrained(source, trust_remote_code=True, **kw)
-        except (OSError, ValueError) as e:
-            raise RuntimeError(
-                f"HFEncoder(kind={kind!r}): the weights {self.model_id!r} are missing from {where} "
-                f"(offline, local_files_only=True, nothing is downloaded): {e}. Put the model snapshot "
-                "there (e.g. `huggingface-cli download "
-                f"{self.model_id}` on a machine with network access) or pass model_path=<dir>."
-            ) from e
+                return fe, tf.ClapModel.from_pretrained(source, **kw)
+            return fe, tf.AutoModel.from_pretrained(source, trust_remote_code=True, **kw)
+
+        import torch
+
+        self._torch = torch
+        self._fe, self._model = load_offline(self.model_id, load, cache_dir=cache_dir, model_path=model_path)
         self._model.eval()
         self.sample_rate = float(getattr(self._fe, "sampling_rate", 48000 if kind == "clap" else 24000))
         if kind == "clap":
@@ -648,29 +442,28 @@ class HFEncoder(Encoder):
                         e = e.pooler_output if getattr(e, "pooler_output", None) is not None else e[0]
                     out.append(e.float().cpu().numpy())
                 return np.concatenate(out, axis=0).astype(np.float32)
-            out = []
-            for s in range(0, y.shape[0], clip):
-                inp = self._fe(y[s : s + clip], sampling_rate=int(self.sample_rate), return_tensors="pt")
-                res = self._model(**inp, output_hidden_states=True)
-                hs = res.hidden_states
-                h = torch.stack(hs[1:]).mean(0) if self.layer is None else hs[self.layer]
-                out.append(h[0].float().cpu().numpy())
-            return np.concatenate(out, axis=0).astype(np.float32)
+            return mert_hidden_states(
+                self._model, self._fe, y, sr=self.sample_rate, layer=self.layer, chunk_samples=clip
+            )
 
 
-ENCODERS = {
-    "basic_pitch": BasicPitchEncoder,
-    "aisfx": AisfxEncoder,
-    "clap": lambda **kw: HFEncoder("clap", **kw),
-    "mert": lambda **kw: HFEncoder("mert", **kw),
-}
+def clap_encoder(**kw) -> HFEncoder:
+    """The CLAP encoder (local Hugging Face cache only)."""
+    return HFEncoder("clap", **kw)
+
+
+def mert_encoder(**kw) -> HFEncoder:
+    """The MERT encoder (local Hugging Face cache only)."""
+    return HFEncoder("mert", **kw)
 
 
 def get_encoder(name: str, **options) -> Encoder:
-    """Encoder by name: ``"basic_pitch"``, ``"aisfx"``, ``"clap"``, ``"mert"``;
-    ``options`` go to its constructor as keywords."""
-    try:
-        factory = ENCODERS[name]
-    except KeyError:
-        raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}") from None
-    return factory(**options)
+    """Encoder by its registry name (:data:`aria.registry.ENCODERS`: ``"basic_pitch"``,
+    ``"aisfx"``, ``"clap"``, ``"mert"``); ``options`` go to its constructor as keywords.
+    """
+    import importlib
+
+    from aria import registry
+
+    module, _, attr = registry.encoder(name).factory.partition(":")
+    return getattr(importlib.import_module(module), attr)(**options)

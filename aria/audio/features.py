@@ -48,14 +48,13 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from aria.audio.signal import resample
-
-from aria.evaluation.homogeneity import root_motion
 from aria.io.audio import SILENCE_FRAME_S, SILENCE_THRESHOLD_DB, is_silent, load_audio
 from aria.runtime import progress as track_progress
 
@@ -99,7 +98,13 @@ VECTOR_FEATURES: tuple[str, ...] = tuple(FEATURE_DIMS)
 SEQUENCE_FEATURES: tuple[str, ...] = ("chords",)
 #: All keys returned by :func:`extract`, in channel order.
 FEATURE_NAMES: tuple[str, ...] = (
-    "beat_interval_hist", "onset_interval_hist", "chroma", "tonnetz", "chords", "mfcc", "cqt",
+    "beat_interval_hist",
+    "onset_interval_hist",
+    "chroma",
+    "tonnetz",
+    "chords",
+    "mfcc",
+    "cqt",
 )
 #: The three audio evidence channels (SPEC §5).
 CHANNELS: dict[str, list[str]] = {
@@ -178,20 +183,37 @@ def parse_chord_root(label: str) -> int:
 
 
 def chord_root_motion(roots) -> np.ndarray:
-    """Root-motion intervals of a chord-root sequence (SPEC §5 chord similarity).
-
-    Thin alias of :func:`aria.evaluation.homogeneity.root_motion`: no-chord (negative)
-    entries dropped, repeats merged, then ``(r[k+1] - r[k]) mod 12``.
+    """Transposition-invariant root-motion intervals of a chord-root sequence (SPEC §5 chord similarity).
 
     Parameters
     ----------
     roots : array_like of int, shape (n,)
+        Chord root pitch classes per frame/segment (0 = C ... 11 = B; values
+        >= 12 are reduced mod 12). Negative values mean "no chord".
 
     Returns
     -------
-    numpy.ndarray of int64, shape (m,)
+    motion : ndarray of int64, shape (m,)
+        ``(r_{k+1} - r_k) mod 12`` over the root sequence after dropping
+        no-chord entries and *then* merging consecutive repeats (so a no-chord
+        gap inside a sustained chord, C N C, counts as one C and never creates
+        a spurious 0 interval). Consequently every interval is in 1..11.
+        Empty when fewer than two distinct consecutive roots remain.
+
+    Examples
+    --------
+    >>> chord_root_motion([0, 7, 9, 5]).tolist()   # C G Am F
+    [7, 2, 8]
     """
-    return root_motion(roots)
+    r = np.asarray(roots).reshape(-1)
+    if r.size and not np.issubdtype(r.dtype, np.integer):
+        if not np.all(np.isfinite(r)) or not np.all(r == np.round(r)):
+            raise ValueError("chord_root_motion: roots must be integers (negative = no chord)")
+    r = r.astype(np.int64)
+    r = r[r >= 0] % 12
+    if r.size:
+        r = r[np.concatenate(([True], r[1:] != r[:-1]))]
+    return np.diff(r) % 12
 
 
 # --------------------------------------------------------------------------- processors
@@ -235,8 +257,7 @@ def build_processors(*, beatnet_model: int = 1) -> AudioProcessors:
     from madmom.features.chords import DeepChromaChordRecognitionProcessor
 
     return AudioProcessors(
-        beatnet=BeatNet(beatnet_model, mode="offline", inference_model="DBN", plot=[],
-                        thread=False, device="cpu"),
+        beatnet=BeatNet(beatnet_model, mode="offline", inference_model="DBN", plot=[], thread=False, device="cpu"),
         deep_chroma=DeepChromaProcessor(),
         chord_decoder=DeepChromaChordRecognitionProcessor(),
     )
@@ -294,8 +315,7 @@ def onset_times(y: np.ndarray, *, sr: int, hop_length: int = 512) -> np.ndarray:
     """
     import librosa
 
-    t = librosa.onset.onset_detect(y=np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length,
-                                   units="time")
+    t = librosa.onset.onset_detect(y=np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length, units="time")
     return np.asarray(t, dtype=np.float64)
 
 
@@ -320,8 +340,9 @@ def chord_segments(y: np.ndarray, *, sr: int, processors: AudioProcessors) -> np
     x = np.ascontiguousarray(resample(np.asarray(y, dtype=np.float32), sr, DEEP_CHROMA_SR), dtype=np.float32)
     with warnings.catch_warnings():
         # madmom 0.17's ReLU calls np.maximum(x, 0, out) (positional out), deprecated in numpy 2.4
-        warnings.filterwarnings("ignore", message="Passing more than 2 positional arguments to np.maximum",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message="Passing more than 2 positional arguments to np.maximum", category=DeprecationWarning
+        )
         chroma = processors.deep_chroma(x)
     if len(chroma) < 2:  # madmom's CRF Viterbi fails on a single frame (< ~0.15 s of audio)
         return np.zeros(0, dtype=[("start", np.float64), ("end", np.float64), ("label", object)])
@@ -360,13 +381,21 @@ def _as_signal(path_or_array, sr: int) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(y, dtype=np.float32), name
 
 
-def extract(path_or_array, *, sr: int = 22050, processors: AudioProcessors | None = None,
-            beat_range: tuple[float, float] = (0.2, 2.0),
-            onset_range: tuple[float, float] = (0.0, 1.0),
-            n_interval_bins: int = 16, hop_length: int = 512, n_mfcc: int = 13,
-            n_cqt_bins: int = 84, cqt_bins_per_octave: int = 12,
-            silence_threshold_db: float = SILENCE_THRESHOLD_DB,
-            min_duration_s: float = 1.0) -> dict[str, np.ndarray]:
+def extract(
+    path_or_array,
+    *,
+    sr: int = 22050,
+    processors: AudioProcessors | None = None,
+    beat_range: tuple[float, float] = (0.2, 2.0),
+    onset_range: tuple[float, float] = (0.0, 1.0),
+    n_interval_bins: int = 16,
+    hop_length: int = 512,
+    n_mfcc: int = 13,
+    n_cqt_bins: int = 84,
+    cqt_bins_per_octave: int = 12,
+    silence_threshold_db: float = SILENCE_THRESHOLD_DB,
+    min_duration_s: float = 1.0,
+) -> dict[str, np.ndarray]:
     """All audio features of one track (see the module docstring).
 
     Parameters
@@ -418,16 +447,19 @@ def extract(path_or_array, *, sr: int = 22050, processors: AudioProcessors | Non
     if y.shape[0] < min_duration_s * sr:
         raise ValueError(f"{name}: too short ({y.shape[0] / sr:.3f} s < {min_duration_s} s)")
     if is_silent(y, sr=sr, threshold_db=silence_threshold_db):
-        raise ValueError(f"{name}: silent audio (every {SILENCE_FRAME_S * 1000:.0f} ms frame below "
-                         f"{silence_threshold_db} dBFS RMS)")
+        raise ValueError(
+            f"{name}: silent audio (every {SILENCE_FRAME_S * 1000:.0f} ms frame below {silence_threshold_db} dBFS RMS)"
+        )
     if processors is None:
         processors = build_processors()
 
     feats: dict[str, np.ndarray] = {}
     feats["beat_interval_hist"] = interval_histogram(
-        beat_times(y, sr=sr, processors=processors), lo=beat_range[0], hi=beat_range[1], n_bins=n_interval_bins)
+        beat_times(y, sr=sr, processors=processors), lo=beat_range[0], hi=beat_range[1], n_bins=n_interval_bins
+    )
     feats["onset_interval_hist"] = interval_histogram(
-        onset_times(y, sr=sr, hop_length=hop_length), lo=onset_range[0], hi=onset_range[1], n_bins=n_interval_bins)
+        onset_times(y, sr=sr, hop_length=hop_length), lo=onset_range[0], hi=onset_range[1], n_bins=n_interval_bins
+    )
 
     chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=hop_length)
     feats["chroma"] = chroma.mean(axis=1).astype(np.float64)
@@ -436,8 +468,7 @@ def extract(path_or_array, *, sr: int = 22050, processors: AudioProcessors | Non
 
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc)
     feats["mfcc"] = np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float64)
-    C = np.abs(librosa.cqt(y=y, sr=sr, hop_length=hop_length, n_bins=n_cqt_bins,
-                           bins_per_octave=cqt_bins_per_octave))
+    C = np.abs(librosa.cqt(y=y, sr=sr, hop_length=hop_length, n_bins=n_cqt_bins, bins_per_octave=cqt_bins_per_octave))
     cdb = librosa.amplitude_to_db(C, ref=np.max)
     feats["cqt"] = np.concatenate([cdb.mean(axis=1), cdb.std(axis=1)]).astype(np.float64)
 
@@ -447,9 +478,9 @@ def extract(path_or_array, *, sr: int = 22050, processors: AudioProcessors | Non
     return {k: feats[k] for k in FEATURE_NAMES}
 
 
-def extract_many(paths: Iterable, *, sr: int = 22050, progress: bool = True,
-                 processors: AudioProcessors | None = None, **options
-                 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def extract_many(
+    paths: Iterable, *, sr: int = 22050, progress: bool = True, processors: AudioProcessors | None = None, **options
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Features of a shard of audio files in one process, skipping bad files.
 
     The pretrained models are built once (unless ``processors`` is given) and
@@ -500,8 +531,7 @@ def extract_many(paths: Iterable, *, sr: int = 22050, progress: bool = True,
 
     out: dict[str, Any] = {}
     for k in VECTOR_FEATURES:
-        out[k] = (np.stack(rows[k]).astype(np.float64) if rows[k]
-                  else np.zeros((0, FEATURE_DIMS[k]), dtype=np.float64))
+        out[k] = np.stack(rows[k]).astype(np.float64) if rows[k] else np.zeros((0, FEATURE_DIMS[k]), dtype=np.float64)
     out["chords"] = rows["chords"]
     out["paths"] = ok_paths
     return out, failures

@@ -38,7 +38,7 @@ import numpy as np
 
 from aria.symbolic.notes import as_notes
 
-__all__ = ["DEFAULT_SF2", "SOUNDFONT_ENV", "resolve_soundfont", "render_midi", "write_wav"]
+__all__ = ["DEFAULT_SF2", "SOUNDFONT_ENV", "resolve_soundfont", "render_midi"]
 
 #: Debian/Ubuntu package ``fluid-soundfont-gm``.
 DEFAULT_SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -115,9 +115,16 @@ def _channel_map(tracks: np.ndarray, programs) -> tuple[dict[int, int], dict[int
     return track_channel, {c: p for p, c in program_channel.items()}
 
 
-def render_midi(notes, *, programs, sr: int = 22050, soundfont=None,
-                duration_s: float | None = None, tail_s: float = 1.0,
-                peak_dbfs: float = -1.0) -> np.ndarray:
+def render_midi(
+    notes,
+    *,
+    programs,
+    sr: int = 22050,
+    soundfont=None,
+    duration_s: float | None = None,
+    tail_s: float = 1.0,
+    peak_dbfs: float = -1.0,
+) -> np.ndarray:
     """Synthesise a note list to a mono waveform.
 
     Parameters
@@ -206,14 +213,14 @@ def render_midi(notes, *, programs, sr: int = 22050, soundfont=None,
             if t >= n_samples:
                 break
             if t > pos:
-                synth.generate_simple(t - pos, buffer=view[pos * frame_bytes:t * frame_bytes])
+                synth.generate_simple(t - pos, buffer=view[pos * frame_bytes : t * frame_bytes])
                 pos = t
             if ev_kind[i]:
                 synth.noteon(int(ev_chan[i]), int(ev_key[i]), int(ev_vel[i]))
             else:
                 synth.noteoff(int(ev_chan[i]), int(ev_key[i]))
         if n_samples > pos:
-            synth.generate_simple(n_samples - pos, buffer=view[pos * frame_bytes:])
+            synth.generate_simple(n_samples - pos, buffer=view[pos * frame_bytes :])
     del view
 
     y = buf.mean(axis=1, dtype=np.float64)

@@ -13,8 +13,9 @@ def resample(y: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
         return y
     import librosa
 
-    return librosa.resample(np.asarray(y, dtype=np.float32), orig_sr=float(orig_sr),
-                            target_sr=float(target_sr), res_type="soxr_hq", axis=-1).astype(np.float32)
+    return librosa.resample(
+        np.asarray(y, dtype=np.float32), orig_sr=float(orig_sr), target_sr=float(target_sr), res_type="soxr_hq", axis=-1
+    ).astype(np.float32)
 
 
 def as_waveform(y, *, mix_channels: bool = False) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = ["STAGES", "AudioVocab"]
 
-STAGES = ("semantic", "coarse", "fine")
+STAGES = ("semantic", "coarse", "fine")  # generation order; aria.registry.audio_stages()
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,24 @@ class AudioVocab:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_config(cls, tokenizers: dict, *, sr: int, windows: dict) -> AudioVocab:
+        """The vocabulary of config ``audio.tokenizers`` at sample rate ``sr`` (Hz) with
+        stage windows ``windows`` ({stage: seconds}); the one place it is built from config.
+        """
+        t = tokenizers
+        return cls(
+            n_cond=t["cond"]["n_cond"],
+            cond_size=t["cond"]["cond_size"],
+            sem_size=t["semantic"]["n_codes"],
+            sem_rate=1.0 / t["semantic"]["hop_s"],
+            n_q=8,
+            n_coarse=3,
+            code_size=t["acoustic"]["n_codes"],
+            ac_rate=sr / t["acoustic"]["hop_length"],
+            window_s=tuple(sorted(windows.items())),
+        )
 
     # --------------------------------------------------------------- id blocks
     @property
@@ -119,16 +137,16 @@ class AudioVocab:
                 ids[:] = c + np.arange(self.n_cond) * self.cond_size
             elif name == "sem":
                 a = self._n_frames(self.sem_rate, t0)
-                seg = np.asarray(sem, dtype=np.int64)[a:a + n]
-                ids[:len(seg)] = seg + self.sem_offset
+                seg = np.asarray(sem, dtype=np.int64)[a : a + n]
+                ids[: len(seg)] = seg + self.sem_offset
             else:
                 qs = range(self.n_coarse) if name == "coarse" else range(self.n_coarse, self.n_q)
                 a = self._n_frames(self.ac_rate, t0)
                 nf = self._n_frames(self.ac_rate, w)
-                seg = np.asarray(codes, dtype=np.int64)[a:a + nf][:, list(qs)]
+                seg = np.asarray(codes, dtype=np.int64)[a : a + nf][:, list(qs)]
                 off = np.array([self.ac_offset(i) for i in qs])
                 flat = (seg + off).reshape(-1)
-                ids[:len(flat)] = flat
+                ids[: len(flat)] = flat
             parts.append(ids)
             masks.append(ids != self.pad)
             targets.append(np.full(n, name == tgt))
@@ -151,8 +169,7 @@ class AudioVocab:
                 elif name == "sem":
                     lo, hi = self.sem_offset, self.sem_offset + self.sem_size
                 else:
-                    qs = (list(range(self.n_coarse)) if name == "coarse"
-                          else list(range(self.n_coarse, self.n_q)))
+                    qs = list(range(self.n_coarse)) if name == "coarse" else list(range(self.n_coarse, self.n_q))
                     q = qs[j % len(qs)]
                     lo, hi = self.ac_offset(q), self.ac_offset(q) + self.code_size
                 allowed[pos + j, lo:hi] = True
@@ -169,7 +186,7 @@ class AudioVocab:
         tokens = np.asarray(tokens, dtype=np.int64)
         out, pos = {}, 0
         for name, n in self.block_lengths(stage):
-            ids = tokens[pos:pos + n]
+            ids = tokens[pos : pos + n]
             pos += n
             if name == "cond":
                 out["cond"] = ids - np.arange(self.n_cond) * self.cond_size
@@ -197,7 +214,7 @@ class ConditioningRVQ:
         self.n_cond, self.cond_size = int(n_cond), int(cond_size)
         self.codebooks: np.ndarray | None = None  # (n_cond, k <= cond_size, d)
 
-    def fit(self, X, *, random_state) -> "ConditioningRVQ":
+    def fit(self, X, *, random_state) -> ConditioningRVQ:
         """X: (n_tracks, d) track embeddings."""
         from aria.audio.tokenizers import kmeans, nearest
 

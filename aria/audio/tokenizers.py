@@ -56,17 +56,29 @@ from __future__ import annotations
 
 import abc
 import math
-import os
-from typing import ClassVar, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from aria.audio.signal import as_waveform, resample
+from aria.models.hf import load_offline, mert_hidden_states
 
 __all__ = [
-    "n_frames", "log_mel", "frame_features", "StageWindows", "stage_windows",
-    "window_audio", "nearest", "kmeans", "Tokenizer", "SemanticKMeans", "MelRVQ",
-    "MertSemantic", "EncodecAcoustic", "tokenizer_from_state_dict",
+    "n_frames",
+    "log_mel",
+    "frame_features",
+    "StageWindows",
+    "stage_windows",
+    "window_audio",
+    "nearest",
+    "kmeans",
+    "Tokenizer",
+    "SemanticKMeans",
+    "MelRVQ",
+    "MertSemantic",
+    "EncodecAcoustic",
+    "tokenizer_from_state_dict",
 ]
 
 _CHUNK = 8192  # rows per distance block in nearest-centre searches
@@ -75,6 +87,7 @@ _CHUNK = 8192  # rows per distance block in nearest-centre searches
 # --------------------------------------------------------------------------
 # frames and features
 # --------------------------------------------------------------------------
+
 
 def n_frames(n_samples: int, hop_length: int) -> int:
     """Number of frames of a signal: ``ceil(n_samples / hop_length)``."""
@@ -87,8 +100,9 @@ def _power_spec(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     """|STFT|², shape (1 + n_fft // 2, ceil(n / hop)), centred frames, zero padding."""
     import librosa
 
-    spec = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True,
-                        pad_mode="constant")[:, :n_frames(len(y), hop_length)]
+    spec = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True, pad_mode="constant")[
+        :, : n_frames(len(y), hop_length)
+    ]
     return spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
 
 
@@ -98,8 +112,9 @@ def _mel_basis(*, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float64)
 
 
-def log_mel(y, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 882,
-            n_mels: int = 64, amin: float = 1e-4) -> np.ndarray:
+def log_mel(
+    y, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 882, n_mels: int = 64, amin: float = 1e-4
+) -> np.ndarray:
     """Natural-log mel power spectrogram.
 
     Parameters
@@ -122,8 +137,9 @@ def log_mel(y, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 882,
     return np.log(mel + amin).T
 
 
-def frame_features(y, *, sr: int = 22050, hop_s: float = 0.1, n_mels: int = 64,
-                   n_fft: int | None = None, amin: float = 1e-6) -> np.ndarray:
+def frame_features(
+    y, *, sr: int = 22050, hop_s: float = 0.1, n_mels: int = 64, n_fft: int | None = None, amin: float = 1e-6
+) -> np.ndarray:
     """Frame-wise log-mel + chroma features (the semantic stand-in's input).
 
     Parameters
@@ -194,6 +210,7 @@ def _mel_to_power(mel: np.ndarray, basis: np.ndarray, *, n_iter: int) -> np.ndar
 # stage windows
 # --------------------------------------------------------------------------
 
+
 class StageWindows(NamedTuple):
     """Non-overlapping windows of one track for one stage.
 
@@ -213,7 +230,7 @@ class StageWindows(NamedTuple):
 
     @property
     def padded(self) -> np.ndarray:
-        """bool array, shape (W,): the window contains zero padding."""
+        """Bool array, shape (W,): the window contains zero padding."""
         return self.lengths < self.window
 
     def frame_mask(self, *, hop_length: int) -> np.ndarray:
@@ -229,8 +246,7 @@ class StageWindows(NamedTuple):
         return t[None, :] < self.lengths[:, None]
 
 
-def stage_windows(n_samples: int, *, sr: int, window_s: float,
-                  min_tail: float = 0.5) -> StageWindows:
+def stage_windows(n_samples: int, *, sr: int, window_s: float, min_tail: float = 0.5) -> StageWindows:
     """Split a track into the non-overlapping windows of one stage.
 
     Parameters
@@ -289,7 +305,7 @@ def window_audio(y, windows: StageWindows) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     out = np.zeros((len(windows.starts), windows.window), dtype=np.float32)
     for w, (s, n) in enumerate(zip(windows.starts.tolist(), windows.lengths.tolist())):
-        out[w, :n] = y[s:s + n]
+        out[w, :n] = y[s : s + n]
     return out
 
 
@@ -297,23 +313,22 @@ def window_audio(y, windows: StageWindows) -> np.ndarray:
 # k-means
 # --------------------------------------------------------------------------
 
+
 def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and squared distance to the nearest centre, for each row of x."""
     c2 = np.einsum("ij,ij->i", centers, centers)
     labels = np.empty(len(x), dtype=np.int64)
     dist = np.empty(len(x), dtype=np.float64)
     for a in range(0, len(x), _CHUNK):
-        xb = x[a:a + _CHUNK]
+        xb = x[a : a + _CHUNK]
         d = c2[None, :] - 2.0 * (xb @ centers.T)
         lab = np.argmin(d, axis=1)
-        labels[a:a + _CHUNK] = lab
-        dist[a:a + _CHUNK] = np.maximum(
-            d[np.arange(len(xb)), lab] + np.einsum("ij,ij->i", xb, xb), 0.0)
+        labels[a : a + _CHUNK] = lab
+        dist[a : a + _CHUNK] = np.maximum(d[np.arange(len(xb)), lab] + np.einsum("ij,ij->i", xb, xb), 0.0)
     return labels, dist
 
 
-def kmeans(x, k: int, *, random_state, n_iter: int = 30,
-           tol: float = 1e-5) -> np.ndarray:
+def kmeans(x, k: int, *, random_state, n_iter: int = 30, tol: float = 1e-5) -> np.ndarray:
     """Lloyd's k-means with k-means++ seeding (deterministic given the seed).
 
     Parameters
@@ -359,13 +374,12 @@ def kmeans(x, k: int, *, random_state, n_iter: int = 30,
         labels, dist = nearest(x, centers)
         inertia = float(dist.sum())
         counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=x[:, j], minlength=k)
-                         for j in range(d)], axis=1)
+        sums = np.stack([np.bincount(labels, weights=x[:, j], minlength=k) for j in range(d)], axis=1)
         nonempty = counts > 0
         centers[nonempty] = sums[nonempty] / counts[nonempty, None]
         empty = np.flatnonzero(~nonempty)
         if len(empty):
-            far = np.argsort(-dist, kind="stable")[:len(empty)]
+            far = np.argsort(-dist, kind="stable")[: len(empty)]
             centers[empty] = x[far]
         if len(empty) == 0 and prev - inertia <= tol * max(prev, 1e-300):
             break
@@ -389,6 +403,7 @@ def _stack_frames(tracks: Iterable, fn) -> np.ndarray:
 # --------------------------------------------------------------------------
 # tokenizer interface
 # --------------------------------------------------------------------------
+
 
 class Tokenizer(abc.ABC):
     """A seeded, fit-once audio tokenizer.
@@ -428,7 +443,7 @@ class Tokenizer(abc.ABC):
         """Whether ``encode`` can be called."""
 
     @abc.abstractmethod
-    def fit(self, tracks: Iterable[np.ndarray], *, random_state) -> "Tokenizer":
+    def fit(self, tracks: Iterable[np.ndarray], *, random_state) -> Tokenizer:
         """Learn the codebooks from mono tracks at ``sr``; returns self."""
 
     @abc.abstractmethod
@@ -445,7 +460,7 @@ class Tokenizer(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> "Tokenizer":
+    def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> Tokenizer:
         """Rebuild a tokenizer from :meth:`state_dict` (e.g. an ``np.load`` of it)."""
 
     def _require_fitted(self):
@@ -466,6 +481,7 @@ def _check_kind(cls, state):
 # --------------------------------------------------------------------------
 # semantic stand-in
 # --------------------------------------------------------------------------
+
 
 class SemanticKMeans(Tokenizer):
     """Semantic stand-in: k-means tokens of standardized log-mel + chroma frames.
@@ -491,8 +507,16 @@ class SemanticKMeans(Tokenizer):
     kind = "semantic_kmeans"
     n_quantizers = 1
 
-    def __init__(self, *, sr: int = 22050, hop_s: float = 0.1, n_codes: int = 128,
-                 n_mels: int = 64, max_frames: int | None = 200_000, n_iter: int = 30):
+    def __init__(
+        self,
+        *,
+        sr: int = 22050,
+        hop_s: float = 0.1,
+        n_codes: int = 128,
+        n_mels: int = 64,
+        max_frames: int | None = 200_000,
+        n_iter: int = 30,
+    ):
         self.sr = int(sr)
         self.hop_s = float(hop_s)
         self.hop_length = int(round(self.hop_s * self.sr))
@@ -512,15 +536,14 @@ class SemanticKMeans(Tokenizer):
         """Standardization input: :func:`frame_features`, shape (T, n_mels + 12)."""
         return frame_features(y, sr=self.sr, hop_s=self.hop_s, n_mels=self.n_mels)
 
-    def fit(self, tracks, *, random_state) -> "SemanticKMeans":
+    def fit(self, tracks, *, random_state) -> SemanticKMeans:
         """Learn per-column mean/std and the k-means codebook (seeded)."""
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.features), self.max_frames, rng)
         self.mean = x.mean(axis=0)
         std = x.std(axis=0)
         self.std = np.where(std > 1e-8, std, 1.0)
-        self.codebook = kmeans((x - self.mean) / self.std, self.n_codes,
-                               random_state=rng, n_iter=self.n_iter)
+        self.codebook = kmeans((x - self.mean) / self.std, self.n_codes, random_state=rng, n_iter=self.n_iter)
         return self
 
     def encode(self, y) -> np.ndarray:
@@ -532,23 +555,30 @@ class SemanticKMeans(Tokenizer):
     def state_dict(self) -> dict[str, np.ndarray]:
         self._require_fitted()
         return {
-            "kind": np.array(self.kind), "sr": np.array(self.sr),
-            "hop_s": np.array(self.hop_s), "n_codes": np.array(self.n_codes),
-            "n_mels": np.array(self.n_mels), "n_iter": np.array(self.n_iter),
+            "kind": np.array(self.kind),
+            "sr": np.array(self.sr),
+            "hop_s": np.array(self.hop_s),
+            "n_codes": np.array(self.n_codes),
+            "n_mels": np.array(self.n_mels),
+            "n_iter": np.array(self.n_iter),
             "max_frames": np.array(-1 if self.max_frames is None else self.max_frames),
-            "mean": self.mean.copy(), "std": self.std.copy(),
+            "mean": self.mean.copy(),
+            "std": self.std.copy(),
             "codebook": self.codebook.copy(),
         }
 
     @classmethod
-    def from_state_dict(cls, state) -> "SemanticKMeans":
+    def from_state_dict(cls, state) -> SemanticKMeans:
         _check_kind(cls, state)
         mf = _scalar(state, "max_frames", int)
-        tok = cls(sr=_scalar(state, "sr", int), hop_s=_scalar(state, "hop_s", float),
-                  n_codes=_scalar(state, "n_codes", int),
-                  n_mels=_scalar(state, "n_mels", int),
-                  n_iter=_scalar(state, "n_iter", int),
-                  max_frames=None if mf < 0 else mf)
+        tok = cls(
+            sr=_scalar(state, "sr", int),
+            hop_s=_scalar(state, "hop_s", float),
+            n_codes=_scalar(state, "n_codes", int),
+            n_mels=_scalar(state, "n_mels", int),
+            n_iter=_scalar(state, "n_iter", int),
+            max_frames=None if mf < 0 else mf,
+        )
         tok.mean = np.array(state["mean"], dtype=np.float64)
         tok.std = np.array(state["std"], dtype=np.float64)
         tok.codebook = np.array(state["codebook"], dtype=np.float64)
@@ -558,6 +588,7 @@ class SemanticKMeans(Tokenizer):
 # --------------------------------------------------------------------------
 # acoustic stand-in
 # --------------------------------------------------------------------------
+
 
 class MelRVQ(Tokenizer):
     """Acoustic stand-in: residual vector quantization of log-mel frames.
@@ -593,10 +624,20 @@ class MelRVQ(Tokenizer):
 
     kind = "mel_rvq"
 
-    def __init__(self, *, sr: int = 22050, hop_length: int = 882, n_fft: int = 2048,
-                 n_mels: int = 64, n_quantizers: int = 8, n_coarse: int = 3,
-                 n_codes: int = 256, amin: float = 1e-4,
-                 max_frames: int | None = 200_000, n_iter: int = 30):
+    def __init__(
+        self,
+        *,
+        sr: int = 22050,
+        hop_length: int = 882,
+        n_fft: int = 2048,
+        n_mels: int = 64,
+        n_quantizers: int = 8,
+        n_coarse: int = 3,
+        n_codes: int = 256,
+        amin: float = 1e-4,
+        max_frames: int | None = 200_000,
+        n_iter: int = 30,
+    ):
         if not 0 < n_coarse <= n_quantizers:
             raise ValueError("need 0 < n_coarse <= n_quantizers")
         self.sr = int(sr)
@@ -635,7 +676,7 @@ class MelRVQ(Tokenizer):
         power = _power_spec(y, n_fft=self.n_fft, hop_length=self.hop_length)
         return np.log(self.mel_basis @ power + self.amin).T
 
-    def fit(self, tracks, *, random_state) -> "MelRVQ":
+    def fit(self, tracks, *, random_state) -> MelRVQ:
         """Learn the corpus mean and the ``n_quantizers`` codebooks (seeded)."""
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.log_mel), self.max_frames, rng)
@@ -670,7 +711,7 @@ class MelRVQ(Tokenizer):
     def split(self, codes) -> tuple[np.ndarray, np.ndarray]:
         """(coarse, fine) = ``codes[:, :n_coarse], codes[:, n_coarse:]``."""
         codes = np.asarray(codes)
-        return codes[:, :self.n_coarse], codes[:, self.n_coarse:]
+        return codes[:, : self.n_coarse], codes[:, self.n_coarse :]
 
     def decode_mel(self, codes, *, n_quantizers: int | None = None) -> np.ndarray:
         """Log-mel (T, n_mels) from codes, summing the first ``n_quantizers`` stages.
@@ -695,8 +736,9 @@ class MelRVQ(Tokenizer):
             out += self.codebooks[q][codes[:, q]]
         return out
 
-    def decode(self, codes, *, n_quantizers: int | None = None, n_iter: int = 32,
-               n_inv_iter: int = 100, random_state=0) -> np.ndarray:
+    def decode(
+        self, codes, *, n_quantizers: int | None = None, n_iter: int = 32, n_inv_iter: int = 100, random_state=0
+    ) -> np.ndarray:
         """Audio from codes: RVQ sum → mel power → linear power → Griffin-Lim.
 
         The linear power spectrum is the non-negative solution of
@@ -731,34 +773,51 @@ class MelRVQ(Tokenizer):
         mag = np.sqrt(power)
         # a centred STFT of T * hop samples has T + 1 frames: repeat the last one
         mag = np.concatenate([mag, mag[:, -1:]], axis=1)
-        y = librosa.griffinlim(mag.astype(np.float32), n_iter=int(n_iter),
-                               hop_length=self.hop_length, n_fft=self.n_fft,
-                               center=True, length=len(logmel) * self.hop_length,
-                               random_state=np.random.RandomState(random_state))
+        y = librosa.griffinlim(
+            mag.astype(np.float32),
+            n_iter=int(n_iter),
+            hop_length=self.hop_length,
+            n_fft=self.n_fft,
+            center=True,
+            length=len(logmel) * self.hop_length,
+            random_state=np.random.RandomState(random_state),
+        )
         return y.astype(np.float32)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self._require_fitted()
         return {
-            "kind": np.array(self.kind), "sr": np.array(self.sr),
-            "hop_length": np.array(self.hop_length), "n_fft": np.array(self.n_fft),
-            "n_mels": np.array(self.n_mels), "n_quantizers": np.array(self.n_quantizers),
-            "n_coarse": np.array(self.n_coarse), "n_codes": np.array(self.n_codes),
-            "amin": np.array(self.amin), "n_iter": np.array(self.n_iter),
+            "kind": np.array(self.kind),
+            "sr": np.array(self.sr),
+            "hop_length": np.array(self.hop_length),
+            "n_fft": np.array(self.n_fft),
+            "n_mels": np.array(self.n_mels),
+            "n_quantizers": np.array(self.n_quantizers),
+            "n_coarse": np.array(self.n_coarse),
+            "n_codes": np.array(self.n_codes),
+            "amin": np.array(self.amin),
+            "n_iter": np.array(self.n_iter),
             "max_frames": np.array(-1 if self.max_frames is None else self.max_frames),
-            "mean": self.mean.copy(), "codebooks": self.codebooks.copy(),
+            "mean": self.mean.copy(),
+            "codebooks": self.codebooks.copy(),
         }
 
     @classmethod
-    def from_state_dict(cls, state) -> "MelRVQ":
+    def from_state_dict(cls, state) -> MelRVQ:
         _check_kind(cls, state)
         mf = _scalar(state, "max_frames", int)
-        tok = cls(sr=_scalar(state, "sr", int), hop_length=_scalar(state, "hop_length", int),
-                  n_fft=_scalar(state, "n_fft", int), n_mels=_scalar(state, "n_mels", int),
-                  n_quantizers=_scalar(state, "n_quantizers", int),
-                  n_coarse=_scalar(state, "n_coarse", int),
-                  n_codes=_scalar(state, "n_codes", int), amin=_scalar(state, "amin", float),
-                  n_iter=_scalar(state, "n_iter", int), max_frames=None if mf < 0 else mf)
+        tok = cls(
+            sr=_scalar(state, "sr", int),
+            hop_length=_scalar(state, "hop_length", int),
+            n_fft=_scalar(state, "n_fft", int),
+            n_mels=_scalar(state, "n_mels", int),
+            n_quantizers=_scalar(state, "n_quantizers", int),
+            n_coarse=_scalar(state, "n_coarse", int),
+            n_codes=_scalar(state, "n_codes", int),
+            amin=_scalar(state, "amin", float),
+            n_iter=_scalar(state, "n_iter", int),
+            max_frames=None if mf < 0 else mf,
+        )
         tok.mean = np.array(state["mean"], dtype=np.float64)
         tok.codebooks = np.array(state["codebooks"], dtype=np.float64)
         return tok
@@ -767,43 +826,6 @@ class MelRVQ(Tokenizer):
 # --------------------------------------------------------------------------
 # adapters for the paper's pretrained encoders (local cache only)
 # --------------------------------------------------------------------------
-
-_HOWTO = (
-    "This code never downloads. On a machine with network access run "
-    "`huggingface-cli download {model_id}` (or `python -c \"from huggingface_hub import "
-    "snapshot_download; snapshot_download('{model_id}')\"`), then copy the cache "
-    "(~/.cache/huggingface/hub, or the directory named by HF_HOME / HF_HUB_CACHE) to this "
-    "machine, or pass cache_dir= pointing at it."
-)
-
-
-def _hf_load(model_id: str, loader, *, cache_dir, extra: str = ""):
-    """Run ``loader(transformers, kwargs)`` offline; clear RuntimeError on failure.
-
-    Sets ``HF_HUB_OFFLINE=1`` in the process environment when it is unset, and
-    passes ``local_files_only=True``: nothing is ever fetched.
-    """
-    # Nothing may be fetched: offline hub mode (if the caller has not chosen) plus
-    # local_files_only on every from_pretrained call.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import transformers
-    except ImportError as exc:
-        raise RuntimeError(
-            f"Model {model_id!r} needs the `transformers` package, which is not installed "
-            f"(pip install transformers{extra}). " + _HOWTO.format(model_id=model_id)
-        ) from exc
-    kwargs = {"local_files_only": True, "cache_dir": cache_dir}
-    try:
-        return loader(transformers, kwargs)
-    except Exception as exc:  # missing files surface as OSError/ValueError/...
-        raise RuntimeError(
-            f"Model {model_id!r} could not be loaded from the local Hugging Face cache"
-            f"{'' if cache_dir is None else f' at {cache_dir!r}'} ({type(exc).__name__}: {exc}). "
-            + _HOWTO.format(model_id=model_id)
-        ) from exc
-
-
 
 
 class MertSemantic(Tokenizer):
@@ -837,10 +859,19 @@ class MertSemantic(Tokenizer):
     model_rate = 24000
     model_hop = 320  # 75 Hz at 24 kHz
 
-    def __init__(self, *, model_id: str = "m-a-p/MERT-v1-95M", sr: int = 22050,
-                 layer: int = 7, n_codes: int = 1024, cache_dir: str | None = None,
-                 max_frames: int | None = 200_000, n_iter: int = 30,
-                 model=None, processor=None):
+    def __init__(
+        self,
+        *,
+        model_id: str = "m-a-p/MERT-v1-95M",
+        sr: int = 22050,
+        layer: int = 7,
+        n_codes: int = 1024,
+        cache_dir: str | None = None,
+        max_frames: int | None = 200_000,
+        n_iter: int = 30,
+        model=None,
+        processor=None,
+    ):
         self.model_id = model_id
         self.sr = int(sr)
         self.layer = int(layer)
@@ -851,16 +882,15 @@ class MertSemantic(Tokenizer):
         self.hop_length = int(round(self.sr / 75))  # frames are reported at 75 Hz
         self.codebook: np.ndarray | None = None
 
-        def load(tf, kw):
-            model = tf.AutoModel.from_pretrained(model_id, trust_remote_code=True, **kw)
-            proc = tf.Wav2Vec2FeatureExtractor.from_pretrained(model_id, trust_remote_code=True, **kw)
+        def load(tf, source, kw):
+            model = tf.AutoModel.from_pretrained(source, trust_remote_code=True, **kw)
+            proc = tf.Wav2Vec2FeatureExtractor.from_pretrained(source, trust_remote_code=True, **kw)
             return model.eval(), proc
 
         if model is not None and processor is not None:
             self._model, self._processor = model, processor
         else:
-            self._model, self._processor = _hf_load(model_id, load, cache_dir=cache_dir,
-                                                    extra=" nnAudio")
+            self._model, self._processor = load_offline(model_id, load, cache_dir=cache_dir, extra=" nnAudio")
 
     @property
     def fitted(self) -> bool:
@@ -868,20 +898,17 @@ class MertSemantic(Tokenizer):
 
     def features(self, y) -> np.ndarray:
         """Hidden state ``layer`` of MERT, float64 (T, 768), T = ceil(n / hop_length)."""
-        import torch
-
         y = as_waveform(y)
         y24 = resample(y, self.sr, self.model_rate)
-        inputs = self._processor(y24, sampling_rate=self.model_rate, return_tensors="pt")
-        with torch.no_grad():
-            out = self._model(**inputs, output_hidden_states=True)
-        h = out.hidden_states[self.layer][0].double().numpy()
+        h = mert_hidden_states(self._model, self._processor, y24, sr=self.model_rate, layer=self.layer).astype(
+            np.float64
+        )
         t = self.n_frames(len(y))
         if len(h) < t:  # pad by repeating the last frame
             h = np.concatenate([h, np.repeat(h[-1:], t - len(h), axis=0)])
         return h[:t]
 
-    def fit(self, tracks, *, random_state) -> "MertSemantic":
+    def fit(self, tracks, *, random_state) -> MertSemantic:
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.features), self.max_frames, rng)
         self.codebook = kmeans(x, self.n_codes, random_state=rng, n_iter=self.n_iter)
@@ -893,17 +920,26 @@ class MertSemantic(Tokenizer):
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self._require_fitted()
-        return {"kind": np.array(self.kind), "model_id": np.array(self.model_id),
-                "sr": np.array(self.sr), "layer": np.array(self.layer),
-                "n_codes": np.array(self.n_codes), "codebook": self.codebook.copy()}
+        return {
+            "kind": np.array(self.kind),
+            "model_id": np.array(self.model_id),
+            "sr": np.array(self.sr),
+            "layer": np.array(self.layer),
+            "n_codes": np.array(self.n_codes),
+            "codebook": self.codebook.copy(),
+        }
 
     @classmethod
-    def from_state_dict(cls, state, **kwargs) -> "MertSemantic":
+    def from_state_dict(cls, state, **kwargs) -> MertSemantic:
         """Rebuild; ``kwargs`` (``cache_dir``, ``model``, ``processor``) go to the constructor."""
         _check_kind(cls, state)
-        tok = cls(model_id=str(np.asarray(state["model_id"]).item()),
-                  sr=_scalar(state, "sr", int), layer=_scalar(state, "layer", int),
-                  n_codes=_scalar(state, "n_codes", int), **kwargs)
+        tok = cls(
+            model_id=str(np.asarray(state["model_id"]).item()),
+            sr=_scalar(state, "sr", int),
+            layer=_scalar(state, "layer", int),
+            n_codes=_scalar(state, "n_codes", int),
+            **kwargs,
+        )
         tok.codebook = np.array(state["codebook"], dtype=np.float64)
         return tok
 
@@ -923,9 +959,16 @@ class EncodecAcoustic(Tokenizer):
     model_rate = 24000
     n_codes = 1024
 
-    def __init__(self, *, model_id: str = "facebook/encodec_24khz", sr: int = 22050,
-                 bandwidth: float = 6.0, n_coarse: int = 3, cache_dir: str | None = None,
-                 model=None):
+    def __init__(
+        self,
+        *,
+        model_id: str = "facebook/encodec_24khz",
+        sr: int = 22050,
+        bandwidth: float = 6.0,
+        n_coarse: int = 3,
+        cache_dir: str | None = None,
+        model=None,
+    ):
         self.model_id = model_id
         self.sr = int(sr)
         self.bandwidth = float(bandwidth)
@@ -934,16 +977,16 @@ class EncodecAcoustic(Tokenizer):
         self.cache_dir = cache_dir
         self.hop_length = int(round(self.sr / 75))
 
-        def load(tf, kw):
-            return tf.EncodecModel.from_pretrained(model_id, **kw).eval()
+        def load(tf, source, kw):
+            return tf.EncodecModel.from_pretrained(source, **kw).eval()
 
-        self._model = model if model is not None else _hf_load(model_id, load, cache_dir=cache_dir)
+        self._model = model if model is not None else load_offline(model_id, load, cache_dir=cache_dir)
 
     @property
     def fitted(self) -> bool:
         return True
 
-    def fit(self, tracks, *, random_state) -> "EncodecAcoustic":
+    def fit(self, tracks, *, random_state) -> EncodecAcoustic:
         return self
 
     def encode(self, y) -> np.ndarray:
@@ -968,7 +1011,7 @@ class EncodecAcoustic(Tokenizer):
     def split(self, codes) -> tuple[np.ndarray, np.ndarray]:
         """(coarse, fine) = ``codes[:, :n_coarse], codes[:, n_coarse:]``."""
         codes = np.asarray(codes)
-        return codes[:, :self.n_coarse], codes[:, self.n_coarse:]
+        return codes[:, : self.n_coarse], codes[:, self.n_coarse :]
 
     def decode(self, codes, **kwargs) -> np.ndarray:
         """Audio from codes (T, q), q <= n_quantizers: float32 (T * hop_length,) at ``sr``."""
@@ -982,17 +1025,25 @@ class EncodecAcoustic(Tokenizer):
         return np.pad(y, (0, max(0, n - len(y))))[:n]
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"kind": np.array(self.kind), "model_id": np.array(self.model_id),
-                "sr": np.array(self.sr), "bandwidth": np.array(self.bandwidth),
-                "n_coarse": np.array(self.n_coarse)}
+        return {
+            "kind": np.array(self.kind),
+            "model_id": np.array(self.model_id),
+            "sr": np.array(self.sr),
+            "bandwidth": np.array(self.bandwidth),
+            "n_coarse": np.array(self.n_coarse),
+        }
 
     @classmethod
-    def from_state_dict(cls, state, **kwargs) -> "EncodecAcoustic":
+    def from_state_dict(cls, state, **kwargs) -> EncodecAcoustic:
         """Rebuild; ``kwargs`` (``cache_dir``, ``model``) go to the constructor."""
         _check_kind(cls, state)
-        return cls(model_id=str(np.asarray(state["model_id"]).item()),
-                   sr=_scalar(state, "sr", int), bandwidth=_scalar(state, "bandwidth", float),
-                   n_coarse=_scalar(state, "n_coarse", int), **kwargs)
+        return cls(
+            model_id=str(np.asarray(state["model_id"]).item()),
+            sr=_scalar(state, "sr", int),
+            bandwidth=_scalar(state, "bandwidth", float),
+            n_coarse=_scalar(state, "n_coarse", int),
+            **kwargs,
+        )
 
 
 _KINDS = {c.kind: c for c in (SemanticKMeans, MelRVQ, MertSemantic, EncodecAcoustic)}

@@ -23,7 +23,7 @@ Conventions
     ``1 / (1 + d)`` with ``d`` the standardized Euclidean distance over the
     dimensions whose pool std is non-zero (see :func:`feature_scales`); or
   - a **sequence** feature: a list (or object array) of ``n_pool`` 1-D integer
-    sequences, e.g. chord root motions from :func:`root_motion`. Similarity is
+    sequences, e.g. chord root motions from :func:`aria.audio.features.chord_root_motion`. Similarity is
     :func:`lcs_similarity`. This path is exact but a pure Python loop over
     pairs, meant for modest pools and group counts.
 
@@ -38,7 +38,7 @@ Conventions
 * Ranking ties in the score matrix are broken by the lower row index first.
 
 Everything here is pure numpy; the only I/O is opening a score store path via
-:func:`aria.io.stores.open_scores`.
+:func:`aria.io.matrices.open_matrix`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from aria.io.stores import DEFAULT_ROW_CHUNK, iter_row_chunks, open_scores
+from aria.io.matrices import open_matrix
+from aria.io.stores import DEFAULT_ROW_CHUNK, iter_row_chunks
 
 __all__ = [
     "SIGMA_EPS",
@@ -62,7 +63,6 @@ __all__ = [
     "mean_pairwise_similarity",
     "lcs_length",
     "lcs_similarity",
-    "root_motion",
     "mean_pairwise_sequence_similarity",
     "channel_homogeneity",
     "random_groups",
@@ -232,50 +232,16 @@ def mean_pairwise_similarity(X, groups, s, keep=None) -> np.ndarray:
     out = np.empty(G, dtype=np.float64)
     step = max(1, _CHUNK_ELEMS // (n_pairs * d))
     for a in range(0, G, step):
-        Zg = Z[groups[a : a + step]]                      # (g, K, d)
-        diff = Zg[:, iu, :] - Zg[:, ju, :]                # (g, P, d)
+        Zg = Z[groups[a : a + step]]  # (g, K, d)
+        diff = Zg[:, iu, :] - Zg[:, ju, :]  # (g, P, d)
         dist = np.sqrt(np.einsum("gpk,gpk->gp", diff, diff))
         out[a : a + step] = (1.0 / (1.0 + dist)).mean(axis=1)
     return out
 
 
 # --------------------------------------------------------------------------- #
-# Sequence features: chord root motion, LCS similarity
+# Sequence similarity: LCS (of chord root motions, aria.audio.features.chord_root_motion)
 # --------------------------------------------------------------------------- #
-def root_motion(roots) -> np.ndarray:
-    """Transposition-invariant root-motion intervals of a chord-root sequence.
-
-    Parameters
-    ----------
-    roots : array_like of int, shape (n,)
-        Chord root pitch classes per frame/segment (0 = C ... 11 = B; values
-        >= 12 are reduced mod 12). Negative values mean "no chord".
-
-    Returns
-    -------
-    motion : ndarray of int64, shape (m,)
-        ``(r_{k+1} - r_k) mod 12`` over the root sequence after dropping
-        no-chord entries and *then* merging consecutive repeats (so a no-chord
-        gap inside a sustained chord, C N C, counts as one C and never creates
-        a spurious 0 interval). Consequently every interval is in 1..11.
-        Empty when fewer than two distinct consecutive roots remain.
-
-    Examples
-    --------
-    >>> root_motion([0, 7, 9, 5]).tolist()   # C G Am F
-    [7, 2, 8]
-    """
-    r = np.asarray(roots).reshape(-1)
-    if r.size and not np.issubdtype(r.dtype, np.integer):
-        if not np.all(np.isfinite(r)) or not np.all(r == np.round(r)):
-            raise ValueError("root_motion: roots must be integers (negative = no chord)")
-    r = r.astype(np.int64)
-    r = r[r >= 0] % 12
-    if r.size:
-        r = r[np.concatenate(([True], r[1:] != r[:-1]))]
-    return np.diff(r) % 12
-
-
 def lcs_length(a, b) -> int:
     """Length of the longest common subsequence of two integer sequences.
 
@@ -365,14 +331,12 @@ def _n_pool(features: Mapping, names) -> int:
 
 
 def _all_scales(features: Mapping, names) -> dict:
-    return {
-        f: None if is_sequence_feature(features[f]) else feature_scales(features[f])
-        for f in names
-    }
+    return {f: None if is_sequence_feature(features[f]) else feature_scales(features[f]) for f in names}
 
 
-def channel_homogeneity(features: Mapping, channels: Mapping[str, Sequence[str]],
-                        groups, scales: Mapping) -> tuple[dict, dict]:
+def channel_homogeneity(
+    features: Mapping, channels: Mapping[str, Sequence[str]], groups, scales: Mapping
+) -> tuple[dict, dict]:
     """Per-channel and per-feature homogeneity of many groups.
 
     Parameters
@@ -442,9 +406,15 @@ def random_groups(n_pool: int, K: int, R: int, *, random_state) -> np.ndarray:
     return out
 
 
-def null_distribution(features: Mapping, channels: Mapping[str, Sequence[str]], *,
-                      ks=DEFAULT_KS, n_groups: int = DEFAULT_N_GROUPS,
-                      random_state: int = 0, scales: Mapping | None = None) -> dict:
+def null_distribution(
+    features: Mapping,
+    channels: Mapping[str, Sequence[str]],
+    *,
+    ks=DEFAULT_KS,
+    n_groups: int = DEFAULT_N_GROUPS,
+    random_state: int = 0,
+    scales: Mapping | None = None,
+) -> dict:
     """Null mean/std of homogeneity over random groups, per K (SPEC §6).
 
     Parameters
@@ -510,9 +480,9 @@ def null_distribution(features: Mapping, channels: Mapping[str, Sequence[str]], 
 # Top-K rows of a score matrix, streaming
 # --------------------------------------------------------------------------- #
 def _open_matrix(S):
-    if isinstance(S, (str, os.PathLike)):
-        arr, _rows, cols = open_scores(S)
-        return arr, cols
+    if isinstance(S, (str, os.PathLike)):  # any format of aria.io.matrices, read lazily
+        m = open_matrix(S)
+        return m.data, m.col_ids
     if hasattr(S, "shape") and hasattr(S, "chunks") and not isinstance(S, np.ndarray):
         return S, None  # zarr (or zarr-like) array, read lazily
     S = np.asarray(S)
@@ -539,7 +509,7 @@ def _select_top(vals: np.ndarray, pos: np.ndarray, K: int) -> tuple[np.ndarray, 
         sel = gt | (eq & (np.cumsum(eq, axis=0) <= need))
         # exactly K selected per column; gather them column by column
         cols, rows = np.nonzero(sel.T)
-        rows = rows.reshape(Q, K).T                           # (K, Q)
+        rows = rows.reshape(Q, K).T  # (K, Q)
         cidx = np.arange(Q)[None, :]
         vals = vals[rows, cidx]
         pos = pos[rows, cidx]
@@ -548,15 +518,14 @@ def _select_top(vals: np.ndarray, pos: np.ndarray, K: int) -> tuple[np.ndarray, 
     return vals[order, cidx], pos[order, cidx]
 
 
-def top_k_rows(S, K: int, *, row_chunk: int | None = None,
-               return_scores: bool = False):
+def top_k_rows(S, K: int, *, row_chunk: int | None = None, return_scores: bool = False):
     """Indices of the K highest-scoring rows for every column, in one pass.
 
     Parameters
     ----------
     S : ndarray, zarr array, or path to a score store, shape (N, Q)
         Score matrix (rows = training items, columns = queries). A path is
-        opened with :func:`aria.io.stores.open_scores`. Scores must be finite.
+        opened with :func:`aria.io.matrices.open_matrix`. Scores must be finite.
     K : int
         Group size, 1 <= K <= N.
     row_chunk : int, optional
@@ -593,9 +562,7 @@ def top_k_rows(S, K: int, *, row_chunk: int | None = None,
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
             raise ValueError(f"top_k_rows: non-finite score at row {start + bad[0]}, column {bad[1]}")
-        rows = np.broadcast_to(
-            np.arange(start, start + block.shape[0], dtype=np.int64)[:, None], block.shape
-        )
+        rows = np.broadcast_to(np.arange(start, start + block.shape[0], dtype=np.int64)[:, None], block.shape)
         # running best (sorted, all rows < start) first, then the block in row order
         vals = np.concatenate([best_v, block], axis=0)
         pos = np.concatenate([best_i, rows], axis=0)
@@ -620,7 +587,8 @@ def zscores(H_query, null_mu, null_sigma) -> np.ndarray:
     if degenerate:
         warnings.warn(
             "degenerate null distribution (sigma ~ 0): z-scores set to nan",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning,
+            stacklevel=2,
         )
     return z
 
@@ -656,9 +624,16 @@ def summarize(z) -> dict:
 # --------------------------------------------------------------------------- #
 # Putting it together
 # --------------------------------------------------------------------------- #
-def homogeneity_table(S, features: Mapping, channels: Mapping[str, Sequence[str]],
-                      null: Mapping, *, ks=None, scales: Mapping | None = None,
-                      row_chunk: int | None = None) -> dict:
+def homogeneity_table(
+    S,
+    features: Mapping,
+    channels: Mapping[str, Sequence[str]],
+    null: Mapping,
+    *,
+    ks=None,
+    scales: Mapping | None = None,
+    row_chunk: int | None = None,
+) -> dict:
     """Homogeneity z-scores of every query's top-K group, per K and channel.
 
     Parameters
@@ -721,13 +696,17 @@ def homogeneity_table(S, features: Mapping, channels: Mapping[str, Sequence[str]
             z_f[f], _ = _zscores(h, nk["mu_f"][f], nk["sigma_f"][f])
         by_k[K] = {
             "groups": groups,
-            "H_c": H_c, "z_c": z_c, "H_f": H_f, "z_f": z_f,
+            "H_c": H_c,
+            "z_c": z_c,
+            "H_f": H_f,
+            "z_f": z_f,
             "summary": {c: summarize(z) for c, z in z_c.items()},
             "summary_f": {f: summarize(z) for f, z in z_f.items()},
         }
     if degenerate:
         warnings.warn(
             f"degenerate null (sigma ~ 0) for (K, channel) {degenerate}: z-scores are nan",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning,
+            stacklevel=2,
         )
     return {"ks": ks, "col_ids": col_ids, "by_k": by_k}

@@ -61,9 +61,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from aria.io.stores import iter_row_chunks, open_scores
+from aria.io.matrices import open_matrix
+from aria.io.stores import iter_row_chunks
 
 __all__ = [
+    "reading",
     "GramStats",
     "LeadingAxes",
     "gram_stats",
@@ -164,12 +166,12 @@ def _array_name(arr: Any) -> str:
 
 
 def _resolve(S: Any) -> tuple[Any, str]:
-    """Return ``(array_like, source_name)`` for a path, zarr array or ndarray."""
+    """Return ``(array_like, source_name)`` for a path (:func:`aria.io.matrices.open_matrix`), zarr array or ndarray."""
     if isinstance(S, GramStats):
         raise TypeError("got GramStats; use reliability_from_stats(stats) instead")
-    if isinstance(S, (str, os.PathLike)):
-        arr, _, _ = open_scores(S)
-        return arr, str(S)
+    if isinstance(S, (str, os.PathLike)):  # any format of aria.io.matrices, read lazily
+        m = open_matrix(S)
+        return m.data, m.source
     if isinstance(S, np.ndarray):
         return S, "array"
     if hasattr(S, "shape") and hasattr(S, "__getitem__"):
@@ -222,13 +224,8 @@ def _raise_nonfinite(block: np.ndarray, start: int, source: str) -> None:
     if bad_rows.size:
         r = int(bad_rows[0])
         c = int(np.flatnonzero(~np.isfinite(block[r]))[0])
-        raise ValueError(
-            f"{source}: non-finite score ({block[r, c]}) at row {start + r}, column {c}"
-        )
-    raise ValueError(
-        f"{source}: score chunk starting at row {start} overflows float64 "
-        "in its column sums"
-    )
+        raise ValueError(f"{source}: non-finite score ({block[r, c]}) at row {start + r}, column {c}")
+    raise ValueError(f"{source}: score chunk starting at row {start} overflows float64 in its column sums")
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -312,8 +309,16 @@ def _accumulate(arr: Any, source: str, row_chunk: int | None, progress: bool) ->
     colsumsq = np.diagonal(m2) + nmu * mean
     np.fill_diagonal(gram, colsumsq)
     return GramStats(
-        n=n, q=q, mean=mean, cgram=m2, gram=gram, colsum=nmu, colsumsq=colsumsq,
-        source=source, row_chunk=rows, n_chunks=n_chunks,
+        n=n,
+        q=q,
+        mean=mean,
+        cgram=m2,
+        gram=gram,
+        colsum=nmu,
+        colsumsq=colsumsq,
+        source=source,
+        row_chunk=rows,
+        n_chunks=n_chunks,
     )
 
 
@@ -451,9 +456,7 @@ def leading_axes(
     if stats is None:
         stats = _accumulate(arr, source, row_chunk, progress)
     elif (stats.n, stats.q) != (nrows, q):
-        raise ValueError(
-            f"{source}: stats are for shape ({stats.n}, {stats.q}), S has shape ({nrows}, {q})"
-        )
+        raise ValueError(f"{source}: stats are for shape ({stats.n}, {stats.q}), S has shape ({nrows}, {q})")
     lam, vecs = np.linalg.eigh(stats.gram)
     order = np.argsort(lam)[::-1][:n]
     lam = np.clip(lam[order], 0.0, None)
@@ -484,3 +487,37 @@ def leading_axes(
         if bar is not None:
             bar.close()
     return LeadingAxes(sigma=sigma, v=v, u=u)
+
+
+#: thresholds of :func:`reading` (Aria's heuristics for a one-line summary, not the paper's)
+COLLAPSE_R1 = 0.5
+COLLAPSE_RHO = 0.5
+OFFSET_C = 0.5
+
+
+def reading(diag: dict) -> str:
+    """One-line reading of the four diagnostics (SPEC §4 "Reading").
+
+    ``r1 >= 0.5`` or ``rho_bar >= 0.5`` reads as query-independent collapse (the
+    method ranks training items nearly the same for every query); ``c_bar >= 0.5``
+    as a per-query offset dominating each column. The cut-offs are Aria's
+    heuristics for a quick summary; the values themselves are the evidence.
+    """
+    r1, rho, c = diag["r1"], diag["rho_bar"], diag["c_bar"]
+    parts = []
+    high = [f"{k} = {v:.2f}" for k, v, cut in (("r1", r1, COLLAPSE_R1), ("rho_bar", rho, COLLAPSE_RHO)) if v >= cut]
+    if high:
+        parts.append(
+            f"query-independent collapse ({', '.join(high)} >= 0.5): the method ranks training items "
+            "nearly the same for every query, so its per-query evidence describes one fixed group"
+        )
+    if c >= OFFSET_C:
+        parts.append(
+            f"a per-query offset dominates (c_bar = {c:.2f} >= 0.5): compare scores within a query, not across queries"
+        )
+    if not parts:
+        return (
+            f"no sign of query-independent collapse (r1 = {r1:.2f}, rho_bar = {rho:.2f}, "
+            f"c_bar = {c:.2f}, all < 0.5): the rankings differ from query to query"
+        )
+    return "; ".join(parts)

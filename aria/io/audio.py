@@ -39,8 +39,7 @@ def _check_truncation(path: str, extra_info: str) -> None:
     declared, present = int(m.group(1)), int(m.group(2))
     if present < declared and declared not in _PLACEHOLDER_SIZES:
         raise ValueError(
-            f"{path}: truncated audio file: header declares {declared} data bytes "
-            f"but only {present} are present"
+            f"{path}: truncated audio file: header declares {declared} data bytes but only {present} are present"
         )
 
 
@@ -135,8 +134,9 @@ def _frame_rms_db(y: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
         return 10.0 * np.log10(ms)  # = 20 log10(rms); -inf for digital silence
 
 
-def silence_fraction(y, *, sr: int, frame_s: float = SILENCE_FRAME_S,
-                     threshold_db: float = SILENCE_THRESHOLD_DB) -> float:
+def silence_fraction(
+    y, *, sr: int, frame_s: float = SILENCE_FRAME_S, threshold_db: float = SILENCE_THRESHOLD_DB
+) -> float:
     """Share of frames whose RMS level is below ``threshold_db`` dBFS.
 
     Parameters
@@ -166,8 +166,7 @@ def silence_fraction(y, *, sr: int, frame_s: float = SILENCE_FRAME_S,
     return float(np.mean(db < threshold_db))
 
 
-def is_silent(y, *, sr: int, frame_s: float = SILENCE_FRAME_S,
-              threshold_db: float = SILENCE_THRESHOLD_DB) -> bool:
+def is_silent(y, *, sr: int, frame_s: float = SILENCE_FRAME_S, threshold_db: float = SILENCE_THRESHOLD_DB) -> bool:
     """True when every frame is silent, i.e. ``silence_fraction(...) == 1``.
 
     Same parameters and conventions as :func:`silence_fraction`.

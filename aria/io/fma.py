@@ -97,7 +97,9 @@ def read_fma_tracks(tracks_csv, *, subset: str | None = None) -> pd.DataFrame:
     ids = pd.Series(raw.index)
     num_ids = pd.to_numeric(ids, errors="coerce")
     if num_ids.isna().any() or (num_ids != num_ids.round()).any():
-        raise ValueError(f"{path}: non-integer track_id(s) {list(ids[num_ids.isna() | (num_ids != num_ids.round())][:5])}")
+        raise ValueError(
+            f"{path}: non-integer track_id(s) {list(ids[num_ids.isna() | (num_ids != num_ids.round())][:5])}"
+        )
     track_id = num_ids.astype("int64").astype(str)
     dup = track_id[track_id.duplicated()].unique()
     if len(dup):
@@ -110,14 +112,22 @@ def read_fma_tracks(tracks_csv, *, subset: str | None = None) -> pd.DataFrame:
         vals = pd.to_numeric(df[name], errors="coerce")
         bad = vals.isna()
         if bad.any():
-            raise ValueError(f"{path}: missing or non-numeric track {name} for track_id(s) {list(df.loc[bad, 'track_id'][:5])}")
+            raise ValueError(
+                f"{path}: missing or non-numeric track {name} for track_id(s) {list(df.loc[bad, 'track_id'][:5])}"
+            )
         df[name] = vals.astype("float64" if name == "duration" else "int64")
     bad = ~df["fma_split"].isin(list(FMA_SPLITS))
     if bad.any():
-        raise ValueError(f"{path}: set.split must be one of {list(FMA_SPLITS)}; bad rows for track_id(s) {list(df.loc[bad, 'track_id'][:5])}")
+        raise ValueError(
+            f"{path}: set.split must be one of {list(FMA_SPLITS)}; "
+            f"bad rows for track_id(s) {list(df.loc[bad, 'track_id'][:5])}"
+        )
     bad = ~df["subset"].isin(FMA_SUBSETS)
     if bad.any():
-        raise ValueError(f"{path}: set.subset must be one of {list(FMA_SUBSETS)}; bad rows for track_id(s) {list(df.loc[bad, 'track_id'][:5])}")
+        raise ValueError(
+            f"{path}: set.subset must be one of {list(FMA_SUBSETS)}; "
+            f"bad rows for track_id(s) {list(df.loc[bad, 'track_id'][:5])}"
+        )
     df["split"] = df["fma_split"].map(FMA_SPLITS)
     if subset is not None:
         allowed = FMA_SUBSETS[: FMA_SUBSETS.index(subset) + 1]

@@ -51,8 +51,7 @@ _DRUM_CHANNEL = 9  # channel 10 in 1-based numbering
 _WRITE_CHANNELS = [c for c in range(16) if c != _DRUM_CHANNEL]
 
 
-def _ticks_to_seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, tempo_us: np.ndarray,
-                      tpb: int) -> np.ndarray:
+def _ticks_to_seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, tempo_us: np.ndarray, tpb: int) -> np.ndarray:
     """Convert absolute ticks to seconds given tempo changes (tick, us/beat)."""
     sec_per_tick = tempo_us / 1e6 / tpb
     marks = np.concatenate(([0.0], np.cumsum(np.diff(tempo_ticks) * sec_per_tick[:-1])))
@@ -105,9 +104,7 @@ def read_midi(path) -> tuple[np.ndarray, np.ndarray]:
     order = 0
     for ti, track in enumerate(mid.tracks):
         tick = 0
-        open_notes: dict[tuple[int, int], collections.deque] = collections.defaultdict(
-            collections.deque
-        )
+        open_notes: dict[tuple[int, int], collections.deque] = collections.defaultdict(collections.deque)
         for msg in track:
             tick += int(msg.time)
             order += 1
@@ -151,8 +148,7 @@ def read_midi(path) -> tuple[np.ndarray, np.ndarray]:
     notes["velocity"] = arr[:, 3]
     notes["track"] = track_ids.reshape(-1)
     tempo_map = np.column_stack(
-        [_ticks_to_seconds(tempo_ticks.astype(np.float64), tempo_ticks, tempo_us, tpb),
-         tempo_us / 1e6]
+        [_ticks_to_seconds(tempo_ticks.astype(np.float64), tempo_ticks, tempo_us, tpb), tempo_us / 1e6]
     )
     return _sort_notes(notes), tempo_map
 
@@ -190,9 +186,7 @@ def write_midi(path, notes, *, tempo_map=None, ticks_per_beat: int = 480) -> Non
         raise ValueError(f"{path}: notes must not start before 0 s")
     track_values = np.unique(notes["track"])
     if track_values.size > len(_WRITE_CHANNELS):
-        raise ValueError(
-            f"{path}: {track_values.size} tracks, at most {len(_WRITE_CHANNELS)} can be written"
-        )
+        raise ValueError(f"{path}: {track_values.size} tracks, at most {len(_WRITE_CHANNELS)} can be written")
 
     mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
     conductor = mido.MidiTrack()
@@ -222,8 +216,11 @@ def write_midi(path, notes, *, tempo_map=None, ticks_per_beat: int = 480) -> Non
         prev = 0
         for i in order:
             msg_type = "note_on" if kind[i] else "note_off"
-            track.append(mido.Message(msg_type, channel=channel, note=int(pitch[i]),
-                                      velocity=int(vel[i]), time=int(ticks[i] - prev)))
+            track.append(
+                mido.Message(
+                    msg_type, channel=channel, note=int(pitch[i]), velocity=int(vel[i]), time=int(ticks[i] - prev)
+                )
+            )
             prev = int(ticks[i])
         track.append(mido.MetaMessage("end_of_track", time=0))
         mid.tracks.append(track)

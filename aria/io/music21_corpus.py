@@ -41,8 +41,7 @@ def iter_pieces(collection: str, *, random_state, max_quarters: float = float("i
 
     folder, ext = COLLECTIONS[collection]
     rng = np.random.default_rng(random_state)
-    paths = sorted(str(p).split("/corpus/")[-1] for p in corpus.getComposer(folder)
-                   if str(p).endswith(ext))
+    paths = sorted(str(p).split("/corpus/")[-1] for p in corpus.getComposer(folder) if str(p).endswith(ext))
     for fi in rng.permutation(len(paths)):
         path = paths[fi]
         if collection not in OPUS_COLLECTIONS:
@@ -54,8 +53,10 @@ def iter_pieces(collection: str, *, random_state, max_quarters: float = float("i
         numbers = [int(x) for x in re.findall(r"^X:\s*(\d+)", text, flags=re.M)]
         for i in rng.permutation(len(numbers)):
             num = numbers[i]
-            yield f"{path}#X{num}", (lambda path=path, num=num:
-                                     _score_notes(corpus.parse(path, number=num), max_quarters))
+            yield (
+                f"{path}#X{num}",
+                (lambda path=path, num=num: _score_notes(corpus.parse(path, number=num), max_quarters)),
+            )
 
 
 def _score_notes(score, max_quarters: float = float("inf")):

@@ -31,8 +31,8 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import zarr
@@ -131,7 +131,7 @@ class ScoreWriter:
         self._ctx = None
         self._written = 0
 
-    def __enter__(self) -> "ScoreWriter":
+    def __enter__(self) -> ScoreWriter:
         self._ctx = atomic_dir(self.path)
         tmp = self._ctx.__enter__()
         group = zarr.open_group(str(tmp), mode="w")
@@ -150,22 +150,16 @@ class ScoreWriter:
     def write(self, start: int, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[1] != len(self.col_ids):
-            raise ValueError(
-                f"{self.path}: score block has shape {block.shape}, expected (rows, {len(self.col_ids)})"
-            )
+            raise ValueError(f"{self.path}: score block has shape {block.shape}, expected (rows, {len(self.col_ids)})")
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
-            raise ValueError(
-                f"{self.path}: non-finite score at row {start + bad[0]}, column {bad[1]}"
-            )
+            raise ValueError(f"{self.path}: non-finite score at row {start + bad[0]}, column {bad[1]}")
         self._arr[start : start + block.shape[0]] = block
         self._written += block.shape[0]
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None and self._written != len(self.row_ids):
-            exc = RuntimeError(
-                f"{self.path}: wrote {self._written} score rows, expected {len(self.row_ids)}"
-            )
+            exc = RuntimeError(f"{self.path}: wrote {self._written} score rows, expected {len(self.row_ids)}")
             self._ctx.__exit__(type(exc), exc, None)
             raise exc
         return self._ctx.__exit__(exc_type, exc, tb)
@@ -196,8 +190,7 @@ def iter_row_chunks(arr, *, rows: int | None = None) -> Iterator[tuple[int, np.n
         yield start, np.asarray(arr[start : start + rows])
 
 
-def write_features(path, *, train, query, train_ids, query_ids, attrs=None,
-                   row_chunk=DEFAULT_ROW_CHUNK) -> None:
+def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_chunk=DEFAULT_ROW_CHUNK) -> None:
     """Write projected features (see module docstring) atomically."""
     train = np.asarray(train, dtype=np.float32)
     query = np.asarray(query, dtype=np.float32)
@@ -208,7 +201,9 @@ def write_features(path, *, train, query, train_ids, query_ids, attrs=None,
         group = zarr.open_group(str(tmp), mode="w")
         for name, arr in (("train", train), ("query", query)):
             group.create_array(
-                name, shape=arr.shape, dtype="float32",
+                name,
+                shape=arr.shape,
+                dtype="float32",
                 chunks=(max(1, min(row_chunk, arr.shape[0])), max(1, arr.shape[1])),
             )[:] = arr
         _write_ids(group, "train_ids", train_ids)

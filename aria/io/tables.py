@@ -14,8 +14,17 @@ import pandas as pd
 
 from aria.io.stores import atomic_file
 
-__all__ = ["write_csv", "read_csv", "write_json", "read_json", "write_npz", "read_npz",
-           "save_torch", "load_torch", "read_manifest"]
+__all__ = [
+    "write_csv",
+    "read_csv",
+    "write_json",
+    "read_json",
+    "write_npz",
+    "read_npz",
+    "save_torch",
+    "load_torch",
+    "read_manifest",
+]
 
 
 def write_csv(path, df: pd.DataFrame) -> None:
@@ -60,6 +69,7 @@ def read_npz(path) -> dict[str, np.ndarray]:
 
 def save_torch(path, obj) -> None:
     import torch
+
     with atomic_file(path) as tmp:
         torch.save(obj, tmp)
 
@@ -115,3 +125,30 @@ def read_manifest(path, *, root=None) -> pd.DataFrame:
         lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5])
         raise ValueError(f"{path}: {len(gone)} file(s) named in the manifest do not exist: {lines}")
     return df
+
+
+def read_id_list(path) -> np.ndarray:
+    """Ids, one per line (a ``.txt`` file), or the first column of a ``.csv`` with a header row.
+
+    Also reads the ``segment_ids``/``track_ids``/``query_ids`` of an ``.npz`` layout of
+    Aria (training segments, queries). Blank lines are ignored; duplicates are an error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"id list not found: {path}")
+    if path.suffix == ".npz":
+        d = read_npz(path)
+        key = next((k for k in ("segment_ids", "query_ids", "track_ids") if k in d), None)
+        if key is None:
+            raise ValueError(f"{path}: no segment_ids, query_ids or track_ids array")
+        ids = np.asarray(d[key]).astype(str)
+    elif path.suffix == ".csv":
+        ids = pd.read_csv(path, dtype=str).iloc[:, 0].dropna().to_numpy().astype(str)
+    else:
+        ids = np.array([ln.strip() for ln in path.read_text().splitlines() if ln.strip()], dtype=str)
+    if len(ids) == 0:
+        raise ValueError(f"{path}: no ids")
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+    if len(dup):
+        raise ValueError(f"{path}: duplicate id(s) {list(dup[:5])}")
+    return ids

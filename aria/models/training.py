@@ -29,10 +29,22 @@ def _lr_at(step: int, total: int, lr: float, min_ratio: float) -> float:
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epochs: int,
-                lr: float, batch_size: int, n_checkpoints: int, random_state: int,
-                loss_mask: np.ndarray | None = None, weight_decay: float = 0.01,
-                min_lr_ratio: float = 0.1, progress: bool = False, desc: str = "train") -> dict:
+def train_model(
+    tokens: np.ndarray,
+    mask: np.ndarray,
+    *,
+    cfg: ModelConfig,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    n_checkpoints: int,
+    random_state: int,
+    loss_mask: np.ndarray | None = None,
+    weight_decay: float = 0.01,
+    min_lr_ratio: float = 0.1,
+    progress: bool = False,
+    desc: str = "train",
+) -> dict:
     """Train a :class:`MusicTransformer` on token blocks with AdamW.
 
     Parameters
@@ -73,7 +85,7 @@ def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epoch
         perm = torch.randperm(n, generator=gen)
         tot = 0.0
         for b in range(steps_per_epoch):
-            idx = perm[b * batch_size:(b + 1) * batch_size]
+            idx = perm[b * batch_size : (b + 1) * batch_size]
             cur_lr = _lr_at(step, total, lr, min_lr_ratio)
             for g in opt.param_groups:
                 g["lr"] = cur_lr
@@ -88,20 +100,30 @@ def train_model(tokens: np.ndarray, mask: np.ndarray, *, cfg: ModelConfig, epoch
         out["losses"].append(tot / n)
         bar.set_postfix(loss=f"{tot / n:.3f}")
         if epoch in ckpt_epochs:
-            out["checkpoints"].append({
-                "epoch": epoch,
-                "lr": _lr_at(step - 1, total, lr, min_lr_ratio),
-                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            })
+            out["checkpoints"].append(
+                {
+                    "epoch": epoch,
+                    "lr": _lr_at(step - 1, total, lr, min_lr_ratio),
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                }
+            )
     bar.close()
     out["final"] = out["checkpoints"][-1]["state"]
     return out
 
 
 @torch.no_grad()
-def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
-             temperature: float, random_state: int, top_k: int = 0, pad: int | None = None,
-             allowed: np.ndarray | None = None) -> np.ndarray:
+def generate(
+    model: MusicTransformer,
+    prompts: np.ndarray,
+    *,
+    length: int,
+    temperature: float,
+    random_state: int,
+    top_k: int = 0,
+    pad: int | None = None,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
     """Sample continuations of equal-length prompts.
 
     Parameters
@@ -119,6 +141,7 @@ def generate(model: MusicTransformer, prompts: np.ndarray, *, length: int,
     int64 array (Q, length): prompt followed by the sampled tokens.
     """
     from aria.symbolic.tokenize import PAD
+
     pad = PAD if pad is None else pad
     model.eval()
     gen = torch.Generator().manual_seed(int(random_state))

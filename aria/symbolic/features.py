@@ -53,12 +53,12 @@ Edge-case conventions
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from aria.symbolic.notes import as_notes, as_tempo_map, seconds_to_beats
 from aria.runtime import progress as track_progress
+from aria.symbolic.notes import as_notes, as_tempo_map, seconds_to_beats
 
 __all__ = [
     "FEATURE_DIMS",
@@ -243,8 +243,9 @@ def extract(path_or_notes, *, tempo_map=None) -> dict[str, np.ndarray]:
     return _features(notes, tm)
 
 
-def extract_many(notes_list: Iterable, *, tempo_maps: Sequence | None = None,
-                 progress: bool = False) -> dict[str, np.ndarray]:
+def extract_many(
+    notes_list: Iterable, *, tempo_maps: Sequence | None = None, progress: bool = False
+) -> dict[str, np.ndarray]:
     """Compute the features of many note lists and stack them.
 
     Parameters
@@ -268,12 +269,17 @@ def extract_many(notes_list: Iterable, *, tempo_maps: Sequence | None = None,
     if tempo_maps is None:
         tempo_maps = [None] * len(items)
     elif len(tempo_maps) != len(items):
-        raise ValueError(
-            f"got {len(tempo_maps)} tempo maps for {len(items)} note lists"
-        )
+        raise ValueError(f"got {len(tempo_maps)} tempo maps for {len(items)} note lists")
     out = {name: np.zeros((len(items), d), dtype=np.float64) for name, d in FEATURE_DIMS.items()}
-    iterator = track_progress(enumerate(zip(items, tempo_maps)), total=len(items), desc="symbolic features",
-                              unit="seg", name=lambda it: f"segment {it[0]}", enabled=progress, mininterval=0.1)
+    iterator = track_progress(
+        enumerate(zip(items, tempo_maps)),
+        total=len(items),
+        desc="symbolic features",
+        unit="seg",
+        name=lambda it: f"segment {it[0]}",
+        enabled=progress,
+        mininterval=0.1,
+    )
     for i, (notes, tm) in iterator:
         feats = extract(notes, tempo_map=tm)
         for name in FEATURE_NAMES:

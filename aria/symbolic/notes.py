@@ -40,9 +40,7 @@ __all__ = [
     "beats_to_seconds",
 ]
 
-NOTE_DTYPE = np.dtype(
-    [("onset", "f8"), ("offset", "f8"), ("pitch", "i2"), ("velocity", "i2"), ("track", "i2")]
-)
+NOTE_DTYPE = np.dtype([("onset", "f8"), ("offset", "f8"), ("pitch", "i2"), ("velocity", "i2"), ("track", "i2")])
 
 #: 120 BPM: one row at time 0, 0.5 s per quarter-note beat.
 DEFAULT_TEMPO_MAP = np.array([[0.0, 0.5]], dtype=np.float64)
@@ -62,9 +60,7 @@ def _validate_notes(notes: np.ndarray) -> None:
         raise ValueError("note onsets and offsets must be finite")
     if (offset < onset).any():
         i = int(np.flatnonzero(offset < onset)[0])
-        raise ValueError(
-            f"note {i} ends before it starts (onset {onset[i]} s, offset {offset[i]} s)"
-        )
+        raise ValueError(f"note {i} ends before it starts (onset {onset[i]} s, offset {offset[i]} s)")
     pitch, velocity = notes["pitch"], notes["velocity"]
     if pitch.min() < 0 or pitch.max() > 127:
         raise ValueError("note pitches must lie in 0..127")
@@ -148,8 +144,7 @@ def as_notes(notes) -> np.ndarray:
     missing = [f for f in ("onset", "offset", "pitch", "velocity") if f not in names]
     if missing or notes.ndim != 1:
         raise ValueError(
-            f"expected a 1-D note array with fields {NOTE_DTYPE.names}, got dtype "
-            f"{notes.dtype} and shape {notes.shape}"
+            f"expected a 1-D note array with fields {NOTE_DTYPE.names}, got dtype {notes.dtype} and shape {notes.shape}"
         )
     out = np.zeros(notes.shape[0], dtype=NOTE_DTYPE)
     for name in NOTE_DTYPE.names:

@@ -24,7 +24,12 @@ import numpy as np
 from aria.symbolic.notes import NOTE_DTYPE
 
 __all__ = [
-    "VOCAB_SIZE", "PAD", "TIME_STEP", "encode", "decode", "split_blocks",
+    "VOCAB_SIZE",
+    "PAD",
+    "TIME_STEP",
+    "encode",
+    "decode",
+    "split_blocks",
     "segment_notes",
 ]
 
@@ -153,9 +158,9 @@ def split_blocks(tokens, *, block: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     blocks = np.full((n, block), PAD, dtype=np.int64)
     mask = np.zeros((n, block), dtype=bool)
     for b in range(n):
-        chunk = tokens[b * block:(b + 1) * block]
-        blocks[b, :len(chunk)] = chunk
-        mask[b, :len(chunk)] = True
+        chunk = tokens[b * block : (b + 1) * block]
+        blocks[b, : len(chunk)] = chunk
+        mask[b, : len(chunk)] = True
     return blocks, mask, np.arange(n, dtype=np.int64) * block
 
 

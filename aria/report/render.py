@@ -14,12 +14,17 @@ import math
 
 import numpy as np
 
-__all__ = ["DIAG_KEYS", "METHOD_LABELS", "main_table", "markdown_report", "html_report",
-           "k_sweep_figure", "spectrum_figure"]
+__all__ = ["DIAG_KEYS", "main_table", "markdown_report", "html_report", "k_sweep_figure", "spectrum_figure"]
 
 DIAG_KEYS = ("r1", "r2_5", "c_bar", "rho_bar")
 DIAG_LABELS = {"r1": "r₁", "r2_5": "r₂:₅", "c_bar": "c̄", "rho_bar": "ρ̄"}
-METHOD_LABELS = {"trak": "TRAK", "tracin": "TracIn", "gradcos": "Grad-Cos", "graddot": "GradDot"}
+
+
+def _label(m: str) -> str:
+    """Display label of a row: a registered method's report label, else the key itself."""
+    from aria import registry
+
+    return registry.METHODS[m].label if m in registry.METHODS else m
 
 
 def _fmt(x, spec):
@@ -46,12 +51,11 @@ def main_table(diags: dict, homs: dict, *, main_k: int) -> tuple[list[str], list
         header += [f"{c} μz", f"{c} Pos", f"{c} Sig"]
     rows = []
     for m in methods:
-        row = [METHOD_LABELS.get(m, m)] + [_fmt(diags[m][k], ".3f") for k in DIAG_KEYS]
+        row = [_label(m)] + [_fmt(diags[m][k], ".3f") for k in DIAG_KEYS]
         summ = homs[m]["by_k"][str(main_k)]["summary"]
         for c in channels:
             s = summ[c]
-            row += [_fmt(s["mu_z"], "+.2f"), _fmt(s["pos"] * 100, ".0f") + "%",
-                    _fmt(s["sig"] * 100, ".0f") + "%"]
+            row += [_fmt(s["mu_z"], "+.2f"), _fmt(s["pos"] * 100, ".0f") + "%", _fmt(s["sig"] * 100, ".0f") + "%"]
         rows.append(row)
     return header, rows, channels
 
@@ -60,6 +64,7 @@ def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return buf.getvalue()
 
@@ -67,6 +72,7 @@ def _png(fig) -> bytes:
 def k_sweep_figure(homs: dict) -> bytes:
     """PNG: mu_z against K, one panel per channel, one line per method."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
@@ -77,8 +83,7 @@ def k_sweep_figure(homs: dict) -> bytes:
     for ax, c in zip(axes, channels):
         for m, h in homs.items():
             ks = sorted(int(k) for k in h["by_k"])
-            ax.plot(ks, [h["by_k"][str(k)]["summary"][c]["mu_z"] for k in ks], marker="o",
-                    label=METHOD_LABELS.get(m, m))
+            ax.plot(ks, [h["by_k"][str(k)]["summary"][c]["mu_z"] for k in ks], marker="o", label=_label(m))
         ax.axhline(0, color="grey", lw=0.8)
         ax.axhline(1.645, color="grey", lw=0.6, ls=":")
         ax.set_xscale("log")
@@ -96,6 +101,7 @@ def k_sweep_figure(homs: dict) -> bytes:
 def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
     """PNG: share of Frobenius energy per singular value, first ``n``, per method."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
@@ -103,7 +109,7 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for m, d in diags.items():
         e = np.asarray(d["energy"][:n])
-        ax.plot(np.arange(1, len(e) + 1), e, marker=".", label=METHOD_LABELS.get(m, m))
+        ax.plot(np.arange(1, len(e) + 1), e, marker=".", label=_label(m))
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("singular value index i")
@@ -114,8 +120,14 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
 
 
 def markdown_report(title: str, header, rows, *, main_k: int, notes: list[str]) -> str:
-    lines = [f"# {title}", "", f"Main table (homogeneity at K = {main_k}).", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# {title}",
+        "",
+        f"Main table (homogeneity at K = {main_k}).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
@@ -146,8 +158,18 @@ def _player(src: str) -> str:
     return f'<audio controls preload="none" src="{html.escape(src)}"></audio>'
 
 
-def html_report(title: str, header, rows, channels, *, main_k: int, figures: dict[str, bytes],
-                notes: list[str], evidence: list[tuple[str, list[list]]], media: dict | None = None) -> str:
+def html_report(
+    title: str,
+    header,
+    rows,
+    channels,
+    *,
+    main_k: int,
+    figures: dict[str, bytes],
+    notes: list[str],
+    evidence: list[tuple[str, list[list]]],
+    media: dict | None = None,
+) -> str:
     """Self-contained HTML (figures embedded as base64 PNG).
 
     ``evidence``: per query, rows of ``[label, top-K ids]``. With ``media``
@@ -156,14 +178,21 @@ def html_report(title: str, header, rows, channels, *, main_k: int, figures: dic
     the query links to its generated MIDI and the ids are listed.
     """
     n_diag = len(DIAG_KEYS)
-    grp = (f'<tr class="grp"><th></th><th colspan="{n_diag}">Reliability (lower = more query-dependent)</th>'
-           + "".join(f'<th class="sep" colspan="3">{html.escape(c)}</th>' for c in channels) + "</tr>")
-    sub = ("<tr><th>Method</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in header[1:1 + n_diag])
-           + "".join('<th class="sep">μz</th><th>Pos</th><th>Sig</th>' for _ in channels) + "</tr>")
+    grp = (
+        f'<tr class="grp"><th></th><th colspan="{n_diag}">Reliability (lower = more query-dependent)</th>'
+        + "".join(f'<th class="sep" colspan="3">{html.escape(c)}</th>' for c in channels)
+        + "</tr>"
+    )
+    sub = (
+        "<tr><th>Method</th>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header[1 : 1 + n_diag])
+        + "".join('<th class="sep">μz</th><th>Pos</th><th>Sig</th>' for _ in channels)
+        + "</tr>"
+    )
     body = []
     for r in rows:
-        cells = [f"<td>{html.escape(r[0])}</td>"] + [f"<td>{v}</td>" for v in r[1:1 + n_diag]]
-        for i, v in enumerate(r[1 + n_diag:]):
+        cells = [f"<td>{html.escape(r[0])}</td>"] + [f"<td>{v}</td>" for v in r[1 : 1 + n_diag]]
+        for i, v in enumerate(r[1 + n_diag :]):
             cls = []
             if i % 3 == 0:
                 cls.append("sep")
@@ -175,30 +204,41 @@ def html_report(title: str, header, rows, channels, *, main_k: int, figures: dic
         body.append("<tr>" + "".join(cells) + "</tr>")
     figs = "".join(
         f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, png in figures.items())
+        f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+        for cap, png in figures.items()
+    )
     ev = []
     for qid, top in evidence:
         if media is None:
-            lis = "".join(f"<tr><td>{html.escape(lab)}</td><td>{html.escape(', '.join(ids))}</td></tr>"
-                          for lab, ids in top)
+            lis = "".join(
+                f"<tr><td>{html.escape(lab)}</td><td>{html.escape(', '.join(ids))}</td></tr>" for lab, ids in top
+            )
             head = f'(<a href="{html.escape(f"queries/midi/{qid}.mid")}">generated MIDI</a>)'
         else:
             lis = "".join(
-                f"<tr><td>{html.escape(lab)}</td><td>" + "".join(
+                f"<tr><td>{html.escape(lab)}</td><td>"
+                + "".join(
                     f'<div class="clip"><code>{html.escape(t)}</code> {_player(media["tracks"][t])}</div>'
-                    for t in ids if t in media["tracks"]) + "</td></tr>" for lab, ids in top)
-            head = _player(f'{media["queries"]}/{qid}.wav')
-        ev.append(f"<details><summary><code>{html.escape(qid)}</code> {head}</summary>"
-                  f"<table><tr><th>method</th><th>top-{main_k} training items</th></tr>{lis}</table></details>")
+                    for t in ids
+                    if t in media["tracks"]
+                )
+                + "</td></tr>"
+                for lab, ids in top
+            )
+            head = _player(f"{media['queries']}/{qid}.wav")
+        ev.append(
+            f"<details><summary><code>{html.escape(qid)}</code> {head}</summary>"
+            f"<table><tr><th>method</th><th>top-{main_k} training items</th></tr>{lis}</table></details>"
+        )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="sub">Reliability diagnostics of each score matrix (SPEC §4) and within-group musical
 homogeneity of each query's top-{main_k} attributed training items against random groups (SPEC §6).</p>
 <h2>Main table</h2>
-<table>{grp}{sub}{''.join(body)}</table>
-<ul class="notes">{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>
+<table>{grp}{sub}{"".join(body)}</table>
+<ul class="notes">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
 <h2>Figures</h2>{figs}
-<h2>Per-query evidence</h2>{''.join(ev)}
+<h2>Per-query evidence</h2>{"".join(ev)}
 </body></html>
 """

@@ -1,20 +1,19 @@
-"""Command-line entry points: one thin command per workflow rule.
+"""Workflow commands: one thin command per Snakemake rule.
 
-Each command reads its inputs through :mod:`aria.io`, calls pure functions, and
+Each command reads its inputs through :mod:`aria.io`, calls the library, and
 writes its outputs atomically. ``aria --help`` lists the commands.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from aria.io.checkpoints import load_model, write_checkpoint
 from aria.runtime import progress
 
 log = logging.getLogger("aria")
@@ -25,11 +24,11 @@ def cmd_demo_collection(a) -> None:
     """Build one collection's share of the embedded demo corpus (MIDI files + part manifest)."""
     import pandas as pd
 
-    from aria.symbolic.corpus import synthetic_dynamics, truncate_notes
     from aria.io.midi import write_midi
     from aria.io.music21_corpus import iter_pieces
     from aria.io.stores import atomic_dir
     from aria.io.tables import write_csv
+    from aria.symbolic.corpus import synthetic_dynamics, truncate_notes
     from aria.symbolic.notes import seconds_to_beats
 
     p = json.loads(a.params)
@@ -52,14 +51,24 @@ def cmd_demo_collection(a) -> None:
                 log.warning("skipped %s: %s: %s", src, type(e).__name__, e)
                 continue
             if len(np.unique(notes["velocity"])) <= 1:
-                notes = synthetic_dynamics(notes, beats=seconds_to_beats(notes["onset"], tempo),
-                                           random_state=[p["seed"], p["index"], len(rows)])
+                notes = synthetic_dynamics(
+                    notes,
+                    beats=seconds_to_beats(notes["onset"], tempo),
+                    random_state=[p["seed"], p["index"], len(rows)],
+                )
             track_id = f"{col}-{len(rows):04d}"
             write_midi(tmp / f"{track_id}.mid", notes, tempo_map=tempo)
-            rows.append(dict(track_id=track_id, path=f"{col}/{track_id}.mid", genre=col,
-                             collection=col, source=src,
-                             split="eval" if len(rows) < n_eval else "train",
-                             duration_s=round(float(notes["offset"].max()), 3)))
+            rows.append(
+                dict(
+                    track_id=track_id,
+                    path=f"{col}/{track_id}.mid",
+                    genre=col,
+                    collection=col,
+                    source=src,
+                    split="eval" if len(rows) < n_eval else "train",
+                    duration_s=round(float(notes["offset"].max()), 3),
+                )
+            )
         if len(rows) < n_want:
             raise RuntimeError(f"collection {col}: only {len(rows)} usable pieces, {n_want} requested")
         write_csv(tmp / "part.csv", pd.DataFrame(rows))
@@ -80,8 +89,12 @@ def cmd_merge_manifests(a) -> None:
     for sk in skipped:
         for r in sk.itertuples():
             log.info("skipped %s (%s): %s", r.source, r.collection, r.reason)
-    log.info("demo corpus: %d train, %d eval tracks; %d pieces skipped",
-             (man["split"] == "train").sum(), (man["split"] == "eval").sum(), sum(map(len, skipped)))
+    log.info(
+        "demo corpus: %d train, %d eval tracks; %d pieces skipped",
+        (man["split"] == "train").sum(),
+        (man["split"] == "eval").sum(),
+        sum(map(len, skipped)),
+    )
 
 
 def cmd_segments(a) -> None:
@@ -104,9 +117,16 @@ def cmd_segments(a) -> None:
         if row.split == "train":
             blocks, mask, starts = split_blocks(toks, block=block)
             for b in range(len(blocks)):
-                seg_rows.append(dict(segment_id=f"{row.track_id}:{b:03d}", track_id=row.track_id,
-                                     genre=row.genre, block=b, start_token=int(starts[b]),
-                                     n_tokens=int(mask[b].sum())))
+                seg_rows.append(
+                    dict(
+                        segment_id=f"{row.track_id}:{b:03d}",
+                        track_id=row.track_id,
+                        genre=row.genre,
+                        block=b,
+                        start_token=int(starts[b]),
+                        n_tokens=int(mask[b].sum()),
+                    )
+                )
             tr_tok.append(blocks)
             tr_mask.append(mask)
             streams.append(toks)
@@ -116,104 +136,94 @@ def cmd_segments(a) -> None:
             ev_prompts.append(toks[:prompt])
             ev_ids.append(row.track_id)
         else:
-            log.warning("eval track %s has %d tokens, fewer than the %d-token prompt: no query",
-                        row.track_id, len(toks), prompt)
+            log.warning(
+                "eval track %s has %d tokens, fewer than the %d-token prompt: no query", row.track_id, len(toks), prompt
+            )
     if not seg_rows:
         raise ValueError(f"{a.manifest}: no training segments (no train tracks with notes)")
     if not ev_ids:
         raise ValueError(f"{a.manifest}: no eval track long enough to prompt a query")
     offs = np.cumsum([0] + [len(s) for s in streams])
     toffs = np.cumsum([0] + [len(t) for t in tempos])
-    write_npz(a.out_train, tokens=np.concatenate(tr_tok), mask=np.concatenate(tr_mask),
-              segment_ids=np.array([r["segment_id"] for r in seg_rows]),
-              track_ids=np.array([r["track_id"] for r in seg_rows]),
-              streams=np.concatenate(streams), stream_offsets=offs,
-              stream_tracks=np.array(stream_tracks),
-              tempo_maps=np.concatenate(tempos), tempo_offsets=toffs)
+    write_npz(
+        a.out_train,
+        tokens=np.concatenate(tr_tok),
+        mask=np.concatenate(tr_mask),
+        segment_ids=np.array([r["segment_id"] for r in seg_rows]),
+        track_ids=np.array([r["track_id"] for r in seg_rows]),
+        streams=np.concatenate(streams),
+        stream_offsets=offs,
+        stream_tracks=np.array(stream_tracks),
+        tempo_maps=np.concatenate(tempos),
+        tempo_offsets=toffs,
+    )
     write_npz(a.out_eval, prompts=np.stack(ev_prompts), track_ids=np.array(ev_ids))
     write_csv(a.out_csv, pd.DataFrame(seg_rows))
-    log.info("%d training segments from %d tracks; %d eval prompts",
-             len(seg_rows), len(streams), len(ev_ids))
+    log.info("%d training segments from %d tracks; %d eval prompts", len(seg_rows), len(streams), len(ev_ids))
 
 
 # --------------------------------------------------------------------------- model
 def _model_cfg(p):
     from aria.models.transformer import ModelConfig
     from aria.symbolic.tokenize import VOCAB_SIZE
-    return ModelConfig(d_model=p["d_model"], n_layers=p["n_layers"], n_heads=p["n_heads"],
-                       d_ff=p["d_ff"], max_len=p["block_tokens"],
-                       vocab_size=p.get("vocab_size", VOCAB_SIZE))
 
-
-CHECKPOINT_KEYS = ("config", "checkpoints", "final")
-
-
-def _model_class(blob):
-    """The model class of a checkpoint: ``blob["model_class"]`` ("module:Class", your own
-    stage-model code, constructed as ``Class(**blob["config"])``) or Aria's MusicTransformer."""
-    name = blob.get("model_class")
-    if not name:
-        from aria.models.transformer import ModelConfig, MusicTransformer
-
-        return lambda **cfg: MusicTransformer(ModelConfig(**cfg))
-    import importlib
-
-    module, _, cls = name.partition(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def _load_model(path, checkpoint: int | None = None):
-    from aria.io.tables import load_torch
-
-    blob = load_torch(path)
-    missing = [k for k in CHECKPOINT_KEYS if k not in blob]
-    if missing:
-        raise ValueError(f"{path}: not an Aria model checkpoint (missing {missing}); see README 'Stage-model adapter'")
-    model = _model_class(blob)(**blob["config"])
-    if checkpoint is None:
-        state, lr = blob["final"], blob["checkpoints"][-1]["lr"]
-    else:
-        if not 1 <= checkpoint <= len(blob["checkpoints"]):
-            raise ValueError(f"{path}: checkpoint {checkpoint} not in 1..{len(blob['checkpoints'])}")
-        ck = blob["checkpoints"][checkpoint - 1]
-        state, lr = ck["state"], ck["lr"]
-    model.load_state_dict(state)
-    return model, lr
+    return ModelConfig(
+        d_model=p["d_model"],
+        n_layers=p["n_layers"],
+        n_heads=p["n_heads"],
+        d_ff=p["d_ff"],
+        max_len=p["block_tokens"],
+        vocab_size=p.get("vocab_size", VOCAB_SIZE),
+    )
 
 
 def cmd_train(a) -> None:
     """Train one model of the ensemble (member ``seed``) and save its checkpoints."""
     import torch
 
-    from aria.io.tables import read_npz, save_torch
+    from aria.io.tables import load_torch, read_npz, save_torch
     from aria.models.training import train_model
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
     if p.get("pretrained"):
         # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
-        from aria.io.tables import load_torch
-
-        model, _ = _load_model(p["pretrained"])
+        model, _ = load_model(p["pretrained"])
         data = read_npz(a.segments)
         with torch.no_grad():
             logits = model(torch.as_tensor(data["tokens"][:2]))
         if logits.shape[-1] <= int(data["tokens"].max()):
-            raise ValueError(f"{p['pretrained']}: model vocabulary ({logits.shape[-1]}) is smaller than "
-                             f"the stage's token ids (max {int(data['tokens'].max())})")
+            raise ValueError(
+                f"{p['pretrained']}: model vocabulary ({logits.shape[-1]}) is smaller than "
+                f"the stage's token ids (max {int(data['tokens'].max())})"
+            )
         save_torch(a.out, load_torch(p["pretrained"]))
         log.info("adopted pretrained checkpoint %s", p["pretrained"])
         return
     data = read_npz(a.segments)
     cfg = _model_cfg(p)
-    res = train_model(data["tokens"], data["mask"], loss_mask=data.get("loss_mask"),
-                      cfg=cfg, epochs=p["epochs"], lr=p["lr"],
-                      batch_size=p["batch_size"], n_checkpoints=p["n_checkpoints"],
-                      random_state=p["seed"], progress=True, desc=Path(a.out).stem)
+    res = train_model(
+        data["tokens"],
+        data["mask"],
+        loss_mask=data.get("loss_mask"),
+        cfg=cfg,
+        epochs=p["epochs"],
+        lr=p["lr"],
+        batch_size=p["batch_size"],
+        n_checkpoints=p["n_checkpoints"],
+        random_state=p["seed"],
+        progress=True,
+        desc=Path(a.out).stem,
+    )
     log.info("training loss per epoch: %s", ", ".join(f"{x:.3f}" for x in res["losses"]))
-    save_torch(a.out, {"config": cfg.to_dict(), "seed": p["seed"], "losses": res["losses"],
-                       "checkpoints": [{k: c[k] for k in ("epoch", "lr", "state")} for c in res["checkpoints"]],
-                       "final": res["final"]})
+    write_checkpoint(
+        a.out,
+        config=cfg.to_dict(),
+        seed=p["seed"],
+        losses=res["losses"],
+        checkpoints=res["checkpoints"],
+        final=res["final"],
+    )
 
 
 def cmd_queries(a) -> None:
@@ -223,20 +233,25 @@ def cmd_queries(a) -> None:
     from aria.io.midi import write_midi
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
-    from aria.symbolic.tokenize import PAD, decode
     from aria.models.training import generate
+    from aria.symbolic.tokenize import PAD, decode
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
-    model, _ = _load_model(a.model)
+    model, _ = load_model(a.model)
     ev = read_npz(a.eval)
-    toks = generate(model, ev["prompts"], length=p["block_tokens"], temperature=p["temperature"],
-                    top_k=p["top_k"], random_state=p["seed"])
+    toks = generate(
+        model,
+        ev["prompts"],
+        length=p["block_tokens"],
+        temperature=p["temperature"],
+        top_k=p["top_k"],
+        random_state=p["seed"],
+    )
     ids = np.array([f"q-{t}" for t in ev["track_ids"]])
     loss_mask = np.zeros(toks.shape, dtype=bool)
-    loss_mask[:, ev["prompts"].shape[1]:] = True  # score only the generated part
-    write_npz(a.out, tokens=toks, mask=toks != PAD, loss_mask=loss_mask, query_ids=ids,
-              track_ids=ev["track_ids"])
+    loss_mask[:, ev["prompts"].shape[1] :] = True  # score only the generated part
+    write_npz(a.out, tokens=toks, mask=toks != PAD, loss_mask=loss_mask, query_ids=ids, track_ids=ev["track_ids"])
     with atomic_dir(a.out_midi) as tmp:
         for qid, t in zip(ids, toks):
             notes = decode(t)
@@ -249,47 +264,70 @@ def cmd_project(a) -> None:
     """Projected per-example gradients of training segments and queries for one checkpoint."""
     import torch
 
+    from aria.attribution.projection import project_gradients
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
-    from aria.attribution.projection import project_gradients
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
     if p["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
-    model, lr = _load_model(a.model, p["checkpoint"])
+    model, lr = load_model(a.model, p["checkpoint"])
     tr, qu = read_npz(a.segments), read_npz(a.queries)
-    kw = dict(k=p["k"], seed=p["seed"], batch_size=p["batch_size"], device=p["device"],
-              block_rows=p["block_rows"], progress=True)
+    kw = dict(
+        k=p["k"],
+        seed=p["seed"],
+        batch_size=p["batch_size"],
+        device=p["device"],
+        block_rows=p["block_rows"],
+        progress=True,
+    )
     t0 = time.perf_counter()
     ftr = project_gradients(model, tr["tokens"], tr["mask"], tr.get("loss_mask"), desc="train", **kw)
     fq = project_gradients(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
     dt = time.perf_counter() - t0
-    log.info("projected %d segments + %d queries to k=%d in %.1f s (%.1f rows/s)",
-             len(ftr), len(fq), p["k"], dt, (len(ftr) + len(fq)) / dt)
-    write_features(a.out, train=ftr, query=fq, train_ids=tr["segment_ids"], query_ids=qu["query_ids"],
-                   attrs={"k": p["k"], "seed": p["seed"], "lr": lr, "checkpoint": p["checkpoint"],
-                          "model": str(a.model)})
+    log.info(
+        "projected %d segments + %d queries to k=%d in %.1f s (%.1f rows/s)",
+        len(ftr),
+        len(fq),
+        p["k"],
+        dt,
+        (len(ftr) + len(fq)) / dt,
+    )
+    write_features(
+        a.out,
+        train=ftr,
+        query=fq,
+        train_ids=tr["segment_ids"],
+        query_ids=qu["query_ids"],
+        attrs={"k": p["k"], "seed": p["seed"], "lr": lr, "checkpoint": p["checkpoint"], "model": str(a.model)},
+    )
 
 
 # --------------------------------------------------------------------------- scores
 def cmd_score(a) -> None:
     """Score matrix of one method from cached feature stores."""
-    from aria.io.stores import ScoreWriter, read_features
     from aria.attribution.scoring import score_blocks
+    from aria.io.stores import ScoreWriter, read_features
 
     p = json.loads(a.params)
     feats = [read_features(f) for f in a.features]
     for f, path in zip(feats[1:], a.features[1:]):
-        if not (np.array_equal(f["train_ids"], feats[0]["train_ids"])
-                and np.array_equal(f["query_ids"], feats[0]["query_ids"])):
+        if not (
+            np.array_equal(f["train_ids"], feats[0]["train_ids"])
+            and np.array_equal(f["query_ids"], feats[0]["query_ids"])
+        ):
             raise ValueError(f"{path}: row or column ids differ from {a.features[0]}")
     for f in feats:
         f["lr"] = f["attrs"]["lr"]
-    with ScoreWriter(a.out, feats[0]["train_ids"], feats[0]["query_ids"],
-                     attrs={"method": a.method, **p}, row_chunk=p.get("row_chunk", 4096)) as w:
-        for start, block in score_blocks(a.method, feats, lam=p.get("lambda"),
-                                         row_chunk=p.get("row_chunk", 4096)):
+    with ScoreWriter(
+        a.out,
+        feats[0]["train_ids"],
+        feats[0]["query_ids"],
+        attrs={"method": a.method, **p},
+        row_chunk=p.get("row_chunk", 4096),
+    ) as w:
+        for start, block in score_blocks(a.method, feats, p, row_chunk=p.get("row_chunk", 4096)):
             w.write(start, block)
     log.info("%s: wrote %d x %d scores", a.method, len(feats[0]["train_ids"]), len(feats[0]["query_ids"]))
 
@@ -309,8 +347,8 @@ def cmd_diagnostics(a) -> None:
 # --------------------------------------------------------------------------- features
 def cmd_symbolic_features(a) -> None:
     """SPEC §5 symbolic features of every training segment."""
-    from aria.symbolic.features import extract_many
     from aria.io.tables import read_npz, write_npz
+    from aria.symbolic.features import extract_many
     from aria.symbolic.notes import shift_tempo_map
     from aria.symbolic.tokenize import segment_notes
 
@@ -318,8 +356,8 @@ def cmd_symbolic_features(a) -> None:
     d = read_npz(a.segments)
     notes, tempos = [], []
     for i in range(len(d["stream_tracks"])):
-        stream = d["streams"][d["stream_offsets"][i]:d["stream_offsets"][i + 1]]
-        tempo = d["tempo_maps"][d["tempo_offsets"][i]:d["tempo_offsets"][i + 1]]
+        stream = d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]]
+        tempo = d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]]
         for t0, seg in segment_notes(stream, block=p["block_tokens"]):
             notes.append(seg)
             tempos.append(shift_tempo_map(tempo, t0))
@@ -347,14 +385,14 @@ def _load_features(path, pool=None):
         ids = d.pop("segment_ids")
         return ids, {k: d[k] for k in d}, CHANNELS
     from aria.audio.features import CHANNELS
-    from aria.evaluation.homogeneity import root_motion
+    from aria.audio.features import chord_root_motion as root_motion
 
     ids = d.pop("track_ids")
     offs = np.concatenate([[0], np.cumsum(d.pop("chord_lengths"))])
     chords = d.pop("chords")
     keep = np.ones(len(ids), bool) if pool is None else np.isin(ids, np.asarray(pool).astype(str))
     feats = {k: v[keep] for k, v in d.items()}
-    feats["chords"] = [root_motion(chords[offs[i]:offs[i + 1]]) for i in np.flatnonzero(keep)]
+    feats["chords"] = [root_motion(chords[offs[i] : offs[i + 1]]) for i in np.flatnonzero(keep)]
     return ids[keep], feats, CHANNELS
 
 
@@ -407,11 +445,17 @@ def cmd_homogeneity(a) -> None:
             log.warning("%d score rows have no features and are left out of the pool", len(row_ids) - len(sel))
         tab = homogeneity_table(np.asarray(S[:])[sel], feats, channels, null)
         row_ids = row_ids[sel]
-    out = {"scores": str(a.scores), "channels": list(channels), "query_ids": col_ids.tolist(),
-           "ks": list(tab["ks"]), "by_k": {}}
+    out = {
+        "scores": str(a.scores),
+        "channels": list(channels),
+        "query_ids": col_ids.tolist(),
+        "ks": list(tab["ks"]),
+        "by_k": {},
+    }
     for K, t in tab["by_k"].items():
         out["by_k"][str(K)] = {
-            "summary": t["summary"], "summary_f": t["summary_f"],
+            "summary": t["summary"],
+            "summary_f": t["summary_f"],
             "z_c": {c: np.asarray(z).tolist() for c, z in t["z_c"].items()},
             "top_ids": row_ids[t["groups"]].tolist(),
         }
@@ -419,80 +463,40 @@ def cmd_homogeneity(a) -> None:
     write_json(a.out, out)
 
 
-SYMBOLIC_CHANNEL_NOTE = (
-    "Channels: melody = melodic-interval histogram; harmony = pitch-class and vertical-interval "
-    "histograms; rhythm = note density, mean rhythmic value, rhythmic-value histogram; "
-    "dynamic = velocity change, std and range; texture = polyphony mean and std, pitch range.")
-AUDIO_CHANNEL_NOTE = (
-    "Channels: rhythmic = BeatNet beat-interval and librosa onset-interval histograms; harmonic = "
-    "chroma, tonnetz and chord root-motion LCS (madmom); timbral = MFCC and CQT statistics. Rows are "
-    "(method, stage) on the track-level matrix (z-score per query, SPEC §3), then embedding baselines: "
-    "basic-pitch stands in for a pitch/harmony encoder, aiSFX for a general-audio (timbre) encoder; "
-    "'avg' = time-averaged embeddings, 'all-vs-all' = max cosine over 10 s windows at 1 s hop.")
-
-
-def _row_label(key: str) -> str:
-    from aria.report import METHOD_LABELS
-
-    method, _, stage = key.partition("/")
-    if stage == "baseline":
-        base, aaa = (method[:-4], True) if method.endswith("_aaa") else (method, False)
-        return f"{base.replace('_', '-')} ({'all-vs-all' if aaa else 'avg'})"
-    label = METHOD_LABELS.get(method, method)
-    return f"{label} · {stage}" if stage and stage != "symbolic" else label
-
-
 def cmd_report(a) -> None:
     """report.html, report.md and summary.json from diagnostics and homogeneity."""
     import os
 
-    from aria import report as R
     from aria.io.stores import atomic_file
-    from aria.io.tables import read_json, write_json
+    from aria.io.tables import read_json, read_manifest, write_json
+    from aria.report import compose
 
     p = json.loads(a.params)
-    keys, main_k, audio = p["rows"], p["main_k"], p.get("domain") == "audio"
-    diags = {_row_label(k): read_json(f) for k, f in zip(keys, a.diagnostics)}
-    homs = {_row_label(k): read_json(f) for k, f in zip(keys, a.homogeneity)}
-    header, rows, channels = R.main_table(diags, homs, main_k=main_k)
-    h0 = next(iter(homs.values()))
-    d0 = next(iter(diags.values()))
-    unit = ("reliability on each raw score matrix (segments x queries; tracks x queries for the "
-            "baselines), homogeneity on the track-level matrix" if audio else
-            f"{d0['n']} training segments")
-    notes = [
-        f"{unit}; {d0['q']} queries; homogeneity z against random groups of the same "
-        f"size (K = {main_k}); Pos = share of queries with z > 0, Sig = share with z > 1.645.",
-        "High r1 or rho_bar means the method ranks training items nearly the same for every "
-        "query: its homogeneity then describes one fixed group, not per-query attribution.",
-        AUDIO_CHANNEL_NOTE if audio else SYMBOLIC_CHANNEL_NOTE,
-    ]
-    figures = {"μz against K per channel and method": R.k_sweep_figure(homs),
-               "Singular-value spectrum per method": R.spectrum_figure(diags)}
-    report_dir = os.path.dirname(os.path.abspath(a.out_html))
+    keys = p["rows"]
+    diags = [read_json(f) for f in a.diagnostics]
+    homs = [read_json(f) for f in a.homogeneity]
     media = None
-    if audio:
-        from aria.io.tables import read_manifest
-
+    if p.get("domain") == "audio":
+        report_dir = os.path.dirname(os.path.abspath(a.out_html))
         man = read_manifest(a.manifest, root=p.get("root"))
-        rel = {t: os.path.relpath(f, report_dir) for t, f in zip(man["track_id"], man["abspath"])}
-        media = {"tracks": rel, "queries": os.path.relpath(a.queries_audio, report_dir)}
-    evidence = []
-    for qi, qid in enumerate(h0["query_ids"]):
-        evidence.append((qid, [[label, homs[label]["by_k"][str(main_k)]["top_ids"][qi]] for label in homs]))
-    title = f"Aria report: {p['experiment']}"
-    with atomic_file(a.out_html) as tmp:
-        tmp.write_text(R.html_report(title, header, rows, channels, main_k=main_k, figures=figures,
-                                     notes=notes, evidence=evidence, media=media), encoding="utf-8")
-    with atomic_file(a.out_md) as tmp:
-        tmp.write_text(R.markdown_report(title, header, rows, main_k=main_k, notes=notes), encoding="utf-8")
-    summary = {"experiment": p["experiment"], "main_k": main_k, "channels": channels, "methods": {}}
-    for k in keys:
-        lab = _row_label(k)
-        summary["methods"][k] = {
-            "label": lab, **{d: diags[lab][d] for d in R.DIAG_KEYS},
-            "homogeneity": {K: homs[lab]["by_k"][K]["summary"] for K in homs[lab]["by_k"]},
+        media = {
+            "tracks": {t: os.path.relpath(f, report_dir) for t, f in zip(man["track_id"], man["abspath"])},
+            "queries": os.path.relpath(a.queries_audio, report_dir),
         }
+    html, md, summary = compose(
+        keys,
+        diags,
+        homs,
+        experiment=p["experiment"],
+        main_k=p["main_k"],
+        domain=p.get("domain", "symbolic"),
+        labels=p.get("labels"),
+        media=media,
+    )
+    with atomic_file(a.out_html) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    with atomic_file(a.out_md) as tmp:
+        tmp.write_text(md, encoding="utf-8")
     write_json(a.out_summary, summary)
     log.info("report for %d rows -> %s", len(keys), a.out_html)
 
@@ -503,10 +507,9 @@ def cmd_audio_demo_corpus(a) -> None:
     import pandas as pd
 
     from aria.audio.corpus import assign_programs, select_excerpt, stable_seed
-    from aria.io.audio import silence_fraction
-    from aria.io.midi import read_midi
     from aria.audio.render import render_midi
-    from aria.io.audio import write_wav
+    from aria.io.audio import silence_fraction, write_wav
+    from aria.io.midi import read_midi
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_manifest, write_csv
 
@@ -529,23 +532,37 @@ def cmd_audio_demo_corpus(a) -> None:
                 skipped.append((row["track_id"], f"shorter than {p['min_duration_s']} s"))
                 continue
             tracks = np.unique(notes["track"])
-            programs = dict(zip(tracks.tolist(), assign_programs(
-                len(tracks), random_state=stable_seed(p["seed"], row["track_id"]))))
-            y = render_midi(notes, programs=programs, sr=p["sr"],
-                            duration_s=min(p["duration_s"], float(notes["offset"].max()) + 1.0))
+            programs = dict(
+                zip(tracks.tolist(), assign_programs(len(tracks), random_state=stable_seed(p["seed"], row["track_id"])))
+            )
+            y = render_midi(
+                notes,
+                programs=programs,
+                sr=p["sr"],
+                duration_s=min(p["duration_s"], float(notes["offset"].max()) + 1.0),
+            )
             share = silence_fraction(y, sr=p["sr"])
             if share > p["max_silence_share"]:
                 skipped.append((row["track_id"], f"silence share {share:.2f} > {p['max_silence_share']}"))
                 continue
             write_wav(tmp / "audio" / f"{row['track_id']}.wav", y, p["sr"])
-            rows.append(dict(track_id=row["track_id"], path=f"audio/{row['track_id']}.wav",
-                             genre=row["genre"], split=row["split"], duration_s=round(len(y) / p["sr"], 3),
-                             silence_share=round(share, 4), programs=" ".join(map(str, programs.values()))))
+            rows.append(
+                dict(
+                    track_id=row["track_id"],
+                    path=f"audio/{row['track_id']}.wav",
+                    genre=row["genre"],
+                    split=row["split"],
+                    duration_s=round(len(y) / p["sr"], 3),
+                    silence_share=round(share, 4),
+                    programs=" ".join(map(str, programs.values())),
+                )
+            )
             got[row["split"]] += 1
         for split in want:
             if got[split] < want[split]:
-                raise RuntimeError(f"{a.midi_manifest}: only {got[split]} usable {split} pieces, "
-                                   f"{want[split]} requested")
+                raise RuntimeError(
+                    f"{a.midi_manifest}: only {got[split]} usable {split} pieces, {want[split]} requested"
+                )
         write_csv(tmp / "manifest.csv", pd.DataFrame(rows))
     for tid, why in skipped:
         log.info("skipped %s: %s", tid, why)
@@ -572,8 +589,7 @@ def cmd_audio_import(a) -> None:
     else:
         df = read_audio_manifest(p["audio_folder"]["manifest"], root=p["audio_folder"]["root"])
     shares, bad = [], []
-    for t, f in progress(list(zip(df["track_id"], df["abspath"])), desc="import", unit="file",
-                         name=lambda tf: tf[1]):
+    for t, f in progress(list(zip(df["track_id"], df["abspath"])), desc="import", unit="file", name=lambda tf: tf[1]):
         try:
             shares.append(silence_fraction(load_audio(f, sr=p["sr"]), sr=p["sr"]))
         except (ValueError, OSError) as e:  # corrupt, truncated, empty: skipped with the reason
@@ -583,14 +599,19 @@ def cmd_audio_import(a) -> None:
     df = df.assign(silence_share=shares)
     df = df[~df["track_id"].isin(bad)]
     flt = p.get("filters", {})
-    kept, dropped = filter_tracks(df, max_silence_share=flt.get("max_silence_share"),
-                                  drop_genre=flt.get("drop_genre"), min_listens=flt.get("min_listens"),
-                                  min_favorites=flt.get("min_favorites"))
+    kept, dropped = filter_tracks(
+        df,
+        max_silence_share=flt.get("max_silence_share"),
+        drop_genre=flt.get("drop_genre"),
+        min_listens=flt.get("min_listens"),
+        min_favorites=flt.get("min_favorites"),
+    )
     for r in dropped.itertuples():
         log.info("filtered out %s: %s", r.track_id, r.reason)
     if not (kept["split"] == "train").any() or not (kept["split"] == "eval").any():
-        raise ValueError("after filtering, the audio corpus needs train and eval tracks; "
-                         f"kept {len(kept)} of {len(df)}")
+        raise ValueError(
+            f"after filtering, the audio corpus needs train and eval tracks; kept {len(kept)} of {len(df)}"
+        )
     out = kept.assign(path=kept["abspath"])[["track_id", "path", "genre", "split", "silence_share"]]
     write_csv(a.out, pd.DataFrame(out))
     log.info("audio corpus: %d tracks kept, %d filtered, %d unreadable", len(kept), len(dropped), len(bad))
@@ -608,14 +629,19 @@ def cmd_audio_features(a) -> None:
 
     p = json.loads(a.params)
     man = read_manifest(a.manifest, root=p.get("root"))
-    man = man.iloc[p["shard"]::p["n_shards"]]
+    man = man.iloc[p["shard"] :: p["n_shards"]]
     feats, failures = extract_many(list(man["abspath"]), sr=p["sr"], progress=True)
     ok = {str(Path(x)) for x in feats.pop("paths")}
     ids = [t for t, path in zip(man["track_id"], man["abspath"]) if str(Path(path)) in ok]
     chords = feats.pop("chords")
     lengths = np.array([len(c) for c in chords], dtype=np.int64)
-    write_npz(a.out, track_ids=np.array(ids), chords=np.concatenate(chords) if chords else np.zeros(0, int),
-              chord_lengths=lengths, **feats)
+    write_npz(
+        a.out,
+        track_ids=np.array(ids),
+        chords=np.concatenate(chords) if chords else np.zeros(0, int),
+        chord_lengths=lengths,
+        **feats,
+    )
     for path, why in failures:
         log.warning("skipped %s: %s", path, why)
     write_csv(a.out_failures, pd.DataFrame(failures, columns=["path", "reason"]))
@@ -642,15 +668,11 @@ def cmd_merge_audio_features(a) -> None:
 def _audio_vocab(p):
     from aria.audio.stages import AudioVocab
 
-    return AudioVocab(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"],
-                      sem_size=p["semantic"]["n_codes"], sem_rate=1.0 / p["semantic"]["hop_s"],
-                      n_q=8, n_coarse=3, code_size=p["acoustic"]["n_codes"],
-                      ac_rate=p["sr"] / p["acoustic"]["hop_length"],
-                      window_s=tuple(sorted(p["windows"].items())))
+    return AudioVocab.from_config(p, sr=p["sr"], windows=p["windows"])
 
 
 def _ragged(flat, offsets, i):
-    return flat[offsets[i]:offsets[i + 1]]
+    return flat[offsets[i] : offsets[i + 1]]
 
 
 FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
@@ -658,10 +680,10 @@ FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 def cmd_audio_tokenize(a) -> None:
     """Fit the semantic, acoustic and conditioning tokenizers on training tracks; encode every track."""
+    from aria.audio.stages import ConditioningRVQ
     from aria.audio.tokenizers import MelRVQ, SemanticKMeans
     from aria.io.audio import load_audio
     from aria.io.tables import read_manifest, write_npz
-    from aria.audio.stages import ConditioningRVQ
 
     p = json.loads(a.params)
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -691,12 +713,25 @@ def cmd_audio_tokenize(a) -> None:
     state |= {f"ac_{k}": v for k, v in ac.state_dict().items()}
     state["cond_codebooks"] = cond.codebooks
     write_npz(a.out_tokenizers, **state)
-    write_npz(a.out, track_ids=man["track_id"].to_numpy().astype(str), splits=man["split"].to_numpy().astype(str),
-              n_samples=np.array(n_samples), cond=cond.encode(emb),
-              sem=np.concatenate(sems), sem_offsets=np.cumsum([0] + [len(x) for x in sems]),
-              codes=np.concatenate(codes), code_offsets=np.cumsum([0] + [len(x) for x in codes]))
-    log.info("tokenized %d tracks (%d train, %d used for fitting): %d semantic tokens, %d acoustic frames",
-             len(man), int(is_train.sum()), len(fit_idx), sum(map(len, sems)), sum(map(len, codes)))
+    write_npz(
+        a.out,
+        track_ids=man["track_id"].to_numpy().astype(str),
+        splits=man["split"].to_numpy().astype(str),
+        n_samples=np.array(n_samples),
+        cond=cond.encode(emb),
+        sem=np.concatenate(sems),
+        sem_offsets=np.cumsum([0] + [len(x) for x in sems]),
+        codes=np.concatenate(codes),
+        code_offsets=np.cumsum([0] + [len(x) for x in codes]),
+    )
+    log.info(
+        "tokenized %d tracks (%d train, %d used for fitting): %d semantic tokens, %d acoustic frames",
+        len(man),
+        int(is_train.sum()),
+        len(fit_idx),
+        sum(map(len, sems)),
+        sum(map(len, codes)),
+    )
 
 
 def cmd_audio_segments(a) -> None:
@@ -715,22 +750,33 @@ def cmd_audio_segments(a) -> None:
             continue
         win = stage_windows(int(d["n_samples"][i]), sr=p["sr"], window_s=vocab.window(stage))
         for w, start in enumerate(win.starts):
-            t, m, lm = vocab.stage_sequence(stage, cond=d["cond"][i], sem=_ragged(d["sem"], d["sem_offsets"], i),
-                                            codes=_ragged(d["codes"], d["code_offsets"], i), t0=start / p["sr"])
+            t, m, lm = vocab.stage_sequence(
+                stage,
+                cond=d["cond"][i],
+                sem=_ragged(d["sem"], d["sem_offsets"], i),
+                codes=_ragged(d["codes"], d["code_offsets"], i),
+                t0=start / p["sr"],
+            )
             toks.append(t)
             masks.append(m)
             lmasks.append(lm)
             seg_rows.append(dict(segment_id=f"{tid}:{stage}:{w:03d}", track_id=tid, start_s=start / p["sr"]))
-    write_npz(a.out, tokens=np.stack(toks), mask=np.stack(masks), loss_mask=np.stack(lmasks),
-              segment_ids=np.array([r["segment_id"] for r in seg_rows]),
-              track_ids=np.array([r["track_id"] for r in seg_rows]))
+    write_npz(
+        a.out,
+        tokens=np.stack(toks),
+        mask=np.stack(masks),
+        loss_mask=np.stack(lmasks),
+        segment_ids=np.array([r["segment_id"] for r in seg_rows]),
+        track_ids=np.array([r["track_id"] for r in seg_rows]),
+    )
     write_csv(a.out_csv, pd.DataFrame(seg_rows))
     log.info("%s: %d training segments of %d tokens", stage, len(toks), vocab.seq_len(stage))
 
 
 def cmd_audio_queries(a) -> None:
     """Hierarchical generation for each held-out track: semantic, then coarse, then fine;
-    one query per stage, and the generated codes decoded to audio."""
+    one query per stage, and the generated codes decoded to audio.
+    """
     import torch
 
     from aria.audio.tokenizers import MelRVQ
@@ -743,34 +789,48 @@ def cmd_audio_queries(a) -> None:
     torch.set_num_threads(a.threads)
     vocab = _audio_vocab(p)
     d = read_npz(a.tokens)
-    models = {st: _load_model(path)[0] for st, path in zip(("semantic", "coarse", "fine"), a.models)}
+    models = {st: load_model(path)[0] for st, path in zip(("semantic", "coarse", "fine"), a.models)}
     ev = [i for i, s in enumerate(d["splits"]) if s == "eval"]
     ids = np.array([f"q-{d['track_ids'][i]}" for i in ev])
     rs = p["seed"]
 
     def run(stage, prefixes):
         allowed = vocab.allowed_tokens(stage)
-        out = generate(models[stage], np.stack(prefixes), length=vocab.seq_len(stage),
-                       temperature=p["temperature"], random_state=rs + STAGE_INDEX[stage],
-                       pad=vocab.pad, allowed=allowed)
+        out = generate(
+            models[stage],
+            np.stack(prefixes),
+            length=vocab.seq_len(stage),
+            temperature=p["temperature"],
+            random_state=rs + STAGE_INDEX[stage],
+            pad=vocab.pad,
+            allowed=allowed,
+        )
         return out, [vocab.split_codes(stage, o) for o in out]
 
     # semantic: cond + the first prompt_s seconds of the held-out track's semantic tokens
     n_prompt = int(round(p["prompt_s"] * vocab.sem_rate))
     pre = []
     for i in ev:
-        t, _, _ = vocab.stage_sequence("semantic", cond=d["cond"][i], sem=_ragged(d["sem"], d["sem_offsets"], i),
-                                       codes=_ragged(d["codes"], d["code_offsets"], i), t0=0.0)
-        pre.append(t[:vocab.n_cond + n_prompt])
+        t, _, _ = vocab.stage_sequence(
+            "semantic",
+            cond=d["cond"][i],
+            sem=_ragged(d["sem"], d["sem_offsets"], i),
+            codes=_ragged(d["codes"], d["code_offsets"], i),
+            t0=0.0,
+        )
+        pre.append(t[: vocab.n_cond + n_prompt])
     sem_tok, sem_parts = run("semantic", pre)
 
     def prefix(stage, i, sem, coarse=None):
         empty = np.zeros((0, vocab.n_q), dtype=np.int64)
-        codes = empty if coarse is None else np.concatenate(
-            [coarse, np.zeros((len(coarse), vocab.n_q - vocab.n_coarse), dtype=np.int64)], axis=1)
+        codes = (
+            empty
+            if coarse is None
+            else np.concatenate([coarse, np.zeros((len(coarse), vocab.n_q - vocab.n_coarse), dtype=np.int64)], axis=1)
+        )
         t, _, _ = vocab.stage_sequence(stage, cond=d["cond"][i], sem=sem, codes=codes, t0=0.0)
         n_target = dict(vocab.block_lengths(stage))[vocab.target_block(stage)]
-        return t[:vocab.seq_len(stage) - n_target]
+        return t[: vocab.seq_len(stage) - n_target]
 
     co_tok, co_parts = run("coarse", [prefix("coarse", i, sp["sem"]) for i, sp in zip(ev, sem_parts)])
     n_fine = int(round(vocab.window("fine") * vocab.ac_rate))
@@ -780,28 +840,46 @@ def cmd_audio_queries(a) -> None:
     fine_windows = max(1, int(round(vocab.window("coarse") / vocab.window("fine"))))
     fi_tok, fine_codes = None, [[] for _ in ev]
     for j in range(fine_windows):
-        tok_j, parts_j = run("fine", [prefix("fine", i, sp["sem"][j * n_sem_fine:(j + 1) * n_sem_fine],
-                                             cp["coarse"][j * n_fine:(j + 1) * n_fine])
-                                      for i, sp, cp in zip(ev, sem_parts, co_parts)])
+        tok_j, parts_j = run(
+            "fine",
+            [
+                prefix(
+                    "fine",
+                    i,
+                    sp["sem"][j * n_sem_fine : (j + 1) * n_sem_fine],
+                    cp["coarse"][j * n_fine : (j + 1) * n_fine],
+                )
+                for i, sp, cp in zip(ev, sem_parts, co_parts)
+            ],
+        )
         fi_tok = tok_j if fi_tok is None else fi_tok
         for q, part in enumerate(parts_j):
             fine_codes[q].append(part["fine"])
-    for stage, tok, n_prefix in (("semantic", sem_tok, vocab.n_cond + n_prompt),
-                                 ("coarse", co_tok, None), ("fine", fi_tok, None)):
+    for stage, tok, n_prefix in (
+        ("semantic", sem_tok, vocab.n_cond + n_prompt),
+        ("coarse", co_tok, None),
+        ("fine", fi_tok, None),
+    ):
         mask = tok != vocab.pad
         lm = np.zeros_like(mask)
         if n_prefix is None:
             n_target = dict(vocab.block_lengths(stage))[vocab.target_block(stage)]
             n_prefix = tok.shape[1] - n_target
         lm[:, n_prefix:] = mask[:, n_prefix:]
-        write_npz(Path(a.out_dir) / stage / "queries.npz", tokens=tok, mask=mask, loss_mask=lm,
-                  query_ids=ids, track_ids=d["track_ids"][ev])
+        write_npz(
+            Path(a.out_dir) / stage / "queries.npz",
+            tokens=tok,
+            mask=mask,
+            loss_mask=lm,
+            query_ids=ids,
+            track_ids=d["track_ids"][ev],
+        )
     tk = read_npz(a.tokenizers)
     ac = MelRVQ.from_state_dict({k[3:]: v for k, v in tk.items() if k.startswith("ac_")})
     with atomic_dir(a.out_audio) as tmp:
         for qid, cp, fc in zip(ids, co_parts, fine_codes):
             fine = np.concatenate(fc)
-            codes = np.concatenate([cp["coarse"][:len(fine)], fine[:len(cp["coarse"])]], axis=1)
+            codes = np.concatenate([cp["coarse"][: len(fine)], fine[: len(cp["coarse"])]], axis=1)
             write_wav(Path(tmp) / f"{qid}.wav", ac.decode(codes, random_state=rs), p["sr"])
     log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), len(codes) / vocab.ac_rate)
 
@@ -810,7 +888,8 @@ def cmd_embed_baseline(a) -> None:
     """Embedding-similarity baseline (SPEC §2): track-level cosine scores, time-averaged and all-against-all."""
     import torch
 
-    from aria.audio.encoders import all_against_all_scores, cosine_scores, get_encoder
+    from aria.attribution.embedding import all_against_all_scores, cosine_scores
+    from aria.audio.encoders import get_encoder
     from aria.io.audio import load_audio
     from aria.io.stores import ScoreWriter
     from aria.io.tables import read_manifest, read_npz
@@ -822,17 +901,25 @@ def cmd_embed_baseline(a) -> None:
     man = man[man["split"] == "train"]
     qids = read_npz(a.queries)["query_ids"]
     log.info("%s stands in for %s", enc.name, enc.stands_in_for)
+
     def frames(paths, desc):
-        return [np.asarray(enc.frames(load_audio(f, sr=p["sr"]), p["sr"]), dtype=np.float64)
-                for f in progress(paths, desc=f"{a.encoder} {desc}", unit="file")]
+        return [
+            np.asarray(enc.frames(load_audio(f, sr=p["sr"]), p["sr"]), dtype=np.float64)
+            for f in progress(paths, desc=f"{a.encoder} {desc}", unit="file")
+        ]
 
     tr = frames(list(man["abspath"]), "train")
     qu = frames([str(Path(a.queries_audio) / f"{q}.wav") for q in qids], "queries")
-    for out, S in ((a.out, cosine_scores(np.stack([f.mean(0) for f in tr]), np.stack([f.mean(0) for f in qu]))),
-                   (a.out_aaa, all_against_all_scores(tr, qu, frame_rate=enc.frame_rate,
-                                                      window_s=p["window_s"], hop_s=p["hop_s"]))):
-        with ScoreWriter(out, man["track_id"].to_numpy(), qids,
-                         attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for}) as w:
+    for out, S in (
+        (a.out, cosine_scores(np.stack([f.mean(0) for f in tr]), np.stack([f.mean(0) for f in qu]))),
+        (
+            a.out_aaa,
+            all_against_all_scores(tr, qu, frame_rate=enc.frame_rate, window_s=p["window_s"], hop_s=p["hop_s"]),
+        ),
+    ):
+        with ScoreWriter(
+            out, man["track_id"].to_numpy(), qids, attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for}
+        ) as w:
             w.write(0, S)
     log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
 
@@ -842,9 +929,9 @@ STAGE_INDEX = {"semantic": 0, "coarse": 1, "fine": 2}
 
 def cmd_tracklevel(a) -> None:
     """Track-level matrix (SPEC §3): per-query normalization, then the mean over each track's segments."""
+    from aria.attribution.tracklevel import track_level
     from aria.io.stores import ScoreWriter, open_scores
     from aria.io.tables import read_npz
-    from aria.attribution.tracklevel import track_level
 
     p = json.loads(a.params)
     S, rows, cols = open_scores(a.scores)
@@ -870,17 +957,19 @@ def cmd_warm_jit_cache(a) -> None:
     import os
     import tempfile
 
-    from aria.audio.tokenizers import MelRVQ, SemanticKMeans
-    from aria.audio.encoders import ENCODERS, get_encoder
+    from aria.audio.encoders import get_encoder
     from aria.audio.features import extract
-    from aria.io.audio import load_audio
-    from aria.io.audio import write_wav
+    from aria.audio.tokenizers import MelRVQ, SemanticKMeans
+    from aria.io.audio import load_audio, write_wav
+    from aria.registry import ENCODERS
     from aria.runtime import jit_template_dir, publish_jit_template
 
     cache = os.environ.get("NUMBA_CACHE_DIR")
     if not cache:
-        raise RuntimeError("warm-jit-cache runs under the aria supervisor, which sets NUMBA_CACHE_DIR; "
-                           "start it as `aria warm-jit-cache`")
+        raise RuntimeError(
+            "warm-jit-cache runs under the aria supervisor, which sets NUMBA_CACHE_DIR; "
+            "start it as `aria warm-jit-cache`"
+        )
     sr, native = 22050, 44100
     t = np.arange(12 * native) / native
     rng = np.random.default_rng(0)
@@ -891,11 +980,13 @@ def cmd_warm_jit_cache(a) -> None:
         y = load_audio(Path(d) / "warm.wav", sr=sr)  # the jobs' own path: float32, resampled
     steps = [("features", lambda: extract(y, sr=sr))]
     for cls, kw in ((SemanticKMeans, {"hop_s": 0.1}), (MelRVQ, {"hop_length": 1764})):
+
         def tokenizer(cls=cls, kw=kw):
             tok = cls(sr=sr, n_codes=4, **kw).fit([y], random_state=0)
             codes = tok.encode(y)
             if cls is MelRVQ:
                 tok.decode(codes)
+
         steps.append((cls.__name__, tokenizer))
     for name in ENCODERS:
         steps.append((f"encoder {name}", lambda name=name: get_encoder(name).frames(y, sr)))
@@ -909,75 +1000,85 @@ def cmd_warm_jit_cache(a) -> None:
     log.info("JIT template: %d cache files in %s", n, target)
 
 
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- table
 COMMANDS = {
     "demo-collection": (cmd_demo_collection, [("--out-dir", {}), ("--params", {})]),
     "merge-manifests": (cmd_merge_manifests, [("--parts", {"nargs": "+"}), ("--out", {})]),
-    "segments": (cmd_segments, [("--manifest", {}), ("--params", {}), ("--out-train", {}),
-                                ("--out-eval", {}), ("--out-csv", {})]),
+    "segments": (
+        cmd_segments,
+        [("--manifest", {}), ("--params", {}), ("--out-train", {}), ("--out-eval", {}), ("--out-csv", {})],
+    ),
     "train": (cmd_train, [("--segments", {}), ("--params", {}), ("--out", {})]),
-    "queries": (cmd_queries, [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}),
-                              ("--out-midi", {})]),
-    "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}),
-                              ("--params", {}), ("--out", {})]),
-    "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}),
-                          ("--out", {})]),
+    "queries": (cmd_queries, [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})]),
+    "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})]),
+    "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
     "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
     "symbolic-features": (cmd_symbolic_features, [("--segments", {}), ("--params", {}), ("--out", {})]),
-    "audio-demo-corpus": (cmd_audio_demo_corpus, [("--midi-manifest", {}), ("--params", {}),
-                                                  ("--out-dir", {})]),
+    "audio-demo-corpus": (cmd_audio_demo_corpus, [("--midi-manifest", {}), ("--params", {}), ("--out-dir", {})]),
     "audio-import": (cmd_audio_import, [("--params", {}), ("--out", {})]),
-    "audio-features": (cmd_audio_features, [("--manifest", {}), ("--params", {}), ("--out", {}),
-                                            ("--out-failures", {})]),
+    "audio-features": (
+        cmd_audio_features,
+        [("--manifest", {}), ("--params", {}), ("--out", {}), ("--out-failures", {})],
+    ),
     "merge-audio-features": (cmd_merge_audio_features, [("--shards", {"nargs": "+"}), ("--out", {})]),
-    "audio-tokenize": (cmd_audio_tokenize, [("--manifest", {}), ("--params", {}), ("--out", {}),
-                                            ("--out-tokenizers", {})]),
-    "audio-segments": (cmd_audio_segments, [("--tokens", {}), ("--stage", {}), ("--params", {}),
-                                            ("--out", {}), ("--out-csv", {})]),
-    "audio-queries": (cmd_audio_queries, [("--tokens", {}), ("--tokenizers", {}),
-                                          ("--models", {"nargs": 3}), ("--params", {}),
-                                          ("--out-dir", {}), ("--out-audio", {})]),
-    "embed-baseline": (cmd_embed_baseline, [("--encoder", {}), ("--manifest", {}), ("--queries", {}),
-                                            ("--queries-audio", {}), ("--params", {}), ("--out", {}),
-                                            ("--out-aaa", {})]),
+    "audio-tokenize": (
+        cmd_audio_tokenize,
+        [("--manifest", {}), ("--params", {}), ("--out", {}), ("--out-tokenizers", {})],
+    ),
+    "audio-segments": (
+        cmd_audio_segments,
+        [("--tokens", {}), ("--stage", {}), ("--params", {}), ("--out", {}), ("--out-csv", {})],
+    ),
+    "audio-queries": (
+        cmd_audio_queries,
+        [
+            ("--tokens", {}),
+            ("--tokenizers", {}),
+            ("--models", {"nargs": 3}),
+            ("--params", {}),
+            ("--out-dir", {}),
+            ("--out-audio", {}),
+        ],
+    ),
+    "embed-baseline": (
+        cmd_embed_baseline,
+        [
+            ("--encoder", {}),
+            ("--manifest", {}),
+            ("--queries", {}),
+            ("--queries-audio", {}),
+            ("--params", {}),
+            ("--out", {}),
+            ("--out-aaa", {}),
+        ],
+    ),
     "tracklevel": (cmd_tracklevel, [("--scores", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
-    "null": (cmd_null, [("--features", {}), ("--params", {}), ("--out", {}),
-                        ("--manifest", {"required": False, "default": None})]),
-    "homogeneity": (cmd_homogeneity, [("--scores", {}), ("--features", {}), ("--null", {}), ("--out", {}),
-                                      ("--manifest", {"required": False, "default": None})]),
-    "report": (cmd_report, [("--diagnostics", {"nargs": "+"}), ("--homogeneity", {"nargs": "+"}),
-                            ("--params", {}), ("--out-html", {}), ("--out-md", {}), ("--out-summary", {}),
-                            ("--manifest", {"required": False, "default": None}),
-                            ("--queries-audio", {"required": False, "default": None})]),
+    "null": (
+        cmd_null,
+        [("--features", {}), ("--params", {}), ("--out", {}), ("--manifest", {"required": False, "default": None})],
+    ),
+    "homogeneity": (
+        cmd_homogeneity,
+        [
+            ("--scores", {}),
+            ("--features", {}),
+            ("--null", {}),
+            ("--out", {}),
+            ("--manifest", {"required": False, "default": None}),
+        ],
+    ),
+    "report": (
+        cmd_report,
+        [
+            ("--diagnostics", {"nargs": "+"}),
+            ("--homogeneity", {"nargs": "+"}),
+            ("--params", {}),
+            ("--out-html", {}),
+            ("--out-md", {}),
+            ("--out-summary", {}),
+            ("--manifest", {"required": False, "default": None}),
+            ("--queries-audio", {"required": False, "default": None}),
+        ],
+    ),
     "warm-jit-cache": (cmd_warm_jit_cache, [("--template", {"required": False, "default": None})]),
 }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="aria", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    for name, (fn, args) in COMMANDS.items():
-        sp = sub.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__)
-        for flag, kw in args:
-            sp.add_argument(flag, **{"required": True, **kw})
-        sp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-        sp.set_defaults(func=fn)
-    return ap
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    t0 = time.perf_counter()
-    try:
-        args.func(args)
-    except Exception as e:
-        log.error("%s failed: %s: %s", args.command, type(e).__name__, e)
-        raise
-    log.info("%s done in %.1f s", args.command, time.perf_counter() - t0)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

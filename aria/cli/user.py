@@ -1,0 +1,128 @@
+"""User commands: Aria's diagnostics on score matrices computed anywhere.
+
+``aria diagnose PATH [--json] [--transpose]``
+    The four SPEC §4 diagnostics of a matrix in any format of
+    :mod:`aria.io.matrices` (zarr streamed chunk by chunk), and a one-line reading.
+``aria import-scores PATH --rows ROWS --cols COLS --out STORE``
+    Convert a matrix into an Aria score store, checked against id lists.
+``aria registry``
+    The registered methods, stages and encoders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+log = logging.getLogger("aria")
+
+
+def cmd_diagnose(a) -> None:
+    """Reliability diagnostics (r1, r2_5, c_bar, rho_bar) of a score matrix you computed: zarr, .npy, .npz, .pt, .csv.
+
+    Rows are training items and columns queries (--transpose for the other
+    orientation). Zarr stores are streamed, never loaded whole. With --json,
+    prints exactly one JSON object with keys r1, r2_5, c_bar, rho_bar, n_rows,
+    n_cols, source.
+    """
+    from aria.evaluation.reliability import reading, reliability
+    from aria.io.matrices import check_matrix, open_matrix
+
+    m = open_matrix(a.path, transpose=a.transpose)
+    check_matrix(m)
+    res = reliability(m.data, progress=not a.json)
+    out = {**res, "n_rows": m.shape[0], "n_cols": m.shape[1], "source": m.source}
+    if a.json:
+        print(json.dumps(out))
+        return
+    print(f"{m.source}: {m.shape[0]} training rows x {m.shape[1]} query columns")
+    for k, label in (
+        ("r1", "r1     (top singular direction's share of energy)"),
+        ("r2_5", "r2:5   (directions 2-5)"),
+        ("c_bar", "c_bar  (share of each query's energy in its mean)"),
+        ("rho_bar", "rho_bar (mean |correlation| between queries)"),
+    ):
+        print(f"  {label:<52} {res[k]:.4f}")
+    print("reading:", reading(res))
+
+
+def cmd_import_scores(a) -> None:
+    """Convert a score matrix (zarr, .npy, .npz, .pt, .csv) into an Aria score store, checked against id lists.
+
+    --rows and --cols name the training-item and query ids, one per line (or a
+    CSV whose first column holds them). The shape must match them (or their
+    transpose, with --transpose); NaN and Inf are rejected. Nothing is written
+    unless the whole matrix passes.
+    """
+    from aria.io.matrices import align, check_matrix, open_matrix, take_rows
+    from aria.io.stores import ScoreWriter
+    from aria.io.tables import read_id_list
+
+    m = open_matrix(a.path, transpose=a.transpose)
+    rows, cols = check_matrix(m, row_ids=read_id_list(a.rows), col_ids=read_id_list(a.cols), min_cols=1)
+    # rows/columns in the workflow's order when its segments/queries are given (the workflow's rule)
+    ridx = align(rows, read_id_list(a.expect_rows), what="row", source=m.source) if a.expect_rows else None
+    cidx = align(cols, read_id_list(a.expect_cols), what="column", source=m.source) if a.expect_cols else None
+    out_rows = rows if ridx is None else rows[ridx]
+    out_cols = cols if cidx is None else cols[cidx]
+    chunk = max(1, (1 << 22) // max(1, len(cols)))
+    attrs = {"method": a.name or "external", "source": m.source}
+    with ScoreWriter(a.out, out_rows, out_cols, attrs=attrs) as w:
+        for start in range(0, len(out_rows), chunk):
+            stop = min(start + chunk, len(out_rows))
+            block = take_rows(m.data, ridx[start:stop]) if ridx is not None else np.asarray(m.data[start:stop])
+            if cidx is not None:
+                block = block[:, cidx]
+            bad = ~np.isfinite(block)
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                raise ValueError(
+                    f"{m.source}: {int(bad.sum())} non-finite value(s) (NaN/Inf) in rows "
+                    f"{start}..{stop - 1}; first at row {out_rows[start + i]!r}, "
+                    f"column {out_cols[j]!r}: {block[i, j]}"
+                )
+            w.write(start, block)
+    log.info("imported %s (%d x %d) -> %s", m.source, len(rows), len(cols), a.out)
+
+
+def cmd_registry(a) -> None:
+    """Print the registered methods, stages and encoders (JSON)."""
+    from aria import registry
+
+    print(json.dumps(registry.describe(), indent=2))
+
+
+COMMANDS = {
+    "diagnose": (
+        cmd_diagnose,
+        [
+            ("path", {"help": "score matrix: .zarr, .npy, .npz, .pt/.pth or .csv"}),
+            ("--json", {"action": "store_true", "required": False, "help": "print exactly one JSON object"}),
+            ("--transpose", {"action": "store_true", "required": False, "help": "the file stores queries as rows"}),
+        ],
+    ),
+    "import-scores": (
+        cmd_import_scores,
+        [
+            ("path", {"help": "score matrix: .zarr, .npy, .npz, .pt/.pth or .csv"}),
+            ("--rows", {"help": "training-item ids, one per line"}),
+            ("--cols", {"help": "query ids, one per line"}),
+            ("--out", {"help": "the Aria score store to write (.zarr)"}),
+            ("--name", {"required": False, "default": None, "help": "method name recorded in the store"}),
+            (
+                "--expect-rows",
+                {
+                    "required": False,
+                    "default": None,
+                    "help": "ids (or an Aria .npz) giving the row order "
+                    "to write; the file's rows must be exactly these",
+                },
+            ),
+            ("--expect-cols", {"required": False, "default": None, "help": "the same for the columns (queries)"}),
+            ("--transpose", {"action": "store_true", "required": False, "help": "the file stores queries as rows"}),
+        ],
+    ),
+    "registry": (cmd_registry, []),
+}

@@ -1,0 +1,281 @@
+"""Score matrices in the formats users bring: one reader for all of them.
+
+Orientation convention (everywhere in Aria): rows are training items (segments
+or tracks, N), columns are queries (Q); larger means more implicated.
+``transpose=True`` reads a matrix stored the other way round (Q x N, as
+dattri's and TRAK's ``attribute`` return it for test x train).
+
+Formats (:data:`FORMATS`, chosen by the path's extension)
+---------------------------------------------------------
+``.zarr`` directory  an Aria score store (group with ``scores``, ``row_ids``,
+                     ``col_ids``) or a plain 2-D zarr array; read lazily, chunk by chunk
+``.npy``             memory-mapped, never loaded whole
+``.npz``             the array ``scores``, or the only array in the file
+``.pt`` / ``.pth``   a tensor saved with ``torch.save`` (or a dict holding one
+                     tensor under ``scores``); loaded with ``weights_only=True``
+``.csv``             numbers only, or a header row of column ids plus a first
+                     column of row ids
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FORMATS", "Matrix", "open_matrix", "check_matrix"]
+
+FORMATS = (".zarr", ".npy", ".npz", ".pt", ".pth", ".csv")
+
+
+@dataclass
+class Matrix:
+    """A score matrix opened for reading.
+
+    ``data`` is 2-D, rows = training items, columns = queries: a lazy zarr
+    array, a memory-mapped or in-memory ndarray, or a transposed view of one.
+    ``row_ids`` / ``col_ids`` are the ids the file itself carries (None when it
+    has none). ``source`` names the file for messages.
+    """
+
+    data: Any
+    row_ids: np.ndarray | None
+    col_ids: np.ndarray | None
+    source: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.data.shape)
+
+
+class _Transposed:
+    """Lazy transpose of a 2-D array-like: slicing rows reads columns of the original."""
+
+    def __init__(self, arr):
+        self._arr = arr
+        self.shape = tuple(arr.shape)[::-1]
+        self.dtype = arr.dtype
+        ch = getattr(arr, "chunks", None)
+        self.chunks = tuple(ch)[::-1] if ch else None
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key, slice(None))
+        return np.asarray(self._arr[key[::-1]]).T
+
+
+def _zarr(path: Path):
+    import zarr
+
+    from aria.io.stores import open_scores
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as e:  # noqa: BLE001 - zarr raises several types for a non-store
+        raise ValueError(f"{path}: not a readable zarr store ({type(e).__name__}: {e})") from e
+    if isinstance(node, zarr.Array):
+        return node, None, None
+    if "scores" in node:
+        return open_scores(path)
+    arrays = [k for k, v in node.members() if isinstance(v, zarr.Array) and len(v.shape) == 2]
+    raise ValueError(
+        f"{path}: zarr group without a 'scores' array (2-D arrays in it: {arrays or 'none'}); "
+        "pass the array's own path, e.g. store.zarr/<name>"
+    )
+
+
+def _npz(path: Path):
+    with np.load(path, allow_pickle=False) as z:
+        keys = list(z.files)
+        if "scores" in keys:
+            key = "scores"
+        elif len(keys) == 1:
+            key = keys[0]
+        else:
+            raise ValueError(f"{path}: .npz holds {keys}; name the matrix 'scores' or save only it")
+        arr = z[key]
+        rows = z["row_ids"].astype(str) if "row_ids" in keys else None
+        cols = z["col_ids"].astype(str) if "col_ids" in keys else None
+    return arr, rows, cols
+
+
+def _torch(path: Path):
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle errors of many kinds
+        raise ValueError(
+            f"{path}: not a tensor file readable with torch.load(weights_only=True) ({type(e).__name__}: {e})"
+        ) from e
+    if isinstance(obj, dict):
+        if "scores" not in obj:
+            raise ValueError(f"{path}: a dict with keys {sorted(obj)}; store the matrix under 'scores'")
+        obj = obj["scores"]
+    if not isinstance(obj, torch.Tensor):
+        raise ValueError(f"{path}: holds a {type(obj).__name__}, not a tensor")
+    return obj.detach().to(torch.float64 if obj.dtype == torch.float64 else torch.float32).numpy(), None, None
+
+
+def _csv(path: Path):
+    import pandas as pd
+
+    df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+    if df.empty:
+        raise ValueError(f"{path}: empty CSV")
+
+    def numeric(x):
+        return pd.to_numeric(pd.Series(x).str.strip(), errors="coerce").notna().all()
+
+    has_header = not numeric(df.iloc[0, 1:]) or (df.shape[1] == 1 and not numeric(df.iloc[0]))
+    has_index = not numeric(df.iloc[1 if has_header else 0 :, 0])
+    cols = np.asarray(df.iloc[0, 1 if has_index else 0 :], dtype=str) if has_header else None
+    body = df.iloc[1 if has_header else 0 :, 1 if has_index else 0 :]
+    rows = np.asarray(df.iloc[1 if has_header else 0 :, 0], dtype=str) if has_index else None
+    try:
+        arr = body.apply(lambda c: pd.to_numeric(c.str.strip(), errors="raise")).to_numpy(np.float64)
+    except ValueError as e:
+        raise ValueError(f"{path}: non-numeric entry in the matrix body ({e})") from e
+    return arr, rows, cols
+
+
+def open_matrix(path_or_array, *, transpose: bool = False) -> Matrix:
+    """Open a score matrix from a file (any of :data:`FORMATS`) or wrap an array.
+
+    Parameters
+    ----------
+    path_or_array : str, os.PathLike, zarr array or array_like
+        A file, or an array already in memory / a lazy zarr array.
+    transpose : bool, keyword-only
+        The file stores queries as rows (Q x N); read it as N x Q.
+
+    Returns
+    -------
+    Matrix
+        Nothing is loaded for zarr and ``.npy`` inputs until sliced.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing file, unknown extension, unreadable content, not 2-D; the
+        message names the file.
+    """
+    if isinstance(path_or_array, (str, os.PathLike)):
+        path = Path(path_or_array)
+        ext = path.suffix.lower()
+        if ext not in FORMATS:
+            raise ValueError(
+                f"{path}: unknown score-matrix format {ext or '(no extension)'!r}; expected one of {', '.join(FORMATS)}"
+            )
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or store")
+        if ext == ".zarr":
+            arr, rows, cols = _zarr(path)
+        elif ext == ".npy":
+            arr, rows, cols = np.load(path, mmap_mode="r", allow_pickle=False), None, None
+        elif ext == ".npz":
+            arr, rows, cols = _npz(path)
+        elif ext in (".pt", ".pth"):
+            arr, rows, cols = _torch(path)
+        else:
+            arr, rows, cols = _csv(path)
+        source = str(path)
+    else:
+        arr, rows, cols, source = path_or_array, None, None, "array"
+        if not (hasattr(arr, "shape") and hasattr(arr, "__getitem__")):
+            arr = np.asarray(arr)
+        else:
+            store = getattr(arr, "store", None)
+            root = getattr(store, "root", None)
+            if root is not None:
+                source = str(Path(str(root)) / (getattr(arr, "path", "") or ""))
+    if len(arr.shape) != 2:
+        raise ValueError(f"{source}: score matrix must be 2-D, got shape {tuple(arr.shape)}")
+    if transpose:
+        arr = arr.T if isinstance(arr, np.ndarray) else _Transposed(arr)
+        rows, cols = cols, rows
+    return Matrix(arr, rows, cols, source)
+
+
+def check_matrix(m: Matrix, *, row_ids=None, col_ids=None, min_cols: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Check shape and ids of a matrix against the expected id lists; return ``(row_ids, col_ids)``.
+
+    ``row_ids``/``col_ids`` (the training items and queries the matrix must
+    cover) win over ids carried by the file, which must then agree. Without
+    either, ids are ``0..N-1`` / ``0..Q-1`` as strings.
+
+    Raises
+    ------
+    ValueError
+        Empty matrix, fewer than ``min_cols`` columns (correlations across
+        queries are undefined for one), an id count that does not match, or
+        ids that disagree with the file's own. When the counts fit the
+        transposed matrix the message says to pass ``--transpose``.
+    """
+    n, q = m.shape
+    if n == 0 or q == 0:
+        raise ValueError(f"{m.source}: empty score matrix, shape {(n, q)}")
+    rows = None if row_ids is None else np.asarray(row_ids).astype(str)
+    cols = None if col_ids is None else np.asarray(col_ids).astype(str)
+    if rows is not None and cols is not None and (len(rows), len(cols)) != (n, q) and (len(rows), len(cols)) == (q, n):
+        raise ValueError(
+            f"{m.source}: shape {(n, q)} is the transpose of the id lists "
+            f"({len(rows)} rows x {len(cols)} columns): the file stores queries as rows; "
+            "pass --transpose (config: transpose: true)"
+        )
+    for what, ids, have, size in (("row", rows, m.row_ids, n), ("column", cols, m.col_ids, q)):
+        if ids is not None and len(ids) != size:
+            raise ValueError(f"{m.source}: {size} {what}s, but {len(ids)} {what} ids were given")
+        if ids is not None and have is not None and not np.array_equal(ids, np.asarray(have).astype(str)):
+            raise ValueError(f"{m.source}: its own {what} ids differ from the {what} ids given")
+    if q < min_cols:
+        raise ValueError(
+            f"{m.source}: {q} query column(s); the diagnostics need at least {min_cols} "
+            "(correlations between queries are undefined for one)"
+        )
+    rows = (
+        rows
+        if rows is not None
+        else (np.asarray(m.row_ids).astype(str) if m.row_ids is not None else np.arange(n).astype(str))
+    )
+    cols = (
+        cols
+        if cols is not None
+        else (np.asarray(m.col_ids).astype(str) if m.col_ids is not None else np.arange(q).astype(str))
+    )
+    return rows, cols
+
+
+def take_rows(data, idx) -> np.ndarray:
+    """Rows ``idx`` (sorted or not) of a 2-D array-like as an ndarray, reading only those rows."""
+    idx = np.asarray(idx)
+    if isinstance(data, np.ndarray):
+        return np.asarray(data[idx])
+    if isinstance(data, _Transposed):
+        inner = data._arr
+        cols = inner.oindex[:, idx] if hasattr(inner, "oindex") else np.asarray(inner)[:, idx]
+        return np.asarray(cols).T
+    if hasattr(data, "oindex"):
+        return np.asarray(data.oindex[idx, :])
+    return np.asarray(data)[idx]
+
+
+def align(ids, expected, *, what: str, source: str) -> np.ndarray:
+    """Index ``p`` with ``ids[p] == expected``: the file's order mapped onto the workflow's.
+
+    Raises ValueError naming ids missing from the file or not in the workflow.
+    """
+    ids = np.asarray(ids).astype(str)
+    expected = np.asarray(expected).astype(str)
+    where = {v: i for i, v in enumerate(ids)}
+    missing = [v for v in expected if v not in where]
+    extra = sorted(set(ids) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{source}: its {what} ids do not match the workflow's {len(expected)} {what}s "
+            f"({len(missing)} missing, e.g. {missing[:3]}; {len(extra)} unknown, e.g. {extra[:3]})"
+        )
+    return np.array([where[v] for v in expected], dtype=np.int64)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
+from aria.io.layouts import ragged_item
 from aria.runtime import progress
 
 log = logging.getLogger("aria")
@@ -368,68 +369,43 @@ def cmd_symbolic_features(a) -> None:
     log.info("features of %d segments: %s", len(notes), {k: v.shape[1] for k, v in feats.items()})
 
 
-def _load_features(path, pool=None):
-    """The homogeneity pool's features: ``(ids, features, channels)``.
+def _evidence(features, manifest):
+    """The homogeneity pool of an evidence bundle: ``(ids, features, channels)``.
 
-    Symbolic stores (``segment_ids``) are segment-level and used whole. Audio
-    stores (``track_ids``, ragged ``chords``) are track-level; ``pool`` (ids of
-    the training tracks) keeps only those, and chord roots become root-motion
-    sequences (SPEC §5).
+    The audio pool is the manifest's training tracks (the symbolic pool: every segment).
     """
-    from aria.io.tables import read_npz
+    from aria.evaluation.homogeneity import evidence_pool
+    from aria.io.layouts import read_evidence
+    from aria.io.tables import read_manifest
 
-    d = read_npz(path)
-    if "segment_ids" in d:
-        from aria.symbolic.features import CHANNELS
-
-        ids = d.pop("segment_ids")
-        return ids, {k: d[k] for k in d}, CHANNELS
-    from aria.audio.features import CHANNELS
-    from aria.audio.features import chord_root_motion as root_motion
-
-    ids = d.pop("track_ids")
-    offs = np.concatenate([[0], np.cumsum(d.pop("chord_lengths"))])
-    chords = d.pop("chords")
-    keep = np.ones(len(ids), bool) if pool is None else np.isin(ids, np.asarray(pool).astype(str))
-    feats = {k: v[keep] for k, v in d.items()}
-    feats["chords"] = [root_motion(chords[offs[i] : offs[i + 1]]) for i in np.flatnonzero(keep)]
-    return ids[keep], feats, CHANNELS
-
-
-def _pool_ids(manifest):
-    """Training track ids of an audio manifest, or None for the symbolic pool."""
-    if manifest is None:
-        return None
-    import pandas as pd
-
-    man = pd.read_csv(manifest, dtype=str)
-    return man.loc[man["split"] == "train", "track_id"].to_numpy()
+    pool = None
+    if manifest is not None:
+        man = read_manifest(manifest, check_files=False)
+        pool = man.loc[man["split"] == "train", "track_id"].to_numpy()
+    return evidence_pool(read_evidence(features), pool=pool)
 
 
 def cmd_null(a) -> None:
     """Null mean/std of homogeneity over random groups of the training pool, per K."""
     from aria.evaluation.homogeneity import null_distribution
-    from aria.io.tables import write_json
+    from aria.io.layouts import write_null
 
     p = json.loads(a.params)
-    _, feats, channels = _load_features(a.features, _pool_ids(a.manifest))
+    _, feats, channels = _evidence(a.features, a.manifest)
     null = null_distribution(feats, channels, ks=p["ks"], n_groups=p["n_groups"], random_state=p["seed"])
-    null["by_k"] = {str(k): v for k, v in null["by_k"].items()}
-    null["scales"] = {k: (None if v is None else np.asarray(v).tolist()) for k, v in null["scales"].items()}
-    write_json(a.out, null)
+    write_null(a.out, null)
     log.info("null over %d pool items, R=%d, K=%s", null["n_pool"], p["n_groups"], p["ks"])
 
 
 def cmd_homogeneity(a) -> None:
     """Per-query homogeneity z-scores of one method's top-K groups, for every K."""
     from aria.evaluation.homogeneity import homogeneity_table
+    from aria.io.layouts import read_null
     from aria.io.stores import open_scores
-    from aria.io.tables import read_json, write_json
+    from aria.io.tables import write_json
 
-    ids, feats, channels = _load_features(a.features, _pool_ids(a.manifest))
-    null = read_json(a.null)
-    null["by_k"] = {int(k): v for k, v in null["by_k"].items()}
-    null["scales"] = {k: (None if v is None else np.asarray(v)) for k, v in null["scales"].items()}
+    ids, feats, channels = _evidence(a.features, a.manifest)
+    null = read_null(a.null)
     S, row_ids, col_ids = open_scores(a.scores)
     if np.array_equal(row_ids, ids):
         tab = homogeneity_table(a.scores, feats, channels, null)
@@ -671,10 +647,6 @@ def _audio_vocab(p):
     return AudioVocab.from_config(p, sr=p["sr"], windows=p["windows"])
 
 
-def _ragged(flat, offsets, i):
-    return flat[offsets[i] : offsets[i + 1]]
-
-
 FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 
@@ -753,8 +725,8 @@ def cmd_audio_segments(a) -> None:
             t, m, lm = vocab.stage_sequence(
                 stage,
                 cond=d["cond"][i],
-                sem=_ragged(d["sem"], d["sem_offsets"], i),
-                codes=_ragged(d["codes"], d["code_offsets"], i),
+                sem=ragged_item(d["sem"], d["sem_offsets"], i),
+                codes=ragged_item(d["codes"], d["code_offsets"], i),
                 t0=start / p["sr"],
             )
             toks.append(t)
@@ -779,11 +751,11 @@ def cmd_audio_queries(a) -> None:
     """
     import torch
 
+    from aria.audio.generation import generate_queries
     from aria.audio.tokenizers import MelRVQ
     from aria.io.audio import write_wav
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
-    from aria.models.training import generate
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -792,96 +764,25 @@ def cmd_audio_queries(a) -> None:
     models = {st: load_model(path)[0] for st, path in zip(("semantic", "coarse", "fine"), a.models)}
     ev = [i for i, s in enumerate(d["splits"]) if s == "eval"]
     ids = np.array([f"q-{d['track_ids'][i]}" for i in ev])
-    rs = p["seed"]
-
-    def run(stage, prefixes):
-        allowed = vocab.allowed_tokens(stage)
-        out = generate(
-            models[stage],
-            np.stack(prefixes),
-            length=vocab.seq_len(stage),
-            temperature=p["temperature"],
-            random_state=rs + STAGE_INDEX[stage],
-            pad=vocab.pad,
-            allowed=allowed,
-        )
-        return out, [vocab.split_codes(stage, o) for o in out]
-
-    # semantic: cond + the first prompt_s seconds of the held-out track's semantic tokens
-    n_prompt = int(round(p["prompt_s"] * vocab.sem_rate))
-    pre = []
-    for i in ev:
-        t, _, _ = vocab.stage_sequence(
-            "semantic",
-            cond=d["cond"][i],
-            sem=_ragged(d["sem"], d["sem_offsets"], i),
-            codes=_ragged(d["codes"], d["code_offsets"], i),
-            t0=0.0,
-        )
-        pre.append(t[: vocab.n_cond + n_prompt])
-    sem_tok, sem_parts = run("semantic", pre)
-
-    def prefix(stage, i, sem, coarse=None):
-        empty = np.zeros((0, vocab.n_q), dtype=np.int64)
-        codes = (
-            empty
-            if coarse is None
-            else np.concatenate([coarse, np.zeros((len(coarse), vocab.n_q - vocab.n_coarse), dtype=np.int64)], axis=1)
-        )
-        t, _, _ = vocab.stage_sequence(stage, cond=d["cond"][i], sem=sem, codes=codes, t0=0.0)
-        n_target = dict(vocab.block_lengths(stage))[vocab.target_block(stage)]
-        return t[: vocab.seq_len(stage) - n_target]
-
-    co_tok, co_parts = run("coarse", [prefix("coarse", i, sp["sem"]) for i, sp in zip(ev, sem_parts)])
-    n_fine = int(round(vocab.window("fine") * vocab.ac_rate))
-    n_sem_fine = int(round(vocab.window("fine") * vocab.sem_rate))
-    # fine codes for every fine window inside the coarse window; the first is the fine query,
-    # all of them together give the decoded audio of the whole coarse window
-    fine_windows = max(1, int(round(vocab.window("coarse") / vocab.window("fine"))))
-    fi_tok, fine_codes = None, [[] for _ in ev]
-    for j in range(fine_windows):
-        tok_j, parts_j = run(
-            "fine",
-            [
-                prefix(
-                    "fine",
-                    i,
-                    sp["sem"][j * n_sem_fine : (j + 1) * n_sem_fine],
-                    cp["coarse"][j * n_fine : (j + 1) * n_fine],
-                )
-                for i, sp, cp in zip(ev, sem_parts, co_parts)
-            ],
-        )
-        fi_tok = tok_j if fi_tok is None else fi_tok
-        for q, part in enumerate(parts_j):
-            fine_codes[q].append(part["fine"])
-    for stage, tok, n_prefix in (
-        ("semantic", sem_tok, vocab.n_cond + n_prompt),
-        ("coarse", co_tok, None),
-        ("fine", fi_tok, None),
-    ):
-        mask = tok != vocab.pad
-        lm = np.zeros_like(mask)
-        if n_prefix is None:
-            n_target = dict(vocab.block_lengths(stage))[vocab.target_block(stage)]
-            n_prefix = tok.shape[1] - n_target
-        lm[:, n_prefix:] = mask[:, n_prefix:]
-        write_npz(
-            Path(a.out_dir) / stage / "queries.npz",
-            tokens=tok,
-            mask=mask,
-            loss_mask=lm,
-            query_ids=ids,
-            track_ids=d["track_ids"][ev],
-        )
+    tracks = [
+        {
+            "cond": d["cond"][i],
+            "sem": ragged_item(d["sem"], d["sem_offsets"], i),
+            "codes": ragged_item(d["codes"], d["code_offsets"], i),
+        }
+        for i in ev
+    ]
+    queries, codes = generate_queries(
+        models, vocab, tracks, prompt_s=p["prompt_s"], temperature=p["temperature"], seed=p["seed"]
+    )
+    for stage, q in queries.items():
+        write_npz(Path(a.out_dir) / stage / "queries.npz", **q, query_ids=ids, track_ids=d["track_ids"][ev])
     tk = read_npz(a.tokenizers)
     ac = MelRVQ.from_state_dict({k[3:]: v for k, v in tk.items() if k.startswith("ac_")})
     with atomic_dir(a.out_audio) as tmp:
-        for qid, cp, fc in zip(ids, co_parts, fine_codes):
-            fine = np.concatenate(fc)
-            codes = np.concatenate([cp["coarse"][: len(fine)], fine[: len(cp["coarse"])]], axis=1)
-            write_wav(Path(tmp) / f"{qid}.wav", ac.decode(codes, random_state=rs), p["sr"])
-    log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), len(codes) / vocab.ac_rate)
+        for qid, c in zip(ids, codes):
+            write_wav(Path(tmp) / f"{qid}.wav", ac.decode(c, random_state=p["seed"]), p["sr"])
+    log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), len(codes[-1]) / vocab.ac_rate)
 
 
 def cmd_embed_baseline(a) -> None:
@@ -922,9 +823,6 @@ def cmd_embed_baseline(a) -> None:
         ) as w:
             w.write(0, S)
     log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
-
-
-STAGE_INDEX = {"semantic": 0, "coarse": 1, "fine": 2}
 
 
 def cmd_tracklevel(a) -> None:

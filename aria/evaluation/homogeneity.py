@@ -710,3 +710,24 @@ def homogeneity_table(
             stacklevel=2,
         )
     return {"ks": ks, "col_ids": col_ids, "by_k": by_k}
+
+
+def evidence_pool(bundle: Mapping, *, pool=None) -> tuple[np.ndarray, dict, dict]:
+    """The homogeneity pool of an evidence bundle (:func:`aria.io.layouts.read_evidence`).
+
+    Returns ``(ids, features, channels)``. Symbolic bundles are segment-level
+    and used whole. Audio bundles are track-level: ``pool`` (training track ids)
+    keeps only those, and chord-root sequences become root-motion sequences
+    (SPEC §5, :func:`aria.audio.features.chord_root_motion`).
+    """
+    if bundle["kind"] == "symbolic":
+        from aria.symbolic.features import CHANNELS
+
+        return bundle["ids"], dict(bundle["features"]), CHANNELS
+    from aria.audio.features import CHANNELS, chord_root_motion
+
+    ids = np.asarray(bundle["ids"])
+    keep = np.ones(len(ids), bool) if pool is None else np.isin(ids, np.asarray(pool).astype(str))
+    feats = {k: v[keep] for k, v in bundle["features"].items() if k != "chords"}
+    feats["chords"] = [chord_root_motion(bundle["features"]["chords"][i]) for i in np.flatnonzero(keep)]
+    return ids[keep], feats, CHANNELS

@@ -89,12 +89,13 @@ def load_torch(path):
 MANIFEST_COLUMNS = ("track_id", "path", "genre", "split")
 
 
-def read_manifest(path, *, root=None) -> pd.DataFrame:
+def read_manifest(path, *, root=None, check_files: bool = True) -> pd.DataFrame:
     """Read and check a corpus manifest (CSV).
 
     Required columns: track_id, path, genre, split (``train`` or ``eval``).
     ``path`` is resolved against ``root`` (default: the manifest's folder) into
-    an absolute ``abspath`` column.
+    an absolute ``abspath`` column. ``check_files=False`` skips the check that
+    every file exists (for readers that need only the ids and splits).
 
     Raises
     ------
@@ -120,7 +121,7 @@ def read_manifest(path, *, root=None) -> pd.DataFrame:
         raise ValueError(f"{path}: empty track_id or path in row(s) for track_id(s) {list(empty[:5])}")
     base = Path(root) if root is not None else path.parent
     df["abspath"] = [str((base / p).resolve()) for p in df["path"]]
-    gone = [(t, p) for t, p in zip(df["track_id"], df["abspath"]) if not Path(p).is_file()]
+    gone = [(t, p) for t, p in zip(df["track_id"], df["abspath"]) if check_files and not Path(p).is_file()]
     if gone:
         lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5])
         raise ValueError(f"{path}: {len(gone)} file(s) named in the manifest do not exist: {lines}")

@@ -1,0 +1,74 @@
+"""The npz and JSON layouts that pass between workflow jobs, read and written in one place.
+
+Evidence bundle (``evidence/symbolic_features.npz``, ``evidence/audio_features.npz``)
+------------------------------------------------------------------------------------
+Symbolic: ``segment_ids`` (N,) plus one (N, d) array per SPEC §5 feature.
+Audio: ``track_ids`` (T,), one (T, d) array per feature, and the ragged chord-root
+sequences as ``chords`` (sum of lengths,) with ``chord_lengths`` (T,).
+
+Null document (``evidence/null.json``)
+--------------------------------------
+The output of :func:`aria.evaluation.homogeneity.null_distribution`; in JSON the
+``by_k`` keys are strings and the per-feature ``scales`` are lists (or null).
+
+Ragged arrays
+-------------
+A list of 1-D or 2-D arrays is stored flat (concatenated along axis 0) with
+``offsets`` of length n + 1: item i is ``flat[offsets[i]:offsets[i + 1]]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aria.io.tables import read_json, read_npz, write_json
+
+__all__ = ["pack_ragged", "ragged_item", "read_evidence", "write_null", "read_null"]
+
+
+def pack_ragged(items) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat, offsets)`` of a list of arrays (see module docstring)."""
+    items = list(items)
+    offsets = np.cumsum([0] + [len(x) for x in items])
+    flat = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+    return flat, offsets
+
+
+def ragged_item(flat, offsets, i) -> np.ndarray:
+    """Item ``i`` of a packed ragged array."""
+    return flat[offsets[i] : offsets[i + 1]]
+
+
+def read_evidence(path) -> dict:
+    """An evidence bundle as ``{"kind", "ids", "features"}``.
+
+    ``kind`` is ``"symbolic"`` (segment ids) or ``"audio"`` (track ids; the
+    feature ``chords`` is then a list of per-track chord-root arrays).
+    """
+    d = read_npz(path)
+    if "segment_ids" in d:
+        ids = d.pop("segment_ids")
+        return {"kind": "symbolic", "ids": ids, "features": d}
+    if "track_ids" not in d:
+        raise ValueError(f"{path}: not an evidence bundle (no segment_ids or track_ids)")
+    ids = d.pop("track_ids")
+    offs = np.concatenate([[0], np.cumsum(d.pop("chord_lengths"))])
+    chords = d.pop("chords")
+    d["chords"] = [ragged_item(chords, offs, i) for i in range(len(ids))]
+    return {"kind": "audio", "ids": ids, "features": d}
+
+
+def write_null(path, null: dict) -> None:
+    """Write a null document (``by_k`` with int keys, ``scales`` with arrays) as JSON."""
+    out = dict(null)
+    out["by_k"] = {str(k): v for k, v in null["by_k"].items()}
+    out["scales"] = {k: (None if v is None else np.asarray(v).tolist()) for k, v in null["scales"].items()}
+    write_json(path, out)
+
+
+def read_null(path) -> dict:
+    """Read a null document back: int ``by_k`` keys, array ``scales``."""
+    null = read_json(path)
+    null["by_k"] = {int(k): v for k, v in null["by_k"].items()}
+    null["scales"] = {k: (None if v is None else np.asarray(v)) for k, v in null["scales"].items()}
+    return null

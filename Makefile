@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_reliability.py
 	$(BIN)/python bench/bench_projection.py
 	$(BIN)/python bench/bench_jit_cache.py
+	$(BIN)/python bench/bench_library_swaps.py
 
 clean:
 	rm -rf results/ .snakemake/

@@ -128,11 +128,13 @@ def _semantic_problems(config: dict) -> list[str]:
         if kind not in config["corpus"]:
             problems.append(f"corpus.kind is '{kind}' but corpus.{kind} is missing")
         elif kind == "demo":
-            from aria.symbolic.corpus import quotas
+            from aria.symbolic.corpus import eval_quotas
 
             demo = config["corpus"]["demo"]
             cols = demo["collections"]
-            for (name, n), n_eval in zip(cols.items(), quotas(demo["n_eval"], len(cols))):
+            quota = eval_quotas(cols, demo["n_eval"])
+            for name, n in cols.items():
+                n_eval = quota[name]
                 if n_eval >= n:
                     problems.append(
                         f"corpus.demo.collections.{name}: {n} pieces leave none for "

@@ -8,7 +8,7 @@ import os
 
 from aria import registry
 from aria.config import experiments, validate_config
-from aria.symbolic.corpus import quotas
+from aria.symbolic.corpus import eval_quotas
 
 # methods defined outside Aria register themselves on import; jobs import them too
 PLUGINS = registry.load_plugins(config.get("plugins", []))
@@ -149,17 +149,14 @@ def jparams(**kw):
 
 
 def demo_collection_params(w):
+    """One collection's job: its seed comes from its name, its eval quota from the sorted names
+    (results do not depend on the order the collections are listed in)."""
     d = config["corpus"]["demo"]
-    cols = list(d["collections"])
-    i = cols.index(w.collection)
-    n_pieces = d["collections"][w.collection]
-    n_eval = quotas(d["n_eval"], len(cols))[i]
     return jparams(
         seed=config["seeds"]["corpus"],
-        index=i,
         collection=w.collection,
-        n_pieces=n_pieces,
-        n_eval=n_eval,
+        n_pieces=d["collections"][w.collection],
+        n_eval=eval_quotas(d["collections"], d["n_eval"])[w.collection],
         max_duration_s=d["max_duration_s"],
     )
 

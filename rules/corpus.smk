@@ -21,7 +21,9 @@ rule demo_corpus:
     input:
         parts=expand(
             f"{RESULTS}/corpus/{{collection}}",
-            collection=list(config["corpus"].get("demo", {}).get("collections", {})),
+            collection=sorted(
+                config["corpus"].get("demo", {}).get("collections", {})
+            ),  # name order, not listing order
         ),
     output:
         manifest=f"{RESULTS}/corpus/manifest.csv",

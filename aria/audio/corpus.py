@@ -34,11 +34,10 @@ A row failing several tests lists them joined by ``";"``, in the order above.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
+from aria.seeding import stable_seed  # noqa: F401 - re-exported (part of this module's API)
 from aria.symbolic.notes import NOTE_DTYPE, as_notes
 
 __all__ = [
@@ -74,17 +73,6 @@ _PROGRAM_FAMILY = {p: fam for fam, progs in GM_FAMILIES.items() for p in progs}
 def program_family(program: int) -> str | None:
     """Family name of a GM program in :data:`GM_FAMILIES`, or None if unused."""
     return _PROGRAM_FAMILY.get(int(program))
-
-
-def stable_seed(seed: int, key: str) -> int:
-    """A 63-bit seed derived from ``(seed, key)``, stable across runs and platforms.
-
-    Use it to give each piece its own random state independent of the order in
-    which pieces are processed, e.g.
-    ``assign_programs(4, random_state=stable_seed(cfg_seed, track_id))``.
-    """
-    digest = hashlib.blake2b(f"{int(seed)}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def _rng(random_state) -> np.random.Generator:

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import ClassVar, NamedTuple
 
@@ -328,63 +329,51 @@ def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return labels, dist
 
 
-def kmeans(x, k: int, *, random_state, n_iter: int = 30, tol: float = 1e-5) -> np.ndarray:
-    """Lloyd's k-means with k-means++ seeding (deterministic given the seed).
+def kmeans(x, k: int, *, random_state, n_iter: int = 30, tol: float = 1e-4) -> np.ndarray:
+    """k-means centres: scikit-learn's Lloyd iterations from greedy k-means++ seeding, one run.
 
     Parameters
     ----------
     x : float array, shape (n, d), n >= k
     k : int
         Number of centres.
-    random_state : int or numpy Generator, keyword-only
-        Seeds the k-means++ draws.
+    random_state : int, numpy Generator or SeedSequence, keyword-only
+        Seeds scikit-learn's k-means++ draws (one integer is drawn from it).
     n_iter : int, keyword-only
         Maximum Lloyd iterations.
     tol : float, keyword-only
-        Stop when the inertia improves by less than this fraction.
+        scikit-learn's convergence tolerance (relative centre shift).
 
     Returns
     -------
     centers : float64 array, shape (k, d)
-        An empty cluster is re-seeded with the point farthest from its centre.
+
+    Notes
+    -----
+    Runs on one thread so that the result does not depend on the machine's core
+    count (same seed, same centres). ``bench/bench_library_swaps.py`` compares it
+    with the hand-written Lloyd's k-means it replaced.
     """
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
     x = np.asarray(x, dtype=np.float64)
-    n, d = x.shape
-    if n < k:
-        raise ValueError(f"k-means needs at least k={k} frames to fit, got {n}")
-    rng = np.random.default_rng(random_state)
-    x2 = np.einsum("ij,ij->i", x, x)
-
-    def sqdist(c):  # squared distance of every row to one centre, (n,)
-        return np.maximum(x2 - 2.0 * (x @ c) + c @ c, 0.0)
-
-    centers = np.empty((k, d))
-    centers[0] = x[rng.integers(n)]
-    d2 = sqdist(centers[0])
-    for j in range(1, k):
-        cum = np.cumsum(d2)
-        if cum[-1] <= 0.0:  # fewer distinct points than centres
-            idx = int(rng.integers(n))
-        else:
-            idx = int(min(np.searchsorted(cum, rng.random() * cum[-1], side="right"), n - 1))
-        centers[j] = x[idx]
-        np.minimum(d2, sqdist(centers[j]), out=d2)
-    prev = np.inf
-    for _ in range(n_iter):
-        labels, dist = nearest(x, centers)
-        inertia = float(dist.sum())
-        counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=x[:, j], minlength=k) for j in range(d)], axis=1)
-        nonempty = counts > 0
-        centers[nonempty] = sums[nonempty] / counts[nonempty, None]
-        empty = np.flatnonzero(~nonempty)
-        if len(empty):
-            far = np.argsort(-dist, kind="stable")[: len(empty)]
-            centers[empty] = x[far]
-        if len(empty) == 0 and prev - inertia <= tol * max(prev, 1e-300):
-            break
-        prev = inertia
-    return centers
+    if x.shape[0] < k:
+        raise ValueError(f"k-means needs at least k={k} frames to fit, got {x.shape[0]}")
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # fewer distinct points than k: duplicate centres, which nearest() handles
+        warnings.filterwarnings("ignore", message="Number of distinct clusters")
+        km = KMeans(
+            n_clusters=k,
+            init="k-means++",
+            n_init=1,
+            max_iter=int(n_iter),
+            tol=tol,
+            random_state=seed,
+            algorithm="lloyd",
+        ).fit(x)
+    return np.asarray(km.cluster_centers_, dtype=np.float64)
 
 
 def _subsample(x: np.ndarray, max_frames: int | None, rng) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 from aria.io.checkpoints import load_model, write_checkpoint
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
+from aria.seeding import stable_seed
 
 log = logging.getLogger("aria")
 
@@ -39,7 +40,7 @@ def cmd_demo_collection(a) -> None:
         tmp.mkdir(parents=True)
         # 4 quarter notes per second (240 bpm) bounds any tempo in these collections
         max_quarters = 4.0 * p["max_duration_s"]
-        for src, load in iter_pieces(col, random_state=[p["seed"], p["index"]], max_quarters=max_quarters):
+        for src, load in iter_pieces(col, random_state=stable_seed(p["seed"], col), max_quarters=max_quarters):
             if len(rows) >= n_want:
                 break
             try:
@@ -55,7 +56,7 @@ def cmd_demo_collection(a) -> None:
                 notes = synthetic_dynamics(
                     notes,
                     beats=seconds_to_beats(notes["onset"], tempo),
-                    random_state=[p["seed"], p["index"], len(rows)],
+                    random_state=[stable_seed(p["seed"], col), len(rows)],
                 )
             track_id = f"{col}-{len(rows):04d}"
             write_midi(tmp / f"{track_id}.mid", notes, tempo_map=tempo)

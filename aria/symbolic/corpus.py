@@ -6,13 +6,21 @@ import numpy as np
 
 from aria.symbolic.notes import NOTE_DTYPE
 
-__all__ = ["quotas", "truncate_notes", "synthetic_dynamics"]
+__all__ = ["quotas", "eval_quotas", "truncate_notes", "synthetic_dynamics"]
 
 
 def quotas(total: int, n_groups: int) -> list[int]:
     """Split ``total`` items as evenly as possible over ``n_groups`` (first ones get more)."""
     base, rem = divmod(int(total), int(n_groups))
     return [base + (i < rem) for i in range(n_groups)]
+
+
+def eval_quotas(collections, total: int) -> dict[str, int]:
+    """Held-out pieces per collection: ``total`` spread evenly, the extra ones to the
+    alphabetically first names (independent of the order the collections are listed in).
+    """
+    names = sorted(collections)
+    return dict(zip(names, quotas(total, len(names))))
 
 
 def truncate_notes(notes: np.ndarray, max_duration_s: float) -> np.ndarray:

@@ -102,6 +102,16 @@ def test_unchanged_config_is_up_to_date(tiny_run):
     assert dry_run_jobs(tiny_run, tiny_config()) == set()
 
 
+def test_collection_order_does_not_matter(tiny_run):
+    """Seeds and eval quotas come from collection names: listing them in another order
+    changes no job (it used to reseed every collection and rebuild the whole corpus)."""
+    cfg = tiny_config()
+    cols = cfg["corpus"]["demo"]["collections"]
+    cfg["corpus"]["demo"]["collections"] = dict(reversed(list(cols.items())))
+    assert list(cfg["corpus"]["demo"]["collections"]) != list(cols)
+    assert dry_run_jobs(tiny_run, cfg) == set()
+
+
 def test_config_typo_is_rejected(tmp_path):
     cfg = tiny_config()
     cfg["methods"]["trak"]["lamda"] = cfg["methods"]["trak"].pop("lambda")

@@ -5,15 +5,15 @@
 
 rule project_gradients:
     input:
-        model="results/{exp}/models/{stage}/m{m}.pt",
-        segments="results/{exp}/segments/{stage}/train.npz",
-        queries="results/{exp}/queries/{stage}/queries.npz",
+        model=results("models/{stage}/m{m}.pt"),
+        segments=results("segments/{stage}/train.npz"),
+        queries=results("queries/{stage}/queries.npz"),
     output:
-        features=directory("results/{exp}/features/{stage}/m{m}_c{c}.zarr"),
+        features=directory(results("features/{stage}/m{m}_c{c}.zarr")),
     log:
-        "results/{exp}/logs/project_gradients/{stage}/m{m}_c{c}.log",
+        logs("project_gradients/{stage}/m{m}_c{c}.log"),
     benchmark:
-        "results/{exp}/benchmarks/project_gradients/{stage}/m{m}_c{c}.tsv"
+        benchmarks("project_gradients/{stage}/m{m}_c{c}.tsv")
     conda:
         ENV
     threads: 1
@@ -30,11 +30,11 @@ rule score:
     input:
         features=method_feature_stores,
     output:
-        scores=directory("results/{exp}/scores/{stage}/{method}.zarr"),
+        scores=directory(results("scores/{stage}/{method}.zarr")),
     log:
-        "results/{exp}/logs/score/{stage}/{method}.log",
+        logs("score/{stage}/{method}.log"),
     benchmark:
-        "results/{exp}/benchmarks/score/{stage}/{method}.tsv"
+        benchmarks("score/{stage}/{method}.tsv")
     wildcard_constraints:
         stage="|".join(sorted({s for _, s in STAGES})),
         method="|".join(m.name for m in registry.gradient_methods()),
@@ -49,11 +49,11 @@ rule score:
 
 rule diagnostics:
     input:
-        scores="results/{exp}/scores/{stage}/{method}.zarr",
+        scores=results("scores/{stage}/{method}.zarr"),
     output:
-        json="results/{exp}/diagnostics/{stage}/{method}.json",
+        json=results("diagnostics/{stage}/{method}.json"),
     log:
-        "results/{exp}/logs/diagnostics/{stage}/{method}.log",
+        logs("diagnostics/{stage}/{method}.log"),
     conda:
         ENV
     shell:
@@ -66,9 +66,9 @@ if EXTERNAL:
         input:
             unpack(external_inputs),
         output:
-            scores=directory("results/{exp}/scores/{stage}/{method}.zarr"),
+            scores=directory(results("scores/{stage}/{method}.zarr")),
         log:
-            "results/{exp}/logs/import_scores/{stage}/{method}.log",
+            logs("import_scores/{stage}/{method}.log"),
         wildcard_constraints:
             method="|".join(EXTERNAL),
         conda:

@@ -11,11 +11,11 @@ if AUDIO.get("corpus", {}).get("kind", "demo") == "demo":
         input:
             midi_manifest=corpus_manifest(),
         output:
-            manifest=f"{ARES}/corpus/manifest.csv",
+            manifest=results("corpus/manifest.csv", AUDIO_EXP),
         log:
-            f"{ARES}/logs/audio_demo_corpus.log",
+            logs("audio_demo_corpus.log", AUDIO_EXP),
         benchmark:
-            f"{ARES}/benchmarks/audio_demo_corpus.tsv"
+            benchmarks("audio_demo_corpus.tsv", AUDIO_EXP)
         conda:
             ENV
         params:
@@ -31,9 +31,9 @@ else:
         input:
             audio_import_inputs(),
         output:
-            manifest=f"{ARES}/corpus/manifest.csv",
+            manifest=results("corpus/manifest.csv", AUDIO_EXP),
         log:
-            f"{ARES}/logs/audio_import.log",
+            logs("audio_import.log", AUDIO_EXP),
         conda:
             ENV
         params:
@@ -46,12 +46,12 @@ rule audio_features:
     input:
         manifest=audio_manifest(),
     output:
-        shard=f"{ARES}/evidence/audio_features/shard{{shard}}.npz",
-        failures=f"{ARES}/evidence/audio_features/shard{{shard}}_skipped.csv",
+        shard=results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP),
+        failures=results("evidence/audio_features/shard{shard}_skipped.csv", AUDIO_EXP),
     log:
-        f"{ARES}/logs/audio_features/shard{{shard}}.log",
+        logs("audio_features/shard{shard}.log", AUDIO_EXP),
     benchmark:
-        f"{ARES}/benchmarks/audio_features/shard{{shard}}.tsv"
+        benchmarks("audio_features/shard{shard}.tsv", AUDIO_EXP)
     conda:
         ENV
     threads: 1
@@ -64,11 +64,11 @@ rule audio_features:
 
 rule merge_audio_features:
     input:
-        shards=expand(f"{ARES}/evidence/audio_features/shard{{shard}}.npz", shard=range(AUDIO_SHARDS)),
+        shards=expand(results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP), shard=range(AUDIO_SHARDS)),
     output:
-        features=f"{ARES}/evidence/audio_features.npz",
+        features=results("evidence/audio_features.npz", AUDIO_EXP),
     log:
-        f"{ARES}/logs/merge_audio_features.log",
+        logs("merge_audio_features.log", AUDIO_EXP),
     conda:
         ENV
     shell:
@@ -79,12 +79,12 @@ rule audio_tokenize:
     input:
         manifest=audio_manifest(),
     output:
-        tokens=f"{ARES}/tokens/tokens.npz",
-        tokenizers=f"{ARES}/tokens/tokenizers.npz",
+        tokens=results("tokens/tokens.npz", AUDIO_EXP),
+        tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
     log:
-        f"{ARES}/logs/audio_tokenize.log",
+        logs("audio_tokenize.log", AUDIO_EXP),
     benchmark:
-        f"{ARES}/benchmarks/audio_tokenize.tsv"
+        benchmarks("audio_tokenize.tsv", AUDIO_EXP)
     conda:
         ENV
     params:
@@ -98,12 +98,12 @@ rule audio_tokenize:
 
 rule audio_segments:
     input:
-        tokens=f"{ARES}/tokens/tokens.npz",
+        tokens=results("tokens/tokens.npz", AUDIO_EXP),
     output:
-        train=f"{ARES}/segments/{{stage}}/train.npz",
-        csv=f"{ARES}/segments/{{stage}}/segments.csv",
+        train=results("segments/{stage}/train.npz", AUDIO_EXP),
+        csv=results("segments/{stage}/segments.csv", AUDIO_EXP),
     log:
-        f"{ARES}/logs/audio_segments/{{stage}}.log",
+        logs("audio_segments/{stage}.log", AUDIO_EXP),
     conda:
         ENV
     params:
@@ -115,16 +115,16 @@ rule audio_segments:
 
 rule audio_queries:
     input:
-        tokens=f"{ARES}/tokens/tokens.npz",
-        tokenizers=f"{ARES}/tokens/tokenizers.npz",
-        models=[f"{ARES}/models/{s}/m0.pt" for s in AUDIO_STAGES],
+        tokens=results("tokens/tokens.npz", AUDIO_EXP),
+        tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
+        models=[results(f"models/{s}/m0.pt", AUDIO_EXP) for s in AUDIO_STAGES],
     output:
-        queries=[f"{ARES}/queries/{s}/queries.npz" for s in AUDIO_STAGES],
-        audio=directory(f"{ARES}/queries/audio"),
+        queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
+        audio=directory(results("queries/audio", AUDIO_EXP)),
     log:
-        f"{ARES}/logs/audio_queries.log",
+        logs("audio_queries.log", AUDIO_EXP),
     benchmark:
-        f"{ARES}/benchmarks/audio_queries.tsv"
+        benchmarks("audio_queries.tsv", AUDIO_EXP)
     conda:
         ENV
     threads: 1
@@ -139,12 +139,12 @@ rule audio_queries:
 
 rule tracklevel:
     input:
-        scores=f"{ARES}/scores/{{stage}}/{{method}}.zarr",
-        segments=f"{ARES}/segments/{{stage}}/train.npz",
+        scores=results("scores/{stage}/{method}.zarr", AUDIO_EXP),
+        segments=results("segments/{stage}/train.npz", AUDIO_EXP),
     output:
-        scores=directory(f"{ARES}/tracklevel/{{stage}}/{{method}}.zarr"),
+        scores=directory(results("tracklevel/{stage}/{method}.zarr", AUDIO_EXP)),
     log:
-        f"{ARES}/logs/tracklevel/{{stage}}/{{method}}.log",
+        logs("tracklevel/{stage}/{method}.log", AUDIO_EXP),
     conda:
         ENV
     params:
@@ -156,14 +156,14 @@ rule tracklevel:
 
 rule audio_null:
     input:
-        features=f"{ARES}/evidence/audio_features.npz",
+        features=results("evidence/audio_features.npz", AUDIO_EXP),
         manifest=audio_manifest(),
     output:
-        null=f"{ARES}/evidence/null.json",
+        null=results("evidence/null.json", AUDIO_EXP),
     log:
-        f"{ARES}/logs/audio_null.log",
+        logs("audio_null.log", AUDIO_EXP),
     benchmark:
-        f"{ARES}/benchmarks/audio_null.tsv"
+        benchmarks("audio_null.tsv", AUDIO_EXP)
     conda:
         ENV
     params:
@@ -181,17 +181,17 @@ rule audio_homogeneity:
     input:
         # embedding baselines are track-level already (SPEC §3)
         scores=lambda w: (
-            f"{ARES}/scores/{w.stage}/{w.method}.zarr"
+            results(f"scores/{w.stage}/{w.method}.zarr", AUDIO_EXP)
             if w.stage in ("baseline", "external")
-            else f"{ARES}/tracklevel/{w.stage}/{w.method}.zarr"
+            else results(f"tracklevel/{w.stage}/{w.method}.zarr", AUDIO_EXP)
         ),
-        features=f"{ARES}/evidence/audio_features.npz",
+        features=results("evidence/audio_features.npz", AUDIO_EXP),
         manifest=audio_manifest(),
-        null=f"{ARES}/evidence/null.json",
+        null=results("evidence/null.json", AUDIO_EXP),
     output:
-        json=f"{ARES}/homogeneity/{{stage}}/{{method}}.json",
+        json=results("homogeneity/{stage}/{method}.json", AUDIO_EXP),
     log:
-        f"{ARES}/logs/homogeneity/{{stage}}/{{method}}.log",
+        logs("audio_homogeneity/{stage}/{method}.log", AUDIO_EXP),
     conda:
         ENV
     shell:
@@ -202,15 +202,15 @@ rule audio_homogeneity:
 rule embed_baseline:
     input:
         manifest=audio_manifest(),
-        queries=f"{ARES}/queries/semantic/queries.npz",
-        audio=f"{ARES}/queries/audio",
+        queries=results("queries/semantic/queries.npz", AUDIO_EXP),
+        audio=results("queries/audio", AUDIO_EXP),
     output:
-        avg=directory(f"{ARES}/scores/baseline/{{encoder}}.zarr"),
-        aaa=directory(f"{ARES}/scores/baseline/{{encoder}}_aaa.zarr"),
+        avg=directory(results("scores/baseline/{encoder}.zarr", AUDIO_EXP)),
+        aaa=directory(results("scores/baseline/{encoder}_aaa.zarr", AUDIO_EXP)),
     log:
-        f"{ARES}/logs/embed_baseline/{{encoder}}.log",
+        logs("embed_baseline/{encoder}.log", AUDIO_EXP),
     benchmark:
-        f"{ARES}/benchmarks/embed_baseline/{{encoder}}.tsv"
+        benchmarks("embed_baseline/{encoder}.tsv", AUDIO_EXP)
     wildcard_constraints:
         encoder="|".join(registry.ENCODERS),
     conda:

@@ -1,6 +1,7 @@
 # Validation and helpers shared by every stage. Conventions:
-# - every rule writes its log to {RESULTS}/logs/<rule>/...; expensive rules
-#   also write a benchmark to {RESULTS}/benchmarks/<rule>/...
+# - every path comes from results(), logs() or benchmarks() below: one experiment's files
+#   live in results/<experiment>/, its logs in results/<experiment>/logs/ and the benchmarks
+#   of its expensive rules in results/<experiment>/benchmarks/;
 # - each rule passes only the config values it depends on through `params`,
 #   so changing one method's parameter reruns that method's jobs and nothing else.
 import json
@@ -18,10 +19,29 @@ validate_config(config, source="config (config.yaml and --config/--configfile ov
 
 EXPERIMENTS = experiments(config)
 SYMBOLIC = "symbolic" in EXPERIMENTS
-EXP = config["experiment"]
-RESULTS = f"results/{EXP}"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
+EXP = config["experiment"]  # the symbolic experiment's name
+
+
+def results(path, exp="{exp}"):
+    """``results/<exp>/<path>``: every file an experiment writes.
+
+    ``path`` may hold wildcards (``{stage}``, ``{method}``, ...). ``exp`` is an experiment's
+    name (``EXP`` or ``AUDIO_EXP``) or, by default, the ``{exp}`` wildcard of the rules that
+    every stage shares (model, projection, scoring, diagnostics).
+    """
+    return f"results/{exp}/{path}"
+
+
+def logs(path, exp="{exp}"):
+    """``results/<exp>/logs/<path>``: one log per job."""
+    return results(f"logs/{path}", exp)
+
+
+def benchmarks(path, exp="{exp}"):
+    """``results/<exp>/benchmarks/<path>``: Snakemake's time and memory record of a job."""
+    return results(f"benchmarks/{path}", exp)
+
+
 ENV = "../envs/aria.yaml"
 
 # Attribution runs per (experiment, stage): the symbolic experiment has one stage,
@@ -45,7 +65,7 @@ EXTERNAL = config.get("external_scores", {})
 EXTERNAL_SYMBOLIC = [n for n, e in EXTERNAL.items() if e.get("experiment", "symbolic") == "symbolic"]
 
 AUDIO = config.get("audio", {}) if "audio" in EXPERIMENTS else {}
-ARES = f"results/{AUDIO.get('experiment', 'audio')}"
+AUDIO_EXP = AUDIO.get("experiment", "audio")
 AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
 AUDIO_STAGES = registry.audio_stages()
 if AUDIO:
@@ -84,8 +104,8 @@ AUDIO_ROWS += [
 ]
 # the MIDI demo corpus is built when the symbolic experiment runs or the audio demo renders it
 MIDI_CORPUS = SYMBOLIC or (AUDIO and AUDIO["corpus"]["kind"] == "demo")
-AUDIO_TARGETS = [f"{ARES}/report.html", f"{ARES}/summary.json"] if AUDIO else []
-SYMBOLIC_TARGETS = [f"{RESULTS}/report.html", f"{RESULTS}/summary.json"] if SYMBOLIC else []
+AUDIO_TARGETS = [results("report.html", AUDIO_EXP), results("summary.json", AUDIO_EXP)] if AUDIO else []
+SYMBOLIC_TARGETS = [results("report.html", EXP), results("summary.json", EXP)] if SYMBOLIC else []
 
 
 wildcard_constraints:
@@ -99,11 +119,11 @@ wildcard_constraints:
 
 def audio_manifest():
     """Every audio corpus kind ends in this manifest (user corpora: absolute paths, filtered)."""
-    return f"{ARES}/corpus/manifest.csv"
+    return results("corpus/manifest.csv", AUDIO_EXP)
 
 
 def audio_root():
-    return f"{ARES}/corpus"
+    return results("corpus", AUDIO_EXP)
 
 
 def audio_row_outputs(kind):
@@ -111,7 +131,7 @@ def audio_row_outputs(kind):
     out = []
     for key in AUDIO_ROWS:
         method, stage = key.split("/")
-        out.append(os.path.join(ARES, kind, stage, f"{method}.json"))
+        out.append(results(f"{kind}/{stage}/{method}.json", AUDIO_EXP))
     return out
 
 
@@ -163,7 +183,7 @@ def demo_collection_params(w):
 
 def corpus_manifest():
     if config["corpus"]["kind"] == "demo":
-        return f"{RESULTS}/corpus/manifest.csv"
+        return results("corpus/manifest.csv", EXP)
     return config["corpus"]["midi_folder"]["manifest"]
 
 
@@ -179,7 +199,7 @@ def corpus_files():
 
 def corpus_root():
     if config["corpus"]["kind"] == "demo":
-        return f"{RESULTS}/corpus"
+        return results("corpus", EXP)
     return config["corpus"]["midi_folder"]["root"]
 
 
@@ -187,13 +207,13 @@ def method_feature_stores(w):
     """The projected-feature stores a scoring method reads (SPEC §2; registry ``Method.reads``)."""
     cfg = stage_cfg(w)
     n_c = n_checkpoints(cfg)
-    store = "results/{}/features/{}/m{}_c{}.zarr"
+    store = results("features/{stage}/m{m}_c{c}.zarr", w.exp)
     reads = registry.method(w.method).reads
     if reads == "ensemble":
-        return [store.format(w.exp, w.stage, m, n_c) for m in range(ensemble_size(cfg))]
+        return [store.format(stage=w.stage, m=m, c=n_c) for m in range(ensemble_size(cfg))]
     if reads == "checkpoints":
-        return [store.format(w.exp, w.stage, 0, c) for c in range(1, n_c + 1)]
-    return [store.format(w.exp, w.stage, 0, n_c)]
+        return [store.format(stage=w.stage, m=0, c=c) for c in range(1, n_c + 1)]
+    return [store.format(stage=w.stage, m=0, c=n_c)]
 
 
 def method_params(w):
@@ -221,12 +241,14 @@ def external_stage_dir(name):
 def external_inputs(w):
     """The user's matrix and id lists, plus the workflow's ids its rows/columns must match."""
     e = EXTERNAL[w.method]
-    exp_res = RESULTS if e.get("experiment", "symbolic") == "symbolic" else ARES
+    exp = EXP if e.get("experiment", "symbolic") == "symbolic" else AUDIO_EXP
     stage = external_stage_dir(w.method)
     q_stage = "symbolic" if stage == "symbolic" else AUDIO_STAGES[0]
-    out = dict(matrix=e["path"], rows=e["rows"], cols=e["cols"], expect_cols=f"{exp_res}/queries/{q_stage}/queries.npz")
+    out = dict(
+        matrix=e["path"], rows=e["rows"], cols=e["cols"], expect_cols=results(f"queries/{q_stage}/queries.npz", exp)
+    )
     if stage != "external":
-        out["expect_rows"] = f"{exp_res}/segments/{stage}/train.npz"
+        out["expect_rows"] = results(f"segments/{stage}/train.npz", exp)
     return out
 
 
@@ -264,4 +286,4 @@ SYMBOLIC_ROWS = METHODS + EXTERNAL_SYMBOLIC
 
 def stage_outputs(kind, exp=EXP, stage="symbolic"):
     """Per-row outputs of the symbolic report: diagnostics or homogeneity JSONs."""
-    return [f"results/{exp}/{kind}/{stage}/{m}.json" for m in SYMBOLIC_ROWS]
+    return [results(f"{kind}/{stage}/{m}.json", exp) for m in SYMBOLIC_ROWS]

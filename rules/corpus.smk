@@ -4,11 +4,11 @@
 
 rule demo_collection:
     output:
-        part=directory(f"{RESULTS}/corpus/{{collection}}"),
+        part=directory(results("corpus/{collection}", EXP)),
     log:
-        f"{LOGS}/demo_collection/{{collection}}.log",
+        logs("demo_collection/{collection}.log", EXP),
     benchmark:
-        f"{BENCH}/demo_collection/{{collection}}.tsv"
+        benchmarks("demo_collection/{collection}.tsv", EXP)
     conda:
         ENV
     params:
@@ -20,15 +20,15 @@ rule demo_collection:
 rule demo_corpus:
     input:
         parts=expand(
-            f"{RESULTS}/corpus/{{collection}}",
+            results("corpus/{collection}", EXP),
             collection=sorted(
                 config["corpus"].get("demo", {}).get("collections", {})
             ),  # name order, not listing order
         ),
     output:
-        manifest=f"{RESULTS}/corpus/manifest.csv",
+        manifest=results("corpus/manifest.csv", EXP),
     log:
-        f"{LOGS}/demo_corpus.log",
+        logs("demo_corpus.log", EXP),
     conda:
         ENV
     shell:
@@ -37,18 +37,18 @@ rule demo_corpus:
 
 if SYMBOLIC:
 
-    rule segments:
+    rule symbolic_segments:
         input:
             manifest=corpus_manifest(),
             midi=corpus_files(),
         output:
-            train=f"{RESULTS}/segments/symbolic/train.npz",
-            eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
-            csv=f"{RESULTS}/segments/symbolic/segments.csv",
+            train=results("segments/symbolic/train.npz", EXP),
+            eval=results("segments/symbolic/eval_prompts.npz", EXP),
+            csv=results("segments/symbolic/segments.csv", EXP),
         log:
-            f"{LOGS}/segments.log",
+            logs("symbolic_segments.log", EXP),
         benchmark:
-            f"{BENCH}/segments.tsv"
+            benchmarks("symbolic_segments.tsv", EXP)
         conda:
             ENV
         params:
@@ -58,5 +58,5 @@ if SYMBOLIC:
                 prompt_tokens=config["queries"]["prompt_tokens"],
             ),
         shell:
-            "aria segments --manifest {input.manifest} --params {params.args:q} "
+            "aria symbolic-segments --manifest {input.manifest} --params {params.args:q} "
             "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} > {log} 2>&1"

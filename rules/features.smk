@@ -4,13 +4,13 @@
 
 rule symbolic_features:
     input:
-        segments=f"{RESULTS}/segments/symbolic/train.npz",
+        segments=results("segments/symbolic/train.npz", EXP),
     output:
-        features=f"{RESULTS}/evidence/symbolic_features.npz",
+        features=results("evidence/symbolic_features.npz", EXP),
     log:
-        f"{LOGS}/symbolic_features.log",
+        logs("symbolic_features.log", EXP),
     benchmark:
-        f"{BENCH}/symbolic_features.tsv"
+        benchmarks("symbolic_features.tsv", EXP)
     conda:
         ENV
     params:
@@ -20,15 +20,15 @@ rule symbolic_features:
         "--out {output.features} > {log} 2>&1"
 
 
-rule homogeneity_null:
+rule symbolic_null:
     input:
-        features=f"{RESULTS}/evidence/symbolic_features.npz",
+        features=results("evidence/symbolic_features.npz", EXP),
     output:
-        null=f"{RESULTS}/evidence/null.json",
+        null=results("evidence/null.json", EXP),
     log:
-        f"{LOGS}/homogeneity_null.log",
+        logs("symbolic_null.log", EXP),
     benchmark:
-        f"{BENCH}/homogeneity_null.tsv"
+        benchmarks("symbolic_null.tsv", EXP)
     conda:
         ENV
     params:
@@ -41,15 +41,15 @@ rule homogeneity_null:
         "aria null --features {input.features} --params {params.args:q} --out {output.null} > {log} 2>&1"
 
 
-rule homogeneity:
+rule symbolic_homogeneity:
     input:
-        scores=f"{RESULTS}/scores/symbolic/{{method}}.zarr",
-        features=f"{RESULTS}/evidence/symbolic_features.npz",
-        null=f"{RESULTS}/evidence/null.json",
+        scores=results("scores/symbolic/{method}.zarr", EXP),
+        features=results("evidence/symbolic_features.npz", EXP),
+        null=results("evidence/null.json", EXP),
     output:
-        json=f"{RESULTS}/homogeneity/symbolic/{{method}}.json",
+        json=results("homogeneity/symbolic/{method}.json", EXP),
     log:
-        f"{LOGS}/homogeneity/symbolic/{{method}}.log",
+        logs("symbolic_homogeneity/{method}.log", EXP),
     conda:
         ENV
     shell:

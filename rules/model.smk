@@ -4,13 +4,13 @@
 
 rule train_model:
     input:
-        segments="results/{exp}/segments/{stage}/train.npz",
+        segments=results("segments/{stage}/train.npz"),
     output:
-        model="results/{exp}/models/{stage}/m{m}.pt",
+        model=results("models/{stage}/m{m}.pt"),
     log:
-        "results/{exp}/logs/train_model/{stage}/m{m}.log",
+        logs("train_model/{stage}/m{m}.log"),
     benchmark:
-        "results/{exp}/benchmarks/train_model/{stage}/m{m}.tsv"
+        benchmarks("train_model/{stage}/m{m}.tsv")
     conda:
         ENV
     threads: 1
@@ -23,15 +23,15 @@ rule train_model:
 
 if SYMBOLIC:
 
-    rule queries:
+    rule symbolic_queries:
         input:
-            model=f"{RESULTS}/models/symbolic/m0.pt",
-            eval=f"{RESULTS}/segments/symbolic/eval_prompts.npz",
+            model=results("models/symbolic/m0.pt", EXP),
+            eval=results("segments/symbolic/eval_prompts.npz", EXP),
         output:
-            queries=f"{RESULTS}/queries/symbolic/queries.npz",
-            midi=directory(f"{RESULTS}/queries/midi"),
+            queries=results("queries/symbolic/queries.npz", EXP),
+            midi=directory(results("queries/midi", EXP)),
         log:
-            f"{LOGS}/queries.log",
+            logs("symbolic_queries.log", EXP),
         conda:
             ENV
         threads: 1
@@ -40,5 +40,5 @@ if SYMBOLIC:
                 seed=config["seeds"]["queries"], block_tokens=config["segments"]["block_tokens"], **config["queries"]
             ),
         shell:
-            "aria queries --model {input.model} --eval {input.eval} --params {params.args:q} "
+            "aria symbolic-queries --model {input.model} --eval {input.eval} --params {params.args:q} "
             "--out {output.queries} --out-midi {output.midi} --threads {threads} > {log} 2>&1"

@@ -4,16 +4,16 @@
 
 if SYMBOLIC:
 
-    rule report:
+    rule symbolic_report:
         input:
             diagnostics=stage_outputs("diagnostics"),
             homogeneity=stage_outputs("homogeneity"),
         output:
-            html=f"{RESULTS}/report.html",
-            md=f"{RESULTS}/report.md",
-            summary=f"{RESULTS}/summary.json",
+            html=results("report.html", EXP),
+            md=results("report.md", EXP),
+            summary=results("summary.json", EXP),
         log:
-            f"{LOGS}/report.log",
+            logs("symbolic_report.log", EXP),
         conda:
             ENV
         params:
@@ -35,13 +35,13 @@ rule audio_report:
         diagnostics=audio_row_outputs("diagnostics"),
         homogeneity=audio_row_outputs("homogeneity"),
         manifest=audio_manifest(),
-        audio=f"{ARES}/queries/audio",
+        audio=results("queries/audio", AUDIO_EXP),
     output:
-        html=f"{ARES}/report.html",
-        md=f"{ARES}/report.md",
-        summary=f"{ARES}/summary.json",
+        html=results("report.html", AUDIO_EXP),
+        md=results("report.md", AUDIO_EXP),
+        summary=results("summary.json", AUDIO_EXP),
     log:
-        f"{ARES}/logs/report.log",
+        logs("audio_report.log", AUDIO_EXP),
     conda:
         ENV
     params:

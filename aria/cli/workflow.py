@@ -99,7 +99,7 @@ def cmd_merge_manifests(a) -> None:
     )
 
 
-def cmd_segments(a) -> None:
+def cmd_symbolic_segments(a) -> None:
     """Tokenize every track; cut training tracks into blocks; take eval prompts."""
     import pandas as pd
 
@@ -228,7 +228,7 @@ def cmd_train(a) -> None:
     )
 
 
-def cmd_queries(a) -> None:
+def cmd_symbolic_queries(a) -> None:
     """Generate one query per eval prompt with the main model; save tokens and MIDI."""
     import torch
 
@@ -903,12 +903,15 @@ def cmd_warm_jit_cache(a) -> None:
 COMMANDS = {
     "demo-collection": (cmd_demo_collection, [("--out-dir", {}), ("--params", {})]),
     "merge-manifests": (cmd_merge_manifests, [("--parts", {"nargs": "+"}), ("--out", {})]),
-    "segments": (
-        cmd_segments,
+    "symbolic-segments": (
+        cmd_symbolic_segments,
         [("--manifest", {}), ("--params", {}), ("--out-train", {}), ("--out-eval", {}), ("--out-csv", {})],
     ),
     "train": (cmd_train, [("--segments", {}), ("--params", {}), ("--out", {})]),
-    "queries": (cmd_queries, [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})]),
+    "symbolic-queries": (
+        cmd_symbolic_queries,
+        [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
+    ),
     "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})]),
     "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
     "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),

@@ -29,7 +29,7 @@ def _segments(tmp_path, manifest):
     out = tmp_path / "out"
     return main(
         [
-            "segments",
+            "symbolic-segments",
             "--manifest",
             str(manifest),
             "--params",

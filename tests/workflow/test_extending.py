@@ -114,7 +114,14 @@ def test_only_the_new_rows_run(extended):
     """Adding a method and an external matrix runs their jobs and the report, nothing else."""
     rules = re.findall(r"(?m)^(?:local)?rule (\w+):", extended["plan"])
     counts = {r: rules.count(r) for r in set(rules)}
-    assert counts == {"score": 1, "import_scores": 1, "diagnostics": 2, "homogeneity": 2, "report": 1, "all": 1}
+    assert counts == {
+        "score": 1,
+        "import_scores": 1,
+        "diagnostics": 2,
+        "symbolic_homogeneity": 2,
+        "symbolic_report": 1,
+        "all": 1,
+    }
     assert "method=toy" in extended["plan"] and "method=dattri_trak" in extended["plan"]
 
 
@@ -155,7 +162,7 @@ def test_user_config_without_audio_plans_no_audio_job(tiny_run, tmp_path):
     shutil.copy(REPO / "tests" / "data" / "config_tiny.yaml", tmp_path / "config.yaml")
     out = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml")).stdout
     rules = set(re.findall(r"(?m)^(?:local)?rule (\w+):", out))
-    assert "segments" in rules and "report" in rules
+    assert "symbolic_segments" in rules and "symbolic_report" in rules
     assert not [r for r in rules if r.startswith("audio") or r in ("embed_baseline", "tracklevel")]
     assert "tiny_audio" not in out
     # and with the merge (no --configfile), the audio experiment is planned

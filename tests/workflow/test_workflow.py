@@ -81,8 +81,8 @@ def test_rerun_scope_trak_lambda(tiny_run):
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", "exp=tiny, stage=symbolic, method=trak"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
-        ("homogeneity", "method=trak"),
-        ("report", ""),
+        ("symbolic_homogeneity", "method=trak"),
+        ("symbolic_report", ""),
     }
 
 
@@ -92,7 +92,7 @@ def test_rerun_scope_projection_k(tiny_run):
     cfg["projection"]["k"] = 16
     jobs = dry_run_jobs(tiny_run, cfg)
     rules = {r for r, _ in jobs}
-    assert rules == {"project_gradients", "score", "diagnostics", "homogeneity", "report"}
+    assert rules == {"project_gradients", "score", "diagnostics", "symbolic_homogeneity", "symbolic_report"}
     assert {w for r, w in jobs if r == "project_gradients"} == {
         f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]
     }

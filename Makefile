@@ -17,7 +17,7 @@ DEB_PKGS := chromium fluid-soundfont-gm
 # declares unpinned torch/torchaudio. Their real runtime needs are in pyproject.
 NODEPS := beatnet==1.1.1 basic-pitch==0.4.0 tinysoundfont==0.3.7 aisfx==0.1.2
 
-.PHONY: demo test venv deb lint bench clean clean-jit-cache
+.PHONY: demo validate test venv deb lint bench clean clean-jit-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -43,6 +43,10 @@ deb:
 
 demo: $(STAMP) deb
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
+
+# the demo plus its LDS ground truth (counterfactual retraining, SPEC §9; README "Ground truth (LDS)")
+validate: $(STAMP) deb
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/validate/lds.yaml
 
 test: $(STAMP) deb
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q

@@ -101,6 +101,16 @@ def experiments(config: dict) -> list[str]:
     return list(config.get("experiments") or (["symbolic"] + (["audio"] if "audio" in config else [])))
 
 
+LDS_DEFAULTS = {"n_subsets": 64, "alpha": 0.5, "runs": 1, "n_boot": 1000}
+
+
+def lds_settings(block: dict | None) -> dict | None:
+    """An ``lds`` config block with its defaults filled in, or None when it is off."""
+    if not block or not block.get("enabled"):
+        return None
+    return {**LDS_DEFAULTS, **{k: v for k, v in block.items() if k not in ("enabled", "stages")}}
+
+
 def _semantic_problems(config: dict) -> list[str]:
     """Checks that a JSON schema cannot express (the config already passed the schema)."""
     from aria import registry
@@ -148,6 +158,25 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append("queries.prompt_tokens must be smaller than segments.block_tokens")
         if config["model"]["d_model"] % config["model"]["n_heads"]:
             problems.append("model.d_model must be divisible by model.n_heads")
+    lds_blocks = [("lds", config.get("lds", {}), ["symbolic"], config.get("model", {}))] if symbolic else []
+    if audio:
+        a = config["audio"]
+        lds_blocks.append(("audio.lds", a.get("lds", {}), a.get("lds", {}).get("stages", list(a["stages"])), None))
+    for where, lds, stages, model in lds_blocks:
+        if not lds.get("enabled"):
+            continue
+        if "lds" not in config["seeds"]:
+            problems.append(f"{where}.enabled needs seeds.lds (the subsets and the bootstrap take their seed from it)")
+        for s in stages:
+            if where == "audio.lds" and s not in config["audio"]["stages"]:
+                problems.append(f"{where}.stages: unknown stage '{s}' (stages: {list(config['audio']['stages'])})")
+                continue
+            own = model if where == "lds" else config["audio"]["stages"][s]
+            if own.get("checkpoints"):
+                problems.append(
+                    f"{where}: stage '{s}' uses your own checkpoints; LDS retrains with Aria's training "
+                    "recipe, which would not be your model's"
+                )
     for name, ext in config.get("external_scores", {}).items():
         where = f"external_scores.{name}"
         if name in registry.METHODS:

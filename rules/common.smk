@@ -8,7 +8,7 @@ import json
 import os
 
 from aria import registry
-from aria.config import experiments, validate_config
+from aria.config import experiments, lds_settings, validate_config
 from aria.symbolic.corpus import eval_quotas
 
 # methods defined outside Aria register themselves on import; jobs import them too
@@ -55,6 +55,7 @@ if SYMBOLIC:
         "model": {k: v for k, v in config["model"].items() if k != "checkpoints"},
         "seq_len": config["segments"]["block_tokens"],
         "pretrained": config["model"].get("checkpoints", []),
+        "lds": lds_settings(config.get("lds")),
     }
 METHODS = list(config["methods"]["run"]) if SYMBOLIC else []
 
@@ -82,6 +83,7 @@ if AUDIO:
             "model": dict(AUDIO["model"], vocab_size=AUDIO_VOCAB.size),
             "seq_len": AUDIO_VOCAB.seq_len(_s),
             "pretrained": AUDIO["stages"][_s].get("checkpoints", []),
+            "lds": lds_settings(AUDIO.get("lds")) if _s in AUDIO.get("lds", {}).get("stages", AUDIO_STAGES) else None,
         }
 # rows of the audio report ("method/stage"): every (method, stage) in registry order, then the
 # embedding baselines (one row per encoder and averaging mode)
@@ -124,6 +126,11 @@ def audio_manifest():
 
 def audio_root():
     return results("corpus", AUDIO_EXP)
+
+
+def row_stage(key):
+    """The stage of an audio report row key "method/stage"."""
+    return key.partition("/")[2]
 
 
 def audio_row_outputs(kind):
@@ -287,3 +294,42 @@ SYMBOLIC_ROWS = METHODS + EXTERNAL_SYMBOLIC
 def stage_outputs(kind, exp=EXP, stage="symbolic"):
     """Per-row outputs of the symbolic report: diagnostics or homogeneity JSONs."""
     return [results(f"{kind}/{stage}/{m}.json", exp) for m in SYMBOLIC_ROWS]
+
+
+# LDS ground truth (SPEC §9, rules/lds.smk): the (experiment, stage) pairs whose config turns it on
+LDS_STAGES = sorted(s for (_, s), cfg in STAGES.items() if cfg["lds"])
+LDS_SYMBOLIC = SYMBOLIC and bool(STAGES[(EXP, "symbolic")]["lds"])
+LDS_AUDIO_ROWS = [k for k in AUDIO_ROWS if AUDIO and STAGES.get((AUDIO_EXP, row_stage(k)), {}).get("lds")]
+
+
+def audio_lds_outputs():
+    """LDS JSONs of the audio report's rows that have ground truth, in LDS_AUDIO_ROWS order."""
+    return [results(f"lds/{row_stage(k)}/{k.partition('/')[0]}.json", AUDIO_EXP) for k in LDS_AUDIO_ROWS]
+
+
+def lds_cfg(w):
+    return stage_cfg(w)["lds"]
+
+
+def lds_retrain_params(w):
+    """One subset's retraining: the subset, and ensemble member 0's training recipe."""
+    cfg = stage_cfg(w)
+    lds = cfg["lds"]
+    return jparams(
+        subset=int(w.subset),
+        alpha=lds["alpha"],
+        seed=config["seeds"]["lds"],
+        runs=lds["runs"],
+        model=dict(seed=config["seeds"]["train"], block_tokens=cfg["seq_len"], **cfg["model"]),
+    )
+
+
+def lds_subset_files(w):
+    return expand(
+        results("lds/{stage}/subsets/s{subset}.npz", w.exp), stage=w.stage, subset=range(lds_cfg(w)["n_subsets"])
+    )
+
+
+def lds_report_arg(w, input):
+    """``--lds FILES`` of a report job, or nothing when the experiment has no ground truth."""
+    return ("--lds " + " ".join(input.lds)) if input.lds else ""

@@ -8,6 +8,7 @@ if SYMBOLIC:
         input:
             diagnostics=stage_outputs("diagnostics"),
             homogeneity=stage_outputs("homogeneity"),
+            lds=stage_outputs("lds") if LDS_SYMBOLIC else [],
         output:
             html=results("report.html", EXP),
             md=results("report.md", EXP),
@@ -23,10 +24,12 @@ if SYMBOLIC:
                 rows=SYMBOLIC_ROWS,
                 domain="symbolic",
                 **({"labels": report_labels(SYMBOLIC_ROWS)} if EXTERNAL_SYMBOLIC else {}),
+                **({"lds_rows": SYMBOLIC_ROWS} if LDS_SYMBOLIC else {}),
             ),
+            lds=lds_report_arg,
         shell:
             "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
-            "--params {params.args:q} "
+            "--params {params.args:q} {params.lds} "
             "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
 
 
@@ -34,6 +37,7 @@ rule audio_report:
     input:
         diagnostics=audio_row_outputs("diagnostics"),
         homogeneity=audio_row_outputs("homogeneity"),
+        lds=audio_lds_outputs(),
         manifest=audio_manifest(),
         audio=results("queries/audio", AUDIO_EXP),
     output:
@@ -52,8 +56,10 @@ rule audio_report:
             domain="audio",
             root=audio_root(),
             **({"labels": report_labels(AUDIO_ROWS)} if report_labels(AUDIO_ROWS) else {}),
+            **({"lds_rows": LDS_AUDIO_ROWS} if LDS_AUDIO_ROWS else {}),
         ),
+        lds=lds_report_arg,
     shell:
         "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
-        "--manifest {input.manifest} --queries-audio {input.audio} --params {params.args:q} "
+        "--manifest {input.manifest} --queries-audio {input.audio} --params {params.args:q} {params.lds} "
         "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"

@@ -45,11 +45,30 @@ def test_unknown_keys_are_named(path, key):
 
 def test_every_random_choice_has_a_seed():
     seeds = load_schema()["properties"]["seeds"]
-    assert (
-        set(seeds["required"])
-        == set(seeds["properties"])
-        == {"corpus", "train", "queries", "projection", "null_groups"}
-    )
+    assert set(seeds["required"]) == {"corpus", "train", "queries", "projection", "null_groups"}
+    # the LDS seed is needed only when the ground truth is computed
+    assert set(seeds["properties"]) == set(seeds["required"]) | {"lds"}
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["lds"]["enabled"] = True
+    validate_config(cfg)
+    del cfg["seeds"]["lds"]
+    with pytest.raises(ConfigError, match="lds.enabled needs seeds.lds"):
+        validate_config(cfg)
+
+
+def test_lds_checks():
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["audio"]["lds"] = {"enabled": True, "stages": ["semantic", "middle"]}
+    with pytest.raises(ConfigError, match="unknown stage 'middle'"):
+        validate_config(cfg)
+    cfg["audio"]["lds"]["stages"] = ["semantic"]
+    cfg["audio"]["stages"]["semantic"]["checkpoints"] = ["my.pt"]
+    with pytest.raises(ConfigError, match="stage 'semantic' uses your own checkpoints"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["lds"]["alpha"] = 1.0
+    with pytest.raises(ConfigError, match="alpha"):
+        validate_config(cfg)
 
 
 def test_cross_field_checks():

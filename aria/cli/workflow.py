@@ -346,6 +346,89 @@ def cmd_diagnostics(a) -> None:
     write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy})
 
 
+# --------------------------------------------------------------------------- ground truth (LDS)
+def cmd_lds_retrain(a) -> None:
+    """Retrain on one random subset of a stage's training segments; targets f_q = -loss (SPEC §9)."""
+    import torch
+
+    from aria.evaluation.lds import counterfactual_targets, subset_mask
+    from aria.io.tables import read_npz, write_npz
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    keep = subset_mask(len(tr["tokens"]), p["subset"], alpha=p["alpha"], random_state=p["seed"])
+    t0 = time.perf_counter()
+    res = counterfactual_targets(
+        tr,
+        qu,
+        keep,
+        model_cfg=_model_cfg(p["model"]),
+        epochs=p["model"]["epochs"],
+        lr=p["model"]["lr"],
+        batch_size=p["model"]["batch_size"],
+        seeds=[p["model"]["seed"] + r for r in range(p["runs"])],
+        progress=True,
+    )
+    log.info(
+        "subset %d: %d of %d segments; train loss %s, held-out loss %s; %.1f s",
+        p["subset"],
+        keep.sum(),
+        len(keep),
+        np.round(res["train_loss"], 3).tolist(),
+        np.round(res["heldout_loss"], 3).tolist(),
+        time.perf_counter() - t0,
+    )
+    write_npz(a.out, mask=keep, segment_ids=tr["segment_ids"], query_ids=qu["query_ids"], **res)
+
+
+def cmd_lds_ground_truth(a) -> None:
+    """Gather the retrained subsets of one stage into its ground-truth store."""
+    from aria.io.stores import write_ground_truth
+    from aria.io.tables import read_npz
+
+    p = json.loads(a.params)
+    parts = [read_npz(f) for f in a.subsets]
+    for f, part in zip(a.subsets[1:], parts[1:]):
+        if not (
+            np.array_equal(part["segment_ids"], parts[0]["segment_ids"])
+            and np.array_equal(part["query_ids"], parts[0]["query_ids"])
+        ):
+            raise ValueError(f"{f}: segment or query ids differ from {a.subsets[0]}")
+    ho = np.stack([x["heldout_loss"] for x in parts])
+    write_ground_truth(
+        a.out,
+        masks=np.stack([x["mask"] for x in parts]),
+        targets=np.stack([x["targets"] for x in parts]),
+        target_runs=np.stack([x["target_runs"] for x in parts]),
+        train_loss=np.stack([x["train_loss"] for x in parts]),
+        heldout_loss=ho,
+        row_ids=parts[0]["segment_ids"],
+        col_ids=parts[0]["query_ids"],
+        attrs={**p, "n_subsets": len(parts)},
+    )
+    log.info("%d subsets; held-out loss %.3f +- %.3f", len(parts), ho.mean(), ho.std())
+
+
+def cmd_lds(a) -> None:
+    """LDS of one method against its stage's ground truth, streaming the score store."""
+    from aria.evaluation.lds import lds_summary, predicted_targets
+    from aria.io.stores import iter_row_chunks, open_scores, read_ground_truth
+    from aria.io.tables import write_json
+
+    p = json.loads(a.params)
+    gt = read_ground_truth(a.ground_truth)
+    S, rows, cols = open_scores(a.scores)
+    if not np.array_equal(rows, gt["row_ids"]):
+        raise ValueError(f"{a.scores}: row ids differ from the ground truth's training segments ({a.ground_truth})")
+    if not np.array_equal(cols, gt["col_ids"]):
+        raise ValueError(f"{a.scores}: column ids differ from the ground truth's queries ({a.ground_truth})")
+    G = predicted_targets(iter_row_chunks(S), gt["masks"])
+    res = lds_summary(G, gt["targets"], n_boot=p["n_boot"], random_state=p["seed"])
+    log.info("%s: LDS %.3f [%.3f, %.3f] over %d subsets", a.scores, res["lds"], *res["ci"], res["n_subsets"])
+    write_json(a.out, {**res, "query_ids": cols})
+
+
 # --------------------------------------------------------------------------- features
 def cmd_symbolic_features(a) -> None:
     """SPEC §5 symbolic features of every training segment."""
@@ -469,6 +552,7 @@ def cmd_report(a) -> None:
         domain=p.get("domain", "symbolic"),
         labels=p.get("labels"),
         media=media,
+        lds=dict(zip(p["lds_rows"], [read_json(f) for f in a.lds], strict=True)) if a.lds else None,
     )
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -969,6 +1053,12 @@ COMMANDS = {
             ("--manifest", {"required": False, "default": None}),
         ],
     ),
+    "lds-retrain": (
+        cmd_lds_retrain,
+        [("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})],
+    ),
+    "lds-ground-truth": (cmd_lds_ground_truth, [("--subsets", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
+    "lds": (cmd_lds, [("--scores", {}), ("--ground-truth", {}), ("--params", {}), ("--out", {})]),
     "report": (
         cmd_report,
         [
@@ -980,6 +1070,7 @@ COMMANDS = {
             ("--out-summary", {}),
             ("--manifest", {"required": False, "default": None}),
             ("--queries-audio", {"required": False, "default": None}),
+            ("--lds", {"nargs": "+", "required": False, "default": None}),
         ],
     ),
     "warm-jit-cache": (cmd_warm_jit_cache, [("--template", {"required": False, "default": None})]),

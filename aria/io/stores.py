@@ -21,6 +21,17 @@ Feature store ``features/<checkpoint>.zarr``::
     query_ids  str, shape (Q,)
     attrs      {"k": ..., "seed": ..., "lr": ..., "checkpoint": ...}
 
+Ground-truth store ``lds/<stage>/ground_truth.zarr`` (SPEC §9, :mod:`aria.evaluation.lds`)::
+
+    masks         bool,    shape (M, N)     row m = training segments of subset S_m
+    targets       float64, shape (M, Q)     f_q(S_m) = -loss of query q, mean over runs
+    target_runs   float64, shape (M, R, Q)  the same per training run
+    train_loss    float64, shape (M, R)     mean loss on S_m of each retrained model
+    heldout_loss  float64, shape (M, R)     mean loss on the segments outside S_m
+    row_ids       str, shape (N,)           training segment ids (the score stores' row_ids)
+    col_ids       str, shape (Q,)           query ids (the score stores' col_ids)
+    attrs         {"alpha": ..., "seed": ..., "runs": R, "n_subsets": M, ...}
+
 Writers build the store under a temporary sibling path and rename it into place
 only when complete, so a failed job never leaves a half-written store behind.
 """
@@ -46,7 +57,11 @@ __all__ = [
     "read_features",
     "read_ids",
     "iter_row_chunks",
+    "write_ground_truth",
+    "read_ground_truth",
 ]
+
+GROUND_TRUTH_ARRAYS = ("masks", "targets", "target_runs", "train_loss", "heldout_loss")
 
 DEFAULT_ROW_CHUNK = 4096
 
@@ -225,3 +240,41 @@ def read_features(path) -> dict:
         "query_ids": read_ids(group, "query_ids"),
         "attrs": dict(group.attrs),
     }
+
+
+def write_ground_truth(path, *, row_ids, col_ids, attrs=None, **arrays) -> None:
+    """Write a ground-truth store (see module docstring) atomically.
+
+    ``arrays`` are exactly :data:`GROUND_TRUTH_ARRAYS`; shapes are checked against the ids.
+    """
+    missing = sorted(set(GROUND_TRUTH_ARRAYS) - set(arrays))
+    if missing or set(arrays) - set(GROUND_TRUTH_ARRAYS):
+        raise ValueError(f"{path}: ground truth needs arrays {GROUND_TRUTH_ARRAYS}, got {sorted(arrays)}")
+    masks, targets = np.asarray(arrays["masks"], dtype=bool), np.asarray(arrays["targets"], dtype=np.float64)
+    n_sub, n, q = masks.shape[0], len(row_ids), len(col_ids)
+    if masks.shape != (n_sub, n) or targets.shape != (n_sub, q):
+        raise ValueError(f"{path}: masks {masks.shape} / targets {targets.shape} do not fit {n} rows x {q} queries")
+    if not np.isfinite(targets).all():
+        raise ValueError(f"{path}: non-finite retraining targets")
+    with atomic_dir(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        for name in GROUND_TRUTH_ARRAYS:
+            arr = np.asarray(arrays[name], dtype=bool if name == "masks" else np.float64)
+            group.create_array(name, shape=arr.shape, dtype=arr.dtype)[...] = arr
+        _write_ids(group, "row_ids", row_ids)
+        _write_ids(group, "col_ids", col_ids)
+        group.attrs.update(dict(attrs or {}))
+
+
+def read_ground_truth(path) -> dict:
+    """Read a ground-truth store: its arrays, ``row_ids``, ``col_ids`` and ``attrs``.
+
+    Masks and targets are M x N and M x Q with M in the tens, so they are loaded whole.
+    """
+    group = _open_group(path)
+    missing = [n for n in GROUND_TRUTH_ARRAYS if n not in group]
+    if missing:
+        raise ValueError(f"{path}: not an Aria ground-truth store (missing {missing})")
+    out = {n: np.asarray(group[n][...]) for n in GROUND_TRUTH_ARRAYS}
+    out.update(row_ids=read_ids(group, "row_ids"), col_ids=read_ids(group, "col_ids"), attrs=dict(group.attrs))
+    return out

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss
+from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss, per_example_loss
 
-__all__ = ["seed_everything", "train_model", "generate"]
+__all__ = ["seed_everything", "train_model", "example_losses", "generate"]
 
 
 def seed_everything(random_state: int) -> torch.Generator:
@@ -109,6 +109,40 @@ def train_model(
             )
     bar.close()
     out["final"] = out["checkpoints"][-1]["state"]
+    return out
+
+
+@torch.no_grad()
+def example_losses(
+    model: torch.nn.Module,
+    tokens: np.ndarray,
+    mask: np.ndarray,
+    loss_mask: np.ndarray | None = None,
+    *,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Per-example loss of every sequence under ``model``, in eval mode.
+
+    The same loss as the attribution gradients
+    (:func:`aria.models.transformer.per_example_loss`, mean next-token cross-entropy over
+    the target positions of ``loss_mask``).
+
+    Parameters
+    ----------
+    tokens : int array (N, L); mask, loss_mask : bool array (N, L)
+    batch_size : int, keyword-only
+
+    Returns
+    -------
+    float64 array (N,), in nats per target token.
+    """
+    model.eval()
+    out = np.empty(len(tokens), dtype=np.float64)
+    for b in range(0, len(tokens), batch_size):
+        sl = slice(b, b + batch_size)
+        t = torch.as_tensor(tokens[sl], dtype=torch.long)
+        lm = None if loss_mask is None else torch.as_tensor(loss_mask[sl], dtype=torch.bool)
+        out[sl] = per_example_loss(model(t), t, torch.as_tensor(mask[sl], dtype=torch.bool), lm).double().numpy()
     return out
 
 

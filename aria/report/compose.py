@@ -10,7 +10,14 @@ from __future__ import annotations
 from aria import registry
 from aria.report import render as R
 
-__all__ = ["compose", "SYMBOLIC_CHANNEL_NOTE", "AUDIO_CHANNEL_NOTE"]
+__all__ = ["compose", "SYMBOLIC_CHANNEL_NOTE", "AUDIO_CHANNEL_NOTE", "LDS_NOTE"]
+
+LDS_NOTE = (
+    "LDS (SPEC §9): models retrained on random halves S_m of the training segments; target "
+    "f_q = -loss of query q, prediction g_q = sum of the method's scores over S_m; LDS = mean over "
+    "queries of the Spearman correlation over subsets, with a bootstrap 95% interval over queries. "
+    "Higher is better; a random matrix scores about 0."
+)
 
 SYMBOLIC_CHANNEL_NOTE = (
     "Channels: melody = melodic-interval histogram; harmony = pitch-class and vertical-interval "
@@ -36,6 +43,7 @@ def compose(
     domain: str = "symbolic",
     labels: dict | None = None,
     media: dict | None = None,
+    lds: dict | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
 
@@ -51,13 +59,19 @@ def compose(
         Labels for keys the registry does not know (external matrices).
     media : dict, optional
         Audio players: ``{"tracks": {track_id: relative path}, "queries": folder}``.
+    lds : dict, optional
+        Row key -> LDS document (:func:`aria.evaluation.lds.lds_summary`) for the rows that
+        have ground truth. Adds the LDS column and, per stage, the validation table
+        (:func:`aria.evaluation.lds.order_agreement`).
     """
     labels = labels or {}
     audio = domain == "audio"
     lab = {k: labels.get(k) or registry.row_label(k) for k in keys}
     D = {lab[k]: d for k, d in zip(keys, diags)}
     H = {lab[k]: h for k, h in zip(keys, homs)}
-    header, rows, channels = R.main_table(D, H, main_k=main_k)
+    L = None if lds is None else {lab[k]: v for k, v in lds.items()}
+    header, rows, channels = R.main_table(D, H, main_k=main_k, lds=L)
+    validation, validation_summary = _validation(keys, lab, D, lds or {})
     h0, d0 = homs[0], diags[0]
     unit = (
         "reliability on each raw score matrix (segments x queries; tracks x queries for the "
@@ -81,15 +95,52 @@ def compose(
         for qi, qid in enumerate(h0["query_ids"])
     ]
     title = f"Aria report: {experiment}"
+    if lds:
+        notes.append(LDS_NOTE)
     html = R.html_report(
-        title, header, rows, channels, main_k=main_k, figures=figures, notes=notes, evidence=evidence, media=media
+        title,
+        header,
+        rows,
+        channels,
+        main_k=main_k,
+        figures=figures,
+        notes=notes,
+        evidence=evidence,
+        media=media,
+        validation=validation,
     )
-    md = R.markdown_report(title, header, rows, main_k=main_k, notes=notes)
+    md = R.markdown_report(title, header, rows, main_k=main_k, notes=notes, validation=validation)
     summary = {"experiment": experiment, "main_k": main_k, "channels": channels, "methods": {}}
     for k in keys:
         summary["methods"][k] = {
             "label": lab[k],
             **{d: D[lab[k]][d] for d in R.DIAG_KEYS},
+            **({"lds": {x: lds[k][x] for x in ("lds", "ci", "halves", "n_subsets")}} if k in (lds or {}) else {}),
             "homogeneity": {K: H[lab[k]]["by_k"][K]["summary"] for K in H[lab[k]]["by_k"]},
         }
+    if validation_summary:
+        summary["validation"] = validation_summary
     return html, md, summary
+
+
+def _validation(keys, lab, D, lds) -> tuple[list, dict]:
+    """Per stage with ground truth: the validation table (for the reports) and its summary."""
+    from aria.evaluation.lds import halves_agreement, order_agreement, validation_reading
+
+    stages = {}
+    for k in keys:
+        if k in lds:
+            stages.setdefault(k.partition("/")[2] or "symbolic", []).append(k)
+    tables, out = [], {}
+    for stage, ks in stages.items():
+        if len(ks) < 2:
+            continue
+        # keyed by row key (summary.json); labels only for display
+        agree = order_agreement({k: D[lab[k]] for k in ks}, {k: lds[k]["lds"] for k in ks})
+        stab = halves_agreement({k: lds[k]["halves"] for k in ks})
+        reading = validation_reading(agree, stab, lab)
+        header, rows = R.validation_table(agree, lab)
+        title = "Validation: do the diagnostics order the methods as LDS does?"
+        tables.append((title if stage == "symbolic" else f"{title} (stage {stage})", header, rows, reading))
+        out[stage] = {**agree, "stability": stab, "reading": reading}
+    return tables, out

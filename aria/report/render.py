@@ -14,7 +14,16 @@ import math
 
 import numpy as np
 
-__all__ = ["DIAG_KEYS", "main_table", "markdown_report", "html_report", "k_sweep_figure", "spectrum_figure"]
+__all__ = [
+    "DIAG_KEYS",
+    "main_table",
+    "lds_cell",
+    "validation_table",
+    "markdown_report",
+    "html_report",
+    "k_sweep_figure",
+    "spectrum_figure",
+]
 
 DIAG_KEYS = ("r1", "r2_5", "c_bar", "rho_bar")
 DIAG_LABELS = {"r1": "r₁", "r2_5": "r₂:₅", "c_bar": "c̄", "rho_bar": "ρ̄"}
@@ -31,13 +40,17 @@ def _fmt(x, spec):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def main_table(diags: dict, homs: dict, *, main_k: int) -> tuple[list[str], list[list[str]], list[str]]:
+def main_table(
+    diags: dict, homs: dict, *, main_k: int, lds: dict | None = None
+) -> tuple[list[str], list[list[str]], list[str]]:
     """Rows of the main table.
 
     Parameters
     ----------
     diags : method -> dict with DIAG_KEYS
     homs : method -> homogeneity document (``by_k[str(K)]["summary"][channel]``)
+    lds : method -> LDS document (:func:`aria.evaluation.lds.lds_summary`), optional
+        Adds an "LDS" column after the diagnostics (methods without one show "–").
 
     Returns
     -------
@@ -46,18 +59,52 @@ def main_table(diags: dict, homs: dict, *, main_k: int) -> tuple[list[str], list
     """
     methods = list(diags)
     channels = list(next(iter(homs.values()))["channels"])
-    header = ["Method"] + [DIAG_LABELS[k] for k in DIAG_KEYS]
+    header = ["Method"] + [DIAG_LABELS[k] for k in DIAG_KEYS] + (["LDS [95% CI]"] if lds is not None else [])
     for c in channels:
         header += [f"{c} μz", f"{c} Pos", f"{c} Sig"]
     rows = []
     for m in methods:
         row = [_label(m)] + [_fmt(diags[m][k], ".3f") for k in DIAG_KEYS]
+        if lds is not None:
+            row.append(lds_cell(lds.get(m)))
         summ = homs[m]["by_k"][str(main_k)]["summary"]
         for c in channels:
             s = summ[c]
             row += [_fmt(s["mu_z"], "+.2f"), _fmt(s["pos"] * 100, ".0f") + "%", _fmt(s["sig"] * 100, ".0f") + "%"]
         rows.append(row)
     return header, rows, channels
+
+
+def lds_cell(doc: dict | None) -> str:
+    """``+0.123 [+0.080, +0.160]``, or "–" without ground truth."""
+    if doc is None:
+        return "–"
+    lo, hi = doc["ci"]
+    return f"{_fmt(doc['lds'], '+.3f')} [{_fmt(lo, '+.3f')}, {_fmt(hi, '+.3f')}]"
+
+
+def validation_table(agreement: dict, labels: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the validation table: per diagnostic, Kendall's tau between its
+    ascending method order and the descending LDS order, and whether the orders are identical.
+    ``labels`` maps row keys to display labels.
+    """
+    labels = labels or {}
+
+    def _lab(m):
+        return labels.get(m) or _label(m)
+
+    header = ["Diagnostic", "Kendall τ vs LDS order", "Same order", "Order by the diagnostic (best first)"]
+    rows = [
+        [
+            DIAG_LABELS[k],
+            _fmt(v["kendall_tau"], "+.2f"),
+            "yes" if v["identical"] else "no",
+            " > ".join(_lab(m) for m in v["order"]),
+        ]
+        for k, v in agreement["by_diagnostic"].items()
+    ]
+    rows.append(["LDS", "", "", " > ".join(_lab(m) for m in agreement["lds_order"])])
+    return header, rows
 
 
 def _png(fig) -> bytes:
@@ -119,7 +166,10 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
     return _png(fig)
 
 
-def markdown_report(title: str, header, rows, *, main_k: int, notes: list[str]) -> str:
+def markdown_report(
+    title: str, header, rows, *, main_k: int, notes: list[str], validation: list[tuple[str, list, list, str]] = ()
+) -> str:
+    """Markdown report; ``validation``: per stage, ``(title, header, rows, reading)``."""
     lines = [
         f"# {title}",
         "",
@@ -130,6 +180,10 @@ def markdown_report(title: str, header, rows, *, main_k: int, notes: list[str]) 
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [""] + [f"- {n}" for n in notes] + [""]
+    for vt, vh, vr, reading in validation:
+        lines += [f"## {vt}", "", "| " + " | ".join(vh) + " |", "|" + "---|" * len(vh)]
+        lines += ["| " + " | ".join(r) + " |" for r in vr]
+        lines += ["", reading, ""]
     return "\n".join(lines)
 
 
@@ -154,6 +208,12 @@ summary audio{height:2rem;vertical-align:middle} .clip{display:inline-block;marg
 """
 
 
+def _validation_html(title: str, header, rows, reading: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table><p>{html.escape(reading)}</p>"
+
+
 def _player(src: str) -> str:
     return f'<audio controls preload="none" src="{html.escape(src)}"></audio>'
 
@@ -169,6 +229,7 @@ def html_report(
     notes: list[str],
     evidence: list[tuple[str, list[list]]],
     media: dict | None = None,
+    validation: list[tuple[str, list, list, str]] = (),
 ) -> str:
     """Self-contained HTML (figures embedded as base64 PNG).
 
@@ -178,21 +239,26 @@ def html_report(
     the query links to its generated MIDI and the ids are listed.
     """
     n_diag = len(DIAG_KEYS)
+    has_lds = len(header) > 1 + n_diag + 3 * len(channels)
     grp = (
         f'<tr class="grp"><th></th><th colspan="{n_diag}">Reliability (lower = more query-dependent)</th>'
+        + ('<th class="sep">Ground truth</th>' if has_lds else "")
         + "".join(f'<th class="sep" colspan="3">{html.escape(c)}</th>' for c in channels)
         + "</tr>"
     )
     sub = (
         "<tr><th>Method</th>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in header[1 : 1 + n_diag])
+        + (f'<th class="sep">{html.escape(header[1 + n_diag])}</th>' if has_lds else "")
         + "".join('<th class="sep">μz</th><th>Pos</th><th>Sig</th>' for _ in channels)
         + "</tr>"
     )
     body = []
     for r in rows:
         cells = [f"<td>{html.escape(r[0])}</td>"] + [f"<td>{v}</td>" for v in r[1 : 1 + n_diag]]
-        for i, v in enumerate(r[1 + n_diag :]):
+        if has_lds:
+            cells.append(f'<td class="sep">{html.escape(r[1 + n_diag])}</td>')
+        for i, v in enumerate(r[1 + n_diag + has_lds :]):
             cls = []
             if i % 3 == 0:
                 cls.append("sep")
@@ -238,6 +304,7 @@ homogeneity of each query's top-{main_k} attributed training items against rando
 <h2>Main table</h2>
 <table>{grp}{sub}{"".join(body)}</table>
 <ul class="notes">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
+{"".join(_validation_html(*v) for v in validation)}
 <h2>Figures</h2>{figs}
 <h2>Per-query evidence</h2>{"".join(ev)}
 </body></html>

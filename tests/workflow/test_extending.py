@@ -119,6 +119,7 @@ def test_only_the_new_rows_run(extended):
         "import_scores": 1,
         "diagnostics": 2,
         "symbolic_homogeneity": 2,
+        "lds": 2,  # against the existing ground truth: no retraining
         "symbolic_report": 1,
         "all": 1,
     }
@@ -137,6 +138,7 @@ def test_plugin_method_flows_through_scoring_diagnostics_and_report(extended):
     for k, v in brute_force(want).items():
         assert toy[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
     assert set(toy["homogeneity"]) == {"3", "5"}
+    assert "toy" in summary["validation"]["symbolic"]["lds_order"]
     assert ">Toy<" in (res / "report.html").read_text()
 
 
@@ -145,6 +147,7 @@ def test_external_dattri_matrix_gets_the_same_diagnostics(extended):
     summary = json.loads((res / "summary.json").read_text())
     ext = summary["methods"]["dattri_trak"]
     assert ext["label"] == "dattri TRAK"
+    assert -1 <= ext["lds"]["lds"] <= 1
     for k, v in brute_force(extended["S"]).items():
         assert ext[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
     # the built-in rows are unchanged by the extension

@@ -82,8 +82,56 @@ def test_rerun_scope_trak_lambda(tiny_run):
         ("score", "exp=tiny, stage=symbolic, method=trak"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
         ("symbolic_homogeneity", "method=trak"),
+        ("lds", "exp=tiny, stage=symbolic, method=trak"),  # its LDS, never the retraining
         ("symbolic_report", ""),
     }
+
+
+def test_rerun_scope_lds_settings(tiny_run):
+    """More subsets train only the new ones; the bootstrap size reruns only the LDS jobs."""
+    cfg = tiny_config()
+    cfg["lds"]["n_subsets"] = 7
+    jobs = dry_run_jobs(tiny_run, cfg)
+    assert {j for j in jobs if j[0] == "lds_retrain"} == {("lds_retrain", "exp=tiny, stage=symbolic, subset=6")}
+    assert {r for r, _ in jobs} == {"lds_retrain", "lds_ground_truth", "lds", "symbolic_report"}
+    cfg = tiny_config()
+    cfg["lds"]["n_boot"] = 300
+    assert {r for r, _ in dry_run_jobs(tiny_run, cfg)} == {"lds", "symbolic_report"}
+
+
+def test_lds_in_report_and_summary(tiny_run):
+    """The symbolic report has the LDS column and the validation table; summary.json carries
+    LDS, its interval and Kendall's tau per diagnostic, recomputed here from the stores."""
+    from aria.evaluation.lds import lds_per_query
+    from aria.io.stores import read_ground_truth
+
+    res = tiny_run / "results" / "tiny"
+    summary = json.loads((res / "summary.json").read_text())
+    gt = read_ground_truth(res / "lds" / "symbolic" / "ground_truth.zarr")
+    assert gt["masks"].shape[0] == 6 and (gt["masks"].sum(1) == round(0.5 * gt["masks"].shape[1])).all()
+    lds = {}
+    for m, s in summary["methods"].items():
+        S, _, _ = open_scores(res / "scores" / "symbolic" / f"{m}.zarr")
+        ref = np.nanmean(lds_per_query(gt["masks"] @ np.asarray(S[:], dtype=np.float64), gt["targets"]))
+        assert s["lds"]["lds"] == pytest.approx(ref, abs=1e-9)
+        assert s["lds"]["ci"][0] <= s["lds"]["lds"] <= s["lds"]["ci"][1]
+        lds[m] = ref
+    from scipy import stats
+
+    val = summary["validation"]["symbolic"]
+    names = sorted(lds)
+    for k in ("r1", "r2_5", "c_bar", "rho_bar"):
+        tau = stats.kendalltau([summary["methods"][n][k] for n in names], [-lds[n] for n in names]).statistic
+        assert val["by_diagnostic"][k]["kendall_tau"] == pytest.approx(tau)
+    html = (res / "report.html").read_text()
+    assert "LDS [95% CI]" in html and "Validation: do the diagnostics order the methods as LDS does?" in html
+    assert val["reading"] in html.replace("&gt;", ">")
+    md = (res / "report.md").read_text()
+    assert "| Diagnostic | Kendall τ vs LDS order |" in md
+    # the audio report: an LDS column for the semantic stage's rows only
+    audio = json.loads((tiny_run / "results" / "tiny_audio" / "summary.json").read_text())
+    with_lds = {k for k, v in audio["methods"].items() if "lds" in v}
+    assert with_lds == {"trak/semantic", "gradcos/semantic"} and set(audio["validation"]) == {"semantic"}
 
 
 def test_rerun_scope_projection_k(tiny_run):
@@ -92,7 +140,7 @@ def test_rerun_scope_projection_k(tiny_run):
     cfg["projection"]["k"] = 16
     jobs = dry_run_jobs(tiny_run, cfg)
     rules = {r for r, _ in jobs}
-    assert rules == {"project_gradients", "score", "diagnostics", "symbolic_homogeneity", "symbolic_report"}
+    assert rules == {"project_gradients", "score", "diagnostics", "symbolic_homogeneity", "lds", "symbolic_report"}
     assert {w for r, w in jobs if r == "project_gradients"} == {
         f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]
     }
@@ -219,6 +267,7 @@ def test_rerun_scope_audio_stage(tiny_run):
         "diagnostics",
         "tracklevel",
         "audio_homogeneity",
+        "lds",
         "audio_report",
     }
     assert all("semantic" in w for r, w in jobs if r != "audio_report")

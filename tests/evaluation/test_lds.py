@@ -1,0 +1,242 @@
+"""LDS ground truth (SPEC §9) against independent references: scipy's spearmanr and
+kendalltau, a direct retrain and evaluation written out here, and planted cases."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from aria.evaluation.lds import (
+    bootstrap_interval,
+    halves_agreement,
+    lds_per_query,
+    lds_summary,
+    order_agreement,
+    predicted_targets,
+    subset_mask,
+    subset_masks,
+)
+from aria.io.stores import iter_row_chunks, read_ground_truth
+from aria.io.tables import write_npz
+
+
+def test_subsets_are_fixed_size_seeded_and_independent_of_their_number():
+    m10 = subset_masks(50, 10, alpha=0.3, random_state=4)
+    assert m10.shape == (10, 50)
+    assert (m10.sum(1) == 15).all()
+    np.testing.assert_array_equal(subset_masks(50, 4, alpha=0.3, random_state=4), m10[:4])
+    np.testing.assert_array_equal(subset_mask(50, 7, alpha=0.3, random_state=4), m10[7])
+    assert not np.array_equal(subset_masks(50, 4, alpha=0.3, random_state=5), m10[:4])
+    assert len({r.tobytes() for r in m10}) == 10  # distinct subsets
+    with pytest.raises(ValueError, match="alpha"):
+        subset_mask(10, 0, alpha=1.0, random_state=0)
+
+
+def test_lds_equals_scipy_spearman_and_is_one_for_an_exact_datamodel():
+    """Targets that are exactly additive in the true scores: LDS ~ 1 for them, ~ 0 for
+    random scores, -1 for the negated truth; every per-query value equals scipy's."""
+    rng = np.random.default_rng(0)
+    n, q, m = 80, 50, 40
+    tau = rng.normal(size=(n, q))
+    masks = subset_masks(n, m, alpha=0.5, random_state=1)
+    targets = masks.astype(float) @ tau  # f_q(S) = sum_{j in S} tau(q, j)
+    for S, expect in ((tau, 1.0), (-tau, -1.0)):
+        G = predicted_targets(iter_row_chunks(S, rows=7), masks)  # streamed in uneven chunks
+        np.testing.assert_allclose(G, masks @ S)
+        res = lds_summary(G, targets, n_boot=200, random_state=0)
+        assert res["lds"] == pytest.approx(expect, abs=1e-12)
+    noise = rng.normal(size=(n, q))
+    G = predicted_targets(iter_row_chunks(noise, rows=16), masks)
+    per_q = lds_per_query(G, targets)
+    ref = [stats.spearmanr(G[:, i], targets[:, i]).statistic for i in range(q)]
+    np.testing.assert_allclose(per_q, ref, atol=1e-12)
+    assert abs(np.mean(per_q)) < 0.1  # sd of the mean over 50 queries is ~0.023
+    # partially informative scores land in between
+    mix = lds_summary(predicted_targets(iter_row_chunks(tau + 2 * noise), masks), targets, random_state=0)
+    assert 0.2 < mix["lds"] < 0.9 and mix["ci"][0] < mix["lds"] < mix["ci"][1]
+
+
+def test_constant_columns_are_left_out_and_counted():
+    rng = np.random.default_rng(1)
+    G, T = rng.normal(size=(10, 3)), rng.normal(size=(10, 3))
+    G[:, 1] = 2.0
+    res = lds_summary(G, T, n_boot=100)
+    assert res["per_query"][1] is None and res["n_undefined"] == 1
+    ref = np.mean([stats.spearmanr(G[:, i], T[:, i]).statistic for i in (0, 2)])
+    assert res["lds"] == pytest.approx(ref)
+
+
+def test_predicted_targets_rejects_a_row_count_mismatch():
+    with pytest.raises(ValueError, match="5 rows"):
+        predicted_targets(iter_row_chunks(np.ones((5, 2))), np.ones((3, 6), dtype=bool))
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    v = np.random.default_rng(2).normal(0.3, 0.2, size=200)
+    lo, hi = bootstrap_interval(v, n_boot=2000, random_state=3)
+    assert (lo, hi) == bootstrap_interval(v, n_boot=2000, random_state=3)
+    assert lo < v.mean() < hi
+    se = v.std(ddof=1) / np.sqrt(len(v))  # normal-theory half-width 1.96 se
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+
+
+def test_order_agreement_against_scipy_kendalltau():
+    diags = {
+        "a": {"r1": 0.1, "r2_5": 0.3, "c_bar": 0.2, "rho_bar": 0.9},
+        "b": {"r1": 0.2, "r2_5": 0.2, "c_bar": 0.4, "rho_bar": 0.5},
+        "c": {"r1": 0.3, "r2_5": 0.1, "c_bar": 0.3, "rho_bar": 0.7},
+    }
+    lds = {"a": 0.5, "b": 0.3, "c": 0.1}
+    res = order_agreement(diags, lds)
+    assert res["lds_order"] == ["a", "b", "c"]
+    r1 = res["by_diagnostic"]["r1"]
+    assert r1["identical"] and r1["kendall_tau"] == pytest.approx(1.0)
+    r25 = res["by_diagnostic"]["r2_5"]
+    assert not r25["identical"] and r25["order"] == ["c", "b", "a"] and r25["kendall_tau"] == pytest.approx(-1.0)
+    for k in ("c_bar", "rho_bar"):
+        names = sorted(diags)
+        ref = stats.kendalltau([diags[n][k] for n in names], [-lds[n] for n in names]).statistic
+        assert res["by_diagnostic"][k]["kendall_tau"] == pytest.approx(ref)
+    stab = halves_agreement({"a": [0.5, 0.4], "b": [0.3, 0.45], "c": [0.1, 0.0]})
+    assert not stab["identical"] and stab["order_second_half"] == ["b", "a", "c"]
+    assert stab["kendall_tau"] == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------- retraining
+def _tiny_data(n=24, q=4, length=12, vocab=11, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, vocab, size=(n, length))
+    qtok = rng.integers(1, vocab, size=(q, length))
+    lm = np.zeros((q, length), dtype=bool)
+    lm[:, 4:] = True  # only the continuation after a 4-token prompt counts, as for real queries
+    return (
+        {
+            "tokens": tokens,
+            "mask": np.ones_like(tokens, dtype=bool),
+            "segment_ids": np.array([f"s{i}" for i in range(n)]),
+        },
+        {
+            "tokens": qtok,
+            "mask": np.ones_like(qtok, dtype=bool),
+            "loss_mask": lm,
+            "query_ids": np.array([f"q{i}" for i in range(q)]),
+        },
+    )
+
+
+MODEL = dict(
+    d_model=16,
+    n_layers=1,
+    n_heads=2,
+    d_ff=32,
+    block_tokens=12,
+    vocab_size=11,
+    epochs=3,
+    batch_size=8,
+    lr=0.01,
+    seed=100,
+)
+
+
+def _direct_targets(train, queries, keep, seed):
+    """Retrain and evaluate without the code under test's target/loss helpers."""
+    from aria.models.training import train_model
+    from aria.models.transformer import ModelConfig, MusicTransformer
+
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=12, vocab_size=11)
+    res = train_model(
+        train["tokens"][keep],
+        train["mask"][keep],
+        cfg=cfg,
+        epochs=3,
+        lr=0.01,
+        batch_size=8,
+        n_checkpoints=1,
+        random_state=seed,
+    )
+    model = MusicTransformer(cfg)
+    model.load_state_dict(res["final"])
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for t, lm in zip(queries["tokens"], queries["loss_mask"]):
+            x = torch.as_tensor(t)[None]
+            logp = F.log_softmax(model(x)[0, :-1], -1)
+            nll = -logp[torch.arange(len(t) - 1), x[0, 1:]]
+            w = torch.as_tensor(lm[1:], dtype=torch.float64)
+            out.append(-float((nll.double() * w).sum() / w.sum()))
+    return np.array(out)
+
+
+def test_stored_targets_equal_a_direct_retrain(tmp_path):
+    """`aria lds-retrain` + `aria lds-ground-truth` store f_q = -loss of the model retrained
+    on exactly the stored subset, averaged over the runs."""
+    from aria.cli import main
+
+    train, queries = _tiny_data()
+    write_npz(tmp_path / "train.npz", **train)
+    write_npz(tmp_path / "queries.npz", **queries)
+    parts = []
+    for s in range(3):
+        params = dict(subset=s, alpha=0.5, seed=9, runs=2, model=MODEL)
+        out = tmp_path / f"s{s}.npz"
+        argv = ["lds-retrain", "--segments", str(tmp_path / "train.npz"), "--queries", str(tmp_path / "queries.npz")]
+        assert main([*argv, "--params", json.dumps(params), "--out", str(out)]) == 0
+        parts.append(str(out))
+    gt_path = tmp_path / "gt.zarr"
+    assert (
+        main(
+            [
+                "lds-ground-truth",
+                "--subsets",
+                *parts,
+                "--params",
+                json.dumps({"alpha": 0.5, "seed": 9}),
+                "--out",
+                str(gt_path),
+            ]
+        )
+        == 0
+    )
+    gt = read_ground_truth(gt_path)
+    assert gt["masks"].shape == (3, 24) and gt["targets"].shape == (3, 4) and gt["target_runs"].shape == (3, 2, 4)
+    assert list(gt["row_ids"]) == list(train["segment_ids"]) and list(gt["col_ids"]) == list(queries["query_ids"])
+    for s in range(3):
+        keep = subset_mask(24, s, alpha=0.5, random_state=9)
+        np.testing.assert_array_equal(gt["masks"][s], keep)
+        runs = np.stack([_direct_targets(train, queries, keep, 100 + r) for r in range(2)])
+        np.testing.assert_allclose(gt["target_runs"][s], runs, rtol=1e-5)
+        np.testing.assert_allclose(gt["targets"][s], runs.mean(0), rtol=1e-5)
+    # a trained model fits its subset better than the segments it never saw
+    assert (gt["train_loss"] < gt["heldout_loss"]).all()
+
+
+def test_planted_duplicate_gets_a_positive_contribution():
+    """Sign convention: a query that duplicates training segment j0 has a higher target
+    (lower loss) when j0 is in the subset; a score matrix that credits j0 gets LDS > 0 for
+    that query, the negated one LDS < 0."""
+    from aria.evaluation.lds import counterfactual_targets
+    from aria.models.transformer import ModelConfig
+
+    train, _ = _tiny_data(n=16, q=1, seed=3)
+    j0 = 5
+    queries = {"tokens": train["tokens"][[j0]], "mask": train["mask"][[j0]]}
+    masks = subset_masks(16, 12, alpha=0.5, random_state=2)
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=12, vocab_size=11)
+    T = np.stack(
+        [
+            counterfactual_targets(train, queries, keep, model_cfg=cfg, epochs=30, lr=0.01, batch_size=8, seeds=[1])[
+                "targets"
+            ]
+            for keep in masks
+        ]
+    )
+    with_j0, without = T[masks[:, j0], 0], T[~masks[:, j0], 0]
+    assert with_j0.min() > without.max()  # memorised: including j0 always helps its duplicate
+    S = np.zeros((16, 1))
+    S[j0, 0] = 1.0
+    assert lds_per_query(masks @ S, T)[0] > 0.8
+    assert lds_per_query(masks @ -S, T)[0] < -0.8

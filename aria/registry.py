@@ -27,6 +27,9 @@ Which feature stores a gradient method reads (``Method.reads``)
 ``"final"``        model 0, final checkpoint (GradDot, Grad-Cos)
 ``"checkpoints"``  model 0, every TracIn checkpoint c = 1..C
 ``"ensemble"``     final checkpoint of every ensemble model m = 0..M-1 (TRAK)
+``"factored"``     the method's own factored feature store of model 0, final checkpoint
+                   (LoGra, FactGraSS: ``features/<stage>/<method>/m0.zarr``), projected with
+                   the method's ``projection_params`` (:mod:`aria.attribution.factored`)
 
 Plugins
 -------
@@ -68,7 +71,7 @@ __all__ = [
 FAMILIES = ("gradient-dense", "gradient-factored", "unlearning", "embedding", "external")
 #: SPEC §3 track-level normalization per query before averaging a track's segments
 NORMALIZATIONS = ("zscore", "rank", "none")
-READS = ("final", "checkpoints", "ensemble", "audio", "matrix")
+READS = ("final", "checkpoints", "ensemble", "factored", "audio", "matrix")
 PLUGINS_ENV = "ARIA_PLUGINS"
 
 
@@ -98,6 +101,10 @@ class Method:
     run_params : tuple of str
         Keys that the scoring job receives (the rest shape its inputs instead,
         like TRAK's ``ensemble`` or TracIn's ``checkpoints``).
+    projection_params : tuple of str
+        For ``reads == "factored"``: keys that the method's projection job receives.
+    defaults : Mapping[str, Any]
+        Values of ``params`` used when the config block leaves them out.
     """
 
     name: str
@@ -109,6 +116,8 @@ class Method:
     params: Mapping[str, dict] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     run_params: tuple[str, ...] = ()
+    projection_params: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         import re
@@ -228,6 +237,57 @@ register(
 )
 register(
     Method("graddot", "GradDot", "gradient-dense", reads="final", normalize="rank", module="aria.attribution.graddot")
+)
+
+_ALPHA = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "description": "relative damping: lambda_l = alpha * mean eigenvalue of F_l, per layer",
+}
+_LAYERS = {"enum": ["all", "attention", "mlp"], "description": "nn.Linear layers whose factored gradients are used"}
+register(
+    Method(
+        "logra",
+        "LoGra",
+        "gradient-factored",
+        reads="factored",
+        normalize="rank",
+        module="aria.attribution.logra",
+        params={
+            "alpha": _ALPHA,
+            "k_in": {"type": "integer", "minimum": 1, "description": "input-side projection per layer"},
+            "k_out": {"type": "integer", "minimum": 1, "description": "output-side projection per layer"},
+            "init": {"enum": ["kfac", "random"], "description": "KFAC eigenvectors, or Gaussian (the ablation)"},
+            "layers": _LAYERS,
+        },
+        run_params=("alpha",),
+        projection_params=("k_in", "k_out", "init", "layers"),
+        defaults={"alpha": 0.1, "k_in": 64, "k_out": 64, "init": "kfac", "layers": "all"},
+    )
+)
+register(
+    Method(
+        "factgrass",
+        "FactGraSS",
+        "gradient-factored",
+        reads="factored",
+        normalize="rank",
+        module="aria.attribution.factgrass",
+        params={
+            "alpha": _ALPHA,
+            "k": {"type": "integer", "minimum": 1, "description": "SJLT output dimension per layer"},
+            "blowup": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "each factor keeps ceil(sqrt(blowup * k)) coords",
+            },
+            "mask": {"enum": ["random", "magnitude"], "description": "which factor coordinates are kept"},
+            "layers": _LAYERS,
+        },
+        run_params=("alpha",),
+        projection_params=("k", "blowup", "mask", "layers"),
+        defaults={"alpha": 0.1, "k": 4096, "blowup": 4, "mask": "random", "layers": "all"},
+    )
 )
 
 STAGES: Mapping[str, Stage] = MappingProxyType(

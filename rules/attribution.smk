@@ -26,6 +26,53 @@ rule project_gradients:
         "--params {params.args:q} --out {output.features} --threads {threads} > {log} 2>&1"
 
 
+rule kfac_covariance:
+    input:
+        model=results("models/{stage}/m{m}.pt"),
+        segments=results("segments/{stage}/train.npz"),
+    output:
+        covariance=results("features/{stage}/kfac/m{m}.npz"),
+    log:
+        logs("kfac_covariance/{stage}/m{m}.log"),
+    benchmark:
+        benchmarks("kfac_covariance/{stage}/m{m}.tsv")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        args=lambda w: jparams(batch_size=stage_cfg(w)["projection"]["batch_size"], device=config["device"]),
+    shell:
+        "aria kfac-covariance --model {input.model} --segments {input.segments} --params {params.args:q} "
+        "--out {output.covariance} --threads {threads} > {log} 2>&1"
+
+
+rule project_factored:
+    input:
+        unpack(factored_inputs),
+    output:
+        features=directory(results("features/{stage}/{method}/m{m}.zarr")),
+    log:
+        logs("project_factored/{stage}/{method}/m{m}.log"),
+    benchmark:
+        benchmarks("project_factored/{stage}/{method}/m{m}.tsv")
+    wildcard_constraints:
+        method="|".join(m.name for m in registry.gradient_methods() if m.reads == "factored"),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        args=factored_params,
+        covariance=covariance_arg,
+    shell:
+        "aria project-factored --method {wildcards.method} --model {input.model} --segments {input.segments} "
+        "--queries {input.queries} {params.covariance} --params {params.args:q} --out {output.features} "
+        "--threads {threads} > {log} 2>&1"
+
+
 rule score:
     input:
         features=method_feature_stores,

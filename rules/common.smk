@@ -220,14 +220,51 @@ def method_feature_stores(w):
         return [store.format(stage=w.stage, m=m, c=n_c) for m in range(ensemble_size(cfg))]
     if reads == "checkpoints":
         return [store.format(stage=w.stage, m=0, c=c) for c in range(1, n_c + 1)]
+    if reads == "factored":  # the method's own store (model 0, final weights)
+        return [results(f"features/{w.stage}/{w.method}/m0.zarr", w.exp)]
     return [store.format(stage=w.stage, m=0, c=n_c)]
+
+
+def method_settings(w):
+    """A method's config block of this stage over the registry's defaults."""
+    m = registry.method(w.method)
+    return {**m.defaults, **stage_cfg(w)["methods"].get(w.method, {})}
 
 
 def method_params(w):
     """The scoring job's parameters: the method's ``run_params`` (the rest shape its inputs)."""
     m = registry.method(w.method)
-    p = {k: v for k, v in stage_cfg(w)["methods"].get(w.method, {}).items() if k in m.run_params}
+    p = {k: v for k, v in method_settings(w).items() if k in m.run_params}
     return jparams(row_chunk=config.get("score_row_chunk", 4096), **p)
+
+
+def factored_params(w):
+    """A factored method's projection job: its ``projection_params`` (never its damping)."""
+    m = registry.method(w.method)
+    s = method_settings(w)
+    return jparams(
+        seed=config["seeds"]["projection"],
+        device=config["device"],
+        batch_size=stage_cfg(w)["projection"]["batch_size"],
+        **{k: s[k] for k in m.projection_params},
+    )
+
+
+def factored_inputs(w):
+    from aria.attribution.factored import needs_covariance
+
+    out = dict(
+        model=results(f"models/{w.stage}/m{w.m}.pt", w.exp),
+        segments=results(f"segments/{w.stage}/train.npz", w.exp),
+        queries=results(f"queries/{w.stage}/queries.npz", w.exp),
+    )
+    if needs_covariance(w.method, method_settings(w)):
+        out["covariance"] = results(f"features/{w.stage}/kfac/m{w.m}.npz", w.exp)
+    return out
+
+
+def covariance_arg(w, input):
+    return f"--covariance {input.covariance}" if "covariance" in input.keys() else ""
 
 
 def tracklevel_params(w):

@@ -306,6 +306,87 @@ def cmd_project(a) -> None:
     )
 
 
+def cmd_kfac_covariance(a) -> None:
+    """KFAC factors E[x x^T], E[delta delta^T] of every nn.Linear layer of one model (LoGra, FactGraSS)."""
+    import torch
+
+    from aria.attribution.factored import kfac_covariance
+    from aria.io.tables import read_npz, write_npz
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    model, _ = load_model(a.model)
+    tr = read_npz(a.segments)
+    t0 = time.perf_counter()
+    cov = kfac_covariance(
+        model,
+        tr["tokens"],
+        tr["mask"],
+        tr.get("loss_mask"),
+        batch_size=p["batch_size"],
+        device=p["device"],
+        progress=True,
+    )
+    log.info(
+        "covariance of %d layers over %d segments in %.1f s", len(cov), len(tr["tokens"]), time.perf_counter() - t0
+    )
+    write_npz(a.out, **{f"{n}|{f}": v for n, c in cov.items() for f, v in c.items()})
+
+
+def cmd_project_factored(a) -> None:
+    """LoGra or FactGraSS features of the training segments and queries of one model."""
+    import torch
+
+    from aria.attribution.factored import project_factored
+    from aria.io.stores import write_features
+    from aria.io.tables import read_npz
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    if p["device"] == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
+    model, lr = load_model(a.model)
+    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    cov = None
+    if a.covariance:
+        cov = {}
+        for key, v in read_npz(a.covariance).items():
+            name, _, f = key.partition("|")
+            cov.setdefault(name, {})[f] = v
+    kw = dict(method=a.method, params=p, covariance=cov, batch_size=p["batch_size"], device=p["device"], progress=True)
+    t0 = time.perf_counter()
+    ftr, layers = project_factored(model, tr["tokens"], tr["mask"], tr.get("loss_mask"), desc="train", **kw)
+    fq, _ = project_factored(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
+    dt = time.perf_counter() - t0
+    log.info(
+        "%s: %d segments + %d queries, %d layers, total k = %d, in %.1f s (%.1f rows/s)",
+        a.method,
+        len(ftr),
+        len(fq),
+        len(layers),
+        ftr.shape[1],
+        dt,
+        (len(ftr) + len(fq)) / dt,
+    )
+    write_features(
+        a.out,
+        train=ftr,
+        query=fq,
+        train_ids=tr["segment_ids"],
+        query_ids=qu["query_ids"],
+        # the config params first, so that the per-layer "k" and the "layers" selection do not
+        # overwrite the store's total width and its column blocks
+        attrs={
+            **p,
+            "method": a.method,
+            "k_total": int(ftr.shape[1]),
+            "blocks": layers,
+            "lr": lr,
+            "model": str(a.model),
+        },
+    )
+
+
 # --------------------------------------------------------------------------- scores
 def cmd_score(a) -> None:
     """Score matrix of one method from cached feature stores."""
@@ -997,6 +1078,19 @@ COMMANDS = {
         [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
     ),
     "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})]),
+    "kfac-covariance": (cmd_kfac_covariance, [("--model", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
+    "project-factored": (
+        cmd_project_factored,
+        [
+            ("--method", {}),
+            ("--model", {}),
+            ("--segments", {}),
+            ("--queries", {}),
+            ("--covariance", {"required": False, "default": None}),
+            ("--params", {}),
+            ("--out", {}),
+        ],
+    ),
     "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
     "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
     "symbolic-features": (cmd_symbolic_features, [("--segments", {}), ("--params", {}), ("--out", {})]),

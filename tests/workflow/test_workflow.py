@@ -41,13 +41,23 @@ def tiny_config():
 def test_outputs_and_report(tiny_run):
     res = tiny_run / "results" / "tiny"
     summary = json.loads((res / "summary.json").read_text())
-    assert set(summary["methods"]) == {"trak", "tracin", "gradcos", "graddot"}
+    assert set(summary["methods"]) == {"trak", "tracin", "gradcos", "graddot", "logra", "factgrass"}
     assert summary["channels"] == ["melody", "harmony", "rhythm", "dynamic", "texture"]
     for s in summary["methods"].values():
         assert 0 <= s["r1"] <= 1 and 0 <= s["r2_5"] <= 1 and s["r1"] + s["r2_5"] <= 1 + 1e-9
         assert 0 <= s["c_bar"] <= 1 and 0 <= s["rho_bar"] <= 1
     html = (res / "report.html").read_text()
-    for label in ("TRAK", "TracIn", "Grad-Cos", "GradDot", "melody", "texture", "data:image/png;base64"):
+    for label in (
+        "TRAK",
+        "TracIn",
+        "Grad-Cos",
+        "GradDot",
+        "LoGra",
+        "FactGraSS",
+        "melody",
+        "texture",
+        "data:image/png;base64",
+    ):
         assert label in html
     # every rule wrote its log
     logs = list((res / "logs").rglob("*.log"))
@@ -85,6 +95,48 @@ def test_rerun_scope_trak_lambda(tiny_run):
         ("lds", "exp=tiny, stage=symbolic, method=trak"),  # its LDS, never the retraining
         ("symbolic_report", ""),
     }
+
+
+def test_rerun_scope_logra_alpha(tiny_run):
+    """LoGra's damping reruns its scoring and what depends on it, never its projection."""
+    cfg = tiny_config()
+    cfg["methods"]["logra"]["alpha"] = 0.5
+    w = "exp=tiny, stage=symbolic, method=logra"
+    assert dry_run_jobs(tiny_run, cfg) == {
+        ("score", w),
+        ("diagnostics", w),
+        ("symbolic_homogeneity", "method=logra"),
+        ("lds", w),
+        ("symbolic_report", ""),
+    }
+    cfg = tiny_config()
+    cfg["methods"]["logra"]["k_in"] = 3  # a projection parameter: its projection too, not the covariance
+    jobs = dry_run_jobs(tiny_run, cfg)
+    assert ("project_factored", "exp=tiny, stage=symbolic, method=logra, m=0") in jobs
+    assert {r for r, _ in jobs} == {
+        "project_factored",
+        "score",
+        "diagnostics",
+        "symbolic_homogeneity",
+        "lds",
+        "symbolic_report",
+    }
+
+
+def test_factored_scores_match_their_features(tiny_run):
+    """The stored LoGra matrix is the block-diagonal influence formula on its feature store."""
+    res = tiny_run / "results" / "tiny"
+    f = read_features(res / "features" / "symbolic" / "logra" / "m0.zarr")
+    S, _, _ = open_scores(res / "scores" / "symbolic" / "logra.zarr")
+    ref = 0
+    for sl in f["attrs"]["blocks"]:
+        P = f["train"][:, sl["start"] : sl["stop"]].astype(np.float64)
+        Fm = P.T @ P / len(P)
+        Fm += 0.1 * np.trace(Fm) / len(Fm) * np.eye(len(Fm))
+        ref = ref + P @ np.linalg.inv(Fm) @ f["query"][:, sl["start"] : sl["stop"]].T.astype(np.float64)
+    np.testing.assert_allclose(S[:], ref, rtol=2e-3, atol=1e-4 * np.abs(ref).max())
+    # 5 hooked layers (qkv, proj, ff1, ff2, head) of k_in x k_out = 4 x 4
+    assert f["attrs"]["k_total"] == 5 * 16 == sum(s["stop"] - s["start"] for s in f["attrs"]["blocks"])
 
 
 def test_rerun_scope_lds_settings(tiny_run):
@@ -131,7 +183,8 @@ def test_lds_in_report_and_summary(tiny_run):
     # the audio report: an LDS column for the semantic stage's rows only
     audio = json.loads((tiny_run / "results" / "tiny_audio" / "summary.json").read_text())
     with_lds = {k for k, v in audio["methods"].items() if "lds" in v}
-    assert with_lds == {"trak/semantic", "gradcos/semantic"} and set(audio["validation"]) == {"semantic"}
+    assert with_lds == {f"{m}/semantic" for m in ("trak", "gradcos", "logra", "factgrass")}
+    assert set(audio["validation"]) == {"semantic"}
 
 
 def test_rerun_scope_projection_k(tiny_run):
@@ -204,9 +257,12 @@ def test_report_renders_in_browser(tiny_run, tmp_path, experiment):
 
 def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
     """The same MIDI files brought as a user corpus (kind: midi_folder) give bit-identical
-    results in a fresh directory: the user-corpus path works and runs are reproducible."""
+    results in a fresh directory: the user-corpus path works and runs are reproducible.
+    (The symbolic experiment only: the audio one reads the same corpus, and its own
+    user-corpus path is tested below.)"""
     corpus = tiny_run / "results" / "tiny" / "corpus"
     cfg = tiny_config()
+    cfg["experiments"] = ["symbolic"]
     cfg["corpus"] = {
         "kind": "midi_folder",
         "midi_folder": {"root": str(corpus), "manifest": str(corpus / "manifest.csv")},
@@ -281,7 +337,7 @@ def test_audio_report_and_queries(tiny_run):
     summary = json.loads((res / "summary.json").read_text())
     assert summary["channels"] == ["rhythmic", "harmonic", "timbral"]
     assert set(summary["methods"]) == {
-        f"{m}/{s}" for m in ("trak", "gradcos") for s in ("semantic", "coarse", "fine")
+        f"{m}/{s}" for m in ("trak", "gradcos", "logra", "factgrass") for s in ("semantic", "coarse", "fine")
     } | {f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")}
     html = (res / "report.html").read_text()
     assert html.count("<audio") >= 2 * (1 + 3)  # each query + its top-K tracks

@@ -1,0 +1,412 @@
+"""Factored per-example gradient projections for LoGra and FactGraSS (SPEC §2).
+
+The full per-example gradient is never formed. Forward and backward hooks on the
+selected ``nn.Linear`` layers capture, for each example, the layer's inputs x_t and
+the gradients δ_t = ∂L/∂y_t of that example's own loss with respect to the layer's
+outputs y_t (t runs over the positions of the sequence), and reduce them at once.
+
+Conventions, stated once:
+
+- A linear layer computes y = x Wᵀ + b with W of shape (out, in). Its per-example
+  weight gradient, **with the bias as a ones column on the input**, is
+  G = Σ_t δ_t x̃_tᵀ ∈ R^{out × (in+1)}, x̃_t = [x_t, 1]; the last column of G is the
+  bias gradient. A layer without bias has no ones column.
+- The loss is :func:`aria.models.transformer.per_example_loss` with the same ``mask``
+  and query ``loss_mask`` as the dense path (:mod:`aria.attribution.projection`);
+  models run in eval mode.
+- LoGra: g̃ = P_outᵀ G P_in = Σ_t (P_outᵀ δ_t)(P_inᵀ x̃_t)ᵀ ∈ R^{k_out × k_in}, stored
+  flattened row-major (index o * k_in + i).
+- FactGraSS: each factor is restricted to a fixed set of coordinates (m_in of x̃,
+  m_out of δ, m ≈ √(blowup · k)), the outer product Σ_t δ_t[O] x̃_t[I]ᵀ is flattened
+  row-major and mapped to k coordinates by a seeded SJLT (:class:`SJLT`).
+- Feature rows of a model concatenate the layers in module order; the store's
+  ``layers`` attribute gives each layer's name and column slice.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+
+import numpy as np
+import torch
+from torch import nn
+
+from aria.models.transformer import per_example_loss
+from aria.runtime import progress as track_progress
+
+__all__ = [
+    "LAYER_SETS",
+    "select_layers",
+    "factor_batch",
+    "kfac_covariance",
+    "top_eigenvectors",
+    "logra_projections",
+    "factgrass_masks",
+    "SJLT",
+    "logra_features",
+    "factgrass_features",
+    "project_factored",
+    "needs_covariance",
+]
+
+log = logging.getLogger("aria")
+
+#: layer selections of config ``layers``: name patterns of the nn.Linear modules kept
+LAYER_SETS = {
+    "all": None,
+    "attention": re.compile(r"(attn|attention|qkv|q_proj|k_proj|v_proj|o_proj|out_proj|(^|\.)proj$)"),
+    "mlp": re.compile(r"(mlp|ffn|feed_forward|(^|\.)ff\d*$|(^|\.)fc\d*$|(^|\.)ff\d+)"),
+}
+
+
+def needs_covariance(method: str, params: dict) -> bool:
+    """Whether a factored method's projection reads the KFAC covariance pass."""
+    if method == "logra":
+        return params.get("init", "kfac") == "kfac"
+    if method == "factgrass":
+        return params.get("mask", "random") == "magnitude"
+    return False
+
+
+def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Linear]:
+    """The ``nn.Linear`` modules to hook, by name, in module order.
+
+    Parameters
+    ----------
+    which : {"all", "attention", "mlp"}
+        ``attention`` keeps layers whose name looks like an attention projection
+        (``qkv``, ``q_proj``, ``attn``, ``proj`` ...), ``mlp`` the feed-forward ones
+        (``ff1``, ``fc``, ``mlp`` ...).
+
+    Modules that own parameters but are not ``nn.Linear`` (embeddings, norms, a user's
+    own layer types) are never hooked; they are named in the log as skipped.
+    """
+    if which not in LAYER_SETS:
+        raise ValueError(f"layers must be one of {sorted(LAYER_SETS)}, got {which!r}")
+    pat = LAYER_SETS[which]
+    out, skipped = {}, []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            if pat is None or pat.search(name):
+                out[name] = mod
+        elif any(p.requires_grad for p in mod.parameters(recurse=False)):
+            skipped.append(name or type(mod).__name__)
+    if skipped:
+        log.info("factored gradients skip parameterised modules that are not nn.Linear: %s", ", ".join(skipped))
+    if not out:
+        raise ValueError(f"no nn.Linear layer matches layers={which!r} in {type(model).__name__}")
+    return out
+
+
+def _with_bias_column(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    if layer.bias is None:
+        return x
+    return torch.cat([x, torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)], dim=-1)
+
+
+def factor_batch(model: nn.Module, layers: dict[str, nn.Linear], tokens, mask, loss_mask=None):
+    """Per-example factors of every hooked layer for one batch.
+
+    Parameters
+    ----------
+    tokens : (B, L) int64 tensor; mask, loss_mask : (B, L) bool tensors
+
+    Returns
+    -------
+    dict name -> (x̃, δ): x̃ (B, T, in+1) inputs with the bias column, δ (B, T, out)
+    gradients of each example's own loss w.r.t. the layer output (T = positions).
+    Because the batch loss is the *sum* of per-example losses and examples do not
+    interact, δ[b] is exactly ∂L_b/∂y_b.
+    """
+    inputs, outputs = {}, {}
+
+    def hook(name):
+        def fn(mod, inp, out):
+            if name in inputs:
+                raise RuntimeError(
+                    f"layer {name} runs more than once per forward pass; factored gradients need one call "
+                    "per nn.Linear (exclude it with 'layers', or give each use its own module)"
+                )
+            inputs[name] = inp[0].detach()
+            outputs[name] = out
+
+        return fn
+
+    handles = [mod.register_forward_hook(hook(n)) for n, mod in layers.items()]
+    try:
+        with torch.enable_grad():
+            logits = model(tokens)
+            loss = per_example_loss(logits, tokens, mask, loss_mask).sum()
+            names = list(layers)
+            missing = [n for n in names if n not in outputs]
+            if missing:
+                raise RuntimeError(f"hooked layers never ran in the forward pass: {missing}")
+            grads = torch.autograd.grad(loss, [outputs[n] for n in names])
+    finally:
+        for h in handles:
+            h.remove()
+    B = tokens.shape[0]
+    out = {}
+    for n, g in zip(names, grads):
+        x = _with_bias_column(inputs[n], layers[n]).reshape(B, -1, inputs[n].shape[-1] + (layers[n].bias is not None))
+        out[n] = (x, g.detach().reshape(B, -1, g.shape[-1]))
+    return out
+
+
+def _batches(tokens, mask, loss_mask, batch_size, device):
+    for s in range(0, len(tokens), batch_size):
+        t = torch.as_tensor(tokens[s : s + batch_size], dtype=torch.long, device=device)
+        m = torch.as_tensor(mask[s : s + batch_size], dtype=torch.bool, device=device)
+        lm = (
+            None
+            if loss_mask is None
+            else torch.as_tensor(loss_mask[s : s + batch_size], dtype=torch.bool, device=device)
+        )
+        yield s, t, m, lm
+
+
+def kfac_covariance(
+    model, tokens, mask, loss_mask=None, *, layers: str = "all", batch_size: int = 32, device="cpu", progress=False
+) -> dict[str, dict[str, np.ndarray]]:
+    """KFAC factors of every selected layer from one pass over the training segments.
+
+    Returns
+    -------
+    dict name -> {"A": E[x̃ x̃ᵀ] (in+1, in+1), "S": E[δ δᵀ] (out, out)}, float64, the
+    expectations over the real tokens (``mask``) of all segments; δ is the gradient of
+    the segment's own loss (zero at padding).
+    """
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device).eval()
+    sel = select_layers(model, layers)
+    acc = {n: [0.0, 0.0] for n in sel}
+    count = 0
+    for _s, t, m, lm in track_progress(
+        _batches(tokens, mask, loss_mask, batch_size, device),
+        desc="covariance",
+        unit="batch",
+        enabled=progress,
+        total=math.ceil(len(tokens) / batch_size),
+        name=lambda it: f"segments {it[0]}..{it[0] + len(it[1]) - 1}",
+    ):
+        fac = factor_batch(model, sel, t, m, lm)
+        w = m.reshape(m.shape[0], -1).to(torch.float64)
+        count += float(w.sum())
+        for n, (x, d) in fac.items():
+            if x.shape[1] == w.shape[1]:
+                xw = x.double() * w[..., None].sqrt()
+            else:  # a layer applied once per example (no positions)
+                xw = x.double()
+            acc[n][0] = acc[n][0] + torch.einsum("bti,btj->ij", xw, xw)
+            acc[n][1] = acc[n][1] + torch.einsum("bti,btj->ij", d.double(), d.double())
+    if count == 0:
+        raise ValueError("no real tokens for the covariance pass")
+    return {n: {"A": (a / count).cpu().numpy(), "S": (b / count).cpu().numpy()} for n, (a, b) in acc.items()}
+
+
+def top_eigenvectors(C: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` leading eigenvectors of a symmetric matrix, as columns (d, k), each with
+    its largest-magnitude entry positive (a deterministic sign).
+    """
+    w, V = np.linalg.eigh(np.asarray(C, dtype=np.float64))
+    V = V[:, np.argsort(w)[::-1][:k]]
+    idx = np.abs(V).argmax(0)
+    return V * np.sign(V[idx, np.arange(V.shape[1])])
+
+
+def _layer_dims(layer: nn.Linear) -> tuple[int, int]:
+    return layer.in_features + (layer.bias is not None), layer.out_features
+
+
+def logra_projections(
+    layers: dict[str, nn.Linear], *, k_in: int, k_out: int, init: str = "kfac", covariance=None, random_state: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``(P_in, P_out)`` per layer, shapes (in+1, k_in') and (out, k_out'), with
+    k' = min(k, dimension).
+
+    ``init="kfac"``: top eigenvectors of the KFAC factors A and S (``covariance`` from
+    :func:`kfac_covariance`); ``init="random"``: i.i.d. N(0, 1/k) (the ablation), seeded
+    per layer from ``(random_state, layer index)``.
+    """
+    out = {}
+    for i, (n, layer) in enumerate(layers.items()):
+        d_in, d_out = _layer_dims(layer)
+        ki, ko = min(k_in, d_in), min(k_out, d_out)
+        if init == "kfac":
+            if covariance is None or n not in covariance:
+                raise ValueError(f"LoGra init 'kfac' needs the covariance of layer {n}")
+            out[n] = (top_eigenvectors(covariance[n]["A"], ki), top_eigenvectors(covariance[n]["S"], ko))
+        elif init == "random":
+            rng = np.random.default_rng([int(random_state), i])
+            out[n] = (rng.normal(0, 1 / math.sqrt(ki), (d_in, ki)), rng.normal(0, 1 / math.sqrt(ko), (d_out, ko)))
+        else:
+            raise ValueError(f"LoGra init must be 'kfac' or 'random', got {init!r}")
+    return out
+
+
+def factgrass_masks(
+    layers: dict[str, nn.Linear],
+    *,
+    k: int,
+    blowup: int = 4,
+    mask: str = "random",
+    covariance=None,
+    random_state: int = 0,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Coordinates kept of each factor: ``(I_in, O_out)`` index arrays, each of
+    m = min(ceil(√(blowup · k)), dimension) coordinates, sorted.
+
+    ``mask="random"``: seeded per layer; ``mask="magnitude"``: the coordinates with the
+    largest second moment (diagonals of the KFAC factors A and S), the same for every example.
+    """
+    out = {}
+    m = math.ceil(math.sqrt(blowup * k))
+    for i, (n, layer) in enumerate(layers.items()):
+        d_in, d_out = _layer_dims(layer)
+        mi, mo = min(m, d_in), min(m, d_out)
+        if mask == "random":
+            rng = np.random.default_rng([int(random_state), i, 1])
+            out[n] = (np.sort(rng.choice(d_in, mi, replace=False)), np.sort(rng.choice(d_out, mo, replace=False)))
+        elif mask == "magnitude":
+            if covariance is None or n not in covariance:
+                raise ValueError(f"FactGraSS mask 'magnitude' needs the covariance of layer {n}")
+            a, s = np.diag(covariance[n]["A"]), np.diag(covariance[n]["S"])
+            out[n] = (np.sort(np.argsort(-a, kind="stable")[:mi]), np.sort(np.argsort(-s, kind="stable")[:mo]))
+        else:
+            raise ValueError(f"FactGraSS mask must be 'random' or 'magnitude', got {mask!r}")
+    return out
+
+
+class SJLT:
+    """Sparse Johnson–Lindenstrauss transform R^d -> R^k.
+
+    Input coordinate i goes to output ``index[i]`` with sign ``sign[i]`` (±1): one
+    nonzero per column, so ‖Sv‖² = ‖v‖² in expectation. Seeded; applied as a
+    scatter-add (``index_add_``) that runs unchanged on CPU and CUDA.
+    """
+
+    def __init__(self, d: int, k: int, *, random_state: int):
+        rng = np.random.default_rng(int(random_state))
+        self.d, self.k = int(d), int(k)
+        self.index = rng.integers(0, self.k, size=self.d)
+        self.sign = rng.choice(np.array([-1.0, 1.0]), size=self.d)
+
+    def __call__(self, V: torch.Tensor) -> torch.Tensor:
+        """Project (B, d) to (B, k)."""
+        idx = torch.as_tensor(self.index, device=V.device)
+        sgn = torch.as_tensor(self.sign, dtype=V.dtype, device=V.device)
+        out = torch.zeros(V.shape[0], self.k, dtype=V.dtype, device=V.device)
+        return out.index_add_(1, idx, V * sgn)
+
+    def matrix(self) -> np.ndarray:
+        """The dense (d, k) matrix (tests and small cases only)."""
+        M = np.zeros((self.d, self.k))
+        M[np.arange(self.d), self.index] = self.sign
+        return M
+
+
+def logra_features(factors, projections) -> torch.Tensor:
+    """(B, Σ k_out·k_in) LoGra features of one batch from :func:`factor_batch` output."""
+    cols = []
+    for n, (x, d) in factors.items():
+        P_in, P_out = (torch.as_tensor(p, dtype=x.dtype, device=x.device) for p in projections[n])
+        g = torch.einsum("bto,bti->boi", d @ P_out, x @ P_in)
+        cols.append(g.reshape(g.shape[0], -1))
+    return torch.cat(cols, dim=1)
+
+
+def factgrass_features(factors, masks, sjlts) -> torch.Tensor:
+    """(B, Σ k) FactGraSS features of one batch: mask, outer product, SJLT per layer."""
+    cols = []
+    for n, (x, d) in factors.items():
+        keep_in, keep_out = (torch.as_tensor(i, device=x.device) for i in masks[n])
+        g = torch.einsum("bto,bti->boi", d[..., keep_out], x[..., keep_in])
+        cols.append(sjlts[n](g.reshape(g.shape[0], -1)))
+    return torch.cat(cols, dim=1)
+
+
+def project_factored(
+    model,
+    tokens,
+    mask,
+    loss_mask=None,
+    *,
+    method: str,
+    params: dict,
+    covariance=None,
+    batch_size: int = 32,
+    device="cpu",
+    progress: bool = False,
+    desc: str = "project",
+) -> tuple[np.ndarray, list[dict]]:
+    """LoGra or FactGraSS features of a whole data set.
+
+    Parameters
+    ----------
+    tokens : int array (N, L); mask, loss_mask : bool arrays (N, L)
+    method : {"logra", "factgrass"}
+    params : dict
+        ``layers`` ("all" | "attention" | "mlp"), ``seed``, and for LoGra ``k_in``,
+        ``k_out``, ``init`` ("kfac" | "random"); for FactGraSS ``k`` (per layer),
+        ``blowup``, ``mask`` ("random" | "magnitude").
+    covariance : output of :func:`kfac_covariance` (LoGra kfac, FactGraSS magnitude)
+
+    Returns
+    -------
+    (features float32 (N, K), layers): ``layers`` lists ``{"name", "start", "stop"}``
+    column slices per layer, K = total projected dimension.
+    """
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device).eval()
+    sel = select_layers(model, params.get("layers", "all"))
+    seed = int(params.get("seed", 0))
+    if method == "logra":
+        proj = logra_projections(
+            sel,
+            k_in=params["k_in"],
+            k_out=params["k_out"],
+            init=params.get("init", "kfac"),
+            covariance=covariance,
+            random_state=seed,
+        )
+        widths = {n: proj[n][0].shape[1] * proj[n][1].shape[1] for n in sel}
+
+        def featurize(f):
+            return logra_features(f, proj)
+    elif method == "factgrass":
+        masks = factgrass_masks(
+            sel,
+            k=params["k"],
+            blowup=params.get("blowup", 4),
+            mask=params.get("mask", "random"),
+            covariance=covariance,
+            random_state=seed,
+        )
+        sjlts = {
+            n: SJLT(len(i) * len(o), params["k"], random_state=seed * 1_000_003 + j)
+            for j, (n, (i, o)) in enumerate(masks.items())
+        }
+        widths = {n: params["k"] for n in sel}
+
+        def featurize(f):
+            return factgrass_features(f, masks, sjlts)
+    else:
+        raise ValueError(f"unknown factored method {method!r}")
+    layout, start = [], 0
+    for n in sel:
+        layout.append({"name": n, "start": start, "stop": start + widths[n]})
+        start += widths[n]
+    out = np.empty((len(tokens), start), dtype=np.float32)
+    for s, t, m, lm in track_progress(
+        _batches(tokens, mask, loss_mask, batch_size, device),
+        desc=desc,
+        unit="batch",
+        enabled=progress,
+        total=math.ceil(len(tokens) / batch_size),
+        name=lambda it: f"segments {it[0]}..{it[0] + len(it[1]) - 1}",
+    ):
+        out[s : s + len(t)] = featurize(factor_batch(model, sel, t, m, lm)).float().cpu().numpy()
+    return out, layout

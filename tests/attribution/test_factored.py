@@ -1,0 +1,192 @@
+"""Factored per-example gradients (LoGra, FactGraSS) against autograd's per-example
+weight gradients, and the SJLT against its definition."""
+
+import numpy as np
+import pytest
+import torch
+
+from aria.attribution.factored import (
+    SJLT,
+    factgrass_masks,
+    factor_batch,
+    kfac_covariance,
+    logra_projections,
+    project_factored,
+    select_layers,
+    top_eigenvectors,
+)
+from aria.attribution.projection import attributed_params, per_example_grads
+from aria.models.transformer import ModelConfig, MusicTransformer
+
+torch.manual_seed(0)
+CFG = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=12, max_len=10, vocab_size=13)
+
+
+def _model():
+    torch.manual_seed(0)
+    return MusicTransformer(CFG).eval()
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 13, size=(4, 10))
+    mask = np.ones_like(tokens, dtype=bool)
+    mask[1, 6:] = False  # a padded example
+    tokens[1, 6:] = 0
+    loss_mask = np.ones_like(mask)
+    loss_mask[2, :5] = False  # a query: only its continuation enters the loss
+    return tokens, mask, loss_mask
+
+
+def autograd_layer_grads(model, tokens, mask, loss_mask):
+    """name -> (B, out, in+1): each example's weight gradient with the bias as last column."""
+    params = attributed_params(model)
+    G = per_example_grads(model, params, torch.as_tensor(tokens), torch.as_tensor(mask), torch.as_tensor(loss_mask))
+    offs, o = {}, 0
+    for n, p in params.items():
+        offs[n] = (o, o + p.numel(), p.shape)
+        o += p.numel()
+    out = {}
+    for name in select_layers(model):
+        a, b, shp = offs[f"{name}.weight"]
+        W = G[:, a:b].reshape(-1, *shp)
+        a, b, _ = offs[f"{name}.bias"]
+        out[name] = torch.cat([W, G[:, a:b][..., None]], dim=-1).double().numpy()
+    return out
+
+
+def test_logra_features_equal_projected_autograd_gradients():
+    model = _model()
+    tokens, mask, loss_mask = _data()
+    ref = autograd_layer_grads(model, tokens, mask, loss_mask)
+    layers = select_layers(model)
+    assert list(layers) == ["blocks.0.qkv", "blocks.0.proj", "blocks.0.ff1", "blocks.0.ff2", "head"]
+    # random projections: g~ = P_out^T G P_in per layer and example
+    proj = logra_projections(layers, k_in=3, k_out=4, init="random", random_state=1)
+    feats, layout = project_factored(
+        model,
+        tokens,
+        mask,
+        loss_mask,
+        method="logra",
+        params=dict(k_in=3, k_out=4, init="random", seed=1),
+        batch_size=3,
+    )
+    for sl in layout:
+        P_in, P_out = proj[sl["name"]]
+        want = np.einsum("ok,bou,ui->bki", P_out, ref[sl["name"]], P_in).reshape(len(tokens), -1)
+        np.testing.assert_allclose(feats[:, sl["start"] : sl["stop"]], want, rtol=1e-4, atol=1e-6)
+    # identity projections give the full weight gradient itself
+    fac = factor_batch(model, layers, torch.as_tensor(tokens), torch.as_tensor(mask), torch.as_tensor(loss_mask))
+    for n, (x, d) in fac.items():
+        G = torch.einsum("bto,bti->boi", d, x).double().numpy()
+        np.testing.assert_allclose(G, ref[n], rtol=1e-4, atol=1e-7)
+    # the padded example's padding contributes nothing: its gradient equals that of its prefix alone
+    short = autograd_layer_grads(model, tokens[1:2, :6], mask[1:2, :6], loss_mask[1:2, :6])
+    for n in ref:
+        np.testing.assert_allclose(ref[n][1], short[n][0], rtol=1e-4, atol=1e-7)
+
+
+def test_logra_kfac_init_uses_the_leading_eigenvectors():
+    model = _model()
+    tokens, mask, loss_mask = _data()
+    cov = kfac_covariance(model, tokens, mask, None, batch_size=2)
+    # brute force E[x x^T] of the head layer over real tokens
+    fac = factor_batch(model, select_layers(model), torch.as_tensor(tokens), torch.as_tensor(mask), None)
+    x = fac["head"][0].double().numpy()[mask]
+    np.testing.assert_allclose(cov["head"]["A"], x.T @ x / mask.sum(), rtol=1e-6)
+    d = fac["head"][1].double().numpy().reshape(-1, 13)
+    np.testing.assert_allclose(cov["head"]["S"], d.T @ d / mask.sum(), rtol=1e-6, atol=1e-12)
+    P_in, P_out = logra_projections(select_layers(model), k_in=2, k_out=3, covariance=cov)["head"]
+    w, V = np.linalg.eigh(cov["head"]["A"])
+    np.testing.assert_allclose(np.abs(P_in), np.abs(V[:, ::-1][:, :2]), atol=1e-8)
+    np.testing.assert_allclose(P_in.T @ P_in, np.eye(2), atol=1e-10)
+    assert P_out.shape == (13, 3)
+    np.testing.assert_allclose(top_eigenvectors(np.diag([1.0, 3.0, 2.0]), 2), [[0, 0], [1, 0], [0, 1]])
+
+
+def test_factgrass_equals_mask_outer_product_sjlt_of_autograd_gradient():
+    model = _model()
+    tokens, mask, loss_mask = _data()
+    ref = autograd_layer_grads(model, tokens, mask, loss_mask)
+    params = dict(k=5, blowup=4, mask="random", seed=3)
+    feats, layout = project_factored(model, tokens, mask, loss_mask, method="factgrass", params=params)
+    masks = factgrass_masks(select_layers(model), k=5, blowup=4, random_state=3)
+    for j, sl in enumerate(layout):
+        keep_in, keep_out = masks[sl["name"]]
+        g = ref[sl["name"]]
+        assert len(keep_in) == min(5, g.shape[2]) and len(keep_out) == min(5, g.shape[1])
+        sub = g[:, keep_out][:, :, keep_in].reshape(len(tokens), -1)
+        S = SJLT(len(keep_in) * len(keep_out), 5, random_state=3 * 1_000_003 + j).matrix()
+        np.testing.assert_allclose(feats[:, sl["start"] : sl["stop"]], sub @ S, rtol=1e-4, atol=1e-6)
+
+
+def test_sjlt_is_seeded_one_signed_hit_per_coordinate_and_preserves_norms():
+    a, b = SJLT(1000, 64, random_state=7), SJLT(1000, 64, random_state=7)
+    np.testing.assert_array_equal(a.matrix(), b.matrix())
+    M = a.matrix()
+    assert (np.count_nonzero(M, axis=1) == 1).all() and set(np.unique(M[M != 0])) == {-1.0, 1.0}
+    V = torch.as_tensor(np.random.default_rng(0).normal(size=(200, 1000)))
+    np.testing.assert_allclose(a(V).numpy(), V.numpy() @ M, atol=1e-10)
+    # JL: for k = 64 the squared-norm ratio concentrates around 1 with relative sd about
+    # sqrt(2/k) = 0.18; every one of 200 random vectors lies within 5 sd (0.9) of 1, and the
+    # mean over them within 4 standard errors (4 * 0.18 / sqrt(200) = 0.05).
+    ratio = (a(V) ** 2).sum(1).numpy() / (V**2).sum(1).numpy()
+    assert np.abs(ratio - 1).max() < 0.9 and abs(ratio.mean() - 1) < 0.05
+
+
+def test_layer_selection_and_skipped_modules(caplog):
+    model = _model()
+    assert list(select_layers(model, "attention")) == ["blocks.0.qkv", "blocks.0.proj"]
+    assert list(select_layers(model, "mlp")) == ["blocks.0.ff1", "blocks.0.ff2"]
+    with caplog.at_level("INFO", logger="aria"):
+        select_layers(model)
+    assert "embed" in caplog.text and "ln1" in caplog.text
+    with pytest.raises(ValueError, match="layers must be one of"):
+        select_layers(model, "conv")
+
+
+def test_a_layer_called_twice_is_refused():
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(5, 4)
+            self.fc = torch.nn.Linear(4, 4)
+            self.head = torch.nn.Linear(4, 5)
+
+        def forward(self, t):
+            return self.head(self.fc(self.fc(self.embed(t))))
+
+    m = Twice()
+    t = torch.randint(0, 5, (2, 6))
+    with pytest.raises(RuntimeError, match="fc runs more than once"):
+        factor_batch(m, select_layers(m), t, torch.ones_like(t, dtype=torch.bool))
+    # excluding it works: only the head is hooked
+    fac = factor_batch(m, {"head": m.head}, t, torch.ones_like(t, dtype=torch.bool))
+    assert fac["head"][0].shape == (2, 6, 5) and fac["head"][1].shape == (2, 6, 5)
+
+
+def test_a_users_own_model_class(caplog):
+    """The adapter's own model (tests/custom_stage_model.py): its one nn.Linear is hooked,
+    its embedding is named as skipped, and LoGra with identity projections gives the
+    autograd weight gradient (with bias column) of each example's own loss."""
+    from custom_stage_model import BagOfTokens
+
+    from aria.models.transformer import per_example_loss
+
+    torch.manual_seed(1)
+    m = BagOfTokens(vocab_size=7, dim=5).eval()
+    tokens = torch.randint(0, 7, (3, 8))
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    with caplog.at_level("INFO", logger="aria"):
+        layers = select_layers(m)
+    assert list(layers) == ["head"] and "embed" in caplog.text
+    proj = {"head": (np.eye(6), np.eye(7))}
+    from aria.attribution.factored import logra_features
+
+    feats = logra_features(factor_batch(m, layers, tokens, mask), proj).double().numpy()
+    for b in range(3):
+        m.zero_grad()
+        per_example_loss(m(tokens[b : b + 1]), tokens[b : b + 1], mask[b : b + 1])[0].backward()
+        G = torch.cat([m.head.weight.grad, m.head.bias.grad[:, None]], dim=1).double().numpy()
+        np.testing.assert_allclose(feats[b], G.reshape(-1), rtol=1e-5, atol=1e-8)

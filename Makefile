@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_projection.py
 	$(BIN)/python bench/bench_jit_cache.py
 	$(BIN)/python bench/bench_library_swaps.py
+	$(BIN)/python bench/bench_factored.py
 
 clean:
 	rm -rf results/ .snakemake/

@@ -32,6 +32,7 @@ if SYMBOLIC:
 
 include: "rules/report.smk"
 include: "rules/audio.smk"
+include: "rules/analysis.smk"
 
 
 rule all:

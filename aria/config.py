@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-__all__ = ["ConfigError", "load_schema", "validate_config"]
+__all__ = ["ConfigError", "load_schema", "validate_config", "analysis_settings", "lds_settings"]
 
 
 class ConfigError(ValueError):
@@ -99,6 +99,20 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
 def experiments(config: dict) -> list[str]:
     """The experiments a config runs: ``experiments``, or symbolic plus audio when it has an audio section."""
     return list(config.get("experiments") or (["symbolic"] + (["audio"] if "audio" in config else [])))
+
+
+ANALYSIS_DEFAULTS = {
+    "residual": True,
+    "max_dims_fraction": 0.1,
+    # aria.evaluation.reliability.VERDICT_DEFAULTS (the reasoning is in verdict()'s docstring)
+    "verdict": {"r1": 0.5, "v1_constancy": 0.9, "rho_bar": 0.5, "c_bar": 0.5, "min_queries": 10},
+}
+
+
+def analysis_settings(block: dict | None) -> dict:
+    """The ``analysis`` config block (SPEC §7 readings) with its defaults filled in."""
+    block = dict(block or {})
+    return {**ANALYSIS_DEFAULTS, **block, "verdict": {**ANALYSIS_DEFAULTS["verdict"], **block.get("verdict", {})}}
 
 
 LDS_DEFAULTS = {"n_subsets": 64, "alpha": 0.5, "runs": 1, "n_boot": 1000}

@@ -8,7 +8,7 @@ import json
 import os
 
 from aria import registry
-from aria.config import experiments, lds_settings, validate_config
+from aria.config import analysis_settings, experiments, lds_settings, validate_config
 from aria.symbolic.corpus import eval_quotas
 
 # methods defined outside Aria register themselves on import; jobs import them too
@@ -58,6 +58,9 @@ if SYMBOLIC:
         "lds": lds_settings(config.get("lds")),
     }
 METHODS = list(config["methods"]["run"]) if SYMBOLIC else []
+
+# SPEC §7 readings of every report row (rules/analysis.smk)
+ANALYSIS = analysis_settings(config.get("analysis"))
 
 # Score matrices the user computed elsewhere (config external_scores): imported into the
 # score folder of their stage, then diagnosed, made track-level and scored for homogeneity
@@ -274,6 +277,35 @@ def tracklevel_params(w):
     return jparams(normalize=registry.method(w.method).normalize)
 
 
+def residual_inputs(w):
+    """A row's score matrix and its experiment's evidence pool and null; an audio segment-level
+    matrix also needs its segments (track level) and the manifest names the audio pool."""
+    scores = results(f"scores/{w.stage}/{w.method}.zarr")
+    if SYMBOLIC and w.exp == EXP:
+        return {
+            "scores": scores,
+            "features": results("evidence/symbolic_features.npz", EXP),
+            "null": results("evidence/null.json", EXP),
+        }
+    out = {
+        "scores": scores,
+        "features": results("evidence/audio_features.npz", AUDIO_EXP),
+        "null": results("evidence/null.json", AUDIO_EXP),
+        "manifest": audio_manifest(),
+    }
+    if w.stage not in ("baseline", "external"):
+        out["segments"] = results(f"segments/{w.stage}/train.npz", AUDIO_EXP)
+    return out
+
+
+def residual_params(w):
+    """The row's track-level normalization (audio segment-level rows) and the alignment fit cap."""
+    norm = (
+        {} if (SYMBOLIC and w.exp == EXP) or w.stage in ("baseline", "external") else json.loads(tracklevel_params(w))
+    )
+    return jparams(max_dims_fraction=ANALYSIS["max_dims_fraction"], **norm)
+
+
 def external_stage_dir(name):
     """Score folder of an external matrix: its stage's (segment rows) or 'external' (track rows)."""
     e = EXTERNAL[name]
@@ -365,6 +397,13 @@ def lds_subset_files(w):
     return expand(
         results("lds/{stage}/subsets/s{subset}.npz", w.exp), stage=w.stage, subset=range(lds_cfg(w)["n_subsets"])
     )
+
+
+def analysis_report_arg(w, input):
+    """``--homogeneity-residual FILES --alignment FILES`` of a report job, or nothing when off."""
+    if not input.residual:
+        return ""
+    return f"--homogeneity-residual {' '.join(input.residual)} --alignment {' '.join(input.alignment)}"
 
 
 def lds_report_arg(w, input):

@@ -9,6 +9,8 @@ if SYMBOLIC:
             diagnostics=stage_outputs("diagnostics"),
             homogeneity=stage_outputs("homogeneity"),
             lds=stage_outputs("lds") if LDS_SYMBOLIC else [],
+            residual=stage_outputs("homogeneity_residual") if ANALYSIS["residual"] else [],
+            alignment=stage_outputs("alignment") if ANALYSIS["residual"] else [],
         output:
             html=results("report.html", EXP),
             md=results("report.md", EXP),
@@ -23,13 +25,15 @@ if SYMBOLIC:
                 main_k=config["homogeneity"]["main_k"],
                 rows=SYMBOLIC_ROWS,
                 domain="symbolic",
+                verdict=ANALYSIS["verdict"],
                 **({"labels": report_labels(SYMBOLIC_ROWS)} if EXTERNAL_SYMBOLIC else {}),
                 **({"lds_rows": SYMBOLIC_ROWS} if LDS_SYMBOLIC else {}),
             ),
             lds=lds_report_arg,
+            analysis=analysis_report_arg,
         shell:
             "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
-            "--params {params.args:q} {params.lds} "
+            "--params {params.args:q} {params.lds} {params.analysis} "
             "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
 
 
@@ -38,6 +42,8 @@ rule audio_report:
         diagnostics=audio_row_outputs("diagnostics"),
         homogeneity=audio_row_outputs("homogeneity"),
         lds=audio_lds_outputs(),
+        residual=audio_row_outputs("homogeneity_residual") if ANALYSIS["residual"] else [],
+        alignment=audio_row_outputs("alignment") if ANALYSIS["residual"] else [],
         manifest=audio_manifest(),
         audio=results("queries/audio", AUDIO_EXP),
     output:
@@ -54,12 +60,15 @@ rule audio_report:
             main_k=config["homogeneity"]["main_k"],
             rows=AUDIO_ROWS,
             domain="audio",
+            verdict=ANALYSIS["verdict"],
             root=audio_root(),
             **({"labels": report_labels(AUDIO_ROWS)} if report_labels(AUDIO_ROWS) else {}),
             **({"lds_rows": LDS_AUDIO_ROWS} if LDS_AUDIO_ROWS else {}),
         ),
         lds=lds_report_arg,
+        analysis=analysis_report_arg,
     shell:
         "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
         "--manifest {input.manifest} --queries-audio {input.audio} --params {params.args:q} {params.lds} "
+        "{params.analysis} "
         "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"

@@ -417,14 +417,16 @@ def cmd_score(a) -> None:
 
 def cmd_diagnostics(a) -> None:
     """Reliability diagnostics r1, r2_5, c_bar, rho_bar of a score store, plus its spectrum."""
-    from aria.evaluation.reliability import gram_stats, reliability_from_stats
+    from aria.evaluation.reliability import gram_stats, reliability_from_stats, v1_constancy
+    from aria.evaluation.residual import leading_axis
     from aria.io.tables import write_json
 
     stats = gram_stats(a.scores, progress=True)
     res = reliability_from_stats(stats)
     energy = stats.eigvals()[: min(stats.n, stats.q, 50)] / stats.frobenius_sq
-    log.info("%s: %s", a.scores, res)
-    write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy})
+    const = v1_constancy(leading_axis(a.scores, stats=stats).v)
+    log.info("%s: %s, v1 constancy %.3f", a.scores, res, const)
+    write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy, "v1_constancy": const})
 
 
 # --------------------------------------------------------------------------- ground truth (LDS)
@@ -562,34 +564,28 @@ def cmd_null(a) -> None:
     log.info("null over %d pool items, R=%d, K=%s", null["n_pool"], p["n_groups"], p["ks"])
 
 
-def cmd_homogeneity(a) -> None:
-    """Per-query homogeneity z-scores of one method's top-K groups, for every K."""
+def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source) -> dict:
+    """The homogeneity JSON of one score matrix whose rows are ``row_ids`` (pool items ``ids``)."""
     from aria.evaluation.homogeneity import homogeneity_table
-    from aria.io.layouts import read_null
-    from aria.io.stores import open_scores
-    from aria.io.tables import write_json
 
-    ids, feats, channels = _evidence(a.features, a.manifest)
-    null = read_null(a.null)
-    S, row_ids, col_ids = open_scores(a.scores)
     if np.array_equal(row_ids, ids):
-        tab = homogeneity_table(a.scores, feats, channels, null)
+        tab = homogeneity_table(S, feats, channels, null)
     else:
         # track-level audio matrix: rows are the training tracks with segments; the pool
         # is those with features (a track whose audio features failed is left out)
         where = {r: i for i, r in enumerate(row_ids)}
         missing = [t for t in ids if t not in where]
         if missing:
-            raise ValueError(f"{a.scores}: no score row for pool track(s) {missing[:5]} of {a.features}")
+            raise ValueError(f"{source}: no score row for pool track(s) {missing[:5]}")
         sel = np.array([where[t] for t in ids])
         if len(sel) < len(row_ids):
             log.warning("%d score rows have no features and are left out of the pool", len(row_ids) - len(sel))
         tab = homogeneity_table(np.asarray(S[:])[sel], feats, channels, null)
-        row_ids = row_ids[sel]
+        row_ids = np.asarray(row_ids)[sel]
     out = {
-        "scores": str(a.scores),
+        "scores": str(source),
         "channels": list(channels),
-        "query_ids": col_ids.tolist(),
+        "query_ids": np.asarray(col_ids).tolist(),
         "ks": list(tab["ks"]),
         "by_k": {},
     }
@@ -598,10 +594,21 @@ def cmd_homogeneity(a) -> None:
             "summary": t["summary"],
             "summary_f": t["summary_f"],
             "z_c": {c: np.asarray(z).tolist() for c, z in t["z_c"].items()},
-            "top_ids": row_ids[t["groups"]].tolist(),
+            "top_ids": np.asarray(row_ids)[t["groups"]].tolist(),
         }
         log.info("K=%d: %s", K, {c: round(s["mu_z"], 3) for c, s in t["summary"].items()})
-    write_json(a.out, out)
+    return out
+
+
+def cmd_homogeneity(a) -> None:
+    """Per-query homogeneity z-scores of one method's top-K groups, for every K."""
+    from aria.io.layouts import read_null
+    from aria.io.stores import open_scores
+    from aria.io.tables import write_json
+
+    ids, feats, channels = _evidence(a.features, a.manifest)
+    S, row_ids, col_ids = open_scores(a.scores)
+    write_json(a.out, _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, read_null(a.null), a.scores))
 
 
 def cmd_report(a) -> None:
@@ -634,6 +641,9 @@ def cmd_report(a) -> None:
         labels=p.get("labels"),
         media=media,
         lds=dict(zip(p["lds_rows"], [read_json(f) for f in a.lds], strict=True)) if a.lds else None,
+        residual=[read_json(f) for f in a.homogeneity_residual] if a.homogeneity_residual else None,
+        alignment=[read_json(f) for f in a.alignment] if a.alignment else None,
+        verdict_thresholds=p.get("verdict"),
     )
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -1008,6 +1018,62 @@ def cmd_tracklevel(a) -> None:
     log.info("track-level matrix %d x %d (%s)", len(tids), len(cols), p["normalize"])
 
 
+def cmd_residual(a) -> None:
+    """Residual S_res = S - sigma_1 u_1 v_1^T (SPEC §7), streamed, with homogeneity on it and the alignment of u_1.
+
+    Writes the residual score store (u_1 and v_1 stored with it). With ``--features`` and
+    ``--null`` also the residual's homogeneity JSON (audio segment-level matrices are made
+    track-level first, ``--segments``) and the axis-channel alignment of u_1 (Eq. 8) at the
+    pool's unit (a track's u_1 = the mean over its segments).
+    """
+    from aria.attribution.tracklevel import track_index, track_level
+    from aria.evaluation.alignment import channel_alignment
+    from aria.evaluation.reliability import gram_stats
+    from aria.evaluation.residual import leading_axis, residual_blocks
+    from aria.io.layouts import read_null
+    from aria.io.stores import ScoreWriter, open_scores
+    from aria.io.tables import read_npz, write_json
+
+    p = json.loads(a.params) if a.params else {}
+    S, rows, cols = open_scores(a.scores)
+    ax = leading_axis(S, stats=gram_stats(S, progress=True))
+    u = np.zeros(len(rows))
+    attrs = {"source": str(a.scores), "sigma1": ax.sigma, "r1_removed": ax.r1}
+    with ScoreWriter(a.out, rows, cols, attrs=attrs, row_chunk=S.chunks[0]) as w:
+        for start, block, proj in residual_blocks(S, ax.v):
+            w.write(start, block)
+            u[start : start + len(proj)] = proj / ax.sigma if ax.sigma > 0 else 0.0
+        w.add_array("axis_u", u)
+        w.add_array("axis_v", ax.v)
+    log.info("removed the leading axis (sigma_1 = %.4g, r1 = %.3f) of %s -> %s", ax.sigma, ax.r1, a.scores, a.out)
+    if not a.out_homogeneity:
+        return
+
+    ids, feats, channels = _evidence(a.features, a.manifest)
+    R, _, _ = open_scores(a.out)
+    if a.segments:  # segment-level audio matrix -> the track level, as for S (SPEC §3)
+        seg = read_npz(a.segments)
+        if not np.array_equal(seg["segment_ids"], rows):
+            raise ValueError(f"{a.scores}: row ids do not match the segments of {a.segments}")
+        tids, r2t = track_index(seg["track_ids"])
+        _, R = track_level(R, seg["track_ids"], normalize=p["normalize"])
+        u = np.bincount(r2t, weights=u, minlength=len(tids)) / np.bincount(r2t, minlength=len(tids))
+        rows = tids
+    doc = _homogeneity_doc(R, rows, cols, ids, feats, channels, read_null(a.null), a.out)
+    write_json(a.out_homogeneity, {**doc, "r1_removed": ax.r1})
+
+    where = {r: i for i, r in enumerate(rows)}
+    missing = [t for t in ids if t not in where]
+    if missing:
+        raise ValueError(f"{a.scores}: no row for pool item(s) {missing[:5]} of {a.features}")
+    u_pool = u[[where[t] for t in ids]]
+    align = channel_alignment(u_pool, feats, channels, max_dims_fraction=p["max_dims_fraction"])
+    align["_fit"].update(unit="track" if a.manifest else "segment", r1=ax.r1)
+    write_json(a.out_alignment, align)
+    fits = {c: (v["a_max"], v["a_r"]) for c, v in align.items() if c != "_fit" and v["a_max"] is not None}
+    log.info("alignment (A_max, A_R) of u_1 over %d units: %s", len(u_pool), fits)
+
+
 # --------------------------------------------------------------------------- environment
 def cmd_warm_jit_cache(a) -> None:
     """Compile every numba kernel the workflow uses, once, and install them as the jobs' JIT template.
@@ -1133,6 +1199,20 @@ COMMANDS = {
         ],
     ),
     "tracklevel": (cmd_tracklevel, [("--scores", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
+    "residual": (
+        cmd_residual,
+        [
+            ("--scores", {}),
+            ("--out", {}),
+            ("--params", {"required": False, "default": None}),
+            ("--features", {"required": False, "default": None}),
+            ("--null", {"required": False, "default": None}),
+            ("--manifest", {"required": False, "default": None}),
+            ("--segments", {"required": False, "default": None}),
+            ("--out-homogeneity", {"required": False, "default": None}),
+            ("--out-alignment", {"required": False, "default": None}),
+        ],
+    ),
     "null": (
         cmd_null,
         [("--features", {}), ("--params", {}), ("--out", {}), ("--manifest", {"required": False, "default": None})],
@@ -1165,6 +1245,8 @@ COMMANDS = {
             ("--manifest", {"required": False, "default": None}),
             ("--queries-audio", {"required": False, "default": None}),
             ("--lds", {"nargs": "+", "required": False, "default": None}),
+            ("--homogeneity-residual", {"nargs": "+", "required": False, "default": None}),
+            ("--alignment", {"nargs": "+", "required": False, "default": None}),
         ],
     ),
     "warm-jit-cache": (cmd_warm_jit_cache, [("--template", {"required": False, "default": None})]),

@@ -73,6 +73,9 @@ __all__ = [
     "reliability_from_stats",
     "leading_axes",
     "default_row_chunk",
+    "v1_constancy",
+    "verdict",
+    "VERDICT_DEFAULTS",
 ]
 
 #: Target number of matrix elements per streamed chunk when the caller gives no
@@ -521,3 +524,91 @@ def reading(diag: dict) -> str:
             f"c_bar = {c:.2f}, all < 0.5): the rankings differ from query to query"
         )
     return "; ".join(parts)
+
+
+#: thresholds of :func:`verdict` (config ``analysis.verdict``); the reasoning is in its docstring
+VERDICT_DEFAULTS = {"r1": 0.5, "v1_constancy": 0.9, "rho_bar": 0.5, "c_bar": 0.5, "min_queries": 10}
+
+
+def v1_constancy(v: np.ndarray) -> float:
+    """|sum(v)| / sqrt(Q) for a unit v (Q,): the cosine between v and the uniform direction.
+
+    1 means the leading axis loads every query equally, i.e. it adds the same training
+    ranking to every query; a v concentrated on a few queries gives about sqrt(share / Q).
+    """
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    return float(abs(v.sum()) / (np.sqrt(len(v)) * max(np.linalg.norm(v), 1e-300)))
+
+
+def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
+    """A setting's verdict from its diagnostics (SPEC §4 "Reading", §7).
+
+    One of, in this order of precedence:
+
+    * ``collapsed``: ``r1 >= t["r1"]`` with a near-constant v_1 (``v1_constancy >=
+      t["v1_constancy"]``), or ``rho_bar >= t["rho_bar"]``. Half the matrix's energy on one
+      axis that loads every query alike means one training ranking is added to every query;
+      a mean |correlation| of 0.5 between query columns means their rankings are largely
+      shared. Either way a query's top-K is mostly the same group, so its homogeneity z
+      describes that group, not attribution: the report marks such z as not interpretable.
+      (A high r1 whose v_1 is concentrated on a few queries is a few loud queries, not
+      collapse.) A diagnostics document without ``v1_constancy`` (older runs) uses r1 alone.
+    * ``offset-dominated``: ``c_bar >= t["c_bar"]``: a per-query constant carries half of
+      each column's energy; compare scores within a query, never across queries.
+    * ``query-dependent``: none of the above.
+
+    A setting with fewer than ``t["min_queries"]`` queries gets no verdict and the flag
+    ``too few queries``: Pos/Sig move in steps of 1/Q, and with Q <= 5 r2_5 = 1 - r1 by
+    construction (S has at most Q singular values).
+
+    The cut-offs (0.5, 0.9, 10) are Aria's defaults, not the paper's; the paper reads its
+    tables qualitatively (its collapsed rows have r1 >= 0.7 and rho_bar >= 0.6, its
+    query-dependent ones r1 <= 0.2). Returns ``{"verdict": str | None, "flag": str | None,
+    "sentence": str}``.
+    """
+    t = {**VERDICT_DEFAULTS, **(thresholds or {})}
+    r1, rho, c, q = diag["r1"], diag["rho_bar"], diag["c_bar"], int(diag["q"])
+    const = diag.get("v1_constancy")
+    if q < t["min_queries"]:
+        return {
+            "verdict": None,
+            "flag": "too few queries",
+            "sentence": (
+                f"No verdict: only {q} queries (< {t['min_queries']}); Pos and Sig move in steps of "
+                f"{100 / q:.0f}%" + (", and r2_5 = 1 - r1 by construction" if q <= 5 else "") + "."
+            ),
+        }
+    why = []
+    if r1 >= t["r1"] and (const is None or const >= t["v1_constancy"]):
+        why.append(
+            f"r1 = {r1:.2f} >= {t['r1']}"
+            + (f" with a near-constant v1 (constancy {const:.2f} >= {t['v1_constancy']})" if const is not None else "")
+        )
+    if rho >= t["rho_bar"]:
+        why.append(f"rho_bar = {rho:.2f} >= {t['rho_bar']}")
+    if why:
+        return {
+            "verdict": "collapsed",
+            "flag": None,
+            "sentence": (
+                f"Collapsed ({'; '.join(why)}): the method ranks training items nearly the same for every "
+                "query, so its homogeneity z describes one fixed group and is not interpretable as attribution."
+            ),
+        }
+    if c >= t["c_bar"]:
+        return {
+            "verdict": "offset-dominated",
+            "flag": None,
+            "sentence": (
+                f"Offset-dominated (c_bar = {c:.2f} >= {t['c_bar']}): a per-query constant carries most of "
+                "each column; compare its scores within a query, not across queries."
+            ),
+        }
+    return {
+        "verdict": "query-dependent",
+        "flag": None,
+        "sentence": (
+            f"Query-dependent (r1 = {r1:.2f}, rho_bar = {rho:.2f}, c_bar = {c:.2f}): the rankings differ "
+            "from query to query, so its homogeneity z can be read as per-query evidence."
+        ),
+    }

@@ -59,6 +59,7 @@ __all__ = [
     "iter_row_chunks",
     "write_ground_truth",
     "read_ground_truth",
+    "read_residual_axis",
 ]
 
 GROUND_TRUTH_ARRAYS = ("masks", "targets", "target_runs", "train_loss", "heldout_loss")
@@ -149,7 +150,7 @@ class ScoreWriter:
     def __enter__(self) -> ScoreWriter:
         self._ctx = atomic_dir(self.path)
         tmp = self._ctx.__enter__()
-        group = zarr.open_group(str(tmp), mode="w")
+        group = self._group = zarr.open_group(str(tmp), mode="w")
         n, q = len(self.row_ids), len(self.col_ids)
         self._arr = group.create_array(
             "scores",
@@ -172,6 +173,14 @@ class ScoreWriter:
         self._arr[start : start + block.shape[0]] = block
         self._written += block.shape[0]
 
+    def add_array(self, name: str, values) -> None:
+        """Store a further array (e.g. a residual's removed axis) in the same group."""
+        if name in ("scores", "row_ids", "col_ids"):
+            raise ValueError(f"{self.path}: {name!r} is reserved")
+        values = np.asarray(values)
+        arr = self._group.create_array(name, shape=values.shape, dtype=values.dtype)
+        arr[...] = values
+
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None and self._written != len(self.row_ids):
             exc = RuntimeError(f"{self.path}: wrote {self._written} score rows, expected {len(self.row_ids)}")
@@ -189,6 +198,25 @@ def open_scores(path) -> tuple[zarr.Array, np.ndarray, np.ndarray]:
     if "scores" not in group:
         raise ValueError(f"{path}: not an Aria score store (no 'scores' array)")
     return group["scores"], read_ids(group, "row_ids"), read_ids(group, "col_ids")
+
+
+def read_residual_axis(path) -> dict:
+    """The axis removed from a residual store (``aria residual``).
+
+    Returns ``{"u": (N,), "v": (Q,), "sigma1", "r1", "row_ids", "col_ids"}``; u and v
+    are the unit singular vectors, float64.
+    """
+    group = _open_group(path)
+    if "axis_u" not in group:
+        raise ValueError(f"{path}: not a residual store (no 'axis_u' array)")
+    return {
+        "u": np.asarray(group["axis_u"][:], dtype=np.float64),
+        "v": np.asarray(group["axis_v"][:], dtype=np.float64),
+        "sigma1": float(group.attrs["sigma1"]),
+        "r1": float(group.attrs["r1_removed"]),
+        "row_ids": read_ids(group, "row_ids"),
+        "col_ids": read_ids(group, "col_ids"),
+    }
 
 
 def iter_row_chunks(arr, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:

@@ -4,10 +4,13 @@ from aria.report.compose import compose
 from aria.report.render import (
     DIAG_KEYS,
     DIAG_LABELS,
+    alignment_table,
     html_report,
     k_sweep_figure,
     main_table,
     markdown_report,
+    residual_figure,
+    residual_table,
     spectrum_figure,
 )
 
@@ -20,4 +23,7 @@ __all__ = [
     "html_report",
     "k_sweep_figure",
     "spectrum_figure",
+    "residual_table",
+    "residual_figure",
+    "alignment_table",
 ]

@@ -44,6 +44,9 @@ def compose(
     labels: dict | None = None,
     media: dict | None = None,
     lds: dict | None = None,
+    residual: list | None = None,
+    alignment: list | None = None,
+    verdict_thresholds: dict | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
 
@@ -63,7 +66,17 @@ def compose(
         Row key -> LDS document (:func:`aria.evaluation.lds.lds_summary`) for the rows that
         have ground truth. Adds the LDS column and, per stage, the validation table
         (:func:`aria.evaluation.lds.order_agreement`).
+    residual, alignment : list of dict, optional
+        Per row (``keys`` order): the homogeneity JSON of the residual matrix and the
+        alignment JSON of the removed axis (SPEC §7). Add the residual table and figure,
+        the alignment table, and ``residual`` / ``alignment`` per method in the summary.
+    verdict_thresholds : dict, optional
+        Cut-offs of :func:`aria.evaluation.reliability.verdict` (config ``analysis.verdict``).
+        Every row gets a verdict; a collapsed row's μz are shown in parentheses (not
+        interpretable) and the verdict table states each one in a sentence.
     """
+    from aria.evaluation.reliability import verdict
+
     labels = labels or {}
     audio = domain == "audio"
     lab = {k: labels.get(k) or registry.row_label(k) for k in keys}
@@ -71,6 +84,12 @@ def compose(
     H = {lab[k]: h for k, h in zip(keys, homs)}
     L = None if lds is None else {lab[k]: v for k, v in lds.items()}
     header, rows, channels = R.main_table(D, H, main_k=main_k, lds=L)
+    V = {k: verdict(D[lab[k]], thresholds=verdict_thresholds) for k in keys}
+    first_mu = 1 + len(R.DIAG_KEYS) + (L is not None)
+    for k, row in zip(keys, rows):
+        if V[k]["verdict"] == "collapsed":
+            for i in range(first_mu, len(row), 3):
+                row[i] = f"({row[i]})"
     validation, validation_summary = _validation(keys, lab, D, lds or {})
     h0, d0 = homs[0], diags[0]
     unit = (
@@ -90,6 +109,27 @@ def compose(
         "μz against K per channel and method": R.k_sweep_figure(H),
         "Singular-value spectrum per method": R.spectrum_figure(D),
     }
+    sections = [
+        (
+            "Verdict per setting",
+            ["Method", "Verdict", "Why"],
+            [[lab[k], V[k]["verdict"] or f"none ({V[k]['flag']})", V[k]["sentence"]] for k in keys],
+            VERDICT_NOTE,
+        )
+    ]
+    Hres = A = None
+    if residual:
+        Hres = {lab[k]: h for k, h in zip(keys, residual, strict=True)}
+        A = {lab[k]: a for k, a in zip(keys, alignment, strict=True)}
+        sections.append(
+            (
+                "Residual: homogeneity after removing the leading axis",
+                *R.residual_table(D, H, Hres, main_k=main_k),
+                residual_reading(D, H, Hres, main_k=main_k),
+            )
+        )
+        sections.append(("Axis–channel alignment of the removed axis (Eq. 8)", *R.alignment_table(A), ALIGNMENT_NOTE))
+        figures["μz before and after removing the leading axis"] = R.residual_figure(H, Hres, main_k=main_k)
     evidence = [
         (qid, [[label, H[label]["by_k"][str(main_k)]["top_ids"][qi]] for label in H])
         for qi, qid in enumerate(h0["query_ids"])
@@ -107,9 +147,9 @@ def compose(
         notes=notes,
         evidence=evidence,
         media=media,
-        validation=validation,
+        sections=sections + validation,
     )
-    md = R.markdown_report(title, header, rows, main_k=main_k, notes=notes, validation=validation)
+    md = R.markdown_report(title, header, rows, main_k=main_k, notes=notes, sections=sections + validation)
     summary = {"experiment": experiment, "main_k": main_k, "channels": channels, "methods": {}}
     for k in keys:
         summary["methods"][k] = {
@@ -117,10 +157,64 @@ def compose(
             **{d: D[lab[k]][d] for d in R.DIAG_KEYS},
             **({"lds": {x: lds[k][x] for x in ("lds", "ci", "halves", "n_subsets")}} if k in (lds or {}) else {}),
             "homogeneity": {K: H[lab[k]]["by_k"][K]["summary"] for K in H[lab[k]]["by_k"]},
+            "verdict": V[k],
         }
+        if Hres is not None:
+            summary["methods"][k]["residual"] = {
+                "r1_removed": D[lab[k]]["r1"],
+                "homogeneity": {K: Hres[lab[k]]["by_k"][K]["summary"] for K in Hres[lab[k]]["by_k"]},
+            }
+            summary["methods"][k]["alignment"] = {
+                c: {x: v[x] for x in ("a_max", "a_max_feature", "a_r", "a_r_feature")}
+                for c, v in A[lab[k]].items()
+                if c != "_fit"
+            } | {"fit": A[lab[k]]["_fit"]}
     if validation_summary:
         summary["validation"] = validation_summary
     return html, md, summary
+
+
+VERDICT_NOTE = (
+    "Collapsed: high r₁ with a leading axis that loads every query alike, or high ρ̄: one training "
+    "ranking is shared by all queries, so the μz of that row (shown in parentheses in the main table) "
+    "describe one fixed group and are left out of any comparison of methods. Offset-dominated: high c̄, "
+    "compare scores within a query only. Thresholds: config analysis.verdict (README)."
+)
+
+ALIGNMENT_NOTE = (
+    "u₁ (the training-item side of the removed axis) at the homogeneity pool's unit, correlated with "
+    "each channel's features: A_max = the largest |corr| over features and dimensions (the feature "
+    "named), A_R = the largest multiple correlation of an OLS fit on one feature (at most "
+    "max_dims_fraction·(units − 1) dimensions, forward-selected). A high A_max says the axis every "
+    "query is ranked by follows one feature dimension; A_R ≫ A_max says it follows a combination."
+)
+
+
+def residual_reading(D, H, Hres, *, main_k: int) -> str:
+    """One sentence per method: does its strongest channel's μz survive removing the axis?"""
+    out = [
+        "If a method's homogeneity is per-query attribution it survives (or sharpens) once the "
+        "leading axis is removed; if it came from the one group that axis retrieves for every "
+        "query, it falls towards 0."
+    ]
+    for m in D:
+        b = H[m]["by_k"][str(main_k)]["summary"]
+        a = Hres[m]["by_k"][str(main_k)]["summary"]
+        finite = [c for c in b if b[c]["mu_z"] == b[c]["mu_z"]]
+        if not finite:
+            continue
+        c = max(finite, key=lambda c: b[c]["mu_z"])
+        zb, za = b[c]["mu_z"], a[c]["mu_z"]
+        if zb < 1.0:
+            verdict = "no channel above μz = 1 to begin with"
+        elif za >= 0.5 * zb:
+            verdict = "survives"
+        elif za < 0.5:
+            verdict = "vanishes: it described the axis's fixed group"
+        else:
+            verdict = "is reduced"
+        out.append(f"{m} (r₁ {D[m]['r1']:.2f}): strongest {c} μz {zb:+.2f} → {za:+.2f}, {verdict}.")
+    return " ".join(out)
 
 
 def _validation(keys, lab, D, lds) -> tuple[list, dict]:

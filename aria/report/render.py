@@ -23,6 +23,9 @@ __all__ = [
     "html_report",
     "k_sweep_figure",
     "spectrum_figure",
+    "residual_table",
+    "residual_figure",
+    "alignment_table",
 ]
 
 DIAG_KEYS = ("r1", "r2_5", "c_bar", "rho_bar")
@@ -107,6 +110,68 @@ def validation_table(agreement: dict, labels: dict | None = None) -> tuple[list[
     return header, rows
 
 
+def residual_table(diags: dict, homs: dict, residual: dict, *, main_k: int) -> tuple[list[str], list[list[str]]]:
+    """Per method: the energy share removed (r1) and, per channel, μz before -> after removing
+    the leading axis, at K = main_k (SPEC §7).
+    """
+    channels = list(next(iter(homs.values()))["channels"])
+    header = ["Method", "r₁ removed"] + [f"{c} μz before → after" for c in channels]
+    rows = []
+    for m in diags:
+        b = homs[m]["by_k"][str(main_k)]["summary"]
+        a = residual[m]["by_k"][str(main_k)]["summary"]
+        rows.append(
+            [_label(m), _fmt(diags[m]["r1"], ".3f")]
+            + [f"{_fmt(b[c]['mu_z'], '+.2f')} → {_fmt(a[c]['mu_z'], '+.2f')}" for c in channels]
+        )
+    return header, rows
+
+
+def residual_figure(homs: dict, residual: dict, *, main_k: int) -> bytes:
+    """PNG: μz before and after removing the leading axis, one panel per channel (paper Fig. 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channels = list(next(iter(homs.values()))["channels"])
+    methods = list(homs)
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.1 * len(channels), 0.9 + 0.32 * len(methods)), sharey=True)
+    axes = np.atleast_1d(axes)
+    y = np.arange(len(methods))
+    for ax, c in zip(axes, channels):
+        before = [homs[m]["by_k"][str(main_k)]["summary"][c]["mu_z"] for m in methods]
+        after = [residual[m]["by_k"][str(main_k)]["summary"][c]["mu_z"] for m in methods]
+        ax.barh(y - 0.2, before, height=0.4, color="#9aa5b1", label="S")
+        ax.barh(y + 0.2, after, height=0.4, color="#2f6fb0", label="residual")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.axvline(1.645, color="grey", lw=0.6, ls=":")
+        ax.set_title(c)
+        ax.set_xlabel(f"μz at K = {main_k}")
+    axes[0].set_yticks(y, [_label(m) for m in methods], fontsize=8)
+    axes[0].invert_yaxis()
+    axes[-1].legend(fontsize=8, loc="lower right", frameon=False)
+    fig.suptitle("Homogeneity before and after removing the leading singular axis", fontsize=10, y=1.02)
+    return _png(fig)
+
+
+def alignment_table(align: dict) -> tuple[list[str], list[list[str]]]:
+    """Per method, per channel: A_max (the feature that gives it) and A_R (Eq. 8)."""
+    channels = [c for c in next(iter(align.values())) if c != "_fit"]
+    header = ["Method"] + [f"{c} A_max / A_R" for c in channels]
+    rows = []
+    for m, doc in align.items():
+        cells = []
+        for c in channels:
+            d = doc[c]
+            if d["a_max"] is None:
+                cells.append("–")
+            else:
+                cells.append(f"{_fmt(d['a_max'], '.2f')} / {_fmt(d['a_r'], '.2f')} ({d['a_max_feature']})")
+        rows.append([_label(m)] + cells)
+    return header, rows
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -167,9 +232,9 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
 
 
 def markdown_report(
-    title: str, header, rows, *, main_k: int, notes: list[str], validation: list[tuple[str, list, list, str]] = ()
+    title: str, header, rows, *, main_k: int, notes: list[str], sections: list[tuple[str, list, list, str]] = ()
 ) -> str:
-    """Markdown report; ``validation``: per stage, ``(title, header, rows, reading)``."""
+    """Markdown report; ``sections``: further tables, each ``(title, header, rows, reading)``."""
     lines = [
         f"# {title}",
         "",
@@ -180,7 +245,7 @@ def markdown_report(
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [""] + [f"- {n}" for n in notes] + [""]
-    for vt, vh, vr, reading in validation:
+    for vt, vh, vr, reading in sections:
         lines += [f"## {vt}", "", "| " + " | ".join(vh) + " |", "|" + "---|" * len(vh)]
         lines += ["| " + " | ".join(r) + " |" for r in vr]
         lines += ["", reading, ""]
@@ -208,7 +273,7 @@ summary audio{height:2rem;vertical-align:middle} .clip{display:inline-block;marg
 """
 
 
-def _validation_html(title: str, header, rows, reading: str) -> str:
+def _section_html(title: str, header, rows, reading: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table><p>{html.escape(reading)}</p>"
@@ -229,7 +294,7 @@ def html_report(
     notes: list[str],
     evidence: list[tuple[str, list[list]]],
     media: dict | None = None,
-    validation: list[tuple[str, list, list, str]] = (),
+    sections: list[tuple[str, list, list, str]] = (),
 ) -> str:
     """Self-contained HTML (figures embedded as base64 PNG).
 
@@ -304,7 +369,7 @@ homogeneity of each query's top-{main_k} attributed training items against rando
 <h2>Main table</h2>
 <table>{grp}{sub}{"".join(body)}</table>
 <ul class="notes">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
-{"".join(_validation_html(*v) for v in validation)}
+{"".join(_section_html(*v) for v in sections)}
 <h2>Figures</h2>{figs}
 <h2>Per-query evidence</h2>{"".join(ev)}
 </body></html>

@@ -79,3 +79,51 @@ def test_audio_evidence_has_players():
     )
     assert page.count("<audio") == 3
     assert 'src="queries/audio/q-x.wav"' in page and 'src="corpus/audio/b.wav"' in page
+
+
+def test_residual_table_and_reading():
+    from aria.report.compose import residual_reading
+
+    diags = {"TRAK": _diag(0.05), "TracIn": _diag(0.6)}
+    before = {"TRAK": _hom(2.0), "TracIn": _hom(3.0)}  # strongest channel: texture (mu + 4)
+    after = {"TRAK": _hom(1.5), "TracIn": _hom(-4.2)}
+    header, rows = R.residual_table(diags, before, after, main_k=10)
+    assert header[:3] == ["Method", "r₁ removed", "melody μz before → after"]
+    assert rows[1][:3] == ["TracIn", "0.600", "+3.00 → -4.20"]
+    text = residual_reading(diags, before, after, main_k=10)
+    assert "TRAK (r₁ 0.05): strongest texture μz +6.00 → +5.50, survives" in text
+    assert "TracIn (r₁ 0.60): strongest texture μz +7.00 → -0.20, vanishes" in text
+    png = R.residual_figure(before, after, main_k=10)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_alignment_table_names_the_feature():
+    doc = {"_fit": {}, "melody": {"a_max": 0.91, "a_max_feature": "interval_hist", "a_r": 0.95}}
+    doc["harmony"] = {"a_max": None, "a_max_feature": None, "a_r": None}
+    header, rows = R.alignment_table({"TRAK": doc})
+    assert header == ["Method", "melody A_max / A_R", "harmony A_max / A_R"]
+    assert rows == [["TRAK", "0.91 / 0.95 (interval_hist)", "–"]]
+
+
+def test_compose_marks_collapsed_rows_and_states_each_verdict():
+    from aria.report import compose
+
+    collapsed = {**_diag(0.8), "v1_constancy": 0.97}
+    fine = {**_diag(0.1), "rho_bar": 0.1, "v1_constancy": 0.97}
+    html, md, summary = compose(
+        ["trak", "tracin"], [fine, collapsed], [_hom(0.5), _hom(2.3)], experiment="t", main_k=10
+    )
+    assert summary["methods"]["tracin"]["verdict"]["verdict"] == "collapsed"
+    assert summary["methods"]["trak"]["verdict"]["verdict"] == "query-dependent"
+    assert "| TracIn | 0.800 | 0.200 | 0.050 | 0.400 | (+2.30) |" in md
+    assert "| TRAK | 0.100 | 0.200 | 0.050 | 0.100 | +0.50 |" in md
+    assert "Verdict per setting" in html and "not interpretable as attribution" in html
+    _, md2, s2 = compose(
+        ["trak", "tracin"],
+        [fine, collapsed],
+        [_hom(0.5), _hom(2.3)],
+        experiment="t",
+        main_k=10,
+        verdict_thresholds={"r1": 0.9, "rho_bar": 0.9},
+    )
+    assert s2["methods"]["tracin"]["verdict"]["verdict"] == "query-dependent" and "(+2.30)" not in md2

@@ -119,6 +119,7 @@ def test_only_the_new_rows_run(extended):
         "import_scores": 1,
         "diagnostics": 2,
         "symbolic_homogeneity": 2,
+        "residual": 2,
         "lds": 2,  # against the existing ground truth: no retraining
         "symbolic_report": 1,
         "all": 1,

@@ -84,6 +84,64 @@ def test_score_store_matches_features(tiny_run):
     assert list(rows) == list(feats[0]["train_ids"]) and list(cols) == list(feats[0]["query_ids"])
 
 
+@pytest.mark.parametrize("exp, stage, method", [("tiny", "symbolic", "tracin"), ("tiny_audio", "coarse", "logra")])
+def test_residual_outputs_match_brute_force(tiny_run, exp, stage, method):
+    """The residual store is S minus its numpy-SVD rank-1 part; its homogeneity is the
+    homogeneity of that matrix (audio: made track-level first); the alignment is recomputed
+    from u_1 and the evidence features; the summary and the report carry both."""
+    from aria.attribution.tracklevel import track_index, track_level
+    from aria.evaluation.alignment import channel_alignment
+    from aria.evaluation.homogeneity import evidence_pool, homogeneity_table
+    from aria.io.layouts import read_evidence, read_null
+    from aria.io.stores import read_residual_axis
+    from aria.io.tables import read_manifest, read_npz
+
+    res = tiny_run / "results" / exp
+    S, rows, cols = open_scores(res / "scores" / stage / f"{method}.zarr")
+    S = np.asarray(S[:], dtype=np.float64)
+    U, s, Vt = np.linalg.svd(S, full_matrices=False)
+    R, _, _ = open_scores(res / "residual" / stage / f"{method}.zarr")
+    np.testing.assert_allclose(R[:], S - s[0] * np.outer(U[:, 0], Vt[0]), atol=1e-5 * np.abs(S).max())
+    axis = read_residual_axis(res / "residual" / stage / f"{method}.zarr")
+    np.testing.assert_allclose(np.abs(axis["u"]), np.abs(U[:, 0]), atol=1e-6)
+
+    pool = None
+    if exp == "tiny_audio":
+        man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
+        pool = man.loc[man["split"] == "train", "track_id"].to_numpy()
+    ids, feats, chans = evidence_pool(
+        read_evidence(res / "evidence" / f"{'symbolic' if exp == 'tiny' else 'audio'}_features.npz"), pool=pool
+    )
+    Rm, u, unit_ids = np.asarray(R[:], dtype=np.float64), axis["u"], rows
+    if exp == "tiny_audio":
+        seg = read_npz(res / "segments" / stage / "train.npz")
+        unit_ids, r2t = track_index(seg["track_ids"])
+        _, Rm = track_level(Rm, seg["track_ids"], normalize="rank")
+        u = np.bincount(r2t, weights=u) / np.bincount(r2t)
+    sel = [list(unit_ids).index(t) for t in ids]
+    tab = homogeneity_table(Rm[sel], feats, chans, read_null(res / "evidence" / "null.json"))
+    doc = json.loads((res / "homogeneity_residual" / stage / f"{method}.json").read_text())
+    for K, t in tab["by_k"].items():
+        for c in chans:  # a degenerate null (tiny audio pool) gives nan on both sides
+            np.testing.assert_allclose(doc["by_k"][str(K)]["z_c"][c], t["z_c"][c], atol=1e-9, equal_nan=True)
+    assert any(np.isfinite(t["z_c"][c]).any() for t in tab["by_k"].values() for c in chans)
+    align = json.loads((res / "alignment" / stage / f"{method}.json").read_text())
+    ref = channel_alignment(u[sel], feats, chans)
+    for c in chans:
+        assert align[c]["a_max"] == pytest.approx(ref[c]["a_max"], abs=1e-9)
+        assert align[c]["a_r"] == pytest.approx(ref[c]["a_r"], abs=1e-9) and align[c]["a_r"] >= align[c]["a_max"]
+
+    summary = json.loads((res / "summary.json").read_text())
+    key = method if exp == "tiny" else f"{method}/{stage}"
+    row = summary["methods"][key]
+    assert row["residual"]["homogeneity"]["5"] == doc["by_k"]["5"]["summary"]
+    c0 = next(iter(chans))
+    assert row["alignment"][c0]["a_max"] == align[c0]["a_max"]
+    html = (res / "report.html").read_text()
+    assert "Residual: homogeneity after removing the leading axis" in html
+    assert "Axis–channel alignment of the removed axis (Eq. 8)" in html
+
+
 def test_rerun_scope_trak_lambda(tiny_run):
     """Changing only TRAK's lambda reruns TRAK scoring and what depends on it, nothing else."""
     cfg = tiny_config()
@@ -92,6 +150,7 @@ def test_rerun_scope_trak_lambda(tiny_run):
         ("score", "exp=tiny, stage=symbolic, method=trak"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
         ("symbolic_homogeneity", "method=trak"),
+        ("residual", "exp=tiny, stage=symbolic, method=trak"),
         ("lds", "exp=tiny, stage=symbolic, method=trak"),  # its LDS, never the retraining
         ("symbolic_report", ""),
     }
@@ -106,6 +165,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
         ("score", w),
         ("diagnostics", w),
         ("symbolic_homogeneity", "method=logra"),
+        ("residual", w),
         ("lds", w),
         ("symbolic_report", ""),
     }
@@ -118,6 +178,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
         "score",
         "diagnostics",
         "symbolic_homogeneity",
+        "residual",
         "lds",
         "symbolic_report",
     }
@@ -193,7 +254,15 @@ def test_rerun_scope_projection_k(tiny_run):
     cfg["projection"]["k"] = 16
     jobs = dry_run_jobs(tiny_run, cfg)
     rules = {r for r, _ in jobs}
-    assert rules == {"project_gradients", "score", "diagnostics", "symbolic_homogeneity", "lds", "symbolic_report"}
+    assert rules == {
+        "project_gradients",
+        "score",
+        "diagnostics",
+        "symbolic_homogeneity",
+        "residual",
+        "lds",
+        "symbolic_report",
+    }
     assert {w for r, w in jobs if r == "project_gradients"} == {
         f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]
     }
@@ -258,11 +327,14 @@ def test_report_renders_in_browser(tiny_run, tmp_path, experiment):
 def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
     """The same MIDI files brought as a user corpus (kind: midi_folder) give bit-identical
     results in a fresh directory: the user-corpus path works and runs are reproducible.
-    (The symbolic experiment only: the audio one reads the same corpus, and its own
-    user-corpus path is tested below.)"""
+    (The symbolic experiment only, the four dense-gradient methods, no LDS, to keep the
+    suite fast: the audio experiment reads the same corpus and its own user-corpus path is
+    tested below; the other methods and LDS read the same segments and models.)"""
     corpus = tiny_run / "results" / "tiny" / "corpus"
     cfg = tiny_config()
     cfg["experiments"] = ["symbolic"]
+    cfg["lds"]["enabled"] = False
+    cfg["methods"]["run"] = ["trak", "tracin", "gradcos", "graddot"]
     cfg["corpus"] = {
         "kind": "midi_folder",
         "midi_folder": {"root": str(corpus), "manifest": str(corpus / "manifest.csv")},
@@ -276,7 +348,10 @@ def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
         Sb, rb, cb = open_scores(b / "scores" / "symbolic" / f"{m}.zarr")
         np.testing.assert_array_equal(Sa[:], Sb[:])
         assert list(ra) == list(rb) and list(ca) == list(cb)
-    assert json.loads((a / "summary.json").read_text()) == json.loads((b / "summary.json").read_text())
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    assert set(sb["methods"]) == {"trak", "tracin", "gradcos", "graddot"}
+    for m, row in sb["methods"].items():
+        assert {k: v for k, v in sa["methods"][m].items() if k != "lds"} == row
 
 
 def test_audio_corpus_and_features(tiny_run):
@@ -312,6 +387,7 @@ def test_rerun_scope_audio_stage(tiny_run):
         ("diagnostics", fine),
         ("tracklevel", "stage=fine, method=trak"),
         ("audio_homogeneity", "stage=fine, method=trak"),
+        ("residual", fine),
         ("audio_report", ""),
     }
     cfg = tiny_config()
@@ -323,6 +399,7 @@ def test_rerun_scope_audio_stage(tiny_run):
         "diagnostics",
         "tracklevel",
         "audio_homogeneity",
+        "residual",
         "lds",
         "audio_report",
     }
@@ -336,9 +413,11 @@ def test_audio_report_and_queries(tiny_run):
     res = tiny_run / "results" / "tiny_audio"
     summary = json.loads((res / "summary.json").read_text())
     assert summary["channels"] == ["rhythmic", "harmonic", "timbral"]
-    assert set(summary["methods"]) == {
-        f"{m}/{s}" for m in ("trak", "gradcos", "logra", "factgrass") for s in ("semantic", "coarse", "fine")
-    } | {f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")}
+    runs = {"semantic": ("trak", "gradcos", "logra", "factgrass"), "coarse": ("trak", "logra")}
+    runs["fine"] = ("trak", "gradcos", "factgrass")
+    assert set(summary["methods"]) == {f"{m}/{s}" for s, ms in runs.items() for m in ms} | {
+        f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")
+    }
     html = (res / "report.html").read_text()
     assert html.count("<audio") >= 2 * (1 + 3)  # each query + its top-K tracks
     import soundfile as sf

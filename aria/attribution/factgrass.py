@@ -5,15 +5,9 @@ lambda_l = alpha * mean eigenvalue of F_l.
 
 from __future__ import annotations
 
-from aria.attribution.linalg import layerwise_influence_operators
+from aria.attribution.linalg import factored_operators
 
 
 def operators(feats, params):
     """``(rows, ops)`` from one FactGraSS feature store; ``params["alpha"]`` is the relative damping."""
-    if len(feats) != 1:
-        raise ValueError(f"factgrass uses exactly one feature store, got {len(feats)}")
-    f = feats[0]
-    layers = f["attrs"].get("blocks")
-    if not layers:
-        raise ValueError("factgrass: the feature store has no 'blocks' attribute (not a FactGraSS store)")
-    return layerwise_influence_operators(f["train"], f["query"], layers, alpha=params.get("alpha", 0.1))
+    return factored_operators("factgrass", feats, params)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aria.attribution.projection import iter_batches
 from aria.models.transformer import per_example_loss
 from aria.runtime import progress as track_progress
 
@@ -156,18 +157,6 @@ def factor_batch(model: nn.Module, layers: dict[str, nn.Linear], tokens, mask, l
     return out
 
 
-def _batches(tokens, mask, loss_mask, batch_size, device):
-    for s in range(0, len(tokens), batch_size):
-        t = torch.as_tensor(tokens[s : s + batch_size], dtype=torch.long, device=device)
-        m = torch.as_tensor(mask[s : s + batch_size], dtype=torch.bool, device=device)
-        lm = (
-            None
-            if loss_mask is None
-            else torch.as_tensor(loss_mask[s : s + batch_size], dtype=torch.bool, device=device)
-        )
-        yield s, t, m, lm
-
-
 def kfac_covariance(
     model, tokens, mask, loss_mask=None, *, layers: str = "all", batch_size: int = 32, device="cpu", progress=False
 ) -> dict[str, dict[str, np.ndarray]]:
@@ -185,7 +174,7 @@ def kfac_covariance(
     acc = {n: [0.0, 0.0] for n in sel}
     count = 0
     for _s, t, m, lm in track_progress(
-        _batches(tokens, mask, loss_mask, batch_size, device),
+        iter_batches(tokens, mask, loss_mask, batch_size, device),
         desc="covariance",
         unit="batch",
         enabled=progress,
@@ -401,7 +390,7 @@ def project_factored(
         start += widths[n]
     out = np.empty((len(tokens), start), dtype=np.float32)
     for s, t, m, lm in track_progress(
-        _batches(tokens, mask, loss_mask, batch_size, device),
+        iter_batches(tokens, mask, loss_mask, batch_size, device),
         desc=desc,
         unit="batch",
         enabled=progress,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["unit_rows", "layerwise_influence_operators"]
+__all__ = ["unit_rows", "layerwise_influence_operators", "factored_operators"]
 
 
 def unit_rows(X) -> np.ndarray:
@@ -45,3 +45,16 @@ def layerwise_influence_operators(train, query, layers, *, alpha: float):
     if not rows:
         raise ValueError("every layer block has zero gradients")
     return rows, ops
+
+
+def factored_operators(method: str, feats, params):
+    """``(rows, ops)`` of LoGra or FactGraSS from its one feature store: the block-diagonal
+    score above over the store's ``blocks`` attribute, ``params["alpha"]`` the relative damping.
+    """
+    if len(feats) != 1:
+        raise ValueError(f"{method} uses exactly one feature store, got {len(feats)}")
+    f = feats[0]
+    layers = f["attrs"].get("blocks")
+    if not layers:
+        raise ValueError(f"{method}: the feature store has no 'blocks' attribute (not a {method} store)")
+    return layerwise_influence_operators(f["train"], f["query"], layers, alpha=params.get("alpha", 0.1))

@@ -18,7 +18,7 @@ from torch.func import functional_call, grad, vmap
 from aria.models.transformer import per_example_loss
 from aria.runtime import progress as track_progress
 
-__all__ = ["attributed_params", "per_example_grads", "BlockProjector", "project_gradients"]
+__all__ = ["attributed_params", "per_example_grads", "BlockProjector", "iter_batches", "project_gradients"]
 
 
 def attributed_params(model) -> dict[str, torch.Tensor]:
@@ -82,6 +82,21 @@ class BlockProjector:
         return out
 
 
+def iter_batches(tokens, mask, loss_mask, batch_size, device):
+    """Yield ``(start, tokens, mask, loss_mask)`` tensors on ``device`` for consecutive batches
+    of (N, L) arrays; ``loss_mask`` may be None (then None is yielded).
+    """
+    for s in range(0, len(tokens), batch_size):
+        t = torch.as_tensor(tokens[s : s + batch_size], dtype=torch.long, device=device)
+        m = torch.as_tensor(mask[s : s + batch_size], dtype=torch.bool, device=device)
+        lm = (
+            None
+            if loss_mask is None
+            else torch.as_tensor(loss_mask[s : s + batch_size], dtype=torch.bool, device=device)
+        )
+        yield s, t, m, lm
+
+
 def project_gradients(
     model,
     tokens,
@@ -113,19 +128,13 @@ def project_gradients(
     proj = BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device)
     n = len(tokens)
     out = np.empty((n, k), dtype=np.float32)
-    for s in track_progress(
-        range(0, n, batch_size),
+    for s, t, m, lm in track_progress(
+        iter_batches(tokens, mask, loss_mask, batch_size, device),
         desc=desc,
         unit="batch",
         enabled=progress,
-        name=lambda s: f"segments {s}..{min(s + batch_size, n) - 1}",
+        total=-(-n // batch_size),
+        name=lambda it: f"segments {it[0]}..{it[0] + len(it[1]) - 1}",
     ):
-        t = torch.as_tensor(tokens[s : s + batch_size], dtype=torch.long, device=device)
-        m = torch.as_tensor(mask[s : s + batch_size], dtype=torch.bool, device=device)
-        lm = (
-            None
-            if loss_mask is None
-            else torch.as_tensor(loss_mask[s : s + batch_size], dtype=torch.bool, device=device)
-        )
         out[s : s + len(t)] = proj(per_example_grads(model, params, t, m, lm)).cpu().numpy()
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -167,6 +168,8 @@ def _semantic_problems(config: dict) -> list[str]:
     hom = config["homogeneity"]
     if hom["main_k"] not in hom["ks"]:
         problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")
+    problems += _pool_size_problems(config, symbolic=symbolic, audio=audio)
+    problems += _sensitivity_problems(config, symbolic=symbolic, audio=audio)
     if symbolic:
         if config["queries"]["prompt_tokens"] >= config["segments"]["block_tokens"]:
             problems.append("queries.prompt_tokens must be smaller than segments.block_tokens")
@@ -206,4 +209,72 @@ def _semantic_problems(config: dict) -> list[str]:
         for key in ("path", "rows", "cols"):
             if not Path(ext[key]).exists():
                 problems.append(f"{where}.{key}: {ext[key]} does not exist")
+    return problems
+
+
+def _pool_size_problems(config: dict, *, symbolic: bool, audio: bool) -> list[str]:
+    """Every K against the largest pool the config allows, before any job runs.
+
+    Upper bounds only (filters may drop more; the pool check after the corpus step catches
+    that): the audio demo's n_train, a user audio manifest's train rows, and the symbolic demo's
+    training pieces when the pool unit is track (a segment pool has at least as many items).
+    """
+    ks = config["homogeneity"]["ks"]
+    bounds = []
+    if audio:
+        c = config["audio"]["corpus"]
+        if c["kind"] == "demo":
+            bounds.append(("audio.corpus.demo.n_train", int(c["demo"]["n_train"]), "training tracks"))
+        elif c["kind"] == "audio_folder" and os.path.isfile(c["audio_folder"].get("manifest", "")):
+            import pandas as pd
+
+            man = pd.read_csv(c["audio_folder"]["manifest"])
+            if "split" in man:
+                n = int((man["split"] == "train").sum())
+                bounds.append((c["audio_folder"]["manifest"], n, "training tracks listed"))
+    if symbolic and config["homogeneity"].get("unit") == "track" and config["corpus"]["kind"] == "demo":
+        from aria.symbolic.corpus import eval_quotas
+
+        demo = config["corpus"]["demo"]
+        quota = eval_quotas(demo["collections"], demo["n_eval"])
+        n = sum(v - quota[k] for k, v in demo["collections"].items())
+        bounds.append(("corpus.demo.collections", n, "training pieces"))
+    return [
+        f"homogeneity.ks: K = {k} exceeds the {n} {what} of {where}; lower homogeneity.ks or add training data"
+        for where, n, what in bounds
+        for k in ks
+        if k > n
+    ]
+
+
+def sweepable_params(method: str) -> tuple[str, ...]:
+    """Parameters a sensitivity grid may vary for a method: its scoring parameters (re-solve only)
+    and, for a dense gradient method, the projection's ``k`` (new projections, no training).
+    """
+    from aria import registry
+
+    m = registry.method(method)
+    return tuple(m.run_params) + (("k",) if m.reads in ("ensemble", "checkpoints", "final") else ())
+
+
+def _sensitivity_problems(config: dict, *, symbolic: bool, audio: bool) -> list[str]:
+    from aria import registry
+
+    sens = config.get("sensitivity") or {}
+    problems = []
+    # every stage the config defines, run or not (a stage of an experiment switched off is skipped)
+    stages = (["symbolic"] if "methods" in config else []) + list(config.get("audio", {}).get("stages", {}))
+    for s in sens.get("stages", []):
+        if s not in stages:
+            problems.append(f"sensitivity.stages: unknown stage '{s}' (stages: {stages})")
+    for method, grid in (sens.get("grid") or {}).items():
+        if method not in {m.name for m in registry.gradient_methods()}:
+            problems.append(f"sensitivity.grid.{method}: not a gradient method")
+            continue
+        allowed = sweepable_params(method)
+        for param, values in grid.items():
+            if param not in allowed:
+                problems.append(f"sensitivity.grid.{method}.{param}: not sweepable (allowed: {list(allowed)})")
+            elif param == "k" and any(v != int(v) or v < 1 for v in values):
+                problems.append(f"sensitivity.grid.{method}.k: projection sizes must be positive integers")
     return problems

@@ -24,3 +24,27 @@ rule residual:
         "aria residual --scores {input.scores} --features {input.features} --null {input.null} {params.extra} "
         "--params {params.args:q} --out {output.scores} --out-homogeneity {output.homogeneity} "
         "--out-alignment {output.alignment} > {log} 2>&1"
+
+
+# Sensitivity (SPEC §7, paper App. B.5; README "Sensitivity"): mu_z of every grid point of
+# config sensitivity.grid. A scoring parameter re-solves from the cached feature stores; a
+# dense method's k reads stores projected at that k (rule project_gradients_k); nothing trains.
+rule sweep_point:
+    input:
+        unpack(sweep_inputs),
+    output:
+        json=results("sensitivity/{stage}/{method}/{point}.json"),
+    log:
+        logs("sensitivity/{stage}/{method}/{point}.log"),
+    benchmark:
+        benchmarks("sensitivity/{stage}/{method}/{point}.tsv")
+    wildcard_constraints:
+        point=r"[A-Za-z0-9_.+-]+",
+    conda:
+        ENV
+    params:
+        args=sweep_params,
+        extra=lambda w, input: " ".join(f"--{k} {input[k]}" for k in ("manifest", "segments") if k in input.keys()),
+    shell:
+        "aria sweep-point --method {wildcards.method} --features {input.features} --evidence {input.evidence} "
+        "--null {input.null} {params.extra} --params {params.args:q} --out {output.json} > {log} 2>&1"

@@ -26,6 +26,32 @@ rule project_gradients:
         "--params {params.args:q} --out {output.features} --threads {threads} > {log} 2>&1"
 
 
+rule project_gradients_k:
+    """The same projection at another k, for a sensitivity grid over k (no training)."""
+    input:
+        model=results("models/{stage}/m{m}.pt"),
+        segments=results("segments/{stage}/train.npz"),
+        queries=results("queries/{stage}/queries.npz"),
+    output:
+        features=directory(results("features/{stage}/k{k}/m{m}_c{c}.zarr")),
+    log:
+        logs("project_gradients/{stage}/k{k}/m{m}_c{c}.log"),
+    benchmark:
+        benchmarks("project_gradients/{stage}/k{k}/m{m}_c{c}.tsv")
+    wildcard_constraints:
+        k=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        args=projection_k_params,
+    shell:
+        "aria project --model {input.model} --segments {input.segments} --queries {input.queries} "
+        "--params {params.args:q} --out {output.features} --threads {threads} > {log} 2>&1"
+
+
 rule kfac_covariance:
     input:
         model=results("models/{stage}/m{m}.pt"),

@@ -12,6 +12,7 @@ if AUDIO.get("corpus", {}).get("kind", "demo") == "demo":
             midi_manifest=corpus_manifest(),
         output:
             manifest=results("corpus/manifest.csv", AUDIO_EXP),
+            dropped=results("corpus/dropped.csv", AUDIO_EXP),
         log:
             logs("audio_demo_corpus.log", AUDIO_EXP),
         benchmark:
@@ -32,6 +33,7 @@ else:
             audio_import_inputs(),
         output:
             manifest=results("corpus/manifest.csv", AUDIO_EXP),
+            dropped=results("corpus/dropped.csv", AUDIO_EXP),
         log:
             logs("audio_import.log", AUDIO_EXP),
         conda:
@@ -39,7 +41,24 @@ else:
         params:
             args=jparams(sr=AUDIO.get("sr"), **{k: v for k, v in AUDIO.get("corpus", {}).items() if k != "demo"}),
         shell:
-            "aria audio-import --params {params.args:q} --out {output.manifest} > {log} 2>&1"
+            "aria audio-import --params {params.args:q} --out {output.manifest} --out-dropped {output.dropped} "
+            "> {log} 2>&1"
+
+
+rule audio_pool_check:
+    input:
+        manifest=audio_manifest(),
+    output:
+        json=results("corpus/pool.json", AUDIO_EXP),
+    log:
+        logs("audio_pool_check.log", AUDIO_EXP),
+    priority: 100
+    conda:
+        ENV
+    params:
+        args=pool_check_params("audio"),
+    shell:
+        "aria check-pool --manifest {input.manifest} --params {params.args:q} --out {output.json} > {log} 2>&1"
 
 
 rule audio_features:
@@ -188,15 +207,20 @@ rule audio_homogeneity:
         features=results("evidence/audio_features.npz", AUDIO_EXP),
         manifest=audio_manifest(),
         null=results("evidence/null.json", AUDIO_EXP),
+        queries=results(f"queries/{AUDIO_STAGES[0]}/queries.npz", AUDIO_EXP),
     output:
         json=results("homogeneity/{stage}/{method}.json", AUDIO_EXP),
     log:
         logs("audio_homogeneity/{stage}/{method}.log", AUDIO_EXP),
+    benchmark:
+        benchmarks("audio_homogeneity/{stage}/{method}.tsv", AUDIO_EXP)
     conda:
         ENV
+    params:
+        args=homogeneity_params("audio"),
     shell:
         "aria homogeneity --scores {input.scores} --features {input.features} --manifest {input.manifest} "
-        "--null {input.null} --out {output.json} > {log} 2>&1"
+        "--null {input.null} --queries {input.queries} --params {params.args:q} --out {output.json} > {log} 2>&1"
 
 
 rule embed_baseline:

@@ -6,6 +6,7 @@
 #   so changing one method's parameter reruns that method's jobs and nothing else.
 import json
 import os
+from types import SimpleNamespace
 
 from aria import registry
 from aria.config import analysis_settings, experiments, lds_settings, validate_config
@@ -277,16 +278,252 @@ def tracklevel_params(w):
     return jparams(normalize=registry.method(w.method).normalize)
 
 
+HOM_UNIT = config["homogeneity"].get("unit", "segment")  # symbolic pool unit (audio: always tracks)
+
+
+def symbolic_evidence():
+    """The symbolic evidence pool's features: every training segment, or every piece (unit: track)."""
+    name = "symbolic_track_features.npz" if HOM_UNIT == "track" else "symbolic_features.npz"
+    return results(f"evidence/{name}", EXP)
+
+
+def homogeneity_inputs(w):
+    """A symbolic homogeneity job's score matrix, pool, null, and what the confounds need:
+    the manifest (genres), the segments (pieces) and the queries (query genres)."""
+    return {
+        "scores": results(f"scores/symbolic/{w.method}.zarr", EXP),
+        "features": symbolic_evidence(),
+        "null": results("evidence/null.json", EXP),
+        "manifest": corpus_manifest(),
+        "segments": results("segments/symbolic/train.npz", EXP),
+        "queries": results("queries/symbolic/queries.npz", EXP),
+    }
+
+
+def homogeneity_params(domain):
+    """The confound checks' group size, null size and seed; the symbolic pool unit and the
+    normalization that makes a matrix track-level for it."""
+
+    def params(w):
+        extra = {}
+        if domain == "symbolic" and HOM_UNIT == "track":
+            extra = dict(unit="track", **json.loads(tracklevel_params(w)))
+        return jparams(
+            domain=domain,
+            main_k=config["homogeneity"]["main_k"],
+            n_groups=config["homogeneity"]["n_null_groups"],
+            seed=config["seeds"]["null_groups"],
+            **extra,
+        )
+
+    return params
+
+
+def row_cost_files(exp, key):
+    """Benchmark files and stores behind one report row (SPEC §7 cost): its scoring, the projection
+    and covariance jobs whose stores it reads, the training of those models, and its score and
+    feature stores. Jobs shared by several rows (a feature store, a model) count in full for each."""
+    method, _, stage = key.partition("/")
+    stage = stage or "symbolic"
+    if method in EXTERNAL:
+        return {}
+    if stage == "baseline":
+        enc = method.removesuffix("_aaa")
+        return {
+            "attribution": [benchmarks(f"embed_baseline/{enc}.tsv", exp)],
+            "stores": [results(f"scores/baseline/{method}.zarr", exp)],
+        }
+    w = SimpleNamespace(exp=exp, stage=stage, method=method)
+    stores = method_feature_stores(w)
+    bench = [benchmarks(f"score/{stage}/{method}.tsv", exp)]
+    models = set()
+    for f in stores:
+        rel = f.split(f"/features/{stage}/", 1)[1].removesuffix(".zarr")
+        if rel.startswith(f"{method}/"):  # factored: features/<stage>/<method>/m<m>.zarr
+            m = rel.split("/m", 1)[1]
+            bench.append(benchmarks(f"project_factored/{stage}/{rel}.tsv", exp))
+            if factored_inputs(SimpleNamespace(exp=exp, stage=stage, method=method, m=m)).get("covariance"):
+                bench.append(benchmarks(f"kfac_covariance/{stage}/m{m}.tsv", exp))
+        else:  # dense: features/<stage>/m<m>_c<c>.zarr
+            m = rel[1:].split("_c", 1)[0]
+            bench.append(benchmarks(f"project_gradients/{stage}/{rel}.tsv", exp))
+        models.add(m)
+    return {
+        "attribution": bench,
+        "training": [benchmarks(f"train_model/{stage}/m{m}.tsv", exp) for m in sorted(models)],
+        "stores": [results(f"scores/{stage}/{method}.zarr", exp)] + stores,
+    }
+
+
+def cost_arg(exp, keys):
+    """``--cost JSON`` of a report job: each row's benchmark files and stores (read when the report runs)."""
+    return json.dumps({k: row_cost_files(exp, k) for k in keys})
+
+
+def symbolic_dropped():
+    """Dropped-items tables of the symbolic experiment: the demo corpus's (if built) and the segments'."""
+    out = [results("segments/symbolic/dropped.csv", EXP)]
+    if config["corpus"]["kind"] == "demo":
+        out.insert(0, results("corpus/dropped.csv", EXP))
+    return out
+
+
+def pool_check_params(domain):
+    """What the pool check compares against: every K, the symbolic pool unit, and the verdict's
+    query minimum. Its output feeds only the report (a job of high priority, so that a K larger
+    than the pool stops the run minutes before the null would)."""
+    unit = {"unit": HOM_UNIT} if domain == "symbolic" else {}
+    return jparams(ks=config["homogeneity"]["ks"], min_queries=ANALYSIS["verdict"]["min_queries"], **unit)
+
+
+# Sensitivity sweep (SPEC §7, rules/analysis.smk): one job per (stage, method, grid point)
+SENS = config.get("sensitivity") or {}
+
+
+def _point_name(point):
+    """A grid point as a path component: ``lambda0.001_k256`` (parameters in grid order)."""
+    return "_".join(f"{p}{v:g}" for p, v in point.items())
+
+
+def sweep_points(method):
+    """The method's grid points ``{name: {param: value}}`` (the product of the value lists)."""
+    from itertools import product
+
+    grid = (SENS.get("grid") or {}).get(method, {})
+    if not grid:
+        return {}
+    points = [dict(zip(grid, vals)) for vals in product(*grid.values())]
+    return {_point_name(p): p for p in points}
+
+
+def sweep_jobs(exp):
+    """``(stage, method, point name)`` of every sweep job of one experiment."""
+    out = []
+    for (e, stage), cfg in STAGES.items():
+        if e != exp or (SENS.get("stages") and stage not in SENS["stages"]):
+            continue
+        for method in SENS.get("grid") or {}:
+            if method in cfg["methods"]["run"]:
+                out += [(stage, method, name) for name in sweep_points(method)]
+    return out
+
+
+def sweep_outputs(exp):
+    return [results(f"sensitivity/{s}/{m}/{p}.json", exp) for s, m, p in sweep_jobs(exp)]
+
+
+def sweep_inputs(w):
+    """A grid point's feature stores (projected again at its k when k is swept), the experiment's
+    evidence pool and null, and what the track-level reduction needs."""
+    point = sweep_points(w.method)[w.point]
+    k = point.get("k")
+    stores = method_feature_stores(w)
+    if k is not None and int(k) != stage_cfg(w)["projection"]["k"]:
+        stores = [f.replace(f"/features/{w.stage}/", f"/features/{w.stage}/k{int(k)}/") for f in stores]
+    out = {"features": stores}
+    if SYMBOLIC and w.exp == EXP:
+        out.update(evidence=symbolic_evidence(), null=results("evidence/null.json", EXP))
+        if HOM_UNIT == "track":
+            out["segments"] = results("segments/symbolic/train.npz", EXP)
+    else:
+        out.update(
+            evidence=results("evidence/audio_features.npz", AUDIO_EXP),
+            null=results("evidence/null.json", AUDIO_EXP),
+            manifest=audio_manifest(),
+            segments=results(f"segments/{w.stage}/train.npz", AUDIO_EXP),
+        )
+    return out
+
+
+def sweep_params(w):
+    """The method's scoring parameters with the grid point's values, and the track-level normalization."""
+    point = {p: v for p, v in sweep_points(w.method)[w.point].items() if p != "k"}
+    base = json.loads(method_params(w))
+    norm = {}
+    if not (SYMBOLIC and w.exp == EXP) or HOM_UNIT == "track":
+        norm = json.loads(tracklevel_params(w))
+    return jparams(**{**base, **point}, point=sweep_points(w.method)[w.point], stage=w.stage, **norm)
+
+
+def projection_k_params(w):
+    """A projection at a swept k: the stage's projection settings with that k."""
+    seed, proj = config["seeds"]["projection"], stage_cfg(w)["projection"]
+    return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **{**proj, "k": int(w.k)})
+
+
+def cards_spec(exp, keys, domain):
+    """Everything ``aria cards`` reads, as one JSON (the rule lists the same files as inputs)."""
+    rows = []
+    for k in keys:
+        method, _, stage = k.partition("/")
+        stage = stage or "symbolic"
+        row = {
+            "key": k,
+            "label": report_labels([k]).get(k) or registry.row_label(k),
+            "homogeneity": results(f"homogeneity/{stage}/{method}.json", exp),
+            "diagnostics": results(f"diagnostics/{stage}/{method}.json", exp),
+        }
+        if domain == "audio" and stage not in ("baseline", "external"):
+            row.update(
+                scores=results(f"tracklevel/{stage}/{method}.zarr", exp),
+                segment_scores=results(f"scores/{stage}/{method}.zarr", exp),
+                segments_csv=results(f"segments/{stage}/segments.csv", exp),
+                stage=stage,
+                window_s=AUDIO["stages"][stage]["window_s"],
+            )
+        else:
+            row["scores"] = results(f"scores/{stage}/{method}.zarr", exp)
+        rows.append(row)
+    spec = dict(
+        domain=domain,
+        title=f"Aria report: {exp}",
+        main_k=config["homogeneity"]["main_k"],
+        rows=rows,
+        verdict=ANALYSIS["verdict"],
+        null=results("evidence/null.json", exp),
+        sr=AUDIO.get("sr", 22050),
+    )
+    if domain == "audio":
+        spec.update(
+            evidence=results("evidence/audio_features.npz", exp),
+            manifest=audio_manifest(),
+            root=audio_root(),
+            queries=results(f"queries/{AUDIO_STAGES[0]}/queries.npz", exp),
+            query_audio=results("queries/audio", exp),
+        )
+    else:
+        spec.update(
+            evidence=symbolic_evidence(),
+            manifest=corpus_manifest(),
+            root=corpus_root(),
+            queries=results("queries/symbolic/queries.npz", exp),
+            query_midi=results("queries/midi", exp),
+            segments=results("segments/symbolic/train.npz", exp),
+            block_tokens=config["segments"]["block_tokens"],
+        )
+    return spec
+
+
+CARD_ROW_FILES = ("homogeneity", "diagnostics", "scores", "segment_scores", "segments_csv")
+CARD_FILES = ("evidence", "null", "manifest", "queries", "query_audio", "query_midi", "segments")
+
+
+def cards_inputs(exp, keys, domain):
+    """The files of :func:`cards_spec` (so that the cards rerun when any of them changes)."""
+    spec = cards_spec(exp, keys, domain)
+    files = [v for r in spec["rows"] for f, v in r.items() if f in CARD_ROW_FILES]
+    return files + [spec[f] for f in CARD_FILES if f in spec]
+
+
 def residual_inputs(w):
     """A row's score matrix and its experiment's evidence pool and null; an audio segment-level
     matrix also needs its segments (track level) and the manifest names the audio pool."""
     scores = results(f"scores/{w.stage}/{w.method}.zarr")
     if SYMBOLIC and w.exp == EXP:
-        return {
-            "scores": scores,
-            "features": results("evidence/symbolic_features.npz", EXP),
-            "null": results("evidence/null.json", EXP),
-        }
+        out = {"scores": scores, "features": symbolic_evidence(), "null": results("evidence/null.json", EXP)}
+        if HOM_UNIT == "track":
+            out["segments"] = results("segments/symbolic/train.npz", EXP)
+        return out
     out = {
         "scores": scores,
         "features": results("evidence/audio_features.npz", AUDIO_EXP),
@@ -300,9 +537,10 @@ def residual_inputs(w):
 
 def residual_params(w):
     """The row's track-level normalization (audio segment-level rows) and the alignment fit cap."""
-    norm = (
-        {} if (SYMBOLIC and w.exp == EXP) or w.stage in ("baseline", "external") else json.loads(tracklevel_params(w))
-    )
+    if SYMBOLIC and w.exp == EXP:
+        norm = json.loads(tracklevel_params(w)) if HOM_UNIT == "track" else {}
+    else:
+        norm = {} if w.stage in ("baseline", "external") else json.loads(tracklevel_params(w))
     return jparams(max_dims_fraction=ANALYSIS["max_dims_fraction"], **norm)
 
 

@@ -27,12 +27,14 @@ rule demo_corpus:
         ),
     output:
         manifest=results("corpus/manifest.csv", EXP),
+        dropped=results("corpus/dropped.csv", EXP),
     log:
         logs("demo_corpus.log", EXP),
     conda:
         ENV
     shell:
-        "aria merge-manifests --parts {input.parts} --out {output.manifest} > {log} 2>&1"
+        "aria merge-manifests --parts {input.parts} --out {output.manifest} --out-dropped {output.dropped} "
+        "> {log} 2>&1"
 
 
 if SYMBOLIC:
@@ -45,6 +47,7 @@ if SYMBOLIC:
             train=results("segments/symbolic/train.npz", EXP),
             eval=results("segments/symbolic/eval_prompts.npz", EXP),
             csv=results("segments/symbolic/segments.csv", EXP),
+            dropped=results("segments/symbolic/dropped.csv", EXP),
         log:
             logs("symbolic_segments.log", EXP),
         benchmark:
@@ -59,4 +62,22 @@ if SYMBOLIC:
             ),
         shell:
             "aria symbolic-segments --manifest {input.manifest} --params {params.args:q} "
-            "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} > {log} 2>&1"
+            "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} "
+            "--out-dropped {output.dropped} > {log} 2>&1"
+
+    rule symbolic_pool_check:
+        input:
+            segments=results("segments/symbolic/segments.csv", EXP),
+            eval=results("segments/symbolic/eval_prompts.npz", EXP),
+        output:
+            json=results("segments/symbolic/pool.json", EXP),
+        log:
+            logs("symbolic_pool_check.log", EXP),
+        priority: 100
+        conda:
+            ENV
+        params:
+            args=pool_check_params("symbolic"),
+        shell:
+            "aria check-pool --segments {input.segments} --queries {input.eval} --params {params.args:q} "
+            "--out {output.json} > {log} 2>&1"

@@ -7,6 +7,7 @@ rule symbolic_features:
         segments=results("segments/symbolic/train.npz", EXP),
     output:
         features=results("evidence/symbolic_features.npz", EXP),
+        tracks=[results("evidence/symbolic_track_features.npz", EXP)] if HOM_UNIT == "track" else [],
     log:
         logs("symbolic_features.log", EXP),
     benchmark:
@@ -15,14 +16,15 @@ rule symbolic_features:
         ENV
     params:
         args=jparams(block_tokens=config["segments"]["block_tokens"]),
+        tracks=lambda w, output: f"--out-tracks {output.tracks[0]}" if output.tracks else "",
     shell:
         "aria symbolic-features --segments {input.segments} --params {params.args:q} "
-        "--out {output.features} > {log} 2>&1"
+        "--out {output.features} {params.tracks} > {log} 2>&1"
 
 
 rule symbolic_null:
     input:
-        features=results("evidence/symbolic_features.npz", EXP),
+        features=symbolic_evidence(),
     output:
         null=results("evidence/null.json", EXP),
     log:
@@ -43,15 +45,18 @@ rule symbolic_null:
 
 rule symbolic_homogeneity:
     input:
-        scores=results("scores/symbolic/{method}.zarr", EXP),
-        features=results("evidence/symbolic_features.npz", EXP),
-        null=results("evidence/null.json", EXP),
+        unpack(homogeneity_inputs),
     output:
         json=results("homogeneity/symbolic/{method}.json", EXP),
     log:
         logs("symbolic_homogeneity/{method}.log", EXP),
+    benchmark:
+        benchmarks("symbolic_homogeneity/{method}.tsv", EXP)
     conda:
         ENV
+    params:
+        args=homogeneity_params("symbolic"),
     shell:
         "aria homogeneity --scores {input.scores} --features {input.features} --null {input.null} "
-        "--out {output.json} > {log} 2>&1"
+        "--manifest {input.manifest} --segments {input.segments} --queries {input.queries} "
+        "--params {params.args:q} --out {output.json} > {log} 2>&1"

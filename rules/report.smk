@@ -11,6 +11,13 @@ if SYMBOLIC:
             lds=stage_outputs("lds") if LDS_SYMBOLIC else [],
             residual=stage_outputs("homogeneity_residual") if ANALYSIS["residual"] else [],
             alignment=stage_outputs("alignment") if ANALYSIS["residual"] else [],
+            pool=results("segments/symbolic/pool.json", EXP),
+            manifest=corpus_manifest(),
+            dropped=symbolic_dropped(),
+            segments_csv=results("segments/symbolic/segments.csv", EXP),
+            queries=results("queries/symbolic/queries.npz", EXP),
+            sensitivity=sweep_outputs(EXP),
+            cards=results("cards", EXP),
         output:
             html=results("report.html", EXP),
             md=results("report.md", EXP),
@@ -25,15 +32,21 @@ if SYMBOLIC:
                 main_k=config["homogeneity"]["main_k"],
                 rows=SYMBOLIC_ROWS,
                 domain="symbolic",
+                stages=["symbolic"],
+                device=config["device"],
                 verdict=ANALYSIS["verdict"],
                 **({"labels": report_labels(SYMBOLIC_ROWS)} if EXTERNAL_SYMBOLIC else {}),
                 **({"lds_rows": SYMBOLIC_ROWS} if LDS_SYMBOLIC else {}),
             ),
             lds=lds_report_arg,
             analysis=analysis_report_arg,
+            cost=cost_arg(EXP, SYMBOLIC_ROWS),
         shell:
             "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
-            "--params {params.args:q} {params.lds} {params.analysis} "
+            "--params {params.args:q} {params.lds} {params.analysis} --cost {params.cost:q} "
+            "--pool {input.pool} --manifest {input.manifest} --dropped {input.dropped} "
+            "--segments-csv {input.segments_csv} --queries {input.queries} --sensitivity {input.sensitivity} "
+            "--cards {input.cards} "
             "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
 
 
@@ -46,6 +59,15 @@ rule audio_report:
         alignment=audio_row_outputs("alignment") if ANALYSIS["residual"] else [],
         manifest=audio_manifest(),
         audio=results("queries/audio", AUDIO_EXP),
+        pool=results("corpus/pool.json", AUDIO_EXP),
+        dropped=results("corpus/dropped.csv", AUDIO_EXP),
+        failures=expand(
+            results("evidence/audio_features/shard{shard}_skipped.csv", AUDIO_EXP), shard=range(AUDIO_SHARDS)
+        ),
+        segments_csv=[results(f"segments/{s}/segments.csv", AUDIO_EXP) for s in AUDIO_STAGES],
+        queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
+        sensitivity=sweep_outputs(AUDIO_EXP),
+        cards=results("cards", AUDIO_EXP),
     output:
         html=results("report.html", AUDIO_EXP),
         md=results("report.md", AUDIO_EXP),
@@ -60,6 +82,8 @@ rule audio_report:
             main_k=config["homogeneity"]["main_k"],
             rows=AUDIO_ROWS,
             domain="audio",
+            stages=AUDIO_STAGES,
+            device=config["device"],
             verdict=ANALYSIS["verdict"],
             root=audio_root(),
             **({"labels": report_labels(AUDIO_ROWS)} if report_labels(AUDIO_ROWS) else {}),
@@ -67,8 +91,51 @@ rule audio_report:
         ),
         lds=lds_report_arg,
         analysis=analysis_report_arg,
+        cost=cost_arg(AUDIO_EXP, AUDIO_ROWS) if AUDIO else "{}",
     shell:
         "aria report --diagnostics {input.diagnostics} --homogeneity {input.homogeneity} "
         "--manifest {input.manifest} --queries-audio {input.audio} --params {params.args:q} {params.lds} "
-        "{params.analysis} "
+        "{params.analysis} --cost {params.cost:q} --pool {input.pool} --dropped {input.dropped} "
+        "--feature-failures {input.failures} --segments-csv {input.segments_csv} --queries {input.queries} "
+        "--sensitivity {input.sensitivity} --cards {input.cards} "
         "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
+
+
+# Per-query evidence cards (README "Per-query evidence cards"): one HTML page per query with the
+# media it plays (the attributed windows, the queries), in results/<exp>/cards/ next to report.html.
+if SYMBOLIC:
+
+    rule symbolic_cards:
+        input:
+            cards_inputs(EXP, SYMBOLIC_ROWS, "symbolic"),
+        output:
+            cards=directory(results("cards", EXP)),
+        log:
+            logs("symbolic_cards.log", EXP),
+        benchmark:
+            benchmarks("symbolic_cards.tsv", EXP)
+        conda:
+            ENV
+        params:
+            spec=json.dumps(cards_spec(EXP, SYMBOLIC_ROWS, "symbolic")),
+        shell:
+            "aria cards --spec {params.spec:q} --out {output.cards} > {log} 2>&1"
+
+
+if AUDIO:
+
+    rule audio_cards:
+        input:
+            cards_inputs(AUDIO_EXP, AUDIO_ROWS, "audio"),
+        output:
+            cards=directory(results("cards", AUDIO_EXP)),
+        log:
+            logs("audio_cards.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_cards.tsv", AUDIO_EXP)
+        conda:
+            ENV
+        params:
+            spec=json.dumps(cards_spec(AUDIO_EXP, AUDIO_ROWS, "audio")),
+        shell:
+            "aria cards --spec {params.spec:q} --out {output.cards} > {log} 2>&1"

@@ -84,3 +84,38 @@ def test_cross_field_checks():
     cfg["device"] = "gpu"
     with pytest.raises(ConfigError, match="device"):
         validate_config(cfg)
+
+
+def test_k_against_the_largest_possible_pool(tmp_path):
+    """Every K is checked against the pool the config allows before any job runs."""
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["homogeneity"]["ks"] = [5, 10, 200]
+    with pytest.raises(ConfigError, match=r"K = 200 exceeds the 120 training tracks of audio.corpus.demo.n_train"):
+        validate_config(cfg)
+    man = tmp_path / "m.csv"
+    man.write_text(
+        "track_id,path,genre,split\n" + "".join(f"t{i},t{i}.wav,g,{'train' if i < 7 else 'eval'}\n" for i in range(9))
+    )
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["audio"]["corpus"] = {"kind": "audio_folder", "audio_folder": {"root": str(tmp_path), "manifest": str(man)}}
+    with pytest.raises(ConfigError, match=r"K = 10 exceeds the 7 training tracks listed of .*m\.csv"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["homogeneity"]["unit"] = "track"
+    cfg["homogeneity"]["ks"] = [10, 400]
+    with pytest.raises(ConfigError, match=r"K = 400 exceeds the 320 training pieces"):
+        validate_config(cfg)
+
+
+def test_pool_check():
+    from aria.evaluation.accounting import pool_check
+
+    r = pool_check(28, 5, [5, 10, 50], min_queries=10, pool="tracks", fix="lower K")
+    assert r["errors"] == ["K = [50] (homogeneity.ks) exceeds the 28 tracks; lower K"]
+    assert r["warnings"] == [
+        "only 5 queries (analysis.verdict.min_queries = 10): no setting will get a verdict, "
+        "and Pos/Sig move in steps of 20%"
+    ]
+    r = pool_check(28, 12, [5, 20], min_queries=10, pool="tracks", fix="")
+    assert not r["errors"] and "K = 20 is more than half of the 28 tracks" in r["warnings"][0]
+    assert pool_check(100, 0, [5], min_queries=1, pool="x", fix="")["errors"][0].startswith("no query survives")

@@ -82,12 +82,21 @@ def cmd_merge_manifests(a) -> None:
     """Concatenate the demo collections' part manifests into the corpus manifest."""
     import pandas as pd
 
-    from aria.io.tables import read_csv, write_csv
+    from aria.io.tables import read_csv, write_csv, write_dropped
 
     parts = [read_csv(Path(d) / "part.csv") for d in a.parts]
     skipped = [read_csv(Path(d) / "skipped.csv") for d in a.parts]
     man = pd.concat(parts, ignore_index=True)
     write_csv(a.out, man)
+    if a.out_dropped:
+        write_dropped(
+            a.out_dropped,
+            [
+                (r.source, "", "corpus", f"{r.collection}: {r.reason}", np.nan)
+                for sk in skipped
+                for r in sk.itertuples()
+            ],
+        )
     for sk in skipped:
         for r in sk.itertuples():
             log.info("skipped %s (%s): %s", r.source, r.collection, r.reason)
@@ -112,7 +121,7 @@ def cmd_symbolic_segments(a) -> None:
     man = read_manifest(a.manifest, root=p.get("root"))
     tr_tok, tr_mask, seg_rows = [], [], []
     streams, stream_tracks, tempos = [], [], []
-    ev_prompts, ev_ids = [], []
+    ev_prompts, ev_ids, dropped = [], [], []
     for row in man.itertuples():
         notes, tempo = read_midi(row.abspath)  # raises ValueError naming a corrupt/empty file
         toks = encode(notes)
@@ -141,6 +150,9 @@ def cmd_symbolic_segments(a) -> None:
             log.warning(
                 "eval track %s has %d tokens, fewer than the %d-token prompt: no query", row.track_id, len(toks), prompt
             )
+            dropped.append(
+                (row.track_id, "eval", "segments", f"no query: fewer tokens than the {prompt}-token prompt", len(toks))
+            )
     if not seg_rows:
         raise ValueError(f"{a.manifest}: no training segments (no train tracks with notes)")
     if not ev_ids:
@@ -161,6 +173,10 @@ def cmd_symbolic_segments(a) -> None:
     )
     write_npz(a.out_eval, prompts=np.stack(ev_prompts), track_ids=np.array(ev_ids))
     write_csv(a.out_csv, pd.DataFrame(seg_rows))
+    if a.out_dropped:
+        from aria.io.tables import write_dropped
+
+        write_dropped(a.out_dropped, dropped)
     log.info("%d training segments from %d tracks; %d eval prompts", len(seg_rows), len(streams), len(ev_ids))
 
 
@@ -534,6 +550,16 @@ def cmd_symbolic_features(a) -> None:
     feats = extract_many(notes, tempo_maps=tempos, progress=True)
     write_npz(a.out, segment_ids=d["segment_ids"], **feats)
     log.info("features of %d segments: %s", len(notes), {k: v.shape[1] for k, v in feats.items()})
+    if a.out_tracks:  # homogeneity.unit: track -- the same features of each whole piece
+        from aria.symbolic.tokenize import decode
+
+        whole, whole_tempos = [], []
+        for i in range(len(d["stream_tracks"])):
+            whole.append(decode(d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]]))
+            whole_tempos.append(d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]])
+        tfeats = extract_many(whole, tempo_maps=whole_tempos, progress=True)
+        write_npz(a.out_tracks, segment_ids=np.asarray(d["stream_tracks"]).astype(str), **tfeats)
+        log.info("features of %d whole pieces -> %s", len(whole), a.out_tracks)
 
 
 def _evidence(features, manifest):
@@ -564,8 +590,96 @@ def cmd_null(a) -> None:
     log.info("null over %d pool items, R=%d, K=%s", null["n_pool"], p["n_groups"], p["ks"])
 
 
-def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source) -> dict:
-    """The homogeneity JSON of one score matrix whose rows are ``row_ids`` (pool items ``ids``)."""
+def _confound_labels(ids, a) -> dict | None:
+    """Genre (and piece) of each pool item and the genre of each query, or None without a manifest.
+
+    Pool items are tracks, or segments when ``a.segments`` maps segment ids to their tracks;
+    a query's genre is that of the held-out track it was generated from (``a.queries``).
+    Tracks without a genre in the manifest are ``"unknown"``.
+    """
+    from aria.io.tables import read_manifest, read_npz
+
+    if not getattr(a, "manifest", None) or not getattr(a, "queries", None):
+        return None
+    man = read_manifest(a.manifest, check_files=False)
+    genres = man["genre"].astype(str) if "genre" in man else ["unknown"] * len(man)
+    genre = dict(zip(man["track_id"].astype(str), genres))
+    ids = np.asarray(ids).astype(str)
+    pieces = ids
+    if getattr(a, "segments", None):
+        seg = read_npz(a.segments)
+        track_of = dict(zip(np.asarray(seg["segment_ids"]).astype(str), np.asarray(seg["track_ids"]).astype(str)))
+        if all(i in track_of for i in ids):  # a segment pool (symbolic, homogeneity.unit: segment)
+            pieces = np.array([track_of[i] for i in ids])
+    q = read_npz(a.queries)
+    q_tracks = np.asarray(q["track_ids"]).astype(str)
+    q_genre = dict(zip(np.asarray(q["query_ids"]).astype(str), [genre.get(t, "unknown") for t in q_tracks]))
+    return {
+        "pool_genres": np.array([genre.get(t, "unknown") for t in pieces]),
+        "pieces": pieces if not np.array_equal(pieces, ids) else None,
+        "query_genre": q_genre,
+    }
+
+
+def _confounds_doc(tab, K, col_ids, feats, channels, null, labels, p) -> dict:
+    """Genre breakdown, genre-stratified null and same-piece share at K (SPEC §7)."""
+    from aria.evaluation.confounds import (
+        genre_breakdown,
+        null_same_piece_share,
+        same_piece_share,
+        stratified_zscores,
+    )
+
+    t = tab["by_k"][K]
+    q_genres = [labels["query_genre"].get(str(q), "unknown") for q in col_ids]
+    pool_counts = dict(zip(*np.unique(labels["pool_genres"], return_counts=True)))
+    strat = stratified_zscores(
+        feats,
+        channels,
+        null["scales"],
+        t["groups"],
+        labels["pool_genres"],
+        t["H_c"],
+        n_groups=p["n_groups"],
+        random_state=p["seed"],
+    )
+    doc = {
+        "k": int(K),
+        "query_genres": q_genres,
+        "pool_genres": {str(g): int(n) for g, n in pool_counts.items()},
+        "genre": {c: genre_breakdown(t["z_c"][c], q_genres) for c in channels},
+        "stratified": {
+            "z_c": {c: np.asarray(z).tolist() for c, z in strat["z_c"].items()},
+            "summary": strat["summary"],
+            "n_mixes": strat["n_mixes"],
+            "n_groups": strat["n_groups"],
+        },
+    }
+    if labels["pieces"] is not None:
+        share = same_piece_share(t["groups"], labels["pieces"])
+        doc["same_piece"] = {
+            "share": share.tolist(),
+            "mean_share": float(share.mean()),
+            "null_share": null_same_piece_share(labels["pieces"]),
+        }
+    log.info(
+        "K=%d confounds: stratified mu_z %s; genre SD %s%s",
+        K,
+        {c: round(s["mu_z"], 3) for c, s in strat["summary"].items()},
+        {c: None if v["sd_mu_z"] is None else round(v["sd_mu_z"], 3) for c, v in doc["genre"].items()},
+        f"; same-piece share {doc['same_piece']['mean_share']:.3f} (null {doc['same_piece']['null_share']:.3f})"
+        if "same_piece" in doc
+        else "",
+    )
+    return doc
+
+
+def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source, *, confounds=None) -> dict:
+    """The homogeneity JSON of one score matrix whose rows are ``row_ids`` (pool items ``ids``).
+
+    ``confounds = (labels, params)`` from :func:`_confound_labels` and the job's params
+    (``main_k``, ``n_groups``, ``seed``) adds the genre and same-piece checks at main_k.
+    """
     from aria.evaluation.homogeneity import homogeneity_table
 
     if np.array_equal(row_ids, ids):
@@ -597,7 +711,48 @@ def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source) ->
             "top_ids": np.asarray(row_ids)[t["groups"]].tolist(),
         }
         log.info("K=%d: %s", K, {c: round(s["mu_z"], 3) for c, s in t["summary"].items()})
+    if confounds is not None and confounds[0] is not None:
+        labels, p = confounds
+        out["confounds"] = _confounds_doc(tab, int(p["main_k"]), col_ids, feats, channels, null, labels, p)
+        out["empty"] = _empty_doc(tab, int(p["main_k"]), ids, feats, channels, source)
     return out
+
+
+EMPTY_DOMINATES = 0.5  # a G_K whose items are on average more than half empty in a channel gets a warning
+
+
+def _empty_doc(tab, K, ids, feats, channels, source) -> dict:
+    """Pool items with empty features per channel and feature, and their mean share of G_K (SPEC §5)."""
+    from aria.evaluation.degenerate import empty_features, empty_in_channels, group_empty_share
+
+    per_f = empty_features(feats)
+    per_c = empty_in_channels(feats, channels)
+    share = {c: float(group_empty_share(tab["by_k"][K]["groups"], m).mean()) for c, m in per_c.items()}
+    dominated = [c for c, v in share.items() if v > EMPTY_DOMINATES]
+    for c, m in per_c.items():
+        if m.any():
+            log.info(
+                "%d of %d pool items have an empty %s feature, e.g. %s",
+                m.sum(),
+                len(m),
+                c,
+                list(np.asarray(ids)[m][:5]),
+            )
+    if dominated:
+        log.warning(
+            "%s: at K=%d the top-K groups are on average more than half items with empty %s features",
+            source,
+            K,
+            ", ".join(dominated),
+        )
+    return {
+        "k": int(K),
+        "n_pool": len(ids),
+        "pool_count": {c: int(m.sum()) for c, m in per_c.items()},
+        "pool_count_f": {f: int(m.sum()) for f, m in per_f.items()},
+        "group_share": share,
+        "dominated": dominated,
+    }
 
 
 def cmd_homogeneity(a) -> None:
@@ -606,9 +761,104 @@ def cmd_homogeneity(a) -> None:
     from aria.io.stores import open_scores
     from aria.io.tables import write_json
 
-    ids, feats, channels = _evidence(a.features, a.manifest)
+    p = json.loads(a.params) if a.params else {}
+    audio = p.get("domain", "audio" if a.manifest and not a.segments else "symbolic") == "audio"
+    ids, feats, channels = _evidence(a.features, a.manifest if audio else None)
     S, row_ids, col_ids = open_scores(a.scores)
-    write_json(a.out, _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, read_null(a.null), a.scores))
+    if p.get("unit") == "track" and not audio:  # symbolic pool of whole pieces: S made track-level (SPEC §3)
+        from aria.attribution.tracklevel import track_level
+        from aria.io.tables import read_npz
+
+        seg = read_npz(a.segments)
+        if not np.array_equal(seg["segment_ids"], row_ids):
+            raise ValueError(f"{a.scores}: row ids do not match the segments of {a.segments}")
+        row_ids, S = track_level(S, seg["track_ids"], normalize=p["normalize"])
+    labels = _confound_labels(ids, a) if "main_k" in p else None
+    doc = _homogeneity_doc(
+        S, row_ids, col_ids, ids, feats, channels, read_null(a.null), a.scores, confounds=(labels, p)
+    )
+    write_json(a.out, {**doc, "unit": p.get("unit", "track" if audio else "segment")})
+
+
+def _row_costs(spec: str, device: str) -> dict:
+    """Each report row's cost from its jobs' benchmark files and its stores' bytes (SPEC §7)."""
+    from aria.evaluation.cost import row_cost
+    from aria.io.tables import disk_usage, read_benchmark
+
+    out = {}
+    for key, files in json.loads(spec).items():
+        if not files:  # an external matrix: computed elsewhere
+            continue
+        out[key] = row_cost(
+            [read_benchmark(f) for f in files.get("attribution", [])],
+            [read_benchmark(f) for f in files.get("training", [])],
+            store_bytes=sum(disk_usage(f) for f in files.get("stores", [])),
+            device=device,
+        )
+        if out[key]["n_missing"]:
+            log.warning("%s: %d benchmark file(s) missing, its cost is a lower bound", key, out[key]["n_missing"])
+    return out
+
+
+def cmd_check_pool(a) -> None:
+    """Every K against the homogeneity pool left after the filters, and the surviving queries (before training)."""
+    from aria.evaluation.accounting import pool_check
+    from aria.io.tables import read_csv, read_manifest, read_npz, write_json
+
+    p = json.loads(a.params)
+    if a.manifest:  # audio: the pool is the training tracks the corpus step kept
+        man = read_manifest(a.manifest, check_files=False)
+        n_pool, n_q = int((man["split"] == "train").sum()), int((man["split"] == "eval").sum())
+        pool = f"training tracks left after the corpus filters ({a.manifest})"
+        fix = "lower homogeneity.ks or relax the corpus filters (audio.corpus)"
+    else:  # symbolic: segments, or whole pieces with homogeneity.unit: track
+        seg = read_csv(a.segments)
+        unit = p.get("unit", "segment")
+        n_pool = int(seg["track_id"].nunique() if unit == "track" else len(seg))
+        n_q = len(read_npz(a.queries)["track_ids"])
+        pool = f"training {'pieces' if unit == 'track' else 'segments'} ({a.segments})"
+        fix = "lower homogeneity.ks or use a larger corpus"
+    res = pool_check(n_pool, n_q, p["ks"], min_queries=p["min_queries"], pool=pool, fix=fix)
+    for w in res["warnings"]:
+        log.warning("%s", w)
+    if res["errors"]:
+        raise ValueError("; ".join(res["errors"]))
+    write_json(a.out, res)
+    log.info("pool of %d items, %d queries: every K in %s fits", n_pool, n_q, p["ks"])
+
+
+def _accounting(a, p) -> dict | None:
+    """What each step kept and dropped (report section "Data accounting")."""
+    import pandas as pd
+
+    from aria.io.tables import read_csv, read_dropped, read_json, read_manifest, read_npz
+
+    if not a.pool:
+        return None
+    dropped = read_dropped(a.dropped or [])
+    man = read_manifest(a.manifest, root=p.get("root"), check_files=False) if a.manifest else None
+    if a.feature_failures:  # audio feature extraction: (absolute path, reason) per shard
+        by_path = {} if man is None else dict(zip(man["abspath"].astype(str), zip(man["track_id"], man["split"])))
+        rows = []
+        for f in a.feature_failures:
+            for r in read_csv(f).itertuples():
+                tid, split = by_path.get(str(r.path), (str(r.path), ""))
+                rows.append(dict(track_id=tid, split=split, step="features", reason=r.reason, value=np.nan))
+        dropped = pd.concat([dropped, pd.DataFrame(rows, columns=dropped.columns)], ignore_index=True)
+    counts = []
+    for stage, seg_csv, q in zip(p["stages"], a.segments_csv or [], a.queries or [], strict=True):
+        seg = read_csv(seg_csv)
+        row = {
+            "stage": stage,
+            "training segments": len(seg),
+            "training tracks with segments": seg["track_id"].nunique(),
+        }
+        if man is not None:
+            row["training tracks"] = int((man["split"] == "train").sum())
+            row["held-out tracks"] = int((man["split"] == "eval").sum())
+        row["queries"] = len(read_npz(q)["query_ids"])
+        counts.append(row)
+    return {"dropped": dropped.to_dict("records"), "counts": counts, "pool": read_json(a.pool)}
 
 
 def cmd_report(a) -> None:
@@ -623,8 +873,14 @@ def cmd_report(a) -> None:
     keys = p["rows"]
     diags = [read_json(f) for f in a.diagnostics]
     homs = [read_json(f) for f in a.homogeneity]
-    media = None
-    if p.get("domain") == "audio":
+    media = cards = None
+    if a.cards:  # the per-query section links to the evidence cards (paths relative to report.html)
+        rel = os.path.relpath(a.cards, os.path.dirname(os.path.abspath(a.out_html)))
+        cards = [
+            {**e, **{k: f"{rel}/{e[k]}" for k in ("card", "player", "midi") if e.get(k)}}
+            for e in read_json(Path(a.cards) / "index.json")
+        ]
+    elif p.get("domain") == "audio":
         report_dir = os.path.dirname(os.path.abspath(a.out_html))
         man = read_manifest(a.manifest, root=p.get("root"))
         media = {
@@ -640,10 +896,14 @@ def cmd_report(a) -> None:
         domain=p.get("domain", "symbolic"),
         labels=p.get("labels"),
         media=media,
+        cards=cards,
         lds=dict(zip(p["lds_rows"], [read_json(f) for f in a.lds], strict=True)) if a.lds else None,
         residual=[read_json(f) for f in a.homogeneity_residual] if a.homogeneity_residual else None,
         alignment=[read_json(f) for f in a.alignment] if a.alignment else None,
         verdict_thresholds=p.get("verdict"),
+        cost=_row_costs(a.cost, p.get("device", "cpu")) if a.cost else None,
+        accounting=_accounting(a, p),
+        sensitivity=[read_json(f) for f in a.sensitivity] if a.sensitivity else None,
     )
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -663,7 +923,7 @@ def cmd_audio_demo_corpus(a) -> None:
     from aria.io.audio import silence_fraction, write_wav
     from aria.io.midi import read_midi
     from aria.io.stores import atomic_dir
-    from aria.io.tables import read_manifest, write_csv
+    from aria.io.tables import read_manifest, write_csv, write_dropped
 
     p = json.loads(a.params)
     man = read_manifest(a.midi_manifest)
@@ -681,7 +941,8 @@ def cmd_audio_demo_corpus(a) -> None:
             notes, _ = read_midi(row["abspath"])
             notes = select_excerpt(notes, duration_s=p["duration_s"])
             if notes.size == 0 or notes["offset"].max() < p["min_duration_s"]:
-                skipped.append((row["track_id"], f"shorter than {p['min_duration_s']} s"))
+                dur = float(notes["offset"].max()) if notes.size else 0.0
+                skipped.append((row["track_id"], row["split"], "render", f"shorter than {p['min_duration_s']} s", dur))
                 continue
             tracks = np.unique(notes["track"])
             programs = dict(
@@ -695,7 +956,9 @@ def cmd_audio_demo_corpus(a) -> None:
             )
             share = silence_fraction(y, sr=p["sr"])
             if share > p["max_silence_share"]:
-                skipped.append((row["track_id"], f"silence share {share:.2f} > {p['max_silence_share']}"))
+                skipped.append(
+                    (row["track_id"], row["split"], "render", f"silence share > {p['max_silence_share']}", share)
+                )
                 continue
             write_wav(tmp / "audio" / f"{row['track_id']}.wav", y, p["sr"])
             rows.append(
@@ -716,8 +979,9 @@ def cmd_audio_demo_corpus(a) -> None:
                     f"{a.midi_manifest}: only {got[split]} usable {split} pieces, {want[split]} requested"
                 )
         write_csv(tmp / "manifest.csv", pd.DataFrame(rows))
-    for tid, why in skipped:
-        log.info("skipped %s: %s", tid, why)
+        write_dropped(tmp / "dropped.csv", skipped)
+    for tid, _, _, why, value in skipped:
+        log.info("skipped %s: %s (%.3g)", tid, why, value)
     log.info("audio demo corpus: %d train, %d eval tracks at %d Hz", got["train"], got["eval"], p["sr"])
 
 
@@ -728,15 +992,17 @@ def cmd_audio_import(a) -> None:
     from aria.audio.corpus import filter_tracks
     from aria.io.audio import load_audio, silence_fraction
     from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
-    from aria.io.tables import write_csv
+    from aria.io.tables import write_csv, write_dropped
 
     p = json.loads(a.params)
+    lost = []  # (track_id, split, step, reason, value) of every track left out
     if p["kind"] == "fma":
         df = read_fma_tracks(p["fma"]["tracks_csv"], subset=p["fma"].get("subset"))
         df["abspath"] = [str(fma_audio_path(p["fma"]["audio_dir"], t)) for t in df["track_id"]]
         exists = np.array([Path(x).is_file() for x in df["abspath"]])
-        for t in df.loc[~exists, "track_id"]:
+        for t, sp in zip(df.loc[~exists, "track_id"], df.loc[~exists, "split"]):
             log.warning("skipped %s: no audio file", t)
+            lost.append((t, sp, "import", "no audio file", np.nan))
         df = df[exists]
     else:
         df = read_audio_manifest(p["audio_folder"]["manifest"], root=p["audio_folder"]["root"])
@@ -748,6 +1014,7 @@ def cmd_audio_import(a) -> None:
             log.warning("skipped %s: %s", t, e)
             bad.append(t)
             shares.append(np.nan)
+            lost.append((t, df.loc[df["track_id"] == t, "split"].iloc[0], "import", f"unreadable: {e}", np.nan))
     df = df.assign(silence_share=shares)
     df = df[~df["track_id"].isin(bad)]
     flt = p.get("filters", {})
@@ -760,12 +1027,23 @@ def cmd_audio_import(a) -> None:
     )
     for r in dropped.itertuples():
         log.info("filtered out %s: %s", r.track_id, r.reason)
+        codes = r.reason.split(";")
+        why = {
+            "silence": f"silence share > {flt.get('max_silence_share')}",
+            "low_engagement": f"{flt.get('drop_genre')}: listens < {flt.get('min_listens')} "
+            f"or favorites < {flt.get('min_favorites')}",
+            "genre": f"genre {flt.get('drop_genre')!r} dropped",
+        }
+        value = r.silence_share if "silence" in codes else getattr(r, "listens", np.nan)
+        lost.append((r.track_id, r.split, "filter", "; ".join(why.get(c, c) for c in codes), value))
     if not (kept["split"] == "train").any() or not (kept["split"] == "eval").any():
         raise ValueError(
             f"after filtering, the audio corpus needs train and eval tracks; kept {len(kept)} of {len(df)}"
         )
     out = kept.assign(path=kept["abspath"])[["track_id", "path", "genre", "split", "silence_share"]]
     write_csv(a.out, pd.DataFrame(out))
+    if a.out_dropped:
+        write_dropped(a.out_dropped, lost)
     log.info("audio corpus: %d tracks kept, %d filtered, %d unreadable", len(kept), len(dropped), len(bad))
 
 
@@ -1068,10 +1346,316 @@ def cmd_residual(a) -> None:
         raise ValueError(f"{a.scores}: no row for pool item(s) {missing[:5]} of {a.features}")
     u_pool = u[[where[t] for t in ids]]
     align = channel_alignment(u_pool, feats, channels, max_dims_fraction=p["max_dims_fraction"])
-    align["_fit"].update(unit="track" if a.manifest else "segment", r1=ax.r1)
+    align["_fit"].update(unit="track" if a.manifest or a.segments else "segment", r1=ax.r1)
     write_json(a.out_alignment, align)
     fits = {c: (v["a_max"], v["a_r"]) for c, v in align.items() if c != "_fit" and v["a_max"] is not None}
     log.info("alignment (A_max, A_R) of u_1 over %d units: %s", len(u_pool), fits)
+
+
+def cmd_sweep_point(a) -> None:
+    """One sensitivity grid point (SPEC §7): the method's matrix at the point's parameters, its
+    reliability diagnostics and its homogeneity, written as one JSON (the matrix is not kept).
+    """
+    import tempfile
+
+    from aria.attribution.scoring import score_blocks
+    from aria.attribution.tracklevel import track_level
+    from aria.evaluation.reliability import gram_stats, reliability_from_stats
+    from aria.io.layouts import read_null
+    from aria.io.stores import ScoreWriter, open_scores, read_features
+    from aria.io.tables import read_npz, write_json
+
+    p = json.loads(a.params)
+    feats = [read_features(f) for f in a.features]
+    for f in feats:
+        f["lr"] = f["attrs"].get("lr")
+    run = {k: v for k, v in p.items() if k not in ("point", "normalize", "row_chunk", "stage")}
+    row_chunk = p.get("row_chunk", 4096)
+    ids, ev, channels = _evidence(a.evidence, a.manifest)
+    with tempfile.TemporaryDirectory(prefix="aria-sweep-") as tmp:
+        store = Path(tmp) / "scores.zarr"
+        with ScoreWriter(store, feats[0]["train_ids"], feats[0]["query_ids"], row_chunk=row_chunk) as w:
+            for start, block in score_blocks(a.method, feats, run, row_chunk=row_chunk):
+                w.write(start, block)
+        diag = reliability_from_stats(gram_stats(store))
+        S, rows, cols = open_scores(store)
+        if a.segments:  # audio stage (or symbolic unit: track): the track-level matrix, as for the main row
+            seg = read_npz(a.segments)
+            rows, S = track_level(S, seg["track_ids"], normalize=p["normalize"])
+        doc = _homogeneity_doc(S, rows, cols, ids, ev, channels, read_null(a.null), a.features[0])
+    out = {
+        "method": a.method,
+        "stage": p.get("stage"),
+        "point": p["point"],
+        "params": run,
+        "diagnostics": diag,
+        "summary": {K: v["summary"] for K, v in doc["by_k"].items()},
+    }
+    write_json(a.out, out)
+    log.info(
+        "%s at %s: %s",
+        a.method,
+        p["point"],
+        {c: round(v["mu_z"], 3) for c, v in next(iter(out["summary"].values())).items()},
+    )
+
+
+def _gather_scores(S, row_ids, wanted) -> np.ndarray:
+    """Scores of each query's listed rows, ``wanted`` (Q, K) row ids, in one pass over S's row chunks."""
+    from aria.io.stores import iter_row_chunks
+
+    where = {r: i for i, r in enumerate(np.asarray(row_ids).astype(str))}
+    idx = np.array([[where[str(t)] for t in row] for row in wanted])
+    out = np.full(idx.shape, np.nan)
+    need = set(idx.ravel().tolist())
+    for start, block in iter_row_chunks(S):
+        hit = [r for r in range(start, start + len(block)) if r in need]
+        for r in hit:
+            mask = idx == r
+            qs = np.nonzero(mask)[0]
+            out[mask] = np.asarray(block[r - start], dtype=np.float64)[qs]
+    return out
+
+
+def _symbolic_windows(train_npz, block: int) -> dict:
+    """Each training segment's notes (block start at 0), start/end time (s) and bars (4 quarter notes)."""
+    from aria.symbolic.notes import seconds_to_beats
+    from aria.symbolic.tokenize import segment_notes
+
+    d = _read_npz_cached(train_npz)
+    out = {}
+    for i, tid in enumerate(np.asarray(d["stream_tracks"]).astype(str)):
+        stream = d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]]
+        tempo = d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]]
+        segs = segment_notes(stream, block=block)
+        for b, (t0, notes) in enumerate(segs):
+            t1 = segs[b + 1][0] if b + 1 < len(segs) else t0 + (float(notes["offset"].max()) if len(notes) else 0.0)
+            beats = seconds_to_beats(np.array([t0, max(t1, t0)]), tempo)
+            out[f"{tid}:{b:03d}"] = {
+                "notes": notes,
+                "t0": t0,
+                "t1": t1,
+                "bars": (int(beats[0] // 4) + 1, int(np.ceil(beats[1] / 4))),
+            }
+    return out
+
+
+_NPZ = {}
+
+
+def _read_npz_cached(path):
+    from aria.io.tables import read_npz
+
+    if path not in _NPZ:
+        _NPZ[path] = read_npz(path)
+    return _NPZ[path]
+
+
+def cmd_cards(a) -> None:
+    """One evidence card per query (README "Per-query evidence cards") and the media they play, in one folder."""
+    import shutil
+
+    from aria.evaluation.evidence import best_windows, dominant_aspect, query_similarity, rollup
+    from aria.evaluation.reliability import verdict
+    from aria.io.layouts import read_null
+    from aria.io.stores import atomic_dir, open_scores
+    from aria.io.tables import read_csv, read_json, read_manifest, read_npz, write_json
+    from aria.report.cards import card_html, piano_roll_png
+
+    spec = json.loads(a.spec)
+    audio, K = spec["domain"] == "audio", int(spec["main_k"])
+    ids, pool, channels = _evidence(spec["evidence"], spec.get("manifest") if audio else None)
+    ids = np.asarray(ids).astype(str)
+    pos = {t: i for i, t in enumerate(ids)}
+    scales = read_null(spec["null"])["scales"]
+    man = read_manifest(spec["manifest"], root=spec.get("root"), check_files=False)
+    genre = dict(zip(man["track_id"].astype(str), man["genre"].astype(str))) if "genre" in man else {}
+    q = read_npz(spec["queries"])
+    qids, q_tracks = np.asarray(q["query_ids"]).astype(str), np.asarray(q["track_ids"]).astype(str)
+    sr = int(spec.get("sr", 22050))
+
+    # the query's features, with the pool's definitions
+    if audio:
+        from aria.audio.features import chord_root_motion, extract_many
+
+        paths = [str(Path(spec["query_audio"]) / f"{x}.wav") for x in qids]
+        qf, failures = extract_many(paths, sr=sr, progress=True)
+        ok = [str(Path(x)) for x in qf.pop("paths")]
+        chords = qf.pop("chords")
+        qfeat = {}
+        for j, path in enumerate(ok):
+            qfeat[Path(path).stem] = {f: v[j] for f, v in qf.items()} | {"chords": chord_root_motion(chords[j])}
+        for path, why in failures:
+            log.warning("no features for query %s: %s", path, why)
+    else:
+        from aria.io.midi import read_midi
+        from aria.symbolic.features import extract
+
+        qnotes = {x: read_midi(Path(spec["query_midi"]) / f"{x}.mid") for x in qids}
+        qfeat = {x: extract(n, tempo_map=t) for x, (n, t) in qnotes.items()}
+        windows = _symbolic_windows(spec["segments"], int(spec["block_tokens"]))
+
+    with atomic_dir(a.out) as out:
+        (out / "media").mkdir(parents=True)
+        media_done: dict[str, str] = {}
+
+        def track_audio(tid) -> str:  # a training track, copied once as OGG
+            if tid not in media_done:
+                from aria.io.audio import load_audio, write_ogg
+
+                src = man.loc[man["track_id"].astype(str) == tid, "abspath"].iloc[0]
+                write_ogg(out / "media" / "tracks" / f"{tid}.ogg", load_audio(src, sr=sr), sr)
+                media_done[tid] = f"media/tracks/{tid}.ogg"
+            return media_done[tid]
+
+        def segment_audio(seg_id) -> str | None:  # a symbolic training segment, rendered once
+            if seg_id not in media_done:
+                from aria.audio.render import render_midi
+                from aria.io.audio import write_ogg
+
+                w = windows[seg_id]
+                try:
+                    y = render_midi(w["notes"], programs={int(t): 0 for t in np.unique(w["notes"]["track"])}, sr=sr)
+                except FileNotFoundError as e:  # no SoundFont: cards keep the time range and bars, no player
+                    log.warning("no players for MIDI windows: %s", e)
+                    media_done[seg_id] = None
+                    return None
+                name = seg_id.replace(":", "_")
+                write_ogg(out / "media" / "segments" / f"{name}.ogg", y, sr)
+                media_done[seg_id] = f"media/segments/{name}.ogg"
+            return media_done[seg_id]
+
+        rows = []
+        for r in spec["rows"]:
+            hom, diag = read_json(r["homogeneity"]), read_json(r["diagnostics"])
+            top = hom["by_k"][str(K)]["top_ids"]
+            z = hom["by_k"][str(K)]["z_c"]
+            qcol = {x: j for j, x in enumerate(hom["query_ids"])}
+            S, row_ids, _ = open_scores(r["scores"])
+            scores = _gather_scores(S, row_ids, top)
+            win = None
+            if r.get("segment_scores"):  # the attributed window of each track: its best segment for the query
+                Sseg, seg_rows, _ = open_scores(r["segment_scores"])
+                seg = read_csv(r["segments_csv"]).set_index("segment_id")
+                tracks = sorted({t for row in top for t in row})
+                arg = best_windows(
+                    Sseg,
+                    seg.loc[np.asarray(seg_rows).astype(str), "track_id"].to_numpy(),
+                    np.arange(len(hom["query_ids"])),
+                    tracks,
+                )
+                win = (tracks, arg, np.asarray(seg_rows).astype(str), seg)
+            rows.append(
+                dict(
+                    spec=r,
+                    top=top,
+                    z=z,
+                    qcol=qcol,
+                    scores=scores,
+                    win=win,
+                    verdict=verdict(diag, thresholds=spec.get("verdict")),
+                )
+            )
+
+        index = []
+        for qi, qid in enumerate(qids):
+            qpath = {}
+            if audio:
+                from aria.io.audio import load_audio, write_ogg
+
+                write_ogg(
+                    out / "media" / "queries" / f"{qid}.ogg",
+                    load_audio(Path(spec["query_audio"]) / f"{qid}.wav", sr=sr),
+                    sr,
+                )
+                qpath["player"] = f"media/queries/{qid}.ogg"
+            else:
+                (out / "media" / "queries").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(spec["query_midi"]) / f"{qid}.mid", out / "media" / "queries" / f"{qid}.mid")
+                qpath["midi"] = f"media/queries/{qid}.mid"
+                qpath["roll_png"] = piano_roll_png(
+                    qnotes[qid][0], title=f"{qid} (prompt from {q_tracks[qi]}, then generated)"
+                )
+            card_rows, aspects = [], {}
+            for row in rows:
+                r, j = row["spec"], row["qcol"].get(qid)
+                if j is None:
+                    continue
+                item_ids = row["top"][j]
+                sims = (
+                    query_similarity(qfeat[qid], pool, [pos[t] for t in item_ids], channels, scales)
+                    if qid in qfeat
+                    else {}
+                )
+                items = []
+                for n, t in enumerate(item_ids):
+                    it = {
+                        "id": t,
+                        "score": float(row["scores"][j, n]),
+                        "sim": {c: float(v[n]) for c, v in sims.items()},
+                    }
+                    if audio and row["win"] is not None:
+                        tracks, arg, seg_rows, seg = row["win"]
+                        sid = seg_rows[arg[j, tracks.index(t)]]
+                        a0 = float(seg.loc[sid, "start_s"])
+                        a1 = a0 + float(r["window_s"])
+                        it["where"] = f"{t}, {a0:.1f}–{a1:.1f} s (its best {r['stage']} window for this query)"
+                        it["player"] = f"{track_audio(t)}#t={a0:.2f},{a1:.2f}"
+                    elif audio:
+                        it["where"] = f"{t}, whole track (track-level embedding)"
+                        it["player"] = track_audio(t)
+                    else:
+                        w = windows[t]
+                        b0, b1 = w["bars"]
+                        bars = f"bar {b0}" if b1 <= b0 else f"bars {b0}–{b1}"
+                        span = f"{w['t0']:.1f} s" if w["t1"] <= w["t0"] else f"{w['t0']:.1f}–{w['t1']:.1f} s"
+                        it["where"] = f"{t.split(':')[0]}, {span}, {bars}"
+                        if not len(w["notes"]):
+                            it["where"] += " (no note starts in this segment)"
+                        it["player"] = segment_audio(t)
+                    items.append(it)
+                zq = {c: z[c][j] for c in channels} if (z := row["z"]) else {}
+                asp = dominant_aspect(zq)
+                aspects[r["key"]] = asp
+                card_rows.append(
+                    dict(
+                        key=r["key"],
+                        label=r["label"],
+                        verdict=row["verdict"],
+                        aspect=asp,
+                        z=zq,
+                        items=items,
+                        rollup=None
+                        if audio
+                        else rollup([t.split(":")[0] for t in item_ids], [i["score"] for i in items]),
+                        note="" if qid in qfeat else "This query's features could not be computed: no similarities.",
+                    )
+                )
+            card = dict(
+                query_id=qid,
+                title=spec["title"],
+                query={**qpath, "genre": genre.get(q_tracks[qi])},
+                channels=list(channels),
+                k=K,
+                rows=card_rows,
+            )
+            (out / f"{qid}.html").write_text(card_html(card), encoding="utf-8")
+            index.append(
+                {
+                    "query_id": qid,
+                    "card": f"{qid}.html",
+                    "player": qpath.get("player"),
+                    "midi": qpath.get("midi"),
+                    "aspects": aspects,
+                }
+            )
+        write_json(out / "index.json", index)
+    log.info(
+        "%d evidence cards, %d media files -> %s",
+        len(index),
+        sum(1 for v in media_done.values() if v) + len(qids),
+        a.out,
+    )
 
 
 # --------------------------------------------------------------------------- environment
@@ -1133,10 +1717,20 @@ def cmd_warm_jit_cache(a) -> None:
 # --------------------------------------------------------------------------- table
 COMMANDS = {
     "demo-collection": (cmd_demo_collection, [("--out-dir", {}), ("--params", {})]),
-    "merge-manifests": (cmd_merge_manifests, [("--parts", {"nargs": "+"}), ("--out", {})]),
+    "merge-manifests": (
+        cmd_merge_manifests,
+        [("--parts", {"nargs": "+"}), ("--out", {}), ("--out-dropped", {"required": False, "default": None})],
+    ),
     "symbolic-segments": (
         cmd_symbolic_segments,
-        [("--manifest", {}), ("--params", {}), ("--out-train", {}), ("--out-eval", {}), ("--out-csv", {})],
+        [
+            ("--manifest", {}),
+            ("--params", {}),
+            ("--out-train", {}),
+            ("--out-eval", {}),
+            ("--out-csv", {}),
+            ("--out-dropped", {"required": False, "default": None}),
+        ],
     ),
     "train": (cmd_train, [("--segments", {}), ("--params", {}), ("--out", {})]),
     "symbolic-queries": (
@@ -1159,9 +1753,15 @@ COMMANDS = {
     ),
     "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
     "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
-    "symbolic-features": (cmd_symbolic_features, [("--segments", {}), ("--params", {}), ("--out", {})]),
+    "symbolic-features": (
+        cmd_symbolic_features,
+        [("--segments", {}), ("--params", {}), ("--out", {}), ("--out-tracks", {"required": False, "default": None})],
+    ),
     "audio-demo-corpus": (cmd_audio_demo_corpus, [("--midi-manifest", {}), ("--params", {}), ("--out-dir", {})]),
-    "audio-import": (cmd_audio_import, [("--params", {}), ("--out", {})]),
+    "audio-import": (
+        cmd_audio_import,
+        [("--params", {}), ("--out", {}), ("--out-dropped", {"required": False, "default": None})],
+    ),
     "audio-features": (
         cmd_audio_features,
         [("--manifest", {}), ("--params", {}), ("--out", {}), ("--out-failures", {})],
@@ -1213,6 +1813,30 @@ COMMANDS = {
             ("--out-alignment", {"required": False, "default": None}),
         ],
     ),
+    "cards": (cmd_cards, [("--spec", {}), ("--out", {})]),
+    "sweep-point": (
+        cmd_sweep_point,
+        [
+            ("--method", {}),
+            ("--features", {"nargs": "+"}),
+            ("--evidence", {}),
+            ("--null", {}),
+            ("--params", {}),
+            ("--out", {}),
+            ("--manifest", {"required": False, "default": None}),
+            ("--segments", {"required": False, "default": None}),
+        ],
+    ),
+    "check-pool": (
+        cmd_check_pool,
+        [
+            ("--params", {}),
+            ("--out", {}),
+            ("--manifest", {"required": False, "default": None}),
+            ("--segments", {"required": False, "default": None}),
+            ("--queries", {"required": False, "default": None}),
+        ],
+    ),
     "null": (
         cmd_null,
         [("--features", {}), ("--params", {}), ("--out", {}), ("--manifest", {"required": False, "default": None})],
@@ -1225,6 +1849,9 @@ COMMANDS = {
             ("--null", {}),
             ("--out", {}),
             ("--manifest", {"required": False, "default": None}),
+            ("--segments", {"required": False, "default": None}),
+            ("--queries", {"required": False, "default": None}),
+            ("--params", {"required": False, "default": None}),
         ],
     ),
     "lds-retrain": (
@@ -1247,6 +1874,14 @@ COMMANDS = {
             ("--lds", {"nargs": "+", "required": False, "default": None}),
             ("--homogeneity-residual", {"nargs": "+", "required": False, "default": None}),
             ("--alignment", {"nargs": "+", "required": False, "default": None}),
+            ("--cost", {"required": False, "default": None}),
+            ("--pool", {"required": False, "default": None}),
+            ("--sensitivity", {"nargs": "*", "required": False, "default": None}),
+            ("--cards", {"required": False, "default": None}),
+            ("--dropped", {"nargs": "*", "required": False, "default": None}),
+            ("--feature-failures", {"nargs": "*", "required": False, "default": None}),
+            ("--segments-csv", {"nargs": "+", "required": False, "default": None}),
+            ("--queries", {"nargs": "+", "required": False, "default": None}),
         ],
     ),
     "warm-jit-cache": (cmd_warm_jit_cache, [("--template", {"required": False, "default": None})]),

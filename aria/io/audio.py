@@ -17,7 +17,15 @@ import numpy as np
 
 from aria.audio.signal import resample
 
-__all__ = ["load_audio", "silence_fraction", "is_silent", "SILENCE_THRESHOLD_DB", "SILENCE_FRAME_S"]
+__all__ = [
+    "load_audio",
+    "silence_fraction",
+    "is_silent",
+    "write_wav",
+    "write_ogg",
+    "SILENCE_THRESHOLD_DB",
+    "SILENCE_FRAME_S",
+]
 
 #: Default silence threshold: frame RMS below -60 dBFS (see :func:`silence_fraction`).
 SILENCE_THRESHOLD_DB = -60.0
@@ -206,3 +214,20 @@ def write_wav(path, y, sr: int) -> None:
     y = np.clip(y, -1.0, 1.0)
     with atomic_file(path) as tmp:
         sf.write(tmp, y, int(sr), subtype="PCM_16", format="WAV")
+
+
+def write_ogg(path, y, sr: int) -> None:
+    """Write a mono or stereo waveform as Ogg Vorbis (the report's players), atomically.
+
+    About 4 KB per second of music (compression level 0.8 of 1); report media only,
+    never analysis input.
+    """
+    y = np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{path}: waveform has non-finite samples")
+    import soundfile as sf
+
+    from aria.io.stores import atomic_file
+
+    with atomic_file(path) as tmp:
+        sf.write(tmp, y, int(sr), format="OGG", subtype="VORBIS", compression_level=0.8)

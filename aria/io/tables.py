@@ -24,6 +24,11 @@ __all__ = [
     "save_torch",
     "load_torch",
     "read_manifest",
+    "read_benchmark",
+    "disk_usage",
+    "DROPPED_COLUMNS",
+    "write_dropped",
+    "read_dropped",
 ]
 
 
@@ -153,3 +158,50 @@ def read_id_list(path) -> np.ndarray:
     if len(dup):
         raise ValueError(f"{path}: duplicate id(s) {list(dup[:5])}")
     return ids
+
+
+def read_benchmark(path) -> dict | None:
+    """One Snakemake benchmark TSV as ``{column: float}`` (mean over its repeats), or None when absent.
+
+    Columns used by Aria: ``s`` (wall-clock seconds), ``cpu_time`` (CPU seconds), ``max_rss``
+    (peak resident memory, MB).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, sep="\t")
+    num = df.apply(pd.to_numeric, errors="coerce")
+    return {c: float(num[c].mean()) for c in num.columns if num[c].notna().any()}
+
+
+def disk_usage(path) -> int:
+    """Bytes of a file, or of every file under a directory (a zarr store); 0 when absent."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+#: Columns of a dropped-items table: which item, its split ("" if not known yet), the workflow
+#: step that dropped it, why, and the measured value behind the reason (NaN if none).
+DROPPED_COLUMNS = ["track_id", "split", "step", "reason", "value"]
+
+
+def write_dropped(path, rows) -> None:
+    """Write the items a job dropped, skipped or filtered (rows of :data:`DROPPED_COLUMNS`), even none."""
+    df = pd.DataFrame(list(rows), columns=DROPPED_COLUMNS)
+    write_csv(path, df)
+
+
+def read_dropped(paths) -> pd.DataFrame:
+    """Concatenate dropped-items tables; a file with another layout raises naming the file."""
+    frames = []
+    for p in paths:
+        df = pd.read_csv(p, dtype={"track_id": str, "split": str, "step": str, "reason": str}, keep_default_na=False)
+        if list(df.columns) != DROPPED_COLUMNS:
+            raise ValueError(f"{p}: not a dropped-items table (columns {list(df.columns)}, want {DROPPED_COLUMNS})")
+        df["value"] = pd.to_numeric(df["value"], errors="coerce")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DROPPED_COLUMNS)

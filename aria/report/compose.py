@@ -43,10 +43,14 @@ def compose(
     domain: str = "symbolic",
     labels: dict | None = None,
     media: dict | None = None,
+    cards: list | None = None,
     lds: dict | None = None,
     residual: list | None = None,
     alignment: list | None = None,
     verdict_thresholds: dict | None = None,
+    cost: dict | None = None,
+    accounting: dict | None = None,
+    sensitivity: list | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
 
@@ -60,6 +64,9 @@ def compose(
         Title, the K of the main table, ``"symbolic"`` or ``"audio"``.
     labels : dict, optional
         Labels for keys the registry does not know (external matrices).
+    cards : list of dict, optional
+        The evidence cards' index (``aria cards``), paths relative to the report: the per-query
+        section then links each query's card, its player or MIDI and the dominant aspect per row.
     media : dict, optional
         Audio players: ``{"tracks": {track_id: relative path}, "queries": folder}``.
     lds : dict, optional
@@ -74,6 +81,15 @@ def compose(
         Cut-offs of :func:`aria.evaluation.reliability.verdict` (config ``analysis.verdict``).
         Every row gets a verdict; a collapsed row's μz are shown in parentheses (not
         interpretable) and the verdict table states each one in a sentence.
+    cost : dict, optional
+        Row key -> :func:`aria.evaluation.cost.row_cost` (rows without one, e.g. external
+        matrices, are left out of the cost table); adds the cost table and ``cost`` per method.
+    accounting : dict, optional
+        ``{"dropped": [row of aria.io.tables.DROPPED_COLUMNS], "counts": [per-stage dict],
+        "pool": pool-check JSON}``; adds the data-accounting tables and ``data`` in the summary.
+    sensitivity : list of dict, optional
+        One document per grid point (``aria sweep-point``); adds the sensitivity table and
+        heat-map and ``sensitivity`` in the summary.
     """
     from aria.evaluation.reliability import verdict
 
@@ -85,6 +101,16 @@ def compose(
     L = None if lds is None else {lab[k]: v for k, v in lds.items()}
     header, rows, channels = R.main_table(D, H, main_k=main_k, lds=L)
     V = {k: verdict(D[lab[k]], thresholds=verdict_thresholds) for k in keys}
+    for k in keys:
+        dom = (H[lab[k]].get("empty") or {}).get("dominated")
+        if dom:
+            V[k] = {
+                **V[k],
+                "warning": f"its top-{main_k} groups are mostly items with empty {', '.join(dom)} features",
+                "sentence": V[k]["sentence"]
+                + f" Warning: its top-{main_k} groups are mostly items with empty {', '.join(dom)} features, "
+                "so those channels' homogeneity measures missing evidence.",
+            }
     first_mu = 1 + len(R.DIAG_KEYS) + (L is not None)
     for k, row in zip(keys, rows):
         if V[k]["verdict"] == "collapsed":
@@ -130,6 +156,32 @@ def compose(
         )
         sections.append(("Axis–channel alignment of the removed axis (Eq. 8)", *R.alignment_table(A), ALIGNMENT_NOTE))
         figures["μz before and after removing the leading axis"] = R.residual_figure(H, Hres, main_k=main_k)
+    if any(h.get("confounds") for h in homs):
+        sections.append(
+            (
+                f"Confounds: genre and same piece (K = {main_k})",
+                *R.confounds_table(H, main_k=main_k),
+                confounds_reading(H),
+            )
+        )
+        sections.append(("Homogeneity per query genre", *R.genre_table(H), GENRE_NOTE))
+    if any(h.get("empty") for h in homs):
+        sections.append(("Empty features in the top-K groups", *R.empty_table(H), empty_reading(H)))
+    if sensitivity:
+        sections.append(
+            (
+                f"Sensitivity to hyperparameters (K = {main_k})",
+                *R.sensitivity_table(sensitivity, channels, main_k=main_k),
+                SENSITIVITY_NOTE,
+            )
+        )
+        figures["Sensitivity: μz per grid point, stage and channel"] = R.sensitivity_figure(
+            sensitivity, channels, main_k=main_k
+        )
+    if accounting:
+        sections += _accounting_sections(accounting, main_k=main_k)
+    if cost:
+        sections.append(("Cost per setting", *R.cost_table({lab[k]: cost[k] for k in keys if k in cost}), COST_NOTE))
     evidence = [
         (qid, [[label, H[label]["by_k"][str(main_k)]["top_ids"][qi]] for label in H])
         for qi, qid in enumerate(h0["query_ids"])
@@ -147,6 +199,8 @@ def compose(
         notes=notes,
         evidence=evidence,
         media=media,
+        cards=cards,
+        labels={k: lab[k] for k in keys},
         sections=sections + validation,
     )
     md = R.markdown_report(title, header, rows, main_k=main_k, notes=notes, sections=sections + validation)
@@ -169,8 +223,42 @@ def compose(
                 for c, v in A[lab[k]].items()
                 if c != "_fit"
             } | {"fit": A[lab[k]]["_fit"]}
+        if k in (cost or {}):
+            summary["methods"][k]["cost"] = cost[k]
+        if H[lab[k]].get("empty"):
+            e = H[lab[k]]["empty"]
+            summary["methods"][k]["empty"] = {
+                x: e[x] for x in ("k", "n_pool", "pool_count", "group_share", "dominated")
+            }
+        c_doc = H[lab[k]].get("confounds")
+        if c_doc:
+            summary["methods"][k]["confounds"] = {
+                "k": c_doc["k"],
+                "genre_sd_mu_z": {c: v["sd_mu_z"] for c, v in c_doc["genre"].items()},
+                "by_genre": {c: v["by_genre"] for c, v in c_doc["genre"].items()},
+                "stratified": c_doc["stratified"]["summary"],
+                **(
+                    {"same_piece": {x: c_doc["same_piece"][x] for x in ("mean_share", "null_share")}}
+                    if "same_piece" in c_doc
+                    else {}
+                ),
+            }
     if validation_summary:
         summary["validation"] = validation_summary
+    if sensitivity:
+        summary["sensitivity"] = [
+            {x: d[x] for x in ("method", "stage", "point", "diagnostics")} | {"homogeneity": d["summary"]}
+            for d in sensitivity
+        ]
+    if accounting:
+        from collections import Counter
+
+        summary["data"] = {
+            "counts": accounting["counts"],
+            "pool": accounting["pool"],
+            "dropped": dict(Counter(f"{r['step']}: {r['reason']}" for r in accounting["dropped"])),
+            "n_dropped": len(accounting["dropped"]),
+        }
     return html, md, summary
 
 
@@ -188,6 +276,122 @@ ALIGNMENT_NOTE = (
     "max_dims_fraction·(units − 1) dimensions, forward-selected). A high A_max says the axis every "
     "query is ranked by follows one feature dimension; A_R ≫ A_max says it follows a combination."
 )
+
+
+SENSITIVITY_NOTE = (
+    "Each grid point (config sensitivity.grid) re-scores the method from its cached features (a "
+    "scoring parameter such as TRAK's λ or LoGra's α only re-solves; a dense method's k reads "
+    "features projected again at that k; nothing is retrained), then computes the reliability "
+    "diagnostics and the homogeneity exactly as for the main row. A reading that holds across the grid "
+    "does not hinge on one hyperparameter choice."
+)
+
+COST_NOTE = (
+    "From Snakemake's benchmark record of every job behind a row: attribution = scoring plus the "
+    "gradient projection, covariance or embedding jobs whose stores it reads; training = the models "
+    "it reads (shared with other rows of the stage). Jobs shared by several rows are counted in full "
+    "for each, so a row's cost is what computing it alone would take. Disk = its score store plus "
+    "the feature stores it reads. Device-hours are wall-clock hours of attribution and training on "
+    "the configured device."
+)
+
+GENRE_NOTE = (
+    "Each query's genre is that of the held-out piece it was generated from. A method whose μz is "
+    "large for one genre only (a large genre SD in the table above) finds homogeneous groups for "
+    "that genre, not in general; with few queries per genre, Pos and Sig move in large steps."
+)
+
+
+def _accounting_sections(acc: dict, *, main_k: int) -> list:
+    """The counts per stage and the dropped-items table, each with its reading."""
+    pool = acc["pool"]
+    n = len(acc["dropped"])
+    by_step = {}
+    for r in acc["dropped"]:
+        by_step[r["step"]] = by_step.get(r["step"], 0) + 1
+    held_out = sum(1 for r in acc["dropped"] if r["split"] == "eval")
+    reading = (
+        f"Homogeneity pool: {pool['n_pool']} items; {pool['n_queries']} queries; every K in {pool['ks']} fits "
+        "(checked before training). "
+        + (
+            f"{n} item(s) were left out ({', '.join(f'{k}: {v}' for k, v in by_step.items())})"
+            if n
+            else "No item was left out"
+        )
+        + (f", {held_out} of them held-out tracks that would have been queries" if held_out else "")
+        + ". "
+        + " ".join(pool.get("warnings", []))
+    )
+    out = [("Data accounting: what each step kept", *R.counts_table(acc["counts"]), reading)]
+    if n:
+        more = (
+            f" The first {R.MAX_DROPPED_ROWS} are listed; the dropped.csv files hold all {n}."
+            if n > R.MAX_DROPPED_ROWS
+            else ""
+        )
+        out.append(
+            (
+                "Data accounting: dropped, skipped or filtered items",
+                *R.dropped_table(acc["dropped"]),
+                "Each item with the step that left it out, the reason and the measured value behind it "
+                "(duration in s, silence share, token count, listens)." + more,
+            )
+        )
+    return out
+
+
+def empty_reading(H) -> str:
+    """What the empty-feature shares mean, and which settings carry the warning."""
+    e0 = next(h["empty"] for h in H.values() if h.get("empty"))
+    feats = ", ".join(f"{f} {n}" for f, n in e0["pool_count_f"].items() if n) or "none"
+    out = (
+        "An item's feature is empty when nothing was there to measure: an all-zero histogram (no notes, "
+        "no vertical intervals in a monophonic line, no beats found) or no chord change. Two empty "
+        "histograms count as identical, so groups of such items look homogeneous without evidence. "
+        f"Cells: mean share of each query's top-{e0['k']} items that are empty in the channel; "
+        f"pool items empty per feature: {feats}. "
+    )
+    warned = [m for m, h in H.items() if (h.get("empty") or {}).get("dominated")]
+    if warned:
+        out += "⚠ = more than half on average: " + ", ".join(warned) + "."
+    else:
+        out += "No setting's groups are more than half empty items in any channel."
+    return out
+
+
+def confounds_reading(H) -> str:
+    """What the genre-stratified null and the same-piece share say, one sentence per method."""
+    out = [
+        "The genre-stratified null draws random groups with the same genre mix as each query's "
+        "G_K: homogeneity that only reflects retrieving the query's genre is about 0 against it."
+    ]
+    if any("same_piece" in h.get("confounds", {}) for h in H.values()):
+        out.append(
+            "Segments of one piece are similar by construction; a same-piece share far above the "
+            "null's means part of the homogeneity is 'the same piece', not attribution."
+        )
+    for m, h in H.items():
+        c_doc = h.get("confounds")
+        if not c_doc:
+            continue
+        plain = h["by_k"][str(c_doc["k"])]["summary"]
+        strat = c_doc["stratified"]["summary"]
+        high = [c for c in plain if plain[c]["mu_z"] == plain[c]["mu_z"] and plain[c]["mu_z"] >= 1.0]
+        if not high:
+            parts = ["no channel with μz ≥ 1"]
+        else:
+            genre = [c for c in high if not strat[c]["mu_z"] >= 0.5 * plain[c]["mu_z"]]
+            keep = [c for c in high if c not in genre]
+            parts = []
+            if genre:
+                parts.append("mostly genre in " + ", ".join(genre))
+            if keep:
+                parts.append("beyond genre in " + ", ".join(keep))
+        sp = c_doc.get("same_piece")
+        if sp and sp["null_share"] > 0:
+            parts.append(f"same-piece pairs {sp['mean_share'] / sp['null_share']:.1f}× the null's")
+        out.append(f"{m}: {'; '.join(parts)}.")
+    return " ".join(out)
 
 
 def residual_reading(D, H, Hres, *, main_k: int) -> str:

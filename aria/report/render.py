@@ -172,6 +172,168 @@ def alignment_table(align: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def confounds_table(homs: dict, *, main_k: int) -> tuple[list[str], list[list[str]]]:
+    """Per method, per channel: μz against the plain null → against the genre-stratified null,
+    and the SD of the per-genre mean z; plus the same-piece share of G_K's pairs vs the null's
+    when the pool is segments (SPEC §7). Rows without confound data are left out.
+    """
+    channels = list(next(iter(homs.values()))["channels"])
+    with_pieces = any("same_piece" in h.get("confounds", {}) for h in homs.values())
+    header = ["Method"] + [f"{c} μz → stratified (genre SD)" for c in channels]
+    header += ["same-piece pairs (null)"] if with_pieces else []
+    rows = []
+    for m, h in homs.items():
+        c_doc = h.get("confounds")
+        if not c_doc:
+            continue
+        plain = h["by_k"][str(c_doc["k"])]["summary"]
+        strat = c_doc["stratified"]["summary"]
+        row = [_label(m)]
+        for c in channels:
+            sd = c_doc["genre"][c]["sd_mu_z"]
+            row.append(f"{_fmt(plain[c]['mu_z'], '+.2f')} → {_fmt(strat[c]['mu_z'], '+.2f')} ({_fmt(sd, '.2f')})")
+        if with_pieces:
+            sp = c_doc.get("same_piece")
+            row.append(f"{sp['mean_share']:.1%} ({sp['null_share']:.1%})" if sp else "–")
+        rows.append(row)
+    return header, rows
+
+
+MAX_DROPPED_ROWS = 200  # the report lists at most this many dropped items; the CSVs hold them all
+
+
+def counts_table(counts: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per stage: what survived each step (training tracks and segments, held-out tracks, queries)."""
+    cols = [c for c in counts[0] if c != "stage"] if counts else []
+    return ["stage"] + cols, [[r["stage"]] + [str(r.get(c, "–")) for c in cols] for r in counts]
+
+
+def dropped_table(dropped: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Every dropped, skipped or filtered item with the step, the reason and the measured value."""
+    header = ["item", "split", "step", "reason", "measured value"]
+    rows = [
+        [str(r["track_id"]), str(r["split"] or "–"), str(r["step"]), str(r["reason"]), _fmt(r["value"], ".3g")]
+        for r in dropped[:MAX_DROPPED_ROWS]
+    ]
+    return header, rows
+
+
+def _point_label(point: dict) -> str:
+    return ", ".join(f"{k} = {v:g}" for k, v in point.items())
+
+
+def sensitivity_table(points: list[dict], channels, *, main_k: int) -> tuple[list[str], list[list[str]]]:
+    """One row per (method, stage, grid point): r1, rho_bar and μz per channel at K = main_k."""
+    header = ["Method", "stage", "grid point", "r₁", "ρ̄"] + [f"{c} μz" for c in channels]
+    rows = []
+    for d in points:
+        summ = d["summary"][str(main_k)]
+        rows.append(
+            [_label(d["method"]), d["stage"], _point_label(d["point"])]
+            + [_fmt(d["diagnostics"]["r1"], ".3f"), _fmt(d["diagnostics"]["rho_bar"], ".3f")]
+            + [_fmt(summ[c]["mu_z"], "+.2f") for c in channels]
+        )
+    return header, rows
+
+
+def sensitivity_figure(points: list[dict], channels, *, main_k: int) -> bytes:
+    """PNG heat-map (paper App. B.5): rows = method and grid point, columns = stage x channel, colour = μz."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = list(dict.fromkeys(d["stage"] for d in points))
+    rows = list(dict.fromkeys((d["method"], _point_label(d["point"])) for d in points))
+    cols = [(s, c) for s in stages for c in channels]
+    M = np.full((len(rows), len(cols)), np.nan)
+    for d in points:
+        i = rows.index((d["method"], _point_label(d["point"])))
+        for c in channels:
+            v = d["summary"][str(main_k)][c]["mu_z"]
+            M[i, cols.index((d["stage"], c))] = np.nan if v is None else v
+    lim = max(1.0, float(np.nanmax(np.abs(M)))) if np.isfinite(M).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.0 + 0.85 * len(cols), 1.2 + 0.38 * len(rows)))
+    cmap = matplotlib.colormaps["RdBu_r"].copy()
+    cmap.set_bad("#eeeeee")
+    im = ax.imshow(np.ma.masked_invalid(M), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if np.isfinite(M[i, j]):
+                ax.text(j, i, f"{M[i, j]:+.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), [f"{s}\n{c}" if len(stages) > 1 else c for s, c in cols], fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{_label(m)}: {p}" for m, p in rows], fontsize=7)
+    fig.colorbar(im, ax=ax, label=f"μz at K = {main_k}", shrink=0.8)
+    ax.set_title("Sensitivity of homogeneity to the method's hyperparameters", fontsize=9)
+    return _png(fig)
+
+
+def cost_table(cost: dict) -> tuple[list[str], list[list[str]]]:
+    """Per row: attribution and training wall-clock, CPU-hours, device-hours, peak memory, disk."""
+    dev = next(iter(cost.values()))["device"] if cost else "cpu"
+    header = [
+        "Method",
+        "attribution wall (s)",
+        "training wall (s)",
+        "CPU-h",
+        f"{'GPU' if dev == 'cuda' else 'CPU'} device-h",
+        "peak RSS (MB)",
+        "disk (MB)",
+        "jobs",
+    ]
+    rows = [
+        [
+            _label(m),
+            f"{c['wall_s']:.1f}",
+            f"{c['train_wall_s']:.1f}" if c["train_wall_s"] else "–",
+            f"{c['cpu_h']:.4f}",
+            f"{c['device_h']:.4f}",
+            f"{c['peak_rss_mb']:.0f}",
+            f"{c['disk_mb']:.2f}",
+            f"{c['n_jobs']}" + (f" ({c['n_missing']} missing)" if c["n_missing"] else ""),
+        ]
+        for m, c in cost.items()
+    ]
+    return header, rows
+
+
+def empty_table(homs: dict) -> tuple[list[str], list[list[str]]]:
+    """Per method, per channel: the mean share of G_K's items with an empty feature; the header
+    gives the pool's count of such items (SPEC §5, :mod:`aria.evaluation.degenerate`).
+    """
+    first = next((h["empty"] for h in homs.values() if h.get("empty")), None)
+    if first is None:
+        return [], []
+    channels = list(first["pool_count"])
+    header = ["Method"] + [f"{c}: {first['pool_count'][c]} of {first['n_pool']} empty" for c in channels]
+    rows = []
+    for m, h in homs.items():
+        e = h.get("empty")
+        if e:
+            rows.append(
+                [_label(m)] + [f"{e['group_share'][c]:.0%}" + (" ⚠" if c in e["dominated"] else "") for c in channels]
+            )
+    return header, rows
+
+
+def genre_table(homs: dict) -> tuple[list[str], list[list[str]]]:
+    """Per method and query genre: n, then μz / Pos / Sig per channel (SPEC §7, App. B.6)."""
+    channels = list(next(iter(homs.values()))["channels"])
+    header = ["Method", "query genre", "n"] + [f"{c} μz / Pos / Sig" for c in channels]
+    rows = []
+    for m, h in homs.items():
+        c_doc = h.get("confounds")
+        if not c_doc:
+            continue
+        for g in next(iter(c_doc["genre"].values()))["by_genre"]:
+            cells = [_label(m), g, str(c_doc["genre"][channels[0]]["by_genre"][g]["n"])]
+            for c in channels:
+                b = c_doc["genre"][c]["by_genre"][g]
+                cells.append(f"{_fmt(b['mu_z'], '+.2f')} / {_fmt(b['pos'], '.0%')} / {_fmt(b['sig'], '.0%')}")
+            rows.append(cells)
+    return header, rows
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -294,6 +456,8 @@ def html_report(
     notes: list[str],
     evidence: list[tuple[str, list[list]]],
     media: dict | None = None,
+    cards: list | None = None,
+    labels: dict | None = None,
     sections: list[tuple[str, list, list, str]] = (),
 ) -> str:
     """Self-contained HTML (figures embedded as base64 PNG).
@@ -339,6 +503,33 @@ def html_report(
         for cap, png in figures.items()
     )
     ev = []
+    if cards:
+        labels = labels or {}
+        trs = []
+        for e in cards:
+            asp = "; ".join(
+                f"{html.escape(labels.get(k, k))}: "
+                + (f"<b>{html.escape(a['channel'])}</b> {a['z']:+.1f}" if a["channel"] and a["significant"] else "–")
+                for k, a in e["aspects"].items()
+            )
+            media_cell = (
+                _player(e["player"])
+                if e.get("player")
+                else (f'<a href="{html.escape(e["midi"])}">MIDI</a>' if e.get("midi") else "")
+            )
+            trs.append(
+                f'<tr><td><a href="{html.escape(e["card"])}"><code>{html.escape(e["query_id"])}</code></a></td>'
+                f"<td>{media_cell}</td><td style='text-align:left'>{asp}</td></tr>"
+            )
+        ev.append(
+            "<p>Each query's card lists its top-K items per method with scores, where they lie in their "
+            "source, a player for the attributed window and their similarity to the query per channel. "
+            "Dominant aspect per method: the channel with the largest z when it clears 1.645 (– none).</p>"
+            "<table><tr><th>query (card)</th><th>query</th><th>dominant aspect per method</th></tr>"
+            + "".join(trs)
+            + "</table>"
+        )
+        evidence = []
     for qid, top in evidence:
         if media is None:
             lis = "".join(

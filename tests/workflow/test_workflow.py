@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import BIN, REPO, run_snakemake
 
 from aria.io.stores import open_scores, read_features
 
@@ -142,6 +142,216 @@ def test_residual_outputs_match_brute_force(tiny_run, exp, stage, method):
     assert "Axis–channel alignment of the removed axis (Eq. 8)" in html
 
 
+@pytest.mark.parametrize("exp, stage, method", [("tiny", "symbolic", "gradcos"), ("tiny_audio", "semantic", "trak")])
+def test_confounds_match_the_stores(tiny_run, exp, stage, method):
+    """Genre breakdown, genre-stratified z and same-piece share recomputed from the stored groups,
+    manifest, segments and queries; summary.json and the report carry them."""
+    from aria.evaluation.confounds import (
+        genre_breakdown,
+        null_same_piece_share,
+        same_piece_share,
+        stratified_zscores,
+    )
+    from aria.evaluation.homogeneity import channel_homogeneity, evidence_pool
+    from aria.io.layouts import read_evidence, read_null
+    from aria.io.tables import read_manifest, read_npz
+
+    cfg = tiny_config()
+    res = tiny_run / "results" / exp
+    man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
+    genre = dict(zip(man["track_id"], man["genre"]))
+    pool = man.loc[man["split"] == "train", "track_id"].to_numpy() if exp == "tiny_audio" else None
+    ids, feats, chans = evidence_pool(
+        read_evidence(res / "evidence" / f"{'symbolic' if exp == 'tiny' else 'audio'}_features.npz"), pool=pool
+    )
+    doc = json.loads((res / "homogeneity" / stage / f"{method}.json").read_text())
+    K = cfg["homogeneity"]["main_k"]
+    c_doc = doc["confounds"]
+    assert c_doc["k"] == K
+    where = {t: i for i, t in enumerate(ids)}
+    groups = np.array([[where[t] for t in row] for row in doc["by_k"][str(K)]["top_ids"]])
+    pieces = np.asarray(ids)
+    if exp == "tiny":
+        seg = read_npz(res / "segments" / "symbolic" / "train.npz")
+        pieces = np.asarray(seg["track_ids"])[[list(seg["segment_ids"]).index(t) for t in ids]]
+    labels = np.array([genre[t] for t in pieces])
+    q = read_npz(res / "queries" / ("symbolic" if exp == "tiny" else "semantic") / "queries.npz")
+    q_genre = dict(zip(q["query_ids"], [genre[t] for t in q["track_ids"]]))
+    q_genres = [q_genre[x] for x in doc["query_ids"]]
+    assert c_doc["query_genres"] == q_genres
+    null = read_null(res / "evidence" / "null.json")
+    H, _ = channel_homogeneity(feats, chans, groups, null["scales"])
+    ref = stratified_zscores(
+        feats,
+        chans,
+        null["scales"],
+        groups,
+        labels,
+        H,
+        n_groups=cfg["homogeneity"]["n_null_groups"],
+        random_state=cfg["seeds"]["null_groups"],
+    )
+    for c in chans:
+        np.testing.assert_allclose(c_doc["stratified"]["z_c"][c], ref["z_c"][c], atol=1e-9, equal_nan=True)
+        want = genre_breakdown(doc["by_k"][str(K)]["z_c"][c], q_genres)
+        assert c_doc["genre"][c]["sd_mu_z"] == pytest.approx(want["sd_mu_z"], nan_ok=True)
+        assert c_doc["genre"][c]["by_genre"].keys() == want["by_genre"].keys()
+    if exp == "tiny":  # a segment pool: the same-piece share against the exact null share
+        np.testing.assert_allclose(c_doc["same_piece"]["share"], same_piece_share(groups, pieces))
+        assert c_doc["same_piece"]["null_share"] == pytest.approx(null_same_piece_share(pieces))
+    else:
+        assert "same_piece" not in c_doc
+    summary = json.loads((res / "summary.json").read_text())
+    row = summary["methods"][method if exp == "tiny" else f"{method}/{stage}"]["confounds"]
+    assert row["stratified"] == c_doc["stratified"]["summary"]
+    assert row["genre_sd_mu_z"] == {c: c_doc["genre"][c]["sd_mu_z"] for c in chans}
+    html = (res / "report.html").read_text()
+    assert "Confounds: genre and same piece" in html and "Homogeneity per query genre" in html
+
+
+def test_cost_table_sums_the_benchmarks(tiny_run):
+    """TRAK's cost = its scoring job + the projections of its ensemble's final checkpoints (+ their
+    training), summed here from the benchmark files by name; LoGra's adds its covariance job."""
+    cfg = tiny_config()
+    res = tiny_run / "results" / "tiny"
+    bench = res / "benchmarks"
+
+    def tsv(rel):
+        lines = (bench / rel).read_text().splitlines()
+        head, vals = lines[0].split("\t"), lines[1].split("\t")
+        return dict(zip(head, vals))
+
+    n_c = cfg["methods"]["tracin"]["checkpoints"]
+    att = ["score/symbolic/trak.tsv"] + [f"project_gradients/symbolic/m{m}_c{n_c}.tsv" for m in range(2)]
+    tr = [f"train_model/symbolic/m{m}.tsv" for m in range(2)]
+    cost = json.loads((res / "summary.json").read_text())["methods"]["trak"]["cost"]
+    assert cost["wall_s"] == pytest.approx(sum(float(tsv(f)["s"]) for f in att))
+    assert cost["train_wall_s"] == pytest.approx(sum(float(tsv(f)["s"]) for f in tr))
+    assert cost["cpu_h"] == pytest.approx(sum(float(tsv(f)["cpu_time"]) for f in att + tr) / 3600)
+    assert cost["peak_rss_mb"] == pytest.approx(max(float(tsv(f)["max_rss"]) for f in att + tr))
+    stores = [res / "scores/symbolic/trak.zarr"] + [res / f"features/symbolic/m{m}_c{n_c}.zarr" for m in range(2)]
+    nbytes = sum(p.stat().st_size for s in stores for p in s.rglob("*") if p.is_file())
+    assert cost["disk_mb"] == pytest.approx(nbytes / 1e6) and cost["n_missing"] == 0
+    logra = json.loads((res / "summary.json").read_text())["methods"]["logra"]["cost"]
+    want = ["score/symbolic/logra.tsv", "project_factored/symbolic/logra/m0.tsv", "kfac_covariance/symbolic/m0.tsv"]
+    assert logra["wall_s"] == pytest.approx(sum(float(tsv(f)["s"]) for f in want))
+    assert "Cost per setting" in (res / "report.html").read_text()
+
+
+def test_rerun_scope_sensitivity_grid(tiny_run):
+    """Adding a λ point re-solves only (one sweep job per swept stage, the reports); adding a k point
+    projects at that k and never trains."""
+    cfg = tiny_config()
+    cfg["sensitivity"]["grid"]["trak"]["lambda"] = [0.1, 0.5]
+    assert dry_run_jobs(tiny_run, cfg) == {
+        ("sweep_point", "exp=tiny, stage=symbolic, method=trak, point=k16_lambda0.5"),
+        ("sweep_point", "exp=tiny_audio, stage=semantic, method=trak, point=k16_lambda0.5"),
+        ("symbolic_report", ""),
+        ("audio_report", ""),
+    }
+    cfg = tiny_config()
+    cfg["sensitivity"]["grid"]["trak"]["k"] = [16, 8]
+    jobs = dry_run_jobs(tiny_run, cfg)
+    assert {r for r, _ in jobs} == {"project_gradients_k", "sweep_point", "symbolic_report", "audio_report"}
+    assert ("project_gradients_k", "exp=tiny, stage=symbolic, k=8, m=1, c=2") in jobs
+
+
+def test_sensitivity_point_matches_numpy(tiny_run):
+    """A grid point's μz and r1: TRAK at k = 16, λ = 0.1 recomputed with numpy from the stores
+    projected at k = 16 (the symbolic stage's own k is 32), then homogeneity as for the main row."""
+    from aria.evaluation.homogeneity import evidence_pool, homogeneity_table
+    from aria.io.layouts import read_evidence, read_null
+
+    res = tiny_run / "results" / "tiny"
+    feats = [read_features(res / "features" / "symbolic" / "k16" / f"m{m}_c2.zarr") for m in range(2)]
+    assert feats[0]["train"].shape[1] == 16
+    S = np.mean(
+        [
+            f["train"].astype(np.float64)
+            @ np.linalg.inv(f["train"].T.astype(np.float64) @ f["train"] + 0.1 * np.eye(16))
+            @ f["query"].T.astype(np.float64)
+            for f in feats
+        ],
+        axis=0,
+    )
+    doc = json.loads((res / "sensitivity" / "symbolic" / "trak" / "k16_lambda0.1.json").read_text())
+    assert doc["point"] == {"k": 16, "lambda": 0.1} and doc["params"]["lambda"] == 0.1
+    s = np.linalg.svd(S, compute_uv=False)
+    assert doc["diagnostics"]["r1"] == pytest.approx(s[0] ** 2 / (s**2).sum(), rel=1e-3)
+    ids, ev, chans = evidence_pool(read_evidence(res / "evidence" / "symbolic_features.npz"))
+    tab = homogeneity_table(S, ev, chans, read_null(res / "evidence" / "null.json"))
+    for c in chans:  # float32 store vs float64 here: top-K ties aside, identical groups
+        assert doc["summary"]["3"][c]["mu_z"] == pytest.approx(tab["by_k"][3]["summary"][c]["mu_z"], abs=1e-6)
+    summary = json.loads((res / "summary.json").read_text())
+    pts = {(d["method"], d["stage"], json.dumps(d["point"])) for d in summary["sensitivity"]}
+    assert ("trak", "symbolic", json.dumps({"k": 16, "lambda": 0.1})) in pts and len(pts) == 2
+    assert "Sensitivity to hyperparameters" in (res / "report.html").read_text()
+
+
+def test_rerun_scope_homogeneity_unit(tiny_run):
+    """homogeneity.unit: track recomputes the evidence pool, null, homogeneity, residuals and the
+    symbolic report, and never trains, projects or scores."""
+    cfg = tiny_config()
+    cfg["homogeneity"]["unit"] = "track"
+    rules = {r for r, _ in dry_run_jobs(tiny_run, cfg)}
+    assert rules == {
+        "symbolic_features",
+        "symbolic_pool_check",
+        "symbolic_null",
+        "symbolic_homogeneity",
+        "residual",
+        "sweep_point",
+        "symbolic_cards",
+        "symbolic_report",
+    }
+
+
+def test_track_unit_homogeneity_is_the_track_level_matrix(tiny_run, tmp_path):
+    """With unit: track the pool is whole pieces (features of each whole piece) and S is made
+    track-level with the method's normalization before G_K is formed (SPEC §3, §6)."""
+    from aria.attribution.tracklevel import track_level
+    from aria.evaluation.homogeneity import homogeneity_table, null_distribution
+    from aria.io.layouts import read_evidence, read_null
+    from aria.io.tables import read_npz
+    from aria.symbolic.features import CHANNELS, extract
+    from aria.symbolic.tokenize import decode
+
+    res = tiny_run / "results" / "tiny"
+    seg = res / "segments" / "symbolic" / "train.npz"
+    aria = [str(BIN / "aria")]
+    run = lambda *a: subprocess.run(aria + list(a), check=True, capture_output=True, cwd=tmp_path)  # noqa: E731
+    run("symbolic-features", "--segments", str(seg), "--params", '{"block_tokens": 64}',
+        "--out", str(tmp_path / "seg.npz"), "--out-tracks", str(tmp_path / "tracks.npz"))  # fmt: skip
+    run("null", "--features", str(tmp_path / "tracks.npz"), "--out", str(tmp_path / "null.json"),
+        "--params", '{"ks": [3, 5], "n_groups": 50, "seed": 2024}')  # fmt: skip
+    run("homogeneity", "--scores", str(res / "scores" / "symbolic" / "trak.zarr"),
+        "--features", str(tmp_path / "tracks.npz"), "--null", str(tmp_path / "null.json"),
+        "--manifest", str(res / "corpus" / "manifest.csv"), "--segments", str(seg),
+        "--queries", str(res / "queries" / "symbolic" / "queries.npz"), "--out", str(tmp_path / "h.json"),
+        "--params", json.dumps({"domain": "symbolic", "main_k": 3, "n_groups": 50, "seed": 2024,
+                                "unit": "track", "normalize": "zscore"}))  # fmt: skip
+    d = read_npz(seg)
+    ev = read_evidence(tmp_path / "tracks.npz")
+    assert list(ev["ids"]) == list(d["stream_tracks"])
+    i = 1  # one piece's features are those of its whole decoded token stream
+    notes = decode(d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]])
+    want = extract(notes, tempo_map=d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]])
+    for f, v in want.items():
+        np.testing.assert_allclose(ev["features"][f][i], v)
+    S, _, _ = open_scores(res / "scores" / "symbolic" / "trak.zarr")
+    tids, Sb = track_level(S, d["track_ids"], normalize="zscore")
+    sel = [list(tids).index(t) for t in ev["ids"]]
+    null = null_distribution(ev["features"], CHANNELS, ks=[3, 5], n_groups=50, random_state=2024)
+    np.testing.assert_allclose(read_null(tmp_path / "null.json")["by_k"][3]["mu_c"]["melody"],
+                               null["by_k"][3]["mu_c"]["melody"])  # fmt: skip
+    tab = homogeneity_table(Sb[sel], ev["features"], CHANNELS, null)
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["unit"] == "track" and "same_piece" not in doc["confounds"]
+    for c in CHANNELS:
+        np.testing.assert_allclose(doc["by_k"]["3"]["z_c"][c], tab["by_k"][3]["z_c"][c], atol=1e-9, equal_nan=True)
+    assert doc["by_k"]["3"]["top_ids"] == np.asarray(ev["ids"])[tab["by_k"][3]["groups"]].tolist()
+
+
 def test_rerun_scope_trak_lambda(tiny_run):
     """Changing only TRAK's lambda reruns TRAK scoring and what depends on it, nothing else."""
     cfg = tiny_config()
@@ -152,6 +362,7 @@ def test_rerun_scope_trak_lambda(tiny_run):
         ("symbolic_homogeneity", "method=trak"),
         ("residual", "exp=tiny, stage=symbolic, method=trak"),
         ("lds", "exp=tiny, stage=symbolic, method=trak"),  # its LDS, never the retraining
+        ("symbolic_cards", ""),
         ("symbolic_report", ""),
     }
 
@@ -167,6 +378,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
         ("symbolic_homogeneity", "method=logra"),
         ("residual", w),
         ("lds", w),
+        ("symbolic_cards", ""),
         ("symbolic_report", ""),
     }
     cfg = tiny_config()
@@ -180,6 +392,8 @@ def test_rerun_scope_logra_alpha(tiny_run):
         "symbolic_homogeneity",
         "residual",
         "lds",
+        "sweep_point",  # its sensitivity point reads the new features
+        "symbolic_cards",
         "symbolic_report",
     }
 
@@ -261,6 +475,8 @@ def test_rerun_scope_projection_k(tiny_run):
         "symbolic_homogeneity",
         "residual",
         "lds",
+        "sweep_point",  # TRAK's k = 16 grid point now reads the main stores
+        "symbolic_cards",
         "symbolic_report",
     }
     assert {w for r, w in jobs if r == "project_gradients"} == {
@@ -322,6 +538,100 @@ def test_report_renders_in_browser(tiny_run, tmp_path, experiment):
 
     img = np.asarray(Image.open(png).convert("L"), dtype=float)
     assert img.shape[0] >= 1000 and img.std() > 10  # not a blank page
+    # one evidence card, rendered too (the PNG stays next to the tiny run for a look)
+    card = sorted((tiny_run / "results" / experiment / "cards").glob("q-*.html"))[0]
+    shot = tiny_run / f"card_{experiment}.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'prof2'}", "--window-size=1300,1800", f"--screenshot={shot}", card.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert img.std() > 10 and (img < 128).mean() > 0.01  # text and tables rendered
+
+
+@pytest.mark.parametrize("exp", ["tiny", "tiny_audio"])
+def test_evidence_cards_match_the_stores(tiny_run, exp):
+    """Each card's scores are the matrix entries, its similarities the SPEC similarity of the query's
+    own features to each item, its windows the best segment of each track for the query."""
+    import html as H
+
+    from aria.evaluation.evidence import query_similarity
+    from aria.evaluation.homogeneity import evidence_pool
+    from aria.io.layouts import read_evidence, read_null
+    from aria.io.tables import read_csv, read_manifest
+
+    res = tiny_run / "results" / exp
+    idx = json.loads((res / "cards" / "index.json").read_text())
+    summary = json.loads((res / "summary.json").read_text())
+    assert [e["query_id"] for e in idx] == json.loads(next((res / "homogeneity").rglob("*.json")).read_text())[
+        "query_ids"
+    ]
+    e = idx[0]
+    card = (res / "cards" / e["card"]).read_text()
+    key = "gradcos" if exp == "tiny" else "trak/semantic"
+    method, _, stage = key.partition("/")
+    stage = stage or "symbolic"
+    hom = json.loads((res / "homogeneity" / stage / f"{method}.json").read_text())
+    K = str(tiny_config()["homogeneity"]["main_k"])
+    top = hom["by_k"][K]["top_ids"][0]
+    store = res / ("scores" if exp == "tiny" else "tracklevel") / stage / f"{method}.zarr"
+    S, rows, _ = open_scores(store)
+    rows = list(rows)
+    label = summary["methods"][key]["label"]
+    section = card.split(f"<b>{H.escape(label)}</b>")[1].split("</details>")[0]
+    for t in top:
+        assert f"<code>{t}</code></td><td>{float(S[rows.index(t), 0]):.4g}</td>" in section
+    # similarities: the query's features against each item, recomputed here
+    pool = None
+    if exp == "tiny_audio":
+        man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
+        pool = man.loc[man["split"] == "train", "track_id"].to_numpy()
+    ids, feats, chans = evidence_pool(
+        read_evidence(res / "evidence" / f"{'symbolic' if exp == 'tiny' else 'audio'}_features.npz"), pool=pool
+    )
+    scales = read_null(res / "evidence" / "null.json")["scales"]
+    if exp == "tiny":
+        from aria.io.midi import read_midi
+        from aria.symbolic.features import extract
+
+        n, tempo = read_midi(res / "queries" / "midi" / f"{e['query_id']}.mid")
+        qf = extract(n, tempo_map=tempo)
+    else:
+        from aria.audio.features import chord_root_motion, extract_many
+
+        f, _ = extract_many([res / "queries" / "audio" / f"{e['query_id']}.wav"], sr=22050)
+        qf = {k: v[0] for k, v in f.items() if k not in ("paths", "chords")} | {
+            "chords": chord_root_motion(f["chords"][0])
+        }
+    sims = query_similarity(qf, feats, [list(ids).index(t) for t in top], chans, scales)
+    cells = [c.split("</td>")[0] for c in section.split('<td class="sim">')[1:]]
+    got = np.array(cells, dtype=float).reshape(len(top), len(chans))
+    np.testing.assert_allclose(got, np.stack([sims[c] for c in chans], axis=1), atol=6e-4)
+    if exp == "tiny_audio":  # the window of the top track is its best semantic segment for query 0
+        Sseg, seg_rows, _ = open_scores(res / "scores" / "semantic" / "trak.zarr")
+        seg = read_csv(res / "segments" / "semantic" / "segments.csv").set_index("segment_id")
+        mine = [i for i, r in enumerate(seg_rows) if seg.loc[r, "track_id"] == top[0]]
+        best = seg_rows[mine[int(np.argmax(np.asarray(Sseg[:, 0])[mine]))]]
+        a0 = float(seg.loc[best, "start_s"])
+        assert f"#t={a0:.2f},{a0 + 4:.2f}" in section  # semantic window_s = 4 in the tiny config
+
+
+@pytest.mark.parametrize("exp", ["tiny", "tiny_audio"])
+def test_report_is_self_contained(tiny_run, tmp_path, exp):
+    """Moved elsewhere, the report and its cards still find every file they link to or play."""
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run / "results" / exp, moved, ignore=shutil.ignore_patterns("logs", "benchmarks"))
+    pages = [moved / "report.html", *sorted((moved / "cards").glob("*.html"))]
+    n_links = 0
+    for page in pages:
+        for ref in re.findall(r'(?:src|href)="([^"#]+)(?:#[^"]*)?"', page.read_text()):
+            if ref.startswith(("data:", "http")):
+                continue
+            assert not ref.startswith(("/", "..")) or page.parent.name == "cards" and ref == "../report.html", ref
+            assert (page.parent / ref).resolve().is_file(), f"{page.name}: {ref} is missing"
+            n_links += 1
+    assert n_links > len(pages)
 
 
 def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
@@ -350,8 +660,10 @@ def test_user_corpus_reproduces_demo_run(tiny_run, tmp_path):
         assert list(ra) == list(rb) and list(ca) == list(cb)
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
     assert set(sb["methods"]) == {"trak", "tracin", "gradcos", "graddot"}
-    for m, row in sb["methods"].items():
-        assert {k: v for k, v in sa["methods"][m].items() if k != "lds"} == row
+    for m, row in sb["methods"].items():  # (cost is measured time and memory: not reproducible by nature)
+        assert {k: v for k, v in sa["methods"][m].items() if k not in ("lds", "cost")} == {
+            k: v for k, v in row.items() if k != "cost"
+        }
 
 
 def test_audio_corpus_and_features(tiny_run):
@@ -388,6 +700,7 @@ def test_rerun_scope_audio_stage(tiny_run):
         ("tracklevel", "stage=fine, method=trak"),
         ("audio_homogeneity", "stage=fine, method=trak"),
         ("residual", fine),
+        ("audio_cards", ""),
         ("audio_report", ""),
     }
     cfg = tiny_config()
@@ -395,15 +708,18 @@ def test_rerun_scope_audio_stage(tiny_run):
     jobs = dry_run_jobs(tiny_run, cfg)
     assert {r for r, _ in jobs} == {
         "project_gradients",
+        "project_gradients_k",  # TRAK's k = 16 grid point is no longer the stage's own k
         "score",
         "diagnostics",
         "tracklevel",
         "audio_homogeneity",
         "residual",
         "lds",
+        "sweep_point",
+        "audio_cards",
         "audio_report",
     }
-    assert all("semantic" in w for r, w in jobs if r != "audio_report")
+    assert all("semantic" in w for r, w in jobs if r not in ("audio_report", "audio_cards"))
     assert {w for r, w in jobs if r == "project_gradients"} == {
         f"exp=tiny_audio, stage=semantic, m={m}, c=1" for m in (0, 1)
     }
@@ -419,7 +735,10 @@ def test_audio_report_and_queries(tiny_run):
         f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")
     }
     html = (res / "report.html").read_text()
-    assert html.count("<audio") >= 2 * (1 + 3)  # each query + its top-K tracks
+    n_q = len(list((res / "queries" / "audio").glob("*.wav")))
+    assert html.count("<audio") == n_q  # each query's player; its top-K windows play in its card
+    for card in (res / "cards").glob("q-*.html"):
+        assert card.read_text().count("<audio") == 1 + len(summary["methods"]) * 3  # query + K = 3 per row
     import soundfile as sf
 
     for wav in (res / "queries" / "audio").glob("*.wav"):
@@ -465,3 +784,30 @@ def test_user_audio_corpus_with_bad_files(tiny_run, tmp_path):
     assert "skipped truncated" in log and "skipped empty" in log and "filtered out silent: silence" in log
     with np.load(res / "evidence" / "audio_features.npz") as z:
         assert set(z["track_ids"]) == set(kept["track_id"])
+    # the data accounting: every track left out, with the step, the reason and the measured value
+    from aria.io.tables import read_dropped
+
+    dropped = read_dropped([res / "corpus" / "dropped.csv"]).set_index("track_id")
+    assert set(dropped.index) == {"truncated", "empty", "silent"}
+    assert dropped.loc["truncated", "step"] == "import" and dropped.loc["truncated", "reason"].startswith("unreadable")
+    assert dropped.loc["silent", "step"] == "filter" and dropped.loc["silent", "reason"] == "silence share > 0.6"
+    assert dropped.loc["silent", "value"] == pytest.approx(1.0) and dropped.loc["silent", "split"] == "train"
+
+    # a K larger than the manifest's training rows is refused before anything runs ...
+    n_listed = sum(r["split"] == "train" for r in rows)
+    cfg["homogeneity"] = {**cfg["homogeneity"], "ks": [3, 5, 50]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_snakemake(tmp_path, "-n", check=False)
+    assert out.returncode != 0 and f"K = 50 exceeds the {n_listed} training tracks listed" in out.stdout + out.stderr
+    # ... and one larger than the pool left after the filters stops the run before any training
+    n_train = int((kept["split"] == "train").sum())
+    assert n_train < n_listed
+    cfg["homogeneity"] = {**cfg["homogeneity"], "ks": [3, 5, n_listed]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_snakemake(tmp_path, "--cores", "2", "results/tiny_audio/report.html", check=False)
+    assert out.returncode != 0
+    msg = (res / "logs" / "audio_pool_check.log").read_text()
+    want = f"K = [{n_listed}] (homogeneity.ks) exceeds the {n_train} training tracks left after the corpus filters"
+    assert want in msg
+    assert not (res / "corpus" / "pool.json").exists()
+    assert not list(res.glob("models/**/*.pt"))  # the pool check (priority 100) ran before any training

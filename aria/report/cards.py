@@ -1,0 +1,151 @@
+"""Per-query evidence cards: one self-contained HTML page per query (README "Per-query evidence cards").
+
+A card shows the query (player, or MIDI and a piano roll), then one section per report row:
+the setting's verdict, the aspect that dominates the query's top-K group, and each attributed
+item with its score, where it lies in its source (time range, bars for MIDI), a player for the
+attributed *window* (not the whole file) and its similarity to the query per channel, with the
+group's z per channel; symbolic rows also roll the segments up by piece.
+
+Every link in a card is relative to the card's own folder (``media/...``), so the report
+folder can be moved or zipped. Input is plain data (:func:`card_html`); the numbers are
+computed by :mod:`aria.evaluation.evidence` and gathered by ``aria cards``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from aria.report.render import _CSS, _fmt
+
+__all__ = ["card_html", "piano_roll_png", "CARD_CSS"]
+
+CARD_CSS = (
+    _CSS
+    + """
+.verdict{display:inline-block;padding:.1rem .45rem;border-radius:.3rem;font-size:.85rem;background:#eef1f5}
+.verdict.collapsed{background:#fde8e8;color:#9b1c1c}.verdict.query-dependent{background:#e6f4ea;color:#0a6b2d}
+.verdict.offset-dominated{background:#fff4e0;color:#8a5300}
+.aspect{font-weight:600} td.sim{color:#334} .roll{font-size:.85rem;color:#444}
+audio.win{height:1.8rem;width:13rem;vertical-align:middle}
+img.roll{max-width:100%;border:1px solid #eee}
+"""
+)
+
+
+def piano_roll_png(notes, *, title: str = "") -> bytes:
+    """PNG piano roll of a note list (time in s on x, MIDI pitch on y, one colour per track)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aria.report.render import _png
+
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n in notes:
+        ax.broken_barh(
+            [(float(n["onset"]), max(float(n["offset"] - n["onset"]), 0.02))],
+            (int(n["pitch"]) - 0.4, 0.8),
+            color=colours[int(n["track"]) % len(colours)],
+        )
+    if len(notes):
+        ax.set_ylim(int(notes["pitch"].min()) - 2, int(notes["pitch"].max()) + 2)
+        ax.set_xlim(0, float(notes["offset"].max()) + 0.2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def _player(src: str | None, cls: str = "win") -> str:
+    if not src:
+        return "–"
+    return f'<audio class="{cls}" controls preload="none" src="{html.escape(src)}"></audio>'
+
+
+def _verdict_badge(v: dict) -> str:
+    name = v.get("verdict") or "no verdict"
+    return f'<span class="verdict {html.escape(name)}">{html.escape(name)}</span> {html.escape(v.get("sentence", ""))}'
+
+
+def card_html(card: dict) -> str:
+    """One query's card.
+
+    ``card``: ``{"query_id", "title", "query": {"player": src or None, "midi": src or None,
+    "roll_png": bytes or None, "genre"}, "channels": [...], "k": int, "rows": [{"key", "verdict",
+    "aspect": {"channel", "z", "significant"}, "z": {channel: z}, "items": [{"id", "score",
+    "where", "player", "sim": {channel: float}}], "rollup": [...] or None, "note": str}]}``.
+    """
+    q = card["query"]
+    chans = card["channels"]
+    head = [f"<h1>Evidence for query <code>{html.escape(card['query_id'])}</code></h1>"]
+    sub = [f"{html.escape(card['title'])}"]
+    if q.get("genre"):
+        sub.append(f"genre of its held-out source: {html.escape(q['genre'])}")
+    head.append(f'<p class="sub">{" · ".join(sub)} · <a href="../report.html">back to the report</a></p>')
+    qparts = []
+    if q.get("player"):
+        qparts.append(f"Query audio: {_player(q['player'], 'q')}")
+    if q.get("midi"):
+        qparts.append(f'<a href="{html.escape(q["midi"])}">query MIDI</a>')
+    head.append("<p>" + " · ".join(qparts) + "</p>")
+    if q.get("roll_png"):
+        b64 = base64.b64encode(q["roll_png"]).decode()
+        head.append(f'<img class="roll" alt="piano roll of the query" src="data:image/png;base64,{b64}">')
+    body = []
+    for r in card["rows"]:
+        a = r["aspect"]
+        if a["channel"] is None:
+            aspect = "no channel has a finite z"
+        elif a["significant"]:
+            aspect = f'<span class="aspect">{html.escape(a["channel"])}</span> dominates (z = {a["z"]:+.2f})'
+        else:
+            aspect = f"no aspect stands out (largest: {html.escape(a['channel'])}, z = {a['z']:+.2f} < 1.645)"
+        th = "".join(f"<th>{html.escape(c)} sim</th>" for c in chans)
+        trs = []
+        for rank, it in enumerate(r["items"], start=1):
+            sims = "".join(f'<td class="sim">{_fmt(it["sim"].get(c), ".3f")}</td>' for c in chans)
+            trs.append(
+                f"<tr><td>{rank}</td><td><code>{html.escape(it['id'])}</code></td><td>{_fmt(it['score'], '.4g')}</td>"
+                f"<td>{html.escape(it['where'])}</td><td>{_player(it.get('player'))}</td>{sims}</tr>"
+            )
+        zrow = "".join(f"<td>{_fmt(r['z'].get(c), '+.2f')}</td>" for c in chans)
+        trs.append(f'<tr><td colspan="5" style="text-align:right">group z (K = {card["k"]})</td>{zrow}</tr>')
+        roll = ""
+        if r.get("rollup"):
+            roll = (
+                '<p class="roll">By piece: '
+                + "; ".join(
+                    f"<code>{html.escape(p['track'])}</code> {p['n']} segment{'s' if p['n'] > 1 else ''} "
+                    f"(best rank {p['best_rank']})"
+                    for p in r["rollup"]
+                )
+                + "</p>"
+            )
+        body.append(
+            f"<details open><summary><b>{html.escape(r['label'])}</b>"
+            f" — {aspect}</summary><p>{_verdict_badge(r['verdict'])}</p>"
+            f"<table><tr><th>#</th><th>training item</th><th>score</th><th>where</th><th>window</th>{th}</tr>"
+            f"{''.join(trs)}</table>{roll}"
+            + (f'<p class="roll">{html.escape(r["note"])}</p>' if r.get("note") else "")
+            + "</details>"
+        )
+    notes = (
+        "<ul class='notes'><li>Score: the row's matrix entry for this query (track-level rows: the "
+        "per-query normalized mean over the track's segments, SPEC §3). Similarity: 1/(1+d) with d the "
+        "standardized distance over the pool's scales, chord progressions by LCS of root motions; 1 = "
+        "identical. Group z: the homogeneity of the whole top-K group against random groups (SPEC §6).</li>"
+        "<li>A collapsed setting ranks training items nearly the same for every query: its list "
+        "describes one fixed group, not this query.</li></ul>"
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Evidence: '
+        f"{html.escape(card['query_id'])}</title><style>{CARD_CSS}</style></head><body>"
+        + "".join(head)
+        + "".join(body)
+        + notes
+        + "</body></html>\n"
+    )

@@ -337,10 +337,11 @@ def row_cost_files(exp, key):
     stores = method_feature_stores(w)
     bench = [benchmarks(f"score/{stage}/{method}.tsv", exp)]
     models = set()
+    base = results(f"features/{stage}", exp)
     for f in stores:
-        rel = f.split(f"/features/{stage}/", 1)[1].removesuffix(".zarr")
-        if rel.startswith(f"{method}/"):  # factored: features/<stage>/<method>/m<m>.zarr
-            m = rel.split("/m", 1)[1]
+        rel = os.path.relpath(f, base).removesuffix(".zarr")
+        if os.path.dirname(rel) == method:  # factored: features/<stage>/<method>/m<m>.zarr
+            m = os.path.basename(rel)[1:]
             bench.append(benchmarks(f"project_factored/{stage}/{rel}.tsv", exp))
             if factored_inputs(SimpleNamespace(exp=exp, stage=stage, method=method, m=m)).get("covariance"):
                 bench.append(benchmarks(f"kfac_covariance/{stage}/m{m}.tsv", exp))
@@ -419,7 +420,8 @@ def sweep_inputs(w):
     k = point.get("k")
     stores = method_feature_stores(w)
     if k is not None and int(k) != stage_cfg(w)["projection"]["k"]:
-        stores = [f.replace(f"/features/{w.stage}/", f"/features/{w.stage}/k{int(k)}/") for f in stores]
+        base = results(f"features/{w.stage}", w.exp)
+        stores = [os.path.join(base, f"k{int(k)}", os.path.relpath(f, base)) for f in stores]
     out = {"features": stores}
     if SYMBOLIC and w.exp == EXP:
         out.update(evidence=symbolic_evidence(), null=results("evidence/null.json", EXP))

@@ -584,7 +584,14 @@ def cmd_null(a) -> None:
     from aria.io.layouts import write_null
 
     p = json.loads(a.params)
-    _, feats, channels = _evidence(a.features, a.manifest)
+    ids, feats, channels = _evidence(a.features, a.manifest)
+    too_big = [k for k in p["ks"] if k > len(ids)]
+    if too_big:  # the pool check ran on the corpus; items can still drop out later (feature extraction)
+        raise ValueError(
+            f"{a.features}: K = {too_big} (homogeneity.ks) exceeds the {len(ids)} pool items with features; "
+            "items whose feature extraction failed are listed in the report's data accounting "
+            "(evidence/audio_features/*_skipped.csv); lower homogeneity.ks"
+        )
     null = null_distribution(feats, channels, ks=p["ks"], n_groups=p["n_groups"], random_state=p["seed"])
     write_null(a.out, null)
     log.info("null over %d pool items, R=%d, K=%s", null["n_pool"], p["n_groups"], p["ks"])

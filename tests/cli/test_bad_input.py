@@ -156,3 +156,17 @@ def test_bad_audio_is_skipped_with_reasons(tmp_path):
     assert set(reasons) == {"silent.wav", "truncated.wav", "empty.wav"}
     assert "silent" in reasons["silent.wav"].lower() and "truncat" in reasons["truncated.wav"].lower()
     assert "empty" in reasons["empty.wav"].lower() or "zero" in reasons["empty.wav"].lower()
+
+
+def test_null_names_a_pool_smaller_than_k(tmp_path):
+    """Items can drop out after the pool check (failed feature extraction): the null job names it."""
+    from aria.io.tables import write_npz
+    from aria.symbolic.features import FEATURE_DIMS
+
+    rng = np.random.default_rng(0)
+    feats = {f: rng.random((6, d)) for f, d in FEATURE_DIMS.items()}
+    write_npz(tmp_path / "ev.npz", segment_ids=np.array([f"s{i}" for i in range(6)]), **feats)
+    params = json.dumps({"ks": [3, 10], "n_groups": 5, "seed": 0})
+    with pytest.raises(ValueError, match=r"ev\.npz: K = \[10\] \(homogeneity\.ks\) exceeds the 6 pool items"):
+        main(["null", "--features", str(tmp_path / "ev.npz"), "--params", params, "--out", str(tmp_path / "n.json")])
+    assert not (tmp_path / "n.json").exists()

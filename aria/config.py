@@ -262,8 +262,8 @@ def _sensitivity_problems(config: dict, *, symbolic: bool, audio: bool) -> list[
 
     sens = config.get("sensitivity") or {}
     problems = []
-    # every stage the config defines, run or not (a stage of an experiment switched off is skipped)
-    stages = (["symbolic"] if "methods" in config else []) + list(config.get("audio", {}).get("stages", {}))
+    # any stage Aria knows or the config defines, run or not (a stage that does not run is skipped)
+    stages = ["symbolic", *registry.audio_stages(), *config.get("audio", {}).get("stages", {})]
     for s in sens.get("stages", []):
         if s not in stages:
             problems.append(f"sensitivity.stages: unknown stage '{s}' (stages: {stages})")

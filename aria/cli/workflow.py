@@ -22,6 +22,15 @@ log = logging.getLogger("aria")
 
 
 # --------------------------------------------------------------------------- corpus
+def _stable_reason(text: str) -> str:
+    """An error message without the memory addresses some libraries print (music21: ``id()=1399…``,
+    ``0x7f4f…``), so that the dropped-items tables are identical from run to run.
+    """
+    import re
+
+    return re.sub(r"0x[0-9a-fA-F]+", "0x…", re.sub(r"id\(\)=\d+", "id()=…", str(text)))
+
+
 def cmd_demo_collection(a) -> None:
     """Build one collection's share of the embedded demo corpus (MIDI files + part manifest)."""
     import pandas as pd
@@ -49,7 +58,7 @@ def cmd_demo_collection(a) -> None:
                 if len(notes) < 8:
                     raise ValueError(f"only {len(notes)} notes")
             except Exception as e:  # noqa: BLE001 - any music21 failure skips the piece
-                skipped.append((col, src, f"{type(e).__name__}: {e}"))
+                skipped.append((col, src, _stable_reason(f"{type(e).__name__}: {e}")))
                 log.warning("skipped %s: %s: %s", src, type(e).__name__, e)
                 continue
             if len(np.unique(notes["velocity"])) <= 1:
@@ -92,7 +101,7 @@ def cmd_merge_manifests(a) -> None:
         write_dropped(
             a.out_dropped,
             [
-                (r.source, "", "corpus", f"{r.collection}: {r.reason}", np.nan)
+                (r.source, "", "corpus", _stable_reason(f"{r.collection}: {r.reason}"), np.nan)
                 for sk in skipped
                 for r in sk.itertuples()
             ],
@@ -1506,19 +1515,19 @@ def cmd_cards(a) -> None:
         (out / "media").mkdir(parents=True)
         media_done: dict[str, str] = {}
 
-        def track_audio(tid) -> str:  # a training track, copied once as OGG
+        def track_audio(tid) -> str:  # a training track, copied once as MP3
             if tid not in media_done:
-                from aria.io.audio import load_audio, write_ogg
+                from aria.io.audio import load_audio, write_mp3
 
                 src = man.loc[man["track_id"].astype(str) == tid, "abspath"].iloc[0]
-                write_ogg(out / "media" / "tracks" / f"{tid}.ogg", load_audio(src, sr=sr), sr)
-                media_done[tid] = f"media/tracks/{tid}.ogg"
+                write_mp3(out / "media" / "tracks" / f"{tid}.mp3", load_audio(src, sr=sr), sr)
+                media_done[tid] = f"media/tracks/{tid}.mp3"
             return media_done[tid]
 
         def segment_audio(seg_id) -> str | None:  # a symbolic training segment, rendered once
             if seg_id not in media_done:
                 from aria.audio.render import render_midi
-                from aria.io.audio import write_ogg
+                from aria.io.audio import write_mp3
 
                 w = windows[seg_id]
                 try:
@@ -1528,8 +1537,8 @@ def cmd_cards(a) -> None:
                     media_done[seg_id] = None
                     return None
                 name = seg_id.replace(":", "_")
-                write_ogg(out / "media" / "segments" / f"{name}.ogg", y, sr)
-                media_done[seg_id] = f"media/segments/{name}.ogg"
+                write_mp3(out / "media" / "segments" / f"{name}.mp3", y, sr)
+                media_done[seg_id] = f"media/segments/{name}.mp3"
             return media_done[seg_id]
 
         rows = []
@@ -1568,14 +1577,14 @@ def cmd_cards(a) -> None:
         for qi, qid in enumerate(qids):
             qpath = {}
             if audio:
-                from aria.io.audio import load_audio, write_ogg
+                from aria.io.audio import load_audio, write_mp3
 
-                write_ogg(
-                    out / "media" / "queries" / f"{qid}.ogg",
+                write_mp3(
+                    out / "media" / "queries" / f"{qid}.mp3",
                     load_audio(Path(spec["query_audio"]) / f"{qid}.wav", sr=sr),
                     sr,
                 )
-                qpath["player"] = f"media/queries/{qid}.ogg"
+                qpath["player"] = f"media/queries/{qid}.mp3"
             else:
                 (out / "media" / "queries").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(spec["query_midi"]) / f"{qid}.mid", out / "media" / "queries" / f"{qid}.mid")

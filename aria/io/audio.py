@@ -22,7 +22,7 @@ __all__ = [
     "silence_fraction",
     "is_silent",
     "write_wav",
-    "write_ogg",
+    "write_mp3",
     "SILENCE_THRESHOLD_DB",
     "SILENCE_FRAME_S",
 ]
@@ -216,11 +216,12 @@ def write_wav(path, y, sr: int) -> None:
         sf.write(tmp, y, int(sr), subtype="PCM_16", format="WAV")
 
 
-def write_ogg(path, y, sr: int) -> None:
-    """Write a mono or stereo waveform as Ogg Vorbis (the report's players), atomically.
+def write_mp3(path, y, sr: int) -> None:
+    """Write a mono or stereo waveform as MP3 (the report's players), atomically.
 
-    About 4 KB per second of music (compression level 0.8 of 1); report media only,
-    never analysis input.
+    About 4 KB per second of music (libsndfile's LAME at compression level 0.8 of 1); the
+    same samples give the same bytes (unlike Ogg, whose stream serial is random). Report media
+    only, never analysis input.
     """
     y = np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0)
     if not np.isfinite(y).all():
@@ -230,4 +231,4 @@ def write_ogg(path, y, sr: int) -> None:
     from aria.io.stores import atomic_file
 
     with atomic_file(path) as tmp:
-        sf.write(tmp, y, int(sr), format="OGG", subtype="VORBIS", compression_level=0.8)
+        sf.write(tmp, y, int(sr), format="MP3", subtype="MPEG_LAYER_III", compression_level=0.8)

@@ -264,7 +264,8 @@ def sensitivity_figure(points: list[dict], channels, *, main_k: int) -> bytes:
     ax.set_xticks(range(len(cols)), [f"{s}\n{c}" if len(stages) > 1 else c for s, c in cols], fontsize=7)
     ax.set_yticks(range(len(rows)), [f"{_label(m)}: {p}" for m, p in rows], fontsize=7)
     fig.colorbar(im, ax=ax, label=f"μz at K = {main_k}", shrink=0.8)
-    ax.set_title("Sensitivity of homogeneity to the method's hyperparameters", fontsize=9)
+    where = f" (stage {stages[0]})" if len(stages) == 1 else ""
+    ax.set_title(f"Sensitivity of homogeneity to the method's hyperparameters{where}", fontsize=9)
     return _png(fig)
 
 

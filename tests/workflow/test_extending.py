@@ -121,6 +121,7 @@ def test_only_the_new_rows_run(extended):
         "symbolic_homogeneity": 2,
         "residual": 2,
         "lds": 2,  # against the existing ground truth: no retraining
+        "symbolic_cards": 1,  # the new rows' evidence on every card
         "symbolic_report": 1,
         "all": 1,
     }

@@ -162,6 +162,7 @@ def test_native_crash_in_a_job_leaves_a_log_that_says_what_to_do(tmp_path):
         "kind": "audio_folder",
         "audio_folder": {"root": str(folder), "manifest": str(folder / "manifest.csv")},
     }
+    cfg["homogeneity"]["ks"] = [3]  # 3 training tracks: a larger K is refused at workflow start
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     shard = "results/tiny_audio/evidence/audio_features/shard0.npz"  # rows 0 and 2: a.wav, crash.wav
     res = run_snakemake(

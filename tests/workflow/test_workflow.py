@@ -34,6 +34,20 @@ def dry_run_jobs(workdir, config: dict) -> set[tuple[str, str]]:
     return {j for j in jobs if j[0] != "all"}
 
 
+def tiny_pool(res, exp):
+    """The homogeneity pool of a tiny experiment: ``(ids, features, channels)`` (audio: its training tracks)."""
+    from aria.evaluation.homogeneity import evidence_pool
+    from aria.io.layouts import read_evidence
+    from aria.io.tables import read_manifest
+
+    pool = None
+    if exp == "tiny_audio":
+        man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
+        pool = man.loc[man["split"] == "train", "track_id"].to_numpy()
+    name = "symbolic" if exp == "tiny" else "audio"
+    return evidence_pool(read_evidence(res / "evidence" / f"{name}_features.npz"), pool=pool)
+
+
 def tiny_config():
     return yaml.safe_load((REPO / "tests" / "data" / "config_tiny.yaml").read_text())
 
@@ -91,10 +105,10 @@ def test_residual_outputs_match_brute_force(tiny_run, exp, stage, method):
     from u_1 and the evidence features; the summary and the report carry both."""
     from aria.attribution.tracklevel import track_index, track_level
     from aria.evaluation.alignment import channel_alignment
-    from aria.evaluation.homogeneity import evidence_pool, homogeneity_table
-    from aria.io.layouts import read_evidence, read_null
+    from aria.evaluation.homogeneity import homogeneity_table
+    from aria.io.layouts import read_null
     from aria.io.stores import read_residual_axis
-    from aria.io.tables import read_manifest, read_npz
+    from aria.io.tables import read_npz
 
     res = tiny_run / "results" / exp
     S, rows, cols = open_scores(res / "scores" / stage / f"{method}.zarr")
@@ -105,13 +119,7 @@ def test_residual_outputs_match_brute_force(tiny_run, exp, stage, method):
     axis = read_residual_axis(res / "residual" / stage / f"{method}.zarr")
     np.testing.assert_allclose(np.abs(axis["u"]), np.abs(U[:, 0]), atol=1e-6)
 
-    pool = None
-    if exp == "tiny_audio":
-        man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
-        pool = man.loc[man["split"] == "train", "track_id"].to_numpy()
-    ids, feats, chans = evidence_pool(
-        read_evidence(res / "evidence" / f"{'symbolic' if exp == 'tiny' else 'audio'}_features.npz"), pool=pool
-    )
+    ids, feats, chans = tiny_pool(res, exp)
     Rm, u, unit_ids = np.asarray(R[:], dtype=np.float64), axis["u"], rows
     if exp == "tiny_audio":
         seg = read_npz(res / "segments" / stage / "train.npz")
@@ -152,18 +160,15 @@ def test_confounds_match_the_stores(tiny_run, exp, stage, method):
         same_piece_share,
         stratified_zscores,
     )
-    from aria.evaluation.homogeneity import channel_homogeneity, evidence_pool
-    from aria.io.layouts import read_evidence, read_null
+    from aria.evaluation.homogeneity import channel_homogeneity
+    from aria.io.layouts import read_null
     from aria.io.tables import read_manifest, read_npz
 
     cfg = tiny_config()
     res = tiny_run / "results" / exp
     man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
     genre = dict(zip(man["track_id"], man["genre"]))
-    pool = man.loc[man["split"] == "train", "track_id"].to_numpy() if exp == "tiny_audio" else None
-    ids, feats, chans = evidence_pool(
-        read_evidence(res / "evidence" / f"{'symbolic' if exp == 'tiny' else 'audio'}_features.npz"), pool=pool
-    )
+    ids, feats, chans = tiny_pool(res, exp)
     doc = json.loads((res / "homogeneity" / stage / f"{method}.json").read_text())
     K = cfg["homogeneity"]["main_k"]
     c_doc = doc["confounds"]
@@ -557,9 +562,8 @@ def test_evidence_cards_match_the_stores(tiny_run, exp):
     import html as H
 
     from aria.evaluation.evidence import query_similarity
-    from aria.evaluation.homogeneity import evidence_pool
-    from aria.io.layouts import read_evidence, read_null
-    from aria.io.tables import read_csv, read_manifest
+    from aria.io.layouts import read_null
+    from aria.io.tables import read_csv
 
     res = tiny_run / "results" / exp
     idx = json.loads((res / "cards" / "index.json").read_text())
@@ -583,13 +587,7 @@ def test_evidence_cards_match_the_stores(tiny_run, exp):
     for t in top:
         assert f"<code>{t}</code></td><td>{float(S[rows.index(t), 0]):.4g}</td>" in section
     # similarities: the query's features against each item, recomputed here
-    pool = None
-    if exp == "tiny_audio":
-        man = read_manifest(res / "corpus" / "manifest.csv", check_files=False)
-        pool = man.loc[man["split"] == "train", "track_id"].to_numpy()
-    ids, feats, chans = evidence_pool(
-        read_evidence(res / "evidence" / f"{'symbolic' if exp == 'tiny' else 'audio'}_features.npz"), pool=pool
-    )
+    ids, feats, chans = tiny_pool(res, exp)
     scales = read_null(res / "evidence" / "null.json")["scales"]
     if exp == "tiny":
         from aria.io.midi import read_midi

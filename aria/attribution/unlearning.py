@@ -1,0 +1,246 @@
+"""Unlearning-based attribution (SPEC §8; the second source paper, after Wang et al. 2024).
+
+To attribute a generated item ẑ, *unlearn* it and measure which training items' losses rise:
+
+    θ′ = θ₀ + η F⁻¹ ∇θ L(ẑ; θ)          (one step; ``steps`` repeats it from the new θ)
+    τ(ẑ, z_i) = L(z_i; θ′) − L(z_i; θ₀)   (higher = more influenced)
+
+restricted to a target group of parameters (the rest stays at θ₀). F is the *diagonal
+empirical Fisher*: the mean over training items of the squared per-example loss gradient,
+``F_j = (1/N) Σ_i (∂L(z_i)/∂θ_j)²`` -- never the square of a batch gradient, which is a
+different (much smaller) quantity. The paper's step size is η = 1/N (its Eq. 2); Aria's ``lr``
+is η.
+
+Conventions
+-----------
+* Floor: F is used as ``max(F, floor · mean(F over the target group))``; a parameter that no
+  training item moves (F = 0, e.g. an unused embedding row) would otherwise get an infinite
+  step. ``floor`` is relative, so it does not depend on the loss scale (default 1e-3).
+* Loss interface: ``loss_fn(model, batch, generator) -> (B,) per-example losses``. A
+  stochastic loss (a diffusion model's loss over sampled timesteps and noise) draws from
+  ``generator``; every pass that is compared (before and after unlearning, and each Fisher
+  example) gets a generator seeded the same way (:func:`example_generator`), so the same
+  noise and timesteps serve both sides of τ.
+* Masks (SPEC §8): ``M_U`` masks padding/silence in the loss of ẑ while unlearning, ``M_L``
+  in the training losses while scoring. Strategies: ``none`` (neither), ``both``, ``mixed``
+  (M_U only, the paper's choice). The batch-level switch is the caller's: the loss
+  functions here take a ``use_mask`` flag.
+* The model is put in eval mode (dropout off) for every pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from aria.seeding import stable_seed
+
+__all__ = [
+    "LAYER_GROUPS",
+    "MASK_STRATEGIES",
+    "target_masks",
+    "example_generator",
+    "diagonal_fisher",
+    "unlearn",
+    "example_losses",
+    "unlearning_scores",
+]
+
+#: Parameter-name patterns of the target layer groups of :class:`aria.models.transformer.MusicTransformer`
+#: (any model whose names follow them works; "kv" keeps the key and value thirds of a fused qkv).
+LAYER_GROUPS = {
+    "all": r".*",
+    "attention": r"blocks\.\d+\.(qkv|proj)\.",
+    "mlp": r"blocks\.\d+\.(ff1|ff2)\.",
+    "kv": r"blocks\.\d+\.qkv\.",
+}
+MASK_STRATEGIES = ("none", "both", "mixed")
+
+LossFn = Callable[[torch.nn.Module, Mapping, torch.Generator], torch.Tensor]
+
+
+def target_masks(model: torch.nn.Module, group: str) -> dict[str, torch.Tensor]:
+    """0/1 masks of the parameters a layer group updates: ``{name: tensor like the parameter}``.
+
+    ``group`` is a key of :data:`LAYER_GROUPS` or a regular expression on parameter names.
+    ``kv`` keeps rows ``[d, 3d)`` of a fused ``qkv`` weight/bias (keys and values, not queries).
+    """
+    pattern = re.compile(LAYER_GROUPS.get(group, group))
+    out = {}
+    for name, p in model.named_parameters():
+        if not pattern.match(name):
+            continue
+        m = torch.ones_like(p)
+        if group == "kv":
+            d = p.shape[0] // 3
+            m[:d] = 0.0
+        out[name] = m
+    if not out:
+        raise ValueError(f"layer group {group!r} selects no parameter of {type(model).__name__}")
+    return out
+
+
+def example_generator(seed: int, key: str, device="cpu") -> torch.Generator:
+    """The generator of one compared pass: the same ``(seed, key)`` gives the same noise."""
+    g = torch.Generator(device=device)
+    g.manual_seed(stable_seed(seed, key))
+    return g
+
+
+def _grads(model, loss: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    params = dict(model.named_parameters())
+    gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+    return {n: (torch.zeros_like(params[n]) if g is None else g) for n, g in zip(names, gs)}
+
+
+def diagonal_fisher(
+    model: torch.nn.Module,
+    batches: Iterable[Mapping],
+    loss_fn: LossFn,
+    *,
+    names=None,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Mean over training items of the squared per-example loss gradient.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    batches : iterable of batches
+        Each ``{"key": [item ids], ...}`` plus whatever ``loss_fn`` reads; items are
+        differentiated one at a time (a per-example gradient, never a batch gradient).
+    loss_fn : callable ``(model, batch, generator) -> (B,)``
+    names : iterable of str, optional
+        Parameters to compute it for (default: all).
+    seed : int, keyword-only
+        Base seed of each item's generator (stochastic losses).
+
+    Returns
+    -------
+    dict name -> tensor like the parameter, float32 (the diagonal of F).
+    """
+    model.eval()
+    params = dict(model.named_parameters())
+    names = list(params) if names is None else list(names)
+    acc = {n: torch.zeros_like(params[n]) for n in names}
+    n_items = 0
+    for batch in batches:
+        for i, key in enumerate(batch["key"]):
+            one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
+            loss = loss_fn(model, one, example_generator(seed, str(key)))[0]
+            for n, g in _grads(model, loss, names).items():
+                acc[n] += g.detach() ** 2
+            n_items += 1
+    if n_items == 0:
+        raise ValueError("diagonal_fisher: no training items")
+    return {n: a / n_items for n, a in acc.items()}
+
+
+def unlearn(
+    model: torch.nn.Module,
+    query: Mapping,
+    loss_fn: LossFn,
+    fisher: Mapping[str, torch.Tensor],
+    *,
+    lr: float,
+    steps: int = 1,
+    group: str = "all",
+    floor: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """θ′ after ``steps`` Fisher-preconditioned ascent steps on the query's loss.
+
+    Parameters
+    ----------
+    model : the model at θ₀ (left unchanged)
+    query : one-item batch ``{"key": [id], ...}`` (the loss of ẑ, with M_U already chosen)
+    loss_fn, fisher : see :func:`diagonal_fisher`
+    lr : float
+        η (the paper: 1/N-scale, 1e-6 for its model).
+    steps : int
+        1-4 in the paper.
+    group : str
+        Target layer group (:data:`LAYER_GROUPS` or a regex).
+    floor : float
+        Relative Fisher floor (module docstring).
+    seed : int
+        Base seed of the query's generator (the same at every step).
+
+    Returns
+    -------
+    state : dict name -> tensor, the full parameter set θ′ (untouched outside the group).
+    """
+    masks = target_masks(model, group)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # the floor is relative to the mean Fisher entry over the whole target group
+    total = sum(float((fisher[n].to(masks[n].dtype) * masks[n]).sum()) for n in masks)
+    ref = total / max(sum(float(m.sum()) for m in masks.values()), 1.0)
+    F = {}
+    for n in masks:
+        f = fisher[n].to(theta0[n].dtype)
+        F[n] = torch.clamp(f, min=max(floor * ref, torch.finfo(f.dtype).tiny))
+    model.eval()
+    try:
+        for _ in range(int(steps)):
+            loss = loss_fn(model, query, example_generator(seed, str(query["key"][0])))[0]
+            g = _grads(model, loss, list(masks))
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in masks:
+                        p.add_(float(lr) * masks[n] * g[n] / F[n])
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(theta0[n])
+
+
+def example_losses(model: torch.nn.Module, batches: Iterable[Mapping], loss_fn: LossFn, *, seed: int = 0) -> np.ndarray:
+    """Per-example losses in eval mode, each item with its own seeded generator; float64 (N,)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for batch in batches:
+            for i, key in enumerate(batch["key"]):
+                one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
+                out.append(float(loss_fn(model, one, example_generator(seed, str(key)))[0]))
+    return np.asarray(out, dtype=np.float64)
+
+
+def unlearning_scores(
+    model: torch.nn.Module,
+    train_batches: Callable[[], Iterable[Mapping]],
+    query: Mapping,
+    loss_fn: LossFn,
+    fisher: Mapping[str, torch.Tensor],
+    *,
+    lr: float,
+    steps: int = 1,
+    group: str = "all",
+    floor: float = 1e-3,
+    seed: int = 0,
+    before: np.ndarray | None = None,
+) -> np.ndarray:
+    """τ(ẑ, z_i) = L(z_i; θ′) − L(z_i; θ₀) for every training item, float64 (N,).
+
+    ``train_batches()`` yields the training items in a fixed order (called once or twice);
+    ``before`` (the losses at θ₀, from :func:`example_losses` with the same ``seed``) can be
+    passed to share them between queries. Both passes give every item the same generator.
+    """
+    if before is None:
+        before = example_losses(model, train_batches(), loss_fn, seed=seed)
+    state = unlearn(model, query, loss_fn, fisher, lr=lr, steps=steps, group=group, floor=floor, seed=seed)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    try:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(state[n])
+        after = example_losses(model, train_batches(), loss_fn, seed=seed)
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(theta0[n])
+    return after - before

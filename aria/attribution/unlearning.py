@@ -47,6 +47,8 @@ __all__ = [
     "unlearn",
     "example_losses",
     "unlearning_scores",
+    "token_batches",
+    "token_loss",
 ]
 
 #: Parameter-name patterns of the target layer groups of :class:`aria.models.transformer.MusicTransformer`
@@ -244,3 +246,34 @@ def unlearning_scores(
             for n, p in model.named_parameters():
                 p.copy_(theta0[n])
     return after - before
+
+
+# --------------------------------------------------------------------------- token models (Aria's own)
+def token_batches(tokens, mask, loss_mask=None, *, ids, use_mask: bool = True, batch_size: int = 32, device="cpu"):
+    """Batches of a token model's items for :func:`token_loss`, in a fixed order.
+
+    ``mask`` marks real tokens (False = padding: the tail of a short block, silent frames);
+    ``use_mask=False`` is the "no mask" side of a strategy (padding enters the loss).
+    ``loss_mask`` (a query's generated tokens; the prompt excluded) always applies.
+    """
+    tokens = np.asarray(tokens)
+    mask = np.ones(tokens.shape, bool) if not use_mask else np.asarray(mask, dtype=bool)
+    for b in range(0, len(tokens), batch_size):
+        sl = slice(b, b + batch_size)
+        batch = {
+            "key": [str(x) for x in np.asarray(ids)[sl]],
+            "tokens": torch.as_tensor(tokens[sl], dtype=torch.long, device=device),
+            "mask": torch.as_tensor(mask[sl], dtype=torch.bool, device=device),
+        }
+        if loss_mask is not None:
+            batch["loss_mask"] = torch.as_tensor(np.asarray(loss_mask)[sl], dtype=torch.bool, device=device)
+        yield batch
+
+
+def token_loss(model, batch, generator=None):
+    """Mean next-token cross-entropy per item (:func:`aria.models.transformer.per_example_loss`);
+    deterministic, so ``generator`` is unused.
+    """
+    from aria.models.transformer import per_example_loss
+
+    return per_example_loss(model(batch["tokens"]), batch["tokens"], batch["mask"], batch.get("loss_mask"))

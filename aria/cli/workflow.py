@@ -331,6 +331,78 @@ def cmd_project(a) -> None:
     )
 
 
+def _mask_sides(strategy: str) -> tuple[bool, bool]:
+    """``(M_U, M_L)`` of a mask strategy (SPEC §8): none, both, or mixed (M_U only)."""
+    from aria.attribution.unlearning import MASK_STRATEGIES
+
+    if strategy not in MASK_STRATEGIES:
+        raise ValueError(f"mask strategy must be one of {MASK_STRATEGIES}, got {strategy!r}")
+    return strategy in ("both", "mixed"), strategy == "both"
+
+
+def cmd_unlearning_fisher(a) -> None:
+    """Diagonal empirical Fisher of one model over its training segments (SPEC §8), cached per (stage, model)."""
+    import torch
+
+    from aria.attribution.unlearning import diagonal_fisher, token_batches, token_loss
+    from aria.io.tables import read_npz, save_torch
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    model, _ = load_model(a.model)
+    model.to(p["device"])
+    tr = read_npz(a.segments)
+    _, use_l = _mask_sides(p["mask"])
+    batches = token_batches(
+        tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
+    )
+    t0 = time.perf_counter()
+    F = diagonal_fisher(model, progress(batches, desc="fisher", unit="batch"), token_loss, seed=p["seed"])
+    log.info("Fisher over %d segments in %.1f s", len(tr["segment_ids"]), time.perf_counter() - t0)
+    save_torch(a.out, {"fisher": {n: f.cpu() for n, f in F.items()}, "n": len(tr["segment_ids"]), "mask": p["mask"]})
+
+
+def cmd_unlearning_scores(a) -> None:
+    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (SPEC §8)."""
+    import torch
+
+    from aria.attribution.unlearning import example_losses, token_batches, token_loss, unlearning_scores
+    from aria.io.tables import load_torch, read_npz, write_npz
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    model, _ = load_model(a.model)
+    model.to(p["device"])
+    fisher = {n: f.to(p["device"]) for n, f in load_torch(a.fisher)["fisher"].items()}
+    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    use_u, use_l = _mask_sides(p["mask"])
+    qsel = np.array_split(np.arange(len(qu["query_ids"])), p["n_chunks"])[p["chunk"]]
+
+    def train():
+        return token_batches(
+            tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
+        )
+
+    before = example_losses(model, train(), token_loss, seed=p["seed"])
+    cols = []
+    t0 = time.perf_counter()
+    for q in progress(qsel, desc="unlearn", unit="query"):
+        (query,) = token_batches(
+            qu["tokens"][q : q + 1],
+            qu["mask"][q : q + 1],
+            qu["loss_mask"][q : q + 1],
+            ids=qu["query_ids"][q : q + 1],
+            use_mask=use_u,
+            device=p["device"],
+        )
+        kw = {k: p[k] for k in ("lr", "steps", "group", "floor", "seed")}
+        cols.append(unlearning_scores(model, train, query, token_loss, fisher, before=before, **kw))
+    dt = time.perf_counter() - t0
+    log.info("%d queries in %.1f s (%.2f s per query)", len(qsel), dt, dt / max(len(qsel), 1))
+    S = np.stack(cols, axis=1) if cols else np.zeros((len(tr["segment_ids"]), 0))
+    write_npz(a.out, scores=S.astype(np.float32), query_ids=qu["query_ids"][qsel], train_ids=tr["segment_ids"])
+
+
 def cmd_kfac_covariance(a) -> None:
     """KFAC factors E[x x^T], E[delta delta^T] of every nn.Linear layer of one model (LoGra, FactGraSS)."""
     import torch
@@ -1754,6 +1826,14 @@ COMMANDS = {
         [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
     ),
     "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})]),
+    "unlearning-fisher": (
+        cmd_unlearning_fisher,
+        [("--model", {}), ("--segments", {}), ("--params", {}), ("--out", {})],
+    ),
+    "unlearning-scores": (
+        cmd_unlearning_scores,
+        [("--model", {}), ("--segments", {}), ("--queries", {}), ("--fisher", {}), ("--params", {}), ("--out", {})],
+    ),
     "kfac-covariance": (cmd_kfac_covariance, [("--model", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
     "project-factored": (
         cmd_project_factored,

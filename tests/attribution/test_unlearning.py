@@ -213,3 +213,65 @@ def test_stochastic_loss_uses_the_same_noise_before_and_after():
         for n, p in model.named_parameters():
             p.copy_(saved[n])
     assert after > before
+
+
+# --------------------------------------------------------------------------- the workflow commands
+def test_cli_chunks_equal_the_library(tmp_path):
+    """`aria unlearning-fisher` + `aria unlearning-scores` per query chunk give the library's scores,
+    with the mask strategy's M_U on the query and M_L on the training items."""
+    import json
+
+    from aria.cli import main
+    from aria.io.checkpoints import write_checkpoint
+    from aria.io.tables import load_torch, read_npz, write_npz
+
+    model, data = _tiny()
+    model = model.float()
+    cfg = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=32, vocab_size=24)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    write_checkpoint(tmp_path / "m.pt", config=cfg, checkpoints=[{"epoch": 1, "lr": 0.01, "state": state}], final=state)
+    rng = np.random.default_rng(1)
+    mask = np.ones((10, 16), bool)
+    mask[:3, 12:] = False  # padded tails of three training segments
+    write_npz(tmp_path / "train.npz", tokens=data["tokens"].numpy(), mask=mask, segment_ids=np.array(data["key"]))
+    qt = rng.integers(1, 24, size=(5, 16))
+    qm = np.ones((5, 16), bool)
+    qm[:, 10:] = False  # padded tails of the queries
+    lm = np.ones((5, 16), bool)
+    lm[:, :4] = False  # the prompt
+    write_npz(tmp_path / "q.npz", tokens=qt, mask=qm, loss_mask=lm, query_ids=np.array([f"q{i}" for i in range(5)]))
+    base = dict(device="cpu", seed=3, mask="mixed")
+    main(["unlearning-fisher", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
+          "--params", json.dumps(base), "--out", str(tmp_path / "F.pt")])  # fmt: skip
+    run = dict(base, lr=1e-3, steps=2, group="all", floor=1e-3, n_chunks=2)
+    for c in range(2):
+        main(["unlearning-scores", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
+              "--queries", str(tmp_path / "q.npz"), "--fisher", str(tmp_path / "F.pt"),
+              "--params", json.dumps(dict(run, chunk=c)), "--out", str(tmp_path / f"c{c}.npz")])  # fmt: skip
+    got = [read_npz(tmp_path / f"c{c}.npz") for c in range(2)]
+    assert [list(g["query_ids"]) for g in got] == [["q0", "q1", "q2"], ["q3", "q4"]]
+    S = np.concatenate([g["scores"] for g in got], axis=1)
+    # the library on the same model: Fisher and training losses with the real mask (mixed: no M_L
+    # -> all ones), the query's loss with its mask (M_U) and its prompt excluded
+    ones = torch.ones(10, 16, dtype=torch.bool)
+    train = {"key": data["key"], "tokens": data["tokens"], "mask": ones}
+    F = diagonal_fisher(model, [train], _lm_loss)
+    stored = load_torch(tmp_path / "F.pt")["fisher"]
+    for n in F:
+        torch.testing.assert_close(stored[n], F[n])
+
+    def loss(m, b, g):
+        return per_example_loss(m(b["tokens"]), b["tokens"], b["mask"], b.get("loss_mask"))
+
+    for q in range(5):
+        query = {
+            "key": [f"q{q}"],
+            "tokens": torch.as_tensor(qt[q : q + 1]),
+            "mask": torch.as_tensor(qm[q : q + 1]),
+            "loss_mask": torch.as_tensor(lm[q : q + 1]),
+        }
+        want = unlearning_scores(model, lambda: [train], query, loss, F, lr=1e-3, steps=2, seed=3)
+        np.testing.assert_allclose(S[:, q], want, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="mask strategy must be one of"):
+        main(["unlearning-fisher", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
+              "--params", json.dumps(dict(base, mask="some")), "--out", str(tmp_path / "G.pt")])  # fmt: skip

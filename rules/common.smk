@@ -475,6 +475,12 @@ def cards_spec(exp, keys, domain):
             )
         else:
             row["scores"] = results(f"scores/{stage}/{method}.zarr", exp)
+            if domain == "symbolic" and HOM_UNIT == "track":  # pieces: track-level scores, best segment
+                row.update(
+                    segment_scores=row["scores"],
+                    segments_csv=results("segments/symbolic/segments.csv", exp),
+                    normalize=json.loads(tracklevel_params(SimpleNamespace(method=method)))["normalize"],
+                )
         rows.append(row)
     spec = dict(
         domain=domain,

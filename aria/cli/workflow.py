@@ -1620,6 +1620,11 @@ def cmd_cards(a) -> None:
             z = hom["by_k"][str(K)]["z_c"]
             qcol = {x: j for j, x in enumerate(hom["query_ids"])}
             S, row_ids, _ = open_scores(r["scores"])
+            if r.get("normalize"):  # symbolic pool of whole pieces (unit: track): the track-level matrix
+                from aria.attribution.tracklevel import track_level
+
+                seg_tracks = read_csv(r["segments_csv"]).set_index("segment_id").loc[np.asarray(row_ids).astype(str)]
+                row_ids, S = track_level(S, seg_tracks["track_id"].to_numpy(), normalize=r["normalize"])
             scores = _gather_scores(S, row_ids, top)
             win = None
             if r.get("segment_scores"):  # the attributed window of each track: its best segment for the query
@@ -1689,6 +1694,15 @@ def cmd_cards(a) -> None:
                         a1 = a0 + float(r["window_s"])
                         it["where"] = f"{t}, {a0:.1f}–{a1:.1f} s (its best {r['stage']} window for this query)"
                         it["player"] = f"{track_audio(t)}#t={a0:.2f},{a1:.2f}"
+                    elif row["win"] is not None:  # a whole piece (unit: track): its best segment
+                        tracks, arg, seg_rows, _ = row["win"]
+                        sid = seg_rows[arg[j, tracks.index(t)]]
+                        w = windows[sid]
+                        it["where"] = (
+                            f"{t}, its best segment for this query: {w['t0']:.1f}–{w['t1']:.1f} s, "
+                            f"bars {w['bars'][0]}–{w['bars'][1]}"
+                        )
+                        it["player"] = segment_audio(sid)
                     elif audio:
                         it["where"] = f"{t}, whole track (track-level embedding)"
                         it["player"] = track_audio(t)
@@ -1714,7 +1728,7 @@ def cmd_cards(a) -> None:
                         z=zq,
                         items=items,
                         rollup=None
-                        if audio
+                        if audio or row["win"] is not None
                         else rollup([t.split(":")[0] for t in item_ids], [i["score"] for i in items]),
                         note="" if qid in qfeat else "This query's features could not be computed: no similarities.",
                     )

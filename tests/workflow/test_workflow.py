@@ -355,6 +355,39 @@ def test_track_unit_homogeneity_is_the_track_level_matrix(tiny_run, tmp_path):
     for c in CHANNELS:
         np.testing.assert_allclose(doc["by_k"]["3"]["z_c"][c], tab["by_k"][3]["z_c"][c], atol=1e-9, equal_nan=True)
     assert doc["by_k"]["3"]["top_ids"] == np.asarray(ev["ids"])[tab["by_k"][3]["groups"]].tolist()
+    # its evidence cards: whole pieces with their track-level score and their best segment's window
+    spec = {
+        "domain": "symbolic",
+        "title": "t",
+        "main_k": 3,
+        "rows": [
+            {
+                "key": "trak",
+                "label": "TRAK",
+                "homogeneity": str(tmp_path / "h.json"),
+                "diagnostics": str(res / "diagnostics" / "symbolic" / "trak.json"),
+                "scores": str(res / "scores" / "symbolic" / "trak.zarr"),
+                "segment_scores": str(res / "scores" / "symbolic" / "trak.zarr"),
+                "segments_csv": str(res / "segments" / "symbolic" / "segments.csv"),
+                "normalize": "zscore",
+            }
+        ],
+        "null": str(tmp_path / "null.json"),
+        "evidence": str(tmp_path / "tracks.npz"),
+        "manifest": str(res / "corpus" / "manifest.csv"),
+        "root": str(res / "corpus"),
+        "queries": str(res / "queries" / "symbolic" / "queries.npz"),
+        "query_midi": str(res / "queries" / "midi"),
+        "segments": str(seg),
+        "block_tokens": 64,
+        "sr": 22050,
+    }
+    run("cards", "--spec", json.dumps(spec), "--out", str(tmp_path / "cards"))
+    qid = json.loads((tmp_path / "cards" / "index.json").read_text())[0]["query_id"]
+    card = (tmp_path / "cards" / f"{qid}.html").read_text()
+    tl = list(tids)
+    for t in doc["by_k"]["3"]["top_ids"][0]:
+        assert f"<code>{t}</code></td><td>{float(Sb[tl.index(t), 0]):.4g}</td><td>{t}, its best segment" in card
 
 
 def test_rerun_scope_trak_lambda(tiny_run):

@@ -1,7 +1,8 @@
 """A small MusicTransformer-style decoder and its per-example loss.
 
 The model is written without fused attention kernels so that ``torch.func``
-transforms (``vmap`` over ``grad``) give exact per-example gradients.
+transforms (``vmap`` over ``grad``) give exact per-example gradients; passes that
+need no such transform may switch to the fused kernel (:func:`fused_attention`).
 
 Shapes: ``tokens`` (B, L) int64, ``mask`` (B, L) bool, True where a token is
 real. The loss of one example is the mean next-token cross-entropy over target
@@ -15,6 +16,7 @@ whose PAD id differs (symbolic: ``aria.symbolic.tokenize.PAD``; audio:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -23,7 +25,7 @@ from torch.nn import functional as F
 
 from aria.symbolic.tokenize import VOCAB_SIZE
 
-__all__ = ["ModelConfig", "MusicTransformer", "per_example_loss", "batch_loss"]
+__all__ = ["ModelConfig", "MusicTransformer", "per_example_loss", "batch_loss", "fused_attention"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class _Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.ff1 = nn.Linear(cfg.d_model, cfg.d_ff)
         self.ff2 = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.fused = False  # see fused_attention()
 
     def forward(self, x):
         B, L, D = x.shape
@@ -57,10 +60,14 @@ class _Block(nn.Module):
         q = q.reshape(B, L, h, D // h).transpose(1, 2)
         k = k.reshape(B, L, h, D // h).transpose(1, 2)
         v = v.reshape(B, L, h, D // h).transpose(1, 2)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(D // h)
-        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
-        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(B, L, D)
+        if self.fused:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-1, -2)) / math.sqrt(D // h)
+            causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+            att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).reshape(B, L, D)
         x = x + self.proj(y)
         return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
 
@@ -80,12 +87,35 @@ class MusicTransformer(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
 
-    def forward(self, tokens):
+    def hidden(self, tokens):
+        """(B, L) token ids → (B, L, d_model) final hidden states (after ``ln_f``, before ``head``)."""
         L = tokens.shape[-1]
         x = self.embed(tokens) + self.pos(torch.arange(L, device=tokens.device))
         for blk in self.blocks:
             x = blk(x)
-        return self.head(self.ln_f(x))
+        return self.ln_f(x)
+
+    def forward(self, tokens):
+        return self.head(self.hidden(tokens))
+
+
+@contextmanager
+def fused_attention(model: nn.Module, on: bool = True):
+    """Within the block, attention uses PyTorch's fused causal kernel
+    (``scaled_dot_product_attention``), several times faster on CPU at L = 256, equal to the
+    explicit softmax up to float32 round-off (tests/models). Training and the gradient projections
+    keep the explicit form (their stored results stay bit-identical); the unlearning passes, which
+    run many full forward passes over the training set, use this.
+    """
+    blocks = [m for m in model.modules() if isinstance(m, _Block)]
+    old = [b.fused for b in blocks]
+    for b in blocks:
+        b.fused = on
+    try:
+        yield model
+    finally:
+        for b, o in zip(blocks, old):
+            b.fused = o
 
 
 def _target_weights(mask, loss_mask):
@@ -109,6 +139,24 @@ def per_example_loss(logits, tokens, mask, loss_mask=None):
     ce = F.cross_entropy(logits[..., :-1, :].transpose(-1, -2), tokens[..., 1:], reduction="none")
     w = _target_weights(mask, loss_mask)
     return (ce * w).sum(-1) / w.sum(-1).clamp(min=1.0)
+
+
+def target_example_loss(model, tokens, mask, loss_mask=None):
+    """:func:`per_example_loss` of ``model(tokens)``, with the output layer and the softmax
+    evaluated only at the target positions (equal up to float32 round-off; differentiable).
+
+    About 1.7× faster than the full logits on CPU (no (B, L, V) tensor, no transposed copy, no
+    work on padding or, in a staged audio model, on the conditioning block); the unlearning
+    passes use it. ``model`` needs ``hidden`` and ``head`` (:class:`MusicTransformer`).
+    """
+    w = _target_weights(mask, loss_mask)
+    sel = w > 0
+    h = model.hidden(tokens)[..., :-1, :][sel]
+    logits = model.head(h)
+    target = tokens[..., 1:][sel]
+    ce = torch.logsumexp(logits, -1) - logits.gather(-1, target[:, None])[:, 0]
+    total = torch.zeros(tokens.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, sel.nonzero()[:, 0], ce)
+    return total / w.sum(-1).clamp(min=1.0)
 
 
 def batch_loss(model, tokens, mask, loss_mask=None):

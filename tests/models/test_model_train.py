@@ -26,6 +26,32 @@ def test_per_example_loss_matches_manual_cross_entropy():
         assert torch.allclose(got[b], torch.stack(terms).mean(), atol=1e-6)
 
 
+def test_target_example_loss_equals_the_full_logits_loss():
+    """target_example_loss (head and softmax at target positions only) = per_example_loss of the
+    full logits, values and gradients, with padding, a loss mask and an item without targets."""
+    from aria.models.transformer import target_example_loss
+
+    torch.manual_seed(1)
+    m = MusicTransformer(CFG)
+    tok = torch.randint(0, PAD, (4, 24))
+    tok[1, 15:] = PAD
+    mask = tok != PAD
+    lm = torch.ones_like(mask)
+    lm[2, :12] = False
+    lm[3] = False  # no target position: loss 0 in both
+    grads = []
+    for f in (lambda: per_example_loss(m(tok), tok, mask, lm), lambda: target_example_loss(m, tok, mask, lm)):
+        m.zero_grad()
+        loss = f()
+        (loss * torch.arange(1.0, 5.0)).sum().backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in m.parameters()]))
+    (ref, gref), (got, g) = grads
+    assert got[3] == 0 and ref[3] == 0
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    for a, b in zip(g, gref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def _data(n=20, L=24, seed=0):
     rng = np.random.default_rng(seed)
     tok = rng.integers(0, PAD, (n, L))
@@ -56,3 +82,36 @@ def test_generate_is_seeded_and_keeps_prompt():
     assert x.shape == (4, 20) and np.array_equal(x, y) and not np.array_equal(x, z)
     np.testing.assert_array_equal(x[:, :6], prompts)
     assert (x != PAD).all()
+
+
+def test_fused_attention_equals_the_explicit_softmax():
+    """fused_attention() switches to PyTorch's fused causal kernel: same logits and gradients up to
+    float32 round-off, and it restores the explicit form on exit."""
+    import torch
+
+    from aria.models.transformer import ModelConfig, MusicTransformer, fused_attention, per_example_loss
+
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=64, vocab_size=50))
+    x = torch.randint(0, 50, (3, 64))
+    mask = torch.ones_like(x, dtype=torch.bool)
+
+    def run():
+        model.zero_grad()
+        logits = model(x)
+        per_example_loss(logits, x, mask).sum().backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    ref, gref = run()
+    with fused_attention(model):
+        got, g = run()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g, gref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert not any(b.fused for b in model.blocks)
+    # the causal mask holds: changing a later token never changes an earlier position's logits
+    y = x.clone()
+    y[:, 40] = (y[:, 40] + 1) % 50
+    with fused_attention(model):
+        torch.testing.assert_close(model(y)[:, :40], got[:, :40], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(model(y)[:, 40:], got[:, 40:])

@@ -49,6 +49,9 @@ __all__ = [
     "unlearning_scores",
     "token_batches",
     "token_loss",
+    "model_embeddings",
+    "sample_positions",
+    "self_influence",
 ]
 
 #: Parameter-name patterns of the target layer groups of :class:`aria.models.transformer.MusicTransformer`
@@ -201,11 +204,19 @@ def unlearn(
 
 
 def example_losses(model: torch.nn.Module, batches: Iterable[Mapping], loss_fn: LossFn, *, seed: int = 0) -> np.ndarray:
-    """Per-example losses in eval mode, each item with its own seeded generator; float64 (N,)."""
+    """Per-example losses in eval mode, each item with its own seeded generator; float64 (N,).
+
+    A loss marked ``loss_fn.deterministic = True`` (it draws no noise, e.g. :func:`token_loss`)
+    is evaluated a whole batch at a time; the before and after passes of τ then see the same
+    batches, so their round-off matches too.
+    """
     model.eval()
     out = []
     with torch.no_grad():
         for batch in batches:
+            if getattr(loss_fn, "deterministic", False):
+                out.extend(loss_fn(model, batch, None).double().cpu().tolist())
+                continue
             for i, key in enumerate(batch["key"]):
                 one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
                 out.append(float(loss_fn(model, one, example_generator(seed, str(key)))[0]))
@@ -271,9 +282,168 @@ def token_batches(tokens, mask, loss_mask=None, *, ids, use_mask: bool = True, b
 
 
 def token_loss(model, batch, generator=None):
-    """Mean next-token cross-entropy per item (:func:`aria.models.transformer.per_example_loss`);
-    deterministic, so ``generator`` is unused.
+    """Mean next-token cross-entropy per item (:func:`aria.models.transformer.per_example_loss`;
+    :func:`~aria.models.transformer.target_example_loss`, the same on target positions only, for a
+    model with ``hidden`` and ``head``); deterministic, so ``generator`` is unused.
     """
-    from aria.models.transformer import per_example_loss
+    from aria.models.transformer import per_example_loss, target_example_loss
 
-    return per_example_loss(model(batch["tokens"]), batch["tokens"], batch["mask"], batch.get("loss_mask"))
+    tokens, mask, lm = batch["tokens"], batch["mask"], batch.get("loss_mask")
+    if hasattr(model, "hidden") and hasattr(model, "head"):
+        return target_example_loss(model, tokens, mask, lm)
+    return per_example_loss(model(tokens), tokens, mask, lm)
+
+
+token_loss.deterministic = True
+
+
+def model_embeddings(model, tokens, mask, *, batch_size: int = 32, device="cpu") -> np.ndarray:
+    """The model's own embedding of each item: its final hidden state (after ``ln_f``) averaged
+    over the item's real tokens; float64 (N, d_model).
+
+    Used by the self-influence check for target selection, top-/bottom-k similarity and the
+    Fréchet distance (the paper uses CLAP/OpenL3 audio embeddings; Aria's token models are
+    compared in the representation of the original model θ₀, README "Unlearning").
+    """
+    captured = []
+    hook = model.ln_f.register_forward_hook(lambda mod, inp, out: captured.append(out.detach()))
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for b in range(0, len(tokens), batch_size):
+                t = torch.as_tensor(np.asarray(tokens[b : b + batch_size]), dtype=torch.long, device=device)
+                m = torch.as_tensor(np.asarray(mask[b : b + batch_size]), dtype=torch.float32, device=device)
+                captured.clear()
+                model(t)
+                h = captured[0]
+                out.append(((h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)).double().cpu().numpy())
+    finally:
+        hook.remove()
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.d_model))
+
+
+def sample_positions(model, tokens, sample_mask, *, generator: torch.Generator, temperature: float = 1.0):
+    """Resample the positions ``sample_mask`` marks, left to right, each from the model given
+    everything before it (the rest is kept: the prompt, conditioning tokens); int64 (B, L).
+
+    Tokens never seen at a resampled position in ``tokens`` (e.g. another stage's token block,
+    padding) stay possible only if the model gives them mass; a fixed ``generator`` makes two
+    models' samples comparable draw for draw.
+    """
+    x = torch.as_tensor(np.asarray(tokens), dtype=torch.long).clone()
+    sm = np.asarray(sample_mask, dtype=bool)
+    model.eval()
+    with torch.no_grad():
+        for t in np.flatnonzero(sm.any(0)):
+            if t == 0:
+                continue
+            logits = model(x[:, :t])[:, -1, :] / float(temperature)
+            nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+            rows = torch.as_tensor(sm[:, t])
+            x[rows, t] = nxt[rows]
+    return x.numpy()
+
+
+def self_influence(
+    model,
+    train: Mapping,
+    fisher: Mapping[str, torch.Tensor],
+    targets,
+    *,
+    lr: float,
+    steps: int = 1,
+    group: str = "all",
+    floor: float = 1e-3,
+    mask: str = "mixed",
+    top_k: int = 100,
+    prompts: Mapping | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    device="cpu",
+    embeddings: np.ndarray | None = None,
+    progress=None,
+) -> dict:
+    """Train-to-train self-influence of one setting (SPEC §8; the paper's §3.2) on a token model.
+
+    Each target is unlearned like a query (its own padding masked by M_U under ``mixed`` and
+    ``both``) and every training item is scored (M_L under ``both``).
+
+    Parameters
+    ----------
+    train : ``{"tokens": (N, L), "mask": (N, L), "segment_ids": (N,)}`` (the stage's train.npz), and
+        ``"loss_mask": (N, L)`` where the stage's loss covers only a target block (audio coarse/fine)
+    targets : int array (T,), row indices of the targets (:func:`~aria.evaluation.selfinfluence.diverse_targets`)
+    prompts : ``{"tokens": (G, L'), "loss_mask": (G, L')}``, optional
+        Items whose ``loss_mask`` positions both models resample (:func:`sample_positions`) for
+        the Fréchet distance; ``None`` skips it.
+    embeddings : (N, d), optional; default :func:`model_embeddings` at θ₀.
+
+    Returns
+    -------
+    dict with per-target ``rank`` (R, 1 = best), ``top_sim`` and ``bottom_sim`` (k = min(top_k, N − 1)),
+    and ``frechet`` (generations of every θ′ pooled over targets vs θ₀'s with the same draws).
+    """
+    from aria.evaluation.selfinfluence import frechet_distance, target_rank, topk_similarity
+
+    use_u, use_l = mask in ("both", "mixed"), mask == "both"
+    tokens, tmask, ids = train["tokens"], train["mask"], np.asarray(train["segment_ids"]).astype(str)
+    lmask = train.get("loss_mask")  # staged audio models: only the target block enters the loss
+    E = (
+        model_embeddings(model, tokens, tmask, batch_size=batch_size, device=device)
+        if embeddings is None
+        else embeddings
+    )
+
+    def batches():
+        return token_batches(tokens, tmask, lmask, ids=ids, use_mask=use_l, batch_size=batch_size, device=device)
+
+    before = example_losses(model, batches(), token_loss, seed=seed)
+    out = {"targets": [str(ids[t]) for t in targets], "rank": [], "top_sim": [], "bottom_sim": [], "tau_target": []}
+    gen_after, gen_before = [], []
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for j, t in enumerate(progress(targets) if progress else targets):
+        (query,) = token_batches(
+            tokens[t : t + 1],
+            tmask[t : t + 1],
+            None if lmask is None else lmask[t : t + 1],
+            ids=ids[t : t + 1],
+            use_mask=use_u,
+            device=device,
+        )
+        state = unlearn(model, query, token_loss, fisher, lr=lr, steps=steps, group=group, floor=floor, seed=seed)
+        try:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(state[n])
+            tau = example_losses(model, batches(), token_loss, seed=seed) - before
+            if prompts is not None:
+                g = example_generator(seed, f"generation:{j}")
+                gen_after.append(sample_positions(model, prompts["tokens"], prompts["loss_mask"], generator=g))
+        finally:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(theta0[n])
+        if prompts is not None:
+            g = example_generator(seed, f"generation:{j}")
+            gen_before.append(sample_positions(model, prompts["tokens"], prompts["loss_mask"], generator=g))
+        out["rank"].append(target_rank(tau, t))
+        out["top_sim"].append(topk_similarity(E, tau, t, k=top_k))
+        out["bottom_sim"].append(topk_similarity(E, tau, t, k=top_k, bottom=True))
+        out["tau_target"].append(float(tau[t]))
+    out["frechet"] = None
+    if prompts is not None:
+        gm = np.ones(np.concatenate(gen_after).shape, bool)
+        Ea = model_embeddings(model, np.concatenate(gen_after), gm, batch_size=batch_size, device=device)
+        Eb = model_embeddings(model, np.concatenate(gen_before), gm, batch_size=batch_size, device=device)
+        out["frechet"] = frechet_distance(Ea, Eb)
+    r = np.asarray(out["rank"])
+    out.update(
+        n=len(ids),
+        top_k=int(min(top_k, len(ids) - 1)),
+        median_rank=float(np.median(r)),
+        share_rank1=float(np.mean(r == 1)),
+        mean_top_sim=float(np.mean(out["top_sim"])),
+        mean_bottom_sim=float(np.mean(out["bottom_sim"])),
+    )
+    return out

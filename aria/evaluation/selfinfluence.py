@@ -16,6 +16,7 @@ Test-to-train comparison with similarity attribution:
 * :func:`sorted_profiles` -- another method's scores in the order of the unlearning scores,
   after min-max or softmax normalization per query, as mean and std over queries (Fig. 1).
 * :func:`pearson_per_query` -- the Pearson correlation of two score matrices, per query.
+* :func:`compare_stream` -- both, reading the two matrices a block of queries at a time.
 
 Shapes: scores are ``(N,)`` for one target or ``(N, Q)`` for Q queries; embeddings ``(N, d)``.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "normalize_scores",
     "sorted_profiles",
     "pearson_per_query",
+    "compare_stream",
 ]
 
 
@@ -69,7 +71,8 @@ def frechet_distance(X, Y) -> float:
     """‖μ_X − μ_Y‖² + Tr(Σ_X + Σ_Y − 2 (Σ_X Σ_Y)^{1/2}) between two sets of embeddings (rows).
 
     Covariances with ``ddof = 1``; the matrix square root by :func:`scipy.linalg.sqrtm`, its
-    imaginary round-off dropped. Needs at least 2 rows per set.
+    imaginary round-off dropped; a round-off below 0 (near-identical sets, a rank-deficient
+    covariance) is clipped to 0. Needs at least 2 rows per set.
     """
     from scipy.linalg import sqrtm
 
@@ -80,7 +83,7 @@ def frechet_distance(X, Y) -> float:
     cx, cy = np.atleast_2d(np.cov(X, rowvar=False)), np.atleast_2d(np.cov(Y, rowvar=False))
     covmean = sqrtm(cx @ cy)
     covmean = np.real(covmean)
-    return float(((mx - my) ** 2).sum() + np.trace(cx + cy - 2.0 * covmean))
+    return max(0.0, float(((mx - my) ** 2).sum() + np.trace(cx + cy - 2.0 * covmean)))
 
 
 def diverse_targets(embeddings, n: int, *, random_state) -> np.ndarray:
@@ -151,3 +154,58 @@ def pearson_per_query(A, B) -> np.ndarray:
     den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (a * b).sum(0) / den, np.nan)
+
+
+def compare_stream(U, S, *, rows=None, block_cols: int | None = None, max_bytes: int = 256 * 2**20) -> dict:
+    """:func:`sorted_profiles` (both normalizations, of ``U`` itself and of ``S``) and
+    :func:`pearson_per_query` of two (N, Q) matrices, reading a block of queries at a time.
+
+    Parameters
+    ----------
+    U : (N, Q) array-like (numpy or zarr), the unlearning scores (they order the x axis)
+    S : (N', Q) array-like, the other method's scores
+    rows : int array (N,), optional
+        Row of ``S`` for each row of ``U`` (aligning two stores' row orders); default identity.
+    block_cols, max_bytes : queries per read (default: as many as fit ``max_bytes`` per matrix)
+
+    Returns
+    -------
+    dict: ``profiles[how][which] = {"mean": (N,), "std": (N,)}`` for how in minmax/softmax and
+    which in unlearning/other (population std over queries); ``pearson`` (Q,) and its
+    ``pearson_mean`` / ``pearson_std`` over the queries where it is defined.
+    """
+    n, q = U.shape
+    if block_cols is None:
+        block_cols = max(1, int(max_bytes // (8 * max(n, 1))))
+    acc = {h: {w: [np.zeros(n), np.zeros(n)] for w in ("unlearning", "other")} for h in ("minmax", "softmax")}
+    r = []
+    for c0 in range(0, q, block_cols):
+        cs = slice(c0, min(q, c0 + block_cols))
+        A = np.asarray(U[:, cs], dtype=np.float64)
+        B = np.asarray(S[:, cs], dtype=np.float64)
+        if rows is not None:
+            B = B[np.asarray(rows)]
+        if A.shape != B.shape:
+            raise ValueError(f"score matrices differ in shape: {A.shape} vs {B.shape}")
+        idx = np.argsort(-A, axis=0, kind="stable")
+        for how in acc:
+            for which, M in (("unlearning", A), ("other", B)):
+                V = np.take_along_axis(normalize_scores(M, how), idx, axis=0)
+                acc[how][which][0] += V.sum(1)
+                acc[how][which][1] += (V * V).sum(1)
+        r.append(pearson_per_query(A, B))
+    pr = np.concatenate(r) if r else np.zeros(0)
+    prof = {}
+    for how, d in acc.items():
+        prof[how] = {}
+        for which, (s1, s2) in d.items():
+            m = s1 / q
+            prof[how][which] = {"mean": m.tolist(), "std": np.sqrt(np.maximum(s2 / q - m * m, 0.0)).tolist()}
+    ok = pr[np.isfinite(pr)]
+    return {
+        "profiles": prof,
+        "pearson": [None if not np.isfinite(x) else float(x) for x in pr],
+        "pearson_mean": float(ok.mean()) if len(ok) else float("nan"),
+        "pearson_std": float(ok.std()) if len(ok) else float("nan"),
+        "n_items": int(n),
+    }

@@ -253,9 +253,12 @@ def test_cli_chunks_equal_the_library(tmp_path):
     S = np.concatenate([g["scores"] for g in got], axis=1)
     # the library on the same model: Fisher and training losses with the real mask (mixed: no M_L
     # -> all ones), the query's loss with its mask (M_U) and its prompt excluded
+    from aria.models.transformer import fused_attention
+
     ones = torch.ones(10, 16, dtype=torch.bool)
     train = {"key": data["key"], "tokens": data["tokens"], "mask": ones}
-    F = diagonal_fisher(model, [train], _lm_loss)
+    with fused_attention(model):  # as the jobs run it
+        F = diagonal_fisher(model, [train], _lm_loss)
     stored = load_torch(tmp_path / "F.pt")["fisher"]
     for n in F:
         torch.testing.assert_close(stored[n], F[n])
@@ -270,8 +273,93 @@ def test_cli_chunks_equal_the_library(tmp_path):
             "mask": torch.as_tensor(qm[q : q + 1]),
             "loss_mask": torch.as_tensor(lm[q : q + 1]),
         }
-        want = unlearning_scores(model, lambda: [train], query, loss, F, lr=1e-3, steps=2, seed=3)
-        np.testing.assert_allclose(S[:, q], want, rtol=1e-4, atol=1e-7)
+        with fused_attention(model):
+            want = unlearning_scores(model, lambda: [train], query, loss, F, lr=1e-3, steps=2, seed=3)
+        # the jobs evaluate the loss on target positions only (target_example_loss): equal up to
+        # float32 round-off (in float64 the two agree to 1e-13), which two F⁻¹-preconditioned steps
+        # at this large η amplify to ~2e-4 of max |τ|
+        np.testing.assert_allclose(S[:, q], want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
     with pytest.raises(ValueError, match="mask strategy must be one of"):
         main(["unlearning-fisher", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
               "--params", json.dumps(dict(base, mask="some")), "--out", str(tmp_path / "G.pt")])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- self-influence on a memorizing model
+def _memorizer(n=12, length=16, vocab=24, seed=0, epochs=400):
+    """A tiny transformer trained until it reproduces n random sequences (memorization)."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(1, vocab, (n, length), generator=g)
+    tokens[:, 0] = torch.arange(n) % (vocab - 1) + 1  # distinct openings: every continuation is determined
+    torch.manual_seed(seed)
+    model = MusicTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=length, vocab_size=vocab))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    for _ in range(epochs):
+        opt.zero_grad()
+        per_example_loss(model(tokens), tokens, mask).mean().backward()
+        opt.step()
+    model.eval()
+    return model, tokens.numpy(), mask.numpy()
+
+
+def test_self_influence_on_a_memorizing_model_ranks_the_target_first():
+    """Acceptance: unlearning a memorized training item raises its own loss more than any other's:
+    R(z_tar) = 1 for most targets; recomputed by hand from the library's τ (rank, top-k similarity)."""
+    from aria.attribution.unlearning import model_embeddings, self_influence, token_batches, token_loss
+    from aria.evaluation.selfinfluence import topk_similarity
+
+    model, tokens, mask = _memorizer()
+    with torch.no_grad():
+        final = per_example_loss(model(torch.as_tensor(tokens)), torch.as_tensor(tokens), torch.as_tensor(mask))
+    assert float(final.max()) < 0.05  # memorized
+    ids = np.array([f"s{i}" for i in range(len(tokens))])
+    train = {"tokens": tokens, "mask": mask, "segment_ids": ids}
+    F = diagonal_fisher(model, token_batches(tokens, mask, ids=ids), token_loss)
+    targets = np.arange(len(tokens))
+    prompts = {"tokens": tokens[:4], "loss_mask": np.arange(tokens.shape[1])[None, :].repeat(4, 0) >= 4}
+    # a memorized item's gradients are tiny, and so is F (~1e-11): η must be small for a first-order step
+    doc = self_influence(model, train, F, targets, lr=1e-9, top_k=3, prompts=prompts, seed=3)
+    ranks = np.asarray(doc["rank"])
+    assert np.mean(ranks == 1) >= 0.75, ranks
+    assert doc["median_rank"] == np.median(ranks) and doc["share_rank1"] == np.mean(ranks == 1)
+    # one target by hand: τ from unlearning_scores, rank and top-k similarity from their definitions
+    t = 5
+    (q,) = token_batches(tokens[t : t + 1], mask[t : t + 1], ids=ids[t : t + 1])
+    tau = unlearning_scores(model, lambda: token_batches(tokens, mask, ids=ids), q, token_loss, F, lr=1e-9, seed=3)
+    assert doc["tau_target"][t] == pytest.approx(tau[t], rel=1e-9)
+    assert doc["rank"][t] == 1 + int(np.sum(np.delete(tau, t) >= tau[t]))
+    E = model_embeddings(model, tokens, mask)
+    assert doc["top_sim"][t] == pytest.approx(topk_similarity(E, tau, t, k=3), abs=1e-12)
+    # a larger step moves the model's generations further (the Fréchet distance grows)
+    big = self_influence(model, train, F, targets[:4], lr=1e-5, top_k=3, prompts=prompts, seed=3)
+    small = self_influence(model, train, F, targets[:4], lr=1e-10, top_k=3, prompts=prompts, seed=3)
+    assert big["frechet"] > small["frechet"] >= 0.0
+
+
+def test_model_embeddings_average_the_real_tokens():
+    from aria.attribution.unlearning import model_embeddings
+
+    model, tokens, mask = _memorizer(n=3, epochs=1)
+    mask = mask.copy()
+    mask[1, 10:] = False
+    captured = []
+    h = model.ln_f.register_forward_hook(lambda m, i, o: captured.append(o.detach().double()))
+    model(torch.as_tensor(tokens))
+    h.remove()
+    H = captured[0].numpy()
+    want = np.stack([H[i][mask[i]].mean(0) for i in range(3)])
+    np.testing.assert_allclose(model_embeddings(model, tokens, mask), want, rtol=1e-5, atol=1e-6)
+
+
+def test_sample_positions_keeps_the_prompt_and_is_reproducible():
+    from aria.attribution.unlearning import sample_positions
+
+    model, tokens, _ = _memorizer(n=4, epochs=300)
+    sm = np.zeros(tokens.shape, bool)
+    sm[:, 6:] = True
+    a = sample_positions(model, tokens, sm, generator=torch.Generator().manual_seed(1), temperature=1e-3)
+    b = sample_positions(model, tokens, sm, generator=torch.Generator().manual_seed(1), temperature=1e-3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[:, :6], tokens[:, :6])
+    # a memorizing model at near-zero temperature continues its training sequences
+    assert np.mean(a[:, 6:] == tokens[:, 6:]) > 0.9

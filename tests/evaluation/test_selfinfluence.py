@@ -85,3 +85,28 @@ def test_pearson_per_query_matches_scipy():
     for q in range(4):
         assert r[q] == pytest.approx(pearsonr(A[:, q], B[:, q])[0])
     assert np.isnan(r[4])
+
+
+def test_compare_stream_equals_the_in_memory_profiles_and_pearson():
+    """Reading a few queries at a time, with the other matrix's rows in another order, gives
+    sorted_profiles and pearson_per_query of the aligned full matrices."""
+    from aria.evaluation.selfinfluence import compare_stream
+
+    rng = np.random.default_rng(4)
+    U = rng.normal(size=(30, 7))
+    S = 0.5 * U + rng.normal(size=(30, 7))
+    S[:, 3] = 1.0  # a constant column: Pearson undefined there
+    perm = rng.permutation(30)
+    S_shuffled = np.empty_like(S)
+    S_shuffled[perm] = S  # row i of U is row perm[i] of the stored matrix
+    res = compare_stream(U, S_shuffled, rows=perm, block_cols=2)
+    for how in ("minmax", "softmax"):
+        for which, M in (("unlearning", U), ("other", S)):
+            m, sd = sorted_profiles(U, M, how=how)
+            np.testing.assert_allclose(res["profiles"][how][which]["mean"], m, atol=1e-12)
+            np.testing.assert_allclose(res["profiles"][how][which]["std"], sd, atol=1e-7)
+    r = pearson_per_query(U, S)
+    assert res["pearson"][3] is None and np.isnan(r[3])
+    ok = np.delete(r, 3)
+    np.testing.assert_allclose([x for x in res["pearson"] if x is not None], ok, atol=1e-12)
+    assert res["pearson_mean"] == pytest.approx(ok.mean()) and res["pearson_std"] == pytest.approx(ok.std())

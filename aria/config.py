@@ -20,7 +20,7 @@ def methods_schema() -> dict:
     """JSON schema of a ``methods`` block, generated from :mod:`aria.registry`."""
     from aria import registry
 
-    names = [m.name for m in registry.gradient_methods()]
+    names = [m.name for m in registry.stage_methods()]
     return {
         "type": "object",
         "additionalProperties": False,
@@ -33,7 +33,7 @@ def methods_schema() -> dict:
                 "items": {"enum": names},
                 "description": "methods to run, from the registry (aria.registry)",
             },
-            **{m.name: m.config_schema() for m in registry.gradient_methods()},
+            **{m.name: m.config_schema() for m in registry.stage_methods()},
         },
     }
 
@@ -170,6 +170,7 @@ def _semantic_problems(config: dict) -> list[str]:
         problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")
     problems += _pool_size_problems(config, symbolic=symbolic, audio=audio)
     problems += _sensitivity_problems(config, symbolic=symbolic, audio=audio)
+    problems += _selfinfluence_problems(config, symbolic=symbolic, audio=audio)
     if symbolic:
         if config["queries"]["prompt_tokens"] >= config["segments"]["block_tokens"]:
             problems.append("queries.prompt_tokens must be smaller than segments.block_tokens")
@@ -255,6 +256,32 @@ def sweepable_params(method: str) -> tuple[str, ...]:
 
     m = registry.method(method)
     return tuple(m.run_params) + (("k",) if m.reads in ("ensemble", "checkpoints", "final") else ())
+
+
+def _selfinfluence_problems(config: dict, *, symbolic: bool, audio: bool) -> list[str]:
+    """The self-influence grid needs a stage that runs unlearning; its stages must be known."""
+    from aria import registry
+
+    running = []
+    if symbolic and "unlearning" in config["methods"]["run"]:
+        running.append("symbolic")
+    if audio:
+        running += [s for s, st in config["audio"]["stages"].items() if "unlearning" in st["methods"]["run"]]
+    problems = []
+    if running and "unlearning" not in config["seeds"]:
+        problems.append(f"unlearning runs (stages {running}): it needs seeds.unlearning")
+    si = config.get("selfinfluence")
+    if not si:
+        return problems
+    known = ["symbolic", *registry.audio_stages()]
+    problems += [
+        f"selfinfluence.stages: unknown stage '{s}' (stages: {known})" for s in si.get("stages", []) if s not in known
+    ]
+    if not running:
+        problems.append("selfinfluence is set but no stage runs unlearning (add it to a methods.run list)")
+    elif si.get("stages") and not set(si["stages"]) & set(running):
+        problems.append(f"selfinfluence.stages {si['stages']}: none of them runs unlearning (those that do: {running})")
+    return problems
 
 
 def _sensitivity_problems(config: dict, *, symbolic: bool, audio: bool) -> list[str]:

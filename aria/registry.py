@@ -15,7 +15,9 @@ Families (:data:`FAMILIES`)
 ``gradient-factored``
     Factorized (Kronecker) gradient projections (LoGra, FactGraSS).
 ``unlearning``
-    Loss change after unlearning a query (the second source paper).
+    Loss change after unlearning a query (SPEC §8, the second source paper): reads the model
+    itself (``reads == "model"``): a cached diagonal Fisher per (stage, model), then one job
+    per chunk of queries (``rules/unlearning.smk``).
 ``embedding``
     Track-level cosine similarity of audio-encoder embeddings; one score store
     per encoder and averaging mode (:data:`ENCODERS`).
@@ -27,6 +29,7 @@ Which feature stores a gradient method reads (``Method.reads``)
 ``"final"``        model 0, final checkpoint (GradDot, Grad-Cos)
 ``"checkpoints"``  model 0, every TracIn checkpoint c = 1..C
 ``"ensemble"``     final checkpoint of every ensemble model m = 0..M-1 (TRAK)
+``"model"``        model 0's final weights and the training segments themselves (unlearning)
 ``"factored"``     the method's own factored feature store of model 0, final checkpoint
                    (LoGra, FactGraSS: ``features/<stage>/<method>/m0.zarr``), projected with
                    the method's ``projection_params`` (:mod:`aria.attribution.factored`)
@@ -61,6 +64,7 @@ __all__ = [
     "method",
     "methods",
     "gradient_methods",
+    "stage_methods",
     "stage",
     "audio_stages",
     "encoder",
@@ -71,7 +75,7 @@ __all__ = [
 FAMILIES = ("gradient-dense", "gradient-factored", "unlearning", "embedding", "external")
 #: SPEC §3 track-level normalization per query before averaging a track's segments
 NORMALIZATIONS = ("zscore", "rank", "none")
-READS = ("final", "checkpoints", "ensemble", "factored", "audio", "matrix")
+READS = ("final", "checkpoints", "ensemble", "factored", "model", "audio", "matrix")
 PLUGINS_ENV = "ARIA_PLUGINS"
 
 
@@ -199,6 +203,13 @@ def gradient_methods() -> list[Method]:
     return [m for m in _METHODS.values() if m.family in ("gradient-dense", "gradient-factored")]
 
 
+def stage_methods() -> list[Method]:
+    """Methods that run per model stage from its model (gradient families and unlearning):
+    the names a stage's ``methods.run`` may list.
+    """
+    return [m for m in _METHODS.values() if m.family in ("gradient-dense", "gradient-factored", "unlearning")]
+
+
 _LAMBDA = {"type": "number", "exclusiveMinimum": 0, "description": "damping lambda of (Phi^T Phi + lambda I)"}
 register(
     Method(
@@ -287,6 +298,36 @@ register(
         run_params=("alpha",),
         projection_params=("k", "blowup", "mask", "layers"),
         defaults={"alpha": 0.1, "k": 4096, "blowup": 4, "mask": "random", "layers": "all"},
+    )
+)
+
+#: target layer groups of the unlearning update (aria.attribution.unlearning.LAYER_GROUPS)
+_UNLEARN_GROUPS = ["all", "attention", "mlp", "kv"]
+register(
+    Method(
+        "unlearning",
+        "Unlearning",
+        "unlearning",
+        reads="model",
+        normalize="rank",
+        module="aria.attribution.unlearning",
+        params={
+            "lr": {"type": "number", "minimum": 0, "description": "eta of theta' = theta0 + eta F^-1 grad L(z_hat)"},
+            "steps": {"type": "integer", "minimum": 1, "maximum": 4, "description": "unlearning steps (paper: 1)"},
+            "group": {"enum": _UNLEARN_GROUPS, "description": "target layer group (paper: all)"},
+            "floor": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Fisher floor, relative to the mean Fisher entry of the target group",
+            },
+            "mask": {
+                "enum": ["none", "both", "mixed"],
+                "description": "padding/silence masks: M_U on the query (mixed, both), M_L on training items (both)",
+            },
+            "chunks": {"type": "integer", "minimum": 1, "description": "query chunks, one job (GPU) each"},
+        },
+        run_params=("lr", "steps", "group", "floor", "mask"),
+        defaults={"lr": 1e-4, "steps": 1, "group": "all", "floor": 1e-3, "mask": "mixed", "chunks": 1},
     )
 )
 

@@ -47,13 +47,36 @@ def test_every_random_choice_has_a_seed():
     seeds = load_schema()["properties"]["seeds"]
     assert set(seeds["required"]) == {"corpus", "train", "queries", "projection", "null_groups"}
     # the LDS seed is needed only when the ground truth is computed
-    assert set(seeds["properties"]) == set(seeds["required"]) | {"lds"}
+    assert set(seeds["properties"]) == set(seeds["required"]) | {"lds", "unlearning"}
     cfg = copy.deepcopy(_load("config.yaml"))
     cfg["lds"]["enabled"] = True
     validate_config(cfg)
     del cfg["seeds"]["lds"]
     with pytest.raises(ConfigError, match="lds.enabled needs seeds.lds"):
         validate_config(cfg)
+
+
+def test_unlearning_checks():
+    """Unlearning needs its seed; the self-influence grid needs a stage that runs unlearning."""
+    cfg = copy.deepcopy(_load("config.yaml"))
+    del cfg["seeds"]["unlearning"]
+    with pytest.raises(ConfigError, match=r"unlearning runs \(stages \['symbolic', 'semantic'.*needs seeds.unlearning"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["selfinfluence"]["stages"] = ["symbolic", "middle"]
+    with pytest.raises(ConfigError, match="selfinfluence.stages: unknown stage 'middle'"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["methods"]["run"].remove("unlearning")
+    cfg["selfinfluence"]["stages"] = ["symbolic"]
+    with pytest.raises(ConfigError, match=r"none of them runs unlearning \(those that do: \['semantic'"):
+        validate_config(cfg)
+    for s in cfg["audio"]["stages"].values():
+        s["methods"]["run"].remove("unlearning")
+    with pytest.raises(ConfigError, match="no stage runs unlearning"):
+        validate_config(cfg)
+    with pytest.raises(ConfigError, match="steps"):
+        validate_config({**_load("config.yaml"), "selfinfluence": {"grid": {"steps": [5]}}})
 
 
 def test_lds_checks():

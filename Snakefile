@@ -22,6 +22,7 @@ if MIDI_CORPUS:
 
 include: "rules/model.smk"
 include: "rules/attribution.smk"
+include: "rules/unlearning.smk"
 include: "rules/lds.smk"
 
 

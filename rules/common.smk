@@ -93,7 +93,7 @@ if AUDIO:
 # embedding baselines (one row per encoder and averaging mode)
 AUDIO_ROWS = [
     f"{m.name}/{s}"
-    for m in registry.gradient_methods()
+    for m in registry.stage_methods()
     for s in AUDIO_STAGES
     if AUDIO and m.name in AUDIO["stages"][s]["methods"]["run"]
 ]
@@ -226,6 +226,8 @@ def method_feature_stores(w):
         return [store.format(stage=w.stage, m=0, c=c) for c in range(1, n_c + 1)]
     if reads == "factored":  # the method's own store (model 0, final weights)
         return [results(f"features/{w.stage}/{w.method}/m0.zarr", w.exp)]
+    if reads == "model":  # unlearning reads the model itself (rules/unlearning.smk)
+        return []
     return [store.format(stage=w.stage, m=0, c=n_c)]
 
 
@@ -334,6 +336,13 @@ def row_cost_files(exp, key):
             "stores": [results(f"scores/baseline/{method}.zarr", exp)],
         }
     w = SimpleNamespace(exp=exp, stage=stage, method=method)
+    if registry.method(method).reads == "model":  # unlearning: its Fisher, query chunks and merge
+        return {
+            "attribution": [benchmarks(f"unlearning_fisher/{stage}/{fisher_side(w)}.tsv", exp)]
+            + [benchmarks(f"unlearning_chunk/{stage}/q{c}.tsv", exp) for c in range(unlearning_chunks(w))],
+            "training": [benchmarks(f"train_model/{stage}/m0.tsv", exp)],
+            "stores": [results(f"scores/{stage}/{method}.zarr", exp)],
+        }
     stores = method_feature_stores(w)
     bench = [benchmarks(f"score/{stage}/{method}.tsv", exp)]
     models = set()
@@ -655,3 +664,147 @@ def analysis_report_arg(w, input):
 def lds_report_arg(w, input):
     """``--lds FILES`` of a report job, or nothing when the experiment has no ground truth."""
     return ("--lds " + " ".join(input.lds)) if input.lds else ""
+
+
+# Unlearning (SPEC §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;
+# the self-influence grid per stage; the comparison with the other methods per experiment.
+SELF = config.get("selfinfluence") or {}
+
+
+def unlearning_settings(w):
+    return method_settings(SimpleNamespace(exp=w.exp, stage=w.stage, method="unlearning"))
+
+
+def fisher_side(w, mask=None):
+    """Which Fisher a mask strategy needs: of masked training losses (M_L: ``both``) or full ones."""
+    mask = unlearning_settings(w)["mask"] if mask is None else mask
+    return "masked" if mask == "both" else "full"
+
+
+def unlearning_chunks(w):
+    """Query chunks, one job each (a chunk beyond the queries is empty and costs one model load)."""
+    return unlearning_settings(w)["chunks"]
+
+
+def unlearning_fisher_params(w):
+    return jparams(
+        mask="both" if w.side == "masked" else "none",
+        seed=config["seeds"]["unlearning"],
+        device=config["device"],
+    )
+
+
+def unlearning_chunk_params(w):
+    s = unlearning_settings(w)
+    return jparams(
+        **{k: s[k] for k in registry.method("unlearning").run_params},
+        seed=config["seeds"]["unlearning"],
+        device=config["device"],
+        n_chunks=s["chunks"],
+        chunk=int(w.chunk),
+    )
+
+
+def unlearning_chunk_files(w):
+    return [results(f"unlearning/{w.stage}/chunks/q{c}.npz", w.exp) for c in range(unlearning_chunks(w))]
+
+
+def unlearning_stages(exp):
+    """Stages of one experiment that run unlearning."""
+    return [s for (e, s), cfg in STAGES.items() if e == exp and "unlearning" in cfg["methods"]["run"]]
+
+
+GRID_KEYS = ("lr", "steps", "group", "mask")
+
+
+def selfinfluence_points(exp, stage):
+    """``{name: {"lr", "steps", "group", "mask", "chosen"}}``: the grid (the product of config
+    selfinfluence.grid's lists, a missing key taking the stage's setting) plus the chosen setting."""
+    from itertools import product
+
+    w = SimpleNamespace(exp=exp, stage=stage)
+    s = unlearning_settings(w)
+    grid = SELF.get("grid") or {}
+    lists = [grid.get(k, [s[k]]) for k in GRID_KEYS]
+    chosen = {k: s[k] for k in GRID_KEYS}
+    points = [dict(zip(GRID_KEYS, v)) for v in product(*lists)]
+    if chosen not in points:
+        points.append(chosen)
+    name = lambda p: f"lr{p['lr']:g}_steps{p['steps']}_{p['group']}_{p['mask']}"
+    return {name(p): dict(p, chosen=p == chosen) for p in points}
+
+
+def selfinfluence_jobs(exp):
+    """``(stage, point name)`` of every self-influence job of one experiment."""
+    if not SELF:
+        return []
+    stages = [s for s in unlearning_stages(exp) if not SELF.get("stages") or s in SELF["stages"]]
+    return [(s, p) for s in stages for p in selfinfluence_points(exp, s)]
+
+
+def selfinfluence_outputs(exp):
+    return [results(f"unlearning/{s}/selfinfluence/{p}.json", exp) for s, p in selfinfluence_jobs(exp)]
+
+
+def selfinfluence_fisher(w):
+    mask = selfinfluence_points(w.exp, w.stage)[w.point]["mask"]
+    return results(f"unlearning/{w.stage}/fisher_{fisher_side(w, mask)}.pt", w.exp)
+
+
+def selfinfluence_params(w):
+    p = selfinfluence_points(w.exp, w.stage)[w.point]
+    return jparams(
+        **p,
+        floor=unlearning_settings(w)["floor"],
+        stage=w.stage,
+        n_targets=SELF.get("n_targets", 8),
+        top_k=SELF.get("top_k", 100),
+        n_generations=SELF.get("n_generations", 4),
+        seed=config["seeds"]["unlearning"],
+        device=config["device"],
+    )
+
+
+def compare_spec(exp, domain):
+    """What ``aria unlearning-compare`` reads: per stage running unlearning, its scores and the
+    other methods' (audio: track level, against the embedding baselines, or the stage's other
+    methods when there are none; symbolic: the other methods' segment-level matrices)."""
+    stages = []
+    for st in unlearning_stages(exp):
+        run = [m for m in STAGES[(exp, st)]["methods"]["run"] if m != "unlearning"]
+        if domain == "audio":
+            unl = results(f"tracklevel/{st}/unlearning.zarr", exp)
+            keys = [k for k in AUDIO_ROWS if row_stage(k) == "baseline"] or [f"{m}/{st}" for m in run]
+            others = [
+                dict(
+                    key=k,
+                    label=registry.row_label(k),
+                    scores=results(
+                        (
+                            f"scores/baseline/{k.partition('/')[0]}.zarr"
+                            if row_stage(k) == "baseline"
+                            else f"tracklevel/{st}/{k.partition('/')[0]}.zarr"
+                        ),
+                        exp,
+                    ),
+                )
+                for k in keys
+            ]
+        else:
+            unl = results(f"scores/{st}/unlearning.zarr", exp)
+            others = [
+                dict(key=m, label=registry.row_label(m), scores=results(f"scores/{st}/{m}.zarr", exp)) for m in run
+            ]
+        if others:
+            stages.append(dict(stage=st, unlearning=unl, others=others))
+    return {"stages": stages}
+
+
+def compare_inputs(exp, domain):
+    spec = compare_spec(exp, domain)
+    return [st["unlearning"] for st in spec["stages"]] + [o["scores"] for st in spec["stages"] for o in st["others"]]
+
+
+def compare_outputs(exp, domain):
+    """The experiment's comparison JSON, or nothing when no stage has unlearning and another method."""
+    return [results("unlearning/compare.json", exp)] if compare_spec(exp, domain)["stages"] else []

@@ -17,6 +17,8 @@ if SYMBOLIC:
             segments_csv=results("segments/symbolic/segments.csv", EXP),
             queries=results("queries/symbolic/queries.npz", EXP),
             sensitivity=sweep_outputs(EXP),
+            selfinfluence=selfinfluence_outputs(EXP),
+            compare=compare_outputs(EXP, "symbolic"),
             cards=results("cards", EXP),
         output:
             html=results("report.html", EXP),
@@ -35,6 +37,7 @@ if SYMBOLIC:
                 stages=["symbolic"],
                 device=config["device"],
                 verdict=ANALYSIS["verdict"],
+                selfinfluence_reason=SELF.get("reason", ""),
                 **({"labels": report_labels(SYMBOLIC_ROWS)} if EXTERNAL_SYMBOLIC else {}),
                 **({"lds_rows": SYMBOLIC_ROWS} if LDS_SYMBOLIC else {}),
             ),
@@ -46,7 +49,7 @@ if SYMBOLIC:
             "--params {params.args:q} {params.lds} {params.analysis} --cost {params.cost:q} "
             "--pool {input.pool} --manifest {input.manifest} --dropped {input.dropped} "
             "--segments-csv {input.segments_csv} --queries {input.queries} --sensitivity {input.sensitivity} "
-            "--cards {input.cards} "
+            "--selfinfluence {input.selfinfluence} --unlearning-compare {input.compare} --cards {input.cards} "
             "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
 
 
@@ -67,6 +70,8 @@ rule audio_report:
         segments_csv=[results(f"segments/{s}/segments.csv", AUDIO_EXP) for s in AUDIO_STAGES],
         queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
         sensitivity=sweep_outputs(AUDIO_EXP),
+        selfinfluence=selfinfluence_outputs(AUDIO_EXP),
+        compare=compare_outputs(AUDIO_EXP, "audio") if AUDIO else [],
         cards=results("cards", AUDIO_EXP),
     output:
         html=results("report.html", AUDIO_EXP),
@@ -85,6 +90,7 @@ rule audio_report:
             stages=AUDIO_STAGES,
             device=config["device"],
             verdict=ANALYSIS["verdict"],
+            selfinfluence_reason=SELF.get("reason", ""),
             root=audio_root(),
             **({"labels": report_labels(AUDIO_ROWS)} if report_labels(AUDIO_ROWS) else {}),
             **({"lds_rows": LDS_AUDIO_ROWS} if LDS_AUDIO_ROWS else {}),
@@ -97,7 +103,8 @@ rule audio_report:
         "--manifest {input.manifest} --queries-audio {input.audio} --params {params.args:q} {params.lds} "
         "{params.analysis} --cost {params.cost:q} --pool {input.pool} --dropped {input.dropped} "
         "--feature-failures {input.failures} --segments-csv {input.segments_csv} --queries {input.queries} "
-        "--sensitivity {input.sensitivity} --cards {input.cards} "
+        "--sensitivity {input.sensitivity} --selfinfluence {input.selfinfluence} "
+        "--unlearning-compare {input.compare} --cards {input.cards} "
         "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
 
 

@@ -346,6 +346,7 @@ def cmd_unlearning_fisher(a) -> None:
 
     from aria.attribution.unlearning import diagonal_fisher, token_batches, token_loss
     from aria.io.tables import read_npz, save_torch
+    from aria.models.transformer import fused_attention
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -357,7 +358,8 @@ def cmd_unlearning_fisher(a) -> None:
         tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
     )
     t0 = time.perf_counter()
-    F = diagonal_fisher(model, progress(batches, desc="fisher", unit="batch"), token_loss, seed=p["seed"])
+    with fused_attention(model):
+        F = diagonal_fisher(model, progress(batches, desc="fisher", unit="batch"), token_loss, seed=p["seed"])
     log.info("Fisher over %d segments in %.1f s", len(tr["segment_ids"]), time.perf_counter() - t0)
     save_torch(a.out, {"fisher": {n: f.cpu() for n, f in F.items()}, "n": len(tr["segment_ids"]), "mask": p["mask"]})
 
@@ -368,6 +370,7 @@ def cmd_unlearning_scores(a) -> None:
 
     from aria.attribution.unlearning import example_losses, token_batches, token_loss, unlearning_scores
     from aria.io.tables import load_torch, read_npz, write_npz
+    from aria.models.transformer import fused_attention
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -383,24 +386,129 @@ def cmd_unlearning_scores(a) -> None:
             tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
         )
 
-    before = example_losses(model, train(), token_loss, seed=p["seed"])
-    cols = []
-    t0 = time.perf_counter()
-    for q in progress(qsel, desc="unlearn", unit="query"):
-        (query,) = token_batches(
-            qu["tokens"][q : q + 1],
-            qu["mask"][q : q + 1],
-            qu["loss_mask"][q : q + 1],
-            ids=qu["query_ids"][q : q + 1],
-            use_mask=use_u,
-            device=p["device"],
-        )
-        kw = {k: p[k] for k in ("lr", "steps", "group", "floor", "seed")}
-        cols.append(unlearning_scores(model, train, query, token_loss, fisher, before=before, **kw))
+    with fused_attention(model):  # many full passes over the training set: the fused kernel
+        before = example_losses(model, train(), token_loss, seed=p["seed"])
+        cols = []
+        t0 = time.perf_counter()
+        for q in progress(qsel, desc="unlearn", unit="query"):
+            (query,) = token_batches(
+                qu["tokens"][q : q + 1],
+                qu["mask"][q : q + 1],
+                qu["loss_mask"][q : q + 1],
+                ids=qu["query_ids"][q : q + 1],
+                use_mask=use_u,
+                device=p["device"],
+            )
+            kw = {k: p[k] for k in ("lr", "steps", "group", "floor", "seed")}
+            cols.append(unlearning_scores(model, train, query, token_loss, fisher, before=before, **kw))
     dt = time.perf_counter() - t0
     log.info("%d queries in %.1f s (%.2f s per query)", len(qsel), dt, dt / max(len(qsel), 1))
     S = np.stack(cols, axis=1) if cols else np.zeros((len(tr["segment_ids"]), 0))
     write_npz(a.out, scores=S.astype(np.float32), query_ids=qu["query_ids"][qsel], train_ids=tr["segment_ids"])
+
+
+def cmd_unlearning_merge(a) -> None:
+    """The chunks of ``aria unlearning-scores`` (in query order) as one N x Q score store."""
+    from aria.io.stores import ScoreWriter
+    from aria.io.tables import read_npz
+
+    parts = [read_npz(f) for f in a.chunks]
+    rows = parts[0]["train_ids"]
+    for f, d in zip(a.chunks, parts):
+        if not np.array_equal(d["train_ids"], rows):
+            raise ValueError(f"{f}: its training items differ from {a.chunks[0]}'s (chunks of different runs?)")
+    S = np.concatenate([d["scores"] for d in parts], axis=1)
+    cols = np.concatenate([d["query_ids"] for d in parts])
+    with ScoreWriter(a.out, rows, cols, attrs={"method": "unlearning"}) as w:
+        w.write(0, S)
+    log.info("merged %d chunks: %d training items x %d queries", len(parts), *S.shape)
+
+
+def cmd_unlearning_selfinfluence(a) -> None:
+    """One grid point of the train-to-train self-influence check (SPEC §8) of one stage."""
+    import torch
+
+    from aria.attribution.unlearning import model_embeddings, self_influence
+    from aria.evaluation.selfinfluence import diverse_targets
+    from aria.io.tables import load_torch, read_npz, write_json
+    from aria.models.transformer import fused_attention
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    model, _ = load_model(a.model)
+    model.to(p["device"])
+    fisher = {n: f.to(p["device"]) for n, f in load_torch(a.fisher)["fisher"].items()}
+    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    with fused_attention(model):  # many full passes over the training set: the fused kernel
+        E = model_embeddings(model, tr["tokens"], tr["mask"], device=p["device"])
+        n_t = min(int(p["n_targets"]), len(E))
+        targets = diverse_targets(E, n_t, random_state=p["seed"])
+        g = min(int(p["n_generations"]), len(qu["query_ids"]))
+        prompts = {"tokens": qu["tokens"][:g], "loss_mask": qu["loss_mask"][:g]} if g >= 2 else None
+        t0 = time.perf_counter()
+        doc = self_influence(
+            model,
+            tr,
+            fisher,
+            targets,
+            embeddings=E,
+            prompts=prompts,
+            device=p["device"],
+            progress=lambda it: progress(it, desc="targets", unit="target"),
+            **{k: p[k] for k in ("lr", "steps", "group", "floor", "mask", "top_k", "seed")},
+        )
+    dt = time.perf_counter() - t0
+    doc.update(
+        stage=p["stage"],
+        point={k: p[k] for k in ("lr", "steps", "group", "mask")},
+        chosen=bool(p.get("chosen")),
+        seconds=dt,
+        n_generations=g,
+    )
+    log.info(
+        "%s %s: median R %.1f, R = 1 for %.0f%% of %d targets, FD %s (%.1f s)",
+        p["stage"],
+        doc["point"],
+        doc["median_rank"],
+        100 * doc["share_rank1"],
+        n_t,
+        "n/a" if doc["frechet"] is None else f"{doc['frechet']:.4g}",
+        dt,
+    )
+    write_json(a.out, doc)
+
+
+def cmd_unlearning_compare(a) -> None:
+    """Unlearning scores against other methods' on the same queries (SPEC §8 test-to-train): the
+    other method's normalized scores sorted by the unlearning scores, and the Pearson r per query.
+    """
+    from aria.evaluation.selfinfluence import compare_stream
+    from aria.io.stores import open_scores
+    from aria.io.tables import write_json
+
+    spec = json.loads(a.spec)
+    out = []
+    for st in spec["stages"]:
+        U, urows, ucols = open_scores(st["unlearning"])  # audio: the track-level store
+        for other in st["others"]:
+            S, srows, scols = open_scores(other["scores"])
+            if list(map(str, scols)) != list(map(str, ucols)):
+                raise ValueError(f"{other['scores']}: its queries differ from {st['unlearning']}'s")
+            pos = {str(r): i for i, r in enumerate(srows)}
+            missing = [str(r) for r in urows if str(r) not in pos]
+            if missing:
+                raise ValueError(f"{other['scores']}: no rows for {len(missing)} items, e.g. {missing[:3]}")
+            res = compare_stream(U, S, rows=np.asarray([pos[str(r)] for r in urows]))
+            out.append({"stage": st["stage"], "other": other["key"], "label": other["label"], **res})
+            log.info(
+                "%s vs %s: Pearson r %.3f +- %.3f over %d queries",
+                st["stage"],
+                other["label"],
+                res["pearson_mean"],
+                res["pearson_std"],
+                len(res["pearson"]),
+            )
+    write_json(a.out, {"comparisons": out})
 
 
 def cmd_kfac_covariance(a) -> None:
@@ -949,6 +1057,17 @@ def _accounting(a, p) -> dict | None:
     return {"dropped": dropped.to_dict("records"), "counts": counts, "pool": read_json(a.pool)}
 
 
+def _unlearning_docs(a, p) -> dict | None:
+    """The self-influence grid points and the comparison of a report, or None when neither ran."""
+    from aria.io.tables import read_json
+
+    grid = [read_json(f) for f in a.selfinfluence or []]
+    comp = [c for f in a.unlearning_compare or [] for c in read_json(f)["comparisons"]]
+    if not grid and not comp:
+        return None
+    return {"grid": grid, "compare": comp, "reason": p.get("selfinfluence_reason", "")}
+
+
 def cmd_report(a) -> None:
     """report.html, report.md and summary.json from diagnostics and homogeneity."""
     import os
@@ -992,6 +1111,7 @@ def cmd_report(a) -> None:
         cost=_row_costs(a.cost, p.get("device", "cpu")) if a.cost else None,
         accounting=_accounting(a, p),
         sensitivity=[read_json(f) for f in a.sensitivity] if a.sensitivity else None,
+        unlearning=_unlearning_docs(a, p),
     )
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -1848,6 +1968,12 @@ COMMANDS = {
         cmd_unlearning_scores,
         [("--model", {}), ("--segments", {}), ("--queries", {}), ("--fisher", {}), ("--params", {}), ("--out", {})],
     ),
+    "unlearning-merge": (cmd_unlearning_merge, [("--chunks", {"nargs": "+"}), ("--out", {})]),
+    "unlearning-selfinfluence": (
+        cmd_unlearning_selfinfluence,
+        [("--model", {}), ("--segments", {}), ("--queries", {}), ("--fisher", {}), ("--params", {}), ("--out", {})],
+    ),
+    "unlearning-compare": (cmd_unlearning_compare, [("--spec", {}), ("--out", {})]),
     "kfac-covariance": (cmd_kfac_covariance, [("--model", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
     "project-factored": (
         cmd_project_factored,
@@ -1987,6 +2113,8 @@ COMMANDS = {
             ("--cost", {"required": False, "default": None}),
             ("--pool", {"required": False, "default": None}),
             ("--sensitivity", {"nargs": "*", "required": False, "default": None}),
+            ("--selfinfluence", {"nargs": "*", "required": False, "default": None}),
+            ("--unlearning-compare", {"nargs": "*", "required": False, "default": None}),
             ("--cards", {"required": False, "default": None}),
             ("--dropped", {"nargs": "*", "required": False, "default": None}),
             ("--feature-failures", {"nargs": "*", "required": False, "default": None}),

@@ -7,6 +7,8 @@ labels come from :func:`aria.registry.row_label` unless given.
 
 from __future__ import annotations
 
+import numpy as np
+
 from aria import registry
 from aria.report import render as R
 
@@ -51,6 +53,7 @@ def compose(
     cost: dict | None = None,
     accounting: dict | None = None,
     sensitivity: list | None = None,
+    unlearning: dict | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
 
@@ -90,6 +93,11 @@ def compose(
     sensitivity : list of dict, optional
         One document per grid point (``aria sweep-point``); adds the sensitivity table and
         heat-map and ``sensitivity`` in the summary.
+    unlearning : dict, optional
+        ``{"grid": [self-influence point JSON], "compare": [comparison], "reason": str}``
+        (``aria unlearning-selfinfluence``, ``aria unlearning-compare``); adds the self-influence
+        table and figure, the chosen setting, the comparison table and figure, and ``unlearning``
+        in the summary.
     """
     from aria.evaluation.reliability import verdict
 
@@ -178,6 +186,28 @@ def compose(
         figures["Sensitivity: μz per grid point, stage and channel"] = R.sensitivity_figure(
             sensitivity, channels, main_k=main_k
         )
+    if unlearning and unlearning["grid"]:
+        sections.append(
+            (
+                "Unlearning: train-to-train self-influence grid",
+                *R.selfinfluence_table(unlearning["grid"]),
+                selfinfluence_reading(unlearning["grid"], unlearning.get("reason", "")),
+            )
+        )
+        figures["Unlearning self-influence: median R and Fréchet distance per setting"] = R.selfinfluence_figure(
+            unlearning["grid"]
+        )
+    if unlearning and unlearning["compare"]:
+        sections.append(
+            (
+                "Unlearning against the other attributions (test-to-train)",
+                *R.unlearning_compare_table(unlearning["compare"]),
+                COMPARE_NOTE,
+            )
+        )
+        figures["Scores sorted by the unlearning score (mean ± std over queries)"] = R.unlearning_compare_figure(
+            unlearning["compare"]
+        )
     if accounting:
         sections += _accounting_sections(accounting, main_k=main_k)
     if cost:
@@ -250,6 +280,23 @@ def compose(
             {x: d[x] for x in ("method", "stage", "point", "diagnostics")} | {"homogeneity": d["summary"]}
             for d in sensitivity
         ]
+    if unlearning:
+        summary["unlearning"] = {
+            "selfinfluence": [
+                {
+                    "stage": d["stage"],
+                    "point": d["point"],
+                    "chosen": bool(d.get("chosen")),
+                    **{x: d[x] for x in ("median_rank", "share_rank1", "mean_top_sim", "mean_bottom_sim", "frechet")},
+                    "n_targets": len(d["rank"]),
+                }
+                for d in unlearning["grid"]
+            ],
+            "compare": [
+                {x: c[x] for x in ("stage", "other", "label", "pearson_mean", "pearson_std")}
+                for c in unlearning["compare"]
+            ],
+        }
     if accounting:
         from collections import Counter
 
@@ -260,6 +307,58 @@ def compose(
             "n_dropped": len(accounting["dropped"]),
         }
     return html, md, summary
+
+
+def _best_point(pts: list[dict]) -> dict:
+    """The grid's best self-influence: most targets at R = 1, then lowest median R, then lowest FD."""
+    return min(
+        pts,
+        key=lambda d: (-d["share_rank1"], d["median_rank"], np.inf if d.get("frechet") is None else d["frechet"]),
+    )
+
+
+def selfinfluence_reading(grid: list[dict], reason: str = "") -> str:
+    """Which setting the test-to-train scores use, per stage, and how it fares in the grid."""
+    out = [
+        "Each diverse training target (the item nearest a k-means centroid of θ₀'s embeddings) is unlearned "
+        "and every training item scored; R = the target's rank (1 = best; ties count against it). top-/bottom-k "
+        "sim = mean cosine similarity (θ₀'s embeddings) between the target and its k highest / lowest scored "
+        "items; FD = Fréchet distance between θ′'s and θ₀'s generations from the same prompts and draws "
+        "(0 = unchanged)."
+    ]
+    for st in dict.fromkeys(d["stage"] for d in grid):
+        pts = [d for d in grid if d["stage"] == st]
+        ch = next((d for d in pts if d.get("chosen")), None)
+        best = _best_point(pts)
+        if ch is None:
+            continue
+        s = (
+            f"{st}: the unlearning rows use {R._si_point(ch)} "
+            f"(config methods.unlearning{'; ' + reason if reason else ''}): "
+            f"median R {ch['median_rank']:.1f}, R = 1 for {100 * ch['share_rank1']:.0f}% of targets"
+        )
+        s += "." if ch.get("frechet") is None else f", FD {ch['frechet']:.3g}."
+        if best is ch:
+            s += " It is the grid's best self-influence point."
+        else:
+            s += (
+                f" The grid's best self-influence is {R._si_point(best)} (median R {best['median_rank']:.1f}, "
+                f"R = 1 for {100 * best['share_rank1']:.0f}%"
+                + ("" if best.get("frechet") is None else f", FD {best['frechet']:.3g}")
+                + ")."
+            )
+        out.append(s)
+    return " ".join(out)
+
+
+COMPARE_NOTE = (
+    "Each query's scores from every method, in descending order of the unlearning score, after min-max or softmax "
+    "normalization per query (figure: mean ± std over queries), and the Pearson r of each method's scores with the "
+    "unlearning scores per query. Audio stages are compared at track level (the unlearning scores rank-normalized "
+    "and averaged over a track's segments, as in the main table) with the embedding baselines; the symbolic stage "
+    "with the other methods' segment-level scores. A flat profile under the unlearning order means the two "
+    "methods attribute different items."
+)
 
 
 VERDICT_NOTE = (

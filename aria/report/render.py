@@ -269,6 +269,118 @@ def sensitivity_figure(points: list[dict], channels, *, main_k: int) -> bytes:
     return _png(fig)
 
 
+def _si_point(d: dict) -> str:
+    p = d["point"]
+    return f"lr {p['lr']:g}, {p['steps']} step{'s' if p['steps'] > 1 else ''}, {p['group']}, mask {p['mask']}"
+
+
+def selfinfluence_table(grid: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per (stage, grid point) of the self-influence check (SPEC §8; the paper's Table 1)."""
+    header = ["stage", "setting", "chosen", "median R", "R = 1", "top-k sim", "bottom-k sim", "k", "FD", "targets"]
+    rows = []
+    for d in grid:
+        rows.append(
+            [
+                d["stage"],
+                _si_point(d),
+                "✓" if d.get("chosen") else "",
+                _fmt(d["median_rank"], ".1f"),
+                f"{100 * d['share_rank1']:.0f}%",
+                _fmt(d["mean_top_sim"], ".3f"),
+                _fmt(d["mean_bottom_sim"], ".3f"),
+                str(d["top_k"]),
+                "–" if d.get("frechet") is None else _fmt(d["frechet"], ".3g"),
+                f"{len(d['rank'])} of {d['n']}",
+            ]
+        )
+    return header, rows
+
+
+def selfinfluence_figure(grid: list[dict]) -> bytes:
+    """PNG (like the paper's grid figure): per stage, median R (log scale) and the Fréchet distance
+    at every grid point; the chosen point marked.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = list(dict.fromkeys(d["stage"] for d in grid))
+    fig, axes = plt.subplots(
+        len(stages), 2, figsize=(11, 1.6 + 0.32 * max(len(grid) // max(len(stages), 1), 4) * len(stages)), squeeze=False
+    )
+    for i, st in enumerate(stages):
+        pts = [d for d in grid if d["stage"] == st]
+        y = np.arange(len(pts))
+        labels = [_si_point(d) + (" (chosen)" if d.get("chosen") else "") for d in pts]
+        colors = ["#d62728" if d.get("chosen") else "#1f77b4" for d in pts]
+        ax = axes[i, 0]
+        ax.barh(y, [d["median_rank"] for d in pts], color=colors)
+        ax.set_xscale("log")
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"median R(z_tar) (1 = best; of {pts[0]['n']} items)", fontsize=8)
+        ax.set_title(f"{st}: rank of the unlearned target", fontsize=9)
+        ax = axes[i, 1]
+        fd = [np.nan if d.get("frechet") is None else d["frechet"] for d in pts]
+        ax.barh(y, fd, color=colors)
+        ax.set_yticks(y, [""] * len(pts))
+        ax.invert_yaxis()
+        ax.set_xlabel("Fréchet distance of generations to θ₀'s (lower = model kept)", fontsize=8)
+        ax.set_title(f"{st}: model quality after unlearning", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def unlearning_compare_table(comp: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Pearson r between the unlearning scores and each other method's, per query: mean ± std."""
+    header = ["stage", "compared with", "Pearson r (mean ± std over queries)", "queries", "items"]
+    rows = [
+        [
+            c["stage"],
+            c["label"],
+            f"{_fmt(c['pearson_mean'], '+.3f')} ± {_fmt(c['pearson_std'], '.3f')}",
+            str(sum(x is not None for x in c["pearson"])),
+            str(c["n_items"]),
+        ]
+        for c in comp
+    ]
+    return header, rows
+
+
+def unlearning_compare_figure(comp: list[dict]) -> bytes:
+    """PNG (the paper's Fig. 1): scores in descending order of the unlearning score, min-max and
+    softmax normalized per query, mean ± std over queries; one panel per stage and normalization.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = list(dict.fromkeys(c["stage"] for c in comp))
+    fig, axes = plt.subplots(len(stages), 2, figsize=(11, 3.0 * len(stages)), squeeze=False)
+    for i, st in enumerate(stages):
+        cs = [c for c in comp if c["stage"] == st]
+        for j, how in enumerate(("minmax", "softmax")):
+            ax = axes[i, j]
+            own = cs[0]["profiles"][how]["unlearning"]
+            x = np.arange(1, len(own["mean"]) + 1)
+            for lab, prof, col in [("Unlearning", own, "k")] + [
+                (c["label"], c["profiles"][how]["other"], None) for c in cs
+            ]:
+                m, sd = np.asarray(prof["mean"]), np.asarray(prof["std"])
+                (ln,) = ax.plot(x, m, lw=1.2, label=lab, color=col)
+                ax.fill_between(x, m - sd, m + sd, color=ln.get_color(), alpha=0.15, lw=0)
+            ax.set_xlabel("training items in descending order of the unlearning score", fontsize=8)
+            ax.set_ylabel(f"{how} score", fontsize=8)
+            if how == "softmax":
+                ax.set_yscale("log")
+            ax.set_title(f"{st}: {how}", fontsize=9)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def cost_table(cost: dict) -> tuple[list[str], list[list[str]]]:
     """Per row: attribution and training wall-clock, CPU-hours, device-hours, peak memory, disk."""
     dev = next(iter(cost.values()))["device"] if cost else "cpu"

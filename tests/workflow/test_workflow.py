@@ -55,7 +55,7 @@ def tiny_config():
 def test_outputs_and_report(tiny_run):
     res = tiny_run / "results" / "tiny"
     summary = json.loads((res / "summary.json").read_text())
-    assert set(summary["methods"]) == {"trak", "tracin", "gradcos", "graddot", "logra", "factgrass"}
+    assert set(summary["methods"]) == {"trak", "tracin", "gradcos", "graddot", "logra", "factgrass", "unlearning"}
     assert summary["channels"] == ["melody", "harmony", "rhythm", "dynamic", "texture"]
     for s in summary["methods"].values():
         assert 0 <= s["r1"] <= 1 and 0 <= s["r2_5"] <= 1 and s["r1"] + s["r2_5"] <= 1 + 1e-9
@@ -400,6 +400,7 @@ def test_rerun_scope_trak_lambda(tiny_run):
         ("symbolic_homogeneity", "method=trak"),
         ("residual", "exp=tiny, stage=symbolic, method=trak"),
         ("lds", "exp=tiny, stage=symbolic, method=trak"),  # its LDS, never the retraining
+        ("symbolic_unlearning_compare", ""),  # unlearning is compared with every other method's scores
         ("symbolic_cards", ""),
         ("symbolic_report", ""),
     }
@@ -416,6 +417,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
         ("symbolic_homogeneity", "method=logra"),
         ("residual", w),
         ("lds", w),
+        ("symbolic_unlearning_compare", ""),
         ("symbolic_cards", ""),
         ("symbolic_report", ""),
     }
@@ -431,6 +433,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
         "residual",
         "lds",
         "sweep_point",  # its sensitivity point reads the new features
+        "symbolic_unlearning_compare",
         "symbolic_cards",
         "symbolic_report",
     }
@@ -514,6 +517,7 @@ def test_rerun_scope_projection_k(tiny_run):
         "residual",
         "lds",
         "sweep_point",  # TRAK's k = 16 grid point now reads the main stores
+        "symbolic_unlearning_compare",
         "symbolic_cards",
         "symbolic_report",
     }
@@ -761,7 +765,7 @@ def test_audio_report_and_queries(tiny_run):
     summary = json.loads((res / "summary.json").read_text())
     assert summary["channels"] == ["rhythmic", "harmonic", "timbral"]
     runs = {"semantic": ("trak", "gradcos", "logra", "factgrass"), "coarse": ("trak", "logra")}
-    runs["fine"] = ("trak", "gradcos", "factgrass")
+    runs["fine"] = ("trak", "gradcos", "factgrass", "unlearning")
     assert set(summary["methods"]) == {f"{m}/{s}" for s, ms in runs.items() for m in ms} | {
         f"{e}{v}/baseline" for e in ("basic_pitch", "aisfx") for v in ("", "_aaa")
     }

@@ -767,13 +767,16 @@ def selfinfluence_params(w):
 
 def compare_spec(exp, domain):
     """What ``aria unlearning-compare`` reads: per stage running unlearning, its scores and the
-    other methods' (audio: track level, against the embedding baselines, or the stage's other
-    methods when there are none; symbolic: the other methods' segment-level matrices)."""
+    other methods' (audio: the raw τ averaged over each track's segments, against the embedding
+    baselines, or the stage's other methods' track-level matrices when there are none; symbolic:
+    the other methods' segment-level matrices)."""
     stages = []
     for st in unlearning_stages(exp):
         run = [m for m in STAGES[(exp, st)]["methods"]["run"] if m != "unlearning"]
-        if domain == "audio":
-            unl = results(f"tracklevel/{st}/unlearning.zarr", exp)
+        extra = {}
+        if domain == "audio":  # raw τ, averaged over each track's segments in the job (the paper's whole items)
+            unl = results(f"scores/{st}/unlearning.zarr", exp)
+            extra = {"segments": results(f"segments/{st}/train.npz", exp)}
             keys = [k for k in AUDIO_ROWS if row_stage(k) == "baseline"] or [f"{m}/{st}" for m in run]
             others = [
                 dict(
@@ -796,13 +799,17 @@ def compare_spec(exp, domain):
                 dict(key=m, label=registry.row_label(m), scores=results(f"scores/{st}/{m}.zarr", exp)) for m in run
             ]
         if others:
-            stages.append(dict(stage=st, unlearning=unl, others=others))
+            stages.append(dict(stage=st, unlearning=unl, others=others, **extra))
     return {"stages": stages}
 
 
 def compare_inputs(exp, domain):
     spec = compare_spec(exp, domain)
-    return [st["unlearning"] for st in spec["stages"]] + [o["scores"] for st in spec["stages"] for o in st["others"]]
+    return (
+        [st["unlearning"] for st in spec["stages"]]
+        + [st["segments"] for st in spec["stages"] if "segments" in st]
+        + [o["scores"] for st in spec["stages"] for o in st["others"]]
+    )
 
 
 def compare_outputs(exp, domain):

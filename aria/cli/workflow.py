@@ -482,14 +482,20 @@ def cmd_unlearning_compare(a) -> None:
     """Unlearning scores against other methods' on the same queries (SPEC §8 test-to-train): the
     other method's normalized scores sorted by the unlearning scores, and the Pearson r per query.
     """
+    from aria.attribution.tracklevel import track_level
     from aria.evaluation.selfinfluence import compare_stream
     from aria.io.stores import open_scores
-    from aria.io.tables import write_json
+    from aria.io.tables import read_npz, write_json
 
     spec = json.loads(a.spec)
     out = []
     for st in spec["stages"]:
-        U, urows, ucols = open_scores(st["unlearning"])  # audio: the track-level store
+        U, urows, ucols = open_scores(st["unlearning"])
+        if st.get("segments"):  # audio: raw τ averaged over each track's segments (a whole track's loss change)
+            seg = read_npz(st["segments"])
+            if not np.array_equal(seg["segment_ids"], urows):
+                raise ValueError(f"{st['unlearning']}: row ids do not match the segments of {st['segments']}")
+            urows, U = track_level(U, seg["track_ids"], normalize="none")
         for other in st["others"]:
             S, srows, scols = open_scores(other["scores"])
             if list(map(str, scols)) != list(map(str, ucols)):

@@ -354,10 +354,12 @@ def selfinfluence_reading(grid: list[dict], reason: str = "") -> str:
 COMPARE_NOTE = (
     "Each query's scores from every method, in descending order of the unlearning score, after min-max or softmax "
     "normalization per query (figure: mean ± std over queries), and the Pearson r of each method's scores with the "
-    "unlearning scores per query. Audio stages are compared at track level (the unlearning scores rank-normalized "
-    "and averaged over a track's segments, as in the main table) with the embedding baselines; the symbolic stage "
+    "unlearning scores per query. Audio stages are compared at track level (τ averaged over a track's segments: "
+    "the loss change of the whole track) with the embedding baselines; the symbolic stage "
     "with the other methods' segment-level scores. A flat profile under the unlearning order means the two "
-    "methods attribute different items."
+    "methods attribute different items. The softmax is of the raw scores, as in the paper: a method whose scores "
+    "spread over many units (TracIn, GradDot) puts almost all of a query's mass on one item, one whose scores "
+    "differ by much less than 1 (τ, cosines) stays near 1/N; its axis is cut at 10⁻³/N."
 )
 
 

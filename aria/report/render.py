@@ -315,8 +315,12 @@ def selfinfluence_figure(grid: list[dict]) -> bytes:
         labels = [_si_point(d) + (" (chosen)" if d.get("chosen") else "") for d in pts]
         colors = ["#d62728" if d.get("chosen") else "#1f77b4" for d in pts]
         ax = axes[i, 0]
-        ax.barh(y, [d["median_rank"] for d in pts], color=colors)
-        ax.set_xscale("log")
+        ranks = [d["median_rank"] for d in pts]
+        ax.barh(y, ranks, color=colors)
+        if max(ranks) > 20:  # ranks over orders of magnitude; otherwise plain numbers read better
+            ax.set_xscale("log")
+        else:
+            ax.set_xlim(0, max(ranks) + 1)
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(f"median R(z_tar) (1 = best; of {pts[0]['n']} items)", fontsize=8)
@@ -350,7 +354,8 @@ def unlearning_compare_table(comp: list[dict]) -> tuple[list[str], list[list[str
 
 def unlearning_compare_figure(comp: list[dict]) -> bytes:
     """PNG (the paper's Fig. 1): scores in descending order of the unlearning score, min-max and
-    softmax normalized per query, mean ± std over queries; one panel per stage and normalization.
+    softmax normalized per query, mean ± std over queries; one panel per stage and normalization
+    (softmax on log-log axes as in the paper, cut at 1e-3 / N).
     """
     import matplotlib
 
@@ -365,16 +370,22 @@ def unlearning_compare_figure(comp: list[dict]) -> bytes:
             ax = axes[i, j]
             own = cs[0]["profiles"][how]["unlearning"]
             x = np.arange(1, len(own["mean"]) + 1)
+            floor = 1e-3 / len(x)
             for lab, prof, col in [("Unlearning", own, "k")] + [
                 (c["label"], c["profiles"][how]["other"], None) for c in cs
             ]:
                 m, sd = np.asarray(prof["mean"]), np.asarray(prof["std"])
+                lo = m - sd
+                if how == "softmax":  # log axis, cut at 1e-3 / N (raw scores spread over many units
+                    lo = np.maximum(lo, floor)  # put almost all of a softmax's mass on one item)
                 (ln,) = ax.plot(x, m, lw=1.2, label=lab, color=col)
-                ax.fill_between(x, m - sd, m + sd, color=ln.get_color(), alpha=0.15, lw=0)
+                ax.fill_between(x, lo, m + sd, color=ln.get_color(), alpha=0.15, lw=0)
             ax.set_xlabel("training items in descending order of the unlearning score", fontsize=8)
             ax.set_ylabel(f"{how} score", fontsize=8)
             if how == "softmax":
                 ax.set_yscale("log")
+                ax.set_xscale("log")
+                ax.set_ylim(floor, 2.0)
             ax.set_title(f"{st}: {how}", fontsize=9)
             ax.legend(fontsize=7)
     fig.tight_layout()

@@ -122,6 +122,7 @@ def test_only_the_new_rows_run(extended):
         "residual": 2,
         "lds": 2,  # against the existing ground truth: no retraining
         "symbolic_cards": 1,  # the new rows' evidence on every card
+        "symbolic_unlearning_compare": 1,  # unlearning is compared with every other method, the new ones too
         "symbolic_report": 1,
         "all": 1,
     }

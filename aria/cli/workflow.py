@@ -364,19 +364,34 @@ def cmd_unlearning_fisher(a) -> None:
     save_torch(a.out, {"fisher": {n: f.cpu() for n, f in F.items()}, "n": len(tr["segment_ids"]), "mask": p["mask"]})
 
 
-def cmd_unlearning_scores(a) -> None:
-    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (SPEC §8)."""
+def _unlearning_model(a, p):
+    """Model 0 on the job's device and its cached Fisher, checked against each other (unlearning jobs)."""
     import torch
 
-    from aria.attribution.unlearning import example_losses, token_batches, token_loss, unlearning_scores
-    from aria.io.tables import load_torch, read_npz, write_npz
-    from aria.models.transformer import fused_attention
+    from aria.io.tables import load_torch
 
-    p = json.loads(a.params)
     torch.set_num_threads(a.threads)
     model, _ = load_model(a.model)
     model.to(p["device"])
-    fisher = {n: f.to(p["device"]) for n, f in load_torch(a.fisher)["fisher"].items()}
+    fisher = load_torch(a.fisher)["fisher"]
+    shapes = {n: tuple(q.shape) for n, q in model.named_parameters()}
+    bad = [n for n in shapes if n not in fisher or tuple(fisher[n].shape) != shapes[n]]
+    if bad:
+        raise ValueError(
+            f"{a.fisher}: no Fisher entry of the right shape for {len(bad)} parameters of {a.model}, "
+            f"e.g. {bad[:3]} (a Fisher of another model?)"
+        )
+    return model, {n: fisher[n].to(p["device"]) for n in shapes}
+
+
+def cmd_unlearning_scores(a) -> None:
+    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (SPEC §8)."""
+    from aria.attribution.unlearning import example_losses, token_batches, token_loss, unlearning_scores
+    from aria.io.tables import read_npz, write_npz
+    from aria.models.transformer import fused_attention
+
+    p = json.loads(a.params)
+    model, fisher = _unlearning_model(a, p)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     use_u, use_l = _mask_sides(p["mask"])
     qsel = np.array_split(np.arange(len(qu["query_ids"])), p["n_chunks"])[p["chunk"]]
@@ -386,6 +401,7 @@ def cmd_unlearning_scores(a) -> None:
             tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
         )
 
+    kw = {k: p[k] for k in ("lr", "steps", "group", "floor", "seed")}
     with fused_attention(model):  # many full passes over the training set: the fused kernel
         before = example_losses(model, train(), token_loss, seed=p["seed"])
         cols = []
@@ -399,7 +415,6 @@ def cmd_unlearning_scores(a) -> None:
                 use_mask=use_u,
                 device=p["device"],
             )
-            kw = {k: p[k] for k in ("lr", "steps", "group", "floor", "seed")}
             cols.append(unlearning_scores(model, train, query, token_loss, fisher, before=before, **kw))
     dt = time.perf_counter() - t0
     log.info("%d queries in %.1f s (%.2f s per query)", len(qsel), dt, dt / max(len(qsel), 1))
@@ -426,18 +441,13 @@ def cmd_unlearning_merge(a) -> None:
 
 def cmd_unlearning_selfinfluence(a) -> None:
     """One grid point of the train-to-train self-influence check (SPEC §8) of one stage."""
-    import torch
-
     from aria.attribution.unlearning import model_embeddings, self_influence
     from aria.evaluation.selfinfluence import diverse_targets
-    from aria.io.tables import load_torch, read_npz, write_json
+    from aria.io.tables import read_npz, write_json
     from aria.models.transformer import fused_attention
 
     p = json.loads(a.params)
-    torch.set_num_threads(a.threads)
-    model, _ = load_model(a.model)
-    model.to(p["device"])
-    fisher = {n: f.to(p["device"]) for n, f in load_torch(a.fisher)["fisher"].items()}
+    model, fisher = _unlearning_model(a, p)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     with fused_attention(model):  # many full passes over the training set: the fused kernel
         E = model_embeddings(model, tr["tokens"], tr["mask"], device=p["device"])

@@ -279,6 +279,15 @@ def test_cli_chunks_equal_the_library(tmp_path):
         # float32 round-off (in float64 the two agree to 1e-13), which two F⁻¹-preconditioned steps
         # at this large η amplify to ~2e-4 of max |τ|
         np.testing.assert_allclose(S[:, q], want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    from aria.io.tables import save_torch
+
+    wrong = {"fisher": {n: f for n, f in stored.items() if not n.startswith("head.")}}
+    save_torch(tmp_path / "wrong.pt", wrong)  # a Fisher that does not cover the model
+    with pytest.raises(ValueError, match=r"wrong.pt: no Fisher entry of the right shape for 2 parameters"):
+        main(["unlearning-scores", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
+              "--queries", str(tmp_path / "q.npz"), "--fisher", str(tmp_path / "wrong.pt"),
+              "--params", json.dumps(dict(run, chunk=0)), "--out", str(tmp_path / "bad.npz")])  # fmt: skip
+    assert not (tmp_path / "bad.npz").exists()
     with pytest.raises(ValueError, match="mask strategy must be one of"):
         main(["unlearning-fisher", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
               "--params", json.dumps(dict(base, mask="some")), "--out", str(tmp_path / "G.pt")])  # fmt: skip

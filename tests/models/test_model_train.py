@@ -10,14 +10,21 @@ from aria.symbolic.tokenize import PAD
 CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=24)
 
 
-def test_per_example_loss_matches_manual_cross_entropy():
-    torch.manual_seed(0)
+def _padded_batch(*, seed, n, pad_from, prompt):
+    """A random model and n sequences: item 1 padded from ``pad_from``, item 2's first ``prompt``
+    positions outside the loss mask."""
+    torch.manual_seed(seed)
     m = MusicTransformer(CFG)
-    tok = torch.randint(0, PAD, (3, 24))
-    tok[1, 20:] = PAD
+    tok = torch.randint(0, PAD, (n, 24))
+    tok[1, pad_from:] = PAD
     mask = tok != PAD
     lm = torch.ones_like(mask)
-    lm[2, :10] = False
+    lm[2, :prompt] = False
+    return m, tok, mask, lm
+
+
+def test_per_example_loss_matches_manual_cross_entropy():
+    m, tok, mask, lm = _padded_batch(seed=0, n=3, pad_from=20, prompt=10)
     logits = m(tok)
     got = per_example_loss(logits, tok, mask, lm)
     logp = torch.log_softmax(logits, -1)
@@ -31,13 +38,7 @@ def test_target_example_loss_equals_the_full_logits_loss():
     full logits, values and gradients, with padding, a loss mask and an item without targets."""
     from aria.models.transformer import target_example_loss
 
-    torch.manual_seed(1)
-    m = MusicTransformer(CFG)
-    tok = torch.randint(0, PAD, (4, 24))
-    tok[1, 15:] = PAD
-    mask = tok != PAD
-    lm = torch.ones_like(mask)
-    lm[2, :12] = False
+    m, tok, mask, lm = _padded_batch(seed=1, n=4, pad_from=15, prompt=12)
     lm[3] = False  # no target position: loss 0 in both
     grads = []
     for f in (lambda: per_example_loss(m(tok), tok, mask, lm), lambda: target_example_loss(m, tok, mask, lm)):

@@ -59,13 +59,29 @@ def iter_pieces(collection: str, *, random_state, max_quarters: float = float("i
             )
 
 
+def _has_repeats(score) -> bool:
+    """Whether a score holds anything ``expandRepeats`` acts on: repeat barlines,
+    repeat expressions (D.C., segno, coda...) or first/second-ending brackets.
+
+    Without them ``expandRepeats`` only deep-copies the score (most of the demo
+    corpus's build time for the madrigals); the rendered notes are the same.
+    """
+    from music21 import bar, repeat, spanner
+
+    for e in score.recurse():
+        if isinstance(e, (bar.Repeat, repeat.RepeatMark, spanner.RepeatBracket)):
+            return True
+    return False
+
+
 def _score_notes(score, max_quarters: float = float("inf")):
     """Expand repeats, drop measures from ``max_quarters`` on, render to MIDI, read back."""
     from music21.midi import translate
 
     from aria.io.midi import read_midi
 
-    score = score.expandRepeats()
+    if _has_repeats(score) or not all(p.hasMeasures() for p in score.parts):
+        score = score.expandRepeats()  # deep-copies every element; raises for parts without measures
     if score.highestTime > max_quarters:
         last = None
         for m in score.parts[0].getElementsByClass("Measure"):

@@ -223,9 +223,33 @@ rule audio_homogeneity:
         "--null {input.null} --queries {input.queries} --params {params.args:q} --out {output.json} > {log} 2>&1"
 
 
-rule embed_baseline:
+rule embed_corpus:
     input:
         manifest=audio_manifest(),
+    output:
+        frames=results("embeddings/{encoder}.npz", AUDIO_EXP),
+    log:
+        logs("embed_corpus/{encoder}.log", AUDIO_EXP),
+    benchmark:
+        benchmarks("embed_corpus/{encoder}.tsv", AUDIO_EXP)
+    wildcard_constraints:
+        encoder="|".join(registry.ENCODERS),
+    # long and needing only the corpus: started first, it runs beside the training instead of
+    # alone at the end of the run
+    priority: 10
+    conda:
+        ENV
+    threads: 1
+    params:
+        args=jparams(sr=AUDIO.get("sr"), root=audio_root()),
+    shell:
+        "aria embed-corpus --encoder {wildcards.encoder} --manifest {input.manifest} "
+        "--params {params.args:q} --out {output.frames} --threads {threads} > {log} 2>&1"
+
+
+rule embed_baseline:
+    input:
+        corpus=results("embeddings/{encoder}.npz", AUDIO_EXP),
         queries=results("queries/semantic/queries.npz", AUDIO_EXP),
         audio=results("queries/audio", AUDIO_EXP),
     output:
@@ -241,8 +265,8 @@ rule embed_baseline:
         ENV
     threads: 1
     params:
-        args=jparams(sr=AUDIO.get("sr"), root=audio_root(), window_s=10.0, hop_s=1.0),
+        args=jparams(sr=AUDIO.get("sr"), window_s=10.0, hop_s=1.0),
     shell:
-        "aria embed-baseline --encoder {wildcards.encoder} --manifest {input.manifest} "
+        "aria embed-baseline --encoder {wildcards.encoder} --corpus {input.corpus} "
         "--queries {input.queries} --queries-audio {input.audio} --params {params.args:q} "
         "--out {output.avg} --out-aaa {output.aaa} --threads {threads} > {log} 2>&1"

@@ -1463,6 +1463,32 @@ def cmd_audio_queries(a) -> None:
     log.info("generated %d queries per stage; decoded %.1f s of audio each", len(ids), len(codes[-1]) / vocab.ac_rate)
 
 
+def cmd_embed_corpus(a) -> None:
+    """One encoder's frame embeddings of every training track (the costly half of the embedding baseline).
+
+    Its own job, on the corpus alone: it starts as soon as the corpus exists and survives new queries.
+    """
+    import torch
+
+    from aria.audio.encoders import get_encoder
+    from aria.io.audio import load_audio
+    from aria.io.layouts import write_corpus_frames
+    from aria.io.tables import read_manifest
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    enc = get_encoder(a.encoder)
+    man = read_manifest(a.manifest, root=p.get("root"))
+    man = man[man["split"] == "train"]
+    log.info("%s stands in for %s", enc.name, enc.stands_in_for)
+    frames = [
+        np.asarray(enc.frames(load_audio(f, sr=p["sr"]), p["sr"]))
+        for f in progress(list(man["abspath"]), desc=f"{a.encoder} train", unit="file")
+    ]
+    write_corpus_frames(a.out, man["track_id"].to_numpy(), frames, encoder=a.encoder, sr=p["sr"])
+    log.info("%s: %d training tracks, %d frames", a.encoder, len(frames), sum(len(f) for f in frames))
+
+
 def cmd_embed_baseline(a) -> None:
     """Embedding-similarity baseline (SPEC §2): track-level cosine scores, time-averaged and all-against-all."""
     import torch
@@ -1470,25 +1496,25 @@ def cmd_embed_baseline(a) -> None:
     from aria.attribution.embedding import all_against_all_scores, cosine_scores
     from aria.audio.encoders import get_encoder
     from aria.io.audio import load_audio
+    from aria.io.layouts import read_corpus_frames
     from aria.io.stores import ScoreWriter
-    from aria.io.tables import read_manifest, read_npz
+    from aria.io.tables import read_npz
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
     enc = get_encoder(a.encoder)
-    man = read_manifest(a.manifest, root=p.get("root"))
-    man = man[man["split"] == "train"]
+    corpus = read_corpus_frames(a.corpus)
+    if corpus["encoder"] != a.encoder or corpus["sr"] != p["sr"]:
+        raise ValueError(
+            f"{a.corpus}: frames of {corpus['encoder']} at {corpus['sr']} Hz, "
+            f"expected {a.encoder} at {p['sr']} Hz (rerun aria embed-corpus)"
+        )
     qids = read_npz(a.queries)["query_ids"]
-    log.info("%s stands in for %s", enc.name, enc.stands_in_for)
-
-    def frames(paths, desc):
-        return [
-            np.asarray(enc.frames(load_audio(f, sr=p["sr"]), p["sr"]), dtype=np.float64)
-            for f in progress(paths, desc=f"{a.encoder} {desc}", unit="file")
-        ]
-
-    tr = frames(list(man["abspath"]), "train")
-    qu = frames([str(Path(a.queries_audio) / f"{q}.wav") for q in qids], "queries")
+    tr = [np.asarray(f, dtype=np.float64) for f in corpus["frames"]]
+    qu = [
+        np.asarray(enc.frames(load_audio(Path(a.queries_audio) / f"{q}.wav", sr=p["sr"]), p["sr"]), dtype=np.float64)
+        for q in progress(qids, desc=f"{a.encoder} queries", unit="file")
+    ]
     for out, S in (
         (a.out, cosine_scores(np.stack([f.mean(0) for f in tr]), np.stack([f.mean(0) for f in qu]))),
         (
@@ -1497,7 +1523,7 @@ def cmd_embed_baseline(a) -> None:
         ),
     ):
         with ScoreWriter(
-            out, man["track_id"].to_numpy(), qids, attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for}
+            out, corpus["track_ids"], qids, attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for}
         ) as w:
             w.write(0, S)
     log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
@@ -2038,11 +2064,15 @@ COMMANDS = {
             ("--out-audio", {}),
         ],
     ),
+    "embed-corpus": (
+        cmd_embed_corpus,
+        [("--encoder", {}), ("--manifest", {}), ("--params", {}), ("--out", {})],
+    ),
     "embed-baseline": (
         cmd_embed_baseline,
         [
             ("--encoder", {}),
-            ("--manifest", {}),
+            ("--corpus", {}),
             ("--queries", {}),
             ("--queries-audio", {}),
             ("--params", {}),

@@ -11,6 +11,12 @@ Null document (``evidence/null.json``)
 The output of :func:`aria.evaluation.homogeneity.null_distribution`; in JSON the
 ``by_k`` keys are strings and the per-feature ``scales`` are lists (or null).
 
+Encoder frames of a corpus (``embeddings/{encoder}.npz``)
+--------------------------------------------------------
+One encoder's frame embeddings of every training track: ``track_ids`` (T,), the
+frames as a ragged array (``frames`` (sum of frame counts, D), ``offsets`` (T + 1,)),
+``encoder`` (the registry name) and ``sr`` (Hz, the rate the audio was loaded at).
+
 Ragged arrays
 -------------
 A list of 1-D or 2-D arrays is stored flat (concatenated along axis 0) with
@@ -21,9 +27,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from aria.io.tables import read_json, read_npz, write_json
+from aria.io.tables import read_json, read_npz, write_json, write_npz
 
-__all__ = ["pack_ragged", "ragged_item", "read_evidence", "write_null", "read_null"]
+__all__ = [
+    "pack_ragged",
+    "ragged_item",
+    "read_evidence",
+    "write_null",
+    "read_null",
+    "write_corpus_frames",
+    "read_corpus_frames",
+]
 
 
 def pack_ragged(items) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +86,26 @@ def read_null(path) -> dict:
     null["by_k"] = {int(k): v for k, v in null["by_k"].items()}
     null["scales"] = {k: (None if v is None else np.asarray(v)) for k, v in null["scales"].items()}
     return null
+
+
+def write_corpus_frames(path, track_ids, frames, *, encoder: str, sr: int) -> None:
+    """Write one encoder's per-track frame embeddings (a list of (n_frames, D) arrays)."""
+    if len(track_ids) != len(frames):
+        raise ValueError(f"{path}: {len(track_ids)} track ids for {len(frames)} frame arrays")
+    flat, offsets = pack_ragged(frames)
+    write_npz(path, track_ids=np.asarray(track_ids).astype(str), frames=flat, offsets=offsets, encoder=encoder, sr=sr)
+
+
+def read_corpus_frames(path) -> dict:
+    """``{"track_ids", "frames" (list of (n_frames, D) arrays), "encoder", "sr"}``."""
+    d = read_npz(path)
+    missing = {"track_ids", "frames", "offsets", "encoder", "sr"} - set(d)
+    if missing:
+        raise ValueError(f"{path}: not an encoder-frames file (missing {sorted(missing)})")
+    n = len(d["track_ids"])
+    return dict(
+        track_ids=d["track_ids"].astype(str),
+        frames=[ragged_item(d["frames"], d["offsets"], i) for i in range(n)],
+        encoder=str(d["encoder"]),
+        sr=int(d["sr"]),
+    )

@@ -169,7 +169,7 @@ def test_user_config_without_audio_plans_no_audio_job(tiny_run, tmp_path):
     out = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml")).stdout
     rules = set(re.findall(r"(?m)^(?:local)?rule (\w+):", out))
     assert "symbolic_segments" in rules and "symbolic_report" in rules
-    assert not [r for r in rules if r.startswith("audio") or r in ("embed_baseline", "tracklevel")]
+    assert not [r for r in rules if r.startswith("audio") or r in ("embed_corpus", "embed_baseline", "tracklevel")]
     assert "tiny_audio" not in out
     # and with the merge (no --configfile), the audio experiment is planned
     out = run_snakemake(tmp_path, "-n").stdout

@@ -109,6 +109,9 @@ class Method:
         For ``reads == "factored"``: keys that the method's projection job receives.
     defaults : Mapping[str, Any]
         Values of ``params`` used when the config block leaves them out.
+    covariance_when : Mapping[str, Any] or None
+        For ``reads == "factored"``: the settings under which the projection reads the
+        KFAC covariance pass (all must hold; :meth:`needs_covariance`). None: never.
     """
 
     name: str
@@ -122,6 +125,7 @@ class Method:
     run_params: tuple[str, ...] = ()
     projection_params: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    covariance_when: Mapping[str, Any] | None = None
 
     def __post_init__(self):
         import re
@@ -140,6 +144,12 @@ class Method:
             "required": list(self.required),
             "properties": dict(self.params),
         }
+
+    def needs_covariance(self, settings: Mapping[str, Any]) -> bool:
+        """Whether the projection with these settings (defaults filled in) reads the KFAC pass."""
+        if not self.covariance_when:
+            return False
+        return all(settings.get(k, self.defaults.get(k)) == v for k, v in self.covariance_when.items())
 
     def implementation(self):
         """The imported implementing module."""
@@ -274,6 +284,7 @@ register(
         run_params=("alpha",),
         projection_params=("k_in", "k_out", "init", "layers"),
         defaults={"alpha": 0.1, "k_in": 64, "k_out": 64, "init": "kfac", "layers": "all"},
+        covariance_when={"init": "kfac"},
     )
 )
 register(
@@ -298,6 +309,7 @@ register(
         run_params=("alpha",),
         projection_params=("k", "blowup", "mask", "layers"),
         defaults={"alpha": 0.1, "k": 4096, "blowup": 4, "mask": "random", "layers": "all"},
+        covariance_when={"mask": "magnitude"},
     )
 )
 

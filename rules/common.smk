@@ -257,14 +257,12 @@ def factored_params(w):
 
 
 def factored_inputs(w):
-    from aria.attribution.factored import needs_covariance
-
     out = dict(
         model=results(f"models/{w.stage}/m{w.m}.pt", w.exp),
         segments=results(f"segments/{w.stage}/train.npz", w.exp),
         queries=results(f"queries/{w.stage}/queries.npz", w.exp),
     )
-    if needs_covariance(w.method, method_settings(w)):
+    if registry.method(w.method).needs_covariance(method_settings(w)):
         out["covariance"] = results(f"features/{w.stage}/kfac/m{w.m}.npz", w.exp)
     return out
 
@@ -332,7 +330,7 @@ def row_cost_files(exp, key):
     if stage == "baseline":
         enc = method.removesuffix("_aaa")
         return {
-            "attribution": [benchmarks(f"embed_baseline/{enc}.tsv", exp)],
+            "attribution": [benchmarks(f"embed_corpus/{enc}.tsv", exp), benchmarks(f"embed_baseline/{enc}.tsv", exp)],
             "stores": [results(f"scores/baseline/{method}.zarr", exp)],
         }
     w = SimpleNamespace(exp=exp, stage=stage, method=method)

@@ -142,3 +142,31 @@ def test_pool_check():
     r = pool_check(28, 12, [5, 20], min_queries=10, pool="tracks", fix="")
     assert not r["errors"] and "K = 20 is more than half of the 28 tracks" in r["warnings"][0]
     assert pool_check(100, 0, [5], min_queries=1, pool="x", fix="")["errors"][0].startswith("no query survives")
+
+
+def test_covariance_pass_follows_the_settings():
+    """The workflow plans the KFAC pass exactly when the factored projection reads it: LoGra's
+    KFAC initialisation (its default), FactGraSS's magnitude mask (not its default)."""
+    from aria import registry
+
+    logra_m, fg_m = registry.method("logra"), registry.method("factgrass")
+    assert logra_m.needs_covariance({}) and logra_m.needs_covariance({"init": "kfac", "k_in": 8})
+    assert not logra_m.needs_covariance({"init": "random"})
+    assert not fg_m.needs_covariance({}) and not fg_m.needs_covariance({"mask": "random"})
+    assert fg_m.needs_covariance({"mask": "magnitude"})
+    assert not any(m.needs_covariance({}) for m in registry.methods() if m.reads != "factored")
+    # the projections themselves: without a covariance they fail exactly when it is needed
+    import pytest
+    from torch import nn
+
+    from aria.attribution.factored import factgrass_masks, logra_projections
+
+    layers = {"a": nn.Linear(6, 5)}
+    cases = [(logra_m, {"init": i}, logra_projections, dict(k_in=2, k_out=2)) for i in ("kfac", "random")]
+    cases += [(fg_m, {"mask": m}, factgrass_masks, dict(k=4, blowup=4)) for m in ("random", "magnitude")]
+    for m, setting, build, kw in cases:
+        if m.needs_covariance(setting):
+            with pytest.raises(ValueError, match="needs the covariance"):
+                build(layers, covariance=None, **setting, **kw)
+        else:
+            assert build(layers, covariance=None, **setting, **kw).keys() == {"a"}

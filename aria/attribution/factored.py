@@ -64,12 +64,16 @@ LAYER_SETS = {
 
 
 def needs_covariance(method: str, params: dict) -> bool:
-    """Whether a factored method's projection reads the KFAC covariance pass."""
-    if method == "logra":
-        return params.get("init", "kfac") == "kfac"
-    if method == "factgrass":
-        return params.get("mask", "random") == "magnitude"
-    return False
+    """Whether a factored method's projection reads the KFAC covariance pass.
+
+    The registry's ``Method.covariance_when`` decides; unregistered names: False.
+    """
+    from aria import registry
+
+    try:
+        return registry.method(method).needs_covariance(params)
+    except KeyError:
+        return False
 
 
 def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Linear]:

@@ -458,9 +458,9 @@ def test_factored_scores_match_their_features(tiny_run):
 def test_rerun_scope_lds_settings(tiny_run):
     """More subsets train only the new ones; the bootstrap size reruns only the LDS jobs."""
     cfg = tiny_config()
-    cfg["lds"]["n_subsets"] = 5
+    cfg["lds"]["n_subsets"] = 7
     jobs = dry_run_jobs(tiny_run, cfg)
-    assert {j for j in jobs if j[0] == "lds_retrain"} == {("lds_retrain", "exp=tiny, stage=symbolic, subset=4")}
+    assert {j for j in jobs if j[0] == "lds_retrain"} == {("lds_retrain", "exp=tiny, stage=symbolic, subset=6")}
     assert {r for r, _ in jobs} == {"lds_retrain", "lds_ground_truth", "lds", "symbolic_report"}
     cfg = tiny_config()
     cfg["lds"]["n_boot"] = 300

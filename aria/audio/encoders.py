@@ -457,13 +457,21 @@ def mert_encoder(**kw) -> HFEncoder:
     return HFEncoder("mert", **kw)
 
 
-def get_encoder(name: str, **options) -> Encoder:
+def get_encoder(name: str, *, n_threads: int | None = None, **options) -> Encoder:
     """Encoder by its registry name (:data:`aria.registry.ENCODERS`: ``"basic_pitch"``,
     ``"aisfx"``, ``"clap"``, ``"mert"``); ``options`` go to its constructor as keywords.
+
+    ``n_threads`` caps the encoder's own thread pool where its constructor takes one
+    (onnxruntime's defaults to every core, which oversubscribes a machine running one
+    single-threaded job per core); the others run under the caller's ``torch.set_num_threads``.
     """
     import importlib
+    import inspect
 
     from aria import registry
 
     module, _, attr = registry.encoder(name).factory.partition(":")
-    return getattr(importlib.import_module(module), attr)(**options)
+    cls = getattr(importlib.import_module(module), attr)
+    if n_threads is not None and "n_threads" in inspect.signature(cls).parameters:
+        options.setdefault("n_threads", int(n_threads))
+    return cls(**options)

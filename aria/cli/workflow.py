@@ -1477,7 +1477,7 @@ def cmd_embed_corpus(a) -> None:
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
-    enc = get_encoder(a.encoder)
+    enc = get_encoder(a.encoder, n_threads=a.threads)
     man = read_manifest(a.manifest, root=p.get("root"))
     man = man[man["split"] == "train"]
     log.info("%s stands in for %s", enc.name, enc.stands_in_for)
@@ -1502,7 +1502,7 @@ def cmd_embed_baseline(a) -> None:
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
-    enc = get_encoder(a.encoder)
+    enc = get_encoder(a.encoder, n_threads=a.threads)
     corpus = read_corpus_frames(a.corpus)
     if corpus["encoder"] != a.encoder or corpus["sr"] != p["sr"]:
         raise ValueError(

@@ -253,3 +253,16 @@ def test_hf_encoder_mert_path_with_tiny_random_model(tmp_path, monkeypatch):
 def test_get_encoder_names():
     with pytest.raises(ValueError, match="unknown encoder"):
         get_encoder("nope")
+
+
+def test_get_encoder_caps_the_encoders_own_threads():
+    """A job's --threads reaches the encoders that keep their own pool (onnxruntime would
+    otherwise take every core) and is ignored by those without one."""
+    from aria.audio.encoders import get_encoder
+
+    bp1 = get_encoder("basic_pitch", n_threads=1)
+    assert bp1._sess.get_session_options().intra_op_num_threads == 1
+    assert get_encoder("basic_pitch")._sess.get_session_options().intra_op_num_threads == 0  # ort default: all
+    assert get_encoder("aisfx", n_threads=1).n_threads == 1
+    y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    np.testing.assert_allclose(bp1.frames(y, 22050), get_encoder("basic_pitch").frames(y, 22050), atol=1e-5)

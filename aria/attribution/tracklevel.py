@@ -20,7 +20,6 @@ memory budget (each block is one pass over the row chunks).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from aria.io.stores import iter_row_chunks
 
@@ -74,6 +73,8 @@ def track_level(
     out = np.zeros((len(track_ids), q))
 
     if normalize == "rank":
+        from scipy.stats import rankdata  # lazily: importing scipy.stats costs every job ~0.5 s
+
         cols = max(1, int(max_bytes // (8 * max(n, 1))))
         for c0 in range(0, q, cols):
             block = np.empty((n, min(cols, q - c0)))

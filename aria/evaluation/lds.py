@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "subset_mask",
@@ -161,6 +160,8 @@ def predicted_targets(chunks: Iterable[tuple[int, np.ndarray]], masks: np.ndarra
 
 
 def _rank_columns(x: np.ndarray) -> np.ndarray:
+    from scipy import stats
+
     return stats.rankdata(x, axis=0, method="average")
 
 
@@ -253,6 +254,8 @@ def _kendall(a: dict[str, float], b: dict[str, float]) -> float:
     names = [n for n in a if np.isfinite(a[n]) and np.isfinite(b[n])]
     if len(names) < 2:
         return float("nan")
+    from scipy import stats
+
     tau = stats.kendalltau([a[n] for n in names], [b[n] for n in names]).statistic
     return float(tau)
 

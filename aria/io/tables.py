@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from aria.io.stores import atomic_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "write_csv",
@@ -38,6 +41,8 @@ def write_csv(path, df: pd.DataFrame) -> None:
 
 
 def read_csv(path) -> pd.DataFrame:
+    import pandas as pd  # lazily: most jobs never read a table
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"table not found: {path}")
@@ -108,6 +113,8 @@ def read_manifest(path, *, root=None, check_files: bool = True) -> pd.DataFrame:
         Naming the manifest and the offending rows: missing columns, duplicate
         track ids, unknown split values, or files that do not exist.
     """
+    import pandas as pd  # lazily: most jobs never read a table
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"corpus manifest not found: {path}")
@@ -139,6 +146,8 @@ def read_id_list(path) -> np.ndarray:
     Also reads the ``segment_ids``/``track_ids``/``query_ids`` of an ``.npz`` layout of
     Aria (training segments, queries). Blank lines are ignored; duplicates are an error.
     """
+    import pandas as pd  # lazily: most jobs never read a table
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"id list not found: {path}")
@@ -166,6 +175,8 @@ def read_benchmark(path) -> dict | None:
     Columns used by Aria: ``s`` (wall-clock seconds), ``cpu_time`` (CPU seconds), ``max_rss``
     (peak resident memory, MB).
     """
+    import pandas as pd  # lazily: most jobs never read a table
+
     path = Path(path)
     if not path.exists():
         return None
@@ -191,12 +202,16 @@ DROPPED_COLUMNS = ["track_id", "split", "step", "reason", "value"]
 
 def write_dropped(path, rows) -> None:
     """Write the items a job dropped, skipped or filtered (rows of :data:`DROPPED_COLUMNS`), even none."""
+    import pandas as pd  # lazily: most jobs never read a table
+
     df = pd.DataFrame(list(rows), columns=DROPPED_COLUMNS)
     write_csv(path, df)
 
 
 def read_dropped(paths) -> pd.DataFrame:
     """Concatenate dropped-items tables; a file with another layout raises naming the file."""
+    import pandas as pd  # lazily: most jobs never read a table
+
     frames = []
     for p in paths:
         df = pd.read_csv(p, dtype={"track_id": str, "split": str, "step": str, "reason": str}, keep_default_na=False)

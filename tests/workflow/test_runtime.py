@@ -215,3 +215,20 @@ def test_publish_template_replaces_atomically(tmp_path):
     publish_jit_template(new, target)
     assert sorted(p.name for p in target.rglob("*.nb?")) == ["y.nbi"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["tpl"]
+
+
+def test_supervisor_sets_malloc_defaults_but_keeps_the_users(tmp_path, monkeypatch):
+    """Jobs get the malloc settings (runtime.MALLOC_DEFAULTS); a value the user set wins."""
+    from aria.runtime import MALLOC_DEFAULTS, supervise
+
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "12345")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    out = tmp_path / "env.json"
+    code = f"import json, os; json.dump({{k: os.environ.get(k) for k in {sorted(MALLOC_DEFAULTS)!r}}}, open({str(out)!r}, 'w'))"
+    assert supervise([sys.executable, "-c", code], command="probe", seed=False) == 0
+    import json
+
+    got = json.loads(out.read_text())
+    assert got["MALLOC_TOP_PAD_"] == "12345"
+    assert got["MALLOC_MMAP_THRESHOLD_"] == MALLOC_DEFAULTS["MALLOC_MMAP_THRESHOLD_"]
+    assert got["MALLOC_TRIM_THRESHOLD_"] == MALLOC_DEFAULTS["MALLOC_TRIM_THRESHOLD_"]

@@ -224,7 +224,8 @@ def test_supervisor_sets_malloc_defaults_but_keeps_the_users(tmp_path, monkeypat
     monkeypatch.setenv("MALLOC_TOP_PAD_", "12345")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     out = tmp_path / "env.json"
-    code = f"import json, os; json.dump({{k: os.environ.get(k) for k in {sorted(MALLOC_DEFAULTS)!r}}}, open({str(out)!r}, 'w'))"
+    keys = sorted(MALLOC_DEFAULTS)
+    code = f"import json, os; json.dump({{k: os.environ.get(k) for k in {keys!r}}}, open({str(out)!r}, 'w'))"
     assert supervise([sys.executable, "-c", code], command="probe", seed=False) == 0
     import json
 

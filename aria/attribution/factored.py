@@ -50,7 +50,6 @@ __all__ = [
     "logra_features",
     "factgrass_features",
     "project_factored",
-    "needs_covariance",
 ]
 
 log = logging.getLogger("aria")
@@ -61,19 +60,6 @@ LAYER_SETS = {
     "attention": re.compile(r"(attn|attention|qkv|q_proj|k_proj|v_proj|o_proj|out_proj|(^|\.)proj$)"),
     "mlp": re.compile(r"(mlp|ffn|feed_forward|(^|\.)ff\d*$|(^|\.)fc\d*$|(^|\.)ff\d+)"),
 }
-
-
-def needs_covariance(method: str, params: dict) -> bool:
-    """Whether a factored method's projection reads the KFAC covariance pass.
-
-    The registry's ``Method.covariance_when`` decides; unregistered names: False.
-    """
-    from aria import registry
-
-    try:
-        return registry.method(method).needs_covariance(params)
-    except KeyError:
-        return False
 
 
 def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Linear]:

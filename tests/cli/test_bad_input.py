@@ -170,3 +170,23 @@ def test_null_names_a_pool_smaller_than_k(tmp_path):
     with pytest.raises(ValueError, match=r"ev\.npz: K = \[10\] \(homogeneity\.ks\) exceeds the 6 pool items"):
         main(["null", "--features", str(tmp_path / "ev.npz"), "--params", params, "--out", str(tmp_path / "n.json")])
     assert not (tmp_path / "n.json").exists()
+
+
+def test_embedding_frames_of_another_encoder_are_refused(tmp_path):
+    """embed-baseline given frames written by another encoder (or at another rate) names the file
+    and the mismatch, and writes no score store; a file that is not a frames file is named too."""
+    from aria.io.layouts import write_corpus_frames
+    from aria.io.tables import write_npz
+
+    frames = tmp_path / "frames.npz"
+    write_corpus_frames(frames, ["a", "b"], [np.zeros((3, 4)), np.ones((2, 4))], encoder="basic_pitch", sr=22050)
+    out, aaa = tmp_path / "s.zarr", tmp_path / "s_aaa.zarr"
+    args = ["embed-baseline", "--encoder", "aisfx", "--queries", str(tmp_path / "q.npz")]
+    args += ["--queries-audio", str(tmp_path), "--out", str(out), "--out-aaa", str(aaa)]
+    params = json.dumps({"sr": 22050, "window_s": 10.0, "hop_s": 1.0})
+    with pytest.raises(ValueError, match=r"frames\.npz: frames of basic_pitch at 22050 Hz, expected aisfx"):
+        main([*args, "--corpus", str(frames), "--params", params])
+    write_npz(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match=r"other\.npz: not an encoder-frames file"):
+        main([*args, "--corpus", str(tmp_path / "other.npz"), "--params", params])
+    assert not out.exists() and not aaa.exists()

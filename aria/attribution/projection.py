@@ -1,9 +1,22 @@
 """Per-example loss gradients and their seeded random projection.
 
-phi(z) = P^T g(z), with P in R^{p x k} of i.i.d. N(0, 1/k) entries. P is never
-materialized: it is generated in row blocks of ``block_rows`` parameters, block b
-from a generator seeded with ``(seed, b)``, so any block can be rebuilt on any
-device and the projection of a gradient is the sum of its blocks' products.
+phi(z) = P^T g(z) with a seeded random P in R^{p x k}, of one of two types
+(``projection.type`` in config; a change of type changes every number downstream):
+
+``gaussian`` (:class:`BlockProjector`)
+    i.i.d. N(0, 1/k) entries. P is generated in row blocks of ``block_rows``
+    parameters, block b from a CPU generator seeded with ``(seed, b)``, so any
+    block can be rebuilt on any device. Blocks are kept in memory up to
+    ``cache_bytes`` (generated once per job instead of once per batch); those
+    beyond the budget are regenerated for every batch. The cache never changes a
+    number: the same blocks are summed in the same order.
+``sjlt`` (:class:`SJLTProjector`)
+    a sparse Johnson–Lindenstrauss transform: parameter i goes to ``s`` output
+    coordinates (distinct, uniformly drawn) with independent random signs
+    ±1/sqrt(s), so E[P Pᵀ] = I and ‖Pᵀg‖² is unbiased for ‖g‖². Costs O(p·s) per
+    gradient instead of the Gaussian's O(p·k); indices and signs come from numpy's
+    seeded generator, identical on every device.
+
 The same ``seed`` gives the same P for every checkpoint and ensemble member.
 """
 
@@ -18,7 +31,23 @@ from torch.func import functional_call, grad, vmap
 from aria.models.transformer import per_example_loss
 from aria.runtime import progress as track_progress
 
-__all__ = ["attributed_params", "per_example_grads", "BlockProjector", "iter_batches", "project_gradients"]
+__all__ = [
+    "PROJECTION_TYPES",
+    "DEFAULT_CACHE_BYTES",
+    "attributed_params",
+    "per_example_grads",
+    "BlockProjector",
+    "SJLTProjector",
+    "make_projector",
+    "iter_batches",
+    "project_gradients",
+]
+
+#: Projection types of ``projection.type`` (see the module docstring).
+PROJECTION_TYPES = ("gaussian", "sjlt")
+
+#: Memory a Gaussian projector may keep its generated blocks in (bytes).
+DEFAULT_CACHE_BYTES = 1 << 30
 
 
 def attributed_params(model) -> dict[str, torch.Tensor]:
@@ -58,28 +87,127 @@ class BlockProjector:
     ----------
     p, k : int; seed : int
     block_rows : int, keyword-only
-        Rows of P generated at once; peak extra memory is block_rows * k floats.
+        Rows of P generated at once; peak extra memory is block_rows * k floats
+        beyond the cache.
     device : str or torch.device, keyword-only
+    cache_bytes : int, keyword-only
+        Memory for generated blocks (float32, on ``device``): the first
+        ``cache_bytes // (4 * block_rows * k)`` blocks are generated once and
+        kept; 0 regenerates every block on every call.
     """
 
-    def __init__(self, p: int, k: int, *, seed: int, block_rows: int = 16384, device="cpu"):
+    kind = "gaussian"
+
+    def __init__(
+        self,
+        p: int,
+        k: int,
+        *,
+        seed: int,
+        block_rows: int = 16384,
+        device="cpu",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ):
         self.p, self.k, self.seed = int(p), int(k), int(seed)
         self.block_rows = int(block_rows)
         self.device = torch.device(device)
+        self.n_blocks = -(-self.p // self.block_rows)
+        self.n_cached = min(self.n_blocks, max(0, int(cache_bytes)) // (4 * self.block_rows * self.k))
+        self._cache: dict[int, torch.Tensor] = {}
 
-    def block(self, b: int) -> torch.Tensor:
-        """Rows ``[b*block_rows, (b+1)*block_rows)`` of P, shape (rows, k)."""
+    def _generate(self, b: int) -> torch.Tensor:
         rows = min(self.block_rows, self.p - b * self.block_rows)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + b)  # CPU: device-independent P
         return (torch.randn(rows, self.k, generator=gen) / self.k**0.5).to(self.device)
 
+    def block(self, b: int) -> torch.Tensor:
+        """Rows ``[b*block_rows, (b+1)*block_rows)`` of P, shape (rows, k), float32."""
+        blk = self._cache.get(b)
+        if blk is None:
+            blk = self._generate(b)
+            if b < self.n_cached:
+                self._cache[b] = blk
+        return blk
+
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
         """Project (B, p) gradients to (B, k)."""
         out = torch.zeros(G.shape[0], self.k, device=G.device, dtype=G.dtype)
-        for b in range(-(-self.p // self.block_rows)):
+        for b in range(self.n_blocks):
             sl = slice(b * self.block_rows, (b + 1) * self.block_rows)
             out += G[:, sl] @ self.block(b).to(G.dtype)
         return out
+
+
+class SJLTProjector:
+    """Seeded sparse Johnson–Lindenstrauss transform R^p -> R^k.
+
+    Parameter i is sent to ``s`` distinct output coordinates ``index[i]``, one
+    uniformly drawn in each of s contiguous blocks of the k outputs, with random
+    signs ``±1/sqrt(s)``: every row of P has squared norm 1 and E[P Pᵀ] = I.
+
+    Parameters
+    ----------
+    p, k : int; seed : int
+    s : int, keyword-only
+        Nonzeros per parameter (1 <= s <= k); 1 is the classic CountSketch.
+    device : str or torch.device, keyword-only
+
+    Attributes
+    ----------
+    index : (p, s) int64 tensor on ``device``; sign : (p, s) float32 tensor, ±1/sqrt(s)
+    """
+
+    kind = "sjlt"
+
+    def __init__(self, p: int, k: int, *, seed: int, s: int = 1, device="cpu"):
+        self.p, self.k, self.seed, self.s = int(p), int(k), int(seed), int(s)
+        if not 1 <= self.s <= self.k:
+            raise ValueError(f"SJLT needs 1 <= s <= k, got s={s}, k={k}")
+        self.device = torch.device(device)
+        rng = np.random.default_rng([self.seed, 0x534A4C54])  # "SJLT": another stream than the Gaussian's
+        # block construction (Kane & Nelson): output coordinates split into s contiguous
+        # blocks, one uniform coordinate per block, so a parameter's s coordinates are distinct
+        edges = np.arange(self.s + 1) * self.k // self.s
+        index = edges[:-1] + rng.integers(0, np.diff(edges), size=(self.p, self.s))
+        sign = rng.integers(0, 2, size=(self.p, self.s)) * 2.0 - 1.0
+        self.index = torch.as_tensor(np.ascontiguousarray(index, dtype=np.int64), device=self.device)
+        self.sign = torch.as_tensor(sign / self.s**0.5, dtype=torch.float32, device=self.device)
+        self._flat_index = self.index.reshape(-1)
+
+    def matrix(self) -> np.ndarray:
+        """The dense (p, k) matrix P (tests and small cases only)."""
+        P = np.zeros((self.p, self.k))
+        rows = np.repeat(np.arange(self.p), self.s)
+        np.add.at(P, (rows, self.index.cpu().numpy().reshape(-1)), self.sign.cpu().double().numpy().reshape(-1))
+        return P
+
+    def __call__(self, G: torch.Tensor) -> torch.Tensor:
+        """Project (B, p) gradients to (B, k)."""
+        out = torch.zeros(G.shape[0], self.k, device=G.device, dtype=G.dtype)
+        sgn = self.sign.to(G.dtype)
+        if self.s == 1:
+            return out.index_add_(1, self._flat_index, G * sgn[:, 0])
+        src = (G[:, :, None] * sgn).reshape(G.shape[0], -1)
+        return out.index_add_(1, self._flat_index, src)
+
+
+def make_projector(
+    p: int,
+    k: int,
+    *,
+    kind: str = "gaussian",
+    seed: int,
+    block_rows: int = 16384,
+    sjlt_s: int = 1,
+    device="cpu",
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+):
+    """The projector of ``projection.type`` ``kind`` (one of :data:`PROJECTION_TYPES`)."""
+    if kind == "gaussian":
+        return BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device, cache_bytes=cache_bytes)
+    if kind == "sjlt":
+        return SJLTProjector(p, k, seed=seed, s=sjlt_s, device=device)
+    raise ValueError(f"unknown projection type {kind!r}; expected one of {PROJECTION_TYPES}")
 
 
 def iter_batches(tokens, mask, loss_mask, batch_size, device):
@@ -105,9 +233,13 @@ def project_gradients(
     *,
     k: int,
     seed: int,
+    projection: str = "gaussian",
     batch_size: int = 64,
     device="cpu",
     block_rows: int = 16384,
+    sjlt_s: int = 1,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    projector=None,
     progress: bool = False,
     desc: str = "project",
 ) -> np.ndarray:
@@ -116,6 +248,12 @@ def project_gradients(
     Parameters
     ----------
     tokens : int array (N, L); mask, loss_mask : bool arrays (N, L)
+    k, seed, projection, block_rows, sjlt_s, cache_bytes : keyword-only
+        The projection (:func:`make_projector`).
+    projector : optional
+        An already built projector of the model's parameter count (reused across
+        calls, e.g. training segments then queries, so a cached P is generated once);
+        it overrides the other projection options.
 
     Returns
     -------
@@ -125,7 +263,19 @@ def project_gradients(
     model = copy.deepcopy(model).to(device).eval()  # leave the caller's model where it was
     params = attributed_params(model)
     p = sum(v.numel() for v in params.values())
-    proj = BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device)
+    if projector is None:
+        projector = make_projector(
+            p,
+            k,
+            kind=projection,
+            seed=seed,
+            block_rows=block_rows,
+            sjlt_s=sjlt_s,
+            device=device,
+            cache_bytes=cache_bytes,
+        )
+    elif (projector.p, projector.k) != (p, k):
+        raise ValueError(f"projector maps {projector.p} -> {projector.k}, the model needs {p} -> {k}")
     n = len(tokens)
     out = np.empty((n, k), dtype=np.float32)
     for s, t, m, lm in track_progress(
@@ -136,5 +286,5 @@ def project_gradients(
         total=-(-n // batch_size),
         name=lambda it: f"segments {it[0]}..{it[0] + len(it[1]) - 1}",
     ):
-        out[s : s + len(t)] = proj(per_example_grads(model, params, t, m, lm)).cpu().numpy()
+        out[s : s + len(t)] = projector(per_example_grads(model, params, t, m, lm)).cpu().numpy()
     return out

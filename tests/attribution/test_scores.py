@@ -11,7 +11,10 @@ a. ``per_example_grads`` (vmap/grad) against a plain loop of
    ``torch.autograd.grad`` over one example at a time, with and without a
    ``loss_mask``.
 b. ``BlockProjector`` against P materialized by stacking its blocks; seed
-   determinism; the Johnson-Lindenstrauss scaling E|P^T g|^2 = |g|^2.
+   determinism; the Johnson-Lindenstrauss scaling E|P^T g|^2 = |g|^2; its block
+   cache changes no number. ``SJLTProjector`` against the dense matrix of its
+   (index, sign) pairs: structure, seeding, JL scaling, and ``project_gradients``
+   with it against autograd-loop gradients times that matrix.
 c. ``project_gradients`` + ``score_blocks`` (``row_chunk`` not dividing N) for
    all four methods against numpy formulas on autograd-loop gradients and the
    stacked P: GradDot, Grad-Cos, TracIn over 3 checkpoints weighted by their
@@ -79,7 +82,9 @@ import torch
 
 from aria.attribution.projection import (
     BlockProjector,
+    SJLTProjector,
     attributed_params,
+    make_projector,
     per_example_grads,
     project_gradients,
 )
@@ -327,6 +332,88 @@ def test_block_projector_jl_scaling():
     sd = (2 / k) ** 0.5  # sd of chi2_k / k
     assert torch.all((ratio - 1).abs() < 5 * sd), ratio
     assert abs(float(ratio.mean()) - 1) < 3 * sd
+
+
+def test_block_projector_cache_changes_no_number():
+    """Cached blocks are the regenerated ones: the same output, bit for bit, with any budget."""
+    p, k, rows = 2500, 16, 600  # 5 blocks of 600 x 16 float32 = 38 400 bytes each
+    G = torch.randn(4, p, generator=torch.Generator().manual_seed(4))
+    none = BlockProjector(p, k, seed=9, block_rows=rows, cache_bytes=0)
+    some = BlockProjector(p, k, seed=9, block_rows=rows, cache_bytes=2 * 38_400 + 5)
+    every = BlockProjector(p, k, seed=9, block_rows=rows, cache_bytes=1 << 30)
+    assert (none.n_cached, some.n_cached, every.n_cached) == (0, 2, 5)
+    ref = none(G)
+    for proj in (some, every):
+        assert torch.equal(proj(G), ref) and torch.equal(proj(G), ref)  # second call reads the cache
+    assert sorted(some._cache) == [0, 1] and sorted(every._cache) == [0, 1, 2, 3, 4]
+    assert not none._cache
+
+
+@pytest.mark.parametrize("s", [1, 3])
+def test_sjlt_projector_structure_and_product(s):
+    """Every row of P has s distinct nonzeros of magnitude 1/sqrt(s), one per output block;
+    applying the projector equals the product with the dense matrix built from its entries."""
+    p, k = 3000, 40
+    proj = SJLTProjector(p, k, seed=11, s=s)
+    idx, sgn = proj.index.numpy(), proj.sign.double().numpy()
+    assert idx.shape == (p, s) and sgn.shape == (p, s)
+    edges = np.arange(s + 1) * k // s
+    for j in range(s):
+        assert np.all((idx[:, j] >= edges[j]) & (idx[:, j] < edges[j + 1]))
+    assert np.allclose(np.abs(sgn), 1 / np.sqrt(s))
+    # a dense P from the (index, sign) pairs, built without the class
+    P = np.zeros((p, k))
+    for j in range(s):
+        P[np.arange(p), idx[:, j]] += sgn[:, j]
+    assert np.array_equal(P, proj.matrix())
+    assert np.allclose((P**2).sum(1), 1.0) and np.all((P != 0).sum(1) == s)
+    # balanced: every output coordinate receives about p*s/k parameters, signs about half +
+    counts = (P != 0).sum(0)
+    assert counts.min() > 0.6 * p * s / k and counts.max() < 1.4 * p * s / k
+    assert abs((sgn > 0).mean() - 0.5) < 0.05
+    G = torch.randn(5, p, generator=torch.Generator().manual_seed(0))
+    close(proj(G).double().numpy(), G.double().numpy() @ P, rtol=1e-5, atol_rel=1e-6)
+
+
+def test_sjlt_seeding_and_jl_scaling():
+    p, k = 4096, 1024
+    a, b = SJLTProjector(p, k, seed=5, s=2), SJLTProjector(p, k, seed=5, s=2)
+    c = SJLTProjector(p, k, seed=6, s=2)
+    assert torch.equal(a.index, b.index) and torch.equal(a.sign, b.sign)
+    assert (a.index != c.index).float().mean() > 0.9
+    # E|P^T g|^2 = |g|^2: for Gaussian g the ratio's sd is about sqrt(2/k) (s-independent to first order)
+    g = torch.randn(64, p, generator=torch.Generator().manual_seed(2))
+    for proj in (a, SJLTProjector(p, k, seed=1, s=1)):
+        ratio = (proj(g) ** 2).sum(1) / (g**2).sum(1)
+        sd = (2 / k) ** 0.5
+        assert torch.all((ratio - 1).abs() < 5 * sd), ratio
+        assert abs(float(ratio.mean()) - 1) < 4 * sd / 64**0.5
+    with pytest.raises(ValueError, match="1 <= s <= k"):
+        SJLTProjector(10, 4, seed=0, s=5)
+    with pytest.raises(ValueError, match="unknown projection type 'fjlt'"):
+        make_projector(10, 4, kind="fjlt", seed=0)
+
+
+def test_project_gradients_sjlt_equals_G_times_P(data, tracin_ckpts):
+    model = _load(tracin_ckpts[1])
+    p = n_params(model)
+    P = SJLTProjector(p, K, seed=SEED, s=2).matrix()
+    kw = dict(k=K, seed=SEED, batch_size=5, projection="sjlt", sjlt_s=2)
+    f = project_gradients(model, data["q_tok"], data["q_mask"], data["q_lm"], **kw)
+    ref = loop_grads(model, data["q_tok"], data["q_mask"], data["q_lm"]) @ P
+    close(f, ref, atol_rel=1e-5)
+    # a projector handed in is used as is (one P for train and queries), and must fit the model
+    proj = make_projector(p, K, kind="sjlt", seed=SEED, sjlt_s=2)
+    assert np.array_equal(
+        project_gradients(
+            model, data["q_tok"], data["q_mask"], data["q_lm"], k=K, seed=0, batch_size=5, projector=proj
+        ),
+        f,
+    )
+    with pytest.raises(ValueError, match="the model needs"):
+        project_gradients(
+            model, data["q_tok"], data["q_mask"], k=K, seed=0, projector=make_projector(p + 1, K, kind="sjlt", seed=0)
+        )
 
 
 # --------------------------------------------------------------------------- c. scores vs numpy

@@ -1,17 +1,45 @@
-"""Small dense linear-algebra helpers shared by the scoring methods."""
+"""Small dense linear-algebra helpers shared by the scoring methods.
+
+Row-side arrays (the N training rows) may be numpy arrays or dask arrays (the
+dask engine, :func:`aria.attribution.scoring.score_dask`): :func:`gram64` and
+:func:`unit_rows` keep dask arrays lazy, chunk by chunk, and return what numpy
+would to float round-off.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["unit_rows", "layerwise_influence_operators", "factored_operators"]
+__all__ = ["is_lazy", "as_float64", "gram64", "unit_rows", "layerwise_influence_operators", "factored_operators"]
+
+
+def is_lazy(X) -> bool:
+    """True for a dask array (duck-typed: dask is imported only where it is used)."""
+    return hasattr(X, "dask") and hasattr(X, "chunks") and hasattr(X, "compute")
+
+
+def as_float64(X):
+    """``X`` as float64: a numpy array, or a lazy dask array for a dask input."""
+    return X.astype(np.float64) if is_lazy(X) else np.asarray(X, dtype=np.float64)
+
+
+def gram64(X) -> np.ndarray:
+    """``X^T X`` in float64, shape (d, d), for X (n, d); for dask, one pass over its row chunks."""
+    X = as_float64(X)
+    G = X.T @ X
+    return np.asarray(G.compute() if is_lazy(G) else G)
+
+
+def _unit_rows_np(X: np.ndarray) -> np.ndarray:
+    nrm = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, nrm, out=np.zeros_like(X), where=nrm > 0)
 
 
 def unit_rows(X) -> np.ndarray:
-    """Rows of ``X`` (n, d) scaled to unit L2 norm, in float64; zero rows stay zero."""
-    X = np.asarray(X, dtype=np.float64)
-    nrm = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.divide(X, nrm, out=np.zeros_like(X), where=nrm > 0)
+    """Rows of ``X`` (n, d) scaled to unit L2 norm, in float64; zero rows stay zero (dask: lazy)."""
+    if is_lazy(X):
+        return as_float64(X).rechunk({1: -1}).map_blocks(_unit_rows_np, dtype=np.float64)
+    return _unit_rows_np(np.asarray(X, dtype=np.float64))
 
 
 def layerwise_influence_operators(train, query, layers, *, alpha: float):
@@ -32,8 +60,8 @@ def layerwise_influence_operators(train, query, layers, *, alpha: float):
         raise ValueError(f"damping alpha must be > 0, got {alpha}")
     rows, ops = [], []
     for sl in layers:
-        P = np.asarray(train[:, sl["start"] : sl["stop"]], dtype=np.float64)
-        Fm = P.T @ P / len(P)
+        P = as_float64(train[:, sl["start"] : sl["stop"]])
+        Fm = gram64(P) / P.shape[0]
         lam = alpha * np.trace(Fm) / Fm.shape[0]
         if not lam > 0:  # a layer whose gradients are all zero contributes nothing
             continue

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aria.attribution.linalg import gram64
+
 __all__ = ["query_operator", "operators"]
 
 
@@ -15,8 +17,7 @@ def query_operator(train: np.ndarray, query: np.ndarray, *, lam: float) -> np.nd
     """
     if not lam > 0:
         raise ValueError(f"TRAK damping lambda must be > 0, got {lam}")
-    train = np.asarray(train, dtype=np.float64)
-    K = train.T @ train
+    K = gram64(train)  # numpy, or one pass over a dask array's chunks
     K[np.diag_indices_from(K)] += lam
     L = np.linalg.cholesky(K)
     y = np.linalg.solve(L, np.asarray(query, dtype=np.float64).T)

@@ -173,6 +173,30 @@ class ScoreWriter:
         self._arr[start : start + block.shape[0]] = block
         self._written += block.shape[0]
 
+    def store(self, S) -> None:
+        """Write a whole lazy (dask) N x Q matrix, its chunks computed and written in parallel
+        by the active dask scheduler (rechunked to the store's row chunks first, so that no two
+        tasks write into one stored chunk).
+        """
+        import dask.array as da
+
+        n, q = len(self.row_ids), len(self.col_ids)
+        if tuple(S.shape) != (n, q):
+            raise ValueError(f"{self.path}: score matrix has shape {S.shape}, expected ({n}, {q})")
+        S = S.rechunk((self._arr.chunks[0], q))
+        path = self.path
+
+        def checked(block, block_info=None):
+            block = np.asarray(block, dtype=np.float32)
+            if not np.isfinite(block).all():
+                start = block_info[0]["array-location"][0][0]
+                bad = np.argwhere(~np.isfinite(block))[0]
+                raise ValueError(f"{path}: non-finite score at row {start + bad[0]}, column {bad[1]}")
+            return block
+
+        da.store(S.map_blocks(checked, dtype=np.float32), self._arr, lock=False)
+        self._written += n
+
     def add_array(self, name: str, values) -> None:
         """Store a further array (e.g. a residual's removed axis) in the same group."""
         if name in ("scores", "row_ids", "col_ids"):
@@ -219,18 +243,45 @@ def read_residual_axis(path) -> dict:
     }
 
 
-def iter_row_chunks(arr, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_row_chunks(arr, *, rows: int | None = None, prefetch: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, block)`` over row chunks of a 2-D numpy or zarr array.
 
     For zarr arrays the block size defaults to the store's row chunk, so each
-    chunk is read exactly once.
+    chunk is read exactly once. ``prefetch`` > 0 reads (and decompresses) up to
+    that many chunks ahead in a background thread while the caller computes on
+    the current one; memory then holds at most ``prefetch + 1`` blocks. The
+    blocks and their order are the same either way.
     """
     n = arr.shape[0]
     if rows is None:
         rows = arr.chunks[0] if hasattr(arr, "chunks") and arr.chunks else max(1, n)
         rows = max(int(rows), 1)
-    for start in range(0, n, rows):
-        yield start, np.asarray(arr[start : start + rows])
+    starts = range(0, n, rows)
+    if prefetch <= 0:
+        for start in starts:
+            yield start, np.asarray(arr[start : start + rows])
+        return
+
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import islice
+
+    def read(start):
+        return start, np.asarray(arr[start : start + rows])
+
+    todo = iter(starts)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aria-prefetch") as pool:
+        pending = deque(pool.submit(read, s) for s in islice(todo, int(prefetch)))
+        try:
+            while pending:
+                item = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(read, nxt))
+                yield item
+        finally:  # the caller stopped early or failed: drop the reads not yet started
+            for f in pending:
+                f.cancel()
 
 
 def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_chunk=DEFAULT_ROW_CHUNK) -> None:
@@ -254,15 +305,24 @@ def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_
         group.attrs.update(dict(attrs or {}))
 
 
-def read_features(path) -> dict:
-    """Read a feature store into memory: dict with train, query, ids and attrs.
+def read_features(path, *, lazy: bool = False, row_chunk: int | None = None) -> dict:
+    """Read a feature store: dict with train, query, ids and attrs.
 
     Features are N x k with k in the hundreds to thousands, so they are small
-    next to the N x Q score matrices and are loaded whole.
+    next to the N x Q score matrices and are loaded whole; ``lazy=True`` gives
+    ``train`` as a dask array over the store's chunks instead (rows per chunk:
+    ``row_chunk``, default the store's), for the dask engine.
     """
     group = _open_group(path)
+    if lazy:
+        import dask.array as da
+
+        arr = group["train"]
+        train = da.from_zarr(arr, chunks=(row_chunk or arr.chunks[0], arr.shape[1]))
+    else:
+        train = np.asarray(group["train"][:])
     return {
-        "train": np.asarray(group["train"][:]),
+        "train": train,
         "query": np.asarray(group["query"][:]),
         "train_ids": read_ids(group, "train_ids"),
         "query_ids": read_ids(group, "query_ids"),

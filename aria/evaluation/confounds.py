@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from aria.evaluation.homogeneity import _zscores, channel_homogeneity, summarize
+from aria.evaluation.homogeneity import _zscores, channel_homogeneity, prepare_features, summarize
 from aria.seeding import stable_seed
 
 __all__ = [
@@ -151,6 +151,7 @@ def stratified_zscores(
         item of the pool's labels used) has sigma 0 and gives ``nan``.
     """
     groups = np.asarray(groups, dtype=np.int64)
+    features = prepare_features(features, [f for fs in channels.values() for f in fs])  # sequences: once
     if H_c is None:
         H_c, _ = channel_homogeneity(features, channels, groups, scales)
     mixes = [composition(g, labels) for g in groups]

@@ -24,8 +24,8 @@ Conventions
     dimensions whose pool std is non-zero (see :func:`feature_scales`); or
   - a **sequence** feature: a list (or object array) of ``n_pool`` 1-D integer
     sequences, e.g. chord root motions from :func:`aria.audio.features.chord_root_motion`. Similarity is
-    :func:`lcs_similarity`. This path is exact but a pure Python loop over
-    pairs, meant for modest pools and group counts.
+    :func:`lcs_similarity`, computed for many pairs at once by
+    :class:`SequenceTable` (vectorized bit-parallel LCS, exact).
 
 * ``channels`` is a dict ``channel -> list of feature names``.
 * ``scales`` is a dict ``name -> s`` with ``s`` from :func:`feature_scales`
@@ -63,6 +63,9 @@ __all__ = [
     "mean_pairwise_similarity",
     "lcs_length",
     "lcs_similarity",
+    "SequenceTable",
+    "prepare_features",
+    "nested_channel_homogeneity",
     "mean_pairwise_sequence_similarity",
     "channel_homogeneity",
     "random_groups",
@@ -108,7 +111,7 @@ def is_sequence_feature(value) -> bool:
     """
     if isinstance(value, np.ndarray):
         return value.dtype == object
-    return isinstance(value, (list, tuple))
+    return isinstance(value, (list, tuple, SequenceTable))
 
 
 def feature_scales(X) -> np.ndarray:
@@ -225,18 +228,35 @@ def mean_pairwise_similarity(X, groups, s, keep=None) -> np.ndarray:
     """
     Z = _standardize(X, s, keep)
     groups = _check_groups(groups, Z.shape[0])
+    out = np.empty(groups.shape[0], dtype=np.float64)
+    for a, sims in _vector_pair_sims(Z, groups):
+        out[a : a + len(sims)] = sims.mean(axis=1)
+    return out
+
+
+def _vector_pair_sims(Z: np.ndarray, groups: np.ndarray):
+    """Yield ``(first group, sims)``: ``1 / (1 + d)`` of every pair ``triu_indices(K, 1)`` of
+    consecutive chunks of groups, shape (g, K(K-1)/2), ~16 MiB of temporaries per chunk.
+    """
     G, K = groups.shape
     iu, ju = np.triu_indices(K, 1)
-    n_pairs = iu.size
-    d = max(Z.shape[1], 1)
-    out = np.empty(G, dtype=np.float64)
-    step = max(1, _CHUNK_ELEMS // (n_pairs * d))
+    step = max(1, _CHUNK_ELEMS // (iu.size * max(Z.shape[1], 1)))
     for a in range(0, G, step):
         Zg = Z[groups[a : a + step]]  # (g, K, d)
         diff = Zg[:, iu, :] - Zg[:, ju, :]  # (g, P, d)
-        dist = np.sqrt(np.einsum("gpk,gpk->gp", diff, diff))
-        out[a : a + step] = (1.0 / (1.0 + dist)).mean(axis=1)
-    return out
+        yield a, 1.0 / (1.0 + np.sqrt(np.einsum("gpk,gpk->gp", diff, diff)))
+
+
+def _sequence_pair_sims(table: SequenceTable, groups: np.ndarray) -> np.ndarray:
+    """:func:`lcs_similarity` of every pair ``triu_indices(K, 1)`` of each group, shape
+    (G, K(K-1)/2); each distinct unordered pair is computed once (query groups overlap).
+    """
+    G, K = groups.shape
+    n = len(table.lengths)
+    iu, ju = np.triu_indices(K, 1)
+    x, y = groups[:, iu], groups[:, ju]
+    keys, inverse = np.unique(np.minimum(x, y) * n + np.maximum(x, y), return_inverse=True)
+    return table.similarities(keys // n, keys % n)[inverse].reshape(G, iu.size)
 
 
 # --------------------------------------------------------------------------- #
@@ -273,13 +293,117 @@ def lcs_similarity(a, b) -> float:
     return 0.0 if m == 0 else lcs_length(a, b) / m
 
 
-def mean_pairwise_sequence_similarity(seqs, groups) -> np.ndarray:
+class SequenceTable:
+    """A pool of integer sequences prepared for batched bit-parallel LCS.
+
+    Symbols are renumbered 0..A-1 (A = distinct symbols in the pool); for every
+    item and symbol, the positions where the item holds that symbol are kept as
+    a bit mask of W 64-bit words (W = ceil(longest / 64)).
+
+    Attributes
+    ----------
+    lengths : (n,) int64
+    codes : (n, L) int64, symbol codes padded with A (a symbol that matches nothing)
+    match : (n, A + 1, W) uint64; ``match[i, c]`` bit t set iff item i holds c at t
+    """
+
+    #: Largest ``match`` table built (bytes); bigger pools fall back to pure Python.
+    MAX_BYTES = 1 << 30
+
+    def __init__(self, seqs):
+        seqs = [np.asarray(x).reshape(-1).astype(np.int64) for x in seqs]
+        n = len(seqs)
+        self.lengths = np.array([len(x) for x in seqs], dtype=np.int64)
+        L = int(self.lengths.max(initial=0))
+        self.words = max(1, -(-L // 64))
+        symbols = np.unique(np.concatenate(seqs)) if L else np.zeros(0, np.int64)
+        self.n_symbols = A = len(symbols)
+        self.nbytes = n * (A + 1) * self.words * 8
+        self.codes = np.full((n, max(L, 1)), A, dtype=np.int64)
+        for i, x in enumerate(seqs):
+            self.codes[i, : len(x)] = np.searchsorted(symbols, x)
+        if self.nbytes > self.MAX_BYTES:
+            self.match = None
+            return
+        self.match = np.zeros((n, A + 1, self.words), dtype=np.uint64)
+        rows = np.repeat(np.arange(n), self.lengths)
+        pos = np.concatenate([np.arange(m) for m in self.lengths]) if n else np.zeros(0, np.int64)
+        sym = self.codes[rows, pos]
+        bits = np.left_shift(np.uint64(1), (pos % 64).astype(np.uint64))
+        np.bitwise_or.at(self.match, (rows, sym, pos // 64), bits)
+
+    def lcs_lengths(self, a, b, *, batch: int = 1 << 16) -> np.ndarray:
+        """LCS lengths of the pairs ``(a[p], b[p])`` of pool items, shape (P,) int64.
+
+        The bit-parallel recurrence of :func:`lcs_length` (Allison–Dix / Hyyrö) run on
+        all pairs of a batch at once: item b's positions are the bits, item a's symbols
+        are the steps, words are added with explicit carries. Pairs are grouped by
+        a's length, so a batch takes as many steps as its longest a.
+        """
+        a = np.asarray(a, dtype=np.int64).reshape(-1)
+        b = np.asarray(b, dtype=np.int64).reshape(-1)
+        out = np.zeros(a.size, dtype=np.int64)
+        W = self.words
+        order = np.argsort(self.lengths[a], kind="stable")
+        one = np.uint64(1)
+        for s in range(0, a.size, batch):
+            sel = order[s : s + batch]
+            ai, bi = a[sel], b[sel]
+            steps = int(self.lengths[ai].max(initial=0))
+            if steps == 0:
+                continue
+            nb = self.lengths[bi]
+            # V starts as n_b one-bits (positions of b), word by word
+            full = np.clip(nb[:, None] - 64 * np.arange(W)[None, :], 0, 64).astype(np.uint64)
+            mask = np.where(full == 64, ~np.uint64(0), (one << np.minimum(full, 63)) - one)
+            V = mask.copy()
+            M = self.match[bi]  # (P, A + 1, W)
+            codes = self.codes[ai, :steps]
+            rows = np.arange(len(sel))
+            for t in range(steps):
+                U = V & M[rows, codes[:, t]]  # (P, W)
+                D = V & ~U  # V - U without borrow (U is a subset of V)
+                if W == 1:
+                    V = ((V + U) | D) & mask
+                else:
+                    carry = np.zeros(len(sel), dtype=np.uint64)
+                    S = np.empty_like(V)
+                    for w in range(W):
+                        x = V[:, w] + U[:, w]
+                        c1 = x < V[:, w]
+                        x = x + carry
+                        c2 = x < carry
+                        S[:, w] = x
+                        carry = (c1 | c2).astype(np.uint64)
+                    V = (S | D) & mask
+            out[sel] = nb - np.bitwise_count(V).sum(axis=1)
+        return out
+
+    def similarities(self, a, b) -> np.ndarray:
+        """:func:`lcs_similarity` of the pairs ``(a[p], b[p])``: LCS / max length (0 if both empty)."""
+        a = np.asarray(a, dtype=np.int64).reshape(-1)
+        b = np.asarray(b, dtype=np.int64).reshape(-1)
+        m = np.maximum(self.lengths[a], self.lengths[b])
+        if self.match is None:  # alphabet x pool too large for the table: the exact scalar path
+            lcs = np.array(
+                [lcs_length(self.codes[i, : self.lengths[i]], self.codes[j, : self.lengths[j]]) for i, j in zip(a, b)],
+                dtype=np.int64,
+            )
+        else:
+            lcs = self.lcs_lengths(a, b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(m > 0, lcs / np.maximum(m, 1), 0.0)
+
+
+def mean_pairwise_sequence_similarity(seqs, groups, *, table: SequenceTable | None = None) -> np.ndarray:
     """Mean pairwise :func:`lcs_similarity` within each group (sequence feature).
 
     Parameters
     ----------
     seqs : sequence of n_pool 1-D int sequences
     groups : int array, shape (G, K)
+    table : SequenceTable, optional
+        ``SequenceTable(seqs)``, built once and reused across calls.
 
     Returns
     -------
@@ -287,26 +411,11 @@ def mean_pairwise_sequence_similarity(seqs, groups) -> np.ndarray:
 
     Notes
     -----
-    Pure Python over pairs, with a cache of pair similarities (pairs repeat
-    across overlapping query groups); fine for modest pools/group counts.
+    Each distinct unordered pair is computed once (groups overlap: query groups
+    share top items), all of them in batches by :meth:`SequenceTable.similarities`.
     """
-    seqs = list(seqs)
-    groups = _check_groups(groups, len(seqs))
-    K = groups.shape[1]
-    iu, ju = np.triu_indices(K, 1)
-    cache: dict[tuple[int, int], float] = {}
-    out = np.empty(groups.shape[0], dtype=np.float64)
-    for g, members in enumerate(groups.tolist()):
-        tot = 0.0
-        for i, j in zip(iu.tolist(), ju.tolist()):
-            a, b = members[i], members[j]
-            key = (a, b) if a <= b else (b, a)
-            v = cache.get(key)
-            if v is None:
-                v = cache[key] = lcs_similarity(seqs[key[0]], seqs[key[1]])
-            tot += v
-        out[g] = tot / iu.size
-    return out
+    table = SequenceTable(seqs) if table is None else table
+    return _sequence_pair_sims(table, _check_groups(groups, len(table.lengths))).mean(axis=1)
 
 
 # --------------------------------------------------------------------------- #
@@ -324,7 +433,7 @@ def _feature_names(channels: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def _n_pool(features: Mapping, names) -> int:
-    sizes = {f: len(features[f]) for f in names}
+    sizes = {f: len(features[f].lengths) if isinstance(features[f], SequenceTable) else len(features[f]) for f in names}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"features disagree on the pool size: {sizes}")
     return next(iter(sizes.values()))
@@ -334,6 +443,18 @@ def _all_scales(features: Mapping, names) -> dict:
     return {f: None if is_sequence_feature(features[f]) else feature_scales(features[f]) for f in names}
 
 
+def prepare_features(features: Mapping, names) -> dict:
+    """``features`` with every sequence feature among ``names`` turned into a
+    :class:`SequenceTable` (once, shared by every call that follows).
+    """
+    out = dict(features)
+    for f in names:
+        v = out[f]
+        if is_sequence_feature(v) and not isinstance(v, SequenceTable):
+            out[f] = SequenceTable(v)
+    return out
+
+
 def channel_homogeneity(
     features: Mapping, channels: Mapping[str, Sequence[str]], groups, scales: Mapping
 ) -> tuple[dict, dict]:
@@ -341,7 +462,7 @@ def channel_homogeneity(
 
     Parameters
     ----------
-    features : dict name -> (n_pool, d) array or list of n_pool sequences
+    features : dict name -> (n_pool, d) array, list of n_pool sequences or :class:`SequenceTable`
     channels : dict channel -> list of feature names
     groups : int array, shape (G, K)
         Pool indices of each group (K >= 2).
@@ -357,21 +478,57 @@ def channel_homogeneity(
         Mean pairwise similarity of the feature within each group. Each
         feature is computed once even if several channels use it.
     """
+    groups = np.asarray(groups)
+    K = groups.shape[1] if groups.ndim == 2 else 0
+    return nested_channel_homogeneity(features, channels, groups, (K,), scales)[K]
+
+
+def nested_channel_homogeneity(
+    features: Mapping, channels: Mapping[str, Sequence[str]], groups, ks, scales: Mapping
+) -> dict:
+    """:func:`channel_homogeneity` of the prefixes ``groups[:, :K]`` for every K in ``ks``.
+
+    The pairwise similarities of the full groups are computed once; the group of
+    size K uses the pairs among its first K members. Top-K groups of a score
+    matrix are nested this way (:func:`top_k_rows`).
+
+    Returns
+    -------
+    dict K -> (H_c, H_f), as :func:`channel_homogeneity` returns them.
+    """
     names = _feature_names(channels)
     missing = [f for f in names if f not in features]
     if missing:
         raise KeyError(f"channels reference unknown features: {missing}")
-    H_f: dict[str, np.ndarray] = {}
+    ks = tuple(int(k) for k in ks)
+    n_pool = _n_pool(features, names)
+    groups = _check_groups(groups, n_pool)
+    G, Kmax = groups.shape
+    if any(not 2 <= k <= Kmax for k in ks):
+        raise ValueError(f"group sizes {ks} must lie in 2..{Kmax}")
+    _, ju = np.triu_indices(Kmax, 1)
+    in_prefix = {k: ju < k for k in ks}  # pair (i < j) belongs to the first k members iff j < k
+    H_f: dict[str, dict[int, np.ndarray]] = {}
     for f in names:
         value = features[f]
+        out = {k: np.empty(G, dtype=np.float64) for k in ks}
         if is_sequence_feature(value):
-            H_f[f] = mean_pairwise_sequence_similarity(value, groups)
+            table = value if isinstance(value, SequenceTable) else SequenceTable(value)
+            chunks = [(0, _sequence_pair_sims(table, groups))]
         else:
             if scales.get(f) is None:
                 raise KeyError(f"no scales for vector feature {f!r}; use feature_scales")
-            H_f[f] = mean_pairwise_similarity(value, groups, scales[f])
-    H_c = {ch: np.mean([H_f[f] for f in feats], axis=0) for ch, feats in channels.items()}
-    return H_c, H_f
+            chunks = _vector_pair_sims(_standardize(value, scales[f], None), groups)
+        for a, sims in chunks:
+            for k in ks:
+                out[k][a : a + len(sims)] = sims[:, in_prefix[k]].mean(axis=1)
+        H_f[f] = out
+    result = {}
+    for k in ks:
+        hf = {f: H_f[f][k] for f in names}
+        hc = {ch: np.mean([hf[f] for f in feats], axis=0) for ch, feats in channels.items()}
+        result[k] = (hc, hf)
+    return result
 
 
 # --------------------------------------------------------------------------- #
@@ -448,6 +605,7 @@ def null_distribution(
     n_pool = _n_pool(features, names)
     if scales is None:
         scales = _all_scales(features, names)
+    features = prepare_features(features, names)
     random_state = int(random_state)
     if random_state < 0:
         raise ValueError("random_state must be a non-negative int")
@@ -681,11 +839,12 @@ def homogeneity_table(
     if arr.shape[0] != n_pool:
         raise ValueError(f"score matrix has {arr.shape[0]} rows, feature pool has {n_pool}")
     top = top_k_rows(arr, max(ks), row_chunk=row_chunk)
+    nested = nested_channel_homogeneity(prepare_features(features, names), channels, top, ks, scales)
     by_k = {}
     degenerate = []  # one warning for the whole table, not one per (K, channel)
     for K in ks:
         groups = top[:, :K]
-        H_c, H_f = channel_homogeneity(features, channels, groups, scales)
+        H_c, H_f = nested[K]
         nk = null["by_k"][K]
         z_c, z_f = {}, {}
         for c, h in H_c.items():

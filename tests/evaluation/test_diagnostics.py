@@ -219,6 +219,43 @@ def test_streaming_reads_each_chunk_exactly_once(tmp_path):
     assert sorted(lazy.reads) == covered
 
 
+def test_prefetch_reads_the_same_blocks_in_order_and_stops_early(tmp_path):
+    """Reading ahead in a thread changes neither the blocks, their order nor the result."""
+    from aria.io.stores import iter_row_chunks
+
+    rng = np.random.default_rng(9)
+    S = rng.standard_normal((1003, 12)).astype(np.float32)
+    store = open_scores(write_store(tmp_path / "s.zarr", S, row_chunk=100))[0]
+    plain = list(iter_row_chunks(store, rows=100))
+    for depth in (1, 3):
+        ahead = list(iter_row_chunks(store, rows=100, prefetch=depth))
+        assert [s for s, _ in ahead] == [s for s, _ in plain]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ahead, plain))
+    # a consumer that stops after two blocks leaves no read pending forever
+    lazy = CountingArray(store, limit=100)
+    it = iter_row_chunks(lazy, rows=100, prefetch=2)
+    next(it), next(it)
+    it.close()
+    assert len(lazy.reads) <= 4
+    assert reliability(store, prefetch=0) == reliability(store, prefetch=2)
+
+
+def test_float32_products_within_stated_bound():
+    """precision="float32": chunk Grams in float32 (means and merge in float64) stay within
+    1e-6 of the brute force on the diagnostics; float64 stays within the usual 1e-10."""
+    rng = np.random.default_rng(10)
+    S = (rng.standard_normal((3000, 50)) + 5.0 * rng.standard_normal(50)).astype(np.float32)
+    S[:, :3] += 0.8 * rng.standard_normal((3000, 1)).astype(np.float32)  # a shared axis
+    want = brute(S)
+    got32 = reliability(S, row_chunk=512, precision="float32")
+    assert_close(got32, want, atol=1e-6)
+    assert_close(reliability(S, row_chunk=512), want)
+    # the float32 path really is less exact than float64 (a test that could fail)
+    assert max(abs(got32[k] - want[k]) for k in KEYS) > 1e-12
+    with pytest.raises(ValueError, match="precision must be"):
+        reliability(S, precision="float16")
+
+
 # --------------------------------------------------------------------------- axes
 
 

@@ -15,12 +15,14 @@ from scipy.spatial.distance import pdist, seuclidean, squareform
 from aria.audio.features import chord_root_motion as root_motion
 from aria.evaluation.homogeneity import (
     SIG_Z,
+    SequenceTable,
     channel_homogeneity,
     feature_scales,
     homogeneity_table,
     lcs_length,
     lcs_similarity,
     mean_pairwise_similarity,
+    nested_channel_homogeneity,
     null_distribution,
     pairwise_similarity,
     random_groups,
@@ -153,6 +155,61 @@ def test_lcs_vs_brute_force_tiny():
         assert lcs_length(b, a) == ref
         m = max(len(a), len(b))
         assert lcs_similarity(a, b) == (0.0 if m == 0 else ref / m)
+
+
+@pytest.mark.parametrize("max_len", [6, 64, 65, 200])
+def test_sequence_table_batched_lcs_vs_dp(max_len):
+    """The vectorized bit-parallel LCS against the textbook DP, for one machine word, exactly
+    64 bits, and several words with carries; with empty sequences, repeats and any alphabet."""
+    rng = np.random.default_rng(max_len)
+    seqs = [rng.integers(-3, 4, rng.integers(0, max_len + 1)) * 7 for _ in range(40)]
+    seqs[3] = np.array([], dtype=np.int64)
+    seqs[4] = np.full(max_len, 14)  # one symbol repeated: LCS = count of that symbol in the other
+    table = SequenceTable(seqs)
+    assert table.words == -(-max(len(x) for x in seqs) // 64)
+    a, b = np.triu_indices(len(seqs), 0)
+    got = table.lcs_lengths(a, b, batch=97)  # batches that cut through length groups
+    ref = np.array([_lcs_dp(seqs[i].tolist(), seqs[j].tolist()) for i, j in zip(a, b)])
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(table.lcs_lengths(b, a), ref)  # symmetric
+    sims = table.similarities(a, b)
+    np.testing.assert_array_equal(sims, [lcs_similarity(seqs[i], seqs[j]) for i, j in zip(a, b)])
+
+
+def test_sequence_table_falls_back_when_the_table_is_too_big(monkeypatch):
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 500, rng.integers(0, 30)) for _ in range(20)]
+    monkeypatch.setattr(SequenceTable, "MAX_BYTES", 1000)
+    table = SequenceTable(seqs)
+    assert table.match is None
+    a, b = np.triu_indices(20, 1)
+    np.testing.assert_array_equal(table.similarities(a, b), [lcs_similarity(seqs[i], seqs[j]) for i, j in zip(a, b)])
+
+
+def test_nested_homogeneity_equals_each_prefix_separately():
+    """One pass over the largest groups gives, for each K, what the groups' first K
+    members give on their own (vector features via pdist, sequences via the scalar LCS)."""
+    rng = np.random.default_rng(6)
+    n = 60
+    X = rng.normal(size=(n, 3))
+    seqs = [rng.integers(1, 12, rng.integers(0, 80)) for _ in range(n)]
+    feats = {"x": X, "chords": seqs}
+    chans = {"a": ["x"], "b": ["x", "chords"]}
+    scales = {"x": feature_scales(X), "chords": None}
+    groups = np.stack([rng.choice(n, 9, replace=False) for _ in range(25)])
+    groups[1] = groups[0]  # repeated groups share their pairs (deduplicated)
+    nested = nested_channel_homogeneity(feats, chans, groups, (2, 5, 9), scales)
+    for K in (2, 5, 9):
+        ref_x = [np.mean(1 / (1 + pdist(X[g] / scales["x"]))) for g in groups[:, :K]]
+        ref_c = [
+            np.mean([lcs_similarity(seqs[i], seqs[j]) for i, j in itertools.combinations(g, 2)]) for g in groups[:, :K]
+        ]
+        H_c, H_f = nested[K]
+        np.testing.assert_allclose(H_f["x"], ref_x, rtol=1e-12)
+        np.testing.assert_allclose(H_f["chords"], ref_c, rtol=1e-12)
+        np.testing.assert_allclose(H_c["b"], (np.array(ref_x) + ref_c) / 2, rtol=1e-12)
+    with pytest.raises(ValueError, match="group sizes"):
+        nested_channel_homogeneity(feats, chans, groups, (10,), scales)
 
 
 def test_root_motion():

@@ -19,11 +19,13 @@ rule project_gradients:
     threads: 1
     resources:
         gpu=1,
+        proj_cache_mib=projection_cache_mib,
     params:
         args=projection_params,
     shell:
         "aria project --model {input.model} --segments {input.segments} --queries {input.queries} "
-        "--params {params.args:q} --out {output.features} --threads {threads} > {log} 2>&1"
+        "--params {params.args:q} --out {output.features} --threads {threads} "
+        "--cache-mib {resources.proj_cache_mib} > {log} 2>&1"
 
 
 rule project_gradients_k:
@@ -45,11 +47,13 @@ rule project_gradients_k:
     threads: 1
     resources:
         gpu=1,
+        proj_cache_mib=projection_cache_mib,
     params:
         args=projection_k_params,
     shell:
         "aria project --model {input.model} --segments {input.segments} --queries {input.queries} "
-        "--params {params.args:q} --out {output.features} --threads {threads} > {log} 2>&1"
+        "--params {params.args:q} --out {output.features} --threads {threads} "
+        "--cache-mib {resources.proj_cache_mib} > {log} 2>&1"
 
 
 rule kfac_covariance:
@@ -113,11 +117,16 @@ rule score:
         method="|".join(m.name for m in registry.gradient_methods()),
     conda:
         ENV
+    threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+    resources:
+        dask_scheduler=COMPUTE["scheduler"],
     params:
         args=method_params,
+        engine=COMPUTE["engine"],
     shell:
         "aria score --method {wildcards.method} --features {input.features} "
-        "--params {params.args:q} --out {output.scores} > {log} 2>&1"
+        "--params {params.args:q} --engine {params.engine} --scheduler {resources.dask_scheduler:q} "
+        "--threads {threads} --out {output.scores} > {log} 2>&1"
 
 
 rule diagnostics:

@@ -457,6 +457,7 @@ def sweep_params(w):
 def projection_k_params(w):
     """A projection at a swept k: the stage's projection settings with that k."""
     seed, proj = config["seeds"]["projection"], stage_cfg(w)["projection"]
+    proj = {k: v for k, v in proj.items() if k != "cache_mib"}
     return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **{**proj, "k": int(w.k)})
 
 
@@ -604,10 +605,21 @@ def model_params(w):
     )
 
 
+# where the matrix work runs (aria/parallel.py): the engine is a parameter (it may change
+# scores by round-off), the scheduler a resource (it changes nothing, reruns nothing)
+COMPUTE = {"engine": "numpy", "scheduler": "threads", "threads": 1, **config.get("compute", {})}
+
+
 def projection_params(w):
     # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)
     seed, proj = config["seeds"]["projection"], stage_cfg(w)["projection"]
+    proj = {k: v for k, v in proj.items() if k != "cache_mib"}  # memory only: never a rerun trigger
     return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **proj)
+
+
+def projection_cache_mib(w):
+    """Memory for a Gaussian P's generated blocks (a resource: the numbers do not depend on it)."""
+    return int(stage_cfg(w)["projection"].get("cache_mib", 1024))
 
 
 SYMBOLIC_ROWS = METHODS + EXTERNAL_SYMBOLIC

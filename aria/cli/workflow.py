@@ -291,7 +291,7 @@ def cmd_project(a) -> None:
     """Projected per-example gradients of training segments and queries for one checkpoint."""
     import torch
 
-    from aria.attribution.projection import project_gradients
+    from aria.attribution.projection import attributed_params, make_projector, project_gradients
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
 
@@ -301,12 +301,23 @@ def cmd_project(a) -> None:
         raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
     model, lr = load_model(a.model, p["checkpoint"])
     tr, qu = read_npz(a.segments), read_npz(a.queries)
+    kind = p.get("type", "gaussian")
+    projector = make_projector(
+        sum(v.numel() for v in attributed_params(model).values()),
+        p["k"],
+        kind=kind,
+        seed=p["seed"],
+        block_rows=p["block_rows"],
+        sjlt_s=p.get("sjlt_s", 1),
+        device=p["device"],
+        cache_bytes=a.cache_mib << 20,
+    )
     kw = dict(
         k=p["k"],
         seed=p["seed"],
         batch_size=p["batch_size"],
         device=p["device"],
-        block_rows=p["block_rows"],
+        projector=projector,  # one P for training segments and queries, generated once where it fits
         progress=True,
     )
     t0 = time.perf_counter()
@@ -314,10 +325,11 @@ def cmd_project(a) -> None:
     fq = project_gradients(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
     dt = time.perf_counter() - t0
     log.info(
-        "projected %d segments + %d queries to k=%d in %.1f s (%.1f rows/s)",
+        "projected %d segments + %d queries to k=%d (%s) in %.1f s (%.1f rows/s)",
         len(ftr),
         len(fq),
         p["k"],
+        kind,
         dt,
         (len(ftr) + len(fq)) / dt,
     )
@@ -327,7 +339,14 @@ def cmd_project(a) -> None:
         query=fq,
         train_ids=tr["segment_ids"],
         query_ids=qu["query_ids"],
-        attrs={"k": p["k"], "seed": p["seed"], "lr": lr, "checkpoint": p["checkpoint"], "model": str(a.model)},
+        attrs={
+            "k": p["k"],
+            "seed": p["seed"],
+            "projection": kind,
+            "lr": lr,
+            "checkpoint": p["checkpoint"],
+            "model": str(a.model),
+        },
     )
 
 
@@ -610,12 +629,14 @@ def cmd_project_factored(a) -> None:
 
 # --------------------------------------------------------------------------- scores
 def cmd_score(a) -> None:
-    """Score matrix of one method from cached feature stores."""
-    from aria.attribution.scoring import score_blocks
+    """Score matrix of one method from cached feature stores (numpy streaming or a dask graph)."""
+    from aria.attribution.scoring import score_blocks, score_dask
     from aria.io.stores import ScoreWriter, read_features
 
     p = json.loads(a.params)
-    feats = [read_features(f) for f in a.features]
+    row_chunk = p.get("row_chunk", 4096)
+    lazy = a.engine == "dask"
+    feats = [read_features(f, lazy=lazy, row_chunk=row_chunk) for f in a.features]
     for f, path in zip(feats[1:], a.features[1:]):
         if not (
             np.array_equal(f["train_ids"], feats[0]["train_ids"])
@@ -624,16 +645,30 @@ def cmd_score(a) -> None:
             raise ValueError(f"{path}: row or column ids differ from {a.features[0]}")
     for f in feats:
         f["lr"] = f["attrs"]["lr"]
+    t0 = time.perf_counter()
     with ScoreWriter(
         a.out,
         feats[0]["train_ids"],
         feats[0]["query_ids"],
         attrs={"method": a.method, **p},
-        row_chunk=p.get("row_chunk", 4096),
+        row_chunk=row_chunk,
     ) as w:
-        for start, block in score_blocks(a.method, feats, p, row_chunk=p.get("row_chunk", 4096)):
-            w.write(start, block)
-    log.info("%s: wrote %d x %d scores", a.method, len(feats[0]["train_ids"]), len(feats[0]["query_ids"]))
+        if lazy:
+            from aria.parallel import dask_scheduler
+
+            with dask_scheduler(a.scheduler, threads=a.threads):
+                w.store(score_dask(a.method, feats, p, row_chunk=row_chunk))
+        else:
+            for start, block in score_blocks(a.method, feats, p, row_chunk=row_chunk):
+                w.write(start, block)
+    log.info(
+        "%s: wrote %d x %d scores in %.1f s (%s engine)",
+        a.method,
+        len(feats[0]["train_ids"]),
+        len(feats[0]["query_ids"]),
+        time.perf_counter() - t0,
+        a.engine,
+    )
 
 
 def cmd_diagnostics(a) -> None:
@@ -2001,7 +2036,25 @@ COMMANDS = {
         cmd_symbolic_queries,
         [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
     ),
-    "project": (cmd_project, [("--model", {}), ("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})]),
+    "project": (
+        cmd_project,
+        [
+            ("--model", {}),
+            ("--segments", {}),
+            ("--queries", {}),
+            ("--params", {}),
+            ("--out", {}),
+            (
+                "--cache-mib",
+                {
+                    "required": False,
+                    "type": int,
+                    "default": 1024,
+                    "help": "memory for a Gaussian projection's generated blocks (MiB; numbers do not depend on it)",
+                },
+            ),
+        ],
+    ),
     "unlearning-fisher": (
         cmd_unlearning_fisher,
         [("--model", {}), ("--segments", {}), ("--params", {}), ("--out", {})],
@@ -2029,7 +2082,20 @@ COMMANDS = {
             ("--out", {}),
         ],
     ),
-    "score": (cmd_score, [("--method", {}), ("--features", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
+    "score": (
+        cmd_score,
+        [
+            ("--method", {}),
+            ("--features", {"nargs": "+"}),
+            ("--params", {}),
+            ("--out", {}),
+            (
+                "--engine",
+                {"required": False, "choices": ("numpy", "dask"), "default": "numpy", "help": "compute.engine"},
+            ),
+            ("--scheduler", {"required": False, "default": "threads", "help": "compute.scheduler (dask engine only)"}),
+        ],
+    ),
     "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
     "symbolic-features": (
         cmd_symbolic_features,

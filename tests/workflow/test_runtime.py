@@ -223,6 +223,7 @@ def test_supervisor_sets_malloc_defaults_but_keeps_the_users(tmp_path, monkeypat
 
     monkeypatch.setenv("MALLOC_TOP_PAD_", "12345")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # dask.distributed sets it in its parent
     out = tmp_path / "env.json"
     keys = sorted(MALLOC_DEFAULTS)
     code = f"import json, os; json.dump({{k: os.environ.get(k) for k in {keys!r}}}, open({str(out)!r}, 'w'))"

@@ -59,10 +59,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_reliability.py
+	$(BIN)/python bench/bench_reliability.py --n 1000000 --only-default
 	$(BIN)/python bench/bench_projection.py
+	$(BIN)/python bench/bench_homogeneity.py
+	$(BIN)/python bench/bench_dask_scoring.py
 	$(BIN)/python bench/bench_jit_cache.py
 	$(BIN)/python bench/bench_library_swaps.py
 	$(BIN)/python bench/bench_factored.py
+	$(BIN)/python bench/bench_malloc.py
+	$(BIN)/python bench/bench_audio_features.py
 
 clean:
 	rm -rf results/ .snakemake/

@@ -4,13 +4,18 @@ Writes a random N x Q score store (default 200 000 x 1 000 float32, 0.8 GB),
 then times, in one run and side by side:
 
 * read     - decode the store once, chunk by chunk (sum over chunks): the I/O floor;
-* stream   - ``reliability(path)``: one streaming pass + Q x Q eigendecomposition;
+* stream   - ``reliability(path)``: one streaming pass + Q x Q eigendecomposition,
+             as it runs by default (the next chunk read in a background thread,
+             float64 products), then without the read-ahead (``prefetch=0``, Aria
+             before issue 12) and with float32 products (``precision="float32"``);
 * brute    - numpy on the full matrix in memory: np.corrcoef +
              np.linalg.svd(full_matrices=False) + the §4 formulas (skipped when
              available RAM is too small),
 
 and prints the ratios stream/read and brute/stream and the largest absolute
-difference between the streamed and brute-force diagnostics.
+difference between the streamed and brute-force diagnostics. ``--only-default``
+runs just the default streaming pass, for a peak-memory measurement at large N
+(``make bench`` runs it at N = 10^6 in a process of its own).
 
 Usage::
 
@@ -124,6 +129,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the store written to --out")
     ap.add_argument("--no-brute", action="store_true", help="skip the numpy brute force")
+    ap.add_argument("--only-default", action="store_true", help="time the default pass only; print peak RSS")
     args = ap.parse_args(argv)
 
     n, q = args.n, args.q
@@ -150,6 +156,19 @@ def main(argv=None) -> int:
         got = reliability(path)
         t_rel = time.perf_counter() - t
         rss_stream = max_rss()
+        if args.only_default:
+            print(f"reliability(path): {t_rel:.2f} s, read {t_read:.2f} s, ratio {t_rel / t_read:.2f}")
+            print(f"peak RSS of this process (writing, reading, streaming) = {gib(rss_stream)}")
+            for k in KEYS:
+                print(f"{k:<10}{got[k]:>16.10f}")
+            return 0
+        variants = {}
+        for label, kw in (
+            ("no read-ahead, float64", dict(prefetch=0)),
+            ("float32 products", dict(precision="float32")),
+        ):
+            t = time.perf_counter()
+            variants[label] = (reliability(path, **kw), time.perf_counter() - t)
 
         want, t_brute = None, None
         need = 32 * n * q + (256 << 20)  # f32 load + f64 copy + svd copy + U (+ slack)
@@ -165,10 +184,14 @@ def main(argv=None) -> int:
         print(f"{'step':<34}{'seconds':>10}")
         print(f"{'read store once (sum over chunks)':<34}{t_read:>10.2f}")
         print(f"{'reliability(path), streaming':<34}{t_rel:>10.2f}")
+        for label, (_, dt) in variants.items():
+            print(f"{'  ' + label:<34}{dt:>10.2f}")
         if t_brute is not None:
             print(f"{'numpy brute force (corrcoef+svd)':<34}{t_brute:>10.2f}")
         print()
         print(f"ratio reliability / read  = {t_rel / t_read:8.2f}")
+        for label, (_, dt) in variants.items():
+            print(f"  {label + ' / read':<24}= {dt / t_read:8.2f}")
         if t_brute is not None:
             print(f"ratio brute / reliability = {t_brute / t_rel:8.2f}")
         print(
@@ -184,6 +207,9 @@ def main(argv=None) -> int:
             print(line)
         if want:
             print(f"max abs diff = {max(abs(got[k] - want[k]) for k in KEYS):.3e}")
+        for label, (res, _) in variants.items():
+            ref, name = (want, "brute force") if want else (got, "the default")
+            print(f"{label}: max abs diff to {name} = {max(abs(res[k] - ref[k]) for k in KEYS):.3e}")
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)

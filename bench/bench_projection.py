@@ -328,7 +328,7 @@ def main(argv=None) -> None:
             for label, t in res.items():
                 print(f"  {label:<30}{t:>11.3f}{t / t_g:>10.2f}{t_d / t:>15.1f}")
             if not a.no_dattri:
-                note = "" if t_d == t_d else "  killed: out of memory (24 GiB machine)"
+                note = "" if t_d == t_d else "  the process died (out of memory, or killed)"
                 print(f"  {'dattri TRAK featurization':<30}{t_d:>11.3f}{t_d / t_g:>10.2f}{1.0:>15.1f}{note}")
 
     run = Path(a.demo_results) / "demo_symbolic"

@@ -138,8 +138,14 @@ rule diagnostics:
         logs("diagnostics/{stage}/{method}.log"),
     conda:
         ENV
+    threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+    resources:
+        dask_scheduler=COMPUTE["scheduler"],
+    params:
+        engine=COMPUTE["engine"],
     shell:
-        "aria diagnostics --scores {input.scores} --out {output.json} > {log} 2>&1"
+        "aria diagnostics --scores {input.scores} --out {output.json} --engine {params.engine} "
+        "--scheduler {resources.dask_scheduler:q} --threads {threads} > {log} 2>&1"
 
 
 if EXTERNAL:

@@ -677,7 +677,17 @@ def cmd_diagnostics(a) -> None:
     from aria.evaluation.residual import leading_axis
     from aria.io.tables import write_json
 
-    stats = gram_stats(a.scores, progress=True)
+    if a.engine == "dask":  # the Gram pass as a dask graph over the store's chunks
+        import dask.array as da
+
+        from aria.evaluation.reliability import gram_stats_dask
+        from aria.io.stores import open_scores
+        from aria.parallel import dask_scheduler
+
+        with dask_scheduler(a.scheduler, threads=a.threads):
+            stats = gram_stats_dask(da.from_zarr(open_scores(a.scores)[0]), source=str(a.scores))
+    else:
+        stats = gram_stats(a.scores, progress=True)
     res = reliability_from_stats(stats)
     energy = stats.eigvals()[: min(stats.n, stats.q, 50)] / stats.frobenius_sq
     const = v1_constancy(leading_axis(a.scores, stats=stats).v)
@@ -2096,7 +2106,18 @@ COMMANDS = {
             ("--scheduler", {"required": False, "default": "threads", "help": "compute.scheduler (dask engine only)"}),
         ],
     ),
-    "diagnostics": (cmd_diagnostics, [("--scores", {}), ("--out", {})]),
+    "diagnostics": (
+        cmd_diagnostics,
+        [
+            ("--scores", {}),
+            ("--out", {}),
+            (
+                "--engine",
+                {"required": False, "choices": ("numpy", "dask"), "default": "numpy", "help": "compute.engine"},
+            ),
+            ("--scheduler", {"required": False, "default": "threads", "help": "compute.scheduler (dask engine only)"}),
+        ],
+    ),
     "symbolic-features": (
         cmd_symbolic_features,
         [("--segments", {}), ("--params", {}), ("--out", {}), ("--out-tracks", {"required": False, "default": None})],

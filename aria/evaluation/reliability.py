@@ -69,6 +69,7 @@ __all__ = [
     "GramStats",
     "LeadingAxes",
     "gram_stats",
+    "gram_stats_dask",
     "reliability",
     "reliability_from_stats",
     "leading_axes",
@@ -292,41 +293,73 @@ def _accumulate(
         raise ValueError(f"row_chunk must be >= 1, got {row_chunk}")
     n_chunks = -(-n // rows)
 
-    count = 0
-    mean = np.zeros(q, dtype=np.float64)
-    m2 = np.zeros((q, q), dtype=np.float64)
+    acc = None
     bar = _progress(n_chunks, progress, "gram")
     try:
         for start, block in iter_row_chunks(arr, rows=rows, prefetch=prefetch):
-            x = np.array(block, dtype=np.float64)  # own float64 copy, centred in place
-            nb = x.shape[0]
-            mb = x.mean(axis=0)
-            if not np.isfinite(mb).all():
-                _raise_nonfinite(np.asarray(block), start, source)
-            x -= mb
-            if precision == "float32":
-                x32 = x.astype(np.float32)
-                m2_b = (x32.T @ x32).astype(np.float64)  # float32 syrk of the centred chunk
-            else:
-                m2_b = x.T @ x  # float64 syrk
-            if count == 0:
-                mean = mb
-                m2 = m2_b
-            else:
-                tot = count + nb
-                delta = mb - mean
-                m2 += m2_b
-                m2 += np.outer(delta, delta * (count * nb / tot))
-                mean = mean + delta * (nb / tot)
-            count += nb
+            part = _chunk_moments(block, start, source, precision)
+            acc = part if acc is None else _merge_moments(acc, part)
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    count, mean, m2 = acc
     if count != n:  # pragma: no cover - guards a misbehaving lazy array
         raise ValueError(f"{source}: read {count} rows, expected {n}")
+    return _finish(n, q, mean, m2, source=source, rows=rows, n_chunks=n_chunks)
 
+
+def _chunk_moments(block, start: int, source: str, precision: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(rows, column means, centred Gram)`` of one chunk, float64 (the Gram product in ``precision``)."""
+    x = np.array(block, dtype=np.float64)  # own float64 copy, centred in place
+    mb = x.mean(axis=0)
+    if not np.isfinite(mb).all():
+        _raise_nonfinite(np.asarray(block), start, source)
+    x -= mb
+    if precision == "float32":
+        x32 = x.astype(np.float32)
+        return x.shape[0], mb, (x32.T @ x32).astype(np.float64)  # float32 syrk of the centred chunk
+    return x.shape[0], mb, x.T @ x  # float64 syrk
+
+
+def _merge_moments(a, b):
+    """Chan et al.'s pairwise merge of two chunks' ``(count, mean, centred Gram)``."""
+    (na, ma, m2a), (nb, mb, m2b) = a, b
+    tot = na + nb
+    delta = mb - ma
+    m2 = m2a + m2b
+    m2 += np.outer(delta, delta * (na * nb / tot))
+    return tot, ma + delta * (nb / tot), m2
+
+
+def gram_stats_dask(S, *, precision: str = "float64", source: str = "dask array") -> GramStats:
+    """:func:`gram_stats` of a dask array (N, Q) as a dask graph: one task per row chunk, merged
+    pairwise in a tree, run by the active dask scheduler (:func:`aria.parallel.dask_scheduler`).
+
+    Equal to :func:`gram_stats` to float round-off (the merge order differs). Columns are
+    rechunked into one block per row chunk.
+    """
+    import dask
+
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    n, q = _check_shape(S, source)
+    S = S.rechunk({1: -1})
+    starts = np.concatenate([[0], np.cumsum(S.chunks[0])[:-1]])
+    parts = [
+        dask.delayed(_chunk_moments)(blk, int(st), source, precision) for blk, st in zip(S.to_delayed().ravel(), starts)
+    ]
+    while len(parts) > 1:  # a balanced tree of merges
+        parts = [
+            dask.delayed(_merge_moments)(*parts[i : i + 2]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    count, mean, m2 = dask.compute(parts[0])[0]
+    return _finish(n, q, mean, m2, source=source, rows=int(max(S.chunks[0])), n_chunks=len(S.chunks[0]))
+
+
+def _finish(n, q, mean, m2, *, source, rows, n_chunks) -> GramStats:
     m2 = 0.5 * (m2 + m2.T)
     if not np.isfinite(m2).all():
         raise ValueError(f"{source}: Gram matrix overflows float64 (scores too large)")

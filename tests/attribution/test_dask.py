@@ -130,3 +130,49 @@ def test_bad_scheduler_and_non_finite_scores_fail_clearly(tmp_path):
         with ScoreWriter(out, range(N), range(Q), row_chunk=ROW_CHUNK) as w:
             w.store(S)
     assert not out.exists()
+
+
+def test_dask_gram_pass_equals_the_streaming_one(tmp_path):
+    """The diagnostics' Gram pass as a dask graph (a tree of Chan merges) against the numpy
+    streaming pass, on a store whose chunks do not divide N; and a NaN is named by its row."""
+    import dask.array as da
+    import zarr
+
+    from aria.evaluation.reliability import gram_stats, gram_stats_dask, reliability_from_stats
+    from aria.io.stores import ScoreWriter
+
+    rng = np.random.default_rng(3)
+    S = (rng.normal(size=(N, Q)) + 3.0 * rng.normal(size=Q)).astype(np.float32)
+    path = tmp_path / "s.zarr"
+    with ScoreWriter(path, range(N), range(Q), row_chunk=ROW_CHUNK) as w:
+        w.write(0, S)
+    ref = gram_stats(path)
+    lazy = da.from_zarr(zarr.open_group(str(path), mode="r")["scores"])
+    with dask_scheduler("threads", threads=2):
+        got = gram_stats_dask(lazy)
+    assert (got.n, got.q, got.n_chunks) == (N, Q, -(-N // ROW_CHUNK))
+    for name in ("mean", "cgram", "gram", "colsum", "colsumsq"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-12, atol=1e-9)
+    want = reliability_from_stats(ref)
+    for k, v in reliability_from_stats(got).items():
+        assert v == pytest.approx(want[k], abs=1e-12)
+    S[700, 2] = np.nan
+    with pytest.raises(ValueError, match="non-finite score .* at row 700, column 2"):
+        gram_stats_dask(da.from_array(S, chunks=(ROW_CHUNK, Q)))
+
+
+def test_diagnostics_cli_engines_agree(tmp_path):
+    from aria.cli import main
+
+    paths = _stores(tmp_path)
+    scores = tmp_path / "trak.zarr"
+    _cli(paths, scores)
+    outs = {}
+    for engine in ("numpy", "dask"):
+        out = tmp_path / f"diag_{engine}.json"
+        argv = ["diagnostics", "--scores", str(scores), "--out", str(out), "--engine", engine, "--threads", "2"]
+        assert main(argv) == 0
+        outs[engine] = json.loads(out.read_text())
+    for key in ("r1", "r2_5", "c_bar", "rho_bar", "v1_constancy"):
+        assert outs["dask"][key] == pytest.approx(outs["numpy"][key], abs=1e-12), key
+    np.testing.assert_allclose(outs["dask"]["energy"], outs["numpy"]["energy"], rtol=1e-10)

@@ -1967,6 +1967,13 @@ def cmd_cards(a) -> None:
     )
 
 
+#: compute.engine and compute.scheduler (aria/parallel.py), for the commands that take them.
+_ENGINE_OPTIONS = (
+    ("--engine", {"required": False, "choices": ("numpy", "dask"), "default": "numpy", "help": "compute.engine"}),
+    ("--scheduler", {"required": False, "default": "threads", "help": "compute.scheduler (dask engine only)"}),
+)
+
+
 # --------------------------------------------------------------------------- environment
 def cmd_warm_jit_cache(a) -> None:
     """Compile every numba kernel the workflow uses, once, and install them as the jobs' JIT template.
@@ -2099,11 +2106,7 @@ COMMANDS = {
             ("--features", {"nargs": "+"}),
             ("--params", {}),
             ("--out", {}),
-            (
-                "--engine",
-                {"required": False, "choices": ("numpy", "dask"), "default": "numpy", "help": "compute.engine"},
-            ),
-            ("--scheduler", {"required": False, "default": "threads", "help": "compute.scheduler (dask engine only)"}),
+            *_ENGINE_OPTIONS,
         ],
     ),
     "diagnostics": (
@@ -2111,11 +2114,7 @@ COMMANDS = {
         [
             ("--scores", {}),
             ("--out", {}),
-            (
-                "--engine",
-                {"required": False, "choices": ("numpy", "dask"), "default": "numpy", "help": "compute.engine"},
-            ),
-            ("--scheduler", {"required": False, "default": "threads", "help": "compute.scheduler (dask engine only)"}),
+            *_ENGINE_OPTIONS,
         ],
     ),
     "symbolic-features": (

@@ -125,6 +125,13 @@ def _open_group(group_or_path) -> zarr.Group:
     return zarr.open_group(str(path), mode="r")
 
 
+def _check_finite(block: np.ndarray, start: int, path) -> None:
+    """Raise naming ``path`` and the first non-finite entry of a block starting at row ``start``."""
+    if not np.isfinite(block).all():
+        bad = np.argwhere(~np.isfinite(block))[0]
+        raise ValueError(f"{path}: non-finite score at row {start + bad[0]}, column {bad[1]}")
+
+
 class ScoreWriter:
     """Write an N x Q score matrix row-chunk by row-chunk, atomically.
 
@@ -167,9 +174,7 @@ class ScoreWriter:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[1] != len(self.col_ids):
             raise ValueError(f"{self.path}: score block has shape {block.shape}, expected (rows, {len(self.col_ids)})")
-        if not np.isfinite(block).all():
-            bad = np.argwhere(~np.isfinite(block))[0]
-            raise ValueError(f"{self.path}: non-finite score at row {start + bad[0]}, column {bad[1]}")
+        _check_finite(block, start, self.path)
         self._arr[start : start + block.shape[0]] = block
         self._written += block.shape[0]
 
@@ -188,10 +193,7 @@ class ScoreWriter:
 
         def checked(block, block_info=None):
             block = np.asarray(block, dtype=np.float32)
-            if not np.isfinite(block).all():
-                start = block_info[0]["array-location"][0][0]
-                bad = np.argwhere(~np.isfinite(block))[0]
-                raise ValueError(f"{path}: non-finite score at row {start + bad[0]}, column {bad[1]}")
+            _check_finite(block, block_info[0]["array-location"][0][0], path)
             return block
 
         da.store(S.map_blocks(checked, dtype=np.float32), self._arr, lock=False)
@@ -257,17 +259,17 @@ def iter_row_chunks(arr, *, rows: int | None = None, prefetch: int = 0) -> Itera
         rows = arr.chunks[0] if hasattr(arr, "chunks") and arr.chunks else max(1, n)
         rows = max(int(rows), 1)
     starts = range(0, n, rows)
+
+    def read(start):
+        return start, np.asarray(arr[start : start + rows])
+
     if prefetch <= 0:
-        for start in starts:
-            yield start, np.asarray(arr[start : start + rows])
+        yield from map(read, starts)
         return
 
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
     from itertools import islice
-
-    def read(start):
-        return start, np.asarray(arr[start : start + rows])
 
     todo = iter(starts)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aria-prefetch") as pool:

@@ -136,6 +136,8 @@ rule diagnostics:
         json=results("diagnostics/{stage}/{method}.json"),
     log:
         logs("diagnostics/{stage}/{method}.log"),
+    benchmark:
+        benchmarks("diagnostics/{stage}/{method}.tsv")
     conda:
         ENV
     threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1

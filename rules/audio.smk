@@ -164,13 +164,20 @@ rule tracklevel:
         scores=directory(results("tracklevel/{stage}/{method}.zarr", AUDIO_EXP)),
     log:
         logs("tracklevel/{stage}/{method}.log", AUDIO_EXP),
+    benchmark:
+        benchmarks("tracklevel/{stage}/{method}.tsv", AUDIO_EXP)
     conda:
         ENV
+    threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+    resources:
+        dask_scheduler=COMPUTE["scheduler"],
     params:
         args=tracklevel_params,
+        engine=COMPUTE["engine"],
     shell:
         "aria tracklevel --scores {input.scores} --segments {input.segments} --params {params.args:q} "
-        "--out {output.scores} > {log} 2>&1"
+        "--out {output.scores} --engine {params.engine} --scheduler {resources.dask_scheduler:q} "
+        "--threads {threads} > {log} 2>&1"
 
 
 rule audio_null:

@@ -15,6 +15,10 @@ Embedding baselines are track-level already and skip this step.
 Memory: the column statistics for ``zscore`` take one streaming pass over row
 chunks; ``rank`` needs whole columns, so it reads S in column blocks sized to a
 memory budget (each block is one pass over the row chunks).
+
+Two engines (config ``compute.engine``): :func:`track_level` streams with numpy;
+:func:`track_level_dask` builds the same matrix as a dask graph over the store's chunks,
+so a threaded or ``dask.distributed`` scheduler can run it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from aria.io.stores import iter_row_chunks
 
-__all__ = ["NORMALIZATIONS", "track_index", "track_level"]
+__all__ = ["NORMALIZATIONS", "track_index", "track_level", "track_level_dask"]
 
 NORMALIZATIONS = ("zscore", "rank", "none")
 
@@ -104,3 +108,95 @@ def track_level(
         z = (np.asarray(rows, dtype=np.float64) - mean) / std
         np.add.at(out, r2t[start : start + len(rows)], z)
     return track_ids, _segment_means(out, counts)
+
+
+def _track_bounds(r2t: np.ndarray, target: int) -> tuple[int, ...]:
+    """Row chunk sizes of about ``target`` rows whose boundaries fall between tracks (r2t sorted)."""
+    starts = np.flatnonzero(np.r_[True, r2t[1:] != r2t[:-1]])  # first row of each track
+    ends = np.r_[starts[1:], len(r2t)]
+    chunks, begin = [], 0
+    for end in ends:
+        if end - begin >= target:
+            chunks.append(int(end - begin))
+            begin = int(end)
+    if begin < len(r2t):
+        chunks.append(int(len(r2t) - begin))
+    return tuple(chunks)
+
+
+def track_level_dask(S, row_tracks, *, normalize: str, row_chunk: int | None = None, col_block: int | None = None):
+    """:func:`track_level` as a dask graph over S's chunks (the dask engine).
+
+    For ``zscore`` the column statistics are computed here (one pass, on the active
+    scheduler); everything else is returned lazily, to be computed or stored (e.g.
+    :meth:`aria.io.stores.ScoreWriter.store`) by the caller. Peak memory: a few row
+    chunks per thread, plus N x ``col_block`` for ``rank``.
+
+    Parameters
+    ----------
+    S : dask array (N, Q), e.g. ``dask.array.from_zarr`` of a score store
+    row_tracks : (N,) track id of each row
+    normalize : {"zscore", "rank", "none"}, keyword-only
+    row_chunk : rows per task of the track sums; default S's row chunk
+    col_block : columns per task of ``rank`` (each task holds N x col_block float64);
+        default the columns that fit in 256 MiB
+
+    Returns
+    -------
+    track_ids : (T,) str, in order of first appearance
+    S_bar : lazy float64 dask array (T, Q), equal to :func:`track_level` up to round-off
+        (the z-score is applied to the track means instead of to every row, which is the
+        same affine map). Rows of a track need not be contiguous; if they are not, S is
+        reordered by track first (a shuffle of the rows).
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    n, q = S.shape
+    track_ids, r2t = track_index(row_tracks)
+    if len(r2t) != n:
+        raise ValueError(f"{len(r2t)} row track ids for a matrix of {n} rows")
+    row_chunk = int(row_chunk or S.chunks[0][0])
+    S = S.astype(np.float64)
+    if np.any(r2t[1:] < r2t[:-1]):  # a track's rows are scattered: group them (stable)
+        order = np.argsort(r2t, kind="stable")
+        S, r2t = S[order], r2t[order]
+
+    if normalize == "rank":
+        from scipy.stats import rankdata
+
+        cb = int(col_block or max(1, (256 * 2**20) // (8 * max(n, 1))))
+        S = S.rechunk((n, cb)).map_blocks(lambda b: rankdata(b, axis=0, method="average"), dtype=np.float64)
+        center, scale = 0.0, 1.0
+    elif normalize == "zscore":
+        center, scale = _column_moments_dask(S, row_chunk)
+    else:
+        center, scale = 0.0, 1.0
+
+    S = S.rechunk((_track_bounds(r2t, row_chunk), q))
+    offsets = np.cumsum((0,) + S.chunks[0])
+    t_chunks = tuple(int(r2t[e - 1] - r2t[s] + 1) for s, e in zip(offsets[:-1], offsets[1:]))
+
+    def sums(block, block_info=None):
+        lo, hi = block_info[0]["array-location"][0]
+        t = r2t[lo:hi]
+        first = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+        return np.add.reduceat(block, first, axis=0) / np.diff(np.r_[first, len(t)])[:, None]
+
+    means = S.map_blocks(sums, chunks=(t_chunks, (q,)), dtype=np.float64)
+    return track_ids, (means - center) / scale
+
+
+def _column_moments_dask(S, row_chunk: int):
+    """Column mean and std (population; ``inf`` for a constant column) of a dask array, computed now.
+
+    The sums are shifted by the first row chunk's column means, as in :func:`track_level`.
+    """
+    import dask
+
+    n = S.shape[0]
+    shift = S[: min(row_chunk, n)].mean(axis=0)
+    d = S - shift
+    shift, s1, s2 = dask.compute(shift, d.sum(axis=0), (d * d).sum(axis=0))
+    mean = shift + s1 / n
+    std = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0))
+    return mean, np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, np.inf)

@@ -1585,10 +1585,22 @@ def cmd_tracklevel(a) -> None:
     seg = read_npz(a.segments)
     if not np.array_equal(seg["segment_ids"], rows):
         raise ValueError(f"{a.scores}: row ids do not match the segments of {a.segments}")
-    tids, Sb = track_level(S, seg["track_ids"], normalize=p["normalize"])
-    with ScoreWriter(a.out, tids, cols, attrs={"normalize": p["normalize"], "source": str(a.scores)}) as w:
-        w.write(0, Sb)
-    log.info("track-level matrix %d x %d (%s)", len(tids), len(cols), p["normalize"])
+    attrs = {"normalize": p["normalize"], "source": str(a.scores)}
+    if a.engine == "dask":  # a dask graph over the store's chunks, written chunk by chunk
+        import dask.array as da
+
+        from aria.attribution.tracklevel import track_level_dask
+        from aria.parallel import dask_scheduler
+
+        with dask_scheduler(a.scheduler, threads=a.threads):
+            tids, Sb = track_level_dask(da.from_zarr(S), seg["track_ids"], normalize=p["normalize"])
+            with ScoreWriter(a.out, tids, cols, attrs=attrs) as w:
+                w.store(Sb)
+    else:
+        tids, Sb = track_level(S, seg["track_ids"], normalize=p["normalize"])
+        with ScoreWriter(a.out, tids, cols, attrs=attrs) as w:
+            w.write(0, Sb)
+    log.info("track-level matrix %d x %d (%s, %s engine)", len(tids), len(cols), p["normalize"], a.engine)
 
 
 def cmd_residual(a) -> None:
@@ -2166,7 +2178,10 @@ COMMANDS = {
             ("--out-aaa", {}),
         ],
     ),
-    "tracklevel": (cmd_tracklevel, [("--scores", {}), ("--segments", {}), ("--params", {}), ("--out", {})]),
+    "tracklevel": (
+        cmd_tracklevel,
+        [("--scores", {}), ("--segments", {}), ("--params", {}), ("--out", {}), *_ENGINE_OPTIONS],
+    ),
     "residual": (
         cmd_residual,
         [

@@ -1,5 +1,7 @@
 """Track-level matrix (SPEC §3) against scipy/pandas brute force on the full matrix."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,3 +65,61 @@ def test_constant_column_and_hand_case():
 def test_track_index_first_appearance():
     ids, r2t = track_index(["b", "a", "b", "c", "a"])
     assert list(ids) == ["b", "a", "c"] and list(r2t) == [0, 1, 0, 2, 1]
+
+
+@pytest.mark.parametrize("normalize", ["zscore", "rank", "none"])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_dask_graph_matches_the_numpy_path(normalize, contiguous):
+    """track_level_dask (compute.engine: dask) equals track_level and the brute force."""
+    da = pytest.importorskip("dask.array")
+    from aria.attribution.tracklevel import track_level_dask
+
+    S, tracks = _case(2, n=211, q=5)
+    if contiguous:  # the usual layout: a track's segments are adjacent rows
+        order = np.argsort(np.unique(tracks, return_inverse=True)[1], kind="stable")
+        S, tracks = S[order], tracks[order]
+    S[:, 4] = 3.25  # a constant column: zeros under zscore, as in the numpy path
+    ids, lazy = track_level_dask(
+        da.from_array(S, chunks=(23, 5)), tracks, normalize=normalize, row_chunk=17, col_block=2
+    )
+    ids_np, Sb = track_level(S, tracks, normalize=normalize, row_chunk=23)
+    ref_ids, ref = _reference(S[:, :4], tracks, normalize)  # scipy's zscore: nan for a constant column
+    got = lazy.compute(scheduler="sync")
+    assert list(ids) == list(ids_np) == list(ref_ids)
+    np.testing.assert_allclose(got, Sb, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got[:, :4], ref, rtol=1e-9, atol=1e-9)
+    if normalize == "zscore":
+        assert np.all(got[:, 4] == 0)
+
+
+def test_track_bounds_cut_between_tracks():
+    from aria.attribution.tracklevel import _track_bounds
+
+    r2t = np.repeat(np.arange(6), [3, 1, 4, 2, 5, 1])  # rows 16
+    chunks = _track_bounds(r2t, 4)
+    assert sum(chunks) == 16
+    cuts = np.cumsum(chunks)[:-1]
+    assert all(r2t[c - 1] != r2t[c] for c in cuts)  # never inside a track
+    assert chunks == (4, 4, 7, 1)  # hand-computed: 3+1 | 4 | 2+5 | 1
+
+
+@pytest.mark.parametrize("normalize", ["zscore", "rank"])
+def test_cli_engines_write_the_same_track_level_store(tmp_path, normalize):
+    """``aria tracklevel --engine dask`` (threads) writes the numpy engine's store."""
+    pytest.importorskip("dask")
+    from aria.cli import main
+    from aria.io.tables import write_npz
+
+    S, tracks = _case(4, n=300, q=6)
+    rows = [f"s{i}" for i in range(len(S))]
+    with ScoreWriter(tmp_path / "s.zarr", rows, [f"q{j}" for j in range(6)], row_chunk=37) as w:
+        w.write(0, S)
+    write_npz(tmp_path / "seg.npz", segment_ids=np.array(rows), track_ids=tracks)
+    out = {}
+    for engine in ("numpy", "dask"):
+        args = ["tracklevel", "--scores", str(tmp_path / "s.zarr"), "--segments", str(tmp_path / "seg.npz")]
+        args += ["--params", json.dumps({"normalize": normalize}), "--out", str(tmp_path / f"{engine}.zarr")]
+        assert main([*args, "--engine", engine, "--threads", "2"]) == 0
+        out[engine] = open_scores(tmp_path / f"{engine}.zarr")
+    np.testing.assert_allclose(out["dask"][0][:], out["numpy"][0][:], rtol=1e-6, atol=1e-6)
+    assert list(out["dask"][1]) == list(out["numpy"][1]) == list(_reference(S, tracks, "none")[0])

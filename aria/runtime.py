@@ -38,14 +38,6 @@ as the child of a small supervisor (:func:`entry`, the ``aria`` console script):
   133 s in the kernel doing that; with these settings 1 s, and it ran in 77 s
   with bit-identical weights (``bench/bench_malloc.py``). Peak memory is the
   same; memory freed after the peak is kept by the process until it exits.
-* The child gets a private, empty **librosa cache** (``LIBROSA_CACHE_DIR``, next
-  to its numba cache, deleted with it). librosa then memoizes its filter banks
-  (the constant-Q filters, mel and chroma bases: its ``cache(level=10)``
-  functions) instead of building them again for every file: an audio-feature
-  shard builds the 84-bin CQT's filters once instead of once per track. Cached
-  values are the computed arrays themselves, so no number changes
-  (``tests/audio/test_features_audio.py``; time in README, "Benchmarks"). A
-  user's ``LIBROSA_CACHE_DIR`` is replaced, as for numba.
 * Long loops go through :func:`progress`, which records the item being
   processed. When the child dies from a signal, the supervisor appends a report
   to the log: the signal, that item, and what to try. It then exits with
@@ -92,7 +84,6 @@ PROGRESS_ENV = "ARIA_PROGRESS_FILE"
 #: Overrides where the JIT template lives (default: under the environment's prefix).
 TEMPLATE_ENV = "ARIA_JIT_TEMPLATE"
 NUMBA_ENV = "NUMBA_CACHE_DIR"
-LIBROSA_ENV = "LIBROSA_CACHE_DIR"
 #: glibc malloc settings every job gets unless its environment sets them (module docstring):
 #: no mmap for large blocks, no trimming of the heap top, 256 MiB grown at a time.
 MALLOC_DEFAULTS = {
@@ -358,7 +349,6 @@ def supervise(argv: list[str], *, command: str, seed: bool = True) -> int:
         env = dict(os.environ)
         inherited = env.get(NUMBA_ENV)
         env.update({NUMBA_ENV: str(cache), PROGRESS_ENV: str(marker), SUPERVISED_ENV: "1"})
-        env[LIBROSA_ENV] = str(root / "librosa")  # created by librosa (joblib) on first use
         for key, value in MALLOC_DEFAULTS.items():
             env.setdefault(key, value)
         note = f" (replacing the inherited NUMBA_CACHE_DIR={inherited})" if inherited else ""

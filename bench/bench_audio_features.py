@@ -18,10 +18,18 @@ reports the median and min wall seconds:
 * extract  - :func:`aria.audio.features.extract` end to end (includes the
              silence check and histogramming)
 
+Then (``--shard N``, default 38: the demo's shard size) the issue-12 figure: one
+``aria audio-features`` job on a shard of N such tracks (tempo, key and noise varied per
+track), wall time from process start to exit, models and imports included, against the
+shard's total audio duration; 1 thread, as the workflow runs it. Side by side, the same
+shard computed by ``aria.cli.main`` in a process without librosa's filter cache (Aria
+before issue 12: every filter built again for every track).
+
 Usage::
 
     python bench/bench_audio_features.py                 # 3 repeats, all threads
     python bench/bench_audio_features.py --threads 1 --repeats 5
+    python bench/bench_audio_features.py --shard 0       # the per-feature table only
 """
 
 from __future__ import annotations
@@ -37,11 +45,11 @@ import numpy as np
 SR = 22050
 
 
-def synth(dur_s: float = 30.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+def synth(dur_s: float = 30.0, sr: int = SR, seed: int = 0, *, bpm: float = 112.0, shift: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = int(dur_s * sr)
     t = np.arange(n) / sr
-    chords = [[48, 52, 55], [43, 47, 50], [45, 48, 52], [41, 45, 48]]
+    chords = [[m + shift for m in c] for c in ([48, 52, 55], [43, 47, 50], [45, 48, 52], [41, 45, 48])]
     y = np.zeros(n)
     seg = int(2.0 * sr)
     for i in range(0, n, seg):
@@ -51,7 +59,7 @@ def synth(dur_s: float = 30.0, sr: int = SR, seed: int = 0) -> np.ndarray:
             f = 440.0 * 2 ** ((m - 69) / 12)
             for k in range(1, 9):
                 y[i : i + seg] += np.sin(2 * np.pi * k * f * tt) / k / 3
-    period = 60.0 / 112
+    period = 60.0 / bpm
     kick_n = int(0.08 * sr)
     kt = np.arange(kick_n) / sr
     kick = np.sin(2 * np.pi * (60 + 80 * np.exp(-kt / 0.02)) * kt) * np.exp(-kt / 0.05) * 4
@@ -69,6 +77,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=float, default=30.0, help="signal length in seconds")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--shard", type=int, default=38, help="tracks of the shard-level run (0: skip it)")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -135,6 +144,60 @@ def main() -> None:
         print(f"{name:<10}{med:>10.3f}{min(ts):>10.3f}{med * scale:>16.3f}{a.duration / med:>12.0f}")
     print("-" * 58)
     print(f"{'sum parts':<10}{parts:>10.3f}{'':>10}{parts * scale:>16.3f}{a.duration / parts:>12.0f}")
+    if a.shard:
+        shard_job(a.shard, a.duration)
+
+
+def shard_job(n_tracks: int, dur_s: float = 30.0) -> None:
+    """One audio-features job on ``n_tracks`` synthetic tracks: wall time against audio duration."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    import soundfile as sf
+
+    aria = os.path.join(os.path.dirname(sys.executable), "aria")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for i in range(n_tracks):
+            y = synth(dur_s, seed=i, bpm=90 + 3 * (i % 20), shift=i % 7)
+            sf.write(os.path.join(tmp, f"t{i}.wav"), y, SR)
+            rows.append(f"t{i},t{i}.wav,g,train")
+        with open(os.path.join(tmp, "m.csv"), "w") as fh:
+            fh.write("track_id,path,genre,split\n" + "\n".join(rows) + "\n")
+        params = json.dumps({"shard": 0, "n_shards": 1, "sr": SR, "root": None})
+        args = ["audio-features", "--manifest", "m.csv", "--params", params, "--threads", "1"]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env.pop("LIBROSA_CACHE_DIR", None)
+        uncached = (
+            "import sys; from aria.runtime import isolate_jit_cache; isolate_jit_cache(); "
+            "from aria.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        runs = {
+            "aria audio-features (a job: librosa filters cached per shard)": [aria],
+            "the same without the filter cache (before issue 12)": [sys.executable, "-c", uncached],
+        }
+        times, outs = {}, {}
+        for label, head in runs.items():
+            tag = "job" if head == [aria] else "ref"
+            cmd = [*head, *args, "--out", f"{tag}.npz", "--out-failures", f"{tag}.csv"]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=tmp, env=env, capture_output=True)
+            times[label] = time.perf_counter() - t0
+            with np.load(os.path.join(tmp, f"{tag}.npz")) as z:
+                outs[tag] = {k: z[k] for k in ("chroma", "mfcc", "cqt", "beat_interval_hist")}
+        total = n_tracks * dur_s
+        print()
+        print(
+            f"one shard: {n_tracks} tracks x {dur_s:.0f} s = {total:.0f} s of audio, 1 thread, with imports and models"
+        )
+        print(f"{'':<62}{'wall s':>8}{'x realtime':>12}{'ratio':>8}")
+        ref = times["the same without the filter cache (before issue 12)"]
+        for label, t in times.items():
+            print(f"{label:<62}{t:>8.2f}{total / t:>12.1f}{t / ref:>8.2f}")
+        same = all(np.array_equal(outs["job"][k], outs["ref"][k]) for k in outs["job"])
+        print(f"features identical: {same}")
 
 
 if __name__ == "__main__":

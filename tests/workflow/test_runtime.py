@@ -218,16 +218,14 @@ def test_publish_template_replaces_atomically(tmp_path):
 
 
 def test_supervisor_sets_malloc_defaults_but_keeps_the_users(tmp_path, monkeypatch):
-    """Jobs get the malloc settings (runtime.MALLOC_DEFAULTS); a value the user set wins. Their
-    librosa cache is private, like their numba cache."""
+    """Jobs get the malloc settings (runtime.MALLOC_DEFAULTS); a value the user set wins."""
     from aria.runtime import MALLOC_DEFAULTS, supervise
 
     monkeypatch.setenv("MALLOC_TOP_PAD_", "12345")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # dask.distributed sets it in its parent
-    monkeypatch.setenv("LIBROSA_CACHE_DIR", str(tmp_path / "shared"))  # replaced: each job has its own
     out = tmp_path / "env.json"
-    keys = sorted(MALLOC_DEFAULTS) + ["LIBROSA_CACHE_DIR", "NUMBA_CACHE_DIR"]
+    keys = sorted(MALLOC_DEFAULTS)
     code = f"import json, os; json.dump({{k: os.environ.get(k) for k in {keys!r}}}, open({str(out)!r}, 'w'))"
     assert supervise([sys.executable, "-c", code], command="probe", seed=False) == 0
     import json
@@ -236,6 +234,3 @@ def test_supervisor_sets_malloc_defaults_but_keeps_the_users(tmp_path, monkeypat
     assert got["MALLOC_TOP_PAD_"] == "12345"
     assert got["MALLOC_MMAP_THRESHOLD_"] == MALLOC_DEFAULTS["MALLOC_MMAP_THRESHOLD_"]
     assert got["MALLOC_TRIM_THRESHOLD_"] == MALLOC_DEFAULTS["MALLOC_TRIM_THRESHOLD_"]
-    # the job's librosa cache sits in its private folder, beside its numba cache
-    assert got["LIBROSA_CACHE_DIR"] != str(tmp_path / "shared")
-    assert os.path.dirname(got["LIBROSA_CACHE_DIR"]) == os.path.dirname(got["NUMBA_CACHE_DIR"])

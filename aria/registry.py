@@ -51,6 +51,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+#: Random projection types of ``projection.type`` (:mod:`aria.attribution.projection`), and
+#: the type a config that names none gets: ``sjlt`` costs O(p) per gradient where the dense
+#: Gaussian costs O(p k), equally faithful (README "Benchmarks", ``bench/bench_projection.py``).
+PROJECTION_TYPES = ("gaussian", "sjlt")
+DEFAULT_PROJECTION = "sjlt"
+
 __all__ = [
     "FAMILIES",
     "NORMALIZATIONS",

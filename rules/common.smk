@@ -454,11 +454,18 @@ def sweep_params(w):
     return jparams(**{**base, **point}, point=sweep_points(w.method)[w.point], stage=w.stage, **norm)
 
 
+def projection_settings(w):
+    """The stage's projection block as the job reads it: cache_mib left out (memory only, never a
+    rerun trigger), the type filled in (registry.DEFAULT_PROJECTION), so that a change of the
+    default reruns the projections that relied on it."""
+    proj = {k: v for k, v in stage_cfg(w)["projection"].items() if k != "cache_mib"}
+    return {"type": registry.DEFAULT_PROJECTION, **proj}
+
+
 def projection_k_params(w):
     """A projection at a swept k: the stage's projection settings with that k."""
-    seed, proj = config["seeds"]["projection"], stage_cfg(w)["projection"]
-    proj = {k: v for k, v in proj.items() if k != "cache_mib"}
-    return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **{**proj, "k": int(w.k)})
+    seed = config["seeds"]["projection"]
+    return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **{**projection_settings(w), "k": int(w.k)})
 
 
 def cards_spec(exp, keys, domain):
@@ -612,9 +619,8 @@ COMPUTE = {"engine": "numpy", "scheduler": "threads", "threads": 1, **config.get
 
 def projection_params(w):
     # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)
-    seed, proj = config["seeds"]["projection"], stage_cfg(w)["projection"]
-    proj = {k: v for k, v in proj.items() if k != "cache_mib"}  # memory only: never a rerun trigger
-    return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **proj)
+    seed = config["seeds"]["projection"]
+    return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **projection_settings(w))
 
 
 def projection_cache_mib(w):

@@ -170,3 +170,21 @@ def test_covariance_pass_follows_the_settings():
                 build(layers, covariance=None, **setting, **kw)
         else:
             assert build(layers, covariance=None, **setting, **kw).keys() == {"a"}
+
+
+def test_projection_type_default_is_the_registrys_everywhere():
+    """The schema documents the type a config without ``projection.type`` gets."""
+    from aria import registry
+
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if path and path[-1] == "type" and node.get("enum") == list(registry.PROJECTION_TYPES):
+                found.append(node.get("default"))
+            for k, v in node.items():
+                walk(v, (*path, k))
+
+    walk(load_schema(), ())
+    assert len(found) == 4 and set(found) == {registry.DEFAULT_PROJECTION}  # symbolic + 3 audio stages
+    # (the jobs' side: tests/workflow/test_workflow.py::test_score_store_matches_features)

@@ -29,6 +29,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from aria.models.transformer import per_example_loss
+from aria.registry import PROJECTION_TYPES  # the types of projection.type, and registry.DEFAULT_PROJECTION
 from aria.runtime import progress as track_progress
 
 __all__ = [
@@ -42,9 +43,6 @@ __all__ = [
     "iter_batches",
     "project_gradients",
 ]
-
-#: Projection types of ``projection.type`` (see the module docstring).
-PROJECTION_TYPES = ("gaussian", "sjlt")
 
 #: Memory a Gaussian projector may keep its generated blocks in (bytes).
 DEFAULT_CACHE_BYTES = 1 << 30

@@ -294,6 +294,7 @@ def cmd_project(a) -> None:
     from aria.attribution.projection import attributed_params, make_projector, project_gradients
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
+    from aria.registry import DEFAULT_PROJECTION
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -301,7 +302,7 @@ def cmd_project(a) -> None:
         raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
     model, lr = load_model(a.model, p["checkpoint"])
     tr, qu = read_npz(a.segments), read_npz(a.queries)
-    kind = p.get("type", "gaussian")
+    kind = p.get("type", DEFAULT_PROJECTION)
     projector = make_projector(
         sum(v.numel() for v in attributed_params(model).values()),
         p["k"],

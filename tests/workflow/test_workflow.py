@@ -96,6 +96,11 @@ def test_score_store_matches_features(tiny_run):
     )
     np.testing.assert_allclose(S[:], ref, rtol=2e-3, atol=1e-4 * np.abs(ref).max())
     assert list(rows) == list(feats[0]["train_ids"]) and list(cols) == list(feats[0]["query_ids"])
+    # the tiny config names no projection type: its jobs were given the registry's default explicitly
+    from aria import registry
+
+    assert "type" not in cfg["projection"]
+    assert {f["attrs"]["projection"] for f in feats} == {registry.DEFAULT_PROJECTION}
 
 
 @pytest.mark.parametrize("exp, stage, method", [("tiny", "symbolic", "tracin"), ("tiny_audio", "coarse", "logra")])

@@ -15,6 +15,15 @@ latter adds a pass for Phi^T Phi):
 and checks that the two stores hold the same numbers (GradDot bit for bit; TRAK to
 float round-off). BLAS runs with its default threads in both.
 
+Then, on the last score store (N x Q float32), the rest of the matrix work both ways:
+
+* the diagnostics' Gram pass: :func:`aria.evaluation.reliability.gram_stats` (one
+  streaming pass) against :func:`~aria.evaluation.reliability.gram_stats_dask`;
+* the track-level matrix (``zscore``, ``--segments-per-track`` contiguous rows per track):
+  :func:`aria.attribution.tracklevel.track_level` against
+  :func:`~aria.attribution.tracklevel.track_level_dask` written with ``ScoreWriter.store``
+  (the numpy path's result written with ``ScoreWriter.write``).
+
 Usage::
 
     python bench/bench_dask_scoring.py                        # N=1e6, k=512, Q=1000
@@ -80,6 +89,47 @@ def max_diff(a: Path, b: Path) -> tuple[float, float]:
     return d, m
 
 
+def matrix_work(tmp: Path, scores: Path, *, threads: int, per_track: int) -> None:
+    """The Gram pass and the track-level matrix of ``scores``, numpy streaming against dask."""
+    import dask.array as da
+
+    from aria.attribution.tracklevel import track_level, track_level_dask
+    from aria.evaluation.reliability import gram_stats, gram_stats_dask, reliability_from_stats
+
+    S, rows, cols = open_scores(scores)
+    n = S.shape[0]
+    print(
+        f"\n{'step (on the ' + str(n) + ' x ' + str(S.shape[1]) + ' store)':<44}{'numpy s':>10}{'dask s':>10}"
+        f"{'dask / numpy':>14}{'max |diff|':>14}"
+    )
+    t0 = time.perf_counter()
+    ref = reliability_from_stats(gram_stats(scores))
+    t_np = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with dask_scheduler("threads", threads=threads):
+        got = reliability_from_stats(gram_stats_dask(da.from_zarr(S)))
+    t_da = time.perf_counter() - t0
+    d = max(abs(got[k] - ref[k]) for k in ("r1", "r2_5", "c_bar", "rho_bar"))
+    label = "Gram pass (diagnostics r1, r2_5, c_bar, rho_bar)"
+    print(f"{label:<44}{t_np:>10.1f}{t_da:>10.1f}{t_da / t_np:>14.2f}{d:>14.2e}")
+
+    tracks = np.char.add("t", (np.arange(n) // per_track).astype(str))
+    t0 = time.perf_counter()
+    tids, Sb = track_level(S, tracks, normalize="zscore")
+    with ScoreWriter(tmp / "tl_np.zarr", tids, cols) as w:
+        w.write(0, Sb)
+    t_np = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with dask_scheduler("threads", threads=threads):
+        tids_d, lazy = track_level_dask(da.from_zarr(S), tracks, normalize="zscore")
+        with ScoreWriter(tmp / "tl_da.zarr", tids_d, cols) as w:
+            w.store(lazy)
+    t_da = time.perf_counter() - t0
+    d, _ = max_diff(tmp / "tl_np.zarr", tmp / "tl_da.zarr")
+    label = f"track-level matrix, zscore ({len(tids)} tracks)"
+    print(f"{label:<44}{t_np:>10.1f}{t_da:>10.1f}{t_da / t_np:>14.2f}{d:>14.2e}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -89,6 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="dask worker threads (default: CPUs)")
     ap.add_argument("--methods", default="graddot,trak")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--segments-per-track", type=int, default=10, help="track-level rows (0: skip the matrix work)")
     a = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_dask_"))
     try:
@@ -97,13 +148,17 @@ def main(argv=None) -> int:
         write_store(tmp / "f.zarr", a.n, a.k, a.q, a.seed, a.row_chunk)
         print(f"wrote the feature store in {time.perf_counter() - t0:.1f} s")
         print(f"\n{'method':<10}{'numpy s':>10}{'dask s':>10}{'dask / numpy':>14}{'max |diff|':>14}{'max |S|':>10}")
-        for method in a.methods.split(","):
+        methods = a.methods.split(",")
+        for method in methods:
             t_np = run("numpy", method, tmp / "f.zarr", tmp / "np.zarr", row_chunk=a.row_chunk, threads=a.threads)
             t_da = run("dask", method, tmp / "f.zarr", tmp / "da.zarr", row_chunk=a.row_chunk, threads=a.threads)
             d, m = max_diff(tmp / "np.zarr", tmp / "da.zarr")
             print(f"{method:<10}{t_np:>10.1f}{t_da:>10.1f}{t_da / t_np:>14.2f}{d:>14.2e}{m:>10.1f}")
-            shutil.rmtree(tmp / "np.zarr")
             shutil.rmtree(tmp / "da.zarr")
+            if method != methods[-1]:
+                shutil.rmtree(tmp / "np.zarr")
+        if a.segments_per_track:
+            matrix_work(tmp, tmp / "np.zarr", threads=a.threads, per_track=a.segments_per_track)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

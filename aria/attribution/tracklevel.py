@@ -45,6 +45,24 @@ def track_index(row_tracks) -> tuple[np.ndarray, np.ndarray]:
     return row_tracks[np.sort(first)], rank[inverse]
 
 
+def _checked_index(S, row_tracks, normalize: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`track_index` of ``row_tracks`` after checking ``normalize`` and the row count of S."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    track_ids, r2t = track_index(row_tracks)
+    if len(r2t) != S.shape[0]:
+        raise ValueError(f"{len(r2t)} row track ids for a matrix of {S.shape[0]} rows")
+    return track_ids, r2t
+
+
+def _column_std(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Population std from a (possibly slightly negative) variance; ``inf`` for a constant
+    column (std ~ 0 relative to its scale), which then normalizes to zeros.
+    """
+    std = np.sqrt(np.maximum(var, 0.0))
+    return np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, np.inf)
+
+
 def _segment_means(block_sum: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return block_sum / counts[:, None]
 
@@ -67,12 +85,8 @@ def track_level(
     track_ids : (T,) str, in order of first appearance
     S_bar : float64 array (T, Q)
     """
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     n, q = S.shape
-    track_ids, r2t = track_index(row_tracks)
-    if len(r2t) != n:
-        raise ValueError(f"{len(r2t)} row track ids for a matrix of {n} rows")
+    track_ids, r2t = _checked_index(S, row_tracks, normalize)
     counts = np.bincount(r2t, minlength=len(track_ids)).astype(np.float64)
     out = np.zeros((len(track_ids), q))
 
@@ -100,10 +114,7 @@ def track_level(
             s1 += rows.sum(0)
             s2 += (rows * rows).sum(0)
         mean = shift + s1 / n
-        var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)
-        std = np.sqrt(var)
-        # a constant column (std ~ 0 relative to its scale) normalizes to zeros
-        std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, np.inf)
+        std = _column_std(mean, s2 / n - (s1 / n) ** 2)
     for start, rows in iter_row_chunks(S, rows=row_chunk):
         z = (np.asarray(rows, dtype=np.float64) - mean) / std
         np.add.at(out, r2t[start : start + len(rows)], z)
@@ -149,12 +160,8 @@ def track_level_dask(S, row_tracks, *, normalize: str, row_chunk: int | None = N
         same affine map). Rows of a track need not be contiguous; if they are not, S is
         reordered by track first (a shuffle of the rows).
     """
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     n, q = S.shape
-    track_ids, r2t = track_index(row_tracks)
-    if len(r2t) != n:
-        raise ValueError(f"{len(r2t)} row track ids for a matrix of {n} rows")
+    track_ids, r2t = _checked_index(S, row_tracks, normalize)
     row_chunk = int(row_chunk or S.chunks[0][0])
     S = S.astype(np.float64)
     if np.any(r2t[1:] < r2t[:-1]):  # a track's rows are scattered: group them (stable)
@@ -198,5 +205,4 @@ def _column_moments_dask(S, row_chunk: int):
     d = S - shift
     shift, s1, s2 = dask.compute(shift, d.sum(axis=0), (d * d).sum(axis=0))
     mean = shift + s1 / n
-    std = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0))
-    return mean, np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, np.inf)
+    return mean, _column_std(mean, s2 / n - (s1 / n) ** 2)

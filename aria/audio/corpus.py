@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aria.messages import some
 from aria.seeding import stable_seed  # noqa: F401 - re-exported (part of this module's API)
 from aria.symbolic.notes import NOTE_DTYPE, as_notes
 
@@ -157,9 +158,9 @@ def select_excerpt(notes, *, duration_s: float, start_s: float = 0.0) -> np.ndar
     return np.ascontiguousarray(out[keep], dtype=NOTE_DTYPE)
 
 
-def _ids(df: pd.DataFrame, mask) -> list:
+def _ids(df: pd.DataFrame, mask) -> str:
     ids = df["track_id"] if "track_id" in df.columns else df.index.to_series()
-    return list(ids[mask][:5])
+    return some(ids[mask])
 
 
 def _numeric(df: pd.DataFrame, col: str, rows) -> pd.Series:

@@ -15,6 +15,7 @@ import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
 from aria.io.layouts import ragged_item
+from aria.messages import some
 from aria.runtime import progress
 from aria.seeding import stable_seed
 
@@ -948,7 +949,7 @@ def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source, *,
         where = {r: i for i, r in enumerate(row_ids)}
         missing = [t for t in ids if t not in where]
         if missing:
-            raise ValueError(f"{source}: no score row for pool track(s) {missing[:5]}")
+            raise ValueError(f"{source}: no score row for pool track(s) {some(missing)}")
         sel = np.array([where[t] for t in ids])
         if len(sel) < len(row_ids):
             log.warning("%d score rows have no features and are left out of the pool", len(row_ids) - len(sel))
@@ -994,7 +995,7 @@ def _empty_doc(tab, K, ids, feats, channels, source) -> dict:
                 m.sum(),
                 len(m),
                 c,
-                list(np.asarray(ids)[m][:5]),
+                some(np.asarray(ids)[m]),
             )
     if dominated:
         log.warning(
@@ -1651,7 +1652,7 @@ def cmd_residual(a) -> None:
     where = {r: i for i, r in enumerate(rows)}
     missing = [t for t in ids if t not in where]
     if missing:
-        raise ValueError(f"{a.scores}: no row for pool item(s) {missing[:5]} of {a.features}")
+        raise ValueError(f"{a.scores}: no row for pool item(s) {some(missing)} of {a.features}")
     u_pool = u[[where[t] for t in ids]]
     align = channel_alignment(u_pool, feats, channels, max_dims_fraction=p["max_dims_fraction"])
     align["_fit"].update(unit="track" if a.manifest or a.segments else "segment", r1=ax.r1)

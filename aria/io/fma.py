@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from aria.io.tables import read_manifest
+from aria.messages import some
 
 __all__ = ["FMA_SUBSETS", "FMA_SPLITS", "read_fma_tracks", "fma_audio_path", "read_audio_manifest"]
 
@@ -97,13 +98,11 @@ def read_fma_tracks(tracks_csv, *, subset: str | None = None) -> pd.DataFrame:
     ids = pd.Series(raw.index)
     num_ids = pd.to_numeric(ids, errors="coerce")
     if num_ids.isna().any() or (num_ids != num_ids.round()).any():
-        raise ValueError(
-            f"{path}: non-integer track_id(s) {list(ids[num_ids.isna() | (num_ids != num_ids.round())][:5])}"
-        )
+        raise ValueError(f"{path}: non-integer track_id(s) {some(ids[num_ids.isna() | (num_ids != num_ids.round())])}")
     track_id = num_ids.astype("int64").astype(str)
     dup = track_id[track_id.duplicated()].unique()
     if len(dup):
-        raise ValueError(f"{path}: duplicate track_id(s) {list(dup[:5])}")
+        raise ValueError(f"{path}: duplicate track_id(s) {some(dup)}")
 
     df = pd.DataFrame({"track_id": track_id.to_numpy()})
     for name, col in _FMA_FIELDS.items():
@@ -113,20 +112,20 @@ def read_fma_tracks(tracks_csv, *, subset: str | None = None) -> pd.DataFrame:
         bad = vals.isna()
         if bad.any():
             raise ValueError(
-                f"{path}: missing or non-numeric track {name} for track_id(s) {list(df.loc[bad, 'track_id'][:5])}"
+                f"{path}: missing or non-numeric track {name} for track_id(s) {some(df.loc[bad, 'track_id'])}"
             )
         df[name] = vals.astype("float64" if name == "duration" else "int64")
     bad = ~df["fma_split"].isin(list(FMA_SPLITS))
     if bad.any():
         raise ValueError(
             f"{path}: set.split must be one of {list(FMA_SPLITS)}; "
-            f"bad rows for track_id(s) {list(df.loc[bad, 'track_id'][:5])}"
+            f"bad rows for track_id(s) {some(df.loc[bad, 'track_id'])}"
         )
     bad = ~df["subset"].isin(FMA_SUBSETS)
     if bad.any():
         raise ValueError(
             f"{path}: set.subset must be one of {list(FMA_SUBSETS)}; "
-            f"bad rows for track_id(s) {list(df.loc[bad, 'track_id'][:5])}"
+            f"bad rows for track_id(s) {some(df.loc[bad, 'track_id'])}"
         )
     df["split"] = df["fma_split"].map(FMA_SPLITS)
     if subset is not None:
@@ -182,7 +181,7 @@ def read_audio_manifest(path, *, root=None) -> pd.DataFrame:
     df = read_manifest(path, root=root)
     bad = df["genre"].isna() | (df["genre"].astype(str).str.strip() == "")
     if bad.any():
-        raise ValueError(f"{path}: missing genre for track_id(s) {list(df.loc[bad, 'track_id'][:5])}")
+        raise ValueError(f"{path}: missing genre for track_id(s) {some(df.loc[bad, 'track_id'])}")
     for col in ("listens", "favorites"):
         if col not in df.columns:
             continue
@@ -191,7 +190,7 @@ def read_audio_manifest(path, *, root=None) -> pd.DataFrame:
         if bad.any():
             raise ValueError(
                 f"{path}: '{col}' must be a non-negative number; bad rows for track_id(s) "
-                f"{list(df.loc[bad, 'track_id'][:5])}"
+                f"{some(df.loc[bad, 'track_id'])}"
             )
         df[col] = vals.astype("float64")
     return df

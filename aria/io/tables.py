@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aria.io.stores import atomic_file
+from aria.messages import some
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,18 +125,18 @@ def read_manifest(path, *, root=None, check_files: bool = True) -> pd.DataFrame:
         raise ValueError(f"{path}: missing column(s) {missing}; required: {list(MANIFEST_COLUMNS)}")
     dup = df["track_id"][df["track_id"].duplicated()].unique()
     if len(dup):
-        raise ValueError(f"{path}: duplicate track_id(s) {list(dup[:5])}")
+        raise ValueError(f"{path}: duplicate track_id(s) {some(dup)}")
     bad = df.loc[~df["split"].isin(["train", "eval"]), "track_id"]
     if len(bad):
-        raise ValueError(f"{path}: split must be 'train' or 'eval'; bad rows for track_id(s) {list(bad[:5])}")
+        raise ValueError(f"{path}: split must be 'train' or 'eval'; bad rows for track_id(s) {some(bad)}")
     empty = df.loc[df["path"].isna() | df["track_id"].isna(), "track_id"]
     if len(empty):
-        raise ValueError(f"{path}: empty track_id or path in row(s) for track_id(s) {list(empty[:5])}")
+        raise ValueError(f"{path}: empty track_id or path in row(s) for track_id(s) {some(empty)}")
     base = Path(root) if root is not None else path.parent
     df["abspath"] = [str((base / p).resolve()) for p in df["path"]]
     gone = [(t, p) for t, p in zip(df["track_id"], df["abspath"]) if check_files and not Path(p).is_file()]
     if gone:
-        lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5])
+        lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
         raise ValueError(f"{path}: {len(gone)} file(s) named in the manifest do not exist: {lines}")
     return df
 
@@ -165,7 +166,7 @@ def read_id_list(path) -> np.ndarray:
         raise ValueError(f"{path}: no ids")
     dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
     if len(dup):
-        raise ValueError(f"{path}: duplicate id(s) {list(dup[:5])}")
+        raise ValueError(f"{path}: duplicate id(s) {some(dup)}")
     return ids
 
 

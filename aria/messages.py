@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["some"]
+__all__ = ["some", "and_more"]
 
 
 def some(items: Iterable, n: int = 5) -> str:
@@ -16,5 +16,9 @@ def some(items: Iterable, n: int = 5) -> str:
     '[0, 1, 2] and 5 more'
     """
     items = [x.item() if hasattr(x, "item") else x for x in items]
-    shown = repr(items[:n])
-    return shown if len(items) <= n else f"{shown} and {len(items) - n} more"
+    return repr(items[:n]) + and_more(len(items), n)
+
+
+def and_more(total: int, shown: int) -> str:
+    """``" and N more"`` when ``shown`` of ``total`` items were listed, else ``""``."""
+    return f" and {total - shown} more" if total > shown else ""

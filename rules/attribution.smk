@@ -117,7 +117,7 @@ rule score:
         method="|".join(m.name for m in registry.gradient_methods()),
     conda:
         ENV
-    threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+    threads: ENGINE_THREADS
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:
@@ -140,7 +140,7 @@ rule diagnostics:
         benchmarks("diagnostics/{stage}/{method}.tsv")
     conda:
         ENV
-    threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+    threads: ENGINE_THREADS
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:

@@ -168,7 +168,7 @@ rule tracklevel:
         benchmarks("tracklevel/{stage}/{method}.tsv", AUDIO_EXP)
     conda:
         ENV
-    threads: COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+    threads: ENGINE_THREADS
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:

@@ -615,6 +615,8 @@ def model_params(w):
 # where the matrix work runs (aria/parallel.py): the engine is a parameter (it may change
 # scores by round-off), the scheduler a resource (it changes nothing, reruns nothing)
 COMPUTE = {"engine": "numpy", "scheduler": "threads", "threads": 1, **config.get("compute", {})}
+# threads of a matrix job (score, diagnostics, tracklevel): compute.threads on the dask engine, else 1
+ENGINE_THREADS = COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
 
 
 def projection_params(w):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aria.io.stores import atomic_file
-from aria.messages import some
+from aria.messages import and_more, some
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +136,7 @@ def read_manifest(path, *, root=None, check_files: bool = True) -> pd.DataFrame:
     df["abspath"] = [str((base / p).resolve()) for p in df["path"]]
     gone = [(t, p) for t, p in zip(df["track_id"], df["abspath"]) if check_files and not Path(p).is_file()]
     if gone:
-        lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        lines = ", ".join(f"{t} -> {p}" for t, p in gone[:5]) + and_more(len(gone), 5)
         raise ValueError(f"{path}: {len(gone)} file(s) named in the manifest do not exist: {lines}")
     return df
 

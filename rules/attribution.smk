@@ -18,7 +18,7 @@ rule project_gradients:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
         proj_cache_mib=projection_cache_mib,
     params:
         args=projection_params,
@@ -46,7 +46,7 @@ rule project_gradients_k:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
         proj_cache_mib=projection_cache_mib,
     params:
         args=projection_k_params,
@@ -70,7 +70,7 @@ rule kfac_covariance:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         args=lambda w: jparams(batch_size=stage_cfg(w)["projection"]["batch_size"], device=config["device"]),
     shell:
@@ -93,7 +93,7 @@ rule project_factored:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         args=factored_params,
         covariance=covariance_arg,

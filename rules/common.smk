@@ -618,6 +618,11 @@ COMPUTE = {"engine": "numpy", "scheduler": "threads", "threads": 1, **config.get
 # threads of a matrix job (score, diagnostics, tracklevel): compute.threads on the dask engine, else 1
 ENGINE_THREADS = COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
 
+# The GPU request of the projection and unlearning rules: one GPU when the config runs on one
+# (device: cuda), none on a CPU run. Locally `--resources gpu=N` caps how many run at once; the
+# SLURM executor plugin turns gpu=1 into `sbatch --gpus=1` (README "Running on a cluster").
+GPU = 0 if str(config["device"]).startswith("cpu") else 1
+
 
 def projection_params(w):
     # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)

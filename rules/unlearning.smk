@@ -23,7 +23,7 @@ rule unlearning_fisher:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         args=unlearning_fisher_params,
     shell:
@@ -49,7 +49,7 @@ rule unlearning_chunk:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         args=unlearning_chunk_params,
     shell:
@@ -88,7 +88,7 @@ rule unlearning_selfinfluence:
         ENV
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         args=selfinfluence_params,
     shell:

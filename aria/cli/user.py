@@ -5,6 +5,8 @@
     :mod:`aria.io.matrices` (zarr streamed chunk by chunk), and a one-line reading.
 ``aria import-scores PATH --rows ROWS --cols COLS --out STORE``
     Convert a matrix into an Aria score store, checked against id lists.
+``aria export-scores STORE --to dattri|npy --out FILE``
+    A score store in dattri's orientation and format (train x test tensor), ids beside it.
 ``aria registry``
     The registered methods, stages and encoders.
 """
@@ -87,6 +89,20 @@ def cmd_import_scores(a) -> None:
     log.info("imported %s (%d x %d) -> %s", m.source, len(rows), len(cols), a.out)
 
 
+def cmd_export_scores(a) -> None:
+    """Export an Aria score store for another tool: dattri's (N, Q) float32 tensor (.pt) or .npy.
+
+    The ids go beside the matrix as <out>.rows.txt and <out>.cols.txt, so that
+    ``aria import-scores OUT --rows OUT.rows.txt --cols OUT.cols.txt`` gives the store back.
+    """
+    from aria.io.matrices import write_exported
+    from aria.io.stores import iter_row_chunks, open_scores
+
+    S, rows, cols = open_scores(a.store)
+    paths = write_exported(a.out, iter_row_chunks(S), shape=S.shape, row_ids=rows, col_ids=cols, to=a.to)
+    log.info("exported %s (%d x %d, training items x queries) -> %s", a.store, *S.shape, ", ".join(map(str, paths)))
+
+
 def cmd_registry(a) -> None:
     """Print the registered methods, stages and encoders (JSON)."""
     from aria import registry
@@ -122,6 +138,14 @@ COMMANDS = {
             ),
             ("--expect-cols", {"required": False, "default": None, "help": "the same for the columns (queries)"}),
             ("--transpose", {"action": "store_true", "required": False, "help": "the file stores queries as rows"}),
+        ],
+    ),
+    "export-scores": (
+        cmd_export_scores,
+        [
+            ("store", {"help": "an Aria score store (.zarr)"}),
+            ("--to", {"choices": ["dattri", "npy"], "help": "dattri: (N, Q) float32 tensor, .pt; npy: .npy"}),
+            ("--out", {"help": "the file to write (.pt for dattri, .npy)"}),
         ],
     ),
     "registry": (cmd_registry, []),

@@ -1570,7 +1570,11 @@ def cmd_embed_baseline(a) -> None:
         ),
     ):
         with ScoreWriter(
-            out, corpus["track_ids"], qids, attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for}
+            out,
+            corpus["track_ids"],
+            qids,
+            attrs={"method": a.encoder, "stands_in_for": enc.stands_in_for},
+            row_dim="track",
         ) as w:
             w.write(0, S)
     log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
@@ -1596,11 +1600,11 @@ def cmd_tracklevel(a) -> None:
 
         with dask_scheduler(a.scheduler, threads=a.threads):
             tids, Sb = track_level_dask(da.from_zarr(S), seg["track_ids"], normalize=p["normalize"])
-            with ScoreWriter(a.out, tids, cols, attrs=attrs) as w:
+            with ScoreWriter(a.out, tids, cols, attrs=attrs, row_dim="track") as w:
                 w.store(Sb)
     else:
         tids, Sb = track_level(S, seg["track_ids"], normalize=p["normalize"])
-        with ScoreWriter(a.out, tids, cols, attrs=attrs) as w:
+        with ScoreWriter(a.out, tids, cols, attrs=attrs, row_dim="track") as w:
             w.write(0, Sb)
     log.info("track-level matrix %d x %d (%s, %s engine)", len(tids), len(cols), p["normalize"], a.engine)
 
@@ -1618,7 +1622,7 @@ def cmd_residual(a) -> None:
     from aria.evaluation.reliability import gram_stats
     from aria.evaluation.residual import leading_axis, residual_blocks
     from aria.io.layouts import read_null
-    from aria.io.stores import ScoreWriter, open_scores
+    from aria.io.stores import ScoreWriter, open_scores, row_dim
     from aria.io.tables import read_npz, write_json
 
     p = json.loads(a.params) if a.params else {}
@@ -1626,12 +1630,13 @@ def cmd_residual(a) -> None:
     ax = leading_axis(S, stats=gram_stats(S, progress=True))
     u = np.zeros(len(rows))
     attrs = {"source": str(a.scores), "sigma1": ax.sigma, "r1_removed": ax.r1}
-    with ScoreWriter(a.out, rows, cols, attrs=attrs, row_chunk=S.chunks[0]) as w:
+    rdim = row_dim(S)
+    with ScoreWriter(a.out, rows, cols, attrs=attrs, row_chunk=S.chunks[0], row_dim=rdim) as w:
         for start, block, proj in residual_blocks(S, ax.v):
             w.write(start, block)
             u[start : start + len(proj)] = proj / ax.sigma if ax.sigma > 0 else 0.0
-        w.add_array("axis_u", u)
-        w.add_array("axis_v", ax.v)
+        w.add_array("axis_u", u, dims=(rdim,))
+        w.add_array("axis_v", ax.v, dims=("query",))
     log.info("removed the leading axis (sigma_1 = %.4g, r1 = %.3f) of %s -> %s", ax.sigma, ax.r1, a.scores, a.out)
     if not a.out_homogeneity:
         return

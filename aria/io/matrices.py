@@ -2,8 +2,8 @@
 
 Orientation convention (everywhere in Aria): rows are training items (segments
 or tracks, N), columns are queries (Q); larger means more implicated.
-``transpose=True`` reads a matrix stored the other way round (Q x N, as
-dattri's and TRAK's ``attribute`` return it for test x train).
+``transpose=True`` reads a matrix stored the other way round (Q x N). dattri's
+``attribute`` returns (num_train, num_test), Aria's orientation: no transpose.
 
 Formats (:data:`FORMATS`, chosen by the path's extension)
 ---------------------------------------------------------
@@ -26,7 +26,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMATS", "Matrix", "open_matrix", "check_matrix"]
+__all__ = ["FORMATS", "EXPORT_FORMATS", "Matrix", "open_matrix", "check_matrix", "write_exported"]
+
+# aria export-scores --to: dattri's format (a float32 tensor, train x test, saved with
+# torch.save), or numpy's .npy; both with the ids beside them as <out>.rows.txt / .cols.txt
+EXPORT_FORMATS = ("dattri", "npy")
 
 FORMATS = (".zarr", ".npy", ".npz", ".pt", ".pth", ".csv")
 
@@ -279,3 +283,61 @@ def align(ids, expected, *, what: str, source: str) -> np.ndarray:
             f"({len(missing)} missing, e.g. {missing[:3]}; {len(extra)} unknown, e.g. {extra[:3]})"
         )
     return np.array([where[v] for v in expected], dtype=np.int64)
+
+
+def id_sidecars(out) -> tuple[Path, Path]:
+    """The id lists written beside an exported matrix: ``<out>.rows.txt``, ``<out>.cols.txt``."""
+    out = Path(out)
+    return out.with_name(out.name + ".rows.txt"), out.with_name(out.name + ".cols.txt")
+
+
+def write_exported(out, blocks, *, shape, row_ids, col_ids, to: str) -> list[Path]:
+    """Write an N x Q matrix given as ``(start, block)`` row blocks in an exchange format.
+
+    Parameters
+    ----------
+    out : path
+        ``.pt`` for ``to="dattri"`` (a float32 tensor of shape (N, Q), dattri's
+        ``(num_train_samples, num_test_samples)``), ``.npy`` for ``to="npy"`` (written
+        through a memory map, so it never holds the matrix twice).
+    blocks : iterable of (int, ndarray of shape (rows, Q))
+    shape : (int, int)
+    row_ids, col_ids : sequences of str, lengths N and Q
+    to : {"dattri", "npy"}
+
+    Returns
+    -------
+    list of Path
+        The matrix and its two id lists (see :func:`id_sidecars`), each written atomically.
+    """
+    from aria.io.stores import atomic_file
+
+    out = Path(out)
+    want = {"dattri": (".pt", ".pth"), "npy": (".npy",)}
+    if to not in want:
+        raise ValueError(f"unknown export format {to!r}; choose one of {EXPORT_FORMATS}")
+    if out.suffix not in want[to]:
+        raise ValueError(f"{out}: --to {to} writes a {' or '.join(want[to])} file")
+    n, q = shape
+    if len(row_ids) != n or len(col_ids) != q:
+        raise ValueError(f"{out}: {len(row_ids)} row ids / {len(col_ids)} column ids for a {n} x {q} matrix")
+    with atomic_file(out) as tmp:
+        if to == "npy":
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, q))
+            for start, block in blocks:
+                mm[start : start + len(block)] = block
+            mm.flush()
+            del mm
+        else:
+            import torch
+
+            full = np.empty((n, q), dtype=np.float32)  # dattri's format is one in-memory tensor
+            for start, block in blocks:
+                full[start : start + len(block)] = block
+            torch.save(torch.from_numpy(full), tmp)
+    paths = [out]
+    for path, ids in zip(id_sidecars(out), (row_ids, col_ids)):
+        with atomic_file(path) as tmp:
+            tmp.write_text("".join(f"{i}\n" for i in ids))
+        paths.append(path)
+    return paths

@@ -5,6 +5,12 @@ touches the file system. Everything else works on arrays.
 
 Store layouts (zarr v3 groups)
 ------------------------------
+Every array carries zarr v3 ``dimension_names`` and each data array names its id arrays in a
+``coordinates`` attribute, so ``xarray.open_zarr(path)`` gives a labelled Dataset: a score store
+has dims ``(segment, query)`` (``(track, query)`` for track-level and embedding matrices) with
+``row_ids``/``col_ids`` as coordinates; a feature store has ``train (segment, k)`` and
+``query (query, k)`` with ``train_ids``/``query_ids``.
+
 Score store ``scores/<method>.zarr``::
 
     scores   float32, shape (N, Q), chunks (row_chunk, Q)
@@ -60,6 +66,7 @@ __all__ = [
     "write_ground_truth",
     "read_ground_truth",
     "read_residual_axis",
+    "row_dim",
 ]
 
 GROUND_TRUTH_ARRAYS = ("masks", "targets", "target_runs", "train_loss", "heldout_loss")
@@ -102,9 +109,18 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _write_ids(group: zarr.Group, name: str, ids) -> None:
+def _consolidate(tmp: Path) -> None:
+    """Consolidate a finished store's metadata (xarray then opens it in one read, without a warning)."""
+    import warnings
+
+    with warnings.catch_warnings():  # zarr: consolidated metadata is not (yet) in the v3 spec
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp))
+
+
+def _write_ids(group: zarr.Group, name: str, ids, dim: str) -> None:
     ids = np.asarray([str(i) for i in ids], dtype=object)
-    arr = group.create_array(name, shape=ids.shape, dtype=str)
+    arr = group.create_array(name, shape=ids.shape, dtype=str, dimension_names=(dim,))
     if ids.size:
         arr[:] = ids
 
@@ -145,8 +161,9 @@ class ScoreWriter:
     row has been written exactly once. Non-finite values raise immediately.
     """
 
-    def __init__(self, path, row_ids, col_ids, *, attrs=None, row_chunk=DEFAULT_ROW_CHUNK):
+    def __init__(self, path, row_ids, col_ids, *, attrs=None, row_chunk=DEFAULT_ROW_CHUNK, row_dim="segment"):
         self.path = Path(path)
+        self.row_dim = row_dim  # xarray's name for the rows: segment, or track
         self.row_ids = list(row_ids)
         self.col_ids = list(col_ids)
         self.attrs = dict(attrs or {})
@@ -156,7 +173,7 @@ class ScoreWriter:
 
     def __enter__(self) -> ScoreWriter:
         self._ctx = atomic_dir(self.path)
-        tmp = self._ctx.__enter__()
+        tmp = self._tmp = self._ctx.__enter__()
         group = self._group = zarr.open_group(str(tmp), mode="w")
         n, q = len(self.row_ids), len(self.col_ids)
         self._arr = group.create_array(
@@ -164,9 +181,11 @@ class ScoreWriter:
             shape=(n, q),
             chunks=(max(1, min(self.row_chunk, n)), max(1, q)),
             dtype="float32",
+            dimension_names=(self.row_dim, "query"),
+            attributes={"coordinates": "row_ids col_ids"},
         )
-        _write_ids(group, "row_ids", self.row_ids)
-        _write_ids(group, "col_ids", self.col_ids)
+        _write_ids(group, "row_ids", self.row_ids, self.row_dim)
+        _write_ids(group, "col_ids", self.col_ids, "query")
         group.attrs.update(self.attrs)
         return self
 
@@ -199,12 +218,14 @@ class ScoreWriter:
         da.store(S.map_blocks(checked, dtype=np.float32), self._arr, lock=False)
         self._written += n
 
-    def add_array(self, name: str, values) -> None:
-        """Store a further array (e.g. a residual's removed axis) in the same group."""
+    def add_array(self, name: str, values, dims: tuple[str, ...] | None = None) -> None:
+        """Store a further array (e.g. a residual's removed axis) in the same group; ``dims``
+        names its axes for xarray.
+        """
         if name in ("scores", "row_ids", "col_ids"):
             raise ValueError(f"{self.path}: {name!r} is reserved")
         values = np.asarray(values)
-        arr = self._group.create_array(name, shape=values.shape, dtype=values.dtype)
+        arr = self._group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=dims)
         arr[...] = values
 
     def __exit__(self, exc_type, exc, tb):
@@ -212,6 +233,12 @@ class ScoreWriter:
             exc = RuntimeError(f"{self.path}: wrote {self._written} score rows, expected {len(self.row_ids)}")
             self._ctx.__exit__(type(exc), exc, None)
             raise exc
+        if exc_type is None:
+            try:
+                _consolidate(self._tmp)
+            except BaseException as e:
+                self._ctx.__exit__(type(e), e, e.__traceback__)
+                raise
         return self._ctx.__exit__(exc_type, exc, tb)
 
 
@@ -224,6 +251,14 @@ def open_scores(path) -> tuple[zarr.Array, np.ndarray, np.ndarray]:
     if "scores" not in group:
         raise ValueError(f"{path}: not an Aria score store (no 'scores' array)")
     return group["scores"], read_ids(group, "row_ids"), read_ids(group, "col_ids")
+
+
+def row_dim(scores: zarr.Array) -> str:
+    """The name of a score array's row dimension (``segment`` or ``track``; ``segment`` for a
+    store written before dimension names).
+    """
+    names = getattr(scores.metadata, "dimension_names", None)
+    return str(names[0]) if names and names[0] else "segment"
 
 
 def read_residual_axis(path) -> dict:
@@ -295,16 +330,19 @@ def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_
             raise ValueError(f"{path}: non-finite projected gradients in '{name}'")
     with atomic_dir(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
-        for name, arr in (("train", train), ("query", query)):
+        for name, arr, dim in (("train", train, "segment"), ("query", query, "query")):
             group.create_array(
                 name,
                 shape=arr.shape,
                 dtype="float32",
                 chunks=(max(1, min(row_chunk, arr.shape[0])), max(1, arr.shape[1])),
+                dimension_names=(dim, "k"),
+                attributes={"coordinates": f"{name}_ids"},
             )[:] = arr
-        _write_ids(group, "train_ids", train_ids)
-        _write_ids(group, "query_ids", query_ids)
+        _write_ids(group, "train_ids", train_ids, "segment")
+        _write_ids(group, "query_ids", query_ids, "query")
         group.attrs.update(dict(attrs or {}))
+        _consolidate(tmp)
 
 
 def read_features(path, *, lazy: bool = False, row_chunk: int | None = None) -> dict:
@@ -348,12 +386,20 @@ def write_ground_truth(path, *, row_ids, col_ids, attrs=None, **arrays) -> None:
         raise ValueError(f"{path}: non-finite retraining targets")
     with atomic_dir(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
+        dims = {
+            "masks": ("subset", "segment"),
+            "targets": ("subset", "query"),
+            "target_runs": ("subset", "run", "query"),
+            "train_loss": ("subset", "run"),
+            "heldout_loss": ("subset", "run"),
+        }
         for name in GROUND_TRUTH_ARRAYS:
             arr = np.asarray(arrays[name], dtype=bool if name == "masks" else np.float64)
-            group.create_array(name, shape=arr.shape, dtype=arr.dtype)[...] = arr
-        _write_ids(group, "row_ids", row_ids)
-        _write_ids(group, "col_ids", col_ids)
+            group.create_array(name, shape=arr.shape, dtype=arr.dtype, dimension_names=dims[name])[...] = arr
+        _write_ids(group, "row_ids", row_ids, "segment")
+        _write_ids(group, "col_ids", col_ids, "query")
         group.attrs.update(dict(attrs or {}))
+        _consolidate(tmp)
 
 
 def read_ground_truth(path) -> dict:

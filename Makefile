@@ -9,8 +9,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
 # Debian packages: the General MIDI soundfont renders the audio demo; headless
-# Chromium renders the report to PNG in a test.
-DEB_PKGS := chromium fluid-soundfont-gm
+# Chromium renders the report to PNG in a test; slurm-wlm and munge give the SLURM test a real
+# single-node cluster (.ci/local-slurm.sh).
+DEB_PKGS := chromium fluid-soundfont-gm slurm-wlm munge
 # Packages installed without their declared dependencies: BeatNet declares pyaudio
 # (a stub suffices offline), basic-pitch would pull TensorFlow and downgrade numpy
 # (its ONNX model runs on onnxruntime), tinysoundfont declares pyaudio, aisfx

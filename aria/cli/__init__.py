@@ -9,6 +9,7 @@ the supervisor of :mod:`aria.runtime`; :func:`main` runs one in this process.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import time
@@ -49,8 +50,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         rc = args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, OSError) as e:
         from aria.cli import user
+
+        if type(e) is OSError and e.errno != errno.ENOSPC:  # other OS errors: a traceback helps
+            log.error("%s failed: %s: %s", args.command, type(e).__name__, e)
+            raise
 
         if args.command not in user.COMMANDS:
             log.error("%s failed: %s: %s", args.command, type(e).__name__, e)

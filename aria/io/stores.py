@@ -45,6 +45,8 @@ only when complete, so a failed job never leaves a half-written store behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
 import shutil
 import uuid
@@ -74,21 +76,69 @@ GROUND_TRUTH_ARRAYS = ("masks", "targets", "target_runs", "train_loss", "heldout
 DEFAULT_ROW_CHUNK = 4096
 
 
+def _no_space(path: Path, e: OSError) -> OSError:
+    """A full disk, said plainly: which store, where, and that nothing was left behind."""
+    return OSError(
+        errno.ENOSPC,
+        f"{path}: no space left on device while writing it (in {path.parent}); the partial write "
+        "was removed and nothing was written. Free space there (or point the workflow's results "
+        "at a larger disk) and run again.",
+    )
+
+
+def _clear_stale(path: Path) -> None:
+    """Remove temporary siblings of ``path`` left by an earlier writer that was killed (SIGKILL,
+    out of memory, pre-emption): they are never renamed into place, only taking space. One job
+    writes one output (Snakemake's lock and DAG), so no live writer owns them.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def fault_point(site: str) -> None:
+    """A test hook for the kill -9 tests (tests/workflow/test_faults.py): when the environment
+    variable ``ARIA_FAULT_PAUSE`` is ``<site>:<marker path>`` and names this ``site``, write this
+    process's pid to the marker and wait (up to 10 min) for the test to kill it mid-write.
+    Unset (always, outside those tests) it does nothing.
+    """
+    spec = os.environ.get("ARIA_FAULT_PAUSE", "")
+    if not spec.startswith(site + ":"):
+        return
+    import time
+
+    marker = Path(spec[len(site) + 1 :])
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, marker)
+    time.sleep(600)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``path`` on success.
 
     On any exception the temporary directory is removed and ``path`` is left
-    untouched (absent if it was absent).
+    untouched (absent if it was absent); a full disk raises an ``OSError`` (ENOSPC)
+    naming ``path``. Temporary siblings left by a killed writer are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno == errno.ENOSPC:
+            raise _no_space(path, e) from e
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -96,16 +146,19 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary file path that is renamed to ``path`` on success."""
+    """Yield a temporary file path that is renamed to ``path`` on success (see :func:`atomic_dir`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise _no_space(path, e) from e
         raise
 
 
@@ -196,6 +249,7 @@ class ScoreWriter:
         _check_finite(block, start, self.path)
         self._arr[start : start + block.shape[0]] = block
         self._written += block.shape[0]
+        fault_point("scores")
 
     def store(self, S) -> None:
         """Write a whole lazy (dask) N x Q matrix, its chunks computed and written in parallel
@@ -339,6 +393,7 @@ def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_
                 dimension_names=(dim, "k"),
                 attributes={"coordinates": f"{name}_ids"},
             )[:] = arr
+            fault_point("features")
         _write_ids(group, "train_ids", train_ids, "segment")
         _write_ids(group, "query_ids", query_ids, "query")
         group.attrs.update(dict(attrs or {}))

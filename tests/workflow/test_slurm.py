@@ -1,0 +1,95 @@
+"""The workflow through ``profiles/slurm`` on a real single-node SLURM (``.ci/local-slurm.sh``).
+
+Debian's slurm-wlm with munge, slurmctld and slurmd on localhost, submitted to by the pinned
+snakemake-executor-plugin-slurm. To stay within the suite's time budget the test takes the tiny
+run's symbolic experiment, removes the projection that only TracIn reads, and has SLURM rerun
+everything downstream of it (the GPU-resourced projection, scoring, diagnostics, homogeneity,
+LDS evaluation, cards, report, summary): every job of that part goes through sbatch, and the
+rebuilt ``summary.json`` must equal the local run's. The whole tiny run under SLURM was timed by
+hand (README "Running on a cluster").
+
+Skipped, with the reason, when not root (starting the daemons needs it), when SLURM is not
+installed or does not come up, or when the plugin is missing.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import BIN, REPO
+
+FEATURES = "results/tiny/features/symbolic/m0_c1.zarr"  # read by TracIn only
+SUMMARY = "results/tiny/summary.json"
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM needs root to start munged, slurmctld and slurmd")
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm is not installed")
+    res = subprocess.run([str(REPO / ".ci" / "local-slurm.sh"), "start"], capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        pytest.skip(f"local SLURM did not start: {(res.stderr or res.stdout).strip()}")
+    return True
+
+
+def _without_cost(summary):
+    return {k: v for k, v in summary.items() if k != "cost"}
+
+
+def test_tiny_workflow_under_slurm_equals_the_local_run(slurm, tiny_run, tmp_path):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    shutil.copy2(tiny_run / "config.yaml", wd / "config.yaml")
+    shutil.copytree(tiny_run / "results" / "tiny", wd / "results" / "tiny", symlinks=True)
+    shutil.copytree(tiny_run / ".snakemake" / "metadata", wd / ".snakemake" / "metadata")
+    shutil.rmtree(wd / FEATURES)
+    (wd / SUMMARY).unlink()
+
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        # this cluster keeps no accounting database: job states come from squeue (MinJobAge 300 s)
+        "--slurm-status-command",
+        "squeue",
+        # a laptop-sized node: the profile's 16 GB for projections would never be scheduled here
+        "--default-resources",
+        "mem_mb=1000",
+        "runtime=30",
+        "--set-resources",
+        "project_gradients:mem_mb=1000",
+        "train_model:mem_mb=1000",
+        # poll fast: the defaults (40 s before the first check) suit a busy cluster, not a test
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "1",
+        "--latency-wait",
+        "5",
+        SUMMARY,
+    ]
+    t0 = time.monotonic()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    took = time.monotonic() - t0
+    said = res.stdout + res.stderr
+    assert res.returncode == 0, said[-4000:]
+
+    # the jobs went through sbatch: the plugin's per-job logs, the projection's among them
+    logs = wd / ".snakemake" / "slurm_logs"
+    submitted = said.count("has been submitted with SLURM jobid")
+    assert submitted >= 5 and list((logs / "rule_project_gradients").rglob("*.log")), said[-2000:]
+    assert "localrule project_gradients" not in said and "localrule score" not in said
+    print(f"SLURM: {submitted} jobs in {took:.0f} s")
+
+    local = json.loads((tiny_run / SUMMARY).read_text())
+    under_slurm = json.loads((wd / SUMMARY).read_text())
+    assert _without_cost(under_slurm) == _without_cost(local)

@@ -1,5 +1,9 @@
 # Report: the main table (one row per method: r1, r2_5, c_bar, rho_bar, then
 # mu_z / Pos / Sig per channel at K = main_k), K-sweep and spectrum figures.
+# The HTML report, summary.json and the figures and tables (PNG / CSV folders) are report items:
+# `snakemake --report report.zip` packs them, with the captions in rules/captions/.
+
+REPORT_CATEGORY = {"symbolic": f"Symbolic: {EXP}", "audio": f"Audio: {AUDIO_EXP}"}
 
 
 if SYMBOLIC:
@@ -21,9 +25,27 @@ if SYMBOLIC:
             compare=compare_outputs(EXP, "symbolic"),
             cards=results("cards", EXP),
         output:
-            html=results("report.html", EXP),
+            html=report(
+                results("report.html", EXP), caption="captions/report.rst", category=REPORT_CATEGORY["symbolic"]
+            ),
             md=results("report.md", EXP),
-            summary=results("summary.json", EXP),
+            summary=report(
+                results("summary.json", EXP), caption="captions/summary.rst", category=REPORT_CATEGORY["symbolic"]
+            ),
+            figures=report(
+                directory(results("report/figures", EXP)),
+                patterns=["{name}.png"],
+                caption="captions/figures.rst",
+                category=REPORT_CATEGORY["symbolic"],
+                subcategory="Figures",
+            ),
+            tables=report(
+                directory(results("report/tables", EXP)),
+                patterns=["{name}.csv"],
+                caption="captions/tables.rst",
+                category=REPORT_CATEGORY["symbolic"],
+                subcategory="Tables",
+            ),
         log:
             logs("symbolic_report.log", EXP),
         conda:
@@ -50,7 +72,8 @@ if SYMBOLIC:
             "--pool {input.pool} --manifest {input.manifest} --dropped {input.dropped} "
             "--segments-csv {input.segments_csv} --queries {input.queries} --sensitivity {input.sensitivity} "
             "--selfinfluence {input.selfinfluence} --unlearning-compare {input.compare} --cards {input.cards} "
-            "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
+            "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} "
+            "--out-figures {output.figures} --out-tables {output.tables} > {log} 2>&1"
 
 
 rule audio_report:
@@ -74,9 +97,25 @@ rule audio_report:
         compare=compare_outputs(AUDIO_EXP, "audio") if AUDIO else [],
         cards=results("cards", AUDIO_EXP),
     output:
-        html=results("report.html", AUDIO_EXP),
+        html=report(results("report.html", AUDIO_EXP), caption="captions/report.rst", category=REPORT_CATEGORY["audio"]),
         md=results("report.md", AUDIO_EXP),
-        summary=results("summary.json", AUDIO_EXP),
+        summary=report(
+            results("summary.json", AUDIO_EXP), caption="captions/summary.rst", category=REPORT_CATEGORY["audio"]
+        ),
+        figures=report(
+            directory(results("report/figures", AUDIO_EXP)),
+            patterns=["{name}.png"],
+            caption="captions/figures.rst",
+            category=REPORT_CATEGORY["audio"],
+            subcategory="Figures",
+        ),
+        tables=report(
+            directory(results("report/tables", AUDIO_EXP)),
+            patterns=["{name}.csv"],
+            caption="captions/tables.rst",
+            category=REPORT_CATEGORY["audio"],
+            subcategory="Tables",
+        ),
     log:
         logs("audio_report.log", AUDIO_EXP),
     conda:
@@ -105,7 +144,8 @@ rule audio_report:
         "--feature-failures {input.failures} --segments-csv {input.segments_csv} --queries {input.queries} "
         "--sensitivity {input.sensitivity} --selfinfluence {input.selfinfluence} "
         "--unlearning-compare {input.compare} --cards {input.cards} "
-        "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} > {log} 2>&1"
+        "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} "
+        "--out-figures {output.figures} --out-tables {output.tables} > {log} 2>&1"
 
 
 # Per-query evidence cards (README "Per-query evidence cards"): one HTML page per query with the

@@ -82,8 +82,8 @@ def cmd_import_scores(a) -> None:
                 i, j = np.argwhere(bad)[0]
                 raise ValueError(
                     f"{m.source}: {int(bad.sum())} non-finite value(s) (NaN/Inf) in rows "
-                    f"{start}..{stop - 1}; first at row {out_rows[start + i]!r}, "
-                    f"column {out_cols[j]!r}: {block[i, j]}"
+                    f"{start}..{stop - 1}; first at row {str(out_rows[start + i])!r}, "
+                    f"column {str(out_cols[j])!r}: {block[i, j]}"
                 )
             w.write(start, block)
     log.info("imported %s (%d x %d) -> %s", m.source, len(rows), len(cols), a.out)

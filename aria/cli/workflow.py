@@ -132,8 +132,19 @@ def cmd_symbolic_segments(a) -> None:
     tr_tok, tr_mask, seg_rows = [], [], []
     streams, stream_tracks, tempos = [], [], []
     ev_prompts, ev_ids, dropped = [], [], []
+    parsed, bad = {}, []
+    for row in man.itertuples():  # every unreadable file is named in one pass, not just the first
+        try:
+            parsed[row.track_id] = read_midi(row.abspath)
+        except ValueError as e:  # corrupt, empty, drums only: the message starts with the path
+            bad.append(str(e))
+    if bad:
+        raise ValueError(
+            f"{a.manifest}: {len(bad)} of {len(man)} MIDI file(s) cannot be used; fix or remove them "
+            "from the manifest:\n  " + "\n  ".join(bad)
+        )
     for row in man.itertuples():
-        notes, tempo = read_midi(row.abspath)  # raises ValueError naming a corrupt/empty file
+        notes, tempo = parsed[row.track_id]
         toks = encode(notes)
         if row.split == "train":
             blocks, mask, starts = split_blocks(toks, block=block)
@@ -1136,7 +1147,7 @@ def cmd_report(a) -> None:
     import os
 
     from aria.io.stores import atomic_file
-    from aria.io.tables import read_json, read_manifest, write_json
+    from aria.io.tables import read_json, read_manifest, write_json, write_report_assets
     from aria.report import compose
 
     p = json.loads(a.params)
@@ -1157,6 +1168,7 @@ def cmd_report(a) -> None:
             "tracks": {t: os.path.relpath(f, report_dir) for t, f in zip(man["track_id"], man["abspath"])},
             "queries": os.path.relpath(a.queries_audio, report_dir),
         }
+    assets = {}
     html, md, summary = compose(
         keys,
         diags,
@@ -1175,7 +1187,10 @@ def cmd_report(a) -> None:
         accounting=_accounting(a, p),
         sensitivity=[read_json(f) for f in a.sensitivity] if a.sensitivity else None,
         unlearning=_unlearning_docs(a, p),
+        assets=assets,
     )
+    if a.out_figures or a.out_tables:  # the pieces snakemake --report shows (rules/report.smk)
+        write_report_assets(a.out_figures, a.out_tables, figures=assets["figures"], tables=assets["tables"])
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(html, encoding="utf-8")
     with atomic_file(a.out_md) as tmp:
@@ -1277,18 +1292,28 @@ def cmd_audio_import(a) -> None:
         df = df[exists]
     else:
         df = read_audio_manifest(p["audio_folder"]["manifest"], root=p["audio_folder"]["root"])
+    flt = p.get("filters", {})
+    min_dur = float(flt.get("min_duration_s", 1.0))
     shares, bad = [], []
     for t, f in progress(list(zip(df["track_id"], df["abspath"])), desc="import", unit="file", name=lambda tf: tf[1]):
+        split = df.loc[df["track_id"] == t, "split"].iloc[0]
         try:
-            shares.append(silence_fraction(load_audio(f, sr=p["sr"]), sr=p["sr"]))
-        except (ValueError, OSError) as e:  # corrupt, truncated, empty: skipped with the reason
+            y = load_audio(f, sr=p["sr"])
+        except (ValueError, OSError) as e:  # corrupt, truncated, empty, not audio: skipped with the reason
             log.warning("skipped %s: %s", t, e)
             bad.append(t)
             shares.append(np.nan)
-            lost.append((t, df.loc[df["track_id"] == t, "split"].iloc[0], "import", f"unreadable: {e}", np.nan))
+            lost.append((t, split, "import", f"unreadable: {e}", np.nan))
+            continue
+        if len(y) < min_dur * p["sr"]:  # a clip too short to tokenize, train on or analyse
+            log.warning("skipped %s: %s lasts %.3f s < filters.min_duration_s = %g", t, f, len(y) / p["sr"], min_dur)
+            bad.append(t)
+            shares.append(np.nan)
+            lost.append((t, split, "filter", f"shorter than {min_dur:g} s (filters.min_duration_s)", len(y) / p["sr"]))
+            continue
+        shares.append(silence_fraction(y, sr=p["sr"]))
     df = df.assign(silence_share=shares)
     df = df[~df["track_id"].isin(bad)]
-    flt = p.get("filters", {})
     kept, dropped = filter_tracks(
         df,
         max_silence_share=flt.get("max_silence_share"),
@@ -2259,6 +2284,8 @@ COMMANDS = {
             ("--out-html", {}),
             ("--out-md", {}),
             ("--out-summary", {}),
+            ("--out-figures", {"required": False, "default": None}),
+            ("--out-tables", {"required": False, "default": None}),
             ("--manifest", {"required": False, "default": None}),
             ("--queries-audio", {"required": False, "default": None}),
             ("--lds", {"nargs": "+", "required": False, "default": None}),

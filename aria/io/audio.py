@@ -10,8 +10,11 @@ measure silence by frame RMS in dB relative to full scale.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +52,71 @@ def _check_truncation(path: str, extra_info: str) -> None:
         raise ValueError(
             f"{path}: truncated audio file: header declares {declared} data bytes but only {present} are present"
         )
+
+
+def _check_ogg_complete(path: str) -> None:
+    """An Ogg stream (Vorbis, Opus, FLAC in Ogg) ends with a page flagged end-of-stream, and
+    every page is whole. A download cut short ends mid-page or without that flag, and libsndfile
+    decodes what is there without an error: such a file is truncated.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"OggS":
+            return
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+    last = tail.rfind(b"OggS")
+    whole = eos = False
+    if last >= 0 and len(tail) - last >= 27:
+        n_seg = tail[last + 26]
+        if len(tail) - last >= 27 + n_seg:
+            body = sum(tail[last + 27 : last + 27 + n_seg])
+            whole = len(tail) - last >= 27 + n_seg + body
+        eos = bool(tail[last + 5] & 0x04)
+    if not (whole and eos):
+        raise ValueError(f"{path}: truncated audio file: the Ogg stream ends without its last page (cut short)")
+
+
+_TEXT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
+
+
+def _not_audio(path: str) -> str:
+    """Why the file is plainly not audio (an HTML page or JSON saved under an audio name), or ''."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    probe = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if probe.startswith(_TEXT_STARTS):
+        kind = "an HTML page" if b"html" in probe[:200] else "a text document"
+        return f"it is {kind} (starts {head[:40]!r}), e.g. an error page saved by a download"
+    return ""
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Capture what native decoders write to file descriptor 2 (mpg123's notes) for the duration;
+    yields the capture file, read back by the caller when it wants to report it.
+    """
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as cap:
+        os.dup2(cap.fileno(), 2)
+        try:
+            yield _Captured(cap)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class _Captured:
+    def __init__(self, fh):
+        self._fh = fh
+
+    def read(self) -> str:
+        self._fh.flush()
+        self._fh.seek(0)
+        return self._fh.read()
 
 
 def load_audio(path, *, sr: int | None = 22050, mono: bool = True) -> np.ndarray:
@@ -89,8 +157,11 @@ def load_audio(path, *, sr: int | None = 22050, mono: bool = True) -> np.ndarray
     libsndfile opens a WAV whose data was cut off and returns only the frames
     present; the truncation is detected from libsndfile's header log
     (``data : declared (should be present)``), ignoring the 0 / 0xFFFFFFFF
-    placeholder sizes written by streaming encoders. Truncated compressed files
-    (FLAC, OGG) fail inside the decoder and are reported as corrupt.
+    placeholder sizes written by streaming encoders. An Ogg file (Vorbis, Opus)
+    cut short decodes without error, so its last page is checked for being whole
+    and flagged end-of-stream. A file that is plainly text (an HTML error page
+    saved as ``.mp3``) is named as such; what native decoders print to stderr
+    is kept out of the log and quoted in the error instead.
     """
     import soundfile as sf
 
@@ -101,12 +172,23 @@ def load_audio(path, *, sr: int | None = 22050, mono: bool = True) -> np.ndarray
         raise ValueError(f"{p}: is a directory, not an audio file")
     if os.path.getsize(p) == 0:
         raise ValueError(f"{p}: unreadable audio file: zero-length file (0 bytes)")
-    try:
-        info = sf.info(p)
-        data, native_sr = sf.read(p, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{p}: unreadable or corrupt audio file: {exc}") from exc
+    not_audio = _not_audio(p)
+    if not_audio:
+        raise ValueError(f"{p}: not an audio file: {not_audio}")
+    with _quiet_native_stderr() as noise:  # the mp3 decoder prints notes of its own to stderr
+        try:
+            info = sf.info(p)
+            data, native_sr = sf.read(p, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, EOFError, OSError) as exc:
+            said = " ".join(noise.read().split())[:300]
+            why = str(exc)
+            if "does not exist or is not a regular file" in why:  # libsndfile's words for "cannot decode"
+                why = f"the file exists but its bytes are not {Path(p).suffix or 'audio'} audio libsndfile can decode"
+            raise ValueError(
+                f"{p}: unreadable or corrupt audio file: {why}" + (f" (decoder: {said})" if said else "")
+            ) from exc
     _check_truncation(p, getattr(info, "extra_info", ""))
+    _check_ogg_complete(p)
     if data.shape[0] == 0:
         raise ValueError(f"{p}: audio file has zero samples")
     if not np.all(np.isfinite(data)):

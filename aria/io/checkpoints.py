@@ -49,7 +49,13 @@ def load_model(path, checkpoint: int | None = None):
     TracIn checkpoint ``checkpoint`` (1-based), and that checkpoint's learning rate.
     """
     blob = read_checkpoint(path)
-    model = model_class(blob)(**blob["config"])
+    try:
+        model = model_class(blob)(**blob["config"])
+    except (ImportError, AttributeError, TypeError) as e:
+        raise ValueError(
+            f"{path}: cannot build the model this checkpoint names ({blob.get('model_class') or 'MusicTransformer'} "
+            f"with config {blob['config']}): {type(e).__name__}: {e}"
+        ) from e
     if checkpoint is None:
         state, lr = blob["final"], blob["checkpoints"][-1]["lr"]
     else:
@@ -57,7 +63,14 @@ def load_model(path, checkpoint: int | None = None):
             raise ValueError(f"{path}: checkpoint {checkpoint} not in 1..{len(blob['checkpoints'])}")
         ck = blob["checkpoints"][checkpoint - 1]
         state, lr = ck["state"], ck["lr"]
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # torch lists every mismatch; the first lines say enough
+        detail = " ".join(str(e).split("\n")[:3]).strip()
+        raise ValueError(
+            f"{path}: the weights do not fit the architecture of its config {blob['config']} "
+            f"(a checkpoint of another model?): {detail[:400]}"
+        ) from e
     return model, lr
 
 

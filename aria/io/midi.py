@@ -91,7 +91,8 @@ def read_midi(path) -> tuple[np.ndarray, np.ndarray]:
     try:
         mid = mido.MidiFile(str(path))
     except Exception as exc:  # mido raises OSError, EOFError, KeyError, ValueError, ...
-        raise ValueError(f"{path}: cannot parse MIDI file: {type(exc).__name__}: {exc}") from None
+        why = str(exc) or ("the file ends early (cut short?)" if isinstance(exc, EOFError) else "")
+        raise ValueError(f"{path}: cannot parse MIDI file: {type(exc).__name__}: {why}") from None
     tpb = int(mid.ticks_per_beat)
     if tpb <= 0 or tpb >= 0x8000:
         raise ValueError(f"{path}: unsupported MIDI time division {tpb} (SMPTE?)")
@@ -128,6 +129,11 @@ def read_midi(path) -> tuple[np.ndarray, np.ndarray]:
     arr = arr[arr[:, 1] > arr[:, 0]]  # drop zero-length notes
     if arr.shape[0] == 0:
         raise ValueError(f"{path}: MIDI file contains no notes")
+    if (arr[:, 5] == _DRUM_CHANNEL).all():
+        raise ValueError(
+            f"{path}: MIDI file has only drum notes (channel 10): no pitched notes for melody, harmony "
+            "or pitch features"
+        )
 
     # Global tempo map in ticks; the last event at a tick wins.
     tempo_events.sort()

@@ -50,6 +50,38 @@ def read_csv(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"track_id": str, "segment_id": str, "query_id": str})
 
 
+def _slug(title: str) -> str:
+    import re
+    import unicodedata
+
+    ascii_ = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_.lower()).strip("_")[:60] or "item"
+
+
+def write_report_assets(figures_dir, tables_dir, *, figures: dict, tables: dict) -> None:
+    """A report's figures as ``NN_<slug>.png`` and its tables as ``NN_<slug>.csv`` (numbered in
+    report order; the title is the CSV's first comment line), each folder written atomically.
+    """
+    import csv
+    import io
+
+    from aria.io.stores import atomic_dir
+
+    with atomic_dir(figures_dir) as tmp:
+        tmp.mkdir()
+        for i, (title, png) in enumerate(figures.items(), 1):
+            (tmp / f"{i:02d}_{_slug(title)}.png").write_bytes(png)
+    with atomic_dir(tables_dir) as tmp:
+        tmp.mkdir()
+        for i, (title, (header, rows)) in enumerate(tables.items(), 1):
+            buf = io.StringIO()
+            buf.write(f"# {title}\n")
+            w = csv.writer(buf)
+            w.writerow(header)
+            w.writerows(rows)
+            (tmp / f"{i:02d}_{_slug(title)}.csv").write_text(buf.getvalue(), encoding="utf-8")
+
+
 def write_json(path, obj) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

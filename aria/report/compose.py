@@ -54,8 +54,13 @@ def compose(
     accounting: dict | None = None,
     sensitivity: list | None = None,
     unlearning: dict | None = None,
+    assets: dict | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
+
+    ``assets``, when given (a dict), receives the report's pieces for ``snakemake --report``:
+    ``assets["figures"] = {title: png bytes}`` and ``assets["tables"] = {title: (header, rows)}``,
+    the main table first, in the report's order.
 
     Parameters
     ----------
@@ -234,6 +239,10 @@ def compose(
         sections=sections + validation,
     )
     md = R.markdown_report(title, header, rows, main_k=main_k, notes=notes, sections=sections + validation)
+    if assets is not None:
+        assets["figures"] = dict(figures)
+        assets["tables"] = {"Main table": (header, rows)}
+        assets["tables"].update({sec[0]: (sec[1], sec[2]) for sec in sections + validation})
     summary = {"experiment": experiment, "main_k": main_k, "channels": channels, "methods": {}}
     for k in keys:
         summary["methods"][k] = {

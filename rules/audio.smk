@@ -75,7 +75,7 @@ rule audio_features:
         ENV
     threads: 1
     params:
-        args=lambda w: jparams(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"), root=audio_root()),
+        args=audio_feature_params,
     shell:
         "OMP_NUM_THREADS={threads} aria audio-features --manifest {input.manifest} --params {params.args:q} "
         "--out {output.shard} --out-failures {output.failures} --threads {threads} > {log} 2>&1"

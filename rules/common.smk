@@ -155,6 +155,12 @@ def audio_import_inputs():
     return []
 
 
+def audio_feature_params(w):
+    feats = AUDIO.get("features", {})
+    chords = {k: feats[k] for k in ("chords", "omnizart_checkpoint") if k in feats}
+    return jparams(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"), root=audio_root(), **chords)
+
+
 def stage_cfg(w):
     return STAGES[(w.exp, w.stage)]
 

@@ -234,9 +234,12 @@ class AudioProcessors:
     beatnet: Any
     deep_chroma: Any
     chord_decoder: Any
+    omnizart: Any = None  # aria.audio.omnizart.OmnizartChords when audio.features.chords is omnizart
 
 
-def build_processors(*, beatnet_model: int = 1) -> AudioProcessors:
+def build_processors(
+    *, beatnet_model: int = 1, chords: str = "madmom", omnizart_checkpoint: str | None = None
+) -> AudioProcessors:
     """Build the BeatNet and madmom chord processors (CPU, offline weights).
 
     Parameters
@@ -244,6 +247,10 @@ def build_processors(*, beatnet_model: int = 1) -> AudioProcessors:
     beatnet_model : {1, 2, 3}, default 1
         BeatNet's pretrained CRNN: 1 = GTZAN-trained (default), 2 = Ballroom,
         3 = Rock corpus.
+    chords : {"madmom", "omnizart"}, default "madmom"
+        The chord recognizer of the ``chords`` feature (:mod:`aria.audio.omnizart`).
+    omnizart_checkpoint : str, optional
+        Omnizart's chord checkpoint folder (needed with ``chords="omnizart"``).
 
     Returns
     -------
@@ -256,10 +263,16 @@ def build_processors(*, beatnet_model: int = 1) -> AudioProcessors:
     from madmom.audio.chroma import DeepChromaProcessor
     from madmom.features.chords import DeepChromaChordRecognitionProcessor
 
+    from aria.audio.omnizart import CHORD_BACKENDS, OmnizartChords
+
+    if chords not in CHORD_BACKENDS:
+        raise ValueError(f"audio.features.chords must be one of {CHORD_BACKENDS}, got {chords!r}")
+    omni = OmnizartChords(omnizart_checkpoint) if chords == "omnizart" else None  # fails early, clearly
     return AudioProcessors(
         beatnet=BeatNet(beatnet_model, mode="offline", inference_model="DBN", plot=[], thread=False, device="cpu"),
         deep_chroma=DeepChromaProcessor(),
         chord_decoder=DeepChromaChordRecognitionProcessor(),
+        omnizart=omni,
     )
 
 
@@ -320,7 +333,8 @@ def onset_times(y: np.ndarray, *, sr: int, hop_length: int = 512) -> np.ndarray:
 
 
 def chord_segments(y: np.ndarray, *, sr: int, processors: AudioProcessors) -> np.ndarray:
-    """Chord segments from madmom's deep-chroma chord recognizer.
+    """Chord segments from madmom's deep-chroma chord recognizer (or Omnizart's, when the
+    processors were built with ``chords="omnizart"``).
 
     Parameters
     ----------
@@ -337,6 +351,8 @@ def chord_segments(y: np.ndarray, *, sr: int, processors: AudioProcessors) -> np
         as ``'C:maj'``, ``'A:min'``, ``'N'``), in time order. Empty when the
         signal yields fewer than 2 chroma frames (shorter than about 0.15 s).
     """
+    if getattr(processors, "omnizart", None) is not None:  # audio.features.chords: omnizart
+        return processors.omnizart.segments(y, sr=sr)
     x = np.ascontiguousarray(resample(np.asarray(y, dtype=np.float32), sr, DEEP_CHROMA_SR), dtype=np.float32)
     with warnings.catch_warnings():
         # madmom 0.17's ReLU calls np.maximum(x, 0, out) (positional out), deprecated in numpy 2.4

@@ -1350,13 +1350,16 @@ def cmd_audio_features(a) -> None:
     """
     import pandas as pd
 
-    from aria.audio.features import extract_many
+    from aria.audio.features import build_processors, extract_many
     from aria.io.tables import read_manifest, write_csv, write_npz
 
     p = json.loads(a.params)
     man = read_manifest(a.manifest, root=p.get("root"))
     man = man.iloc[p["shard"] :: p["n_shards"]]
-    feats, failures = extract_many(list(man["abspath"]), sr=p["sr"], progress=True)
+    procs = None
+    if p.get("chords", "madmom") != "madmom" and len(man):  # the optional Omnizart back end
+        procs = build_processors(chords=p["chords"], omnizart_checkpoint=p.get("omnizart_checkpoint"))
+    feats, failures = extract_many(list(man["abspath"]), sr=p["sr"], progress=True, processors=procs)
     ok = {str(Path(x)) for x in feats.pop("paths")}
     ids = [t for t, path in zip(man["track_id"], man["abspath"]) if str(Path(path)) in ok]
     chords = feats.pop("chords")

@@ -82,6 +82,24 @@ def write_report_assets(figures_dir, tables_dir, *, figures: dict, tables: dict)
             (tmp / f"{i:02d}_{_slug(title)}.csv").write_text(buf.getvalue(), encoding="utf-8")
 
 
+def read_omnizart_chords(path) -> list[dict]:
+    """Omnizart's chord CSV (header ``chord,start,end``, seconds) as a list of row dicts."""
+    import csv
+
+    path = Path(path)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"chord", "start", "end"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: not an Omnizart chord CSV (expected columns chord,start,end, got {reader.fieldnames})")
+        rows = []
+        for i, r in enumerate(reader, 2):
+            try:
+                rows.append({"chord": r["chord"], "start": float(r["start"]), "end": float(r["end"])})
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}: line {i}: {e}") from e
+    return rows
+
+
 def write_json(path, obj) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

@@ -95,7 +95,9 @@ class OmnizartChords:
 
     def __init__(self, checkpoint):
         if not checkpoint:
-            raise RuntimeError(f"audio.features.chords: omnizart needs audio.features.omnizart_checkpoint; {INSTALL_HINT}")
+            raise RuntimeError(
+                f"audio.features.chords: omnizart needs audio.features.omnizart_checkpoint; {INSTALL_HINT}"
+            )
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.is_dir():
             raise RuntimeError(

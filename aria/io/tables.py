@@ -90,7 +90,9 @@ def read_omnizart_chords(path) -> list[dict]:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"chord", "start", "end"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: not an Omnizart chord CSV (expected columns chord,start,end, got {reader.fieldnames})")
+            raise ValueError(
+                f"{path}: not an Omnizart chord CSV (expected columns chord,start,end, got {reader.fieldnames})"
+            )
         rows = []
         for i, r in enumerate(reader, 2):
             try:

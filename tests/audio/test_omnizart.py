@@ -27,7 +27,8 @@ def test_adapter_turns_omnizart_rows_into_the_chord_root_sequence():
     seg = segments_from_omnizart(rows, duration_s=8.0)
     # madmom's layout: contiguous from 0 to the end, 'N' where Omnizart found no chord
     assert list(seg["label"]) == ["N", "C:maj", "G:maj", "N", "A:min", "F#:min", "N"]
-    np.testing.assert_allclose(seg["start"], [0, 2 * FRAME, 40 * FRAME, 80 * FRAME, 86 * FRAME, 120 * FRAME, 160 * FRAME])
+    frames = [0, 2, 40, 80, 86, 120, 160]
+    np.testing.assert_allclose(seg["start"], np.array(frames) * FRAME)
     np.testing.assert_allclose(seg["end"][:-1], seg["start"][1:])
     assert seg["end"][-1] == 8.0
     roots = [AF.parse_chord_root(lab) for lab in seg["label"]]
@@ -74,5 +75,6 @@ def test_config_names_the_backend():
     cfg["audio"]["features"].update(chords="omnizart", omnizart_checkpoint="ckpt/chord_v1")
     validate_config(cfg)
     cfg["audio"]["features"]["chords"] = "chordino"
-    with pytest.raises(ConfigError, match=r"audio\.features\.chords: 'chordino' is not one of \['madmom', 'omnizart'\]"):
+    msg = r"audio\.features\.chords: 'chordino' is not one of \['madmom', 'omnizart'\]"
+    with pytest.raises(ConfigError, match=msg):
         validate_config(cfg)

@@ -65,15 +65,21 @@ def _check_ogg_complete(path: str) -> None:
         size = os.fstat(fh.fileno()).st_size
         fh.seek(max(0, size - 65536))
         tail = fh.read()
+    # the last page is the one whose header (capture pattern, version 0) and body end exactly at
+    # the end of the file (a stray "OggS" inside packet data would have to describe a page ending
+    # exactly there)
+    ok, end = False, len(tail)
     last = tail.rfind(b"OggS")
-    whole = eos = False
-    if last >= 0 and len(tail) - last >= 27:
-        n_seg = tail[last + 26]
-        if len(tail) - last >= 27 + n_seg:
-            body = sum(tail[last + 27 : last + 27 + n_seg])
-            whole = len(tail) - last >= 27 + n_seg + body
-        eos = bool(tail[last + 5] & 0x04)
-    if not (whole and eos):
+    while last >= 0 and not ok:
+        if end - last >= 27 and tail[last + 4] == 0:
+            n_seg = tail[last + 26]
+            if end - last >= 27 + n_seg:
+                length = 27 + n_seg + sum(tail[last + 27 : last + 27 + n_seg])
+                if last + length == end:
+                    ok = bool(tail[last + 5] & 0x04)  # end-of-stream flag
+                    break
+        last = tail.rfind(b"OggS", 0, last)
+    if not ok:
         raise ValueError(f"{path}: truncated audio file: the Ogg stream ends without its last page (cut short)")
 
 

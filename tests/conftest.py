@@ -36,3 +36,14 @@ def tiny_run(tmp_path_factory):
     shutil.copy(REPO / "tests" / "data" / "config_tiny.yaml", wd / "config.yaml")
     run_snakemake(wd, "--cores", "2")
     return wd
+
+
+def copy_symbolic_run(tiny_run, wd):
+    """The tiny run's symbolic experiment in ``wd``: config, results and Snakemake's metadata,
+    file times kept, so that Snakemake sees it up to date.
+    """
+    wd.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(tiny_run / "config.yaml", wd / "config.yaml")
+    shutil.copytree(tiny_run / "results" / "tiny", wd / "results" / "tiny", symlinks=True)
+    shutil.copytree(tiny_run / ".snakemake" / "metadata", wd / ".snakemake" / "metadata")
+    return wd

@@ -1295,8 +1295,8 @@ def cmd_audio_import(a) -> None:
     flt = p.get("filters", {})
     min_dur = float(flt.get("min_duration_s", 1.0))
     shares, bad = [], []
-    for t, f in progress(list(zip(df["track_id"], df["abspath"])), desc="import", unit="file", name=lambda tf: tf[1]):
-        split = df.loc[df["track_id"] == t, "split"].iloc[0]
+    rows = list(zip(df["track_id"], df["abspath"], df["split"]))
+    for t, f, split in progress(rows, desc="import", unit="file", name=lambda r: r[1]):
         try:
             y = load_audio(f, sr=p["sr"])
         except (ValueError, OSError) as e:  # corrupt, truncated, empty, not audio: skipped with the reason

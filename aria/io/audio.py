@@ -99,8 +99,8 @@ def _not_audio(path: str) -> str:
 
 @contextlib.contextmanager
 def _quiet_native_stderr():
-    """Capture what native decoders write to file descriptor 2 (mpg123's notes) for the duration;
-    yields the capture file, read back by the caller when it wants to report it.
+    """Send what native decoders write to file descriptor 2 (mpg123's notes) to a temporary
+    file for the duration; yields it, for the caller to quote when it reports an error.
     """
     import tempfile
 
@@ -109,20 +109,10 @@ def _quiet_native_stderr():
     with tempfile.TemporaryFile(mode="w+") as cap:
         os.dup2(cap.fileno(), 2)
         try:
-            yield _Captured(cap)
+            yield cap
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-class _Captured:
-    def __init__(self, fh):
-        self._fh = fh
-
-    def read(self) -> str:
-        self._fh.flush()
-        self._fh.seek(0)
-        return self._fh.read()
 
 
 def load_audio(path, *, sr: int | None = 22050, mono: bool = True) -> np.ndarray:
@@ -186,6 +176,7 @@ def load_audio(path, *, sr: int | None = 22050, mono: bool = True) -> np.ndarray
             info = sf.info(p)
             data, native_sr = sf.read(p, dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError, EOFError, OSError) as exc:
+            noise.seek(0)
             said = " ".join(noise.read().split())[:300]
             why = str(exc)
             if "does not exist or is not a regular file" in why:  # libsndfile's words for "cannot decode"

@@ -216,28 +216,25 @@ def several_corrupt_midi(tmp_path, capsys):
     return msg
 
 
-def manifest_missing_file(tmp_path, capsys):
+def _manifest_with(tmp_path, capsys, row, column, value):
+    """symbolic-segments on a good corpus whose manifest has one cell changed."""
     m = _midi_corpus(tmp_path, {})
     df = pd.read_csv(m)
-    df.loc[1, "path"] = "midi/gone.mid"
+    df.loc[row, column] = value
     df.to_csv(m, index=False)
     return _segments(tmp_path, m, capsys)
+
+
+def manifest_missing_file(tmp_path, capsys):
+    return _manifest_with(tmp_path, capsys, 1, "path", "midi/gone.mid")
 
 
 def manifest_duplicate_ids(tmp_path, capsys):
-    m = _midi_corpus(tmp_path, {})
-    df = pd.read_csv(m)
-    df.loc[2, "track_id"] = "t1"
-    df.to_csv(m, index=False)
-    return _segments(tmp_path, m, capsys)
+    return _manifest_with(tmp_path, capsys, 2, "track_id", "t1")
 
 
 def manifest_bad_split(tmp_path, capsys):
-    m = _midi_corpus(tmp_path, {})
-    df = pd.read_csv(m)
-    df.loc[1, "split"] = "test"
-    df.to_csv(m, index=False)
-    return _segments(tmp_path, m, capsys)
+    return _manifest_with(tmp_path, capsys, 1, "split", "test")
 
 
 # --------------------------------------------------------------------------- score matrices

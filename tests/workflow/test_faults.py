@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO
+from conftest import BIN, REPO, copy_symbolic_run
 
 FEATURES = "results/tiny/features/symbolic/m0_c1.zarr"  # read by TracIn only
 SCORES = "results/tiny/scores/symbolic/tracin.zarr"
@@ -58,11 +58,7 @@ def _assert_identical(a, b):
 @pytest.fixture
 def copy_of_tiny(tiny_run, tmp_path):
     """The tiny run's symbolic experiment (results and Snakemake's metadata, times kept)."""
-    wd = tmp_path / "wd"
-    wd.mkdir()
-    shutil.copy2(tiny_run / "config.yaml", wd / "config.yaml")
-    shutil.copytree(tiny_run / "results" / "tiny", wd / "results" / "tiny", symlinks=True)
-    shutil.copytree(tiny_run / ".snakemake" / "metadata", wd / ".snakemake" / "metadata")
+    wd = copy_symbolic_run(tiny_run, tmp_path / "wd")
     for p in (FEATURES, SCORES):
         shutil.rmtree(wd / p)
     return wd

@@ -19,7 +19,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, REPO
+from conftest import BIN, REPO, copy_symbolic_run
 
 FEATURES = "results/tiny/features/symbolic/m0_c1.zarr"  # read by TracIn only
 SUMMARY = "results/tiny/summary.json"
@@ -46,11 +46,7 @@ def _without_cost(doc):
 
 
 def test_tiny_workflow_under_slurm_equals_the_local_run(slurm, tiny_run, tmp_path):
-    wd = tmp_path / "wd"
-    wd.mkdir()
-    shutil.copy2(tiny_run / "config.yaml", wd / "config.yaml")
-    shutil.copytree(tiny_run / "results" / "tiny", wd / "results" / "tiny", symlinks=True)
-    shutil.copytree(tiny_run / ".snakemake" / "metadata", wd / ".snakemake" / "metadata")
+    wd = copy_symbolic_run(tiny_run, tmp_path / "wd")
     shutil.rmtree(wd / FEATURES)
     (wd / SUMMARY).unlink()
 

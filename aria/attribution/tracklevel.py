@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from aria.attribution.linalg import rank_columns
 from aria.io.stores import iter_row_chunks
 
 __all__ = ["NORMALIZATIONS", "track_index", "track_level", "track_level_dask"]
@@ -91,14 +92,12 @@ def track_level(
     out = np.zeros((len(track_ids), q))
 
     if normalize == "rank":
-        from scipy.stats import rankdata  # lazily: importing scipy.stats costs every job ~0.5 s
-
         cols = max(1, int(max_bytes // (8 * max(n, 1))))
         for c0 in range(0, q, cols):
             block = np.empty((n, min(cols, q - c0)))
             for start, rows in iter_row_chunks(S, rows=row_chunk):
                 block[start : start + len(rows)] = rows[:, c0 : c0 + cols]
-            ranks = rankdata(block, axis=0, method="average")
+            ranks = rank_columns(block)
             np.add.at(out[:, c0 : c0 + cols], r2t, ranks)
         return track_ids, _segment_means(out, counts)
 
@@ -169,10 +168,8 @@ def track_level_dask(S, row_tracks, *, normalize: str, row_chunk: int | None = N
         S, r2t = S[order], r2t[order]
 
     if normalize == "rank":
-        from scipy.stats import rankdata
-
         cb = int(col_block or max(1, (256 * 2**20) // (8 * max(n, 1))))
-        S = S.rechunk((n, cb)).map_blocks(lambda b: rankdata(b, axis=0, method="average"), dtype=np.float64)
+        S = S.rechunk((n, cb)).map_blocks(rank_columns, dtype=np.float64)
         center, scale = 0.0, 1.0
     elif normalize == "zscore":
         center, scale = _column_moments_dask(S, row_chunk)

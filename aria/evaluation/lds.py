@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from aria.attribution.linalg import rank_columns
+
 __all__ = [
     "subset_mask",
     "subset_masks",
@@ -159,12 +161,6 @@ def predicted_targets(chunks: Iterable[tuple[int, np.ndarray]], masks: np.ndarra
     return G
 
 
-def _rank_columns(x: np.ndarray) -> np.ndarray:
-    from scipy import stats
-
-    return stats.rankdata(x, axis=0, method="average")
-
-
 def lds_per_query(pred: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Spearman correlation over subsets (rows) between ``pred`` and ``targets``, per column.
 
@@ -181,8 +177,8 @@ def lds_per_query(pred: np.ndarray, targets: np.ndarray) -> np.ndarray:
         raise ValueError(f"predictions {pred.shape} and targets {targets.shape} differ in shape")
     if pred.shape[0] < 3:
         raise ValueError(f"LDS needs at least 3 subsets, got {pred.shape[0]}")
-    a = _rank_columns(pred)
-    b = _rank_columns(targets)
+    a = rank_columns(pred)
+    b = rank_columns(targets)
     a -= a.mean(0)
     b -= b.mean(0)
     den = np.sqrt((a * a).sum(0) * (b * b).sum(0))

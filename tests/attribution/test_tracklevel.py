@@ -123,3 +123,24 @@ def test_cli_engines_write_the_same_track_level_store(tmp_path, normalize):
         out[engine] = open_scores(tmp_path / f"{engine}.zarr")
     np.testing.assert_allclose(out["dask"][0][:], out["numpy"][0][:], rtol=1e-6, atol=1e-6)
     assert list(out["dask"][1]) == list(out["numpy"][1]) == list(_reference(S, tracks, "none")[0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_rank_columns_equals_scipy_rankdata(n):
+    """The numpy ranking that replaced scipy's (for job start-up time): ties, runs of ties at
+    either end, constant and all-NaN columns, a NaN amid finite values."""
+    from aria.attribution.linalg import rank_columns
+
+    rng = np.random.default_rng(n)
+    X = np.column_stack(
+        [
+            rng.normal(size=n),
+            rng.integers(0, 3, size=n).astype(float),  # many ties
+            np.full(n, 2.5),  # constant
+            np.sort(rng.integers(0, 2, size=n))[::-1].astype(float),  # ties at both ends
+            np.where(np.arange(n) == n // 2, np.nan, rng.normal(size=n)),
+        ]
+    )
+    np.testing.assert_array_equal(rank_columns(X), rankdata(X, axis=0, method="average"))
+    with pytest.raises(ValueError, match="2-D"):
+        rank_columns(X[:, 0])

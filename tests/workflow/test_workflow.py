@@ -1,9 +1,11 @@
 """End-to-end: the real workflow on a tiny corpus, its rerun scope, its outputs."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,8 +17,13 @@ from aria.io.stores import open_scores, read_features
 
 def dry_run_jobs(workdir, config: dict) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run with ``config`` would execute."""
-    (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
-    out = run_snakemake(workdir, "-n", "--configfile", str(workdir / "changed.yaml")).stdout
+    # a file of this call's own: two test workers may plan in the shared tiny run at once
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=workdir, prefix=".changed-", delete=False) as f:
+        f.write(yaml.safe_dump(config))
+    try:
+        out = run_snakemake(workdir, "-n", "--configfile", f.name).stdout
+    finally:
+        os.unlink(f.name)
     jobs, rule = set(), None
     for line in out.splitlines():
         m = re.match(r"^(?:local)?rule (\w+):", line)
@@ -587,7 +594,7 @@ def test_report_renders_in_browser(tiny_run, tmp_path, experiment):
     assert img.shape[0] >= 1000 and img.std() > 10  # not a blank page
     # one evidence card, rendered too (the PNG stays next to the tiny run for a look)
     card = sorted((tiny_run / "results" / experiment / "cards").glob("q-*.html"))[0]
-    shot = tiny_run / f"card_{experiment}.png"
+    shot = tmp_path / f"card_{experiment}.png"
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={tmp_path / 'prof2'}", "--window-size=1300,1800", f"--screenshot={shot}", card.as_uri()],

@@ -61,7 +61,8 @@ validate: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/validate/lds.yaml
 
 # two pytest workers: while one waits on a job or a daemon (the SLURM test), the other computes;
-# tests/conftest.py shares the tiny workflow run between them and orders the tests longest first
+# tests/conftest.py shares the tiny workflow run between them and orders the tests longest first;
+# --dist loadgroup hands out the tests one by one as workers free up (no test is in a group)
 TEST_WORKERS ?= 2
 test: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder

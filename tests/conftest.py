@@ -32,36 +32,30 @@ def run_snakemake(workdir, *args, check=True, env=None):
     return res
 
 
-def _build_tiny(wd):
-    shutil.copy(REPO / "tests" / "data" / "config_tiny.yaml", wd / "config.yaml")
-    run_snakemake(wd, "--cores", "2")
+def shared_run(tmp_path_factory, name, build):
+    """A directory built once per test session by ``build(path)``; read-only for the tests.
 
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """The whole workflow on the tiny configuration, run once per test session.
-
-    Under pytest-xdist (``make test`` runs two workers) the workers share one run: the first
-    to need it builds it under a file lock, the others wait and read it; a failed build is
-    reported to every worker instead of being retried. Tests treat it as read-only: they copy
-    what they change, and their dry runs take no lock (:func:`run_snakemake`).
+    Under pytest-xdist (``make test`` runs two workers) the workers share it: the first to need
+    it builds it under a file lock, the others wait and read it; a failed build is reported to
+    every worker instead of being retried. Tests copy what they change, and their dry runs take
+    no lock (:func:`run_snakemake`).
     """
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        wd = tmp_path_factory.mktemp("tiny")
-        _build_tiny(wd)
+        wd = tmp_path_factory.mktemp(name)
+        build(wd)
         return wd
     from filelock import FileLock
 
     root = tmp_path_factory.getbasetemp().parent  # shared by this session's workers
-    wd, done, failed = root / "tiny", root / "tiny.done", root / "tiny.failed"
-    with FileLock(str(root / "tiny.lock")):
+    wd, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    with FileLock(str(root / f"{name}.lock")):
         if failed.exists():
-            pytest.fail(f"the tiny run failed in another worker:\n{failed.read_text()}")
+            pytest.fail(f"building {name} failed in another worker:\n{failed.read_text()}")
         if not done.exists():
             shutil.rmtree(wd, ignore_errors=True)
             wd.mkdir()
             try:
-                _build_tiny(wd)
+                build(wd)
             except BaseException as e:
                 failed.write_text(str(e))
                 raise
@@ -69,20 +63,26 @@ def tiny_run(tmp_path_factory):
     return wd
 
 
-# Longest first, so that xdist's two workers finish together: the tests that need the tiny run
-# (the first of them builds it, using both cores), these modules leading, then everything else.
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole workflow on the tiny configuration, run once per test session (:func:`shared_run`)."""
+
+    def build(wd):
+        shutil.copy(REPO / "tests" / "data" / "config_tiny.yaml", wd / "config.yaml")
+        run_snakemake(wd, "--cores", "2")
+
+    return shared_run(tmp_path_factory, "tiny", build)
+
+
+# Longest first, so that the two workers finish together: the tests that need the tiny run (the
+# first of them builds it, using both cores; the other worker waits), these modules leading,
+# then everything else. ``make test`` passes ``--dist loadgroup``, under which every test (none
+# is marked with a group) is handed to whichever worker has run out of work, in this order;
+# ``--dist load`` would send each worker a quarter of the suite at the start.
 _HEAVY_FIRST = ("test_slurm.py", "test_faults.py", "test_extending.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Order the tests for two workers (above) and keep module-scoped fixtures on one worker.
-
-    ``make test`` runs ``pytest -n 2 --dist loadgroup --no-loadscope-reorder``: a test with no
-    ``xdist_group`` is a unit of its own, so every module with a module-scoped fixture is made
-    one group (its fixture is then built once, on one worker). Without xdist the marks do nothing.
-    """
-
     def key(item):
         uses_tiny = "tiny_run" in getattr(item, "fixturenames", ())
         name = item.path.name
@@ -90,20 +90,6 @@ def pytest_collection_modifyitems(config, items):
         return (not uses_tiny, rank)
 
     items.sort(key=key)  # stable: the collection order within each rank
-    for item in items:
-        module = getattr(item, "module", None)
-        if module is not None and getattr(module, "__dict__", None) is not None and _has_module_fixture(module):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
-def _has_module_fixture(module):
-    cached = module.__dict__.get("_aria_module_fixture")
-    if cached is None:
-        import inspect
-
-        cached = 'scope="module"' in inspect.getsource(module)
-        module._aria_module_fixture = cached
-    return cached
 
 
 def copy_symbolic_run(tiny_run, wd):

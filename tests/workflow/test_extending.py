@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, shared_run
 
 from aria.io.stores import open_scores, read_features
 from aria.io.tables import read_npz
@@ -80,9 +80,7 @@ def dattri_trak_scores(res, k=16):
     return S, tr["segment_ids"], qu["query_ids"]
 
 
-@pytest.fixture(scope="module")
-def extended(tiny_run, tmp_path_factory):
-    wd = tmp_path_factory.mktemp("extended")
+def _build_extended(tiny_run, wd):
     # copy2 keeps mtimes: nothing stale; Snakemake's logs and locks are left behind (another test
     # worker's dry run in the shared tiny run may be adding and removing them right now)
     skip = shutil.ignore_patterns("log", "locks", ".changed-*")
@@ -108,8 +106,16 @@ def extended(tiny_run, tmp_path_factory):
     (wd / "extended.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PYTHONPATH": os.pathsep.join([PLUGINS, os.environ.get("PYTHONPATH", "")])}
     plan = run_snakemake(wd, "-n", "--configfile", str(wd / "extended.yaml"), env=env).stdout
+    (wd / "plan.txt").write_text(plan)
     run_snakemake(wd, "--cores", "2", "--configfile", str(wd / "extended.yaml"), env=env)
-    return {"wd": wd, "res": res, "plan": plan, "S": S.double().numpy()}
+
+
+@pytest.fixture(scope="session")
+def extended(tiny_run, tmp_path_factory):
+    """The tiny run plus the toy plugin method and the dattri matrix, built once (shared by the workers)."""
+    wd = shared_run(tmp_path_factory, "extended", lambda wd: _build_extended(tiny_run, wd))
+    S = torch.load(wd / "dattri_trak.pt")
+    return {"wd": wd, "res": wd / "results" / "tiny", "plan": (wd / "plan.txt").read_text(), "S": S.double().numpy()}
 
 
 def test_only_the_new_rows_run(extended):

@@ -844,3 +844,17 @@ def compare_inputs(exp, domain):
 def compare_outputs(exp, domain):
     """The experiment's comparison JSON, or nothing when no stage has unlearning and another method."""
     return [results("unlearning/compare.json", exp)] if compare_spec(exp, domain)["stages"] else []
+
+
+# The report rules' outputs as `snakemake --report` items (rules/report.smk).
+REPORT_CATEGORY = {"symbolic": f"Symbolic: {EXP}", "audio": f"Audio: {AUDIO_EXP}"}
+
+
+def report_item(path, domain, kind):
+    """A report rule's output as a `snakemake --report` item: kind report or summary (a file), or
+    figures or tables (a folder of PNG / CSV files), captioned from captions/<kind>.rst."""
+    opts = dict(caption=f"captions/{kind}.rst", category=REPORT_CATEGORY[domain])
+    if kind in ("figures", "tables"):
+        ext = "png" if kind == "figures" else "csv"
+        return report(directory(path), patterns=[f"{{name}}.{ext}"], subcategory=kind.capitalize(), **opts)
+    return report(path, **opts)

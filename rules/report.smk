@@ -1,10 +1,8 @@
 # Report: the main table (one row per method: r1, r2_5, c_bar, rho_bar, then
 # mu_z / Pos / Sig per channel at K = main_k), K-sweep and spectrum figures.
 # The HTML report, summary.json and the figures and tables (PNG / CSV folders) are report items:
-# `snakemake --report report.zip` packs them, with the captions in rules/captions/.
-
-REPORT_CATEGORY = {"symbolic": f"Symbolic: {EXP}", "audio": f"Audio: {AUDIO_EXP}"}
-
+# `snakemake --report report.zip` packs them (report_item in common.smk), with the captions in
+# rules/captions/.
 
 if SYMBOLIC:
 
@@ -25,27 +23,11 @@ if SYMBOLIC:
             compare=compare_outputs(EXP, "symbolic"),
             cards=results("cards", EXP),
         output:
-            html=report(
-                results("report.html", EXP), caption="captions/report.rst", category=REPORT_CATEGORY["symbolic"]
-            ),
+            html=report_item(results("report.html", EXP), "symbolic", "report"),
             md=results("report.md", EXP),
-            summary=report(
-                results("summary.json", EXP), caption="captions/summary.rst", category=REPORT_CATEGORY["symbolic"]
-            ),
-            figures=report(
-                directory(results("report/figures", EXP)),
-                patterns=["{name}.png"],
-                caption="captions/figures.rst",
-                category=REPORT_CATEGORY["symbolic"],
-                subcategory="Figures",
-            ),
-            tables=report(
-                directory(results("report/tables", EXP)),
-                patterns=["{name}.csv"],
-                caption="captions/tables.rst",
-                category=REPORT_CATEGORY["symbolic"],
-                subcategory="Tables",
-            ),
+            summary=report_item(results("summary.json", EXP), "symbolic", "summary"),
+            figures=report_item(results("report/figures", EXP), "symbolic", "figures"),
+            tables=report_item(results("report/tables", EXP), "symbolic", "tables"),
         log:
             logs("symbolic_report.log", EXP),
         conda:
@@ -97,25 +79,11 @@ rule audio_report:
         compare=compare_outputs(AUDIO_EXP, "audio") if AUDIO else [],
         cards=results("cards", AUDIO_EXP),
     output:
-        html=report(results("report.html", AUDIO_EXP), caption="captions/report.rst", category=REPORT_CATEGORY["audio"]),
+        html=report_item(results("report.html", AUDIO_EXP), "audio", "report"),
         md=results("report.md", AUDIO_EXP),
-        summary=report(
-            results("summary.json", AUDIO_EXP), caption="captions/summary.rst", category=REPORT_CATEGORY["audio"]
-        ),
-        figures=report(
-            directory(results("report/figures", AUDIO_EXP)),
-            patterns=["{name}.png"],
-            caption="captions/figures.rst",
-            category=REPORT_CATEGORY["audio"],
-            subcategory="Figures",
-        ),
-        tables=report(
-            directory(results("report/tables", AUDIO_EXP)),
-            patterns=["{name}.csv"],
-            caption="captions/tables.rst",
-            category=REPORT_CATEGORY["audio"],
-            subcategory="Tables",
-        ),
+        summary=report_item(results("summary.json", AUDIO_EXP), "audio", "summary"),
+        figures=report_item(results("report/figures", AUDIO_EXP), "audio", "figures"),
+        tables=report_item(results("report/tables", AUDIO_EXP), "audio", "tables"),
     log:
         logs("audio_report.log", AUDIO_EXP),
     conda:

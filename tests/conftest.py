@@ -16,16 +16,21 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def run_snakemake(workdir, *args, check=True, env=None):
-    """Run this repository's workflow in ``workdir``; return the CompletedProcess.
+def snakemake_cmd(workdir, *args, env=None):
+    """``(command, environment)`` that run this repository's workflow in ``workdir``.
 
-    ``env`` adds variables to the jobs' environment.
+    ``env`` adds variables to the jobs' environment. Read-only runs (``-n``, ``--report``) take
+    no lock: two test workers may plan in the shared tiny run at once.
     """
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
     if "-n" in args or "--report" in args:
-        # read-only runs take no lock: two test workers may plan in the shared tiny run at once
         args = ("--nolock", *args)
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args], env
+
+
+def run_snakemake(workdir, *args, check=True, env=None):
+    """Run this repository's workflow in ``workdir`` (:func:`snakemake_cmd`); the CompletedProcess."""
+    cmd, env = snakemake_cmd(workdir, *args, env=env)
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")

@@ -18,6 +18,8 @@ import logging
 
 import numpy as np
 
+from aria.io.matrices import EXPORT_FORMATS
+
 log = logging.getLogger("aria")
 
 
@@ -144,7 +146,7 @@ COMMANDS = {
         cmd_export_scores,
         [
             ("store", {"help": "an Aria score store (.zarr)"}),
-            ("--to", {"choices": ["dattri", "npy"], "help": "dattri: (N, Q) float32 tensor, .pt; npy: .npy"}),
+            ("--to", {"choices": list(EXPORT_FORMATS), "help": "dattri: (N, Q) float32 tensor, .pt; npy: .npy"}),
             ("--out", {"help": "the file to write (.pt for dattri, .npy)"}),
         ],
     ),

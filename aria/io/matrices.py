@@ -28,9 +28,10 @@ import numpy as np
 
 __all__ = ["FORMATS", "EXPORT_FORMATS", "Matrix", "open_matrix", "check_matrix", "write_exported"]
 
-# aria export-scores --to: dattri's format (a float32 tensor, train x test, saved with
-# torch.save), or numpy's .npy; both with the ids beside them as <out>.rows.txt / .cols.txt
-EXPORT_FORMATS = ("dattri", "npy")
+# aria export-scores --to -> the file extensions it writes: dattri's format (a float32 tensor,
+# train x test, saved with torch.save), or numpy's .npy; both with the ids beside them as
+# <out>.rows.txt / .cols.txt
+EXPORT_FORMATS = {"dattri": (".pt", ".pth"), "npy": (".npy",)}
 
 FORMATS = (".zarr", ".npy", ".npz", ".pt", ".pth", ".csv")
 
@@ -313,11 +314,10 @@ def write_exported(out, blocks, *, shape, row_ids, col_ids, to: str) -> list[Pat
     from aria.io.stores import atomic_file
 
     out = Path(out)
-    want = {"dattri": (".pt", ".pth"), "npy": (".npy",)}
-    if to not in want:
-        raise ValueError(f"unknown export format {to!r}; choose one of {EXPORT_FORMATS}")
-    if out.suffix not in want[to]:
-        raise ValueError(f"{out}: --to {to} writes a {' or '.join(want[to])} file")
+    if to not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {to!r}; choose one of {tuple(EXPORT_FORMATS)}")
+    if out.suffix not in EXPORT_FORMATS[to]:
+        raise ValueError(f"{out}: --to {to} writes a {' or '.join(EXPORT_FORMATS[to])} file")
     n, q = shape
     if len(row_ids) != n or len(col_ids) != q:
         raise ValueError(f"{out}: {len(row_ids)} row ids / {len(col_ids)} column ids for a {n} x {q} matrix")

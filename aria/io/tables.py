@@ -60,17 +60,21 @@ def _slug(title: str) -> str:
 
 def write_report_assets(figures_dir, tables_dir, *, figures: dict, tables: dict) -> None:
     """A report's figures as ``NN_<slug>.png`` and its tables as ``NN_<slug>.csv`` (numbered in
-    report order; the title is the CSV's first comment line), each folder written atomically.
+    report order; the title is the CSV's first comment line), each folder written atomically;
+    a folder given as None is not written.
     """
     import csv
     import io
 
     from aria.io.stores import atomic_dir
 
-    with atomic_dir(figures_dir) as tmp:
-        tmp.mkdir()
-        for i, (title, png) in enumerate(figures.items(), 1):
-            (tmp / f"{i:02d}_{_slug(title)}.png").write_bytes(png)
+    if figures_dir is not None:
+        with atomic_dir(figures_dir) as tmp:
+            tmp.mkdir()
+            for i, (title, png) in enumerate(figures.items(), 1):
+                (tmp / f"{i:02d}_{_slug(title)}.png").write_bytes(png)
+    if tables_dir is None:
+        return
     with atomic_dir(tables_dir) as tmp:
         tmp.mkdir()
         for i, (title, (header, rows)) in enumerate(tables.items(), 1):

@@ -16,16 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO, copy_symbolic_run
+from conftest import copy_symbolic_run, snakemake_cmd
 
 FEATURES = "results/tiny/features/symbolic/m0_c1.zarr"  # read by TracIn only
 SCORES = "results/tiny/scores/symbolic/tracin.zarr"
 
 
 def _snakemake(wd, *targets, env=None):
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "1", *targets]
-    return cmd, env
+    return snakemake_cmd(wd, "--cores", "1", *targets, env=env)
 
 
 def _start(wd, site, marker):

@@ -19,7 +19,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, REPO, copy_symbolic_run
+from conftest import REPO, copy_symbolic_run, snakemake_cmd
 
 FEATURES = "results/tiny/features/symbolic/m0_c1.zarr"  # read by TracIn only
 SUMMARY = "results/tiny/summary.json"
@@ -50,13 +50,8 @@ def test_tiny_workflow_under_slurm_equals_the_local_run(slurm, tiny_run, tmp_pat
     shutil.rmtree(wd / FEATURES)
     (wd / SUMMARY).unlink()
 
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [
-        str(BIN / "snakemake"),
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(wd),
+    cmd, env = snakemake_cmd(
+        wd,
         "--profile",
         str(REPO / "profiles" / "slurm"),
         # this cluster keeps no accounting database: job states come from squeue (MinJobAge 300 s)
@@ -84,7 +79,7 @@ def test_tiny_workflow_under_slurm_equals_the_local_run(slurm, tiny_run, tmp_pat
         FEATURES,
         "--",
         SUMMARY,
-    ]
+    )
     t0 = time.monotonic()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     took = time.monotonic() - t0

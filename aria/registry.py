@@ -343,9 +343,28 @@ register(
                 "description": "padding/silence masks: M_U on the query (mixed, both), M_L on training items (both)",
             },
             "chunks": {"type": "integer", "minimum": 1, "description": "query chunks, one job (GPU) each"},
+            "precision": {
+                "enum": ["float64", "mixed", "float32"],
+                "description": "format of the loss passes (tau is a difference of nearly equal losses): float64, "
+                "mixed (float64 output layer and softmax) or float32",
+            },
+            "check": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "queries per chunk scored again in float64 and float32: tau's round-off estimate",
+            },
         },
-        run_params=("lr", "steps", "group", "floor", "mask"),
-        defaults={"lr": 1e-4, "steps": 1, "group": "all", "floor": 1e-3, "mask": "mixed", "chunks": 1},
+        run_params=("lr", "steps", "group", "floor", "mask", "precision", "check"),
+        defaults={
+            "lr": 1e-4,
+            "steps": 1,
+            "group": "all",
+            "floor": 1e-3,
+            "mask": "mixed",
+            "chunks": 1,
+            "precision": "mixed",
+            "check": 1,
+        },
     )
 )
 

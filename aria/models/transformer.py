@@ -141,9 +141,11 @@ def per_example_loss(logits, tokens, mask, loss_mask=None):
     return (ce * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
 
-def target_example_loss(model, tokens, mask, loss_mask=None):
+def target_example_loss(model, tokens, mask, loss_mask=None, *, dtype=None):
     """:func:`per_example_loss` of ``model(tokens)``, with the output layer and the softmax
     evaluated only at the target positions (equal up to float32 round-off; differentiable).
+    ``dtype`` (e.g. ``torch.float64``) evaluates the output layer, the softmax and the averages in
+    that format, the hidden states staying in the model's own.
 
     About 1.7× faster than the full logits on CPU (no (B, L, V) tensor, no transposed copy, no
     work on padding or, in a staged audio model, on the conditioning block); the unlearning
@@ -152,7 +154,11 @@ def target_example_loss(model, tokens, mask, loss_mask=None):
     w = _target_weights(mask, loss_mask)
     sel = w > 0
     h = model.hidden(tokens)[..., :-1, :][sel]
-    logits = model.head(h)
+    if dtype is None:
+        logits = model.head(h)
+    else:
+        head = model.head
+        logits = F.linear(h.to(dtype), head.weight.to(dtype), None if head.bias is None else head.bias.to(dtype))
     target = tokens[..., 1:][sel]
     ce = torch.logsumexp(logits, -1) - logits.gather(-1, target[:, None])[:, 0]
     total = torch.zeros(tokens.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, sel.nonzero()[:, 0], ce)

@@ -243,12 +243,15 @@ def test_cli_chunks_equal_the_library(tmp_path):
     base = dict(device="cpu", seed=3, mask="mixed")
     main(["unlearning-fisher", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
           "--params", json.dumps(base), "--out", str(tmp_path / "F.pt")])  # fmt: skip
-    run = dict(base, lr=1e-3, steps=2, group="all", floor=1e-3, n_chunks=2)
-    for c in range(2):
-        main(["unlearning-scores", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
-              "--queries", str(tmp_path / "q.npz"), "--fisher", str(tmp_path / "F.pt"),
-              "--params", json.dumps(dict(run, chunk=c)), "--out", str(tmp_path / f"c{c}.npz")])  # fmt: skip
-    got = [read_npz(tmp_path / f"c{c}.npz") for c in range(2)]
+    run = dict(base, lr=1e-3, steps=2, group="all", floor=1e-3, n_chunks=2, precision="float64", check=1)
+    for precision in ("float64", "mixed"):
+        for c in range(2):
+            main(["unlearning-scores", "--model", str(tmp_path / "m.pt"), "--segments", str(tmp_path / "train.npz"),
+                  "--queries", str(tmp_path / "q.npz"), "--fisher", str(tmp_path / "F.pt"),
+                  "--params", json.dumps(dict(run, chunk=c, precision=precision)),
+                  "--out", str(tmp_path / f"{precision}{c}.npz")])  # fmt: skip
+    got = [read_npz(tmp_path / f"float64{c}.npz") for c in range(2)]
+    mixed = [read_npz(tmp_path / f"mixed{c}.npz") for c in range(2)]
     assert [list(g["query_ids"]) for g in got] == [["q0", "q1", "q2"], ["q3", "q4"]]
     S = np.concatenate([g["scores"] for g in got], axis=1)
     # the library on the same model: Fisher and training losses with the real mask (mixed: no M_L
@@ -266,6 +269,9 @@ def test_cli_chunks_equal_the_library(tmp_path):
     def loss(m, b, g):
         return per_example_loss(m(b["tokens"]), b["tokens"], b["mask"], b.get("loss_mask"))
 
+    from aria.attribution.unlearning import at_precision
+
+    model64 = at_precision(model, "float64")  # the jobs' default precision, from the same float32 weights
     for q in range(5):
         query = {
             "key": [f"q{q}"],
@@ -273,12 +279,34 @@ def test_cli_chunks_equal_the_library(tmp_path):
             "mask": torch.as_tensor(qm[q : q + 1]),
             "loss_mask": torch.as_tensor(lm[q : q + 1]),
         }
-        with fused_attention(model):
-            want = unlearning_scores(model, lambda: [train], query, loss, F, lr=1e-3, steps=2, seed=3)
-        # the jobs evaluate the loss on target positions only (target_example_loss): equal up to
-        # float32 round-off (in float64 the two agree to 1e-13), which two F⁻¹-preconditioned steps
-        # at this large η amplify to ~2e-4 of max |τ|
-        np.testing.assert_allclose(S[:, q], want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+        with fused_attention(model64):
+            want = unlearning_scores(model64, lambda: [train], query, loss, stored, lr=1e-3, steps=2, seed=3)
+        # with the job's own Fisher (compared with F above, to float32 round-off, which F⁻¹ would pass
+        # on to τ). The jobs evaluate the loss on target positions only (target_example_loss), equal to the full
+        # logits' loss up to float64 round-off (~1e-13 of the losses, ~1e-12 of τ after two
+        # F⁻¹-preconditioned steps); atol keeps a 1000x margin over that. The chunk stores τ in
+        # float32: rtol = 2 u32 covers the storage rounding (u32 = 2^-24).
+        np.testing.assert_allclose(S[:, q], want, rtol=2.0**-23, atol=1e-9 * np.abs(want).max())
+    # the first query of each chunk was scored again in float32, from θ₀ on: check_float64 is the
+    # unrounded τ, check_float32 differs from it by float32 round-off
+    spread = np.sqrt(np.mean(S.astype(np.float64).var(axis=0)))
+    for c, first in ((0, 0), (1, 3)):
+        g = got[c]
+        assert g["check_float64"].shape == g["check_float32"].shape == (10, 1) and str(g["precision"]) == "float64"
+        np.testing.assert_allclose(g["check_float64"][:, 0], S[:, first], rtol=2.0**-23, atol=0)
+        d = np.abs(g["check_float32"][:, 0] - g["check_float64"][:, 0])
+        assert 0 < d.max() < 1e-2 * spread
+        # mixed (float32 hidden states, float64 output layer and softmax): its scores are the float64
+        # ones to far below 1% of τ's spread, and its check columns are the same queries in all formats
+        m = mixed[c]
+        assert str(m["precision"]) == "mixed" and set(m) >= {"check_mixed", "check_float32", "check_float64"}
+        np.testing.assert_array_equal(m["check_float64"], g["check_float64"])  # the same float64 computation
+        np.testing.assert_allclose(m["check_mixed"][:, 0], m["scores"][:, 0], rtol=2.0**-23, atol=0)
+        # at this large, two-step η the update's float32 gradient dominates both mixed's and float32's
+        # round-off (measured 2-3e-4 of the spread for both); ERROR_LIMIT's 1% is the promise
+        assert np.abs(m["check_mixed"] - m["check_float64"]).max() < 1e-2 * spread
+    Sm = np.concatenate([m["scores"] for m in mixed], axis=1)
+    np.testing.assert_allclose(Sm, S, rtol=0, atol=1e-2 * spread)
     from aria.io.tables import save_torch
 
     wrong = {"fisher": {n: f for n, f in stored.items() if not n.startswith("head.")}}
@@ -372,3 +400,59 @@ def test_sample_positions_keeps_the_prompt_and_is_reproducible():
     np.testing.assert_array_equal(a[:, :6], tokens[:, :6])
     # a memorizing model at near-zero temperature continues its training sequences
     assert np.mean(a[:, 6:] == tokens[:, 6:]) > 0.9
+
+
+# --------------------------------------------------------------------------- precision
+def test_at_precision_converts_a_copy():
+    from aria.attribution.unlearning import at_precision
+
+    model, _ = _tiny()
+    m32 = model.float()
+    m64 = at_precision(m32, "float64")
+    assert m64 is not m32 and all(p.dtype == torch.float64 for p in m64.parameters())
+    assert all(p.dtype == torch.float32 for p in m32.parameters())  # the original is left as it is
+    assert at_precision(m32, "float32") is m32
+    for (n, a), (_, b) in zip(m32.named_parameters(), m64.named_parameters()):
+        assert torch.equal(a.double(), b), n  # float32 -> float64 is exact
+    with pytest.raises(ValueError, match="precision must be one of"):
+        at_precision(m32, "float16")
+
+
+@pytest.mark.parametrize("eta", [1e-5, 1e-8])
+def test_float64_scores_and_their_roundoff_estimate(eta):
+    """τ in float64 against τ in float32, and the estimate err32 · u64/u32 of float64's round-off
+    against an independent measure of it: two float64 evaluations that differ only in their
+    reduction order (the fused and the explicit attention kernel)."""
+    from aria.attribution.unlearning import at_precision, precision_setup, token_loss
+    from aria.evaluation.numerics import score_numerics
+    from aria.models.transformer import fused_attention
+
+    model, data = _tiny()
+    model = model.float()
+    F = diagonal_fisher(model, [data], lambda m, b, g: token_loss(m, b))
+    qt = torch.as_tensor(np.random.default_rng(9).integers(1, 24, size=(1, 16)))
+    q = {"key": ["q"], "tokens": qt, "mask": torch.ones_like(qt, dtype=torch.bool)}
+    tau = {}
+    for precision in ("float32", "float64"):
+        m = at_precision(model, precision)
+        tau[precision] = unlearning_scores(m, lambda: [data], q, token_loss, F, lr=eta)
+        with fused_attention(m):
+            tau[precision + "/fused"] = unlearning_scores(m, lambda: [data], q, token_loss, F, lr=eta)
+    n = score_numerics(
+        tau["float64"][:, None], {k: tau[k][:, None] for k in ("float64", "float32")}, precision="float64"
+    )
+    rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
+    d64 = rms(tau["float64"] - tau["float64/fused"])
+    # round-off scales with u: the float64 estimate bounds what another float64 reduction order changes
+    # (measured 0.6-0.8 of the estimate), and float32's error is of the size the two float32 orders differ
+    assert 0 < n["error"] and d64 <= 10 * n["error"]
+    d32 = rms(tau["float32"] - tau["float32/fused"])
+    assert 0.1 * n["float32_error"] < d32 < 10 * n["float32_error"]
+    assert n["ok"] and n["ratio"] < 1e-6
+    if eta == 1e-8:  # a small step: float32's round-off is ~20% of τ's spread (2% at 1e-7), float64's 1e-9 of it
+        assert n["float32_ratio"] > 5 * 0.01
+    # mixed (float64 output layer and softmax): where the loss passes' round-off dominates (small η), it
+    # removes most of float32's (measured 12x at 1e-5, 20x at 1e-7-1e-8)
+    m, lf = precision_setup(model, "mixed")
+    mixed = unlearning_scores(m, lambda: [data], q, lf, F, lr=eta)
+    assert rms(mixed - tau["float64"]) < rms(tau["float32"] - tau["float64"]) / 3

@@ -14,7 +14,12 @@ Formats (:data:`FORMATS`, chosen by the path's extension)
 ``.pt`` / ``.pth``   a tensor saved with ``torch.save`` (or a dict holding one
                      tensor under ``scores``); loaded with ``weights_only=True``
 ``.csv``             numbers only, or a header row of column ids plus a first
-                     column of row ids
+                     column of row ids; ``nan``, ``NA``, ``N/A``, ``#N/A`` and ``null``
+                     (any case) are read as NaN, which the commands then reject as
+                     non-finite, and any other text is an error naming the cell
+
+Every error names the file as given; a zero-byte file, a file that is not of its
+extension's format and a cut-short ``.npy`` are said as such.
 """
 
 from __future__ import annotations
@@ -92,18 +97,55 @@ def _zarr(path: Path):
     )
 
 
+def _npy(path: Path):
+    """A ``.npy`` file, memory-mapped, its header checked first so that a file that is not one,
+    holds Python objects or is cut short is said so, naming ``path``.
+    """
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        try:
+            version = fmt.read_magic(f)
+        except ValueError:
+            raise ValueError(f"{path}: not a .npy file (it does not start with numpy's .npy header)") from None
+        try:
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: unreadable .npy header ({e})") from None
+        data_start = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: holds Python objects (dtype {dtype}), not numbers; save a numeric array")
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = path.stat().st_size - data_start
+    if have < need:
+        raise ValueError(
+            f"{path}: truncated .npy file: its header declares shape {tuple(shape)} {dtype}, "
+            f"{need} data bytes, but only {have} are present (cut short?)"
+        )
+    return np.load(path, mmap_mode="r", allow_pickle=False), None, None
+
+
 def _npz(path: Path):
-    with np.load(path, allow_pickle=False) as z:
-        keys = list(z.files)
-        if "scores" in keys:
-            key = "scores"
-        elif len(keys) == 1:
-            key = keys[0]
-        else:
-            raise ValueError(f"{path}: .npz holds {keys}; name the matrix 'scores' or save only it")
-        arr = z[key]
-        rows = z["row_ids"].astype(str) if "row_ids" in keys else None
-        cols = z["col_ids"].astype(str) if "col_ids" in keys else None
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a .npz file (not a zip archive as numpy.savez writes)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            if "scores" in keys:
+                key = "scores"
+            elif len(keys) == 1:
+                key = keys[0]
+            else:
+                raise ValueError(f"{path}: .npz holds {keys}; name the matrix 'scores' or save only it")
+            arr = z[key]
+            rows = z["row_ids"].astype(str) if "row_ids" in keys else None
+            cols = z["col_ids"].astype(str) if "col_ids" in keys else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        if str(e).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: unreadable .npz file ({type(e).__name__}: {e})") from e
     return arr, rows, cols
 
 
@@ -125,25 +167,45 @@ def _torch(path: Path):
     return obj.detach().to(torch.float64 if obj.dtype == torch.float64 else torch.float32).numpy(), None, None
 
 
+# CSV cells read as NaN (and then reported as non-finite scores by the commands), compared
+# lowercased: Python's and numpy's spellings, and the missing-value markers of R and spreadsheets
+CSV_NAN_TEXT = frozenset({"nan", "+nan", "-nan", "na", "n/a", "#n/a", "null"})
+
+
 def _csv(path: Path):
     import pandas as pd
 
-    df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty CSV") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: unreadable CSV ({' '.join(str(e).split())})") from None
     if df.empty:
         raise ValueError(f"{path}: empty CSV")
 
-    def numeric(x):
-        return pd.to_numeric(pd.Series(x).str.strip(), errors="coerce").notna().all()
+    def numeric(x):  # every cell a number or a NaN spelling (a first row with a NaN is data, not a header)
+        x = pd.Series(x).str.strip()
+        return (pd.to_numeric(x, errors="coerce").notna() | x.str.lower().isin(CSV_NAN_TEXT)).all()
 
     has_header = not numeric(df.iloc[0, 1:]) or (df.shape[1] == 1 and not numeric(df.iloc[0]))
     has_index = not numeric(df.iloc[1 if has_header else 0 :, 0])
     cols = np.asarray(df.iloc[0, 1 if has_index else 0 :], dtype=str) if has_header else None
     body = df.iloc[1 if has_header else 0 :, 1 if has_index else 0 :]
     rows = np.asarray(df.iloc[1 if has_header else 0 :, 0], dtype=str) if has_index else None
-    try:
-        arr = body.apply(lambda c: pd.to_numeric(c.str.strip(), errors="raise")).to_numpy(np.float64)
-    except ValueError as e:
-        raise ValueError(f"{path}: non-numeric entry in the matrix body ({e})") from e
+    text = body.apply(lambda c: c.str.strip())
+    arr = text.apply(lambda c: pd.to_numeric(c, errors="coerce")).to_numpy(np.float64)
+    nan_text = text.apply(lambda c: c.str.lower().isin(CSV_NAN_TEXT)).to_numpy(bool)
+    unparsed = np.isnan(arr) & ~nan_text
+    if unparsed.any():
+        i, j = (int(x) for x in np.argwhere(unparsed)[0])
+        cell = text.iat[i, j]
+        at = f"row {i}" + (f" ({str(rows[i])!r})" if rows is not None else "")
+        at += f", column {j}" + (f" ({str(cols[j])!r})" if cols is not None else "")
+        what = "empty cell" if cell == "" else f"non-numeric entry {cell!r}"
+        raise ValueError(
+            f"{path}: {what} at {at} of the matrix ({int(unparsed.sum())} such cell(s)); every cell must hold a number"
+        )
     return arr, rows, cols
 
 
@@ -177,10 +239,14 @@ def open_matrix(path_or_array, *, transpose: bool = False) -> Matrix:
             )
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or store")
+        if ext != ".zarr" and path.is_dir():
+            raise ValueError(f"{path}: is a directory, not a {ext} file")
+        if ext != ".zarr" and path.stat().st_size == 0:
+            raise ValueError(f"{path}: zero-length file (0 bytes)")
         if ext == ".zarr":
             arr, rows, cols = _zarr(path)
         elif ext == ".npy":
-            arr, rows, cols = np.load(path, mmap_mode="r", allow_pickle=False), None, None
+            arr, rows, cols = _npy(path)
         elif ext == ".npz":
             arr, rows, cols = _npz(path)
         elif ext in (".pt", ".pth"):
@@ -215,14 +281,18 @@ def check_matrix(m: Matrix, *, row_ids=None, col_ids=None, min_cols: int = 2) ->
     Raises
     ------
     ValueError
-        Empty matrix, fewer than ``min_cols`` columns (correlations across
-        queries are undefined for one), an id count that does not match, or
+        Empty matrix, entries that are not real numbers, fewer than ``min_cols``
+        columns (correlations across queries are undefined for one), an id count
+        that does not match, or
         ids that disagree with the file's own. When the counts fit the
         transposed matrix the message says to pass ``--transpose``.
     """
     n, q = m.shape
     if n == 0 or q == 0:
         raise ValueError(f"{m.source}: empty score matrix, shape {(n, q)}")
+    dtype = np.dtype(getattr(m.data, "dtype", np.float64))
+    if dtype.kind not in "biuf":
+        raise ValueError(f"{m.source}: score matrix must hold real numbers, got dtype {dtype}")
     rows = None if row_ids is None else np.asarray(row_ids).astype(str)
     cols = None if col_ids is None else np.asarray(col_ids).astype(str)
     if rows is not None and cols is not None and (len(rows), len(cols)) != (n, q) and (len(rows), len(cols)) == (q, n):

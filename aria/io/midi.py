@@ -82,12 +82,14 @@ def read_midi(path) -> tuple[np.ndarray, np.ndarray]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file cannot be parsed as MIDI, uses SMPTE time division, or
-        contains no notes; the message starts with the path.
+        If the file is empty (0 bytes), cannot be parsed as MIDI, uses SMPTE
+        time division, or contains no notes; the message starts with the path.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MIDI file not found")
+    if path.stat().st_size == 0:  # said as the audio reader says it (aria.io.audio.load_audio)
+        raise ValueError(f"{path}: unreadable MIDI file: zero-length file (0 bytes)")
     try:
         mid = mido.MidiFile(str(path))
     except Exception as exc:  # mido raises OSError, EOFError, KeyError, ValueError, ...

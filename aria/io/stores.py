@@ -5,19 +5,24 @@ touches the file system. Everything else works on arrays.
 
 Store layouts (zarr v3 groups)
 ------------------------------
-Every array carries zarr v3 ``dimension_names`` and each data array names its id arrays in a
-``coordinates`` attribute, so ``xarray.open_zarr(path)`` gives a labelled Dataset: a score store
-has dims ``(segment, query)`` (``(track, query)`` for track-level and embedding matrices) with
-``row_ids``/``col_ids`` as coordinates; a feature store has ``train (segment, k)`` and
-``query (query, k)`` with ``train_ids``/``query_ids``.
+Every array carries zarr v3 ``dimension_names``, and the id arrays of score and ground-truth
+stores are named after their dimension, so ``xarray.open_zarr(path)`` gives a labelled Dataset
+whose ids are its index coordinates: a score store has dims ``(segment, query)`` (``(track,
+query)`` for track-level and embedding matrices), and ``ds.sel(query="<query id>")`` or
+``ds.sel(segment="<segment id>")`` picks by id. A feature store has ``train (segment, k)`` and
+``query (query, k)``, its ids ``train_ids``/``query_ids`` named in a ``coordinates`` attribute
+(``query`` is taken by the features themselves).
 
 Score store ``scores/<method>.zarr``::
 
-    scores   float32, shape (N, Q), chunks (row_chunk, Q)
+    scores   float32, shape (N, Q), chunks (row_chunk, Q), dims (segment|track, query)
              S[j, q] = how strongly training row j is implicated in query q
-    row_ids  str, shape (N,)   training segment (or track) ids, row order
-    col_ids  str, shape (Q,)   query ids, column order
+    segment  str, shape (N,)   training segment ids, row order (``track`` for track rows)
+    query    str, shape (Q,)   query ids, column order
     attrs    {"method": ..., plus method parameters}
+
+Stores written before the ids were index coordinates name them ``row_ids`` and ``col_ids``;
+the readers here accept both.
 
 Feature store ``features/<checkpoint>.zarr``::
 
@@ -34,8 +39,8 @@ Ground-truth store ``lds/<stage>/ground_truth.zarr`` (SPEC §9, :mod:`aria.evalu
     target_runs   float64, shape (M, R, Q)  the same per training run
     train_loss    float64, shape (M, R)     mean loss on S_m of each retrained model
     heldout_loss  float64, shape (M, R)     mean loss on the segments outside S_m
-    row_ids       str, shape (N,)           training segment ids (the score stores' row_ids)
-    col_ids       str, shape (Q,)           query ids (the score stores' col_ids)
+    segment       str, shape (N,)           training segment ids (a score store's row ids)
+    query         str, shape (Q,)           query ids (a score store's column ids)
     attrs         {"alpha": ..., "seed": ..., "runs": R, "n_subsets": M, ...}
 
 Writers build the store under a temporary sibling path and rename it into place
@@ -176,10 +181,24 @@ def _write_ids(group: zarr.Group, name: str, ids, dim: str) -> None:
 
 
 def read_ids(group_or_path, name: str) -> np.ndarray:
-    """Return an id array (``row_ids``, ``col_ids``, ...) as a numpy str array."""
+    """Return an id array (``segment``, ``query``, ``train_ids``, ...) as a numpy str array."""
     group = _open_group(group_or_path)
     # zarr 3 returns numpy StringDType, which cannot be cast to a fixed-width str array
     return np.asarray(np.asarray(group[name][:]).tolist(), dtype=str)
+
+
+# id arrays of stores written before the ids were xarray index coordinates
+LEGACY_ID_NAMES = {"row": "row_ids", "query": "col_ids"}
+
+
+def _axis_ids(group: zarr.Group, dim: str, legacy: str, path) -> np.ndarray:
+    """The ids along dimension ``dim``, shape (n,) str: the array named ``dim`` (its xarray
+    index coordinate), or ``legacy`` (``row_ids``/``col_ids``) in a store written before that.
+    """
+    for name in (dim, legacy):
+        if name in group:
+            return read_ids(group, name)
+    raise ValueError(f"{path}: no {dim!r} id array (nor the older {legacy!r}); not a complete Aria store")
 
 
 def _open_group(group_or_path) -> zarr.Group:
@@ -213,6 +232,8 @@ class ScoreWriter:
 
     def __init__(self, path, row_ids, col_ids, *, attrs=None, row_chunk=DEFAULT_ROW_CHUNK, row_dim="segment"):
         self.path = Path(path)
+        if row_dim in ("scores", "query"):  # the row ids are stored under this name
+            raise ValueError(f"{self.path}: row_dim {row_dim!r} would clash with the {row_dim!r} array")
         self.row_dim = row_dim  # xarray's name for the rows: segment, or track
         self.row_ids = list(row_ids)
         self.col_ids = list(col_ids)
@@ -232,10 +253,10 @@ class ScoreWriter:
             chunks=(max(1, min(self.row_chunk, n)), max(1, q)),
             dtype="float32",
             dimension_names=(self.row_dim, "query"),
-            attributes={"coordinates": "row_ids col_ids"},
         )
-        _write_ids(group, "row_ids", self.row_ids, self.row_dim)
-        _write_ids(group, "col_ids", self.col_ids, "query")
+        # named after their dims: xarray's index coordinates, so ds.sel(query=<id>) works
+        _write_ids(group, self.row_dim, self.row_ids, self.row_dim)
+        _write_ids(group, "query", self.col_ids, "query")
         group.attrs.update(self.attrs)
         return self
 
@@ -273,7 +294,7 @@ class ScoreWriter:
         """Store a further array (e.g. a residual's removed axis) in the same group; ``dims``
         names its axes for xarray.
         """
-        if name in ("scores", "row_ids", "col_ids"):
+        if name in ("scores", self.row_dim, "query", *LEGACY_ID_NAMES.values()):
             raise ValueError(f"{self.path}: {name!r} is reserved")
         values = np.asarray(values)
         arr = self._group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=dims)
@@ -296,12 +317,24 @@ class ScoreWriter:
 def open_scores(path) -> tuple[zarr.Array, np.ndarray, np.ndarray]:
     """Open a score store read-only: ``(scores, row_ids, col_ids)``.
 
-    ``scores`` is the lazy zarr array; nothing is loaded until sliced.
+    ``scores`` is the lazy zarr array, shape (N, Q); nothing is loaded until sliced.
+    ``row_ids`` (N,) and ``col_ids`` (Q,) are str arrays (from the ``segment``/``track``
+    and ``query`` arrays, or ``row_ids``/``col_ids`` in an older store).
     """
     group = _open_group(path)
     if "scores" not in group:
         raise ValueError(f"{path}: not an Aria score store (no 'scores' array)")
-    return group["scores"], read_ids(group, "row_ids"), read_ids(group, "col_ids")
+    scores = group["scores"]
+    return (
+        scores,
+        _axis_ids(group, row_dim(scores), LEGACY_ID_NAMES["row"], path),
+        _axis_ids(group, "query", LEGACY_ID_NAMES["query"], path),
+    )
+
+
+def store_attrs(path) -> dict:
+    """The attributes of a store's group (e.g. a score store's ``method``; unlearning's ``numerics``)."""
+    return dict(_open_group(path).attrs)
 
 
 def row_dim(scores: zarr.Array) -> str:
@@ -321,55 +354,30 @@ def read_residual_axis(path) -> dict:
     group = _open_group(path)
     if "axis_u" not in group:
         raise ValueError(f"{path}: not a residual store (no 'axis_u' array)")
+    _, row_ids, col_ids = open_scores(path)
     return {
         "u": np.asarray(group["axis_u"][:], dtype=np.float64),
         "v": np.asarray(group["axis_v"][:], dtype=np.float64),
         "sigma1": float(group.attrs["sigma1"]),
         "r1": float(group.attrs["r1_removed"]),
-        "row_ids": read_ids(group, "row_ids"),
-        "col_ids": read_ids(group, "col_ids"),
+        "row_ids": row_ids,
+        "col_ids": col_ids,
     }
 
 
-def iter_row_chunks(arr, *, rows: int | None = None, prefetch: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+def iter_row_chunks(arr, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, block)`` over row chunks of a 2-D numpy or zarr array.
 
     For zarr arrays the block size defaults to the store's row chunk, so each
-    chunk is read exactly once. ``prefetch`` > 0 reads (and decompresses) up to
-    that many chunks ahead in a background thread while the caller computes on
-    the current one; memory then holds at most ``prefetch + 1`` blocks. The
-    blocks and their order are the same either way.
+    chunk is read exactly once. (The diagnostics' Gram pass reads and multiplies
+    chunks in worker threads: :func:`aria.evaluation.reliability.gram_stats`.)
     """
     n = arr.shape[0]
     if rows is None:
         rows = arr.chunks[0] if hasattr(arr, "chunks") and arr.chunks else max(1, n)
         rows = max(int(rows), 1)
-    starts = range(0, n, rows)
-
-    def read(start):
-        return start, np.asarray(arr[start : start + rows])
-
-    if prefetch <= 0:
-        yield from map(read, starts)
-        return
-
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-    from itertools import islice
-
-    todo = iter(starts)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aria-prefetch") as pool:
-        pending = deque(pool.submit(read, s) for s in islice(todo, int(prefetch)))
-        try:
-            while pending:
-                item = pending.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(pool.submit(read, nxt))
-                yield item
-        finally:  # the caller stopped early or failed: drop the reads not yet started
-            for f in pending:
-                f.cancel()
+    for start in range(0, n, rows):
+        yield start, np.asarray(arr[start : start + rows])
 
 
 def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_chunk=DEFAULT_ROW_CHUNK) -> None:
@@ -448,8 +456,8 @@ def write_ground_truth(path, *, row_ids, col_ids, attrs=None, **arrays) -> None:
         for name in GROUND_TRUTH_ARRAYS:
             arr = np.asarray(arrays[name], dtype=bool if name == "masks" else np.float64)
             group.create_array(name, shape=arr.shape, dtype=arr.dtype, dimension_names=dims[name])[...] = arr
-        _write_ids(group, "row_ids", row_ids, "segment")
-        _write_ids(group, "col_ids", col_ids, "query")
+        _write_ids(group, "segment", row_ids, "segment")
+        _write_ids(group, "query", col_ids, "query")
         group.attrs.update(dict(attrs or {}))
         _consolidate(tmp)
 
@@ -464,5 +472,9 @@ def read_ground_truth(path) -> dict:
     if missing:
         raise ValueError(f"{path}: not an Aria ground-truth store (missing {missing})")
     out = {n: np.asarray(group[n][...]) for n in GROUND_TRUTH_ARRAYS}
-    out.update(row_ids=read_ids(group, "row_ids"), col_ids=read_ids(group, "col_ids"), attrs=dict(group.attrs))
+    out.update(
+        row_ids=_axis_ids(group, "segment", LEGACY_ID_NAMES["row"], path),
+        col_ids=_axis_ids(group, "query", LEGACY_ID_NAMES["query"], path),
+        attrs=dict(group.attrs),
+    )
     return out

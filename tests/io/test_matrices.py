@@ -184,3 +184,130 @@ def test_bad_input_is_named_and_nothing_is_written(tmp_path, S, case, message, c
     assert message in err and str(path) in err
     assert not (tmp_path / "out.zarr").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.zarr") or "tmp" in p.name]
+
+
+def _csv_with(tmp_path, S, cell, *, ids=False):
+    """S as CSV with the entry at (row 123, column 4) replaced by the text ``cell``; with ``ids``
+    a header row ``id,c0..c8`` and a first column ``r0..r299``."""
+    text = [[f"{v:.9g}" for v in row] for row in S]
+    text[123][4] = cell
+    lines = [",".join(r) for r in text]
+    if ids:
+        lines = ["id," + ",".join(f"c{j}" for j in range(S.shape[1]))] + [f"r{i},{x}" for i, x in enumerate(lines)]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "s.csv"
+
+
+def _npy_with_nan(tmp_path, S):
+    bad = S.copy()
+    bad[123, 4] = np.nan
+    np.save(tmp_path / "s.npy", bad)
+    return tmp_path / "s.npy"
+
+
+def _truncated_npy(tmp_path, S):
+    np.save(tmp_path / "full.npy", S)
+    data = (tmp_path / "full.npy").read_bytes()
+    (tmp_path / "s.npy").write_bytes(data[:1000])
+    header = len(data) - S.nbytes  # the .npy header is what the file holds besides the data
+    return tmp_path / "s.npy", (
+        f"truncated .npy file: its header declares shape {S.shape} float32, {S.nbytes} data bytes, "
+        f"but only {1000 - header} are present (cut short?)"
+    )
+
+
+# each: (make the file, what must follow "aria diagnose: error: <the path given>: ")
+DIAGNOSE_BAD_FILES = {
+    "NaN in a .npy": (_npy_with_nan, "non-finite score (nan) at row 123, column 4"),
+    # stored transposed (queries x training items), read with --transpose: named as read
+    "NaN in a .npy, --transpose": (_npy_with_nan, "non-finite score (nan) at row 123, column 4"),
+    "NaN in a CSV": (lambda t, S: _csv_with(t, S, "nan"), "non-finite score (nan) at row 123, column 4"),
+    "NaN spelled NaN, with ids": (
+        lambda t, S: _csv_with(t, S, "NaN", ids=True),
+        "non-finite score (nan) at row 123, column 4",
+    ),
+    "NA (R's missing value)": (lambda t, S: _csv_with(t, S, "NA"), "non-finite score (nan) at row 123, column 4"),
+    "Inf in a CSV": (lambda t, S: _csv_with(t, S, "-inf"), "non-finite score (-inf) at row 123, column 4"),
+    "text in a CSV": (
+        lambda t, S: _csv_with(t, S, "n.a.", ids=True),
+        "non-numeric entry 'n.a.' at row 123 ('r123'), column 4 ('c4') of the matrix (1 such cell(s))",
+    ),
+    "empty CSV cell": (lambda t, S: _csv_with(t, S, " "), "empty cell at row 123, column 4 of the matrix"),
+    "ragged CSV": (
+        lambda t, S: _csv_with(t, S, "1,2"),
+        "unreadable CSV (Error tokenizing data. C error: Expected 9 fields in line 124, saw 10)",
+    ),
+    "zero-byte .npy": (lambda t, S: _write(t / "s.npy", b""), "zero-length file (0 bytes)"),
+    "zero-byte .pt": (lambda t, S: _write(t / "s.pt", b""), "zero-length file (0 bytes)"),
+    "zero-byte .csv": (lambda t, S: _write(t / "s.csv", b""), "zero-length file (0 bytes)"),
+    "text saved as .npy": (
+        lambda t, S: _write(t / "s.npy", b"0.1 0.2\n0.3 0.4\n"),
+        "not a .npy file (it does not start with numpy's .npy header)",
+    ),
+    "text saved as .npz": (
+        lambda t, S: _write(t / "s.npz", b"0.1 0.2\n"),
+        "not a .npz file (not a zip archive as numpy.savez writes)",
+    ),
+    "object .npy": (
+        lambda t, S: _save(t / "s.npy", np.array([[1.0, None], [None, 2.0]], dtype=object)),
+        "holds Python objects (dtype object), not numbers",
+    ),
+    "string .npy": (
+        lambda t, S: _save(t / "s.npy", S.astype(str)),
+        "score matrix must hold real numbers, got dtype <U",
+    ),
+}
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _save(path, arr):
+    np.save(path, arr, allow_pickle=True)
+    return path
+
+
+@pytest.mark.parametrize("case", list(DIAGNOSE_BAD_FILES) + ["truncated .npy"])
+def test_diagnose_names_the_file_given_and_the_problem(tmp_path, S, case, capsys, monkeypatch):
+    """Every diagnose error starts with the path as the user gave it (relative here, as typed),
+    never with "array:", and names the problem (a NaN as NaN, not as an unparsable string)."""
+    if case == "truncated .npy":
+        path, message = _truncated_npy(tmp_path, S)
+    else:
+        make, message = DIAGNOSE_BAD_FILES[case]
+        path = make(tmp_path, S)
+    monkeypatch.chdir(tmp_path)
+    extra = ["--transpose"] if "--transpose" in case else []
+    if "--transpose" in case:
+        np.save(path, np.load(path).T)  # stored queries x training items
+    assert main(["diagnose", path.name, "--json", *extra]) == 2
+    err = capsys.readouterr().err
+    assert f"aria diagnose: error: {path.name}: {message}" in err, err
+    assert "array:" not in err
+
+
+def test_nan_in_a_csv_is_rejected_by_import_scores_as_nan(tmp_path, S, capsys):
+    path = _csv_with(tmp_path, S, "NaN")
+    rows, cols = ids(tmp_path / "rows.txt", "r", 300), ids(tmp_path / "cols.txt", "q", 9)
+    args = ["import-scores", str(path), "--rows", str(rows), "--cols", str(cols), "--out", str(tmp_path / "o.zarr")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: 1 non-finite value(s) (NaN/Inf) in rows 0..299; first at row 'r123', column 'q4': nan" in err
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_csv_reads_nan_spellings_as_nan_and_numbers_as_numbers(tmp_path, S):
+    """The CSV reader against numpy's own parse: every NaN spelling becomes NaN, the rest the numbers."""
+    text = [[f"{v:.9g}" for v in row] for row in S[:6]]
+    spellings = ["nan", "NaN", "-nan", "NA", "n/a", "#N/A", "null", " nan "]
+    for k, cell in enumerate(spellings):
+        text[k % 6][k % 9] = cell
+    (tmp_path / "m.csv").write_text("\n".join(",".join(r) for r in text) + "\n")
+    got = open_matrix(tmp_path / "m.csv").data
+    want = np.array(
+        [[float(c) if c.strip().lower() not in {"na", "n/a", "#n/a", "null"} else np.nan for c in r] for r in text]
+    )
+    np.testing.assert_array_equal(got, want)  # NaN positions equal, the numbers equal
+    assert int(np.isnan(got).sum()) == len(spellings)

@@ -21,7 +21,7 @@ Numerics
 --------
 Score columns often carry a large per-query offset (e.g. 1e4 plus noise of
 1e-2). The naive centred Gram ``G - N mu mu^T`` then cancels catastrophically.
-Instead each chunk is converted to float64, centred on its own column means,
+Instead each chunk is centred on its own column means (computed in float64),
 and its centred Gram is merged into the running one with the pairwise update
 of Chan, Golub & LeVeque (1979)::
 
@@ -31,15 +31,43 @@ of Chan, Golub & LeVeque (1979)::
 
 The raw Gram is recovered at the end as ``G = M2 + N mu mu^T`` (a sum of
 non-negative-definite terms, no cancellation), and likewise
-``colsumsq = diag(M2) + N mu^2``.  The per-chunk product ``X^T X`` is a float64
-BLAS call (numpy dispatches ``a.T @ a`` to ``syrk``).
+``colsumsq = diag(M2) + N mu^2``.  The per-chunk product ``X^T X`` is one BLAS
+``syrk`` (upper triangle only, mirrored at the end), the whole cost of the pass.
+
+Its precision (``precision=``) is float32 by default: a float32 chunk is centred
+on its float32-rounded mean ``c`` (one correctly rounded float32 subtraction;
+``a = mean - c`` is kept in float64 and ``n a a^T`` taken off the Gram), its
+product is computed in float32 on blocks of ``F32_BLOCK_ROWS`` = 1024 rows, and
+each block's product is added to a float64 sum; the diagonal (sums of squares)
+is computed in float64 outright. Error of one block's entry, relative to
+``sqrt(G_ii G_jj)`` (Higham 2002, §3.1; Higham & Mary 2019 for the typical case,
+u32 = 2^-24 = 6e-8): at most ``c u32`` = 6.1e-5 for c = 1024 rows, typically
+``sqrt(c) u32`` = 1.9e-6, and with the K-blocking of an optimised BLAS a few u32
+(measured: 1-7 u32 with OpenBLAS). The float64 merge adds only float64 round-off, and the m
+blocks' independent errors add in quadrature, so the totals carry about
+``sqrt(c) u32 / sqrt(m)``: <= 1e-6 from m = 4 blocks (N >= 4096 rows) on. The
+diagnostics are ratios and averages of these entries (eigenvalues of G over its
+trace, averages over Q columns or Q(Q-1)/2 pairs), so their relative error is
+no larger, typically smaller: ~1e-7 in ``tests/evaluation/test_diagnostics.py``,
+which holds them to 1e-6 relative of a float64 brute force. ``precision="float64"``
+(twice the product time) agrees with the brute force to ~1e-12. A chunk whose
+float32 products over- or underflow (a float32 diagonal off its float64 value by
+more than the worst-case bound, e.g. scores beyond 1e19 or below 1e-19) is
+multiplied in float64 instead.
+
+The chunks are read (decompressed) and multiplied by ``workers`` threads at once,
+each product on one BLAS thread, so that one chunk's read overlaps another's
+product without the decompression and a multi-threaded GEMM competing for the
+same cores; chunks are merged in row order, so the result does not depend on the
+number of workers.
 
 Conventions
 -----------
 * A *constant column* (zero variance, up to float64 round-off: a column whose
   centred sum of squares is below ``(32 eps)^2`` times its raw sum of squares)
   has all its correlations defined as 0. Its pairs still count in the
-  Q(Q-1)/2 pairs averaged by ``rho_bar``.
+  Q(Q-1)/2 pairs averaged by ``rho_bar``. When fewer than two columns vary
+  (a constant matrix), no correlation is defined and ``rho_bar`` is NaN.
 * An *all-zero column* contributes 0 to ``c_bar`` (its 0/0 term is defined as
   0); it is also a constant column for ``rho_bar``.
 * Non-finite values (NaN, +-Inf) anywhere in S raise :class:`ValueError`
@@ -60,6 +88,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.linalg import blas as _blas
 
 from aria.io.matrices import open_matrix
 from aria.io.stores import iter_row_chunks
@@ -75,6 +104,7 @@ __all__ = [
     "leading_axes",
     "default_row_chunk",
     "v1_constancy",
+    "centred_diagnostics",
     "verdict",
     "VERDICT_DEFAULTS",
 ]
@@ -82,6 +112,12 @@ __all__ = [
 #: Target number of matrix elements per streamed chunk when the caller gives no
 #: ``row_chunk`` (4 Mi elements = 32 MiB as float64).
 TARGET_CHUNK_ELEMENTS = 1 << 22
+
+#: Rows per float32 product when ``precision="float32"`` (module docstring,
+#: "Numerics"): each block's product carries a relative error of about
+#: sqrt(F32_BLOCK_ROWS) u32 = 1.9e-6 at most in the usual case (F32_BLOCK_ROWS u32
+#: = 6.1e-5 in the worst), and the blocks are merged in float64.
+F32_BLOCK_ROWS = 1024
 
 # Relative threshold below which a column counts as constant: centred sum of
 # squares <= _CONST_RTOL * raw sum of squares.
@@ -240,8 +276,8 @@ def gram_stats(
     *,
     row_chunk: int | None = None,
     progress: bool = False,
-    precision: str = "float64",
-    prefetch: int = 1,
+    precision: str = "float32",
+    workers: int | None = None,
 ) -> GramStats:
     """Accumulate G = SᵀS, column sums and sums of squares in one streaming pass.
 
@@ -256,15 +292,23 @@ def gram_stats(
         the store chunk makes some stored chunks be decoded twice.
     progress : bool, default False
         Show a tqdm progress bar over chunks.
-    precision : {"float64", "float32"}, default "float64"
+    precision : {"float32", "float64"}, default "float32"
         Precision of each chunk's centred Gram product (the cost of the pass).
-        Means and the merge of chunks are float64 either way. "float64" agrees
-        with a float64 brute force to ~1e-12 relative; "float32" halves the
-        GEMM time and agrees to ~1e-6 relative (the diagnostics to ~1e-6
-        absolute; ``tests/evaluation/test_diagnostics.py`` states the bound).
-    prefetch : int, default 1
-        Chunks read ahead in a background thread, overlapping decompression
-        with the products (0: read in the calling thread).
+        Means, the diagonal and the merge of chunks are float64 either way.
+        "float32" halves the product time; its diagnostics agree with a float64
+        brute force to ~1e-7 relative, within 1e-6 (module docstring, "Numerics").
+        "float64" agrees to ~1e-12.
+    workers : int, optional
+        Threads that read (decompress) and multiply chunks concurrently, so that
+        one chunk's product overlaps the next chunk's read. The BLAS pool's threads
+        are shared out between them (the process's pool is limited accordingly for
+        the duration of the pass): by default one worker per BLAS thread (normally
+        one per core), each product on one thread. 0: everything in the calling
+        thread, one chunk after the other, with the BLAS pool as configured. Chunks
+        are merged in row order whatever the number of workers, so the result does
+        not depend on it. Memory: about
+        ``workers + 1`` chunks (float32 and their centred copies) and as many Q x Q
+        float64 partial Grams.
 
     Returns
     -------
@@ -276,29 +320,49 @@ def gram_stats(
     ------
     ValueError
         On a non-2-D, empty or non-numeric matrix, or a non-finite value
-        (the message names the source and the first bad row).
+        (the message names the source and the first bad row), or a bad
+        ``precision``/``workers``/``row_chunk``.
     """
     arr, source = _resolve(S)
-    return _accumulate(arr, source, row_chunk, progress, precision=precision, prefetch=prefetch)
+    return _accumulate(arr, source, row_chunk, progress, precision=precision, workers=workers)
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+
+
+def _blas_threads() -> int:
+    """Threads of the process's BLAS pool (the smallest, if several BLAS are loaded)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(i["num_threads"]) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(1, min(counts)) if counts else max(1, os.cpu_count() or 1)
 
 
 def _accumulate(
-    arr: Any, source: str, row_chunk: int | None, progress: bool, *, precision: str = "float64", prefetch: int = 1
+    arr: Any,
+    source: str,
+    row_chunk: int | None,
+    progress: bool,
+    *,
+    precision: str = "float32",
+    workers: int | None = None,
 ) -> GramStats:
-    if precision not in ("float64", "float32"):
-        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    _check_precision(precision)
     n, q = _check_shape(arr, source)
     rows = default_row_chunk(arr) if row_chunk is None else int(row_chunk)
     if rows < 1:
         raise ValueError(f"row_chunk must be >= 1, got {row_chunk}")
+    if workers is not None and int(workers) < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
     n_chunks = -(-n // rows)
 
     acc = None
     bar = _progress(n_chunks, progress, "gram")
     try:
-        for start, block in iter_row_chunks(arr, rows=rows, prefetch=prefetch):
-            part = _chunk_moments(block, start, source, precision)
-            acc = part if acc is None else _merge_moments(acc, part)
+        for part in _chunk_parts(arr, rows, source, precision, workers):
+            acc = part if acc is None else _merge_into(acc, part)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -310,30 +374,115 @@ def _accumulate(
     return _finish(n, q, mean, m2, source=source, rows=rows, n_chunks=n_chunks)
 
 
+def _chunk_parts(arr: Any, rows: int, source: str, precision: str, workers: int | None):
+    """Yield each row chunk's ``(rows, mean, centred Gram)`` in row order.
+
+    With ``workers`` > 0 the chunks are read and multiplied by that many threads
+    (at most ``workers + 1`` chunks in flight), each product on one BLAS thread;
+    with 0, in the calling thread.
+    """
+    n = int(arr.shape[0])
+    starts = range(0, n, rows)
+
+    def part(start: int):
+        block = np.asarray(arr[start : start + rows])
+        return _chunk_moments(block, start, source, precision)
+
+    blas = _blas_threads()
+    workers = blas if workers is None else int(workers)
+    workers = min(workers, len(starts))
+    if workers == 0:
+        yield from map(part, starts)
+        return
+
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import islice
+
+    from threadpoolctl import threadpool_limits
+
+    todo = iter(starts)
+    # the cores the BLAS pool had, shared out between the workers (one each on a full machine)
+    with (
+        threadpool_limits(limits=max(1, blas // workers), user_api="blas"),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aria-gram") as pool,
+    ):
+        pending = deque(pool.submit(part, s) for s in islice(todo, workers + 1))
+        try:
+            while pending:
+                item = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(part, nxt))
+                yield item
+        finally:  # an error or an early stop: drop the chunks not yet started
+            for f in pending:
+                f.cancel()
+
+
 def _chunk_moments(block, start: int, source: str, precision: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(rows, column means, centred Gram)`` of one chunk, float64 (the Gram product in ``precision``)."""
-    x = np.array(block, dtype=np.float64)  # own float64 copy, centred in place
-    mb = x.mean(axis=0)
+    """``(rows, column means, centred Gram)`` of one chunk, all float64.
+
+    The centred Gram, shape (Q, Q) and Fortran-ordered, carries its **upper
+    triangle only** (the strict lower one is not maintained); :func:`_finish`
+    mirrors it. Its products are ``precision``; see the module docstring.
+    """
+    x = np.asarray(block)
+    rows = x.shape[0]
+    mb = x.mean(axis=0, dtype=np.float64)
     if not np.isfinite(mb).all():
-        _raise_nonfinite(np.asarray(block), start, source)
-    x -= mb
-    if precision == "float32":
-        x32 = x.astype(np.float32)
-        return x.shape[0], mb, (x32.T @ x32).astype(np.float64)  # float32 syrk of the centred chunk
-    return x.shape[0], mb, x.T @ x  # float64 syrk
+        _raise_nonfinite(x, start, source)
+    if precision == "float64":
+        xc = np.subtract(x, mb, dtype=np.float64)
+        return rows, mb, _blas.dsyrk(1.0, xc.T, lower=0)  # upper triangle of xcᵀxc
+    # float32: centre on the float32-rounded mean c (for float32 scores x - c is one
+    # correctly rounded float32 subtraction); a = mb - c is carried in float64 below.
+    if x.dtype == np.float32:
+        c = mb.astype(np.float32)
+        xc = np.subtract(x, c)
+        a = mb - c
+    else:
+        with np.errstate(over="ignore"):  # beyond float32: inf, caught on the diagonal below
+            xc = np.subtract(x, mb, dtype=np.float64).astype(np.float32)
+        a = None
+    g = np.zeros((x.shape[1], x.shape[1]), order="F")
+    for s in range(0, rows, F32_BLOCK_ROWS):  # each block's float32 product merged in float64
+        g += _blas.ssyrk(1.0, xc[s : s + F32_BLOCK_ROWS].T, lower=0)
+    # The diagonal (sums of squares: positive terms, where float32 accumulation
+    # errors grow fastest) exactly in float64; a float32 diagonal that is off by
+    # more than the worst-case bound (F32_BLOCK_ROWS u32 < 1e-4) over- or
+    # underflowed float32: such a chunk is multiplied in float64 instead.
+    d64 = np.einsum("ij,ij->j", xc, xc, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, which fails the test
+        fits = np.all(np.abs(np.diagonal(g) - d64) <= 1e-3 * d64)
+    if not fits:
+        return _chunk_moments(x, start, source, "float64")
+    np.fill_diagonal(g, d64)
+    if a is not None:  # Gram about c -> about the chunk mean: minus rows * a aᵀ
+        g = _blas.dsyr(-float(rows), a, a=g, lower=0, overwrite_a=1)
+    return rows, mb, g
+
+
+def _merge_into(acc, part):
+    """Chan et al.'s pairwise merge of ``part`` into ``acc`` (in place on ``acc``'s Gram).
+
+    Both are ``(count, mean, centred Gram)``; the Grams' upper triangles are merged.
+    """
+    (na, ma, m2a), (nb, mb, m2b) = acc, part
+    tot = na + nb
+    delta = mb - ma
+    m2a += m2b
+    m2a = _blas.dsyr(na * nb / tot, delta, a=m2a, lower=0, overwrite_a=1)  # upper triangle of w δδᵀ
+    return tot, ma + delta * (nb / tot), m2a
 
 
 def _merge_moments(a, b):
-    """Chan et al.'s pairwise merge of two chunks' ``(count, mean, centred Gram)``."""
-    (na, ma, m2a), (nb, mb, m2b) = a, b
-    tot = na + nb
-    delta = mb - ma
-    m2 = m2a + m2b
-    m2 += np.outer(delta, delta * (na * nb / tot))
-    return tot, ma + delta * (nb / tot), m2
+    """:func:`_merge_into` on a copy of ``a`` (the inputs are left unchanged)."""
+    na, ma, m2a = a
+    return _merge_into((na, ma, np.array(m2a, dtype=np.float64, order="F")), b)
 
 
-def gram_stats_dask(S, *, precision: str = "float64", source: str = "dask array") -> GramStats:
+def gram_stats_dask(S, *, precision: str = "float32", source: str = "dask array") -> GramStats:
     """:func:`gram_stats` of a dask array (N, Q) as a dask graph: one task per row chunk, merged
     pairwise in a tree, run by the active dask scheduler (:func:`aria.parallel.dask_scheduler`).
 
@@ -342,8 +491,7 @@ def gram_stats_dask(S, *, precision: str = "float64", source: str = "dask array"
     """
     import dask
 
-    if precision not in ("float64", "float32"):
-        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    _check_precision(precision)
     n, q = _check_shape(S, source)
     S = S.rechunk({1: -1})
     starts = np.concatenate([[0], np.cumsum(S.chunks[0])[:-1]])
@@ -360,7 +508,8 @@ def gram_stats_dask(S, *, precision: str = "float64", source: str = "dask array"
 
 
 def _finish(n, q, mean, m2, *, source, rows, n_chunks) -> GramStats:
-    m2 = 0.5 * (m2 + m2.T)
+    m2 = np.triu(m2)
+    m2 += np.triu(m2, 1).T  # the symmetric matrix from the accumulated upper triangle
     if not np.isfinite(m2).all():
         raise ValueError(f"{source}: Gram matrix overflows float64 (scores too large)")
     nmu = n * mean
@@ -419,7 +568,8 @@ def reliability_from_stats(stats: GramStats) -> dict[str, float]:
     np.clip(corr, -1.0, 1.0, out=corr)
     np.abs(corr, out=corr)
     off = corr.sum() - np.trace(corr)
-    rho_bar = off / (q * (q - 1))
+    # no pair of non-constant columns: every correlation is undefined, so is their mean
+    rho_bar = off / (q * (q - 1)) if (~const).sum() >= 2 else float("nan")
 
     return {
         "r1": float(r1),
@@ -434,8 +584,8 @@ def reliability(
     *,
     row_chunk: int | None = None,
     progress: bool = False,
-    precision: str = "float64",
-    prefetch: int = 1,
+    precision: str = "float32",
+    workers: int | None = None,
 ) -> dict[str, float]:
     """Reliability diagnostics of a score matrix (SPEC §4), one streaming pass.
 
@@ -448,8 +598,9 @@ def reliability(
         Rows per chunk read (default: whole store chunks, ~32 MiB float64).
     progress : bool, default False
         Show a tqdm progress bar.
-    precision, prefetch
-        See :func:`gram_stats`.
+    precision, workers
+        See :func:`gram_stats` (default float32 products, merged in float64:
+        the diagnostics agree with float64 ones to ~1e-7 relative).
 
     Returns
     -------
@@ -462,7 +613,7 @@ def reliability(
         * ``c_bar = mean_q colsum_q^2 / (N colsumsq_q)``, an all-zero column's
           term being 0;
         * ``rho_bar = mean_{a<b} |corr(S[:,a], S[:,b])|``, a constant column's
-          correlations being 0.
+          correlations being 0; NaN when fewer than two columns vary.
 
     Raises
     ------
@@ -478,7 +629,7 @@ def reliability(
         raise ValueError(f"{source}: rho_bar needs at least 2 queries (columns), got Q={q}")
     if n < 2:
         raise ValueError(f"{source}: rho_bar needs at least 2 training rows, got N={n}")
-    return reliability_from_stats(_accumulate(arr, source, row_chunk, progress, precision=precision, prefetch=prefetch))
+    return reliability_from_stats(_accumulate(arr, source, row_chunk, progress, precision=precision, workers=workers))
 
 
 # --------------------------------------------------------------------------- pass 2
@@ -491,6 +642,7 @@ def leading_axes(
     row_chunk: int | None = None,
     stats: GramStats | None = None,
     progress: bool = False,
+    precision: str = "float32",
 ) -> LeadingAxes:
     """Leading ``n`` singular triplets of S from its Gram, plus a second pass for u.
 
@@ -509,6 +661,9 @@ def leading_axes(
         Result of an earlier :func:`gram_stats` on the same S; skips pass 1.
     progress : bool, default False
         Show tqdm progress bars.
+    precision : {"float32", "float64"}, default "float32"
+        Products of pass 1 when ``stats`` is not given (see :func:`gram_stats`).
+        Pass 2 is float64.
 
     Returns
     -------
@@ -523,7 +678,7 @@ def leading_axes(
     if not 1 <= n <= q:
         raise ValueError(f"{source}: n must be in [1, Q={q}], got {n}")
     if stats is None:
-        stats = _accumulate(arr, source, row_chunk, progress)
+        stats = _accumulate(arr, source, row_chunk, progress, precision=precision)
     elif (stats.n, stats.q) != (nrows, q):
         raise ValueError(f"{source}: stats are for shape ({stats.n}, {stats.q}), S has shape ({nrows}, {q})")
     lam, vecs = np.linalg.eigh(stats.gram)
@@ -558,42 +713,59 @@ def leading_axes(
     return LeadingAxes(sigma=sigma, v=v, u=u)
 
 
-#: thresholds of :func:`reading` (Aria's heuristics for a one-line summary, not the paper's)
-COLLAPSE_R1 = 0.5
-COLLAPSE_RHO = 0.5
-OFFSET_C = 0.5
+# --------------------------------------------------------------------------- reading
 
 
-def reading(diag: dict) -> str:
-    """One-line reading of the four diagnostics (SPEC §4 "Reading").
+def centred_diagnostics(stats: GramStats) -> dict[str, float]:
+    """What is left of S's leading axis once each query's mean is removed, from the same Gram pass.
 
-    ``r1 >= 0.5`` or ``rho_bar >= 0.5`` reads as query-independent collapse (the
-    method ranks training items nearly the same for every query); ``c_bar >= 0.5``
-    as a per-query offset dominating each column. The cut-offs are Aria's
-    heuristics for a quick summary; the values themselves are the evidence.
+    ``r1`` counts the per-query offsets: a matrix ``S = 1 mu^T + noise`` (each query a constant plus
+    independent noise) has ``r1`` about ``c_bar`` although its rankings are independent from query to
+    query. Rankings within a query do not change when the query's mean is subtracted, so the
+    collapse that matters for attribution is that of the column-centred matrix
+    ``Sc = S - 1 mu^T``, whose Gram ``Sc^T Sc`` is ``stats.cgram`` (no further pass over S).
+
+    Parameters
+    ----------
+    stats : GramStats
+        From :func:`gram_stats` (N x Q matrix S).
+
+    Returns
+    -------
+    dict
+        * ``r1_centred = lambda_1(Sc^T Sc) / ||Sc||_F^2``, the leading axis's share of the
+          within-query variation; NaN when every column is constant (``||Sc||_F = 0``).
+        * ``v1_constancy_centred``: :func:`v1_constancy` of that axis's query loadings (Q,);
+          NaN likewise.
+        * ``offset_share = N ||mu||^2 / ||S||_F^2``, the energy of the offsets ``1 mu^T``. By
+          Weyl's inequality ``r1 <= offset_share + (1 - offset_share) * r1_centred``: a high r1
+          with a low ``r1_centred`` is the offsets' (c_bar's case), not a shared ranking.
+        * ``n_constant``: columns with zero variance up to round-off (the ``rho_bar``
+          convention), i.e. queries whose scores are all tied.
     """
-    r1, rho, c = diag["r1"], diag["rho_bar"], diag["c_bar"]
-    parts = []
-    high = [f"{k} = {v:.2f}" for k, v, cut in (("r1", r1, COLLAPSE_R1), ("rho_bar", rho, COLLAPSE_RHO)) if v >= cut]
-    if high:
-        parts.append(
-            f"query-independent collapse ({', '.join(high)} >= 0.5): the method ranks training items "
-            "nearly the same for every query, so its per-query evidence describes one fixed group"
-        )
-    if c >= OFFSET_C:
-        parts.append(
-            f"a per-query offset dominates (c_bar = {c:.2f} >= 0.5): compare scores within a query, not across queries"
-        )
-    if not parts:
-        return (
-            f"no sign of query-independent collapse (r1 = {r1:.2f}, rho_bar = {rho:.2f}, "
-            f"c_bar = {c:.2f}, all < 0.5): the rankings differ from query to query"
-        )
-    return "; ".join(parts)
+    var = np.diagonal(stats.cgram)
+    n_const = int(np.sum(var <= _CONST_RTOL * stats.colsumsq))
+    total = stats.frobenius_sq
+    offset = float(stats.n * np.dot(stats.mean, stats.mean) / total) if total > 0 else float("nan")
+    ctot = float(np.clip(var, 0.0, None).sum())
+    if n_const == stats.q or not ctot > 0.0:
+        r1c = const = float("nan")
+    else:
+        lam, vecs = np.linalg.eigh(stats.cgram)
+        r1c = float(np.clip(lam[-1], 0.0, None) / ctot)
+        const = v1_constancy(vecs[:, -1])
+    return {"r1_centred": r1c, "v1_constancy_centred": const, "offset_share": offset, "n_constant": n_const}
 
 
 #: thresholds of :func:`verdict` (config ``analysis.verdict``); the reasoning is in its docstring
-VERDICT_DEFAULTS = {"r1": 0.5, "v1_constancy": 0.9, "rho_bar": 0.5, "c_bar": 0.5, "min_queries": 10}
+VERDICT_DEFAULTS = {
+    "r1": 0.5,
+    "v1_constancy": 0.9,
+    "rho_bar": 0.5,
+    "c_bar": 0.5,
+    "min_queries": 10,
+    "collapse_sure": 0.9,
+}
 
 
 def v1_constancy(v: np.ndarray) -> float:
@@ -606,26 +778,108 @@ def v1_constancy(v: np.ndarray) -> float:
     return float(abs(v.sum()) / (np.sqrt(len(v)) * max(np.linalg.norm(v), 1e-300)))
 
 
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+def _collapse_reasons(diag: dict, t: dict) -> tuple[list[str], str]:
+    """``(reasons for "collapsed", a note on an r1 that the offsets explain)`` at thresholds ``t``."""
+    r1, rho, c = diag["r1"], diag["rho_bar"], diag["c_bar"]
+    r1c, cc, const = diag.get("r1_centred"), diag.get("v1_constancy_centred"), diag.get("v1_constancy")
+    why, note = [], ""
+    raw_high = r1 >= t["r1"] and (const is None or const >= t["v1_constancy"])
+    if r1c is not None and not _isnan(r1c):
+        if r1c >= t["r1"] and cc >= t["v1_constancy"]:
+            why.append(
+                f"r1 = {r1:.2f}, and {r1c:.2f} with each query's mean removed, >= {t['r1']} on an axis that "
+                f"loads every query alike (constancy {cc:.2f} >= {t['v1_constancy']})"
+            )
+        elif raw_high:
+            note = (
+                f" Its r1 = {r1:.2f} is the per-query offsets' (they carry "
+                f"{diag.get('offset_share', c):.2f} of the energy; with each query's mean removed the leading "
+                f"axis carries {r1c:.2f}), not a shared ranking."
+            )
+    elif raw_high:  # diagnostics without the centred r1 (older runs): r1 is only read when offsets are small
+        if c < t["c_bar"]:
+            why.append(
+                f"r1 = {r1:.2f} >= {t['r1']}"
+                + (
+                    f" with a near-constant v1 (constancy {const:.2f} >= {t['v1_constancy']})"
+                    if const is not None
+                    else ""
+                )
+            )
+        else:
+            note = (
+                f" Its r1 = {r1:.2f} may be the per-query offsets' (c_bar = {c:.2f}); rerun the diagnostics "
+                "for r1 with each query's mean removed."
+            )
+    if not _isnan(rho) and rho >= t["rho_bar"]:
+        why.append(f"rho_bar = {rho:.2f} >= {t['rho_bar']}")
+    return why, note
+
+
+def _sure_collapse(diag: dict, t: dict) -> list[str]:
+    """Collapse that a few queries already show beyond doubt (see :func:`verdict`)."""
+    sure, q = t["collapse_sure"], int(diag["q"])
+    why = []
+    if not _isnan(diag["rho_bar"]) and diag["rho_bar"] >= sure:
+        why.append(f"rho_bar = {diag['rho_bar']:.2f} >= {sure}")
+    r1c, cc = diag.get("r1_centred"), diag.get("v1_constancy_centred")
+    m = min(q, int(diag.get("n", q + 1)) - 1)  # rank bound of the centred matrix
+    if r1c is not None and not _isnan(r1c) and m >= 2:
+        excess = (m * r1c - 1.0) / (m - 1.0)
+        if excess >= sure and cc >= t["v1_constancy"]:
+            why.append(
+                f"r1 with each query's mean removed = {r1c:.2f}, {excess:.2f} of the way from its floor 1/{m} "
+                f"to 1 (>= {sure}) on an axis that loads every query alike"
+            )
+    return why
+
+
+_COLLAPSED = (
+    "the method ranks training items nearly the same for every query, so a query's top-K is one fixed "
+    "group and its homogeneity z is not interpretable as attribution to that query."
+)
+
+
 def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
     """A setting's verdict from its diagnostics (SPEC §4 "Reading", §7).
 
-    One of, in this order of precedence:
+    ``diag`` holds ``r1``, ``c_bar``, ``rho_bar``, ``q`` and, from :func:`centred_diagnostics`,
+    ``r1_centred``, ``v1_constancy_centred``, ``offset_share``, ``n_constant`` (older documents
+    lack them; see below), optionally ``n`` and ``v1_constancy``. One of, in this order:
 
-    * ``collapsed``: ``r1 >= t["r1"]`` with a near-constant v_1 (``v1_constancy >=
-      t["v1_constancy"]``), or ``rho_bar >= t["rho_bar"]``. Half the matrix's energy on one
-      axis that loads every query alike means one training ranking is added to every query;
-      a mean |correlation| of 0.5 between query columns means their rankings are largely
-      shared. Either way a query's top-K is mostly the same group, so its homogeneity z
-      describes that group, not attribution: the report marks such z as not interpretable.
-      (A high r1 whose v_1 is concentrated on a few queries is a few loud queries, not
-      collapse.) A diagnostics document without ``v1_constancy`` (older runs) uses r1 alone.
-    * ``offset-dominated``: ``c_bar >= t["c_bar"]``: a per-query constant carries half of
-      each column's energy; compare scores within a query, never across queries.
+    * ``constant``: every query's scores are tied (each column constant): there is no ranking,
+      ``rho_bar`` and ``r1_centred`` are undefined (NaN).
+    * ``collapsed``: ``r1_centred >= t["r1"]`` on a leading axis that loads every query alike
+      (``v1_constancy_centred >= t["v1_constancy"]``), or ``rho_bar >= t["rho_bar"]``. Half the
+      within-query variation on one axis shared by all queries, or a mean |correlation| of 0.5
+      between query columns, means their rankings are largely one ranking; a query's top-K is
+      then mostly the same group, so its homogeneity z describes that group, not attribution:
+      the report marks such z as not interpretable. The SPEC's r1 (with ``v1_constancy``) is
+      read through its centred version because r1 also counts the per-query offsets
+      ``1 mu^T``, which change no ranking: a matrix of i.i.d. scores around a common offset has
+      r1 ~ c_bar ~ 0.7 and independent rankings. (A high r1 whose v_1 is concentrated on a few
+      queries is a few loud queries, not collapse.) Documents without ``r1_centred`` (older
+      runs) read the raw r1 only when ``c_bar < t["c_bar"]``.
+    * ``offset-dominated``: ``c_bar >= t["c_bar"]``: a per-query constant carries half of each
+      column's energy; compare scores within a query, never across queries.
     * ``query-dependent``: none of the above.
 
-    A setting with fewer than ``t["min_queries"]`` queries gets no verdict and the flag
-    ``too few queries``: Pos/Sig move in steps of 1/Q, and with Q <= 5 r2_5 = 1 - r1 by
-    construction (S has at most Q singular values).
+    Fewer than ``t["min_queries"]`` queries: Pos/Sig move in steps of 1/Q, with Q <= 5
+    r2_5 = 1 - r1 by construction, and the centred r1 is at least 1/Q whatever the method
+    (the centred matrix has rank <= m = min(Q, N - 1)), so the 0.5 cut-offs cannot be
+    decided. Such a setting gets no verdict (flag ``too few queries``) *unless* the collapse is
+    beyond doubt: ``rho_bar >= t["collapse_sure"]`` (0.9), or the centred r1's excess over its
+    floor, ``(m r1_centred - 1) / (m - 1)``, is ``>= t["collapse_sure"]`` on an axis that
+    loads every query alike. The excess is 0 for m equally strong independent columns and 1
+    for rank one; for Q columns with a common correlation rho it equals rho, so both rules
+    read on the rho scale. At a mean |correlation| of 0.9, at least 80% of the measured query
+    pairs are individually above the 0.5 cut-off (Markov's inequality on 1 - |corr|), so the
+    reading does not rest on a few pairs. Such a setting is ``collapsed`` with the flag
+    ``few queries``.
 
     The cut-offs (0.5, 0.9, 10) are Aria's defaults, not the paper's; the paper reads its
     tables qualitatively (its collapsed rows have r1 >= 0.7 and rho_bar >= 0.6, its
@@ -634,32 +888,43 @@ def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
     """
     t = {**VERDICT_DEFAULTS, **(thresholds or {})}
     r1, rho, c, q = diag["r1"], diag["rho_bar"], diag["c_bar"], int(diag["q"])
-    const = diag.get("v1_constancy")
+    n_const = diag.get("n_constant")
+    if n_const is not None and n_const >= q:
+        return {
+            "verdict": "constant",
+            "flag": None,
+            "sentence": (
+                f"Constant: each of the {q} queries gives every training item the same score (rho_bar is "
+                "undefined), so there is no ranking and its top-K and homogeneity z are arbitrary."
+            ),
+        }
+    tied = (
+        f" {n_const} of {q} queries have all scores tied (no ranking)." if n_const else ""
+    )  # such columns count as correlation 0 in rho_bar
+    why, note = _collapse_reasons(diag, t)
     if q < t["min_queries"]:
+        sure = _sure_collapse(diag, t)
+        if sure:
+            return {
+                "verdict": "collapsed",
+                "flag": "few queries",
+                "sentence": f"Collapsed even with only {q} queries ({'; '.join(sure)}): " + _COLLAPSED + tied,
+            }
         return {
             "verdict": None,
             "flag": "too few queries",
             "sentence": (
                 f"No verdict: only {q} queries (< {t['min_queries']}); Pos and Sig move in steps of "
-                f"{100 / q:.0f}%" + (", and r2_5 = 1 - r1 by construction" if q <= 5 else "") + "."
+                f"{100 / q:.0f}%" + (", r2_5 = 1 - r1 by construction" if q <= 5 else "") + ", and no "
+                f"collapse is beyond doubt (rho_bar = {_num(rho)} < {t['collapse_sure']})." + note + tied
             ),
         }
-    why = []
-    if r1 >= t["r1"] and (const is None or const >= t["v1_constancy"]):
-        why.append(
-            f"r1 = {r1:.2f} >= {t['r1']}"
-            + (f" with a near-constant v1 (constancy {const:.2f} >= {t['v1_constancy']})" if const is not None else "")
-        )
-    if rho >= t["rho_bar"]:
-        why.append(f"rho_bar = {rho:.2f} >= {t['rho_bar']}")
     if why:
+        also = f" A per-query offset also dominates (c_bar = {c:.2f})." if c >= t["c_bar"] else ""
         return {
             "verdict": "collapsed",
             "flag": None,
-            "sentence": (
-                f"Collapsed ({'; '.join(why)}): the method ranks training items nearly the same for every "
-                "query, so its homogeneity z describes one fixed group and is not interpretable as attribution."
-            ),
+            "sentence": f"Collapsed ({'; '.join(why)}): " + _COLLAPSED + also + tied,
         }
     if c >= t["c_bar"]:
         return {
@@ -667,14 +932,28 @@ def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
             "flag": None,
             "sentence": (
                 f"Offset-dominated (c_bar = {c:.2f} >= {t['c_bar']}): a per-query constant carries most of "
-                "each column; compare its scores within a query, not across queries."
+                "each column; compare its scores within a query, not across queries." + note + tied
             ),
         }
     return {
         "verdict": "query-dependent",
         "flag": None,
         "sentence": (
-            f"Query-dependent (r1 = {r1:.2f}, rho_bar = {rho:.2f}, c_bar = {c:.2f}): the rankings differ "
-            "from query to query, so its homogeneity z can be read as per-query evidence."
+            f"Query-dependent (r1 = {r1:.2f}, rho_bar = {_num(rho)}, c_bar = {c:.2f}): the rankings differ "
+            "from query to query, so its homogeneity z can be read as per-query evidence." + note + tied
         ),
     }
+
+
+def _num(x, spec: str = ".2f") -> str:
+    return "undefined" if _isnan(x) else format(x, spec)
+
+
+def reading(diag: dict, *, thresholds: dict | None = None) -> str:
+    """One-line reading of the diagnostics (SPEC §4 "Reading"): :func:`verdict`'s sentence.
+
+    ``diag`` as for :func:`verdict` (``aria diagnose`` passes :func:`reliability_from_stats`
+    and :func:`centred_diagnostics` of the same pass, with ``q`` and ``n``). The cut-offs are
+    Aria's heuristics for a quick summary; the values themselves are the evidence.
+    """
+    return verdict(diag, thresholds=thresholds)["sentence"]

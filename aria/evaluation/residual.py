@@ -49,7 +49,9 @@ def leading_axis(S: Any, *, stats: GramStats | None = None, row_chunk: int | Non
     stats : GramStats, optional
         An earlier :func:`~aria.evaluation.reliability.gram_stats` of the same S.
     row_chunk : int, optional
-        Rows per chunk for the Gram pass.
+        Rows per chunk for the Gram pass, which runs with float64 products (the
+        residual is S minus this axis, to round-off); a ``stats`` given may have
+        float32 ones (v_1 then carries their ~1e-7 relative error).
 
     Returns
     -------
@@ -58,7 +60,7 @@ def leading_axis(S: Any, *, stats: GramStats | None = None, row_chunk: int | Non
         ``v`` has a non-negative sum (ties: its largest-magnitude entry positive).
     """
     if stats is None:
-        stats = gram_stats(S, row_chunk=row_chunk)
+        stats = gram_stats(S, row_chunk=row_chunk, precision="float64")
     lam, vecs = np.linalg.eigh(stats.gram)
     i = int(np.argmax(lam))
     v = vecs[:, i].copy()

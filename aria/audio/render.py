@@ -38,7 +38,7 @@ import numpy as np
 
 from aria.symbolic.notes import as_notes
 
-__all__ = ["DEFAULT_SF2", "SOUNDFONT_ENV", "resolve_soundfont", "render_midi"]
+__all__ = ["DEFAULT_SF2", "SOUNDFONT_ENV", "resolve_soundfont", "render_midi", "render_window", "WINDOW_RELEASE_S"]
 
 #: Debian/Ubuntu package ``fluid-soundfont-gm``.
 DEFAULT_SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -228,3 +228,52 @@ def render_midi(
     if peak > 0:
         y *= 10.0 ** (float(peak_dbfs) / 20.0) / peak
     return y.astype(np.float32)
+
+
+#: Release kept after a rendered window's end (s), faded out: a card's player lasts the window plus this.
+WINDOW_RELEASE_S = 0.3
+
+
+def render_window(
+    notes,
+    *,
+    duration_s: float,
+    programs,
+    sr: int = 22050,
+    release_s: float = WINDOW_RELEASE_S,
+    soundfont=None,
+) -> np.ndarray:
+    """Render a window of notes to exactly the window's length plus a short faded release.
+
+    Notes that sound past the window's end are released at the end (their offsets are cut to
+    ``duration_s``), the synthesis runs ``release_s`` further, and that tail is faded out
+    linearly to 0, so that a window claimed as ``t0``-``t1`` plays ``t1 - t0 + release_s``
+    seconds, not the full length of its last notes and their release.
+
+    Parameters
+    ----------
+    notes : numpy.ndarray, shape (n,), dtype NOTE_DTYPE
+        Times relative to the window's start (s).
+    duration_s : float, keyword-only
+        The window's length (s), >= 0.
+    programs, sr, soundfont
+        As for :func:`render_midi`.
+    release_s : float, keyword-only
+        Seconds kept after the window's end, faded out (default :data:`WINDOW_RELEASE_S`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (round((duration_s + release_s) * sr),), float32
+    """
+    duration_s, release_s = float(duration_s), float(release_s)
+    if not (np.isfinite(duration_s) and duration_s >= 0 and np.isfinite(release_s) and release_s >= 0):
+        raise ValueError(f"window duration and release must be finite and >= 0 s, got {duration_s}, {release_s}")
+    notes = as_notes(notes).copy()
+    notes = notes[notes["onset"] < duration_s]
+    notes["offset"] = np.minimum(notes["offset"], duration_s)
+    y = render_midi(notes, programs=programs, sr=sr, soundfont=soundfont, duration_s=duration_s + release_s)
+    start = int(round(duration_s * int(sr)))
+    tail = y.size - start
+    if tail > 0:
+        y[start:] *= np.linspace(1.0, 0.0, tail, dtype=np.float32)
+    return y

@@ -11,7 +11,8 @@ Conventions
   motions for sequences; a channel's similarity is the mean over its features. So a query's
   similarity to an item is on the same scale as the within-group similarities behind z.
 * "Dominant aspect" of a query's group: the channel with the largest z (SIG_Z = 1.645 is the
-  one-sided 5% line of the main table's Sig).
+  one-sided 5% line of the main table's Sig), leaving out the channels in which the group is
+  mostly empty items (:mod:`aria.evaluation.degenerate`): identical emptiness is not evidence.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from aria.evaluation.homogeneity import SIG_Z, _standardize, is_sequence_feature, lcs_similarity
 
-__all__ = ["query_similarity", "dominant_aspect", "best_windows", "rollup"]
+__all__ = ["query_similarity", "dominant_aspect", "degenerate_channels", "best_windows", "rollup"]
 
 
 def query_similarity(
@@ -57,16 +58,54 @@ def query_similarity(
     return {c: np.mean([per_f[f] for f in feats], axis=0) for c, feats in channels.items()}
 
 
-def dominant_aspect(z: Mapping[str, float]) -> dict:
+def dominant_aspect(z: Mapping[str, float], *, exclude: Sequence[str] = ()) -> dict:
     """The channel with the largest finite z, and whether it clears the one-sided 5% line.
 
-    Returns ``{"channel", "z", "significant"}`` (``channel`` None when no z is finite).
+    Parameters
+    ----------
+    z : dict channel -> z of the query's group
+    exclude : sequence of str, keyword-only
+        Channels left out of the choice: those in which the group is mostly empty items
+        (:func:`degenerate_channels`), whose high z is identical emptiness, not evidence.
+
+    Returns
+    -------
+    dict
+        ``{"channel", "z", "significant", "left_out"}`` (``channel`` None when no z is finite
+        outside ``exclude``; ``left_out`` lists the excluded channels that have a z).
     """
-    finite = {c: float(v) for c, v in z.items() if v is not None and np.isfinite(v)}
+    left_out = [c for c in exclude if c in z]
+    finite = {c: float(v) for c, v in z.items() if v is not None and np.isfinite(v) and c not in exclude}
     if not finite:
-        return {"channel": None, "z": None, "significant": False}
+        return {"channel": None, "z": None, "significant": False, "left_out": left_out}
     c = max(finite, key=finite.get)
-    return {"channel": c, "z": finite[c], "significant": finite[c] > SIG_Z}
+    return {"channel": c, "z": finite[c], "significant": finite[c] > SIG_Z, "left_out": left_out}
+
+
+def degenerate_channels(items, empty: Mapping[str, np.ndarray], *, threshold: float) -> dict[str, float]:
+    """Channels in which more than ``threshold`` of a group's items are empty, with that share.
+
+    Parameters
+    ----------
+    items : int array (K,)
+        Pool indices of the group (a query's top-K).
+    empty : dict channel -> bool array (n_pool,)
+        :func:`aria.evaluation.degenerate.empty_in_channels` of the pool.
+    threshold : float, keyword-only
+        Share above which the channel is degenerate for this group (the report's
+        ``EMPTY_DOMINATES``, 0.5).
+
+    Returns
+    -------
+    dict channel -> share in (threshold, 1]
+    """
+    idx = np.asarray(items, dtype=np.intp)
+    out = {}
+    for c, m in empty.items():
+        share = float(np.asarray(m, dtype=bool)[idx].mean()) if idx.size else 0.0
+        if share > threshold:
+            out[c] = share
+    return out
 
 
 def best_windows(S, row_tracks, queries, tracks) -> np.ndarray:

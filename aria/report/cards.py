@@ -24,9 +24,9 @@ CARD_CSS = (
     _CSS
     + """
 .verdict{display:inline-block;padding:.1rem .45rem;border-radius:.3rem;font-size:.85rem;background:#eef1f5}
-.verdict.collapsed{background:#fde8e8;color:#9b1c1c}.verdict.query-dependent{background:#e6f4ea;color:#0a6b2d}
+.verdict.collapsed,.verdict.constant{background:#fde8e8;color:#9b1c1c}.verdict.query-dependent{background:#e6f4ea;color:#0a6b2d}
 .verdict.offset-dominated{background:#fff4e0;color:#8a5300}
-.aspect{font-weight:600} td.sim{color:#334} .roll{font-size:.85rem;color:#444}
+.warn{color:#8a5300}.aspect{font-weight:600} td.sim{color:#334} .roll{font-size:.85rem;color:#444}
 audio.win{height:1.8rem;width:13rem;vertical-align:middle}
 img.roll{max-width:100%;border:1px solid #eee}
 """
@@ -75,9 +75,13 @@ def card_html(card: dict) -> str:
     """One query's card.
 
     ``card``: ``{"query_id", "title", "query": {"player": src or None, "midi": src or None,
-    "roll_png": bytes or None, "genre"}, "channels": [...], "k": int, "rows": [{"key", "verdict",
-    "aspect": {"channel", "z", "significant"}, "z": {channel: z}, "items": [{"id", "score",
-    "where", "player", "sim": {channel: float}}], "rollup": [...] or None, "note": str}]}``.
+    "roll_png": bytes or None, "genre", "empty": {channel: [feature]}}, "channels": [...], "k": int,
+    "rows": [{"key", "verdict", "aspect": {"channel", "z", "significant", "left_out"}, "z": {channel: z},
+    "items": [{"id", "score", "where", "player", "sim": {channel: float}}], "rollup": [...] or None,
+    "note": str, "warnings": [str]}]}``.
+
+    ``query["empty"]`` (channels in which the query itself measured nothing,
+    :func:`aria.evaluation.degenerate.item_empty`) and each row's ``warnings`` are shown as ⚠ lines.
     """
     q = card["query"]
     chans = card["channels"]
@@ -92,6 +96,12 @@ def card_html(card: dict) -> str:
     if q.get("midi"):
         qparts.append(f'<a href="{html.escape(q["midi"])}">query MIDI</a>')
     head.append("<p>" + " · ".join(qparts) + "</p>")
+    for c, feats in (q.get("empty") or {}).items():
+        head.append(
+            f'<p class="warn">⚠ The query is empty in {html.escape(c)} ({html.escape(", ".join(feats))}: '
+            "nothing measured, e.g. no chord change or one velocity throughout): its similarities in that "
+            "channel compare nothing with the items and are not evidence.</p>"
+        )
     if q.get("roll_png"):
         b64 = base64.b64encode(q["roll_png"]).decode()
         head.append(f'<img class="roll" alt="piano roll of the query" src="data:image/png;base64,{b64}">')
@@ -104,6 +114,8 @@ def card_html(card: dict) -> str:
             aspect = f'<span class="aspect">{html.escape(a["channel"])}</span> dominates (z = {a["z"]:+.2f})'
         else:
             aspect = f"no aspect stands out (largest: {html.escape(a['channel'])}, z = {a['z']:+.2f} < 1.645)"
+        if a.get("left_out"):
+            aspect += f" ({html.escape(', '.join(a['left_out']))} left out: mostly empty items)"
         th = "".join(f"<th>{html.escape(c)} sim</th>" for c in chans)
         trs = []
         for rank, it in enumerate(r["items"], start=1):
@@ -131,6 +143,7 @@ def card_html(card: dict) -> str:
             f"<table><tr><th>#</th><th>training item</th><th>score</th><th>where</th><th>window</th>{th}</tr>"
             f"{''.join(trs)}</table>{roll}"
             + (f'<p class="roll">{html.escape(r["note"])}</p>' if r.get("note") else "")
+            + "".join(f'<p class="warn">⚠ {html.escape(w)}.</p>' for w in r.get("warnings", []))
             + "</details>"
         )
     notes = (

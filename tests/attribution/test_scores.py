@@ -72,6 +72,17 @@ dattri conventions that differ from ours, and how (d) lines them up
 9. **Precision.** dattri works in float32 throughout; aria's scores use float64
    products of float32 features. Comparisons use rtol 1e-4 plus an absolute
    tolerance of 1e-5 (1e-4 for TRAK) times the largest |score| (entries near 0).
+
+Tolerances (u32 = 2^-24 = 6e-8): a float32 sum of n terms of random sign and rms sigma
+has partial sums ~ sqrt(j) sigma, so its rounding error has sd ~ u32 sigma n / sqrt(6)
+(sequential order; blocked BLAS orders do better), about sqrt(n) u32 / 6 of the largest
+|result| (~2.5 sqrt(n) sigma). The projections and dattri's raw-gradient products sum over
+p = 15 477 parameters: sqrt(p) u32 = 7e-6, ~1.2e-6 x max per sd, hence atol 1e-5 x max
+(8 sd; measured <= 1.4e-6 x max under five CPU kernel settings); every entry's own
+round-off (a few ulps of a 24-bit value, plus the float32 gradients' own ~1e-6) is well
+inside rtol 1e-4. A damped solve multiplies the features' relative error by up to its
+condition number kappa = 1 + lambda_max / lambda: TRAK's atol is 1e-4 x max. A real
+bug (a missing term, a sign, a wrong scale) moves scores by O(1) of max.
 """
 
 from __future__ import annotations
@@ -266,6 +277,9 @@ def test_per_example_grads_match_autograd_loop(data, tracin_ckpts, use_loss_mask
     ref = loop_grads(model, tok, msk, lm)
     assert G.shape == (N_QUERY, n_params(model))
     assert np.abs(ref).max() > 0
+    # vmap vs a loop: the same float32 graph in batched kernels; each entry is a float32 sum over
+    # <= 23 positions (sqrt(23) u32 = 3e-7 of its terms, < max|G| here): atol 1e-6 x max (measured
+    # 9e-8 x max), rtol 1e-4
     close(G, ref, rtol=1e-4, atol_rel=1e-6)
 
 
@@ -290,7 +304,7 @@ def test_per_example_grads_train_set_and_masking(data, tracin_ckpts):
     tok2 = tok.copy()
     tok2[~msk] = 5  # garbage (non-PAD) tokens where mask is False
     G2 = per_example_grads(model, params, torch.as_tensor(tok2), torch.as_tensor(msk)).double().numpy()
-    close(G2, G, rtol=1e-5, atol_rel=1e-7)
+    close(G2, G, rtol=1e-5, atol_rel=1e-7)  # masked positions enter only as exact zeros: same sums
 
 
 # --------------------------------------------------------------------------- b. projector
@@ -301,6 +315,8 @@ def test_block_projector_equals_stacked_matrix():
     assert P.shape == (p, k)
     assert [proj.block(b).shape[0] for b in range(4)] == [300, 300, 300, 100]
     G = torch.randn(5, p, generator=torch.Generator().manual_seed(0))
+    # float32 sums over p = 1000 (docstring, "Tolerances"): sd ~ sqrt(p) u32 / 6 = 3e-7 x max;
+    # measured <= 3.5e-7 x max; atol 1e-6 x max covers entries near 0, rtol 1e-4 the rest
     close(proj(G).double().numpy(), G.double().numpy() @ P, rtol=1e-4, atol_rel=1e-6)
     # every block has its own random stream (no repeated rows across blocks)
     assert not np.allclose(P[:300], P[300:600], atol=1e-3)
@@ -372,6 +388,8 @@ def test_sjlt_projector_structure_and_product(s):
     assert counts.min() > 0.6 * p * s / k and counts.max() < 1.4 * p * s / k
     assert abs((sgn > 0).mean() - 0.5) < 0.05
     G = torch.randn(5, p, generator=torch.Generator().manual_seed(0))
+    # index_add_ sums n = p s / k <= 225 float32 terms of rms 1/sqrt(s) in sequence: sd ~ u32 n
+    # sigma / sqrt(6) = 3e-6 ~ 1.2e-7 x max (max ~ 25); atol 1e-6 x max = 8 sd (measured <= 3 sd)
     close(proj(G).double().numpy(), G.double().numpy() @ P, rtol=1e-5, atol_rel=1e-6)
 
 
@@ -475,7 +493,10 @@ def test_trak_vs_numpy(data, trak_models, ref_P):
     pairs = [_ref_feats(st, data, ref_P) for st in trak_models]
     lam = 0.05 * np.trace(pairs[0][0].T @ pairs[0][0]) / K
     S = assemble("trak", feats, N_TRAIN, lam=lam)
-    close(S, ref_trak(pairs, lam), rtol=1e-3, atol_rel=1e-4)
+    # both solve in float64; they differ by the float32 features' ~1e-6 relative error times the
+    # sensitivity of Phi (Phi^T Phi + lam I)^-1, ~sqrt(kappa) <= 25 (kappa <= 1 + K / 0.05 = 641):
+    # ~2.5e-5 x max at worst (measured <= 1.8e-6 x max); atol 1e-4 x max
+    close(S, ref_trak(pairs, lam), rtol=1e-4, atol_rel=1e-4)
     # averaging over models, not just model 0
     assert not np.allclose(S, ref_trak(pairs[:1], lam), rtol=1e-2)
 
@@ -632,6 +653,9 @@ def test_trak_vs_dattri(dattri_mods, data, trak_models, trak_setup):
     theirs = _trak(
         dattri_mods, data, trak_models, trak_setup, lambda loss: lambda params, batch: 0.0 * loss(params, batch)
     )
+    # dattri: float32 projection over p (sd ~1.2e-6 x max, docstring) and a float32 damped inverse,
+    # kappa <= 1 + k / 0.1 = 81: kappa u32 = 5e-6, amplified features ~sqrt(kappa) x 1e-6 (measured
+    # <= 3.7e-6 x max); atol 1e-4 x max
     close(theirs, trak_setup["ours"], rtol=1e-4, atol_rel=1e-4)
 
 

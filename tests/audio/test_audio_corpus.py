@@ -117,6 +117,7 @@ def test_write_wav_round_trip(tmp_path):
     back, sr = sf.read(out, dtype="float32")
     info = sf.info(out)
     assert sr == SR and info.subtype == "PCM_16" and info.channels == 1
+    # 16-bit quantization: 1 LSB = 2^-15 at most (truncation or rounding; measured 1 LSB), atol 2 LSB
     np.testing.assert_allclose(back, y, atol=1 / 2**14)
     assert [p.name for p in out.parent.iterdir()] == ["a.wav"]
 

@@ -79,7 +79,7 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
     """
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
-    problems = []
+    problems, missing = [], []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
@@ -88,13 +88,42 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
                 problems.append(
                     f"unknown key '{_where([*err.path, key])}' (allowed here: {', '.join(allowed) or 'none'})"
                 )
+        elif err.validator == "required" and not err.path:
+            missing.append(err.message.split("'")[1])  # "'<key>' is a required property"
         else:
             problems.append(f"{_where(err.path)}: {err.message}")
+    problems = _missing_top_level(missing) + problems
     if not problems:
         problems += _semantic_problems(config)
     if problems:
         raise ConfigError(f"invalid {source}:\n  - " + "\n  - ".join(problems))
     return config
+
+
+#: Top-level sections that only the symbolic experiment needs (the schema's "else" branch).
+SYMBOLIC_SECTIONS = ("experiment", "corpus", "segments", "model", "queries", "projection", "methods")
+
+
+def _missing_top_level(keys: list[str]) -> list[str]:
+    """Problems for missing top-level sections, each saying why the config needs it."""
+
+    def quoted(ks):
+        return ", ".join(f"'{k}'" for k in ks)
+
+    symbolic = [k for k in keys if k in SYMBOLIC_SECTIONS]
+    out = [f"missing top-level key {quoted([k])}" for k in keys if k not in SYMBOLIC_SECTIONS and k != "audio"]
+    if symbolic:
+        out.append(
+            f"missing top-level key(s) {quoted(symbolic)}: the symbolic experiment runs (experiments lists "
+            "'symbolic', or the config has no 'experiments' key) and needs them; for an audio-only run set "
+            "experiments: [audio]"
+        )
+    if "audio" in keys:
+        out.append(
+            "experiments lists 'audio' but the config has no audio section: add 'audio:' with the audio "
+            "experiment's settings (start from config.yaml's audio block; README \"The audio experiment\")"
+        )
+    return out
 
 
 def experiments(config: dict) -> list[str]:
@@ -133,8 +162,6 @@ def _semantic_problems(config: dict) -> list[str]:
     problems = []
     runs = experiments(config)
     symbolic, audio = "symbolic" in runs, "audio" in runs
-    if audio and "audio" not in config:
-        problems.append("experiments lists 'audio' but the config has no audio section")
     audio_demo = audio and config.get("audio", {}).get("corpus", {}).get("kind") == "demo"
     blocks = [("methods", config["methods"])] if symbolic else []
     if audio:
@@ -143,6 +170,11 @@ def _semantic_problems(config: dict) -> list[str]:
         for m in methods["run"]:
             if registry.method(m).required and m not in methods:
                 problems.append(f"{where}.run lists '{m}' but {where}.{m} is missing")
+    if audio_demo and "experiment" not in config:
+        problems.append(
+            "audio.corpus.kind 'demo' renders the symbolic demo corpus into results/<experiment>/corpus: "
+            "the config needs the top-level 'experiment' (or use audio.corpus.kind audio_folder / fma)"
+        )
     if (symbolic or audio_demo) and "corpus" not in config:
         problems.append(
             "audio.corpus.kind 'demo' renders the symbolic demo corpus: the config needs its "
@@ -225,24 +257,24 @@ def _pool_size_problems(config: dict, *, symbolic: bool, audio: bool) -> list[st
     if audio:
         c = config["audio"]["corpus"]
         if c["kind"] == "demo":
-            bounds.append(("audio.corpus.demo.n_train", int(c["demo"]["n_train"]), "training tracks"))
+            bounds.append((int(c["demo"]["n_train"]), "training tracks of audio.corpus.demo.n_train"))
         elif c["kind"] == "audio_folder" and os.path.isfile(c["audio_folder"].get("manifest", "")):
             import pandas as pd
 
             man = pd.read_csv(c["audio_folder"]["manifest"])
             if "split" in man:
                 n = int((man["split"] == "train").sum())
-                bounds.append((c["audio_folder"]["manifest"], n, "training tracks listed"))
+                bounds.append((n, f"training tracks listed in {c['audio_folder']['manifest']}"))
     if symbolic and config["homogeneity"].get("unit") == "track" and config["corpus"]["kind"] == "demo":
         from aria.symbolic.corpus import eval_quotas
 
         demo = config["corpus"]["demo"]
         quota = eval_quotas(demo["collections"], demo["n_eval"])
         n = sum(v - quota[k] for k, v in demo["collections"].items())
-        bounds.append(("corpus.demo.collections", n, "training pieces"))
+        bounds.append((n, "training pieces of corpus.demo.collections"))
     return [
-        f"homogeneity.ks: K = {k} exceeds the {n} {what} of {where}; lower homogeneity.ks or add training data"
-        for where, n, what in bounds
+        f"homogeneity.ks: K = {k} exceeds the {n} {what}; lower homogeneity.ks or add training data"
+        for n, what in bounds
         for k in ks
         if k > n
     ]

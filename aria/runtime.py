@@ -29,6 +29,11 @@ as the child of a small supervisor (:func:`entry`, the ``aria`` console script):
   job, are measured by ``bench/bench_jit_cache.py`` (numbers in README).
 * A user's ``NUMBA_CACHE_DIR`` is replaced for the job (the log says so): a
   shared directory is exactly what the race needs.
+* Only a job that imported numba (librosa) says anything about its cache, and
+  then only what needs action (no template, kernels the template lacks, a
+  replaced ``NUMBA_CACHE_DIR``); ``aria -v`` adds which cache it had and how it
+  was seeded. Every other command (``aria diagnose --json``) adds nothing to
+  stderr.
 * The child enables :mod:`faulthandler`, so a native crash prints the Python
   stack of every thread into the job's log.
 * The child's glibc **malloc keeps freed memory** for reuse instead of returning
@@ -81,6 +86,11 @@ __all__ = [
 SUPERVISED_ENV = "ARIA_SUPERVISED"
 #: File in which :func:`mark` records the item being processed (set by the supervisor).
 PROGRESS_ENV = "ARIA_PROGRESS_FILE"
+#: File the child creates when it imported numba (librosa's kernels), so that the supervisor
+#: reports the private cache only for jobs that used it.
+JIT_USED_ENV = "ARIA_JIT_USED_FILE"
+#: Command-line flags that make the supervisor report the job's private numba cache.
+VERBOSE_FLAGS = ("-v", "--verbose")
 #: Overrides where the JIT template lives (default: under the environment's prefix).
 TEMPLATE_ENV = "ARIA_JIT_TEMPLATE"
 NUMBA_ENV = "NUMBA_CACHE_DIR"
@@ -321,8 +331,14 @@ def crash_report(command: str, signum: int, working_on: str | None, cache: str |
 
 
 # --------------------------------------------------------------------------- supervisor
-def supervise(argv: list[str], *, command: str, seed: bool = True) -> int:
+def supervise(argv: list[str], *, command: str, seed: bool = True, verbose: bool = False) -> int:
     """Run ``argv`` as a child with a private JIT cache; report if it dies from a signal.
+
+    Only a child that imported numba (a job that uses librosa) hears about its cache: with
+    ``verbose``, which cache it had and how it was seeded; always, what needs action (no
+    template, so the job compiled from scratch; kernels the template lacks; an inherited
+    ``NUMBA_CACHE_DIR`` that was replaced). A child that never imported numba adds nothing to
+    stderr, so ``aria diagnose --json`` prints only its JSON.
 
     Parameters
     ----------
@@ -332,6 +348,8 @@ def supervise(argv: list[str], *, command: str, seed: bool = True) -> int:
         Name used in messages (the ``aria`` subcommand).
     seed : bool, default True
         Seed the private cache from the template.
+    verbose : bool, default False
+        Also say which private cache a numba-using child had (``aria -v``).
 
     Returns
     -------
@@ -345,20 +363,12 @@ def supervise(argv: list[str], *, command: str, seed: bool = True) -> int:
         template = jit_template_dir()
         n_seeded = _seed(cache, template) if seed else 0
         before = _cache_files(cache)
-        marker = root / "working_on"
+        marker, used = root / "working_on", root / "jit_used"
         env = dict(os.environ)
         inherited = env.get(NUMBA_ENV)
-        env.update({NUMBA_ENV: str(cache), PROGRESS_ENV: str(marker), SUPERVISED_ENV: "1"})
+        env.update({NUMBA_ENV: str(cache), PROGRESS_ENV: str(marker), JIT_USED_ENV: str(used), SUPERVISED_ENV: "1"})
         for key, value in MALLOC_DEFAULTS.items():
             env.setdefault(key, value)
-        note = f" (replacing the inherited NUMBA_CACHE_DIR={inherited})" if inherited else ""
-        if n_seeded:
-            origin = f"seeded with {n_seeded} files from {template}"
-        elif seed:
-            origin = f"empty: no template at {template}, so numba compiles from scratch (run `aria warm-jit-cache`)"
-        else:
-            origin = "empty"
-        print(f"aria: private numba cache {cache}, {origin}{note}", file=sys.stderr, flush=True)
 
         child = subprocess.Popen(argv, env=env)
         forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -369,9 +379,19 @@ def supervise(argv: list[str], *, command: str, seed: bool = True) -> int:
             for s, h in previous.items():
                 signal.signal(s, h)
 
-        compiled = sum(1 for k, t in _cache_files(cache).items() if before.get(k) != t)
-        if compiled and rc == 0 and seed:
-            print(f"aria: numba compiled {compiled} cache files that the template lacks", file=sys.stderr)
+        if used.exists():  # the child imported numba
+            note = f" (replacing the inherited NUMBA_CACHE_DIR={inherited})" if inherited else ""
+            if n_seeded:
+                origin = f"seeded with {n_seeded} files from {template}"
+            elif seed:
+                origin = f"empty: no template at {template}, so numba compiled from scratch (run `aria warm-jit-cache`)"
+            else:
+                origin = "empty"
+            if verbose or inherited or (seed and not n_seeded):
+                print(f"aria: private numba cache {cache}, {origin}{note}", file=sys.stderr, flush=True)
+            compiled = sum(1 for k, t in _cache_files(cache).items() if before.get(k) != t)
+            if compiled and rc == 0 and n_seeded:
+                print(f"aria: numba compiled {compiled} cache files that the template lacks", file=sys.stderr)
         if rc < 0:
             working_on = marker.read_text(encoding="utf-8").strip() if marker.exists() else None
             sys.stderr.write(crash_report(command, -rc, working_on or None, str(cache)))
@@ -389,13 +409,23 @@ def entry(argv: list[str] | None = None) -> int:
         faulthandler.enable(file=sys.stderr, all_threads=True)
         from aria.cli import main
 
-        return main(argv)
+        used = os.environ.pop(JIT_USED_ENV, None)
+        try:
+            return main(argv)
+        finally:
+            if used and "numba" in sys.modules:  # tell the supervisor (its cache note is for numba users)
+                Path(used).touch()
     command = next((a for a in argv if not a.startswith("-")), "")
     if not command or command in ("help",):
         from aria.cli import main  # --help and usage errors need no child
 
         return main(argv)
-    return supervise([sys.executable, "-m", "aria", *argv], command=command, seed=command not in _UNSEEDED_COMMANDS)
+    return supervise(
+        [sys.executable, "-m", "aria", *argv],
+        command=command,
+        seed=command not in _UNSEEDED_COMMANDS,
+        verbose=any(a in VERBOSE_FLAGS for a in argv),
+    )
 
 
 if __name__ == "__main__":

@@ -35,14 +35,17 @@ else:
             manifest=results("corpus/manifest.csv", AUDIO_EXP),
             dropped=results("corpus/dropped.csv", AUDIO_EXP),
         log:
-            logs("audio_import.log", AUDIO_EXP),
+            main=logs("audio_import.log", AUDIO_EXP),
+            # the dropped-tracks table also lives beside the log: when the import is refused (a split
+            # left empty), Snakemake deletes the job's outputs but keeps its logs
+            dropped=logs("audio_import_dropped.csv", AUDIO_EXP),
         conda:
             ENV
         params:
             args=jparams(sr=AUDIO.get("sr"), **{k: v for k, v in AUDIO.get("corpus", {}).items() if k != "demo"}),
         shell:
-            "aria audio-import --params {params.args:q} --out {output.manifest} --out-dropped {output.dropped} "
-            "> {log} 2>&1"
+            "aria audio-import --params {params.args:q} --out {output.manifest} --out-dropped {log.dropped} "
+            "> {log.main} 2>&1; cp {log.dropped} {output.dropped}"
 
 
 rule audio_pool_check:
@@ -57,8 +60,10 @@ rule audio_pool_check:
         ENV
     params:
         args=pool_check_params("audio"),
+    # its warnings (too few queries, a K near the pool's size) reach the console as well as the log
     shell:
-        "aria check-pool --manifest {input.manifest} --params {params.args:q} --out {output.json} > {log} 2>&1"
+        "aria check-pool --manifest {input.manifest} --params {params.args:q} --out {output.json} > {log} 2>&1; "
+        "grep -h ' WARNING ' {log} >&2 || true"
 
 
 rule audio_features:

@@ -6,21 +6,59 @@
 #   so changing one method's parameter reruns that method's jobs and nothing else.
 import json
 import os
+import shutil
+import sys
 from types import SimpleNamespace
 
 from aria import registry
 from aria.config import analysis_settings, experiments, lds_settings, validate_config
 from aria.symbolic.corpus import eval_quotas
+from snakemake.exceptions import WorkflowError
 
 # methods defined outside Aria register themselves on import; jobs import them too
 PLUGINS = registry.load_plugins(config.get("plugins", []))
 if PLUGINS:
     os.environ[registry.PLUGINS_ENV] = ",".join(PLUGINS)
-validate_config(config, source="config (config.yaml and --config/--configfile overrides)")
+
+
+def config_source():
+    """The config files this run read (``--configfile`` replaces config.yaml) and the ``--config`` keys."""
+    files = [os.path.relpath(f) for f in workflow.configfiles]
+    source = " + ".join(str(f) if r.startswith("..") else r for f, r in zip(workflow.configfiles, files))
+    source = source or "(no config file)"
+    if workflow.config_settings.config:
+        source += f" with --config {', '.join(sorted(workflow.config_settings.config))}"
+    return source
+
+
+validate_config(config, source=f"config {config_source()}")
 
 EXPERIMENTS = experiments(config)
 SYMBOLIC = "symbolic" in EXPERIMENTS
-EXP = config["experiment"]  # the symbolic experiment's name
+# the symbolic experiment's name; an audio-only run on the user's audio has none (no rule writes there)
+EXP = config.get("experiment")
+
+
+def put_aria_on_path():
+    """Jobs call ``aria``: the one next to the Python that runs Snakemake comes first on their PATH.
+
+    So README's ``.venv/bin/snakemake ...`` works without ``.venv/bin`` on PATH, and so do cluster
+    jobs (each job's Snakemake runs this again, with the same interpreter). With ``--use-conda`` a
+    job's conda environment is activated in the job, in front of this.
+    """
+    here = os.path.dirname(sys.executable)
+    if os.access(os.path.join(here, "aria"), os.X_OK):
+        path = os.environ.get("PATH", "")
+        if path.split(os.pathsep)[0] != here:
+            os.environ.update(PATH=here + os.pathsep + path)  # the jobs inherit this process's environment
+    elif shutil.which("aria") is None:
+        raise WorkflowError(
+            f"the jobs run the command 'aria', but it is neither next to {sys.executable} (the Python that "
+            "runs Snakemake) nor on PATH: install Aria into that environment (make venv, or pip install -e .)"
+        )
+
+
+put_aria_on_path()
 
 
 def results(path, exp="{exp}"):
@@ -785,6 +823,7 @@ def selfinfluence_params(w):
     return jparams(
         **p,
         floor=unlearning_settings(w)["floor"],
+        precision=unlearning_settings(w)["precision"],
         stage=w.stage,
         n_targets=SELF.get("n_targets", 8),
         top_k=SELF.get("top_k", 100),

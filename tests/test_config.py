@@ -109,6 +109,35 @@ def test_cross_field_checks():
         validate_config(cfg)
 
 
+def test_audio_only_config_sections(tmp_path):
+    """An audio-only config (issue 28): no top-level experiment needed; a missing audio section
+    is said in so many words (it used to end in a bare KeyError: 'audio')."""
+    demo = _load("config.yaml")
+    shared = {k: copy.deepcopy(demo[k]) for k in ("device", "seeds", "homogeneity")}
+    man = tmp_path / "m.csv"
+    rows = [f"t{i},t{i}.wav,g,{'eval' if i < 3 else 'train'}" for i in range(60)]
+    man.write_text("track_id,path,genre,split\n" + "\n".join(rows) + "\n")
+    audio = copy.deepcopy(demo["audio"])
+    audio["corpus"] = {"kind": "audio_folder", "audio_folder": {"root": str(tmp_path), "manifest": str(man)}}
+    cfg = {"experiments": ["audio"], **shared, "audio": audio}
+    assert validate_config(cfg) is cfg
+    with pytest.raises(ConfigError) as info:
+        validate_config({"experiments": ["audio"], **shared}, source="config my.yaml")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "invalid config my.yaml:"
+    assert lines[1:] == [
+        "  - experiments lists 'audio' but the config has no audio section: add 'audio:' with the audio "
+        "experiment's settings (start from config.yaml's audio block; README \"The audio experiment\")"
+    ]
+    # the audio demo renders the symbolic demo corpus into results/<experiment>/: that needs the name
+    cfg = {"experiments": ["audio"], **shared, "corpus": demo["corpus"], "audio": copy.deepcopy(demo["audio"])}
+    with pytest.raises(ConfigError, match=r"renders the symbolic demo corpus into results/<experiment>/corpus"):
+        validate_config(cfg)
+    # the symbolic experiment's sections are asked for together, with the way out
+    with pytest.raises(ConfigError, match=r"key\(s\) 'experiment', 'corpus', .*set experiments: \[audio\]"):
+        validate_config({**shared, "audio": audio})
+
+
 def test_k_against_the_largest_possible_pool(tmp_path):
     """Every K is checked against the pool the config allows before any job runs."""
     cfg = copy.deepcopy(_load("config.yaml"))
@@ -121,7 +150,7 @@ def test_k_against_the_largest_possible_pool(tmp_path):
     )
     cfg = copy.deepcopy(_load("config.yaml"))
     cfg["audio"]["corpus"] = {"kind": "audio_folder", "audio_folder": {"root": str(tmp_path), "manifest": str(man)}}
-    with pytest.raises(ConfigError, match=r"K = 10 exceeds the 7 training tracks listed of .*m\.csv"):
+    with pytest.raises(ConfigError, match=r"K = 10 exceeds the 7 training tracks listed in .*m\.csv;"):
         validate_config(cfg)
     cfg = copy.deepcopy(_load("config.yaml"))
     cfg["homogeneity"]["unit"] = "track"
@@ -136,12 +165,17 @@ def test_pool_check():
     r = pool_check(28, 5, [5, 10, 50], min_queries=10, pool="tracks", fix="lower K")
     assert r["errors"] == ["K = [50] (homogeneity.ks) exceeds the 28 tracks; lower K"]
     assert r["warnings"] == [
-        "only 5 queries (analysis.verdict.min_queries = 10): no setting will get a verdict, "
+        "only 5 queries (analysis.verdict.min_queries = 10): only a collapse beyond doubt gets a verdict, "
         "and Pos/Sig move in steps of 20%"
     ]
     r = pool_check(28, 12, [5, 20], min_queries=10, pool="tracks", fix="")
     assert not r["errors"] and "K = 20 is more than half of the 28 tracks" in r["warnings"][0]
     assert pool_check(100, 0, [5], min_queries=1, pool="x", fix="")["errors"][0].startswith("no query survives")
+    # one query: refused here, not minutes later in the diagnostics (rho_bar needs two); says what to do
+    r = pool_check(100, 1, [5], min_queries=10, pool="x", fix="", add_queries="add eval tracks")
+    assert len(r["errors"]) == 1 and r["errors"][0].startswith("only 1 query survives")
+    assert r["errors"][0].endswith("; add eval tracks") and not r["warnings"]
+    assert not pool_check(100, 2, [5], min_queries=2, pool="x", fix="")["errors"]
 
 
 def test_covariance_pass_follows_the_settings():

@@ -27,6 +27,8 @@ def _commands() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aria", description="Aria: per-aspect diagnostics of music attribution.")
+    verbose = "also say which private numba cache a job that uses librosa had, and log debug messages"
+    ap.add_argument("-v", "--verbose", action="store_true", help=verbose)
     sub = ap.add_subparsers(dest="command", required=True)
     for name, (fn, args) in _commands().items():
         sp = sub.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__)
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
             else:
                 sp.add_argument(flag, **kw)
         sp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+        # SUPPRESS: `aria -v CMD` and `aria CMD -v` both work (the subcommand's default would reset it)
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
         sp.set_defaults(func=fn)
     return ap
 
@@ -47,6 +51,8 @@ def main(argv=None) -> int:
     registry.load_plugins()  # methods registered by modules named in $ARIA_PLUGINS
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        log.setLevel(logging.DEBUG)
     t0 = time.perf_counter()
     try:
         rc = args.func(args)

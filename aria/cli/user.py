@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -23,33 +24,57 @@ from aria.io.matrices import EXPORT_FORMATS
 log = logging.getLogger("aria")
 
 
+@contextlib.contextmanager
+def _name_the_file(source: str):
+    """Re-raise a ValueError of the reliability code that names an in-memory or memory-mapped
+    matrix ``"array"`` (a .npy, .npz, .pt or .csv once read) with ``source``, the file the user gave.
+    """
+    try:
+        yield
+    except ValueError as e:
+        if str(e).startswith("array: "):
+            raise ValueError(f"{source}: {str(e)[len('array: ') :]}") from None
+        raise
+
+
 def cmd_diagnose(a) -> None:
     """Reliability diagnostics (r1, r2_5, c_bar, rho_bar) of a score matrix you computed: zarr, .npy, .npz, .pt, .csv.
 
     Rows are training items and columns queries (--transpose for the other
     orientation). Zarr stores are streamed, never loaded whole. With --json,
     prints exactly one JSON object with keys r1, r2_5, c_bar, rho_bar, n_rows,
-    n_cols, source.
+    n_cols, source (rho_bar is null when undefined: fewer than two columns vary).
+    The reading also uses r1 with each query's mean removed, from the same pass
+    (:func:`aria.evaluation.reliability.centred_diagnostics`).
     """
-    from aria.evaluation.reliability import reading, reliability
+    from aria.evaluation.reliability import centred_diagnostics, gram_stats, reading, reliability_from_stats
     from aria.io.matrices import check_matrix, open_matrix
 
     m = open_matrix(a.path, transpose=a.transpose)
     check_matrix(m)
-    res = reliability(m.data, progress=not a.json)
-    out = {**res, "n_rows": m.shape[0], "n_cols": m.shape[1], "source": m.source}
+    n, q = m.shape
+    if q < 2 or n < 2:  # before streaming a large store for a matrix that cannot be scored
+        raise ValueError(f"{m.source}: diagnostics need at least 2 rows and 2 columns, got shape {m.shape}")
+    with _name_the_file(m.source):
+        stats = gram_stats(m.data, progress=not a.json)
+        res = reliability_from_stats(stats)
     if a.json:
-        print(json.dumps(out))
+        out = {k: (None if np.isnan(v) else v) for k, v in res.items()}
+        print(json.dumps({**out, "n_rows": n, "n_cols": q, "source": m.source}))
         return
-    print(f"{m.source}: {m.shape[0]} training rows x {m.shape[1]} query columns")
+    cen = centred_diagnostics(stats)
+    print(f"{m.source}: {n} training rows x {q} query columns")
     for k, label in (
         ("r1", "r1     (top singular direction's share of energy)"),
         ("r2_5", "r2:5   (directions 2-5)"),
         ("c_bar", "c_bar  (share of each query's energy in its mean)"),
         ("rho_bar", "rho_bar (mean |correlation| between queries)"),
     ):
-        print(f"  {label:<52} {res[k]:.4f}")
-    print("reading:", reading(res))
+        v = res[k]
+        print(f"  {label:<52} " + ("undefined (no two columns vary)" if np.isnan(v) else f"{v:.4f}"))
+    if cen["n_constant"]:
+        print(f"  {cen['n_constant']} of {q} columns are constant (all scores tied)")
+    print("reading:", reading({**res, **cen, "q": q, "n": n}))
 
 
 def cmd_import_scores(a) -> None:

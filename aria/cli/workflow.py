@@ -417,8 +417,11 @@ def _unlearning_model(a, p):
 
 
 def cmd_unlearning_scores(a) -> None:
-    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (SPEC §8)."""
-    from aria.attribution.unlearning import example_losses, token_batches, token_loss, unlearning_scores
+    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (SPEC §8),
+    in ``precision``; the first ``check`` queries of the chunk are scored again in float64 and in
+    float32, for the round-off estimate of :func:`~aria.evaluation.numerics.score_numerics`.
+    """
+    from aria.attribution.unlearning import example_losses, precision_setup, token_batches, unlearning_scores
     from aria.io.tables import read_npz, write_npz
     from aria.models.transformer import fused_attention
 
@@ -427,35 +430,59 @@ def cmd_unlearning_scores(a) -> None:
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     use_u, use_l = _mask_sides(p["mask"])
     qsel = np.array_split(np.arange(len(qu["query_ids"])), p["n_chunks"])[p["chunk"]]
+    precision = p["precision"]
 
     def train():
         return token_batches(
             tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
         )
 
+    def query(q):
+        (b,) = token_batches(
+            qu["tokens"][q : q + 1],
+            qu["mask"][q : q + 1],
+            qu["loss_mask"][q : q + 1],
+            ids=qu["query_ids"][q : q + 1],
+            use_mask=use_u,
+            device=p["device"],
+        )
+        return b
+
+    def score(name, queries, desc):
+        m, loss = precision_setup(model, name)
+        with fused_attention(m):  # many full passes over the training set: the fused kernel
+            before = example_losses(m, train(), loss, seed=p["seed"])
+            cols = [
+                unlearning_scores(m, train, query(q), loss, fisher, before=before, **kw)
+                for q in progress(queries, desc=desc, unit="query")
+            ]
+        return np.stack(cols, axis=1) if cols else np.zeros((len(tr["segment_ids"]), 0))
+
     kw = {k: p[k] for k in ("lr", "steps", "group", "floor", "seed")}
-    with fused_attention(model):  # many full passes over the training set: the fused kernel
-        before = example_losses(model, train(), token_loss, seed=p["seed"])
-        cols = []
-        t0 = time.perf_counter()
-        for q in progress(qsel, desc="unlearn", unit="query"):
-            (query,) = token_batches(
-                qu["tokens"][q : q + 1],
-                qu["mask"][q : q + 1],
-                qu["loss_mask"][q : q + 1],
-                ids=qu["query_ids"][q : q + 1],
-                use_mask=use_u,
-                device=p["device"],
-            )
-            cols.append(unlearning_scores(model, train, query, token_loss, fisher, before=before, **kw))
+    t0 = time.perf_counter()
+    S = score(precision, qsel, f"unlearn ({precision})")
     dt = time.perf_counter() - t0
-    log.info("%d queries in %.1f s (%.2f s per query)", len(qsel), dt, dt / max(len(qsel), 1))
-    S = np.stack(cols, axis=1) if cols else np.zeros((len(tr["segment_ids"]), 0))
-    write_npz(a.out, scores=S.astype(np.float32), query_ids=qu["query_ids"][qsel], train_ids=tr["segment_ids"])
+    log.info("%d queries in %.1f s (%.2f s per query, %s)", len(qsel), dt, dt / max(len(qsel), 1), precision)
+    checked = qsel[: min(int(p["check"]), len(qsel))]
+    checks = {precision: S[:, : len(checked)]}
+    for name in ("float64", "float32"):
+        if name != precision:
+            checks[name] = score(name, checked, f"check ({name})")
+    write_npz(
+        a.out,
+        scores=S.astype(np.float32),
+        query_ids=qu["query_ids"][qsel],
+        train_ids=tr["segment_ids"],
+        precision=np.array(precision),
+        **{f"check_{name}": c for name, c in checks.items()},
+    )
 
 
 def cmd_unlearning_merge(a) -> None:
-    """The chunks of ``aria unlearning-scores`` (in query order) as one N x Q score store."""
+    """The chunks of ``aria unlearning-scores`` (in query order) as one N x Q score store, with the
+    scores' round-off estimate against their spread in the store's ``numerics`` attribute.
+    """
+    from aria.evaluation.numerics import ERROR_LIMIT, score_numerics
     from aria.io.stores import ScoreWriter
     from aria.io.tables import read_npz
 
@@ -464,24 +491,55 @@ def cmd_unlearning_merge(a) -> None:
     for f, d in zip(a.chunks, parts):
         if not np.array_equal(d["train_ids"], rows):
             raise ValueError(f"{f}: its training items differ from {a.chunks[0]}'s (chunks of different runs?)")
+    precisions = {str(d["precision"]) if "precision" in d else "float32" for d in parts}
+    if len(precisions) > 1:
+        raise ValueError(f"{a.chunks[0]}: the chunks were computed in different precisions {sorted(precisions)}")
     S = np.concatenate([d["scores"] for d in parts], axis=1)
     cols = np.concatenate([d["query_ids"] for d in parts])
-    with ScoreWriter(a.out, rows, cols, attrs={"method": "unlearning"}) as w:
+    precision = precisions.pop()
+    checks = {
+        name: np.concatenate([d.get(f"check_{name}", np.zeros((len(rows), 0))) for d in parts], axis=1)
+        for name in {"float64", "float32", precision}
+    }
+    num = score_numerics(S, checks, precision=precision)
+    with ScoreWriter(a.out, rows, cols, attrs={"method": "unlearning", "numerics": num}) as w:
         w.write(0, S)
     log.info("merged %d chunks: %d training items x %d queries", len(parts), *S.shape)
+    if num["error"] is None:
+        log.info("no query was scored twice: the round-off of tau is not estimated")
+        return
+    log.info(
+        "tau: spread %.3g, estimated round-off %.2g (%.2g%% of the spread, %s); float32 alone: %.2g (%.2g%%)",
+        num["spread"], num["error"], 100 * num["ratio"], num["precision"], num["float32_error"],
+        100 * num["float32_ratio"],
+    )  # fmt: skip
+    if not num["ok"]:
+        log.warning(
+            "WARNING: the unlearning scores of %s carry an estimated round-off of %.2g, %.1f%% of their spread "
+            "(more than %g%%): their ranking is partly noise. Raise methods.unlearning.lr, or set precision: float64.",
+            a.out, num["error"], 100 * num["ratio"], 100 * ERROR_LIMIT,
+        )  # fmt: skip
 
 
 def cmd_unlearning_selfinfluence(a) -> None:
     """One grid point of the train-to-train self-influence check (SPEC §8) of one stage."""
-    from aria.attribution.unlearning import model_embeddings, self_influence
+    from contextlib import ExitStack
+
+    from aria.attribution.unlearning import model_embeddings, precision_setup, self_influence
+    from aria.evaluation.numerics import score_numerics
     from aria.evaluation.selfinfluence import diverse_targets
     from aria.io.tables import read_npz, write_json
     from aria.models.transformer import fused_attention
 
     p = json.loads(a.params)
     model, fisher = _unlearning_model(a, p)
+    precision = p["precision"]  # τ as the scores compute it, checked in float64 and float32
+    checks = {name: precision_setup(model, name) for name in ("float64", "float32") if name != precision}
+    model, loss = precision_setup(model, precision)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
-    with fused_attention(model):  # many full passes over the training set: the fused kernel
+    with ExitStack() as fused:  # many full passes over the training set: the fused kernel
+        for m in (model, *(m for m, _ in checks.values())):
+            fused.enter_context(fused_attention(m))
         E = model_embeddings(model, tr["tokens"], tr["mask"], device=p["device"])
         n_t = min(int(p["n_targets"]), len(E))
         targets = diverse_targets(E, n_t, random_state=p["seed"])
@@ -497,9 +555,14 @@ def cmd_unlearning_selfinfluence(a) -> None:
             prompts=prompts,
             device=p["device"],
             progress=lambda it: progress(it, desc="targets", unit="target"),
+            loss_fn=loss,
+            checks=checks,
             **{k: p[k] for k in ("lr", "steps", "group", "floor", "mask", "top_k", "seed")},
         )
     dt = time.perf_counter() - t0
+    c = {name: np.asarray(t)[:, None] for name, t in doc.pop("check").items()}  # the first target's τ
+    c[precision] = c.pop("main")
+    doc["numerics"] = score_numerics(c[precision], c, precision=precision)
     doc.update(
         stage=p["stage"],
         point={k: p[k] for k in ("lr", "steps", "group", "mask")},
@@ -686,8 +749,9 @@ def cmd_score(a) -> None:
 
 def cmd_diagnostics(a) -> None:
     """Reliability diagnostics r1, r2_5, c_bar, rho_bar of a score store, plus its spectrum."""
-    from aria.evaluation.reliability import gram_stats, reliability_from_stats, v1_constancy
+    from aria.evaluation.reliability import centred_diagnostics, gram_stats, reliability_from_stats, v1_constancy
     from aria.evaluation.residual import leading_axis
+    from aria.io.stores import store_attrs
     from aria.io.tables import write_json
 
     if a.engine == "dask":  # the Gram pass as a dask graph over the store's chunks
@@ -701,11 +765,14 @@ def cmd_diagnostics(a) -> None:
             stats = gram_stats_dask(da.from_zarr(open_scores(a.scores)[0]), source=str(a.scores))
     else:
         stats = gram_stats(a.scores, progress=True)
-    res = reliability_from_stats(stats)
+    # with r1 after removing each query's mean, for the verdict (the offsets' r1 is c_bar's case)
+    res = {**reliability_from_stats(stats), **centred_diagnostics(stats)}
     energy = stats.eigvals()[: min(stats.n, stats.q, 50)] / stats.frobenius_sq
     const = v1_constancy(leading_axis(a.scores, stats=stats).v)
     log.info("%s: %s, v1 constancy %.3f", a.scores, res, const)
-    write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy, "v1_constancy": const})
+    numerics = store_attrs(a.scores).get("numerics")  # unlearning: τ's round-off against its spread
+    extra = {"numerics": numerics} if numerics else {}
+    write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy, "v1_constancy": const, **extra})
 
 
 # --------------------------------------------------------------------------- ground truth (LDS)
@@ -989,6 +1056,17 @@ def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source, *,
 
 
 EMPTY_DOMINATES = 0.5  # a G_K whose items are on average more than half empty in a channel gets a warning
+#: what an empty channel usually means, for the cards' warnings (aria.evaluation.degenerate)
+EMPTY_EXAMPLES = {
+    "dynamic": "one velocity throughout, as in MIDI without dynamics",
+    "harmony": "no vertical interval in a single line",
+    "harmonic": "no chord change found",
+    "rhythmic": "no beat found",
+}
+
+
+def _num2(x) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:+.2f}"
 
 
 def _empty_doc(tab, K, ids, feats, channels, source) -> dict:
@@ -1081,6 +1159,7 @@ def cmd_check_pool(a) -> None:
         n_pool, n_q = int((man["split"] == "train").sum()), int((man["split"] == "eval").sum())
         pool = f"training tracks left after the corpus filters ({a.manifest})"
         fix = "lower homogeneity.ks or relax the corpus filters (audio.corpus)"
+        more = "add eval tracks to the audio manifest (split eval; each is one query) or relax audio.corpus.filters"
     else:  # symbolic: segments, or whole pieces with homogeneity.unit: track
         seg = read_csv(a.segments)
         unit = p.get("unit", "segment")
@@ -1088,7 +1167,8 @@ def cmd_check_pool(a) -> None:
         n_q = len(read_npz(a.queries)["track_ids"])
         pool = f"training {'pieces' if unit == 'track' else 'segments'} ({a.segments})"
         fix = "lower homogeneity.ks or use a larger corpus"
-    res = pool_check(n_pool, n_q, p["ks"], min_queries=p["min_queries"], pool=pool, fix=fix)
+        more = "hold out more pieces: split eval rows in the manifest (corpus.demo.n_eval for the demo corpus)"
+    res = pool_check(n_pool, n_q, p["ks"], min_queries=p["min_queries"], pool=pool, fix=fix, add_queries=more)
     for w in res["warnings"]:
         log.warning("%s", w)
     if res["errors"]:
@@ -1271,6 +1351,39 @@ def cmd_audio_demo_corpus(a) -> None:
     log.info("audio demo corpus: %d train, %d eval tracks at %d Hz", got["train"], got["eval"], p["sr"])
 
 
+def _empty_split_message(source, empty, listed, kept, lost, dropped_path) -> str:
+    """Why the import left a split without tracks.
+
+    Per empty split: what the manifest listed and what left each track out (the steps of ``lost``,
+    with the first track's reason as an example); then the counts kept of each split.
+    """
+    from collections import Counter
+
+    parts = []
+    for split in empty:
+        rows = [r for r in lost if r[1] == split]
+        if not listed[split]:
+            parts.append(f"no row of the manifest has split {split}")
+            continue
+        kinds = Counter(
+            "unreadable" if r[3].startswith("unreadable") else r[3] if r[2] == "import" else f"filtered: {r[3]}"
+            for r in rows
+        )
+        why = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        eg = f"; e.g. {rows[0][0]}: {rows[0][3].rstrip('.')}" if rows else ""
+        parts.append(
+            f"the {split} split is empty: all {listed[split]} {split} track(s) were left out ({why}){eg}; fix or "
+            f"replace those files, relax audio.corpus.filters or list more {split} tracks"
+        )
+    kept_n = {s: int((kept["split"] == s).sum()) for s in ("train", "eval")}
+    msg = (
+        f"{source}: " + "; ".join(parts) + ". The audio experiment needs train tracks (the training pool) and "
+        f"eval tracks (the queries); kept {kept_n['train']} of {listed['train']} train and "
+        f"{kept_n['eval']} of {listed['eval']} eval tracks ({listed['train'] + listed['eval']} listed)"
+    )
+    return msg + (f". Every track left out, with its reason: {dropped_path}" if dropped_path else "")
+
+
 def cmd_audio_import(a) -> None:
     """Import a user audio corpus (manifest or FMA metadata), apply the quality filters, write the manifest."""
     import pandas as pd
@@ -1283,7 +1396,8 @@ def cmd_audio_import(a) -> None:
     p = json.loads(a.params)
     lost = []  # (track_id, split, step, reason, value) of every track left out
     if p["kind"] == "fma":
-        df = read_fma_tracks(p["fma"]["tracks_csv"], subset=p["fma"].get("subset"))
+        source = p["fma"]["tracks_csv"]
+        df = read_fma_tracks(source, subset=p["fma"].get("subset"))
         df["abspath"] = [str(fma_audio_path(p["fma"]["audio_dir"], t)) for t in df["track_id"]]
         exists = np.array([Path(x).is_file() for x in df["abspath"]])
         for t, sp in zip(df.loc[~exists, "track_id"], df.loc[~exists, "split"]):
@@ -1291,7 +1405,10 @@ def cmd_audio_import(a) -> None:
             lost.append((t, sp, "import", "no audio file", np.nan))
         df = df[exists]
     else:
-        df = read_audio_manifest(p["audio_folder"]["manifest"], root=p["audio_folder"]["root"])
+        source = p["audio_folder"]["manifest"]
+        df = read_audio_manifest(source, root=p["audio_folder"]["root"])
+    # tracks per split as listed, before any is left out (FMA's missing files are already in lost)
+    listed = {s: int((df["split"] == s).sum()) + sum(r[1] == s for r in lost) for s in ("train", "eval")}
     flt = p.get("filters", {})
     min_dur = float(flt.get("min_duration_s", 1.0))
     shares, bad = [], []
@@ -1332,14 +1449,13 @@ def cmd_audio_import(a) -> None:
         }
         value = r.silence_share if "silence" in codes else getattr(r, "listens", np.nan)
         lost.append((r.track_id, r.split, "filter", "; ".join(why.get(c, c) for c in codes), value))
-    if not (kept["split"] == "train").any() or not (kept["split"] == "eval").any():
-        raise ValueError(
-            f"after filtering, the audio corpus needs train and eval tracks; kept {len(kept)} of {len(df)}"
-        )
+    if a.out_dropped:  # first: when the import is refused below, the table says why
+        write_dropped(a.out_dropped, lost)
+    empty = [s for s in ("train", "eval") if not (kept["split"] == s).any()]
+    if empty:
+        raise ValueError(_empty_split_message(source, empty, listed, kept, lost, a.out_dropped))
     out = kept.assign(path=kept["abspath"])[["track_id", "path", "genre", "split", "silence_share"]]
     write_csv(a.out, pd.DataFrame(out))
-    if a.out_dropped:
-        write_dropped(a.out_dropped, lost)
     log.info("audio corpus: %d tracks kept, %d filtered, %d unreadable", len(kept), len(dropped), len(bad))
 
 
@@ -1797,7 +1913,7 @@ def cmd_cards(a) -> None:
     """One evidence card per query (README "Per-query evidence cards") and the media they play, in one folder."""
     import shutil
 
-    from aria.evaluation.evidence import best_windows, dominant_aspect, query_similarity, rollup
+    from aria.evaluation.evidence import best_windows, degenerate_channels, dominant_aspect, query_similarity, rollup
     from aria.evaluation.reliability import verdict
     from aria.io.layouts import read_null
     from aria.io.stores import atomic_dir, open_scores
@@ -1810,6 +1926,9 @@ def cmd_cards(a) -> None:
     ids = np.asarray(ids).astype(str)
     pos = {t: i for i, t in enumerate(ids)}
     scales = read_null(spec["null"])["scales"]
+    from aria.evaluation.degenerate import empty_in_channels, item_empty
+
+    pool_empty = empty_in_channels(pool, channels)  # items with no evidence per channel (SPEC §5)
     man = read_manifest(spec["manifest"], root=spec.get("root"), check_files=False)
     genre = dict(zip(man["track_id"].astype(str), man["genre"].astype(str))) if "genre" in man else {}
     q = read_npz(spec["queries"])
@@ -1852,12 +1971,17 @@ def cmd_cards(a) -> None:
 
         def segment_audio(seg_id) -> str | None:  # a symbolic training segment, rendered once
             if seg_id not in media_done:
-                from aria.audio.render import render_midi
+                from aria.audio.render import render_window
                 from aria.io.audio import write_mp3
 
                 w = windows[seg_id]
-                try:
-                    y = render_midi(w["notes"], programs={int(t): 0 for t in np.unique(w["notes"]["track"])}, sr=sr)
+                try:  # the window t0-t1 it claims, plus a short faded release (not its last notes' full length)
+                    y = render_window(
+                        w["notes"],
+                        duration_s=max(w["t1"] - w["t0"], 0.0),
+                        programs={int(t): 0 for t in np.unique(w["notes"]["track"])},
+                        sr=sr,
+                    )
                 except FileNotFoundError as e:  # no SoundFont: cards keep the time range and bars, no player
                     log.warning("no players for MIDI windows: %s", e)
                     media_done[seg_id] = None
@@ -1971,7 +2095,9 @@ def cmd_cards(a) -> None:
                         it["player"] = segment_audio(t)
                     items.append(it)
                 zq = {c: z[c][j] for c in channels} if (z := row["z"]) else {}
-                asp = dominant_aspect(zq)
+                # a channel in which the group is mostly empty items is identical emptiness, not evidence
+                degen = degenerate_channels([pos[t] for t in item_ids], pool_empty, threshold=EMPTY_DOMINATES)
+                asp = dominant_aspect(zq, exclude=list(degen))
                 aspects[r["key"]] = asp
                 card_rows.append(
                     dict(
@@ -1985,12 +2111,19 @@ def cmd_cards(a) -> None:
                         if audio or row["win"] is not None
                         else rollup([t.split(":")[0] for t in item_ids], [i["score"] for i in items]),
                         note="" if qid in qfeat else "This query's features could not be computed: no similarities.",
+                        warnings=[
+                            f"{round(sh * len(item_ids))} of {len(item_ids)} items are empty in {c} (nothing "
+                            f"measured, e.g. {EMPTY_EXAMPLES.get(c, 'an all-zero feature')}): they are identical "
+                            f"there, so its z ({_num2(zq.get(c))}) is left out of the dominant aspect"
+                            for c, sh in degen.items()
+                        ],
                     )
                 )
+            qempty = item_empty(qfeat[qid], channels, pool=pool) if qid in qfeat else {}
             card = dict(
                 query_id=qid,
                 title=spec["title"],
-                query={**qpath, "genre": genre.get(q_tracks[qi])},
+                query={**qpath, "genre": genre.get(q_tracks[qi]), "empty": qempty},
                 channels=list(channels),
                 k=K,
                 rows=card_rows,

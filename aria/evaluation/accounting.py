@@ -13,7 +13,16 @@ from collections.abc import Sequence
 __all__ = ["pool_check"]
 
 
-def pool_check(n_pool: int, n_queries: int, ks: Sequence[int], *, min_queries: int, pool: str, fix: str) -> dict:
+def pool_check(
+    n_pool: int,
+    n_queries: int,
+    ks: Sequence[int],
+    *,
+    min_queries: int,
+    pool: str,
+    fix: str,
+    add_queries: str = "add held-out items (split eval)",
+) -> dict:
     """Compare every K with the pool and the query count with the verdict's minimum.
 
     Parameters
@@ -25,11 +34,14 @@ def pool_check(n_pool: int, n_queries: int, ks: Sequence[int], *, min_queries: i
     ks : sequence of int
         homogeneity.ks.
     min_queries : int, keyword-only
-        analysis.verdict.min_queries: below it no setting gets a verdict.
+        analysis.verdict.min_queries: below it only a collapse beyond doubt gets a verdict.
     pool : str, keyword-only
         What the pool is, for the messages ("training tracks left after the corpus filters").
     fix : str, keyword-only
         What to change when a K does not fit, for the message.
+    add_queries : str, keyword-only
+        How to get more queries, for the message when fewer than 2 survive (the diagnostics
+        compare queries with each other: ρ̄ and the spectrum need at least 2).
 
     Returns
     -------
@@ -46,11 +58,18 @@ def pool_check(n_pool: int, n_queries: int, ks: Sequence[int], *, min_queries: i
             "heavily and the null's spread shrinks, so z-scores at that K are hard to read"
         )
     if n_queries == 0:
-        errors.append("no query survives: every held-out item was dropped (see the dropped-items table)")
+        errors.append(
+            f"no query survives: every held-out item was dropped (see the dropped-items table); {add_queries}"
+        )
+    elif n_queries == 1:
+        errors.append(
+            "only 1 query survives, but the diagnostics compare queries with each other (rho_bar needs at least "
+            f"2; a full verdict, analysis.verdict.min_queries = {min_queries}); {add_queries}"
+        )
     elif n_queries < min_queries:
         warnings.append(
-            f"only {n_queries} queries (analysis.verdict.min_queries = {min_queries}): no setting will get a "
-            "verdict, and Pos/Sig move in steps of "
+            f"only {n_queries} queries (analysis.verdict.min_queries = {min_queries}): only a collapse "
+            "beyond doubt gets a verdict, and Pos/Sig move in steps of "
             f"{100 / n_queries:.0f}%"
         )
     return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from aria import registry
+from aria.evaluation.numerics import ERROR_LIMIT
 from aria.report import render as R
 
 __all__ = ["compose", "SYMBOLIC_CHANNEL_NOTE", "AUDIO_CHANNEL_NOTE", "LDS_NOTE"]
@@ -33,6 +34,42 @@ AUDIO_CHANNEL_NOTE = (
     "basic-pitch stands in for a pitch/harmony encoder, aiSFX for a general-audio (timbre) encoder; "
     "'avg' = time-averaged embeddings, 'all-vs-all' = max cosine over 10 s windows at 1 s hop."
 )
+
+
+NUMERICS_NOTE = (
+    "τ = L(θ′) − L(θ₀) is a difference of two nearly equal losses. Spread: root mean square over queries of "
+    "τ's standard deviation over training items. The first query of each job is scored again from θ₀ in float64 "
+    "and in float32; round-off = root-mean-square difference from float64 (for float64 itself: float32's times "
+    "u64/u32 = 2^-29). Precision mixed keeps the hidden states in float32 and evaluates the output layer, softmax "
+    "and averages in float64. Aria warns above 1% of the spread."
+)
+
+
+def numerics_table(numerics) -> tuple[list, list]:
+    """``(header, rows)``: per unlearning row, τ's spread and round-off
+    (:func:`~aria.evaluation.numerics.score_numerics`).
+    """
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.2g}%"
+
+    def g(x):
+        return "n/a" if x is None else f"{x:.2g}"
+
+    header = ["Method", "Precision", "Spread of τ", "Round-off (est.)", "of spread", "float32 alone", "of spread"]
+    rows = [
+        [
+            label,
+            n["precision"],
+            g(n["spread"]),
+            g(n["error"]),
+            pct(n["ratio"]),
+            g(n["float32_error"]),
+            pct(n["float32_ratio"]),
+        ]  # fmt: skip
+        for label, n in numerics
+    ]
+    return header, rows
 
 
 def compose(
@@ -126,7 +163,7 @@ def compose(
             }
     first_mu = 1 + len(R.DIAG_KEYS) + (L is not None)
     for k, row in zip(keys, rows):
-        if V[k]["verdict"] == "collapsed":
+        if V[k]["verdict"] in ("collapsed", "constant"):
             for i in range(first_mu, len(row), 3):
                 row[i] = f"({row[i]})"
     validation, validation_summary = _validation(keys, lab, D, lds or {})
@@ -213,6 +250,15 @@ def compose(
         figures["Scores sorted by the unlearning score (mean ± std over queries)"] = R.unlearning_compare_figure(
             unlearning["compare"]
         )
+    numerics = [(lab[k], D[lab[k]]["numerics"]) for k in keys if D[lab[k]].get("numerics")]
+    if numerics:
+        sections.append(("Unlearning: round-off of the scores", *numerics_table(numerics), NUMERICS_NOTE))
+        notes += [
+            f"Warning: {label}'s scores carry an estimated round-off of {100 * n['ratio']:.2g}% of their "
+            "spread: their ranking is partly numerical noise (raise the step size or use precision: float64)."
+            for label, n in numerics
+            if n.get("ok") is False and n.get("ratio") is not None
+        ]
     if accounting:
         sections += _accounting_sections(accounting, main_k=main_k)
     if cost:
@@ -264,6 +310,8 @@ def compose(
             } | {"fit": A[lab[k]]["_fit"]}
         if k in (cost or {}):
             summary["methods"][k]["cost"] = cost[k]
+        if D[lab[k]].get("numerics"):
+            summary["methods"][k]["numerics"] = D[lab[k]]["numerics"]
         if H[lab[k]].get("empty"):
             e = H[lab[k]]["empty"]
             summary["methods"][k]["empty"] = {
@@ -297,6 +345,7 @@ def compose(
                     "point": d["point"],
                     "chosen": bool(d.get("chosen")),
                     **{x: d[x] for x in ("median_rank", "share_rank1", "mean_top_sim", "mean_bottom_sim", "frechet")},
+                    **({"numerics": d["numerics"]} if "numerics" in d else {}),
                     "n_targets": len(d["rank"]),
                 }
                 for d in unlearning["grid"]
@@ -357,6 +406,20 @@ def selfinfluence_reading(grid: list[dict], reason: str = "") -> str:
                 + ")."
             )
         out.append(s)
+    loose = [d for d in grid if ((d.get("numerics") or {}).get("float32_ratio") or 0) > ERROR_LIMIT]
+    if loose:
+        out.append(
+            "τ is computed in float64 here: in float32 alone its round-off would reach "
+            + ", ".join(f"{100 * d['numerics']['float32_ratio']:.2g}% ({d['stage']}, {R._si_point(d)})" for d in loose)
+            + " of its spread (measured on the first target)."
+        )
+    bad = [d for d in grid if (d.get("numerics") or {}).get("ok") is False]
+    if bad:
+        out.append(
+            "Warning: at "
+            + ", ".join(f"{d['stage']} {R._si_point(d)}" for d in bad)
+            + f" τ's estimated round-off exceeds {100 * ERROR_LIMIT:g}% of its spread: its ranks are partly noise."
+        )
     return " ".join(out)
 
 
@@ -375,8 +438,11 @@ COMPARE_NOTE = (
 VERDICT_NOTE = (
     "Collapsed: high r₁ with a leading axis that loads every query alike, or high ρ̄: one training "
     "ranking is shared by all queries, so the μz of that row (shown in parentheses in the main table) "
-    "describe one fixed group and are left out of any comparison of methods. Offset-dominated: high c̄, "
-    "compare scores within a query only. Thresholds: config analysis.verdict (README)."
+    "describe one fixed group and are left out of any comparison of methods. r₁ is read with each "
+    "query's mean removed: per-query offsets raise r₁ without changing a ranking. Offset-dominated: high "
+    "c̄, compare scores within a query only. Constant: every query's scores are tied (ρ̄ undefined). "
+    "With fewer queries than analysis.verdict.min_queries only a collapse beyond doubt is called "
+    "(ρ̄ ≥ 0.9 by default); other rows get no verdict. Thresholds: config analysis.verdict (README)."
 )
 
 ALIGNMENT_NOTE = (
@@ -429,9 +495,10 @@ def _accounting_sections(acc: dict, *, main_k: int) -> list:
             else "No item was left out"
         )
         + (f", {held_out} of them held-out tracks that would have been queries" if held_out else "")
-        + ". "
-        + " ".join(pool.get("warnings", []))
+        + "."
     )
+    # each warning its own item (a list of strings: the first is the text, R._reading_parts)
+    reading = [reading] + [f"⚠ {w.rstrip('.')}." for w in pool.get("warnings", [])]
     out = [("Data accounting: what each step kept", *R.counts_table(acc["counts"]), reading)]
     if n:
         more = (
@@ -455,12 +522,24 @@ def empty_reading(H) -> str:
     e0 = next(h["empty"] for h in H.values() if h.get("empty"))
     feats = ", ".join(f"{f} {n}" for f, n in e0["pool_count_f"].items() if n) or "none"
     out = (
-        "An item's feature is empty when nothing was there to measure: an all-zero histogram (no notes, "
-        "no vertical intervals in a monophonic line, no beats found) or no chord change. Two empty "
-        "histograms count as identical, so groups of such items look homogeneous without evidence. "
+        "An item's feature is empty when nothing was there to measure or nothing varied: an all-zero "
+        "histogram (no notes, no vertical intervals in a monophonic line, no beats found), no chord "
+        "change, or a statistic with zero variation within the segment (one velocity throughout gives "
+        "velocity change, std and range 0). An item is empty in a channel when one of its histograms or "
+        "sequences is, or all of its single-number features are. Empty items are identical in that "
+        "channel, so groups of them look homogeneous without evidence; the evidence cards leave such a "
+        "channel out of the dominant aspect. "
         f"Cells: mean share of each query's top-{e0['k']} items that are empty in the channel; "
         f"pool items empty per feature: {feats}. "
     )
+    counts = {c: n for c, n in e0["pool_count"].items() if n}
+    if counts:
+        out += "⚠ Pool items empty per channel: " + ", ".join(f"{c} {n} of {e0['n_pool']}" for c, n in counts.items())
+        out += (
+            " (dynamic: MIDI with one velocity throughout has no dynamics to compare). "
+            if "dynamic" in counts
+            else ". "
+        )
     warned = [m for m, h in H.items() if (h.get("empty") or {}).get("dominated")]
     if warned:
         out += "⚠ = more than half on average: " + ", ".join(warned) + "."

@@ -277,7 +277,13 @@ def _si_point(d: dict) -> str:
 def selfinfluence_table(grid: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One row per (stage, grid point) of the self-influence check (SPEC §8; the paper's Table 1)."""
     header = ["stage", "setting", "chosen", "median R", "R = 1", "top-k sim", "bottom-k sim", "k", "FD", "targets"]
+    header += ["τ round-off / spread", "float32 alone"]
     rows = []
+
+    def share(n, key):  # τ's round-off as a share of its spread (score_numerics; older JSON: none)
+        x = (n or {}).get(key)
+        return "–" if x is None else f"{100 * x:.2g}%"
+
     for d in grid:
         rows.append(
             [
@@ -291,6 +297,8 @@ def selfinfluence_table(grid: list[dict]) -> tuple[list[str], list[list[str]]]:
                 str(d["top_k"]),
                 "–" if d.get("frechet") is None else _fmt(d["frechet"], ".3g"),
                 f"{len(d['rank'])} of {d['n']}",
+                share(d.get("numerics"), "ratio"),
+                share(d.get("numerics"), "float32_ratio"),
             ]
         )
     return header, rows
@@ -467,6 +475,23 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+_COLOURS += ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # matplotlib's tab10
+_DASHES = ("-", "--", ":", "-.")
+_MARKERS = (".", "x", "^", "s")
+
+
+def line_styles(n: int) -> list[dict]:
+    """``n`` distinguishable line styles, ``[{"color", "linestyle", "marker"}]``: the 10 colours of
+    matplotlib's default cycle, then the same colours dashed with another marker, and so on, so
+    that the 19 rows of a full audio report get 19 different legend entries (40 at most distinct).
+    """
+    return [
+        {"color": _COLOURS[i % 10], "linestyle": _DASHES[i // 10 % 4], "marker": _MARKERS[i // 10 % 4]}
+        for i in range(n)
+    ]
+
+
 def k_sweep_figure(homs: dict) -> bytes:
     """PNG: mu_z against K, one panel per channel, one line per method."""
     import matplotlib
@@ -478,10 +503,11 @@ def k_sweep_figure(homs: dict) -> bytes:
     channels = list(next(iter(homs.values()))["channels"])
     fig, axes = plt.subplots(1, len(channels), figsize=(3.1 * len(channels), 3.0), sharey=True)
     axes = np.atleast_1d(axes)
+    styles = line_styles(len(homs))
     for ax, c in zip(axes, channels):
-        for m, h in homs.items():
+        for (m, h), st in zip(homs.items(), styles):
             ks = sorted(int(k) for k in h["by_k"])
-            ax.plot(ks, [h["by_k"][str(k)]["summary"][c]["mu_z"] for k in ks], marker="o", label=_label(m))
+            ax.plot(ks, [h["by_k"][str(k)]["summary"][c]["mu_z"] for k in ks], label=_label(m), **st)
         ax.axhline(0, color="grey", lw=0.8)
         ax.axhline(1.645, color="grey", lw=0.6, ls=":")
         ax.set_xscale("log")
@@ -505,9 +531,9 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
     import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    for m, d in diags.items():
+    for (m, d), st in zip(diags.items(), line_styles(len(diags))):
         e = np.asarray(d["energy"][:n])
-        ax.plot(np.arange(1, len(e) + 1), e, marker=".", label=_label(m))
+        ax.plot(np.arange(1, len(e) + 1), e, label=_label(m), **st)
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("singular value index i")
@@ -520,7 +546,9 @@ def spectrum_figure(diags: dict, *, n: int = 20) -> bytes:
 def markdown_report(
     title: str, header, rows, *, main_k: int, notes: list[str], sections: list[tuple[str, list, list, str]] = ()
 ) -> str:
-    """Markdown report; ``sections``: further tables, each ``(title, header, rows, reading)``."""
+    """Markdown report; ``sections``: further tables, each ``(title, header, rows, reading)``; a
+    reading is a string or a list ``[text, item, ...]`` whose items are listed after the text.
+    """
     lines = [
         f"# {title}",
         "",
@@ -534,8 +562,19 @@ def markdown_report(
     for vt, vh, vr, reading in sections:
         lines += [f"## {vt}", "", "| " + " | ".join(vh) + " |", "|" + "---|" * len(vh)]
         lines += ["| " + " | ".join(r) + " |" for r in vr]
-        lines += ["", reading, ""]
+        text, items = _reading_parts(reading)
+        lines += ["", text, ""] + ([f"- {w}" for w in items] + [""] if items else [])
     return "\n".join(lines)
+
+
+def _reading_parts(reading) -> tuple[str, list[str]]:
+    """A section's reading: a string, or a list whose first entry is the text and the rest
+    separate items (warnings), each shown on its own line.
+    """
+    if isinstance(reading, str):
+        return reading, []
+    parts = list(reading)
+    return (parts[0] if parts else ""), parts[1:]
 
 
 _CSS = """
@@ -559,10 +598,12 @@ summary audio{height:2rem;vertical-align:middle} .clip{display:inline-block;marg
 """
 
 
-def _section_html(title: str, header, rows, reading: str) -> str:
+def _section_html(title: str, header, rows, reading) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table><p>{html.escape(reading)}</p>"
+    text, items = _reading_parts(reading)
+    lis = f'<ul class="notes">{"".join(f"<li>{html.escape(w)}</li>" for w in items)}</ul>' if items else ""
+    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table><p>{html.escape(text)}</p>{lis}"
 
 
 def _player(src: str) -> str:

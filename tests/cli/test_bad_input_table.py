@@ -216,6 +216,10 @@ def several_corrupt_midi(tmp_path, capsys):
     return msg
 
 
+def zero_byte_midi(tmp_path, capsys):
+    return _segments(tmp_path, _midi_corpus(tmp_path, {"bad": lambda p: p.write_bytes(b"")}), capsys)
+
+
 def _manifest_with(tmp_path, capsys, row, column, value):
     """symbolic-segments on a good corpus whose manifest has one cell changed."""
     m = _midi_corpus(tmp_path, {})
@@ -259,6 +263,47 @@ def nan_scores(tmp_path, capsys):
     return _import(tmp_path, S, _ids(tmp_path, 6, 3), capsys)
 
 
+def _diagnose(path, capsys):
+    return _error(["diagnose", str(path), "--json"], capsys)
+
+
+def nan_in_npy_diagnose(tmp_path, capsys):
+    S = np.arange(1.0, 19.0).reshape(6, 3)
+    S[4, 1] = np.nan
+    np.save(tmp_path / "m.npy", S)
+    return _diagnose(tmp_path / "m.npy", capsys)
+
+
+def _csv(tmp_path, cell):
+    """A 6 x 3 matrix with ids (header ``id,q0,q1,q2``, first column ``s0..s5``), cell (4, 1) replaced."""
+    body = [[f"{i * 3 + j + 1}" for j in range(3)] for i in range(6)]
+    body[4][1] = cell
+    lines = ["id,q0,q1,q2"] + [f"s{i}," + ",".join(r) for i, r in enumerate(body)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "m.csv"
+
+
+def nan_in_csv(tmp_path, capsys):
+    return _diagnose(_csv(tmp_path, "nan"), capsys)
+
+
+def text_in_csv(tmp_path, capsys):
+    return _diagnose(_csv(tmp_path, "n.a."), capsys)
+
+
+def zero_byte_matrix(tmp_path, capsys):
+    (tmp_path / "m.npy").write_bytes(b"")
+    return _diagnose(tmp_path / "m.npy", capsys)
+
+
+def truncated_npy(tmp_path, capsys):
+    np.save(tmp_path / "full.npy", np.ones((6, 3)))
+    data = (tmp_path / "full.npy").read_bytes()
+    header = len(data) - 6 * 3 * 8  # what the file holds besides its float64 data
+    (tmp_path / "m.npy").write_bytes(data[: header + 16])  # two of the 18 numbers
+    return _diagnose(tmp_path / "m.npy", capsys)
+
+
 def ids_not_matching(tmp_path, capsys):
     return _import(tmp_path, np.ones((6, 3)), _ids(tmp_path, 5, 3), capsys)
 
@@ -298,6 +343,18 @@ def corpus_too_small_for_k(tmp_path, capsys):
     return _raises(lambda: validate_config(cfg, source="config.yaml"))
 
 
+def manifest_smaller_than_k(tmp_path, capsys):
+    from aria.config import validate_config
+
+    man = tmp_path / "m.csv"
+    rows = [("t0", "train"), ("t1", "eval"), ("t2", "train"), ("t3", "train")]
+    man.write_text("track_id,path,genre,split\n" + "".join(f"{t},{t}.wav,g,{s}\n" for t, s in rows))
+    cfg = _tiny_config()
+    cfg["audio"]["corpus"] = {"kind": "audio_folder", "audio_folder": {"root": str(tmp_path), "manifest": str(man)}}
+    cfg["homogeneity"] = {**cfg["homogeneity"], "ks": [2, 10], "main_k": 2}
+    return _raises(lambda: validate_config(cfg, source="config.yaml"))
+
+
 def missing_hf_cache(tmp_path, capsys, monkeypatch):
     from aria.audio.encoders import HFEncoder
 
@@ -320,6 +377,59 @@ def wrong_architecture_checkpoint(tmp_path, capsys):
     return _raises(lambda: load_model(path))
 
 
+def audio_only_without_audio(tmp_path, capsys):
+    """What a new user wrote: experiments: [audio] and the shared sections, but no audio section."""
+    from aria.config import validate_config
+
+    cfg = _tiny_config()
+    cfg = {"experiments": ["audio"], **{k: cfg[k] for k in ("device", "seeds", "homogeneity")}}
+    msg = _raises(lambda: validate_config(cfg, source="config my.yaml"))
+    assert "'experiment'" not in msg, msg  # the top-level experiment is not asked for: audio.experiment names it
+    return msg
+
+
+def one_query_in_the_pool(tmp_path, capsys):
+    """Segments of four training pieces and one eval prompt: refused by the pool check, nothing written."""
+    from aria.io.tables import write_npz
+
+    pd.DataFrame(dict(segment_id=[f"t{i}_s0" for i in range(4)], track_id=[f"t{i}" for i in range(4)])).to_csv(
+        tmp_path / "segments.csv", index=False
+    )
+    write_npz(tmp_path / "eval.npz", track_ids=np.array(["e0"]), tokens=np.zeros((1, 8), np.int64))
+    out = tmp_path / "pool.json"
+    params = json.dumps({"ks": [2], "min_queries": 10, "unit": "segment"})
+    argv = ["check-pool", "--segments", str(tmp_path / "segments.csv"), "--queries", str(tmp_path / "eval.npz")]
+    msg = _raises(lambda: main([*argv, "--params", params, "--out", str(out)]))
+    assert not out.exists()
+    return msg
+
+
+def every_eval_track_unreadable(tmp_path, capsys):
+    """Two good training tracks, both eval tracks corrupt: the import is refused, and the dropped-tracks
+    table, written first, lists both eval tracks with their reasons."""
+    import soundfile as sf
+
+    d = tmp_path / "audio"
+    d.mkdir()
+    sf.write(d / "good1.wav", _tone(3), SR)
+    sf.write(d / "good2.wav", _tone(3), SR)
+    _write(d / "e1.wav", b"RIFF\x00\x01\x00\x00WAVEjunk" + bytes(500))
+    _write(d / "e2.wav", b"")
+    rows = [("good1", "train"), ("good2", "train"), ("e1", "eval"), ("e2", "eval")]
+    pd.DataFrame([dict(track_id=t, path=f"{t}.wav", genre="g", split=s) for t, s in rows]).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    params = {"kind": "audio_folder", "audio_folder": {"manifest": str(tmp_path / "m.csv"), "root": str(d)}, "sr": SR}
+    out, dropped = tmp_path / "manifest.csv", tmp_path / "dropped.csv"
+    argv = ["audio-import", "--params", json.dumps(params), "--out", str(out), "--out-dropped", str(dropped)]
+    msg = _raises(lambda: main(argv))
+    assert not out.exists()
+    table = pd.read_csv(dropped)
+    assert table["track_id"].tolist() == ["e1", "e2"] and set(table["split"]) == {"eval"}
+    assert table["reason"].str.startswith("unreadable").all()
+    return msg
+
+
 CASES = {
     "corrupt audio": corrupt_audio,
     "empty audio (0 bytes)": empty_audio,
@@ -331,17 +441,27 @@ CASES = {
     "empty MIDI": empty_midi,
     "MIDI with only drums": drums_only_midi,
     "several corrupt MIDI files": several_corrupt_midi,
+    "MIDI file of 0 bytes": zero_byte_midi,
     "manifest names a missing file": manifest_missing_file,
     "duplicate track ids": manifest_duplicate_ids,
     "split other than train/eval": manifest_bad_split,
     "NaN or Inf scores": nan_scores,
+    "NaN in a .npy given to `aria diagnose`": nan_in_npy_diagnose,
+    "NaN in a CSV matrix": nan_in_csv,
+    "text in a CSV matrix": text_in_csv,
+    "score matrix file of 0 bytes": zero_byte_matrix,
+    "truncated .npy (copy cut short)": truncated_npy,
     "ids that do not match the matrix": ids_not_matching,
     "score matrix of the wrong orientation": wrong_orientation,
     "config typo": config_typo,
     "config value out of range": config_out_of_range,
     "corpus too small for K = 50": corpus_too_small_for_k,
+    "audio manifest with fewer training tracks than K": manifest_smaller_than_k,
     "missing HF cache (CLAP, MERT)": missing_hf_cache,
     "checkpoint of the wrong architecture": wrong_architecture_checkpoint,
+    "audio-only config without an audio section": audio_only_without_audio,
+    "one query in the pool": one_query_in_the_pool,
+    "every eval track unreadable": every_eval_track_unreadable,
 }
 
 

@@ -127,3 +127,74 @@ def test_compose_marks_collapsed_rows_and_states_each_verdict():
         verdict_thresholds={"r1": 0.9, "rho_bar": 0.9},
     )
     assert s2["methods"]["tracin"]["verdict"]["verdict"] == "query-dependent" and "(+2.30)" not in md2
+
+
+def test_few_queries_collapse_is_marked_not_shown_as_evidence():
+    """The audio baselines with 3 queries: r1 = c_bar = 1.000, rho_bar ~ 0.97 were shown green, unbracketed."""
+    from aria.evaluation.reliability import centred_diagnostics, gram_stats, reliability_from_stats
+    from aria.report import compose
+
+    rng = np.random.default_rng(0)
+    shared = 0.99 + 0.005 * (np.outer(rng.normal(size=400), np.ones(3)) + 0.1 * rng.normal(size=(400, 3)))
+    iid = 0.99 + 0.005 * rng.normal(size=(400, 3))
+    diags = []
+    for S in (shared, iid):
+        st = gram_stats(S)
+        diags.append({**reliability_from_stats(st), **centred_diagnostics(st), "n": 400, "q": 3, "energy": [1.0]})
+    assert diags[0]["r1"] > 0.999 and diags[0]["c_bar"] > 0.999 and diags[0]["rho_bar"] > 0.95
+    html, md, summary = compose(["aisfx", "trak"], diags, [_hom(2.2), _hom(0.5)], experiment="t", main_k=10)
+    v = summary["methods"]["aisfx"]["verdict"]
+    assert v["verdict"] == "collapsed" and v["flag"] == "few queries"
+    row = next(line for line in md.splitlines() if line.startswith("| aiSFX") or line.startswith("| aisfx"))
+    assert "(+2.20)" in row
+    assert summary["methods"]["trak"]["verdict"]["verdict"] is None  # independent rankings: still no verdict
+    assert '<td class="sep pos">(+2.20)</td>' not in html and "(+2.20)" in html  # not green
+
+
+def test_data_accounting_warnings_are_separate_items():
+    from html import escape
+
+    from aria.evaluation.accounting import pool_check
+    from aria.report import compose
+
+    pool = pool_check(30, 4, [5, 20], min_queries=10, pool="training tracks", fix="lower K")
+    assert len(pool["warnings"]) == 2  # K > half the pool, and too few queries
+    acc = {"dropped": [], "counts": [{"stage": "s", "train": 30, "queries": 4}], "pool": pool}
+    html, md, _ = compose(["trak"], [{**_diag(0.1), "q": 4}], [_hom(0.5)], experiment="t", main_k=10, accounting=acc)
+    for w in pool["warnings"]:
+        assert f"<li>⚠ {escape(w)}.</li>" in html
+        assert f"\n- ⚠ {w}.\n" in md
+    assert "hard to read only" not in html  # the two used to run together in one sentence
+
+
+def test_spectrum_series_are_distinguishable(monkeypatch):
+    """19 rows on a 10-colour cycle repeated colours; every (colour, linestyle, marker) must now differ."""
+    import aria.report.render as render
+
+    figs = []
+    monkeypatch.setattr(render, "_png", lambda fig: figs.append(fig) or b"")
+    diags = {f"m{i}": {"energy": list(np.geomspace(0.5, 1e-3, 12))} for i in range(19)}
+    render.spectrum_figure(diags)
+    lines = figs[0].axes[0].get_lines()
+    styles = {(str(ln.get_color()), ln.get_linestyle(), ln.get_marker()) for ln in lines}
+    assert len(lines) == 19 and len(styles) == 19
+    render.k_sweep_figure({f"m{i}": _hom(0.1 * i) for i in range(19)})
+    ax = figs[1].axes[0]
+    series = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]  # not the z = 0, 1.645 lines
+    assert len(series) == 19 and len({(str(ln.get_color()), ln.get_linestyle()) for ln in series}) == 19
+
+
+def test_empty_reading_warns_about_constant_velocities():
+    from aria.report.compose import empty_reading
+
+    e = {
+        "k": 10,
+        "n_pool": 538,
+        "pool_count": {"melody": 0, "dynamic": 186},
+        "pool_count_f": {"velocity_std": 186, "velocity_range": 186, "velocity_change_mean": 186},
+        "group_share": {"melody": 0.0, "dynamic": 0.9},
+        "dominated": ["dynamic"],
+    }
+    text = empty_reading({"TracIn": {"empty": e}})
+    assert "⚠ Pool items empty per channel: dynamic 186 of 538" in text and "one velocity throughout" in text
+    assert "TracIn" in text

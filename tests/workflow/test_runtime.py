@@ -118,7 +118,50 @@ def test_jobs_start_from_the_template_and_compile_nothing(tiny_run):
         pytest.skip("no JIT template in this environment (make venv builds it)")
     compiled = [str(p.relative_to(tiny_run)) for p, t in texts.items() if "numba compiled" in t]
     assert compiled == [], f"jobs compiled kernels the template lacks (extend `aria warm-jit-cache`): {compiled}"
-    assert all("private numba cache" in t for t in texts.values())
+    # Only jobs that imported numba name their cache, and here only because they replaced the
+    # NUMBA_CACHE_DIR inherited from the test process (tests/conftest.py); the symbolic jobs never do.
+    named = sorted(str(p.relative_to(tiny_run / "results")) for p, t in texts.items() if "private numba cache" in t)
+    assert any("audio_features" in n for n in named), named
+    assert all("seeded with" in texts[tiny_run / "results" / n] for n in named)
+    assert all("replacing the inherited NUMBA_CACHE_DIR" in texts[tiny_run / "results" / n] for n in named)
+    assert not [n for n in named if n.startswith("tiny/")], named
+
+
+def test_cache_note_only_with_v_for_jobs_that_import_numba(tmp_path):
+    """Issue 28: every command used to print "aria: private numba cache ... seeded with 58 files",
+    even `aria diagnose --json`. Now only a job that imported numba (librosa) says it, with -v."""
+    env = {k: v for k, v in _env().items() if k != "NUMBA_CACHE_DIR"}  # a user's shell: nothing inherited
+    np.save(tmp_path / "S.npy", np.random.default_rng(0).standard_normal((12, 4)))
+    for flags in ([], ["-v"]):
+        res = subprocess.run(
+            [str(BIN / "aria"), *flags, "diagnose", str(tmp_path / "S.npy"), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["n_rows"] == 12  # stdout: exactly one JSON object
+        assert "numba" not in res.stderr
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(2):
+        _tone_wav(audio / f"t{i}.wav", seed=i, sr=44100, dur_s=2.0)  # resampled to 22050 Hz: librosa
+    manifest = _manifest(audio, ["t0.wav", "t1.wav"], ["train", "eval"])
+    folder = {"manifest": str(manifest), "root": str(audio)}
+    params = json.dumps({"kind": "audio_folder", "audio_folder": folder, "sr": 22050})
+    notes = {}
+    for flags in ([], ["-v"]):
+        out = tmp_path / f"manifest{len(flags)}.csv"
+        res = subprocess.run(
+            [str(BIN / "aria"), "audio-import", "--params", params, "--out", str(out), *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        notes[len(flags)] = [line for line in res.stderr.splitlines() if line.startswith("aria: private numba cache")]
+    assert notes[0] == []
+    assert len(notes[1]) == 1 and ("seeded with" in notes[1][0] or "no template at" in notes[1][0]), notes
 
 
 _CRASH_ON = """

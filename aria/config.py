@@ -135,7 +135,7 @@ ANALYSIS_DEFAULTS = {
     "residual": True,
     "max_dims_fraction": 0.1,
     # aria.evaluation.reliability.VERDICT_DEFAULTS (the reasoning is in verdict()'s docstring)
-    "verdict": {"r1": 0.5, "v1_constancy": 0.9, "rho_bar": 0.5, "c_bar": 0.5, "min_queries": 10},
+    "verdict": {"r1": 0.5, "v1_constancy": 0.9, "rho_bar": 0.5, "c_bar": 0.5, "min_queries": 10, "collapse_sure": 0.9},
 }
 
 

@@ -189,3 +189,11 @@ def test_diagnose_prints_undefined_for_a_constant_matrix(tmp_path, capsys):
     assert main(["diagnose", str(tmp_path / "i.npy")]) == 0
     out = capsys.readouterr().out
     assert "Offset-dominated" in out and "collapse (" not in out
+
+
+def test_config_defaults_are_the_verdicts():
+    """aria.config keeps a copy of the thresholds (it must not import numpy code at workflow start)."""
+    from aria.config import ANALYSIS_DEFAULTS
+    from aria.evaluation.reliability import VERDICT_DEFAULTS
+
+    assert ANALYSIS_DEFAULTS["verdict"] == VERDICT_DEFAULTS

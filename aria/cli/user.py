@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 
@@ -22,19 +21,6 @@ import numpy as np
 from aria.io.matrices import EXPORT_FORMATS
 
 log = logging.getLogger("aria")
-
-
-@contextlib.contextmanager
-def _name_the_file(source: str):
-    """Re-raise a ValueError of the reliability code that names an in-memory or memory-mapped
-    matrix ``"array"`` (a .npy, .npz, .pt or .csv once read) with ``source``, the file the user gave.
-    """
-    try:
-        yield
-    except ValueError as e:
-        if str(e).startswith("array: "):
-            raise ValueError(f"{source}: {str(e)[len('array: ') :]}") from None
-        raise
 
 
 def cmd_diagnose(a) -> None:
@@ -55,9 +41,8 @@ def cmd_diagnose(a) -> None:
     n, q = m.shape
     if q < 2 or n < 2:  # before streaming a large store for a matrix that cannot be scored
         raise ValueError(f"{m.source}: diagnostics need at least 2 rows and 2 columns, got shape {m.shape}")
-    with _name_the_file(m.source):
-        stats = gram_stats(m.data, progress=not a.json)
-        res = reliability_from_stats(stats)
+    stats = gram_stats(m.data, progress=not a.json, source=m.source)
+    res = reliability_from_stats(stats)
     if a.json:
         out = {k: (None if np.isnan(v) else v) for k, v in res.items()}
         print(json.dumps({**out, "n_rows": n, "n_cols": q, "source": m.source}))

@@ -278,6 +278,7 @@ def gram_stats(
     progress: bool = False,
     precision: str = "float32",
     workers: int | None = None,
+    source: str | None = None,
 ) -> GramStats:
     """Accumulate G = SᵀS, column sums and sums of squares in one streaming pass.
 
@@ -298,6 +299,8 @@ def gram_stats(
         "float32" halves the product time; its diagnostics agree with a float64
         brute force to ~1e-7 relative, within 1e-6 (module docstring, "Numerics").
         "float64" agrees to ~1e-12.
+    source : str, optional
+        What error messages call S (e.g. the file a user gave); default: the store path, or "array".
     workers : int, optional
         Threads that read (decompress) and multiply chunks concurrently, so that
         one chunk's product overlaps the next chunk's read. The BLAS pool's threads
@@ -323,7 +326,8 @@ def gram_stats(
         (the message names the source and the first bad row), or a bad
         ``precision``/``workers``/``row_chunk``.
     """
-    arr, source = _resolve(S)
+    arr, found = _resolve(S)
+    source = source or found
     return _accumulate(arr, source, row_chunk, progress, precision=precision, workers=workers)
 
 

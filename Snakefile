@@ -23,6 +23,7 @@ if MIDI_CORPUS:
 include: "rules/model.smk"
 include: "rules/attribution.smk"
 include: "rules/unlearning.smk"
+include: "rules/replicas.smk"
 include: "rules/lds.smk"
 
 

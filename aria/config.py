@@ -87,6 +87,7 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
             for key in unknown:
                 problems.append(
                     f"unknown key '{_where([*err.path, key])}' (allowed here: {', '.join(allowed) or 'none'})"
+                    + _renamed_hint(err.path, key, err.instance.get(key))
                 )
         elif err.validator == "required" and not err.path:
             missing.append(err.message.split("'")[1])  # "'<key>' is a required property"
@@ -98,6 +99,19 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
     if problems:
         raise ConfigError(f"invalid {source}:\n  - " + "\n  - ".join(problems))
     return config
+
+
+def _renamed_hint(path, key, value) -> str:
+    """How to write a key that an older Aria used (the damping of TRAK, LoGra and FactGraSS)."""
+    method = str(path[-1]) if len(path) else ""
+    if key == "lambda" and method == "trak":
+        return (
+            f"; the damping is now 'damping': {{rule: absolute, lambda: {value}}} for the same numbers, or "
+            "{rule: relative, alpha: 10} (the default: lambda = alpha * mean eigenvalue of Phi^T Phi)"
+        )
+    if key == "alpha" and method in ("logra", "factgrass"):
+        return f"; the damping is now 'damping': {{rule: relative, alpha: {value}}} (the same numbers)"
+    return ""
 
 
 #: Top-level sections that only the symbolic experiment needs (the schema's "else" branch).
@@ -135,14 +149,29 @@ ANALYSIS_DEFAULTS = {
     "residual": True,
     "max_dims_fraction": 0.1,
     # aria.evaluation.reliability.VERDICT_DEFAULTS (the reasoning is in verdict()'s docstring)
-    "verdict": {"r1": 0.5, "v1_constancy": 0.9, "rho_bar": 0.5, "c_bar": 0.5, "min_queries": 10, "collapse_sure": 0.9},
+    "verdict": {
+        "r1": 0.5,
+        "v1_constancy": 0.9,
+        "rho_bar": 0.5,
+        "c_bar": 0.5,
+        "min_queries": 10,
+        "collapse_sure": 0.9,
+        "agreement": 0.25,
+    },
+    # the noise diagnostic (aria.evaluation.agreement): each method again from this ensemble member
+    "replicas": {"member": 1, "skip": []},
 }
 
 
 def analysis_settings(block: dict | None) -> dict:
     """The ``analysis`` config block (SPEC §7 readings) with its defaults filled in."""
     block = dict(block or {})
-    return {**ANALYSIS_DEFAULTS, **block, "verdict": {**ANALYSIS_DEFAULTS["verdict"], **block.get("verdict", {})}}
+    return {
+        **ANALYSIS_DEFAULTS,
+        **block,
+        "verdict": {**ANALYSIS_DEFAULTS["verdict"], **block.get("verdict", {})},
+        "replicas": {**ANALYSIS_DEFAULTS["replicas"], **block.get("replicas", {})},
+    }
 
 
 LDS_DEFAULTS = {"n_subsets": 64, "alpha": 0.5, "runs": 1, "n_boot": 1000}
@@ -287,7 +316,34 @@ def sweepable_params(method: str) -> tuple[str, ...]:
     from aria import registry
 
     m = registry.method(method)
-    return tuple(m.run_params) + (("k",) if m.reads in ("ensemble", "checkpoints", "final") else ())
+    params = []
+    for p in m.run_params:  # a damping is swept by its alpha (relative rule) or lambda (absolute rule)
+        params += ["alpha", "lambda"] if p == "damping" else [p]
+    return tuple(params) + (("k",) if m.reads in ("ensemble", "checkpoints", "final") else ())
+
+
+def damping_points(grid: dict) -> list[dict]:
+    """A sensitivity grid's points: the product of its value lists, except that a damping's
+    ``alpha`` and ``lambda`` lists are alternatives (relative and absolute rules), not a product:
+    ``{k: [256, 512], alpha: [1, 10], lambda: [0.01]}`` gives 2 x (2 + 1) points.
+    """
+    from itertools import product
+
+    damp = [{"alpha": v} for v in grid.get("alpha", [])] + [{"lambda": v} for v in grid.get("lambda", [])]
+    rest = {p: v for p, v in grid.items() if p not in ("alpha", "lambda")}
+    points = [dict(zip(rest, vals)) for vals in product(*rest.values())]
+    if damp:
+        points = [{**d, **p} for d in damp for p in points]
+    return [{p: point[p] for p in grid if p in point} for point in points]  # keys in the grid's order
+
+
+def point_damping(point: dict) -> dict | None:
+    """The ``damping`` of a grid point that sets ``alpha`` or ``lambda`` (else None)."""
+    if "alpha" in point:
+        return {"rule": "relative", "alpha": point["alpha"]}
+    if "lambda" in point:
+        return {"rule": "absolute", "lambda": point["lambda"]}
+    return None
 
 
 def _selfinfluence_problems(config: dict, *, symbolic: bool, audio: bool) -> list[str]:

@@ -226,7 +226,30 @@ def stage_methods() -> list[Method]:
     return [m for m in _METHODS.values() if m.family in ("gradient-dense", "gradient-factored", "unlearning")]
 
 
-_LAMBDA = {"type": "number", "exclusiveMinimum": 0, "description": "damping lambda of (Phi^T Phi + lambda I)"}
+def _damping(default_alpha: float, matrix: str) -> dict:
+    """Schema of ``damping`` (one vocabulary for TRAK, LoGra, FactGraSS: aria.attribution.linalg.damping_lambda)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rule"],
+        "properties": {
+            "rule": {"enum": ["relative", "absolute"]},
+            "alpha": {"type": "number", "exclusiveMinimum": 0},
+            "lambda": {"type": "number", "exclusiveMinimum": 0},
+        },
+        "oneOf": [
+            {"properties": {"rule": {"const": "relative"}}, "required": ["alpha"], "not": {"required": ["lambda"]}},
+            {"properties": {"rule": {"const": "absolute"}}, "required": ["lambda"], "not": {"required": ["alpha"]}},
+        ],
+        "description": f"{{rule: relative, alpha: a}}: lambda = a * mean eigenvalue of {matrix} (default a = "
+        f"{default_alpha:g}); {{rule: absolute, lambda: l}}: lambda = l",
+    }
+
+
+#: default damping: TRAK's alpha = 10 keeps 97% of the replica agreement of alpha -> infinity on the
+#: demo (README "Reading the evidence"); LoGra/FactGraSS keep their alpha = 0.1 per layer
+TRAK_DAMPING = {"rule": "relative", "alpha": 10.0}
+FACTORED_DAMPING = {"rule": "relative", "alpha": 0.1}
 register(
     Method(
         "trak",
@@ -236,11 +259,12 @@ register(
         normalize="zscore",
         module="aria.attribution.trak",
         params={
-            "lambda": _LAMBDA,
+            "damping": _damping(TRAK_DAMPING["alpha"], "Phi^T Phi"),
             "ensemble": {"type": "integer", "minimum": 1, "description": "independently trained models M"},
         },
-        required=("lambda", "ensemble"),
-        run_params=("lambda",),
+        required=("ensemble",),
+        run_params=("damping",),
+        defaults={"damping": TRAK_DAMPING},
     )
 )
 register(
@@ -266,11 +290,6 @@ register(
     Method("graddot", "GradDot", "gradient-dense", reads="final", normalize="rank", module="aria.attribution.graddot")
 )
 
-_ALPHA = {
-    "type": "number",
-    "exclusiveMinimum": 0,
-    "description": "relative damping: lambda_l = alpha * mean eigenvalue of F_l, per layer",
-}
 _LAYERS = {"enum": ["all", "attention", "mlp"], "description": "nn.Linear layers whose factored gradients are used"}
 register(
     Method(
@@ -281,15 +300,15 @@ register(
         normalize="rank",
         module="aria.attribution.logra",
         params={
-            "alpha": _ALPHA,
+            "damping": _damping(FACTORED_DAMPING["alpha"], "F_l, per layer"),
             "k_in": {"type": "integer", "minimum": 1, "description": "input-side projection per layer"},
             "k_out": {"type": "integer", "minimum": 1, "description": "output-side projection per layer"},
             "init": {"enum": ["kfac", "random"], "description": "KFAC eigenvectors, or Gaussian (the ablation)"},
             "layers": _LAYERS,
         },
-        run_params=("alpha",),
+        run_params=("damping",),
         projection_params=("k_in", "k_out", "init", "layers"),
-        defaults={"alpha": 0.1, "k_in": 64, "k_out": 64, "init": "kfac", "layers": "all"},
+        defaults={"damping": FACTORED_DAMPING, "k_in": 64, "k_out": 64, "init": "kfac", "layers": "all"},
         covariance_when={"init": "kfac"},
     )
 )
@@ -302,7 +321,7 @@ register(
         normalize="rank",
         module="aria.attribution.factgrass",
         params={
-            "alpha": _ALPHA,
+            "damping": _damping(FACTORED_DAMPING["alpha"], "F_l, per layer"),
             "k": {"type": "integer", "minimum": 1, "description": "SJLT output dimension per layer"},
             "blowup": {
                 "type": "integer",
@@ -312,9 +331,9 @@ register(
             "mask": {"enum": ["random", "magnitude"], "description": "which factor coordinates are kept"},
             "layers": _LAYERS,
         },
-        run_params=("alpha",),
+        run_params=("damping",),
         projection_params=("k", "blowup", "mask", "layers"),
-        defaults={"alpha": 0.1, "k": 4096, "blowup": 4, "mask": "random", "layers": "all"},
+        defaults={"damping": FACTORED_DAMPING, "k": 4096, "blowup": 4, "mask": "random", "layers": "all"},
         covariance_when={"mask": "magnitude"},
     )
 )

@@ -132,6 +132,7 @@ rule score:
 rule diagnostics:
     input:
         scores=results("scores/{stage}/{method}.zarr"),
+        replica=replica_stores,
     output:
         json=results("diagnostics/{stage}/{method}.json"),
     log:
@@ -145,9 +146,10 @@ rule diagnostics:
         dask_scheduler=COMPUTE["scheduler"],
     params:
         engine=COMPUTE["engine"],
+        replica=replica_args,
     shell:
         "aria diagnostics --scores {input.scores} --out {output.json} --engine {params.engine} "
-        "--scheduler {resources.dask_scheduler:q} --threads {threads} > {log} 2>&1"
+        "--scheduler {resources.dask_scheduler:q} --threads {threads} {params.replica} > {log} 2>&1"
 
 
 if EXTERNAL:

@@ -6,6 +6,7 @@
 #   so changing one method's parameter reruns that method's jobs and nothing else.
 import json
 import os
+import shlex
 import shutil
 import sys
 from types import SimpleNamespace
@@ -275,6 +276,61 @@ def method_feature_stores(w):
     return [store.format(stage=w.stage, m=0, c=n_c)]
 
 
+# The noise diagnostic (aria.evaluation.agreement, rules/replicas.smk): each model-based method's
+# scores again from ensemble member analysis.replicas.member (another seed), and the agreement of
+# the two replicas in the method's diagnostics JSON.
+REPLICA = ANALYSIS["replicas"]
+
+
+def replica_reason(w):
+    """Why a report row has no replica (None: it has one)."""
+    if w.method in EXTERNAL:
+        return "a matrix computed outside Aria: give its replica to `aria diagnose --replica`"
+    if (w.exp, w.stage) not in STAGES:
+        return "an embedding baseline: no trained model, so nothing to retrain with another seed"
+    m = registry.METHODS.get(w.method)
+    if m is None or m.family not in ("gradient-dense", "gradient-factored", "unlearning"):
+        return "no model to retrain"
+    if f"{w.stage}/{w.method}" in REPLICA["skip"]:
+        return f"skipped by config analysis.replicas.skip ({w.stage}/{w.method})"
+    if stage_cfg(w).get("pretrained") and len(stage_cfg(w)["pretrained"]) <= REPLICA["member"]:
+        return f"no checkpoint of ensemble member {REPLICA['member']} among the stage's pretrained models"
+    return None
+
+
+def member_feature_stores(w, m):
+    """The feature stores a gradient method reads when it scores from ensemble member ``m`` alone."""
+    cfg = stage_cfg(w)
+    n_c = n_checkpoints(cfg)
+    reads = registry.method(w.method).reads
+    if reads == "checkpoints":
+        return [results(f"features/{w.stage}/m{m}_c{c}.zarr", w.exp) for c in range(1, n_c + 1)]
+    if reads == "factored":
+        return [results(f"features/{w.stage}/{w.method}/m{m}.zarr", w.exp)]
+    return [results(f"features/{w.stage}/m{m}_c{n_c}.zarr", w.exp)]  # final; ensemble: one member
+
+
+def replica_stores(w):
+    """``[A, B]``: the method's scores (TRAK: member 0 alone, as its ensemble averages members) and
+    the replica from member ``analysis.replicas.member``; [] when the row has no replica."""
+    if replica_reason(w):
+        return []
+    member = REPLICA["member"]
+    b = results(f"replicas/{w.stage}/{w.method}/m{member}.zarr", w.exp)
+    if registry.method(w.method).reads == "ensemble":
+        return [results(f"replicas/{w.stage}/{w.method}/m0.zarr", w.exp), b]
+    return [results(f"scores/{w.stage}/{w.method}.zarr", w.exp), b]
+
+
+def replica_args(w, input):
+    """The diagnostics job's replica options."""
+    if input.replica:
+        ens = method_settings(w).get("ensemble", 1) if registry.method(w.method).reads == "ensemble" else 1
+        p = jparams(members=[0, REPLICA["member"]], ensemble=ens)
+        return f"--replica {' '.join(input.replica)} --replica-params {shlex.quote(p)}"
+    return f"--replica-note {shlex.quote(replica_reason(w) or 'no replica')}"
+
+
 def method_settings(w):
     """A method's config block of this stage over the registry's defaults."""
     m = registry.method(w.method)
@@ -438,14 +494,14 @@ def _point_name(point):
 
 
 def sweep_points(method):
-    """The method's grid points ``{name: {param: value}}`` (the product of the value lists)."""
-    from itertools import product
+    """The method's grid points ``{name: {param: value}}`` (aria.config.damping_points: the product of
+    the value lists, a damping's alpha and lambda lists being alternatives)."""
+    from aria.config import damping_points
 
     grid = (SENS.get("grid") or {}).get(method, {})
     if not grid:
         return {}
-    points = [dict(zip(grid, vals)) for vals in product(*grid.values())]
-    return {_point_name(p): p for p in points}
+    return {_point_name(p): p for p in damping_points(grid)}
 
 
 def sweep_jobs(exp):
@@ -474,6 +530,12 @@ def sweep_inputs(w):
         base = results(f"features/{w.stage}", w.exp)
         stores = [os.path.join(base, f"k{int(k)}", os.path.relpath(f, base)) for f in stores]
     out = {"features": stores}
+    reads = registry.method(w.method).reads
+    if not replica_reason(w) and (k is None or reads == "ensemble"):  # the point's noise diagnostic
+        base = results(f"features/{w.stage}", w.exp)
+        at_k = lambda fs: fs if k is None else [os.path.join(base, f"k{int(k)}", os.path.relpath(f, base)) for f in fs]
+        out["replica_a"] = at_k(member_feature_stores(w, 0)) if reads == "ensemble" else stores
+        out["replica_b"] = at_k(member_feature_stores(w, REPLICA["member"]))
     if SYMBOLIC and w.exp == EXP:
         out.update(evidence=symbolic_evidence(), null=results("evidence/null.json", EXP))
         if HOM_UNIT == "track":
@@ -490,7 +552,12 @@ def sweep_inputs(w):
 
 def sweep_params(w):
     """The method's scoring parameters with the grid point's values, and the track-level normalization."""
-    point = {p: v for p, v in sweep_points(w.method)[w.point].items() if p != "k"}
+    from aria.config import point_damping
+
+    point = {p: v for p, v in sweep_points(w.method)[w.point].items() if p not in ("k", "alpha", "lambda")}
+    damping = point_damping(sweep_points(w.method)[w.point])
+    if damping:
+        point["damping"] = damping
     base = json.loads(method_params(w))
     norm = {}
     if not (SYMBOLIC and w.exp == EXP) or HOM_UNIT == "track":

@@ -222,3 +222,32 @@ def test_projection_type_default_is_the_registrys_everywhere():
     walk(load_schema(), ())
     assert len(found) == 4 and set(found) == {registry.DEFAULT_PROJECTION}  # symbolic + 3 audio stages
     # (the jobs' side: tests/workflow/test_workflow.py::test_score_store_matches_features)
+
+
+def test_old_damping_keys_say_how_to_write_them():
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["methods"]["trak"] = {"lambda": 0.01, "ensemble": 3}
+    cfg["methods"]["logra"]["alpha"] = 0.2
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg)
+    msg = str(e.value)
+    assert "{rule: absolute, lambda: 0.01} for the same numbers" in msg
+    assert "'damping': {rule: relative, alpha: 0.2} (the same numbers)" in msg
+
+
+def test_damping_rules_are_exclusive():
+    cfg = copy.deepcopy(_load("config.yaml"))
+    cfg["methods"]["trak"]["damping"] = {"rule": "relative", "lambda": 0.01}
+    with pytest.raises(ConfigError, match="damping"):
+        validate_config(cfg)
+
+
+def test_damping_grid_lists_are_alternatives():
+    from aria.config import damping_points, point_damping
+
+    pts = damping_points({"k": [256, 512], "alpha": [1, 10], "lambda": [0.01]})
+    assert len(pts) == 2 * 3
+    assert {"k": 256, "lambda": 0.01} in pts and {"k": 512, "alpha": 10} in pts
+    assert list(pts[0]) == ["k", "alpha"]  # the grid's key order (the point's file name)
+    assert point_damping({"alpha": 3}) == {"rule": "relative", "alpha": 3}
+    assert point_damping({"k": 3}) is None

@@ -1,6 +1,7 @@
 """FactGraSS scoring (SPEC §2): tau = sum_l g_l(q)^T (F_l + lambda_l I)^{-1} g_l(z) over the
 layer blocks of the FactGraSS feature store (:mod:`aria.attribution.factored`),
-lambda_l = alpha * mean eigenvalue of F_l.
+lambda_l from ``params["damping"]`` (:func:`aria.attribution.linalg.damping_lambda`; the relative
+rule: alpha * mean eigenvalue of F_l).
 """
 
 from __future__ import annotations
@@ -9,5 +10,5 @@ from aria.attribution.linalg import factored_operators
 
 
 def operators(feats, params):
-    """``(rows, ops)`` from one FactGraSS feature store; ``params["alpha"]`` is the relative damping."""
+    """``(rows, ops)`` from one FactGraSS feature store; ``params["damping"]`` is its damping."""
     return factored_operators("factgrass", feats, params)

@@ -18,7 +18,40 @@ __all__ = [
     "unit_rows",
     "layerwise_influence_operators",
     "factored_operators",
+    "DAMPING_RULES",
+    "damping_lambda",
 ]
+
+#: damping rules of TRAK, LoGra and FactGraSS (config ``methods.<name>.damping``)
+DAMPING_RULES = ("relative", "absolute")
+
+
+def damping_lambda(damping: dict, matrix: np.ndarray) -> float:
+    """The damping lambda added to the diagonal of a symmetric PSD ``matrix`` (k, k).
+
+    One vocabulary for TRAK, LoGra and FactGraSS (config ``methods.<name>.damping``):
+
+    * ``{"rule": "relative", "alpha": a}``: ``lambda = a * tr(matrix) / k``, i.e. ``a`` times
+      the matrix's mean eigenvalue. The damping then scales with the gradients (a model's loss
+      scale, k, N), so one alpha means the same regularisation on every model and stage.
+    * ``{"rule": "absolute", "lambda": l}``: ``lambda = l`` whatever the spectrum (TRAK's
+      only setting before the relative rule; an l below the smallest eigenvalue damps nothing).
+
+    The matrix is TRAK's ``Phi^T Phi`` (not divided by N) and LoGra/FactGraSS's per-layer
+    ``F_l = Phi_l^T Phi_l / N``: each method's alpha is relative to the matrix it inverts.
+    """
+    rule = damping.get("rule", "relative")
+    if rule == "relative":
+        a = damping.get("alpha")
+        if a is None or not a > 0:
+            raise ValueError(f"relative damping needs alpha > 0, got {a}")
+        return float(a) * float(np.trace(matrix)) / matrix.shape[0]
+    if rule == "absolute":
+        lam = damping.get("lambda")
+        if lam is None or not lam > 0:
+            raise ValueError(f"absolute damping needs lambda > 0, got {lam}")
+        return float(lam)
+    raise ValueError(f"damping rule must be one of {DAMPING_RULES}, got {rule!r}")
 
 
 def rank_columns(X) -> np.ndarray:
@@ -88,30 +121,30 @@ def unit_rows(X) -> np.ndarray:
     return _unit_rows_np(np.asarray(X, dtype=np.float64))
 
 
-def layerwise_influence_operators(train, query, layers, *, alpha: float):
+def layerwise_influence_operators(train, query, layers, *, damping: dict):
     """``(rows, ops)`` of a block-diagonal influence score (LoGra, FactGraSS; SPEC §2).
 
     S = sum_l Phi_l (F_l + lambda_l I)^{-1} phi_l(q)^T with, per layer block l (columns
     ``start:stop`` of the features), F_l = Phi_l^T Phi_l / N (the mean outer product over
-    the N training rows) and lambda_l = alpha * tr(F_l) / k_l (alpha times the mean
-    eigenvalue of F_l). Solved by Cholesky in float64.
+    the N training rows) and lambda_l from ``damping`` (:func:`damping_lambda`: with the
+    relative rule alpha * tr(F_l) / k_l, alpha times the mean eigenvalue of F_l). Solved by
+    Cholesky in float64.
 
     Parameters
     ----------
     train : (N, K) array; query : (Q, K) array
     layers : list of dict with ``start`` and ``stop`` (the feature store's ``layers``)
-    alpha : float > 0, keyword-only
+    damping : dict, keyword-only
+        ``{"rule": "relative", "alpha": a}`` or ``{"rule": "absolute", "lambda": l}``.
     """
-    if not alpha > 0:
-        raise ValueError(f"damping alpha must be > 0, got {alpha}")
+    damping_lambda(damping, np.eye(1))  # a bad damping fails before any layer is read
     rows, ops = [], []
     for sl in layers:
         P = as_float64(train[:, sl["start"] : sl["stop"]])
         Fm = gram64(P) / P.shape[0]
-        lam = alpha * np.trace(Fm) / Fm.shape[0]
-        if not lam > 0:  # a layer whose gradients are all zero contributes nothing
+        if not np.trace(Fm) > 0:  # a layer whose gradients are all zero contributes nothing
             continue
-        Fm[np.diag_indices_from(Fm)] += lam
+        Fm[np.diag_indices_from(Fm)] += damping_lambda(damping, Fm)
         L = np.linalg.cholesky(Fm)
         q = np.asarray(query[:, sl["start"] : sl["stop"]], dtype=np.float64).T
         rows.append(P)
@@ -123,7 +156,7 @@ def layerwise_influence_operators(train, query, layers, *, alpha: float):
 
 def factored_operators(method: str, feats, params):
     """``(rows, ops)`` of LoGra or FactGraSS from its one feature store: the block-diagonal
-    score above over the store's ``blocks`` attribute, ``params["alpha"]`` the relative damping.
+    score above over the store's ``blocks`` attribute, ``params["damping"]`` its damping.
     """
     if len(feats) != 1:
         raise ValueError(f"{method} uses exactly one feature store, got {len(feats)}")
@@ -131,4 +164,4 @@ def factored_operators(method: str, feats, params):
     layers = f["attrs"].get("blocks")
     if not layers:
         raise ValueError(f"{method}: the feature store has no 'blocks' attribute (not a {method} store)")
-    return layerwise_influence_operators(f["train"], f["query"], layers, alpha=params.get("alpha", 0.1))
+    return layerwise_influence_operators(f["train"], f["query"], layers, damping=params["damping"])

@@ -1,6 +1,6 @@
 """User commands: Aria's diagnostics on score matrices computed anywhere.
 
-``aria diagnose PATH [--json] [--transpose]``
+``aria diagnose PATH [--replica PATH] [--json] [--transpose]``
     The four SPEC §4 diagnostics of a matrix in any format of
     :mod:`aria.io.matrices` (zarr streamed chunk by chunk), and a one-line reading.
 ``aria import-scores PATH --rows ROWS --cols COLS --out STORE``
@@ -31,7 +31,10 @@ def cmd_diagnose(a) -> None:
     prints exactly one JSON object with keys r1, r2_5, c_bar, rho_bar, n_rows,
     n_cols, source (rho_bar is null when undefined: fewer than two columns vary).
     The reading also uses r1 with each query's mean removed, from the same pass
-    (:func:`aria.evaluation.reliability.centred_diagnostics`).
+    (:func:`aria.evaluation.reliability.centred_diagnostics`). With --replica, the same
+    method's matrix from an independently trained model: their agreement
+    (:func:`aria.evaluation.agreement.replica_agreement`, key ``replica`` with --json) and a
+    "noisy" reading when the rankings do not survive retraining.
     """
     from aria.evaluation.reliability import centred_diagnostics, gram_stats, reading, reliability_from_stats
     from aria.io.matrices import check_matrix, open_matrix
@@ -43,11 +46,22 @@ def cmd_diagnose(a) -> None:
         raise ValueError(f"{m.source}: diagnostics need at least 2 rows and 2 columns, got shape {m.shape}")
     stats = gram_stats(m.data, progress=not a.json, source=m.source)
     res = reliability_from_stats(stats)
+    cen = centred_diagnostics(stats)
+    rep = None
+    if a.replica:
+        from aria.evaluation.agreement import replica_agreement
+
+        r = open_matrix(a.replica, transpose=a.transpose)
+        check_matrix(r)
+        if r.shape != m.shape:
+            raise ValueError(f"{r.source}: replica has shape {r.shape}, {m.source} has {m.shape}; they must match")
+        rep = replica_agreement(m.data, r.data, progress=not a.json, source_a=m.source, source_b=r.source)
     if a.json:
         out = {k: (None if np.isnan(v) else v) for k, v in res.items()}
+        if rep is not None:
+            out["replica"] = json.loads(json.dumps(rep, default=float).replace("NaN", "null"))
         print(json.dumps({**out, "n_rows": n, "n_cols": q, "source": m.source}))
         return
-    cen = centred_diagnostics(stats)
     print(f"{m.source}: {n} training rows x {q} query columns")
     for k, label in (
         ("r1", "r1     (top singular direction's share of energy)"),
@@ -59,7 +73,18 @@ def cmd_diagnose(a) -> None:
         print(f"  {label:<52} " + ("undefined (no two columns vary)" if np.isnan(v) else f"{v:.4f}"))
     if cen["n_constant"]:
         print(f"  {cen['n_constant']} of {q} columns are constant (all scores tied)")
-    print("reading:", reading({**res, **cen, "q": q, "n": n}))
+    if rep is not None:
+        sp, pe = rep["spearman"], rep["pearson"]
+        print(f"replica {a.replica}: how much of the ranking survives (two independently trained models)")
+        print(f"  {'Spearman per query: median (q10 .. q90)':<52} {sp['q50']:.4f} ({sp['q10']:.4f} .. {sp['q90']:.4f})")
+        print(f"  {'Pearson per query: median':<52} {pe['q50']:.4f}")
+        print(f"  {'shared score energy':<52} {rep['shared_energy']:.4f}")
+        sh = rep["shared"]
+        print(
+            f"  {'shared part: r1, r2:5, c_bar, rho_bar':<52} "
+            + ", ".join("undefined" if np.isnan(sh[k]) else f"{sh[k]:.4f}" for k in ("r1", "r2_5", "c_bar", "rho_bar"))
+        )
+    print("reading:", reading({**res, **cen, "q": q, "n": n, "replica": rep}))
 
 
 def cmd_import_scores(a) -> None:
@@ -129,6 +154,15 @@ COMMANDS = {
             ("path", {"help": "score matrix: .zarr, .npy, .npz, .pt/.pth or .csv"}),
             ("--json", {"action": "store_true", "required": False, "help": "print exactly one JSON object"}),
             ("--transpose", {"action": "store_true", "required": False, "help": "the file stores queries as rows"}),
+            (
+                "--replica",
+                {
+                    "required": False,
+                    "default": None,
+                    "help": "the same method's matrix from an independently trained model (another seed): "
+                    "the noise diagnostic",
+                },
+            ),
         ],
     ),
     "import-scores": (

@@ -772,7 +772,39 @@ def cmd_diagnostics(a) -> None:
     log.info("%s: %s, v1 constancy %.3f", a.scores, res, const)
     numerics = store_attrs(a.scores).get("numerics")  # unlearning: τ's round-off against its spread
     extra = {"numerics": numerics} if numerics else {}
+    extra.update(_replica_doc(a))
     write_json(a.out, {**res, "n": stats.n, "q": stats.q, "energy": energy, "v1_constancy": const, **extra})
+
+
+def _replica_doc(a) -> dict:
+    """``replica``: the agreement of two replicas (the noise diagnostic), or None with the reason."""
+    if not a.replica:
+        return {"replica": None, "replica_note": a.replica_note or "no replica"}
+    from aria.evaluation.agreement import replica_agreement, spearman_brown
+    from aria.io.stores import open_scores
+
+    p = json.loads(a.replica_params or "{}")
+    A, rows_a, cols_a = open_scores(a.replica[0])
+    B, rows_b, cols_b = open_scores(a.replica[1])
+    if not (np.array_equal(rows_a, rows_b) and np.array_equal(cols_a, cols_b)):
+        raise ValueError(
+            f"{a.replica[1]}: row or column ids differ from {a.replica[0]}; the replicas must score the same items"
+        )
+    rep = replica_agreement(A, B, progress=True, source_a=a.replica[0], source_b=a.replica[1])
+    rep["members"] = p.get("members", [0, 1])
+    if p.get("ensemble", 1) > 1:  # the scores average M members; the replicas are single members
+        rep["ensemble"] = int(p["ensemble"])
+        rep["ensemble_spearman"] = spearman_brown(rep["spearman"]["q50"], int(p["ensemble"]))
+    log.info(
+        "replicas %s: Spearman median %.3f (q10 %.3f, q90 %.3f), Pearson median %.3f, shared energy %.3f",
+        " vs ".join(a.replica),
+        rep["spearman"]["q50"],
+        rep["spearman"]["q10"],
+        rep["spearman"]["q90"],
+        rep["pearson"]["q50"],
+        rep["shared_energy"],
+    )
+    return {"replica": rep}
 
 
 # --------------------------------------------------------------------------- ground truth (LDS)
@@ -1263,6 +1295,7 @@ def cmd_report(a) -> None:
         residual=[read_json(f) for f in a.homogeneity_residual] if a.homogeneity_residual else None,
         alignment=[read_json(f) for f in a.alignment] if a.alignment else None,
         verdict_thresholds=p.get("verdict"),
+        reference_seed=p.get("reference_seed"),
         cost=_row_costs(a.cost, p.get("device", "cpu")) if a.cost else None,
         accounting=_accounting(a, p),
         sensitivity=[read_json(f) for f in a.sensitivity] if a.sensitivity else None,
@@ -1818,7 +1851,7 @@ def cmd_sweep_point(a) -> None:
 
     from aria.attribution.scoring import score_blocks
     from aria.attribution.tracklevel import track_level
-    from aria.evaluation.reliability import gram_stats, reliability_from_stats
+    from aria.evaluation.reliability import centred_diagnostics, gram_stats, reliability_from_stats
     from aria.io.layouts import read_null
     from aria.io.stores import ScoreWriter, open_scores, read_features
     from aria.io.tables import read_npz, write_json
@@ -1835,7 +1868,10 @@ def cmd_sweep_point(a) -> None:
         with ScoreWriter(store, feats[0]["train_ids"], feats[0]["query_ids"], row_chunk=row_chunk) as w:
             for start, block in score_blocks(a.method, feats, run, row_chunk=row_chunk):
                 w.write(start, block)
-        diag = reliability_from_stats(gram_stats(store))
+        st = gram_stats(store)
+        diag = {**reliability_from_stats(st), **centred_diagnostics(st), "n": st.n, "q": st.q}
+        if a.replica_a:  # the point's noise diagnostic: the same parameters on the replicas' features
+            diag["replica"] = _sweep_replica(a, run, row_chunk, store, Path(tmp))
         S, rows, cols = open_scores(store)
         if a.segments:  # audio stage (or symbolic unit: track): the track-level matrix, as for the main row
             seg = read_npz(a.segments)
@@ -1856,6 +1892,30 @@ def cmd_sweep_point(a) -> None:
         p["point"],
         {c: round(v["mu_z"], 3) for c, v in next(iter(out["summary"].values())).items()},
     )
+
+
+def _sweep_replica(a, run: dict, row_chunk: int, store, tmp: Path) -> dict:
+    """Agreement of a grid point's scores from two ensemble members (aria.evaluation.agreement)."""
+    from aria.attribution.scoring import score_blocks
+    from aria.evaluation.agreement import replica_agreement
+    from aria.io.stores import ScoreWriter, read_features
+
+    paths = []
+    for name, files in (("a", a.replica_a), ("b", a.replica_b)):
+        if list(files) == list(a.features):
+            paths.append(store)  # the point's own scores
+            continue
+        feats = [read_features(f) for f in files]
+        for f in feats:
+            f["lr"] = f["attrs"].get("lr")
+        path = tmp / f"replica_{name}.zarr"
+        with ScoreWriter(path, feats[0]["train_ids"], feats[0]["query_ids"], row_chunk=row_chunk) as w:
+            for start, block in score_blocks(a.method, feats, run, row_chunk=row_chunk):
+                w.write(start, block)
+        paths.append(path)
+    rep = replica_agreement(*paths)
+    rep.pop("per_query")  # the grid keeps the summaries
+    return rep
 
 
 def _gather_scores(S, row_ids, wanted) -> np.ndarray:
@@ -2294,6 +2354,9 @@ COMMANDS = {
         [
             ("--scores", {}),
             ("--out", {}),
+            ("--replica", {"nargs": 2, "default": None, "required": False}),
+            ("--replica-params", {"default": None, "required": False}),
+            ("--replica-note", {"default": None, "required": False}),
             *_ENGINE_OPTIONS,
         ],
     ),
@@ -2376,6 +2439,8 @@ COMMANDS = {
             ("--out", {}),
             ("--manifest", {"required": False, "default": None}),
             ("--segments", {"required": False, "default": None}),
+            ("--replica-a", {"nargs": "+", "required": False, "default": None}),
+            ("--replica-b", {"nargs": "+", "required": False, "default": None}),
         ],
     ),
     "check-pool": (

@@ -769,6 +769,7 @@ VERDICT_DEFAULTS = {
     "c_bar": 0.5,
     "min_queries": 10,
     "collapse_sure": 0.9,
+    "agreement": 0.25,
 }
 
 
@@ -842,6 +843,23 @@ def _sure_collapse(diag: dict, t: dict) -> list[str]:
     return why
 
 
+def _noisy(diag: dict, t: dict) -> str | None:
+    """The sentence of a ``noisy`` verdict, or None (see :func:`verdict`)."""
+    rep = diag.get("replica")
+    if not rep:
+        return None
+    rho = rep["spearman"]["q50"]
+    if _isnan(rho) or rho >= t["agreement"]:
+        return None
+    return (
+        f"Noisy: rankings do not survive retraining with another seed (median Spearman {rho:.2f} between the "
+        f"scores of two independently trained models, < {t['agreement']}; they share "
+        f"{100 * rep['shared_energy']:.0f}% of the score energy). Most of each query's ranking depends on the "
+        "training seed, not on the data, so neither its top-K nor its homogeneity z is evidence about the query, "
+        "and its low r1 and rho_bar only say that noise is query-dependent."
+    )
+
+
 _COLLAPSED = (
     "the method ranks training items nearly the same for every query, so a query's top-K is one fixed "
     "group and its homogeneity z is not interpretable as attribution to that query."
@@ -857,6 +875,15 @@ def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
 
     * ``constant``: every query's scores are tied (each column constant): there is no ranking,
       ``rho_bar`` and ``r1_centred`` are undefined (NaN).
+    * ``noisy``: the rankings do not survive retraining. ``diag["replica"]`` (from
+      :func:`aria.evaluation.agreement.replica_agreement` of the scores of two independently
+      trained models) has a median per-query Spearman correlation below ``t["agreement"]``
+      (0.25). The Spearman correlation of two replicas estimates the share of a ranking's
+      variance that both have in common (its test-retest reliability); below 0.25, a replica's
+      ranking correlates with its seed-free part at less than sqrt(0.25) = 0.5. The other
+      diagnostics cannot see this: a matrix of independent noise is full-rank and uncorrelated
+      between queries, the best r1 and rho_bar there are. Without a replica (embedding
+      baselines, a user's single matrix) this outcome is not available and the verdict says so.
     * ``collapsed``: ``r1_centred >= t["r1"]`` on a leading axis that loads every query alike
       (``v1_constancy_centred >= t["v1_constancy"]``), or ``rho_bar >= t["rho_bar"]``. Half the
       within-query variation on one axis shared by all queries, or a mean |correlation| of 0.5
@@ -906,6 +933,10 @@ def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
         f" {n_const} of {q} queries have all scores tied (no ranking)." if n_const else ""
     )  # such columns count as correlation 0 in rho_bar
     why, note = _collapse_reasons(diag, t)
+    noisy = _noisy(diag, t)
+    if noisy is not None:
+        also = f" Its diagnostics alone would read collapsed ({'; '.join(why)})." if why else ""
+        return {"verdict": "noisy", "flag": None, "sentence": noisy + also + tied}
     if q < t["min_queries"]:
         sure = _sure_collapse(diag, t)
         if sure:
@@ -944,9 +975,26 @@ def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
         "flag": None,
         "sentence": (
             f"Query-dependent (r1 = {r1:.2f}, rho_bar = {_num(rho)}, c_bar = {c:.2f}): the rankings differ "
-            "from query to query, so its homogeneity z can be read as per-query evidence." + note + tied
+            "from query to query, so its homogeneity z can be read as per-query evidence."
+            + note
+            + tied
+            + _replica_note(diag)
         ),
     }
+
+
+def _replica_note(diag: dict) -> str:
+    """How a verdict that is not ``noisy`` stands on retraining (one sentence, or a caveat)."""
+    rep = diag.get("replica")
+    if not rep:
+        return (
+            " No replica from an independently trained model: whether these rankings survive retraining "
+            "(the noisy verdict) was not measured."
+        )
+    return (
+        f" Its rankings survive retraining with another seed (median Spearman {rep['spearman']['q50']:.2f} between "
+        f"two independently trained models; {100 * rep['shared_energy']:.0f}% of the score energy shared)."
+    )
 
 
 def _num(x, spec: str = ".2f") -> str:

@@ -87,6 +87,7 @@ def compose(
     residual: list | None = None,
     alignment: list | None = None,
     verdict_thresholds: dict | None = None,
+    reference_seed: int | None = None,
     cost: dict | None = None,
     accounting: dict | None = None,
     sensitivity: list | None = None,
@@ -122,6 +123,10 @@ def compose(
         Per row (``keys`` order): the homogeneity JSON of the residual matrix and the
         alignment JSON of the removed axis (SPEC §7). Add the residual table and figure,
         the alignment table, and ``residual`` / ``alignment`` per method in the summary.
+    reference_seed : int, optional
+        Seed of the reference row of the verdict table: two Gaussian matrices of the rows' shape
+        (:func:`aria.evaluation.agreement.gaussian_reference`), which the noise diagnostic must call
+        noisy although its other diagnostics are the best of all. None: no reference row.
     verdict_thresholds : dict, optional
         Cut-offs of :func:`aria.evaluation.reliability.verdict` (config ``analysis.verdict``).
         Every row gets a verdict; a collapsed row's μz are shown in parentheses (not
@@ -161,9 +166,9 @@ def compose(
                 + f" Warning: its top-{main_k} groups are mostly items with empty {', '.join(dom)} features, "
                 "so those channels' homogeneity measures missing evidence.",
             }
-    first_mu = 1 + len(R.DIAG_KEYS) + (L is not None)
+    first_mu = 1 + len(R.DIAG_KEYS) + len(R.REPLICA_LABELS) + (L is not None)
     for k, row in zip(keys, rows):
-        if V[k]["verdict"] in ("collapsed", "constant"):
+        if V[k]["verdict"] in ("collapsed", "constant", "noisy"):
             for i in range(first_mu, len(row), 3):
                 row[i] = f"({row[i]})"
     validation, validation_summary = _validation(keys, lab, D, lds or {})
@@ -185,14 +190,24 @@ def compose(
         "μz against K per channel and method": R.k_sweep_figure(H),
         "Singular-value spectrum per method": R.spectrum_figure(D),
     }
-    sections = [
-        (
-            "Verdict per setting",
-            ["Method", "Verdict", "Why"],
-            [[lab[k], V[k]["verdict"] or f"none ({V[k]['flag']})", V[k]["sentence"]] for k in keys],
-            VERDICT_NOTE,
+    verdict_rows = [[lab[k], V[k]["verdict"] or f"none ({V[k]['flag']})", V[k]["sentence"]] for k in keys]
+    reference = None
+    if reference_seed is not None and d0.get("n") and d0.get("q"):
+        from aria.evaluation.agreement import gaussian_reference
+
+        reference = gaussian_reference(int(d0["n"]), int(d0["q"]), random_state=reference_seed)
+        ref_v = verdict(reference, thresholds=verdict_thresholds)
+        reference["verdict"] = ref_v
+        verdict_rows.append(
+            [
+                f"Reference: Gaussian noise ({reference['n_used']} x {reference['q']})",
+                ref_v["verdict"] or f"none ({ref_v['flag']})",
+                ref_v["sentence"]
+                + f" (r1 = {reference['r1']:.3f}, rho_bar = {reference['rho_bar']:.3f}: "
+                "the best diagnostics of any row.)",
+            ]
         )
-    ]
+    sections = [("Verdict per setting", ["Method", "Verdict", "Why"], verdict_rows, VERDICT_NOTE)]
     Hres = A = None
     if residual:
         Hres = {lab[k]: h for k, h in zip(keys, residual, strict=True)}
@@ -221,7 +236,14 @@ def compose(
         sections.append(
             (
                 f"Sensitivity to hyperparameters (K = {main_k})",
-                *R.sensitivity_table(sensitivity, channels, main_k=main_k),
+                *R.sensitivity_table(
+                    sensitivity,
+                    channels,
+                    main_k=main_k,
+                    verdicts=[verdict(d["diagnostics"], thresholds=verdict_thresholds)["verdict"] for d in sensitivity]
+                    if all("q" in d["diagnostics"] for d in sensitivity)
+                    else None,
+                ),
                 SENSITIVITY_NOTE,
             )
         )
@@ -297,7 +319,10 @@ def compose(
             **({"lds": {x: lds[k][x] for x in ("lds", "ci", "halves", "n_subsets")}} if k in (lds or {}) else {}),
             "homogeneity": {K: H[lab[k]]["by_k"][K]["summary"] for K in H[lab[k]]["by_k"]},
             "verdict": V[k],
+            "replica": D[lab[k]].get("replica"),
         }
+        if not D[lab[k]].get("replica"):
+            summary["methods"][k]["replica_note"] = D[lab[k]].get("replica_note", "no replica")
         if Hres is not None:
             summary["methods"][k]["residual"] = {
                 "r1_removed": D[lab[k]]["r1"],
@@ -334,9 +359,15 @@ def compose(
         summary["validation"] = validation_summary
     if sensitivity:
         summary["sensitivity"] = [
-            {x: d[x] for x in ("method", "stage", "point", "diagnostics")} | {"homogeneity": d["summary"]}
+            {x: d[x] for x in ("method", "stage", "point", "diagnostics")}
+            | {"homogeneity": d["summary"]}
+            | ({"verdict": verdict(d["diagnostics"], thresholds=verdict_thresholds)} if "q" in d["diagnostics"] else {})
             for d in sensitivity
         ]
+    if reference is not None:
+        summary["reference_noise"] = {x: v for x, v in reference.items() if x != "replica"} | {
+            "replica": {x: reference["replica"][x] for x in ("spearman", "pearson", "shared_energy", "shared")}
+        }
     if unlearning:
         summary["unlearning"] = {
             "selfinfluence": [
@@ -436,7 +467,11 @@ COMPARE_NOTE = (
 
 
 VERDICT_NOTE = (
-    "Collapsed: high r₁ with a leading axis that loads every query alike, or high ρ̄: one training "
+    "Noisy: the scores of two independently trained models (ensemble members 0 and 1) rank the training "
+    "items differently (median Spearman over queries below analysis.verdict.agreement, 0.25): most of a "
+    "query's ranking is the training seed's, whatever r₁ and ρ̄ say (a matrix of noise has the best r₁ and "
+    "ρ̄ of all: see the Gaussian reference row). Collapsed: high r₁ with a leading axis that loads every "
+    "query alike, or high ρ̄: one training "
     "ranking is shared by all queries, so the μz of that row (shown in parentheses in the main table) "
     "describe one fixed group and are left out of any comparison of methods. r₁ is read with each "
     "query's mean removed: per-query offsets raise r₁ without changing a ranking. Offset-dominated: high "

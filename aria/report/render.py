@@ -30,6 +30,9 @@ __all__ = [
 
 DIAG_KEYS = ("r1", "r2_5", "c_bar", "rho_bar")
 DIAG_LABELS = {"r1": "r₁", "r2_5": "r₂:₅", "c_bar": "c̄", "rho_bar": "ρ̄"}
+#: the noise diagnostic's columns (aria.evaluation.agreement): median Spearman correlation of two
+#: replicas' rankings over queries, and the share of score energy they have in common
+REPLICA_LABELS = ("replica ρₛ", "shared")
 
 
 def _label(m: str) -> str:
@@ -62,12 +65,17 @@ def main_table(
     """
     methods = list(diags)
     channels = list(next(iter(homs.values()))["channels"])
-    header = ["Method"] + [DIAG_LABELS[k] for k in DIAG_KEYS] + (["LDS [95% CI]"] if lds is not None else [])
+    header = (
+        ["Method"]
+        + [DIAG_LABELS[k] for k in DIAG_KEYS]
+        + list(REPLICA_LABELS)
+        + (["LDS [95% CI]"] if lds is not None else [])
+    )
     for c in channels:
         header += [f"{c} μz", f"{c} Pos", f"{c} Sig"]
     rows = []
     for m in methods:
-        row = [_label(m)] + [_fmt(diags[m][k], ".3f") for k in DIAG_KEYS]
+        row = [_label(m)] + [_fmt(diags[m][k], ".3f") for k in DIAG_KEYS] + replica_cells(diags[m].get("replica"))
         if lds is not None:
             row.append(lds_cell(lds.get(m)))
         summ = homs[m]["by_k"][str(main_k)]["summary"]
@@ -76,6 +84,13 @@ def main_table(
             row += [_fmt(s["mu_z"], "+.2f"), _fmt(s["pos"] * 100, ".0f") + "%", _fmt(s["sig"] * 100, ".0f") + "%"]
         rows.append(row)
     return header, rows, channels
+
+
+def replica_cells(rep: dict | None) -> list[str]:
+    """The main table's noise-diagnostic cells (:data:`REPLICA_LABELS`), "–" without a replica."""
+    if not rep:
+        return ["–", "–"]
+    return [_fmt(rep["spearman"]["q50"], "+.2f"), _fmt(100 * rep["shared_energy"], ".0f") + "%"]
 
 
 def lds_cell(doc: dict | None) -> str:
@@ -222,15 +237,20 @@ def _point_label(point: dict) -> str:
     return ", ".join(f"{k} = {v:g}" for k, v in point.items())
 
 
-def sensitivity_table(points: list[dict], channels, *, main_k: int) -> tuple[list[str], list[list[str]]]:
-    """One row per (method, stage, grid point): r1, rho_bar and μz per channel at K = main_k."""
-    header = ["Method", "stage", "grid point", "r₁", "ρ̄"] + [f"{c} μz" for c in channels]
+def sensitivity_table(
+    points: list[dict], channels, *, main_k: int, verdicts: list[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """One row per (method, stage, grid point): r1, rho_bar, the replicas' agreement, the verdict
+    (``verdicts``, one per point) and μz per channel at K = main_k.
+    """
+    header = ["Method", "stage", "grid point", "r₁", "ρ̄", REPLICA_LABELS[0], "verdict"] + [f"{c} μz" for c in channels]
     rows = []
-    for d in points:
+    for i, d in enumerate(points):
         summ = d["summary"][str(main_k)]
         rows.append(
             [_label(d["method"]), d["stage"], _point_label(d["point"])]
             + [_fmt(d["diagnostics"]["r1"], ".3f"), _fmt(d["diagnostics"]["rho_bar"], ".3f")]
+            + [replica_cells(d["diagnostics"].get("replica"))[0], (verdicts[i] if verdicts else None) or "–"]
             + [_fmt(summ[c]["mu_z"], "+.2f") for c in channels]
         )
     return header, rows

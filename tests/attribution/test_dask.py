@@ -54,12 +54,12 @@ def _feats(paths, lazy):
 @pytest.mark.parametrize(
     "method, n_models, params",
     [
-        ("trak", 2, {"lambda": 0.5}),
+        ("trak", 2, {"damping": {"rule": "absolute", "lambda": 0.5}}),
         ("tracin", 2, {}),
         ("gradcos", 1, {}),
         ("graddot", 1, {}),
-        ("logra", 1, {"alpha": 0.1}),
-        ("factgrass", 1, {"alpha": 0.1}),
+        ("logra", 1, {"damping": {"rule": "relative", "alpha": 0.1}}),
+        ("factgrass", 1, {"damping": {"rule": "relative", "alpha": 0.1}}),
     ],
 )
 def test_dask_scores_equal_the_numpy_blocks(tmp_path, method, n_models, params):
@@ -84,7 +84,7 @@ def test_dask_scores_equal_the_numpy_blocks(tmp_path, method, n_models, params):
 def _cli(paths, out, *extra):
     from aria.cli import main
 
-    params = json.dumps({"lambda": 0.5, "row_chunk": ROW_CHUNK})
+    params = json.dumps({"damping": {"rule": "absolute", "lambda": 0.5}, "row_chunk": ROW_CHUNK})
     args = ["score", "--method", "trak", "--features", *map(str, paths), "--params", params, "--out", str(out)]
     assert main([*args, *extra]) == 0
     return np.asarray(open_scores(out)[0][:])

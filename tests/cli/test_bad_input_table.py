@@ -323,7 +323,7 @@ def config_typo(tmp_path, capsys):
     from aria.config import validate_config
 
     cfg = _tiny_config()
-    cfg["methods"]["trak"]["lamda"] = cfg["methods"]["trak"].pop("lambda")
+    cfg["methods"]["trak"]["dampng"] = cfg["methods"]["trak"].pop("damping")
     return _raises(lambda: validate_config(cfg, source="config.yaml"))
 
 

@@ -29,15 +29,19 @@ def _diag(r1):
 
 
 def test_main_table_columns_and_values():
+    rep = {"spearman": {"mean": 0.4, "q10": 0.1, "q50": 0.47, "q90": 0.6}, "shared_energy": 0.456}
     header, rows, channels = R.main_table(
-        {"trak": _diag(0.3), "graddot": _diag(0.9)}, {"trak": _hom(0.5), "graddot": _hom(-1.25)}, main_k=10
+        {"trak": {**_diag(0.3), "replica": rep}, "graddot": _diag(0.9)},
+        {"trak": _hom(0.5), "graddot": _hom(-1.25)},
+        main_k=10,
     )
     assert channels == CHANNELS
-    assert header[:5] == ["Method", "r₁", "r₂:₅", "c̄", "ρ̄"]
-    assert header[5:8] == ["melody μz", "melody Pos", "melody Sig"]
-    assert rows[0][:5] == ["TRAK", "0.300", "0.200", "0.050", "0.400"]
-    assert rows[1][5:8] == ["-1.25", "0%", "10%"]
-    assert rows[1][8:11] == ["-0.25", "25%", "10%"]  # harmony: mu + 1
+    assert header[:7] == ["Method", "r₁", "r₂:₅", "c̄", "ρ̄", "replica ρₛ", "shared"]
+    assert header[7:10] == ["melody μz", "melody Pos", "melody Sig"]
+    assert rows[0][:7] == ["TRAK", "0.300", "0.200", "0.050", "0.400", "+0.47", "46%"]
+    assert rows[1][5:7] == ["–", "–"]  # no replica
+    assert rows[1][7:10] == ["-1.25", "0%", "10%"]
+    assert rows[1][10:13] == ["-0.25", "25%", "10%"]  # harmony: mu + 1
 
 
 def test_html_and_markdown_contain_the_table():
@@ -59,7 +63,7 @@ def test_html_and_markdown_contain_the_table():
     assert page.count("data:image/png;base64,") == 2
     assert "+0.50" in page and "queries/midi/q1.mid" in page and "a:000, b:001" in page
     md = R.markdown_report("t", header, rows, main_k=5, notes=["n1"])
-    assert "| TRAK | 0.300 | 0.200 | 0.050 | 0.400 | +0.50 | 0% | 10% |" in md
+    assert "| TRAK | 0.300 | 0.200 | 0.050 | 0.400 | – | – | +0.50 | 0% | 10% |" in md
 
 
 def test_audio_evidence_has_players():
@@ -115,8 +119,8 @@ def test_compose_marks_collapsed_rows_and_states_each_verdict():
     )
     assert summary["methods"]["tracin"]["verdict"]["verdict"] == "collapsed"
     assert summary["methods"]["trak"]["verdict"]["verdict"] == "query-dependent"
-    assert "| TracIn | 0.800 | 0.200 | 0.050 | 0.400 | (+2.30) |" in md
-    assert "| TRAK | 0.100 | 0.200 | 0.050 | 0.100 | +0.50 |" in md
+    assert "| TracIn | 0.800 | 0.200 | 0.050 | 0.400 | – | – | (+2.30) |" in md
+    assert "| TRAK | 0.100 | 0.200 | 0.050 | 0.100 | – | – | +0.50 |" in md
     assert "Verdict per setting" in html and "not interpretable as attribution" in html
     _, md2, s2 = compose(
         ["trak", "tracin"],
@@ -198,3 +202,27 @@ def test_empty_reading_warns_about_constant_velocities():
     text = empty_reading({"TracIn": {"empty": e}})
     assert "⚠ Pool items empty per channel: dynamic 186 of 538" in text and "one velocity throughout" in text
     assert "TracIn" in text
+
+
+def test_compose_calls_a_row_noisy_from_its_replica_and_adds_the_gaussian_reference():
+    """A row whose replicas disagree is noisy (μz in parentheses), whatever its r1 and rho_bar; the
+    Gaussian reference row of the verdict table is noisy too and in summary.json."""
+    from aria.report import compose
+
+    noisy = {
+        **_diag(0.1),
+        "rho_bar": 0.1,
+        "v1_constancy": 0.2,
+        "replica": {"spearman": {"mean": 0.05, "q10": 0.0, "q50": 0.06, "q90": 0.1}, "shared_energy": 0.06},
+    }
+    fine = {**noisy, "replica": {**noisy["replica"], "spearman": {"mean": 0.5, "q10": 0.3, "q50": 0.5, "q90": 0.7}}}
+    html, md, summary = compose(
+        ["trak", "gradcos"], [noisy, fine], [_hom(0.5), _hom(1.0)], experiment="t", main_k=10, reference_seed=3
+    )
+    assert summary["methods"]["trak"]["verdict"]["verdict"] == "noisy"
+    assert summary["methods"]["gradcos"]["verdict"]["verdict"] == "query-dependent"
+    assert "| TRAK | 0.100 | 0.200 | 0.050 | 0.100 | +0.06 | 6% | (+0.50) |" in md
+    ref = summary["reference_noise"]
+    assert ref["verdict"]["verdict"] == "noisy" and (ref["n"], ref["q"]) == (100, 10)
+    assert abs(ref["replica"]["spearman"]["q50"]) < 0.25
+    assert "Reference: Gaussian noise (100 x 10)" in html

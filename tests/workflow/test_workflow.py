@@ -91,7 +91,7 @@ def test_score_store_matches_features(tiny_run):
     cfg = tiny_config()
     feats = [read_features(res / "features" / "symbolic" / f"m{m}_c2.zarr") for m in range(2)]
     S, rows, cols = open_scores(res / "scores" / "symbolic" / "trak.zarr")
-    lam = cfg["methods"]["trak"]["lambda"]
+    lam = cfg["methods"]["trak"]["damping"]["lambda"]
     ref = np.mean(
         [
             f["train"].astype(np.float64)
@@ -292,7 +292,8 @@ def test_sensitivity_point_matches_numpy(tiny_run):
         axis=0,
     )
     doc = json.loads((res / "sensitivity" / "symbolic" / "trak" / "k16_lambda0.1.json").read_text())
-    assert doc["point"] == {"k": 16, "lambda": 0.1} and doc["params"]["lambda"] == 0.1
+    assert doc["point"] == {"k": 16, "lambda": 0.1}
+    assert doc["params"]["damping"] == {"rule": "absolute", "lambda": 0.1}
     s = np.linalg.svd(S, compute_uv=False)
     assert doc["diagnostics"]["r1"] == pytest.approx(s[0] ** 2 / (s**2).sum(), rel=1e-3)
     ids, ev, chans = evidence_pool(read_evidence(res / "evidence" / "symbolic_features.npz"))
@@ -405,7 +406,7 @@ def test_track_unit_homogeneity_is_the_track_level_matrix(tiny_run, tmp_path):
 def test_rerun_scope_trak_lambda(tiny_run):
     """Changing only TRAK's lambda reruns TRAK scoring and what depends on it, nothing else."""
     cfg = tiny_config()
-    cfg["methods"]["trak"]["lambda"] = 0.5
+    cfg["methods"]["trak"]["damping"] = {"rule": "absolute", "lambda": 0.5}
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", "exp=tiny, stage=symbolic, method=trak"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
@@ -421,7 +422,7 @@ def test_rerun_scope_trak_lambda(tiny_run):
 def test_rerun_scope_logra_alpha(tiny_run):
     """LoGra's damping reruns its scoring and what depends on it, never its projection."""
     cfg = tiny_config()
-    cfg["methods"]["logra"]["alpha"] = 0.5
+    cfg["methods"]["logra"]["damping"] = {"rule": "relative", "alpha": 0.5}
     w = "exp=tiny, stage=symbolic, method=logra"
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", w),
@@ -554,12 +555,12 @@ def test_collection_order_does_not_matter(tiny_run):
 
 def test_config_typo_is_rejected(tmp_path):
     cfg = tiny_config()
-    cfg["methods"]["trak"]["lamda"] = cfg["methods"]["trak"].pop("lambda")
+    cfg["methods"]["trak"]["dampng"] = cfg["methods"]["trak"].pop("damping")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = run_snakemake(tmp_path, "-n", check=False)
     assert res.returncode != 0
     text = res.stdout + res.stderr
-    assert "unknown key 'methods.trak.lamda'" in text
+    assert "unknown key 'methods.trak.dampng'" in text
     assert not (tmp_path / "results").exists()
 
 
@@ -769,7 +770,7 @@ def test_embedding_baseline_equals_the_encoder_on_the_audio(tiny_run):
 def test_rerun_scope_audio_stage(tiny_run):
     """Per stage and method: fine TRAK lambda reruns only fine TRAK; semantic k only the semantic stage."""
     cfg = tiny_config()
-    cfg["audio"]["stages"]["fine"]["methods"]["trak"]["lambda"] = 0.5
+    cfg["audio"]["stages"]["fine"]["methods"]["trak"]["damping"] = {"rule": "absolute", "lambda": 0.5}
     fine = "exp=tiny_audio, stage=fine, method=trak"
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", fine),

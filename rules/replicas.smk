@@ -1,0 +1,101 @@
+# The noise diagnostic (aria.evaluation.agreement; README "Reading the evidence"): every model-based
+# method scored again from ensemble member analysis.replicas.member -- an independently trained
+# model -- under replicas/<stage>/<method>/m<member>.zarr (TRAK: each member alone, as its
+# ensemble averages them). The diagnostics job of the method reads both replicas and records
+# how much of the scores survives retraining; the verdict calls a setting noisy when too little does.
+
+
+rule replica_score:
+    input:
+        features=lambda w: member_feature_stores(w, int(w.m)),
+    output:
+        scores=directory(results("replicas/{stage}/{method}/m{m}.zarr")),
+    log:
+        logs("replica_score/{stage}/{method}/m{m}.log"),
+    benchmark:
+        benchmarks("replica_score/{stage}/{method}/m{m}.tsv")
+    wildcard_constraints:
+        method="|".join(m.name for m in registry.gradient_methods()),
+        m=r"\d+",
+    conda:
+        ENV
+    threads: ENGINE_THREADS
+    resources:
+        dask_scheduler=COMPUTE["scheduler"],
+    params:
+        args=method_params,
+        engine=COMPUTE["engine"],
+    shell:
+        "aria score --method {wildcards.method} --features {input.features} "
+        "--params {params.args:q} --engine {params.engine} --scheduler {resources.dask_scheduler:q} "
+        "--threads {threads} --out {output.scores} > {log} 2>&1"
+
+
+rule replica_unlearning_fisher:
+    input:
+        model=results("models/{stage}/m{m}.pt"),
+        segments=results("segments/{stage}/train.npz"),
+    output:
+        fisher=results("replicas/{stage}/unlearning/m{m}_fisher_{side}.pt"),
+    log:
+        logs("replica_unlearning_fisher/{stage}/m{m}_{side}.log"),
+    benchmark:
+        benchmarks("replica_unlearning_fisher/{stage}/m{m}_{side}.tsv")
+    wildcard_constraints:
+        side="masked|full",
+        m=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=GPU,
+    params:
+        args=unlearning_fisher_params,
+    shell:
+        "aria unlearning-fisher --model {input.model} --segments {input.segments} --params {params.args:q} "
+        "--out {output.fisher} --threads {threads} > {log} 2>&1"
+
+
+rule replica_unlearning_chunk:
+    """As unlearning_chunk, from member m's model and Fisher, without the round-off check (check: 0)."""
+    input:
+        model=results("models/{stage}/m{m}.pt"),
+        segments=results("segments/{stage}/train.npz"),
+        queries=results("queries/{stage}/queries.npz"),
+        fisher=lambda w: results(f"replicas/{w.stage}/unlearning/m{w.m}_fisher_{fisher_side(w)}.pt", w.exp),
+    output:
+        chunk=results("replicas/{stage}/unlearning/m{m}_chunks/q{chunk}.npz"),
+    log:
+        logs("replica_unlearning_chunk/{stage}/m{m}_q{chunk}.log"),
+    benchmark:
+        benchmarks("replica_unlearning_chunk/{stage}/m{m}_q{chunk}.tsv")
+    wildcard_constraints:
+        chunk=r"\d+",
+        m=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=GPU,
+    params:
+        args=lambda w: jparams(**{**json.loads(unlearning_chunk_params(w)), "check": 0}),
+    shell:
+        "aria unlearning-scores --model {input.model} --segments {input.segments} --queries {input.queries} "
+        "--fisher {input.fisher} --params {params.args:q} --out {output.chunk} --threads {threads} > {log} 2>&1"
+
+
+rule replica_unlearning_merge:
+    input:
+        chunks=lambda w: [
+            results(f"replicas/{w.stage}/unlearning/m{w.m}_chunks/q{c}.npz", w.exp) for c in range(unlearning_chunks(w))
+        ],
+    output:
+        scores=directory(results("replicas/{stage}/unlearning/m{m}.zarr")),
+    log:
+        logs("replica_unlearning_merge/{stage}/m{m}.log"),
+    wildcard_constraints:
+        m=r"\d+",
+    conda:
+        ENV
+    shell:
+        "aria unlearning-merge --chunks {input.chunks} --out {output.scores} > {log} 2>&1"

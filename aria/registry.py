@@ -246,7 +246,7 @@ def _damping(default_alpha: float, matrix: str) -> dict:
     }
 
 
-#: default damping: TRAK's alpha = 10 keeps 97% of the replica agreement of alpha -> infinity on the
+#: default damping: TRAK's alpha = 10 keeps 95% of the replica agreement of alpha -> infinity on the
 #: demo (README "Reading the evidence"); LoGra/FactGraSS keep their alpha = 0.1 per layer
 TRAK_DAMPING = {"rule": "relative", "alpha": 10.0}
 FACTORED_DAMPING = {"rule": "relative", "alpha": 0.1}

@@ -93,7 +93,9 @@ def _aria_scores(feats_train, feats_test, widths, alpha):
     for w in widths:
         layout.append({"start": s, "stop": s + w})
         s += w
-    rows, ops = layerwise_influence_operators(feats_train, feats_test, layout, damping={"rule": "relative", "alpha": alpha})
+    rows, ops = layerwise_influence_operators(
+        feats_train, feats_test, layout, damping={"rule": "relative", "alpha": alpha}
+    )
     return sum(r @ o for r, o in zip(rows, ops))
 
 

@@ -230,7 +230,9 @@ def ref_trak(pairs, lam):
 def assemble(method, feats, n, lam=None) -> np.ndarray:
     """Concatenate the row blocks of ``score_blocks``, checking their starts."""
     starts, blocks = [], []
-    for start, block in score_blocks(method, feats, {"damping": {"rule": "absolute", "lambda": lam}}, row_chunk=ROW_CHUNK):
+    for start, block in score_blocks(
+        method, feats, {"damping": {"rule": "absolute", "lambda": lam}}, row_chunk=ROW_CHUNK
+    ):
         starts.append(start)
         blocks.append(block)
     assert starts == list(range(0, n, ROW_CHUNK))

@@ -197,3 +197,31 @@ def test_config_defaults_are_the_verdicts():
     from aria.evaluation.reliability import VERDICT_DEFAULTS
 
     assert ANALYSIS_DEFAULTS["verdict"] == VERDICT_DEFAULTS
+
+
+def test_diagnose_with_a_replica_reads_noise_as_noisy(tmp_path, capsys):
+    """`aria diagnose A --replica B`: the JSON's agreement equals scipy's; two independent Gaussian
+    matrices (the best r1 and rho_bar there are) read noisy, a shared signal does not."""
+    import json
+
+    from scipy import stats
+
+    from aria.cli import main
+
+    rng = np.random.default_rng(7)
+    A, B = rng.standard_normal((400, 12)), rng.standard_normal((400, 12))
+    np.save(tmp_path / "a.npy", A)
+    np.save(tmp_path / "b.npy", B)
+    assert main(["diagnose", str(tmp_path / "a.npy"), "--replica", str(tmp_path / "b.npy"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["replica"]
+    sp = [stats.spearmanr(A[:, j], B[:, j]).statistic for j in range(12)]
+    np.testing.assert_allclose(rep["per_query"]["spearman"], sp, atol=1e-12)
+    assert main(["diagnose", str(tmp_path / "a.npy"), "--replica", str(tmp_path / "b.npy")]) == 0
+    assert "reading: Noisy" in capsys.readouterr().out
+    np.save(tmp_path / "b2.npy", A + 0.5 * B)  # shares A: Spearman ~ 1 / sqrt(1.25) = 0.89
+    assert main(["diagnose", str(tmp_path / "a.npy"), "--replica", str(tmp_path / "b2.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "reading: Query-dependent" in out and "survive retraining" in out
+    np.save(tmp_path / "c.npy", A[:, :5])
+    assert main(["diagnose", str(tmp_path / "a.npy"), "--replica", str(tmp_path / "c.npy")]) != 0
+    assert "c.npy: replica has shape (400, 5)" in capsys.readouterr().err

@@ -889,3 +889,44 @@ def test_user_audio_corpus_with_bad_files(tiny_run, tmp_path):
     assert want in msg
     assert not (res / "corpus" / "pool.json").exists()
     assert not list(res.glob("models/**/*.pt"))  # the pool check (priority 100) ran before any training
+
+
+def test_replica_agreement_matches_the_stores(tiny_run):
+    """The noise diagnostic in each diagnostics JSON equals scipy's per-query correlations of the two
+    replica stores; TRAK's replicas are members 0 and 1 scored alone (numpy); every model-based row of
+    both reports has a replica and its verdict uses it; the embedding rows say why they have none."""
+    from scipy import stats
+
+    res = tiny_run / "results" / "tiny"
+    cfg = tiny_config()
+    for method in ("trak", "tracin", "logra", "unlearning"):
+        doc = json.loads((res / "diagnostics" / "symbolic" / f"{method}.json").read_text())
+        rep = doc["replica"]
+        a_path = res / ("replicas/symbolic/trak/m0.zarr" if method == "trak" else f"scores/symbolic/{method}.zarr")
+        A = open_scores(a_path)[0][:].astype(np.float64)
+        B = open_scores(res / "replicas" / "symbolic" / method / "m1.zarr")[0][:].astype(np.float64)
+        sp = [stats.spearmanr(A[:, j], B[:, j]).statistic for j in range(A.shape[1])]
+        np.testing.assert_allclose(rep["per_query"]["spearman"], sp, atol=1e-12)
+        assert rep["shared_energy"] == pytest.approx(2 * np.sum(A * B) / (np.sum(A * A) + np.sum(B * B)), abs=1e-9)
+    # TRAK's replica m1 is member 1 alone at the configured damping: (Phi^T Phi + lambda I)^-1 by numpy
+    f = read_features(res / "features" / "symbolic" / "m1_c2.zarr")
+    lam = cfg["methods"]["trak"]["damping"]["lambda"]
+    X, Xq = f["train"].astype(np.float64), f["query"].astype(np.float64)
+    ref = X @ np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), Xq.T)
+    B = open_scores(res / "replicas" / "symbolic" / "trak" / "m1.zarr")[0][:]
+    np.testing.assert_allclose(B, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+    for exp in ("tiny", "tiny_audio"):
+        summary = json.loads((tiny_run / "results" / exp / "summary.json").read_text())
+        for key, m in summary["methods"].items():
+            if key.split("/")[0] in ("aisfx", "aisfx_aaa"):
+                assert m["replica"] is None and "embedding baseline" in m["replica_note"]
+            else:
+                assert m["replica"]["spearman"]["q50"] == pytest.approx(
+                    np.median([x for x in m["replica"]["per_query"]["spearman"] if np.isfinite(x)]), abs=1e-12
+                )
+                if m["verdict"]["verdict"] is not None:  # the noise check comes first
+                    noisy = m["replica"]["spearman"]["q50"] < 0.25
+                    assert (m["verdict"]["verdict"] == "noisy") == noisy, key
+        assert summary["reference_noise"]["verdict"]["verdict"] == "noisy"
+    pts = json.loads((res / "summary.json").read_text())["sensitivity"]
+    assert all("replica" in p["diagnostics"] and p["verdict"]["verdict"] for p in pts if p["method"] == "trak")

@@ -526,7 +526,9 @@ def sweep_inputs(w):
     point = sweep_points(w.method)[w.point]
     k = point.get("k")
     stores = method_feature_stores(w)
-    if k is not None and int(k) != stage_cfg(w)["projection"]["k"]:
+    if k is not None and int(k) == stage_cfg(w)["projection"]["k"]:
+        k = None  # the stage's own k: its main stores
+    if k is not None:
         base = results(f"features/{w.stage}", w.exp)
         stores = [os.path.join(base, f"k{int(k)}", os.path.relpath(f, base)) for f in stores]
     out = {"features": stores}

@@ -409,6 +409,9 @@ def test_rerun_scope_trak_lambda(tiny_run):
     cfg["methods"]["trak"]["damping"] = {"rule": "absolute", "lambda": 0.5}
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", "exp=tiny, stage=symbolic, method=trak"),
+        # its noise diagnostic: members 0 and 1 scored alone at the new damping
+        ("replica_score", "exp=tiny, stage=symbolic, method=trak, m=0"),
+        ("replica_score", "exp=tiny, stage=symbolic, method=trak, m=1"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
         ("symbolic_homogeneity", "method=trak"),
         ("residual", "exp=tiny, stage=symbolic, method=trak"),
@@ -426,6 +429,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
     w = "exp=tiny, stage=symbolic, method=logra"
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", w),
+        ("replica_score", w + ", m=1"),  # the replica from member 1, at the new damping
         ("diagnostics", w),
         ("symbolic_homogeneity", "method=logra"),
         ("residual", w),
@@ -441,6 +445,7 @@ def test_rerun_scope_logra_alpha(tiny_run):
     assert {r for r, _ in jobs} == {
         "project_factored",
         "score",
+        "replica_score",
         "diagnostics",
         "symbolic_homogeneity",
         "residual",
@@ -525,6 +530,7 @@ def test_rerun_scope_projection_k(tiny_run):
     assert rules == {
         "project_gradients",
         "score",
+        "replica_score",
         "diagnostics",
         "symbolic_homogeneity",
         "residual",
@@ -535,7 +541,8 @@ def test_rerun_scope_projection_k(tiny_run):
         "symbolic_report",
     }
     assert {w for r, w in jobs if r == "project_gradients"} == {
-        f"exp=tiny, stage=symbolic, m={m}, c={c}" for m, c in [(0, 1), (0, 2), (1, 2)]
+        f"exp=tiny, stage=symbolic, m={m}, c={c}"
+        for m, c in [(0, 1), (0, 2), (1, 1), (1, 2)]  # (1, 1): TracIn's replica
     }
 
 
@@ -774,6 +781,8 @@ def test_rerun_scope_audio_stage(tiny_run):
     fine = "exp=tiny_audio, stage=fine, method=trak"
     assert dry_run_jobs(tiny_run, cfg) == {
         ("score", fine),
+        ("replica_score", fine + ", m=0"),
+        ("replica_score", fine + ", m=1"),
         ("diagnostics", fine),
         ("tracklevel", "stage=fine, method=trak"),
         ("audio_homogeneity", "stage=fine, method=trak"),
@@ -788,6 +797,7 @@ def test_rerun_scope_audio_stage(tiny_run):
         "project_gradients",
         "project_gradients_k",  # TRAK's k = 16 grid point is no longer the stage's own k
         "score",
+        "replica_score",
         "diagnostics",
         "tracklevel",
         "audio_homogeneity",

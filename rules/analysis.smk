@@ -45,7 +45,9 @@ rule sweep_point:
     params:
         args=sweep_params,
         extra=lambda w, input: " ".join(f"--{k} {input[k]}" for k in ("manifest", "segments") if k in input.keys())
-        + "".join(f" --{k.replace('_', '-')} {' '.join(input[k])}" for k in ("replica_a", "replica_b") if k in input.keys()),
+        + "".join(
+            f" --{k.replace('_', '-')} {' '.join(input[k])}" for k in ("replica_a", "replica_b") if k in input.keys()
+        ),
     shell:
         "aria sweep-point --method {wildcards.method} --features {input.features} --evidence {input.evidence} "
         "--null {input.null} {params.extra} --params {params.args:q} --out {output.json} > {log} 2>&1"

@@ -87,7 +87,8 @@ rule replica_unlearning_chunk:
 rule replica_unlearning_merge:
     input:
         chunks=lambda w: [
-            results(f"replicas/{w.stage}/unlearning/m{w.m}_chunks/q{c}.npz", w.exp) for c in range(unlearning_chunks(w))
+            results(f"replicas/{w.stage}/unlearning/m{w.m}_chunks/q{c}.npz", w.exp)
+            for c in range(unlearning_chunks(w))
         ],
     output:
         scores=directory(results("replicas/{stage}/unlearning/m{m}.zarr")),

@@ -772,7 +772,11 @@ def lds_cfg(w):
 
 
 def lds_retrain_params(w):
-    """One subset's retraining: the subset, and ensemble member 0's training recipe."""
+    """One subset's retraining: the subset, ensemble member 0's model and training recipe, the
+    LDS recipe (steps | epochs), the runs R and the base seed (run r of subset m trains with
+    seed base + m * R + r; base = seeds.train + 1000, above every ensemble member's seed)."""
+    from aria.evaluation.lds import lds_base_seed
+
     cfg = stage_cfg(w)
     lds = cfg["lds"]
     return jparams(
@@ -780,7 +784,9 @@ def lds_retrain_params(w):
         alpha=lds["alpha"],
         seed=config["seeds"]["lds"],
         runs=lds["runs"],
-        model=dict(seed=config["seeds"]["train"], block_tokens=cfg["seq_len"], **cfg["model"]),
+        recipe=lds["recipe"],
+        base_seed=lds_base_seed(config["seeds"]["train"]),
+        model=dict(block_tokens=cfg["seq_len"], **cfg["model"]),
     )
 
 
@@ -788,6 +794,22 @@ def lds_subset_files(w):
     return expand(
         results("lds/{stage}/subsets/s{subset}.npz", w.exp), stage=w.stage, subset=range(lds_cfg(w)["n_subsets"])
     )
+
+
+def lds_ground_truth_inputs(w):
+    """The retrained subsets, and what the reference rows need: the stage's segments and queries
+    (their source tracks) and the manifest (the tracks' genre)."""
+    return {
+        "subsets": lds_subset_files(w),
+        "segments": results(f"segments/{w.stage}/train.npz", w.exp),
+        "queries": results(f"queries/{w.stage}/queries.npz", w.exp),
+        "manifest": corpus_manifest() if SYMBOLIC and w.exp == EXP else audio_manifest(),
+    }
+
+
+def lds_references(exp, stages):
+    """The references.json (seed-noise ceiling, reference rows' LDS) of each stage with ground truth."""
+    return [results(f"lds/{s}/references.json", exp) for s in stages]
 
 
 def analysis_report_arg(w, input):
@@ -798,8 +820,12 @@ def analysis_report_arg(w, input):
 
 
 def lds_report_arg(w, input):
-    """``--lds FILES`` of a report job, or nothing when the experiment has no ground truth."""
-    return ("--lds " + " ".join(input.lds)) if input.lds else ""
+    """``--lds FILES [--lds-references FILES]`` of a report job, or nothing when the experiment
+    has no ground truth."""
+    if not input.lds:
+        return ""
+    refs = list(input.lds_references) if "lds_references" in input.keys() else []
+    return "--lds " + " ".join(input.lds) + (" --lds-references " + " ".join(refs) if refs else "")
 
 
 # Unlearning (SPEC §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;

@@ -33,7 +33,7 @@ rule lds_retrain:
 
 rule lds_ground_truth:
     input:
-        subsets=lds_subset_files,
+        unpack(lds_ground_truth_inputs),
     output:
         ground_truth=directory(results("lds/{stage}/ground_truth.zarr")),
     log:
@@ -43,10 +43,33 @@ rule lds_ground_truth:
     conda:
         ENV
     params:
-        args=lambda w: jparams(seed=config["seeds"]["lds"], **{k: lds_cfg(w)[k] for k in ("alpha", "runs")}),
+        args=lambda w: jparams(
+            seed=config["seeds"]["lds"], stage=w.stage, **{k: lds_cfg(w)[k] for k in ("alpha", "runs", "recipe")}
+        ),
     shell:
-        "aria lds-ground-truth --subsets {input.subsets} --params {params.args:q} "
-        "--out {output.ground_truth} > {log} 2>&1"
+        "aria lds-ground-truth --subsets {input.subsets} --segments {input.segments} --queries {input.queries} "
+        "--manifest {input.manifest} --params {params.args:q} --out {output.ground_truth} > {log} 2>&1"
+
+
+# The seed-noise ceiling of the targets and the LDS of the reference rows (a Gaussian matrix, the
+# same-collection indicator, the collection prior), computed once per stage from the ground truth
+# alone; the report's validation table reads them (never the main table).
+rule lds_references:
+    input:
+        ground_truth=results("lds/{stage}/ground_truth.zarr"),
+    output:
+        json=results("lds/{stage}/references.json"),
+    log:
+        logs("lds_references/{stage}.log"),
+    wildcard_constraints:
+        stage="|".join(LDS_STAGES) or "^$",
+    conda:
+        ENV
+    params:
+        args=lambda w: jparams(n_boot=lds_cfg(w)["n_boot"], seed=config["seeds"]["lds"], stage=w.stage),
+    shell:
+        "aria lds-references --ground-truth {input.ground_truth} --params {params.args:q} "
+        "--out {output.json} > {log} 2>&1"
 
 
 rule lds:

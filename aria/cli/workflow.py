@@ -809,33 +809,50 @@ def _replica_doc(a) -> dict:
 
 # --------------------------------------------------------------------------- ground truth (LDS)
 def cmd_lds_retrain(a) -> None:
-    """Retrain on one random subset of a stage's training segments; targets f_q = -loss (SPEC §9)."""
+    """Retrain on one random subset of a stage's training segments; targets f_q = -loss (SPEC §9).
+
+    Run r of subset m trains with seed ``base_seed + m * runs + r`` (:func:`retrain_seeds`).
+    Recipe ``steps``: every run takes as many optimizer steps as ensemble member 0 took on all
+    N segments (``epochs * ceil(N / batch_size)``, the same learning-rate schedule length);
+    ``epochs``: ``epochs`` passes over the subset (about alpha times the steps).
+    """
+    import math
+
     import torch
 
-    from aria.evaluation.lds import counterfactual_targets, subset_mask
+    from aria.evaluation.lds import counterfactual_targets, retrain_seeds, subset_mask
     from aria.io.tables import read_npz, write_npz
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     keep = subset_mask(len(tr["tokens"]), p["subset"], alpha=p["alpha"], random_state=p["seed"])
+    recipe, model = p["recipe"], p["model"]
+    if recipe not in ("steps", "epochs"):
+        raise ValueError(f"lds.recipe must be 'steps' or 'epochs', got {recipe!r}")
+    total_steps = model["epochs"] * math.ceil(len(keep) / model["batch_size"]) if recipe == "steps" else None
+    seeds = retrain_seeds(p["base_seed"], p["subset"], p["runs"])
     t0 = time.perf_counter()
     res = counterfactual_targets(
         tr,
         qu,
         keep,
-        model_cfg=_model_cfg(p["model"]),
-        epochs=p["model"]["epochs"],
-        lr=p["model"]["lr"],
-        batch_size=p["model"]["batch_size"],
-        seeds=[p["model"]["seed"] + r for r in range(p["runs"])],
+        model_cfg=_model_cfg(model),
+        epochs=model["epochs"],
+        lr=model["lr"],
+        batch_size=model["batch_size"],
+        seeds=seeds,
         progress=True,
+        total_steps=total_steps,
     )
     log.info(
-        "subset %d: %d of %d segments; train loss %s, held-out loss %s; %.1f s",
+        "subset %d: %d of %d segments; recipe %s, seeds %s, steps %s; train loss %s, held-out loss %s; %.1f s",
         p["subset"],
         keep.sum(),
         len(keep),
+        recipe,
+        seeds,
+        res["steps"].tolist(),
         np.round(res["train_loss"], 3).tolist(),
         np.round(res["heldout_loss"], 3).tolist(),
         time.perf_counter() - t0,
@@ -843,8 +860,34 @@ def cmd_lds_retrain(a) -> None:
     write_npz(a.out, mask=keep, segment_ids=tr["segment_ids"], query_ids=qu["query_ids"], **res)
 
 
+def _lds_collections(a) -> tuple:
+    """Collection (genre) of each training segment and each query, from the manifest and the
+    segments' and queries' ``track_ids``; ``(None, None, why)`` where that is not possible.
+    """
+    from aria.io.tables import read_manifest, read_npz
+
+    if not (getattr(a, "manifest", None) and getattr(a, "segments", None) and getattr(a, "queries", None)):
+        return None, None, "no manifest, segments or queries given"
+    man = read_manifest(a.manifest, check_files=False)
+    if "genre" not in man:
+        return None, None, f"{a.manifest} has no genre column"
+    genre = dict(zip(man["track_id"].astype(str), man["genre"].astype(str)))
+    seg, qu = read_npz(a.segments), read_npz(a.queries)
+    if "track_ids" not in seg or "track_ids" not in qu:
+        return None, None, "the segments or queries do not name their source tracks"
+    return (
+        np.array([genre.get(t, "unknown") for t in np.asarray(seg["track_ids"]).astype(str)]),
+        np.array([genre.get(t, "unknown") for t in np.asarray(qu["track_ids"]).astype(str)]),
+        None,
+    )
+
+
 def cmd_lds_ground_truth(a) -> None:
-    """Gather the retrained subsets of one stage into its ground-truth store."""
+    """Gather the retrained subsets of one stage into its ground-truth store, with the seeds and
+    steps of every run and, given ``--manifest/--segments/--queries``, each segment's and query's
+    collection (genre: the partial LDS's genre-mix control and the reference rows).
+    """
+    from aria.evaluation.lds import seed_noise_ceiling
     from aria.io.stores import write_ground_truth
     from aria.io.tables import read_npz
 
@@ -857,23 +900,109 @@ def cmd_lds_ground_truth(a) -> None:
         ):
             raise ValueError(f"{f}: segment or query ids differ from {a.subsets[0]}")
     ho = np.stack([x["heldout_loss"] for x in parts])
+    masks = np.stack([x["mask"] for x in parts])
+    targets = np.stack([x["targets"] for x in parts])
+    target_runs = np.stack([x["target_runs"] for x in parts])
+    seg_col, q_col, why = _lds_collections(a)
+    if why:
+        log.info("no collection labels: %s", why)
+    elif len(seg_col) != masks.shape[1] or len(q_col) != targets.shape[1]:
+        raise ValueError(
+            f"{a.segments} / {a.queries}: {len(seg_col)} segments and {len(q_col)} queries, but the subsets "
+            f"cover {masks.shape[1]} segments and {targets.shape[1]} queries"
+        )
     write_ground_truth(
         a.out,
-        masks=np.stack([x["mask"] for x in parts]),
-        targets=np.stack([x["targets"] for x in parts]),
-        target_runs=np.stack([x["target_runs"] for x in parts]),
+        masks=masks,
+        targets=targets,
+        target_runs=target_runs,
         train_loss=np.stack([x["train_loss"] for x in parts]),
         heldout_loss=ho,
+        seeds=np.stack([x["seeds"] for x in parts]) if all("seeds" in x for x in parts) else None,
+        steps=np.stack([x["steps"] for x in parts]) if all("steps" in x for x in parts) else None,
+        segment_collection=seg_col,
+        query_collection=q_col,
         row_ids=parts[0]["segment_ids"],
         col_ids=parts[0]["query_ids"],
-        attrs={**p, "n_subsets": len(parts)},
+        attrs={**p, "n_subsets": len(parts), "collections_note": why},
     )
     log.info("%d subsets; held-out loss %.3f +- %.3f", len(parts), ho.mean(), ho.std())
+    _log_ceiling(seed_noise_ceiling(target_runs))
+
+
+def _log_ceiling(ceiling: dict) -> None:
+    if not ceiling["available"]:
+        log.info("no seed-noise ceiling: %s", ceiling["reason"])
+        return
+    log.info(
+        "targets: subset effect / seed noise %.2f (sd %.4f vs %.4f), run agreement %+.3f, "
+        "reliability of the %d-run mean %.3f, LDS ceiling %.3f, common share %.3f",
+        ceiling["ratio"],
+        ceiling["subset_sd"],
+        ceiling["seed_sd"],
+        ceiling["run_agreement"],
+        ceiling["runs"],
+        ceiling["split_half"],
+        ceiling["lds_ceiling"],
+        ceiling["common_share"],
+    )
+
+
+def cmd_lds_references(a) -> None:
+    """The seed-noise ceiling of one stage's ground truth and the LDS of its reference rows
+    (:func:`aria.evaluation.lds.reference_matrices`), for the validation table.
+    """
+    from aria.evaluation.lds import lds_controls, lds_summary, reference_matrices, seed_noise_ceiling, testability
+    from aria.io.stores import read_ground_truth
+    from aria.io.tables import write_json
+
+    p = json.loads(a.params)
+    gt = read_ground_truth(a.ground_truth)
+    masks, targets = gt["masks"], gt["targets"]
+    ceiling = seed_noise_ceiling(gt["target_runs"])
+    _log_ceiling(ceiling)
+    controls = lds_controls(masks, targets, gt["segment_collection"])
+    mats, skipped = reference_matrices(
+        masks.shape[1],
+        targets.shape[1],
+        random_state=p["seed"],
+        segment_collection=gt["segment_collection"],
+        query_collection=gt["query_collection"],
+    )
+    refs = {}
+    for name, S in mats.items():
+        refs[name] = lds_summary(
+            masks.astype(np.float64) @ S,
+            targets,
+            n_boot=p["n_boot"],
+            random_state=p["seed"],
+            covariates=controls["covariates"],
+        )
+        log.info("reference %s: LDS %.3f, partial LDS %.3f", name, refs[name]["lds"], refs[name]["partial_lds"])
+    for name, reason in skipped.items():
+        log.info("reference %s skipped: %s", name, reason)
+    testable, untestable = testability(ceiling)
+    write_json(
+        a.out,
+        {
+            "stage": p.get("stage"),
+            "ceiling": ceiling,
+            "testable": testable,
+            "untestable_reason": untestable or None,
+            "references": refs,
+            "skipped": skipped,
+            "controls": controls["names"],
+            "controls_note": controls["note"],
+            "recipe": gt["attrs"].get("recipe"),
+            "runs": int(gt["target_runs"].shape[1]),
+            "n_subsets": int(masks.shape[0]),
+        },
+    )
 
 
 def cmd_lds(a) -> None:
-    """LDS of one method against its stage's ground truth, streaming the score store."""
-    from aria.evaluation.lds import lds_summary, predicted_targets
+    """LDS and partial LDS of one method against its stage's ground truth, streaming the score store."""
+    from aria.evaluation.lds import lds_controls, lds_summary, predicted_targets
     from aria.io.stores import iter_row_chunks, open_scores, read_ground_truth
     from aria.io.tables import write_json
 
@@ -885,9 +1014,18 @@ def cmd_lds(a) -> None:
     if not np.array_equal(cols, gt["col_ids"]):
         raise ValueError(f"{a.scores}: column ids differ from the ground truth's queries ({a.ground_truth})")
     G = predicted_targets(iter_row_chunks(S), gt["masks"])
-    res = lds_summary(G, gt["targets"], n_boot=p["n_boot"], random_state=p["seed"])
-    log.info("%s: LDS %.3f [%.3f, %.3f] over %d subsets", a.scores, res["lds"], *res["ci"], res["n_subsets"])
-    write_json(a.out, {**res, "query_ids": cols})
+    controls = lds_controls(gt["masks"], gt["targets"], gt.get("segment_collection"))
+    res = lds_summary(G, gt["targets"], n_boot=p["n_boot"], random_state=p["seed"], covariates=controls["covariates"])
+    log.info(
+        "%s: LDS %.3f [%.3f, %.3f], partial LDS %.3f (controls: %s) over %d subsets",
+        a.scores,
+        res["lds"],
+        *res["ci"],
+        res["partial_lds"],
+        ", ".join(controls["names"]),
+        res["n_subsets"],
+    )
+    write_json(a.out, {**res, "partial_controls": controls["names"], "query_ids": cols})
 
 
 # --------------------------------------------------------------------------- features
@@ -1292,6 +1430,7 @@ def cmd_report(a) -> None:
         media=media,
         cards=cards,
         lds=dict(zip(p["lds_rows"], [read_json(f) for f in a.lds], strict=True)) if a.lds else None,
+        lds_references={d["stage"]: d for d in map(read_json, a.lds_references)} if a.lds_references else None,
         residual=[read_json(f) for f in a.homogeneity_residual] if a.homogeneity_residual else None,
         alignment=[read_json(f) for f in a.alignment] if a.alignment else None,
         verdict_thresholds=p.get("verdict"),
@@ -2474,7 +2613,18 @@ COMMANDS = {
         cmd_lds_retrain,
         [("--segments", {}), ("--queries", {}), ("--params", {}), ("--out", {})],
     ),
-    "lds-ground-truth": (cmd_lds_ground_truth, [("--subsets", {"nargs": "+"}), ("--params", {}), ("--out", {})]),
+    "lds-ground-truth": (
+        cmd_lds_ground_truth,
+        [
+            ("--subsets", {"nargs": "+"}),
+            ("--params", {}),
+            ("--out", {}),
+            ("--segments", {"required": False, "default": None}),
+            ("--queries", {"required": False, "default": None}),
+            ("--manifest", {"required": False, "default": None}),
+        ],
+    ),
+    "lds-references": (cmd_lds_references, [("--ground-truth", {}), ("--params", {}), ("--out", {})]),
     "lds": (cmd_lds, [("--scores", {}), ("--ground-truth", {}), ("--params", {}), ("--out", {})]),
     "report": (
         cmd_report,
@@ -2490,6 +2640,7 @@ COMMANDS = {
             ("--manifest", {"required": False, "default": None}),
             ("--queries-audio", {"required": False, "default": None}),
             ("--lds", {"nargs": "+", "required": False, "default": None}),
+            ("--lds-references", {"nargs": "+", "required": False, "default": None}),
             ("--homogeneity-residual", {"nargs": "+", "required": False, "default": None}),
             ("--alignment", {"nargs": "+", "required": False, "default": None}),
             ("--cost", {"required": False, "default": None}),

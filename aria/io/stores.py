@@ -39,9 +39,13 @@ Ground-truth store ``lds/<stage>/ground_truth.zarr`` (SPEC §9, :mod:`aria.evalu
     target_runs   float64, shape (M, R, Q)  the same per training run
     train_loss    float64, shape (M, R)     mean loss on S_m of each retrained model
     heldout_loss  float64, shape (M, R)     mean loss on the segments outside S_m
+    seeds         int64, shape (M, R)       training seed of each run (optional: older stores lack it)
+    steps         int64, shape (M, R)       optimizer steps of each run (optional)
+    segment_collection  str, shape (N,)     collection (genre) of each segment (optional)
+    query_collection    str, shape (Q,)     collection of each query's source track (optional)
     segment       str, shape (N,)           training segment ids (a score store's row ids)
     query         str, shape (Q,)           query ids (a score store's column ids)
-    attrs         {"alpha": ..., "seed": ..., "runs": R, "n_subsets": M, ...}
+    attrs         {"alpha": ..., "seed": ..., "runs": R, "n_subsets": M, "recipe": ..., ...}
 
 Writers build the store under a temporary sibling path and rename it into place
 only when complete, so a failed job never leaves a half-written store behind.
@@ -77,6 +81,13 @@ __all__ = [
 ]
 
 GROUND_TRUTH_ARRAYS = ("masks", "targets", "target_runs", "train_loss", "heldout_loss")
+# optional arrays of a ground-truth store: name -> (dtype, dimension names)
+GROUND_TRUTH_OPTIONAL = {
+    "seeds": ("int64", ("subset", "run")),
+    "steps": ("int64", ("subset", "run")),
+    "segment_collection": (str, ("segment",)),
+    "query_collection": (str, ("query",)),
+}
 
 DEFAULT_ROW_CHUNK = 4096
 
@@ -433,17 +444,26 @@ def read_features(path, *, lazy: bool = False, row_chunk: int | None = None) -> 
 def write_ground_truth(path, *, row_ids, col_ids, attrs=None, **arrays) -> None:
     """Write a ground-truth store (see module docstring) atomically.
 
-    ``arrays`` are exactly :data:`GROUND_TRUTH_ARRAYS`; shapes are checked against the ids.
+    ``arrays`` are :data:`GROUND_TRUTH_ARRAYS` plus any of :data:`GROUND_TRUTH_OPTIONAL`
+    (None = left out); shapes are checked against the ids.
     """
+    opt = {k: arrays.pop(k) for k in list(arrays) if k in GROUND_TRUTH_OPTIONAL}
     missing = sorted(set(GROUND_TRUTH_ARRAYS) - set(arrays))
     if missing or set(arrays) - set(GROUND_TRUTH_ARRAYS):
-        raise ValueError(f"{path}: ground truth needs arrays {GROUND_TRUTH_ARRAYS}, got {sorted(arrays)}")
+        raise ValueError(
+            f"{path}: ground truth needs arrays {GROUND_TRUTH_ARRAYS} (optional {sorted(GROUND_TRUTH_OPTIONAL)}), "
+            f"got {sorted(arrays) + sorted(opt)}"
+        )
     masks, targets = np.asarray(arrays["masks"], dtype=bool), np.asarray(arrays["targets"], dtype=np.float64)
     n_sub, n, q = masks.shape[0], len(row_ids), len(col_ids)
     if masks.shape != (n_sub, n) or targets.shape != (n_sub, q):
         raise ValueError(f"{path}: masks {masks.shape} / targets {targets.shape} do not fit {n} rows x {q} queries")
     if not np.isfinite(targets).all():
         raise ValueError(f"{path}: non-finite retraining targets")
+    sizes = {"subset": n_sub, "segment": n, "query": q, "run": np.shape(arrays["target_runs"])[1]}
+    for name, value in opt.items():
+        if value is not None and np.shape(value) != tuple(sizes[d] for d in GROUND_TRUTH_OPTIONAL[name][1]):
+            raise ValueError(f"{path}: {name} has shape {np.shape(value)}, not {GROUND_TRUTH_OPTIONAL[name][1]}")
     with atomic_dir(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         dims = {
@@ -456,6 +476,15 @@ def write_ground_truth(path, *, row_ids, col_ids, attrs=None, **arrays) -> None:
         for name in GROUND_TRUTH_ARRAYS:
             arr = np.asarray(arrays[name], dtype=bool if name == "masks" else np.float64)
             group.create_array(name, shape=arr.shape, dtype=arr.dtype, dimension_names=dims[name])[...] = arr
+        for name, value in opt.items():
+            dtype, dim = GROUND_TRUTH_OPTIONAL[name]
+            if value is None:
+                continue
+            if dtype is str:
+                _write_ids(group, name, value, dim[0])
+            else:
+                arr = np.asarray(value, dtype=dtype)
+                group.create_array(name, shape=arr.shape, dtype=arr.dtype, dimension_names=dim)[...] = arr
         _write_ids(group, "segment", row_ids, "segment")
         _write_ids(group, "query", col_ids, "query")
         group.attrs.update(dict(attrs or {}))
@@ -465,13 +494,19 @@ def write_ground_truth(path, *, row_ids, col_ids, attrs=None, **arrays) -> None:
 def read_ground_truth(path) -> dict:
     """Read a ground-truth store: its arrays, ``row_ids``, ``col_ids`` and ``attrs``.
 
-    Masks and targets are M x N and M x Q with M in the tens, so they are loaded whole.
+    Masks and targets are M x N and M x Q with M in the tens, so they are loaded whole. The
+    optional arrays (:data:`GROUND_TRUTH_OPTIONAL`) are None where the store lacks them.
     """
     group = _open_group(path)
     missing = [n for n in GROUND_TRUTH_ARRAYS if n not in group]
     if missing:
         raise ValueError(f"{path}: not an Aria ground-truth store (missing {missing})")
     out = {n: np.asarray(group[n][...]) for n in GROUND_TRUTH_ARRAYS}
+    for name, (dtype, _) in GROUND_TRUTH_OPTIONAL.items():
+        if name not in group:
+            out[name] = None
+        else:
+            out[name] = read_ids(group, name) if dtype is str else np.asarray(group[name][...])
     out.update(
         row_ids=_axis_ids(group, "segment", LEGACY_ID_NAMES["row"], path),
         col_ids=_axis_ids(group, "query", LEGACY_ID_NAMES["query"], path),

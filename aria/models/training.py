@@ -44,6 +44,7 @@ def train_model(
     min_lr_ratio: float = 0.1,
     progress: bool = False,
     desc: str = "train",
+    total_steps: int | None = None,
 ) -> dict:
     """Train a :class:`MusicTransformer` on token blocks with AdamW.
 
@@ -58,13 +59,31 @@ def train_model(
         epoch (TracIn's checkpoints).
     random_state : int
         Seeds weight initialisation and data order.
+    total_steps : int, optional, keyword-only
+        Optimizer steps to take, and the length of the learning-rate schedule. Default
+        (None): ``epochs * ceil(N / batch_size)``, i.e. ``epochs`` passes. Otherwise training
+        runs over as many freshly shuffled epochs as it takes, the last one cut short at
+        ``total_steps`` (``epochs`` is then ignored): the LDS retrainings use it to give a model
+        trained on a subset as many steps as ensemble member 0 took on all segments. The
+        epochs run, E, replace ``epochs`` for the checkpoints (evenly spaced over the E epochs,
+        the last one after the final, possibly partial, epoch).
 
     Returns
     -------
     dict with ``final`` (state dict), ``checkpoints`` (list of dicts with
     ``epoch``, ``lr`` — the learning rate in force when it was saved — and
-    ``state``) and ``losses`` (mean training loss per epoch).
+    ``state``), ``losses`` (mean training loss per epoch, over the examples the epoch
+    used) and ``steps`` (optimizer steps taken).
     """
+    n = len(tokens)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    if total_steps is None:
+        total = epochs * steps_per_epoch
+    elif int(total_steps) < 1:
+        raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+    else:
+        total = int(total_steps)
+        epochs = math.ceil(total / steps_per_epoch)
     if n_checkpoints < 1 or n_checkpoints > epochs:
         raise ValueError(f"n_checkpoints must be in 1..epochs ({epochs}), got {n_checkpoints}")
     gen = seed_everything(random_state)
@@ -73,9 +92,6 @@ def train_model(
     X = torch.as_tensor(tokens, dtype=torch.long)
     M = torch.as_tensor(mask, dtype=torch.bool)
     LM = None if loss_mask is None else torch.as_tensor(loss_mask, dtype=torch.bool)
-    n = len(X)
-    steps_per_epoch = max(1, math.ceil(n / batch_size))
-    total = epochs * steps_per_epoch
     ckpt_epochs = sorted({round(epochs * (i + 1) / n_checkpoints) for i in range(n_checkpoints)})
     out = {"checkpoints": [], "losses": []}
     step = 0
@@ -84,7 +100,8 @@ def train_model(
         model.train()
         perm = torch.randperm(n, generator=gen)
         tot = 0.0
-        for b in range(steps_per_epoch):
+        seen = 0
+        for b in range(min(steps_per_epoch, total - step)):
             idx = perm[b * batch_size : (b + 1) * batch_size]
             cur_lr = _lr_at(step, total, lr, min_lr_ratio)
             for g in opt.param_groups:
@@ -95,10 +112,11 @@ def train_model(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             tot += float(loss.detach()) * len(idx)
+            seen += len(idx)
             step += 1
             bar.update(1)
-        out["losses"].append(tot / n)
-        bar.set_postfix(loss=f"{tot / n:.3f}")
+        out["losses"].append(tot / seen)  # seen == n but in a cut-short last epoch
+        bar.set_postfix(loss=f"{tot / seen:.3f}")
         if epoch in ckpt_epochs:
             out["checkpoints"].append(
                 {
@@ -109,6 +127,7 @@ def train_model(
             )
     bar.close()
     out["final"] = out["checkpoints"][-1]["state"]
+    out["steps"] = step
     return out
 
 

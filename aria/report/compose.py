@@ -84,6 +84,7 @@ def compose(
     media: dict | None = None,
     cards: list | None = None,
     lds: dict | None = None,
+    lds_references: dict | None = None,
     residual: list | None = None,
     alignment: list | None = None,
     verdict_thresholds: dict | None = None,
@@ -119,6 +120,9 @@ def compose(
         Row key -> LDS document (:func:`aria.evaluation.lds.lds_summary`) for the rows that
         have ground truth. Adds the LDS column and, per stage, the validation table
         (:func:`aria.evaluation.lds.order_agreement`).
+    lds_references : dict, optional
+        Stage -> its ``references.json`` (``aria lds-references``: the targets' seed-noise
+        ceiling and the reference rows' LDS), shown in the validation section of that stage.
     residual, alignment : list of dict, optional
         Per row (``keys`` order): the homogeneity JSON of the residual matrix and the
         alignment JSON of the removed axis (SPEC §7). Add the residual table and figure,
@@ -171,7 +175,7 @@ def compose(
         if V[k]["verdict"] in ("collapsed", "constant", "noisy"):
             for i in range(first_mu, len(row), 3):
                 row[i] = f"({row[i]})"
-    validation, validation_summary = _validation(keys, lab, D, lds or {})
+    validation, validation_summary = _validation(keys, lab, D, lds or {}, V=V, references=lds_references)
     h0, d0 = homs[0], diags[0]
     unit = (
         "reliability on each raw score matrix (segments x queries; tracks x queries for the "
@@ -202,8 +206,7 @@ def compose(
             [
                 f"Reference: Gaussian noise ({reference['n_used']} x {reference['q']})",
                 ref_v["verdict"] or f"none ({ref_v['flag']})",
-                ref_v["sentence"]
-                + f" (r1 = {reference['r1']:.3f}, rho_bar = {reference['rho_bar']:.3f}: "
+                ref_v["sentence"] + f" (r1 = {reference['r1']:.3f}, rho_bar = {reference['rho_bar']:.3f}: "
                 "the best diagnostics of any row.)",
             ]
         )
@@ -645,10 +648,17 @@ def residual_reading(D, H, Hres, *, main_k: int) -> str:
     return " ".join(out)
 
 
-def _validation(keys, lab, D, lds) -> tuple[list, dict]:
-    """Per stage with ground truth: the validation table (for the reports) and its summary."""
-    from aria.evaluation.lds import halves_agreement, order_agreement, validation_reading
+def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, dict]:
+    """Per stage with ground truth: the validation tables (for the reports) and their summary.
 
+    ``V``: row key -> :func:`aria.evaluation.reliability.verdict` (the verdict's ordinal is one of
+    the measures); ``references``: stage -> ``aria lds-references`` document (the targets'
+    seed-noise ceiling and the reference rows' LDS). Without ``references`` (None) the reading
+    does not judge testability; with it, a stage without its document is read as not testable.
+    """
+    from aria.evaluation.lds import VERDICT_ORDINAL, halves_agreement, order_agreement, validation_reading
+
+    V = V or {}
     stages = {}
     for k in keys:
         if k in lds:
@@ -658,11 +668,57 @@ def _validation(keys, lab, D, lds) -> tuple[list, dict]:
         if len(ks) < 2:
             continue
         # keyed by row key (summary.json); labels only for display
-        agree = order_agreement({k: D[lab[k]] for k in ks}, {k: lds[k]["lds"] for k in ks})
+        flat = {}
+        for k in ks:
+            d, rep = D[lab[k]], D[lab[k]].get("replica")
+            flat[k] = {x: d.get(x) for x in ("r1", "r2_5", "c_bar", "rho_bar")}
+            flat[k]["agreement"] = rep["spearman"]["q50"] if rep else None
+            flat[k]["verdict"] = VERDICT_ORDINAL.get((V.get(k) or {}).get("verdict"))
+        agree = order_agreement(
+            flat,
+            {k: lds[k]["lds"] for k in ks},
+            keys=("r1", "r2_5", "c_bar", "rho_bar", "agreement", "verdict"),
+            higher_is_better=("agreement", "verdict"),
+            between=("r1", "rho_bar", "agreement", "verdict"),
+        )
         stab = halves_agreement({k: lds[k]["halves"] for k in ks})
-        reading = validation_reading(agree, stab, lab)
+        ref = None if references is None else references.get(stage)
+        ceiling = None
+        if references is not None:
+            ceiling = (ref or {}).get("ceiling") or {
+                "available": False,
+                "reason": "no seed-noise ceiling was computed for this ground truth",
+            }
+        reading = validation_reading(
+            agree, stab, lab, ceiling=ceiling, references=(ref or {}).get("references") if ref else None
+        )
         header, rows = R.validation_table(agree, lab)
         title = "Validation: do the diagnostics order the methods as LDS does?"
-        tables.append((title if stage == "symbolic" else f"{title} (stage {stage})", header, rows, reading))
-        out[stage] = {**agree, "stability": stab, "reading": reading}
+        suffix = "" if stage == "symbolic" else f" (stage {stage})"
+        tables.append((title + suffix, header, rows, reading))
+        ref_header, ref_rows = R.lds_reference_table({k: lds[k] for k in ks}, ref, lab)
+        controls = ", ".join(next((lds[k].get("partial_controls") for k in ks if lds[k].get("partial_controls")), []))
+        ref_note = (
+            "Reference rows are not methods: a Gaussian random matrix (LDS about 0), the same-collection "
+            "indicator (1 where a segment's collection is the query's) and the collection prior (the share of "
+            "queries in each segment's collection, the same for every query). Partial LDS: the Spearman "
+            "correlation over subsets after regressing out "
+            + (controls or "the controls")
+            + " (ranks, least squares), mean over queries; the same-collection indicator has none, since its "
+            "prediction is the genre mix itself."
+        )
+        tables.append((f"LDS of the methods and reference rows{suffix}", ref_header, ref_rows, ref_note))
+        out[stage] = {
+            **agree,
+            "stability": stab,
+            "reading": reading,
+            "testable": None if ceiling is None else bool(ref and ref.get("testable")),
+            "ceiling": None if ceiling is None else {x: v for x, v in ceiling.items() if x != "per_query"},
+            "partial_lds": {k: lds[k].get("partial_lds") for k in ks},
+            "references": {
+                n: {x: d.get(x) for x in ("lds", "ci", "halves", "partial_lds")}
+                for n, d in ((ref or {}).get("references") or {}).items()
+            },
+            "references_skipped": (ref or {}).get("skipped") or {},
+        }
     return tables, out

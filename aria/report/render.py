@@ -19,6 +19,7 @@ __all__ = [
     "main_table",
     "lds_cell",
     "validation_table",
+    "lds_reference_table",
     "markdown_report",
     "html_report",
     "k_sweep_figure",
@@ -101,27 +102,61 @@ def lds_cell(doc: dict | None) -> str:
     return f"{_fmt(doc['lds'], '+.3f')} [{_fmt(lo, '+.3f')}, {_fmt(hi, '+.3f')}]"
 
 
+VALIDATION_LABELS = {**DIAG_LABELS, "agreement": "replica agreement (median ρₛ)", "verdict": "verdict (ordinal)"}
+
+
 def validation_table(agreement: dict, labels: dict | None = None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the validation table: per diagnostic, Kendall's tau between its
-    ascending method order and the descending LDS order, and whether the orders are identical.
-    ``labels`` maps row keys to display labels.
+    """Header and rows of the validation table: per measure (the diagnostics, lower = better;
+    the replica agreement and the verdict's ordinal, higher = better), Kendall's tau-b between
+    its method order and the LDS order, whether the orders are identical, Kendall's tau-b
+    against each measure of ``agreement["between"]`` (when present), and its order (best first;
+    methods without the measure named as left out). ``labels`` maps row keys to display labels.
     """
     labels = labels or {}
 
     def _lab(m):
         return labels.get(m) or _label(m)
 
-    header = ["Diagnostic", "Kendall τ vs LDS order", "Same order", "Order by the diagnostic (best first)"]
-    rows = [
-        [
-            DIAG_LABELS[k],
-            _fmt(v["kendall_tau"], "+.2f"),
-            "yes" if v["identical"] else "no",
-            " > ".join(_lab(m) for m in v["order"]),
-        ]
-        for k, v in agreement["by_diagnostic"].items()
-    ]
-    rows.append(["LDS", "", "", " > ".join(_lab(m) for m in agreement["lds_order"])])
+    bt = agreement.get("between") or {}
+    between = list(bt)
+    header = (
+        ["Diagnostic", "Kendall τ vs LDS order", "Same order"]
+        + [f"τ vs {VALIDATION_LABELS.get(b, b)}" for b in between]
+        + ["Order by the diagnostic (best first)"]
+    )
+    rows = []
+    for k, v in agreement["by_diagnostic"].items():
+        order = " > ".join(_lab(m) for m in v["order"])
+        if v.get("left_out"):
+            order += f" (left out: {', '.join(_lab(m) for m in v['left_out'])})"
+        rows.append(
+            [VALIDATION_LABELS.get(k, k), _fmt(v["kendall_tau"], "+.2f"), "yes" if v["identical"] else "no"]
+            + [_fmt(bt[k][b], "+.2f") if k in bt else "" for b in between]
+            + [order]
+        )
+    rows.append(["LDS", "", ""] + [""] * len(between) + [" > ".join(_lab(m) for m in agreement["lds_order"])])
+    return header, rows
+
+
+def lds_reference_table(lds: dict, references: dict | None, labels: dict | None = None) -> tuple[list, list]:
+    """Per method, then per reference row: LDS [95% CI], partial LDS and the LDS on the two halves
+    of the subsets. ``lds``: row key -> LDS document; ``references``: an ``aria lds-references``
+    document (its ``references`` and ``skipped``), or None. Reference rows are labelled as such.
+    """
+    from aria.evaluation.lds import REFERENCE_NAMES
+
+    labels = labels or {}
+
+    def _row(name, doc):
+        halves = " / ".join(_fmt(h, "+.3f") for h in doc.get("halves", []))
+        return [name, lds_cell(doc), _fmt(doc.get("partial_lds"), "+.3f"), halves]
+
+    header = ["Row", "LDS [95% CI]", "partial LDS", "LDS on halves"]
+    rows = [_row(labels.get(k) or _label(k), d) for k, d in lds.items()]
+    for n, d in ((references or {}).get("references") or {}).items():
+        rows.append(_row(f"reference: {REFERENCE_NAMES.get(n, n)}", d))
+    for n, why in ((references or {}).get("skipped") or {}).items():
+        rows.append([f"reference: {REFERENCE_NAMES.get(n, n)}", f"skipped: {why}", "", ""])
     return header, rows
 
 

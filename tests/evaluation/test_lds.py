@@ -141,7 +141,7 @@ MODEL = dict(
 )
 
 
-def _direct_targets(train, queries, keep, seed):
+def _direct_targets(train, queries, keep, seed, total_steps=None):
     """Retrain and evaluate without the code under test's target/loss helpers."""
     from aria.models.training import train_model
     from aria.models.transformer import ModelConfig, MusicTransformer
@@ -156,6 +156,7 @@ def _direct_targets(train, queries, keep, seed):
         batch_size=8,
         n_checkpoints=1,
         random_state=seed,
+        total_steps=total_steps,
     )
     model = MusicTransformer(cfg)
     model.load_state_dict(res["final"])
@@ -171,17 +172,27 @@ def _direct_targets(train, queries, keep, seed):
     return np.array(out)
 
 
-def test_stored_targets_equal_a_direct_retrain(tmp_path):
+@pytest.mark.parametrize("recipe", ["steps", "epochs"])
+def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe):
     """`aria lds-retrain` + `aria lds-ground-truth` store f_q = -loss of the model retrained
-    on exactly the stored subset, averaged over the runs."""
+    on exactly the stored subset, averaged over the runs; run r of subset m trains with seed
+    base + m * R + r, and recipe 'steps' takes member 0's epochs * ceil(N / batch) steps."""
+    import math
+
     from aria.cli import main
 
     train, queries = _tiny_data()
+    train["track_ids"] = np.array([f"t{i % 3}" for i in range(24)])
+    queries["track_ids"] = np.array(["e0", "e1", "e1", "e9"])
     write_npz(tmp_path / "train.npz", **train)
     write_npz(tmp_path / "queries.npz", **queries)
+    genre = {"t0": "folk", "t1": "folk", "t2": "chorale", "e0": "chorale", "e1": "folk"}  # e9: not listed
+    man = "track_id,path,genre,split\n" + "".join(f"{t},{t}.mid,{g},train\n" for t, g in genre.items())
+    (tmp_path / "manifest.csv").write_text(man)
+    base, runs = 1100, 2
     parts = []
     for s in range(3):
-        params = dict(subset=s, alpha=0.5, seed=9, runs=2, model=MODEL)
+        params = dict(subset=s, alpha=0.5, seed=9, runs=runs, recipe=recipe, base_seed=base, model=MODEL)
         out = tmp_path / f"s{s}.npz"
         argv = ["lds-retrain", "--segments", str(tmp_path / "train.npz"), "--queries", str(tmp_path / "queries.npz")]
         assert main([*argv, "--params", json.dumps(params), "--out", str(out)]) == 0
@@ -197,6 +208,12 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path):
                 json.dumps({"alpha": 0.5, "seed": 9}),
                 "--out",
                 str(gt_path),
+                "--segments",
+                str(tmp_path / "train.npz"),
+                "--queries",
+                str(tmp_path / "queries.npz"),
+                "--manifest",
+                str(tmp_path / "manifest.csv"),
             ]
         )
         == 0
@@ -204,14 +221,50 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path):
     gt = read_ground_truth(gt_path)
     assert gt["masks"].shape == (3, 24) and gt["targets"].shape == (3, 4) and gt["target_runs"].shape == (3, 2, 4)
     assert list(gt["row_ids"]) == list(train["segment_ids"]) and list(gt["col_ids"]) == list(queries["query_ids"])
+    # the collections come from the manifest through each segment's and query's source track
+    assert gt["segment_collection"].tolist() == [genre[f"t{i % 3}"] for i in range(24)]
+    assert gt["query_collection"].tolist() == ["chorale", "folk", "folk", "unknown"]
+    # 24 segments, batch 8, 3 epochs: member 0 takes 9 steps; a 12-segment subset 2 per epoch
+    steps = 3 * math.ceil(24 / 8) if recipe == "steps" else 3 * math.ceil(12 / 8)
+    np.testing.assert_array_equal(gt["steps"], np.full((3, runs), steps))
+    np.testing.assert_array_equal(gt["seeds"], [[base + s * runs + r for r in range(runs)] for s in range(3)])
     for s in range(3):
         keep = subset_mask(24, s, alpha=0.5, random_state=9)
         np.testing.assert_array_equal(gt["masks"][s], keep)
-        runs = np.stack([_direct_targets(train, queries, keep, 100 + r) for r in range(2)])
-        np.testing.assert_allclose(gt["target_runs"][s], runs, rtol=1e-5)
-        np.testing.assert_allclose(gt["targets"][s], runs.mean(0), rtol=1e-5)
+        total = steps if recipe == "steps" else None
+        direct = np.stack([_direct_targets(train, queries, keep, base + s * runs + r, total) for r in range(runs)])
+        np.testing.assert_allclose(gt["target_runs"][s], direct, rtol=1e-5)
+        np.testing.assert_allclose(gt["targets"][s], direct.mean(0), rtol=1e-5)
     # a trained model fits its subset better than the segments it never saw
     assert (gt["train_loss"] < gt["heldout_loss"]).all()
+    # the references: the same LDS function on the reference matrices, written out here
+    ref_path = tmp_path / "references.json"
+    argv = ["lds-references", "--ground-truth", str(gt_path), "--out", str(ref_path)]
+    assert main([*argv, "--params", json.dumps({"n_boot": 100, "seed": 9, "stage": "symbolic"})]) == 0
+    doc = json.loads(ref_path.read_text())
+    assert doc["stage"] == "symbolic" and doc["runs"] == runs and doc["ceiling"]["available"]
+    assert (
+        set(doc["references"]) == {"gaussian", "query_independent", "same_collection", "collection_prior"}
+        and not doc["skipped"]
+    )
+    seg = np.array([genre[f"t{i % 3}"] for i in range(24)])
+    same = (seg[:, None] == np.array(["chorale", "folk", "folk", "unknown"])[None, :]).astype(float)
+    ref = np.nanmean(lds_per_query(gt["masks"] @ same, gt["targets"]))
+    assert doc["references"]["same_collection"]["lds"] == pytest.approx(ref, abs=1e-12)
+    # `aria lds` of a method: LDS, and the partial LDS controlling for the common component and
+    # the genre mix ("share of folk"; its numbers: tests/evaluation/test_lds_ceiling.py)
+    from aria.io.stores import ScoreWriter
+
+    S = np.random.default_rng(1).normal(size=(24, 4))
+    with ScoreWriter(tmp_path / "m.zarr", train["segment_ids"], queries["query_ids"], attrs={"method": "m"}) as w:
+        w.write(0, S)
+    out = tmp_path / "m.json"
+    argv = ["lds", "--scores", str(tmp_path / "m.zarr"), "--ground-truth", str(gt_path), "--out", str(out)]
+    assert main([*argv, "--params", json.dumps({"n_boot": 100, "seed": 9})]) == 0
+    res = json.loads(out.read_text())
+    assert res["partial_controls"] == ["common component", "share of folk"]
+    assert res["lds"] == pytest.approx(np.nanmean(lds_per_query(gt["masks"] @ S, gt["targets"])), abs=1e-12)
+    assert res["partial_lds"] is None or np.isnan(res["partial_lds"])  # 3 subsets: no residual degrees of freedom
 
 
 def test_planted_duplicate_gets_a_positive_contribution():

@@ -1,6 +1,7 @@
 """Model loss against a hand-written reference; seeded training and sampling are reproducible."""
 
 import numpy as np
+import pytest
 import torch
 
 from aria.models.training import generate, train_model
@@ -123,3 +124,77 @@ def test_fused_attention_equals_the_explicit_softmax():
     with fused_attention(model):
         torch.testing.assert_close(model(y)[:, :40], got[:, :40], rtol=1e-5, atol=1e-5)
         assert not torch.allclose(model(y)[:, 40:], got[:, 40:])
+
+
+def _reference_training(tok, mask, *, epochs, lr, batch_size, random_state, total, wd=0.01, min_ratio=0.1):
+    """The training loop written out from its description (AdamW, cosine decay from lr to
+    min_ratio * lr over ``total`` steps, gradient clipping at 1, one fresh permutation per
+    epoch from a generator seeded like the weights), stopping after ``total`` steps."""
+    import math
+
+    from aria.models.transformer import batch_loss
+
+    torch.manual_seed(random_state)
+    gen = torch.Generator().manual_seed(random_state)
+    model = MusicTransformer(CFG)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    X, M = torch.as_tensor(tok, dtype=torch.long), torch.as_tensor(mask)
+    step = 0
+    while step < total:
+        model.train()
+        perm = torch.randperm(len(X), generator=gen)
+        for b in range(math.ceil(len(X) / batch_size)):
+            if step == total:
+                break
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            for g in opt.param_groups:
+                g["lr"] = lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * step / total)))
+            loss = batch_loss(model, X[idx], M[idx], None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+    return model.state_dict()
+
+
+def test_total_steps_none_is_the_epoch_recipe_bit_for_bit():
+    """total_steps=None (default) and total_steps = epochs * ceil(N / batch) train exactly the
+    model of the written-out epoch loop, bit for bit."""
+    tok, mask = _data()  # 20 sequences, batch 8: 3 steps per epoch
+    kw = dict(cfg=CFG, epochs=2, lr=3e-3, batch_size=8, n_checkpoints=2, random_state=5)
+    ref = _reference_training(tok, mask, epochs=2, lr=3e-3, batch_size=8, random_state=5, total=6)
+    for res in (train_model(tok, mask, **kw), train_model(tok, mask, **kw, total_steps=6)):
+        assert res["steps"] == 6 and len(res["losses"]) == 2
+        assert [ck["epoch"] for ck in res["checkpoints"]] == [1, 2]
+        for k in ref:
+            assert torch.equal(res["final"][k], ref[k]), k
+
+
+def test_total_steps_continues_over_shuffled_epochs_and_counts_its_steps(monkeypatch):
+    """total_steps = 8 on 3 steps per epoch: 3 epochs, the last cut after 2 steps; the optimizer
+    steps 8 times, the weights equal the written-out loop's, and the checkpoints stay consistent
+    (the last one after the final, partial epoch, at the end of the learning-rate schedule)."""
+    calls = []
+    orig = torch.optim.AdamW.step
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting)
+    tok, mask = _data()
+    res = train_model(
+        tok, mask, cfg=CFG, epochs=1, lr=3e-3, batch_size=8, n_checkpoints=3, random_state=7, total_steps=8
+    )
+    assert len(calls) == 8 and res["steps"] == 8
+    assert len(res["losses"]) == 3 and [ck["epoch"] for ck in res["checkpoints"]] == [1, 2, 3]
+    lr_end = 3e-3 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))  # the rate of step 8 of 8
+    assert res["checkpoints"][-1]["lr"] == pytest.approx(lr_end)
+    assert all(torch.equal(res["final"][k], res["checkpoints"][-1]["state"][k]) for k in res["final"])
+    monkeypatch.setattr(torch.optim.AdamW, "step", orig)
+    ref = _reference_training(tok, mask, epochs=3, lr=3e-3, batch_size=8, random_state=7, total=8)
+    for k in ref:
+        assert torch.equal(res["final"][k], ref[k]), k
+    with pytest.raises(ValueError, match="n_checkpoints"):
+        train_model(tok, mask, cfg=CFG, epochs=9, lr=3e-3, batch_size=8, n_checkpoints=4, random_state=7, total_steps=8)

@@ -233,6 +233,8 @@ def test_rerun_scope_unlearning(tiny_run):
     assert rules == {
         "unlearning_chunk",
         "unlearning_merge",
+        "replica_unlearning_chunk",  # its noise diagnostic: member 1 at the new eta (never its Fisher)
+        "replica_unlearning_merge",
         "unlearning_selfinfluence",
         "diagnostics",
         "symbolic_homogeneity",

@@ -474,15 +474,16 @@ def test_factored_scores_match_their_features(tiny_run):
 
 
 def test_rerun_scope_lds_settings(tiny_run):
-    """More subsets train only the new ones; the bootstrap size reruns only the LDS jobs."""
+    """More subsets train only the new ones (the seeds of run r of subset m are base + m R + r);
+    the bootstrap size reruns only the LDS jobs and the references, never the ground truth."""
     cfg = tiny_config()
     cfg["lds"]["n_subsets"] = 7
     jobs = dry_run_jobs(tiny_run, cfg)
     assert {j for j in jobs if j[0] == "lds_retrain"} == {("lds_retrain", "exp=tiny, stage=symbolic, subset=6")}
-    assert {r for r, _ in jobs} == {"lds_retrain", "lds_ground_truth", "lds", "symbolic_report"}
+    assert {r for r, _ in jobs} == {"lds_retrain", "lds_ground_truth", "lds", "lds_references", "symbolic_report"}
     cfg = tiny_config()
     cfg["lds"]["n_boot"] = 300
-    assert {r for r, _ in dry_run_jobs(tiny_run, cfg)} == {"lds", "symbolic_report"}
+    assert {r for r, _ in dry_run_jobs(tiny_run, cfg)} == {"lds", "lds_references", "symbolic_report"}
 
 
 def test_lds_in_report_and_summary(tiny_run):
@@ -519,6 +520,22 @@ def test_lds_in_report_and_summary(tiny_run):
     with_lds = {k for k, v in audio["methods"].items() if "lds" in v}
     assert with_lds == {f"{m}/semantic" for m in ("trak", "gradcos", "logra", "factgrass")}
     assert set(audio["validation"]) == {"semantic"}
+    # one run per subset (the tiny config): no seed-noise ceiling, so the claim is not testable;
+    # the reference rows' LDS (same function, from the stored ground truth) sit in the validation
+    refs = json.loads((res / "lds" / "symbolic" / "references.json").read_text())
+    assert not refs["ceiling"]["available"] and not refs["testable"] and not val["testable"]
+    assert "Not testable on this setting" in val["reading"]
+    # two collections; the collection prior is skipped when the queries are spread evenly over them
+    assert {"gaussian", "same_collection"} <= set(refs["references"])
+    assert set(refs["references"]) | set(refs["skipped"]) == {"gaussian", "same_collection", "collection_prior"}
+    same = (gt["segment_collection"][:, None] == gt["query_collection"][None, :]).astype(float)
+    ref = np.nanmean(lds_per_query(gt["masks"] @ same, gt["targets"]))
+    assert refs["references"]["same_collection"]["lds"] == pytest.approx(ref, abs=1e-9)
+    assert val["references"]["same_collection"]["lds"] == refs["references"]["same_collection"]["lds"]
+    assert set(val["partial_lds"]) == set(lds) and "reference: the same-collection indicator" in md
+    assert {"agreement", "verdict"} <= set(val["by_diagnostic"])
+    assert set(val["between"]) == {"r1", "rho_bar", "agreement", "verdict"}
+    np.testing.assert_array_equal(gt["seeds"], 1100 + np.arange(6)[:, None])  # seeds.train 100 + 1000 + m
 
 
 def test_rerun_scope_projection_k(tiny_run):

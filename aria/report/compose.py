@@ -699,7 +699,9 @@ def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, di
         ref_header, ref_rows = R.lds_reference_table({k: lds[k] for k in ks}, ref, lab)
         controls = ", ".join(next((lds[k].get("partial_controls") for k in ks if lds[k].get("partial_controls")), []))
         ref_note = (
-            "Reference rows are not methods: a Gaussian random matrix (LDS about 0), the same-collection "
+            "Reference rows are not methods: a Gaussian random matrix (LDS about 0), one random ranking "
+            "repeated for every query (collapsed, unrelated to the data: the LDS a shared ranking gets by "
+            "chance), the same-collection "
             "indicator (1 where a segment's collection is the query's) and the collection prior (the share of "
             "queries in each segment's collection, the same for every query). Partial LDS: the Spearman "
             "correlation over subsets after regressing out "

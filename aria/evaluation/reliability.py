@@ -854,7 +854,7 @@ def _noisy(diag: dict, t: dict) -> str | None:
     return (
         f"Noisy: rankings do not survive retraining with another seed (median Spearman {rho:.2f} between the "
         f"scores of two independently trained models, < {t['agreement']}; they share "
-        f"{100 * rep['shared_energy']:.0f}% of the score energy). Most of each query's ranking depends on the "
+        f"{_pct(rep['shared_energy'])}% of the score energy). Most of each query's ranking depends on the "
         "training seed, not on the data, so neither its top-K nor its homogeneity z is evidence about the query, "
         "and its low r1 and rho_bar only say that noise is query-dependent."
     )
@@ -993,8 +993,13 @@ def _replica_note(diag: dict) -> str:
         )
     return (
         f" Its rankings survive retraining with another seed (median Spearman {rep['spearman']['q50']:.2f} between "
-        f"two independently trained models; {100 * rep['shared_energy']:.0f}% of the score energy shared)."
+        f"two independently trained models; {_pct(rep['shared_energy'])}% of the score energy shared)."
     )
+
+
+def _pct(x: float) -> str:
+    """A share in whole percent, without a negative zero (a shared energy of -0.3% estimates 0)."""
+    return f"{int(round(100 * x))}"
 
 
 def _num(x, spec: str = ".2f") -> str:

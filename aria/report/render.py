@@ -91,7 +91,9 @@ def replica_cells(rep: dict | None) -> list[str]:
     """The main table's noise-diagnostic cells (:data:`REPLICA_LABELS`), "–" without a replica."""
     if not rep:
         return ["–", "–"]
-    return [_fmt(rep["spearman"]["q50"], "+.2f"), _fmt(100 * rep["shared_energy"], ".0f") + "%"]
+    e = rep["shared_energy"]
+    share = "–" if e is None or math.isnan(e) else f"{int(round(100 * e))}%"  # no negative zero
+    return [_fmt(rep["spearman"]["q50"], "+.2f"), share]
 
 
 def lds_cell(doc: dict | None) -> str:

@@ -124,6 +124,7 @@ def test_only_the_new_rows_run(extended):
     counts = {r: rules.count(r) for r in set(rules)}
     assert counts == {
         "score": 1,
+        "replica_score": 1,  # the plugin's gradient method gets its noise diagnostic (member 1) too
         "import_scores": 1,
         "diagnostics": 2,
         "symbolic_homogeneity": 2,

@@ -527,7 +527,12 @@ def test_lds_in_report_and_summary(tiny_run):
     assert "Not testable on this setting" in val["reading"]
     # two collections; the collection prior is skipped when the queries are spread evenly over them
     assert {"gaussian", "same_collection"} <= set(refs["references"])
-    assert set(refs["references"]) | set(refs["skipped"]) == {"gaussian", "same_collection", "collection_prior"}
+    assert set(refs["references"]) | set(refs["skipped"]) == {
+        "gaussian",
+        "query_independent",
+        "same_collection",
+        "collection_prior",
+    }
     same = (gt["segment_collection"][:, None] == gt["query_collection"][None, :]).astype(float)
     ref = np.nanmean(lds_per_query(gt["masks"] @ same, gt["targets"]))
     assert refs["references"]["same_collection"]["lds"] == pytest.approx(ref, abs=1e-9)

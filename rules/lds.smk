@@ -51,9 +51,10 @@ rule lds_ground_truth:
         "--manifest {input.manifest} --params {params.args:q} --out {output.ground_truth} > {log} 2>&1"
 
 
-# The seed-noise ceiling of the targets and the LDS of the reference rows (a Gaussian matrix, the
-# same-collection indicator, the collection prior), computed once per stage from the ground truth
-# alone; the report's validation table reads them (never the main table).
+# The seed-noise ceiling of the targets and the LDS of the reference rows (a Gaussian matrix, one
+# random ranking for every query, the same-collection indicator, the collection prior), computed
+# once per stage from the ground truth alone; the report's validation table reads them (never the
+# main table).
 rule lds_references:
     input:
         ground_truth=results("lds/{stage}/ground_truth.zarr"),

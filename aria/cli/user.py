@@ -59,7 +59,7 @@ def cmd_diagnose(a) -> None:
     if a.json:
         out = {k: (None if np.isnan(v) else v) for k, v in res.items()}
         if rep is not None:
-            out["replica"] = json.loads(json.dumps(rep, default=float).replace("NaN", "null"))
+            out["replica"] = _nan_to_none(rep)
         print(json.dumps({**out, "n_rows": n, "n_cols": q, "source": m.source}))
         return
     print(f"{m.source}: {n} training rows x {q} query columns")
@@ -85,6 +85,15 @@ def cmd_diagnose(a) -> None:
             + ", ".join("undefined" if np.isnan(sh[k]) else f"{sh[k]:.4f}" for k in ("r1", "r2_5", "c_bar", "rho_bar"))
         )
     print("reading:", reading({**res, **cen, "q": q, "n": n, "replica": rep}))
+
+
+def _nan_to_none(x):
+    """``x`` with every NaN float replaced by None (strict JSON: --json prints null, never NaN)."""
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and np.isnan(x) else x
 
 
 def cmd_import_scores(a) -> None:

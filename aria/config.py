@@ -174,7 +174,7 @@ def analysis_settings(block: dict | None) -> dict:
     }
 
 
-LDS_DEFAULTS = {"n_subsets": 64, "alpha": 0.5, "runs": 1, "recipe": "steps", "n_boot": 1000}
+LDS_DEFAULTS = {"n_subsets": 64, "alpha": 0.5, "runs": 1, "recipe": "steps", "init": "shared", "n_boot": 1000}
 
 
 def lds_settings(block: dict | None) -> dict | None:

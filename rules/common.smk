@@ -774,7 +774,8 @@ def lds_cfg(w):
 def lds_retrain_params(w):
     """One subset's retraining: the subset, ensemble member 0's model and training recipe, the
     LDS recipe (steps | epochs), the runs R and the base seed (run r of subset m trains with
-    seed base + m * R + r; base = seeds.train + 1000, above every ensemble member's seed)."""
+    seed base + m * R + r; base = seeds.train + 1000, above every ensemble member's seed), and
+    the init (shared: every run starts from member 0's initial weights, seed seeds.train)."""
     from aria.evaluation.lds import lds_base_seed
 
     cfg = stage_cfg(w)
@@ -785,7 +786,9 @@ def lds_retrain_params(w):
         seed=config["seeds"]["lds"],
         runs=lds["runs"],
         recipe=lds["recipe"],
+        init=lds["init"],
         base_seed=lds_base_seed(config["seeds"]["train"]),
+        member_seed=config["seeds"]["train"],
         model=dict(block_tokens=cfg["seq_len"], **cfg["model"]),
     )
 

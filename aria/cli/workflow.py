@@ -814,7 +814,9 @@ def cmd_lds_retrain(a) -> None:
     Run r of subset m trains with seed ``base_seed + m * runs + r`` (:func:`retrain_seeds`).
     Recipe ``steps``: every run takes as many optimizer steps as ensemble member 0 took on all
     N segments (``epochs * ceil(N / batch_size)``, the same learning-rate schedule length);
-    ``epochs``: ``epochs`` passes over the subset (about alpha times the steps).
+    ``epochs``: ``epochs`` passes over the subset (about alpha times the steps). Init ``shared``:
+    every run starts from member 0's initial weights (seed ``member_seed``) and its own seed
+    draws the data order; ``fresh``: its own seed draws the initial weights too.
     """
     import math
 
@@ -832,6 +834,9 @@ def cmd_lds_retrain(a) -> None:
         raise ValueError(f"lds.recipe must be 'steps' or 'epochs', got {recipe!r}")
     total_steps = model["epochs"] * math.ceil(len(keep) / model["batch_size"]) if recipe == "steps" else None
     seeds = retrain_seeds(p["base_seed"], p["subset"], p["runs"])
+    init = p.get("init", "fresh")
+    if init not in ("shared", "fresh"):
+        raise ValueError(f"lds.init must be 'shared' or 'fresh', got {init!r}")
     t0 = time.perf_counter()
     res = counterfactual_targets(
         tr,
@@ -844,13 +849,15 @@ def cmd_lds_retrain(a) -> None:
         seeds=seeds,
         progress=True,
         total_steps=total_steps,
+        init_state=p["member_seed"] if init == "shared" else None,
     )
     log.info(
-        "subset %d: %d of %d segments; recipe %s, seeds %s, steps %s; train loss %s, held-out loss %s; %.1f s",
+        "subset %d: %d of %d segments; recipe %s, init %s, seeds %s, steps %s; train loss %s, held-out loss %s; %.1f s",
         p["subset"],
         keep.sum(),
         len(keep),
         recipe,
+        init,
         seeds,
         res["steps"].tolist(),
         np.round(res["train_loss"], 3).tolist(),
@@ -994,6 +1001,7 @@ def cmd_lds_references(a) -> None:
             "controls": controls["names"],
             "controls_note": controls["note"],
             "recipe": gt["attrs"].get("recipe"),
+            "init": gt["attrs"].get("init"),
             "runs": int(gt["target_runs"].shape[1]),
             "n_subsets": int(masks.shape[0]),
         },

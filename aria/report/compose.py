@@ -689,6 +689,8 @@ def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, di
                 "available": False,
                 "reason": "no seed-noise ceiling was computed for this ground truth",
             }
+            # how the targets were trained, for the reading (None on documents written before lds.init)
+            ceiling = {**ceiling, **{x: (ref or {}).get(x) for x in ("recipe", "init")}}
         reading = validation_reading(
             agree, stab, lab, ceiling=ceiling, references=(ref or {}).get("references") if ref else None
         )

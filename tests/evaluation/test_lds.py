@@ -141,8 +141,9 @@ MODEL = dict(
 )
 
 
-def _direct_targets(train, queries, keep, seed, total_steps=None):
-    """Retrain and evaluate without the code under test's target/loss helpers."""
+def _direct_targets(train, queries, keep, seed, total_steps=None, init_state=None):
+    """Retrain and evaluate without the code under test's target/loss helpers (the initial
+    weights of ``init_state`` and the fused kernel: tests/models/test_model_train.py)."""
     from aria.models.training import train_model
     from aria.models.transformer import ModelConfig, MusicTransformer
 
@@ -157,6 +158,8 @@ def _direct_targets(train, queries, keep, seed, total_steps=None):
         n_checkpoints=1,
         random_state=seed,
         total_steps=total_steps,
+        init_state=init_state,
+        fused=True,
     )
     model = MusicTransformer(cfg)
     model.load_state_dict(res["final"])
@@ -172,11 +175,12 @@ def _direct_targets(train, queries, keep, seed, total_steps=None):
     return np.array(out)
 
 
-@pytest.mark.parametrize("recipe", ["steps", "epochs"])
-def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe):
+@pytest.mark.parametrize("recipe, init", [("steps", "shared"), ("epochs", "fresh")])
+def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe, init):
     """`aria lds-retrain` + `aria lds-ground-truth` store f_q = -loss of the model retrained
     on exactly the stored subset, averaged over the runs; run r of subset m trains with seed
-    base + m * R + r, and recipe 'steps' takes member 0's epochs * ceil(N / batch) steps."""
+    base + m * R + r, recipe 'steps' takes member 0's epochs * ceil(N / batch) steps, and init
+    'shared' starts every run from member 0's initial weights (seed member_seed)."""
     import math
 
     from aria.cli import main
@@ -192,7 +196,17 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe):
     base, runs = 1100, 2
     parts = []
     for s in range(3):
-        params = dict(subset=s, alpha=0.5, seed=9, runs=runs, recipe=recipe, base_seed=base, model=MODEL)
+        params = dict(
+            subset=s,
+            alpha=0.5,
+            seed=9,
+            runs=runs,
+            recipe=recipe,
+            init=init,
+            base_seed=base,
+            member_seed=100,
+            model=MODEL,
+        )
         out = tmp_path / f"s{s}.npz"
         argv = ["lds-retrain", "--segments", str(tmp_path / "train.npz"), "--queries", str(tmp_path / "queries.npz")]
         assert main([*argv, "--params", json.dumps(params), "--out", str(out)]) == 0
@@ -205,7 +219,7 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe):
                 "--subsets",
                 *parts,
                 "--params",
-                json.dumps({"alpha": 0.5, "seed": 9}),
+                json.dumps({"alpha": 0.5, "seed": 9, "recipe": recipe, "init": init}),  # as rules/lds.smk
                 "--out",
                 str(gt_path),
                 "--segments",
@@ -232,7 +246,10 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe):
         keep = subset_mask(24, s, alpha=0.5, random_state=9)
         np.testing.assert_array_equal(gt["masks"][s], keep)
         total = steps if recipe == "steps" else None
-        direct = np.stack([_direct_targets(train, queries, keep, base + s * runs + r, total) for r in range(runs)])
+        init_state = 100 if init == "shared" else None
+        direct = np.stack(
+            [_direct_targets(train, queries, keep, base + s * runs + r, total, init_state) for r in range(runs)]
+        )
         np.testing.assert_allclose(gt["target_runs"][s], direct, rtol=1e-5)
         np.testing.assert_allclose(gt["targets"][s], direct.mean(0), rtol=1e-5)
     # a trained model fits its subset better than the segments it never saw
@@ -243,6 +260,7 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe):
     assert main([*argv, "--params", json.dumps({"n_boot": 100, "seed": 9, "stage": "symbolic"})]) == 0
     doc = json.loads(ref_path.read_text())
     assert doc["stage"] == "symbolic" and doc["runs"] == runs and doc["ceiling"]["available"]
+    assert gt["attrs"]["init"] == init and doc["init"] == init
     assert (
         set(doc["references"]) == {"gaussian", "query_independent", "same_collection", "collection_prior"}
         and not doc["skipped"]

@@ -244,6 +244,9 @@ def test_reading_says_not_testable_below_the_ceiling_and_reads_as_before_above_i
     assert "Not testable" not in text and "would have picked a different method" in text
     assert f"no method can reach an LDS above about {high['lds_ceiling']:.2f}" in text
     assert "left out: c" in text  # no replica
+    how = validation_reading(agree, stab, ceiling={**high, "recipe": "steps", "init": "shared"})
+    assert "Targets (recipe steps; every retraining starts from the initial weights of member 0" in how
+    assert "'" not in how
     plain = validation_reading(agree, stab)  # no ceiling given: today's reading
     assert "Not testable" not in plain and "Targets:" not in plain and "different method" in plain
 

@@ -1,0 +1,148 @@
+"""Planted copies: new pieces that take exactly one musical aspect from a source piece.
+
+The planted-influence benchmark builds its queries from these: a query made from training
+piece ``source`` and an unrelated ``host`` (a piece the model never trained on) has a known
+right answer (the source's segments) and a known aspect. Every transform works on note lists
+(:data:`aria.symbolic.notes.NOTE_DTYPE`, onset order) and returns a new one; times in
+seconds. What each keeps from the source, and what it takes from the host instead:
+
+``full``
+    The source itself, shifted to start at time 0.
+``melody``
+    The source's melody (its skyline: the highest pitch at each distinct onset, all tracks
+    merged), transposed by a seeded nonzero interval of 1..6 semitones up or down, so its
+    pitch contour and melodic intervals are kept and its pitch classes are not; sung
+    monophonically on the host's skyline rhythm (onset and duration of the host's i-th skyline
+    note) with the host's velocities. Rhythm, harmony and texture change.
+``rhythm``
+    Every source note's onset and offset (so the note durations, density and polyphony
+    profile); pitches and velocities are the host's, taken in the host's onset order and
+    cycled. Melody and harmony change.
+``harmony``
+    The source's sonorities (the notes sharing an onset, with their pitches), in a seeded
+    random order, each placed at the host's next onset (cycled) and held for that onset's
+    duration in the host, with the host's velocity there. Pitch classes and vertical
+    intervals stay the source's; rhythm and the melodic line change.
+
+A copy is as long as the shorter of the two note sequences it combines (``melody``: skyline
+notes, ``harmony``: sonorities, ``rhythm``: the source's notes), so it never repeats material.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aria.symbolic.notes import as_notes, make_notes
+
+__all__ = ["ASPECTS", "skyline", "onset_groups", "plant"]
+
+#: The planted aspects, and the evidence channel (:data:`aria.symbolic.features.CHANNELS`) each
+#: is meant to move; ``full`` copies every channel.
+ASPECTS: dict[str, str | None] = {"full": None, "melody": "melody", "rhythm": "rhythm", "harmony": "harmony"}
+
+
+def _ordered(notes) -> np.ndarray:
+    notes = as_notes(notes)
+    return notes[np.lexsort((notes["pitch"], notes["onset"]))]
+
+
+def skyline(notes) -> np.ndarray:
+    """Indices (into ``notes``) of the highest note at each distinct onset, all tracks merged.
+
+    Parameters
+    ----------
+    notes : note list, shape (n,)
+
+    Returns
+    -------
+    int64 array (k,), k = number of distinct onsets, in onset order.
+    """
+    notes = as_notes(notes)
+    order = np.lexsort((notes["pitch"], notes["onset"]))
+    onset = notes["onset"][order]
+    last = np.ones(order.size, dtype=bool)
+    last[:-1] = onset[1:] != onset[:-1]
+    return order[last].astype(np.int64)
+
+
+def onset_groups(notes) -> list[np.ndarray]:
+    """The notes of each distinct onset (a sonority), as index arrays into ``notes``, in onset order."""
+    notes = as_notes(notes)
+    order = np.lexsort((notes["pitch"], notes["onset"]))
+    onset = notes["onset"][order]
+    cuts = np.flatnonzero(onset[1:] != onset[:-1]) + 1
+    return [g.astype(np.int64) for g in np.split(order, cuts)] if order.size else []
+
+
+def _transposition(pitches: np.ndarray, rng: np.random.Generator) -> int:
+    """A nonzero shift in -6..6 that keeps every pitch in 0..127 (seeded)."""
+    lo, hi = int(pitches.min()), int(pitches.max())
+    options = [s for s in range(-6, 7) if s != 0 and lo + s >= 0 and hi + s <= 127]
+    if not options:
+        raise ValueError("the melody spans the whole MIDI range: no transposition keeps it in 0..127")
+    return int(rng.choice(options))
+
+
+def plant(source, host, aspect: str, *, random_state: int) -> np.ndarray:
+    """A new piece that keeps one aspect of ``source`` and takes the rest from ``host``.
+
+    Parameters
+    ----------
+    source, host : note lists (:data:`~aria.symbolic.notes.NOTE_DTYPE`), shape (n,), (m,)
+    aspect : {"full", "melody", "rhythm", "harmony"}
+        See the module docstring.
+    random_state : int, keyword-only
+        Seeds the melody's transposition and the harmony's order.
+
+    Returns
+    -------
+    note list (NOTE_DTYPE), starting at time 0, all notes on track 0.
+
+    Raises
+    ------
+    ValueError
+        Unknown aspect, or too little material (fewer than 2 notes, skyline notes or
+        sonorities where the aspect needs them).
+    """
+    if aspect not in ASPECTS:
+        raise ValueError(f"unknown aspect {aspect!r}; choose one of {sorted(ASPECTS)}")
+    src, hst = _ordered(source), _ordered(host)
+    if len(src) < 2 or (aspect != "full" and len(hst) < 2):
+        raise ValueError(f"{aspect} copy: need at least 2 notes in the source and the host")
+    rng = np.random.default_rng(int(random_state))
+    if aspect == "full":
+        t0 = src["onset"].min()
+        out = make_notes(src["onset"] - t0, src["offset"] - t0, src["pitch"], src["velocity"])
+    elif aspect == "melody":
+        s, h = src[skyline(src)], hst[skyline(hst)]
+        n = min(len(s), len(h))
+        if n < 2:
+            raise ValueError("melody copy: the source or the host has fewer than 2 distinct onsets")
+        shift = _transposition(s["pitch"][:n].astype(np.int64), rng)
+        h = h[:n]
+        # monophonic: each note ends by the next onset, so the melody is its own skyline
+        off = np.minimum(h["offset"], np.append(h["onset"][1:], np.inf))
+        off = np.maximum(off, h["onset"])
+        out = make_notes(h["onset"], off, s["pitch"][:n].astype(np.int64) + shift, h["velocity"])
+    elif aspect == "rhythm":
+        take = np.arange(len(src)) % len(hst)
+        out = make_notes(src["onset"], src["offset"], hst["pitch"][take], hst["velocity"][take])
+    else:  # harmony
+        sg, hg = onset_groups(src), onset_groups(hst)
+        n = min(len(sg), len(hg))
+        if n < 2:
+            raise ValueError("harmony copy: the source or the host has fewer than 2 sonorities")
+        chords = [sg[i] for i in rng.permutation(len(sg))[:n]]
+        on, off, pitch, vel = [], [], [], []
+        for chord, slot in zip(chords, hg[:n]):
+            t = float(hst["onset"][slot[0]])
+            dur = float(hst["offset"][slot].max()) - t
+            on += [t] * len(chord)
+            off += [t + dur] * len(chord)
+            pitch += src["pitch"][chord].tolist()
+            vel += [int(hst["velocity"][slot].max())] * len(chord)
+        out = make_notes(on, off, pitch, vel)
+    t0 = out["onset"].min()
+    out["onset"] -= t0
+    out["offset"] -= t0
+    return out

@@ -1,0 +1,113 @@
+"""Planted copies keep exactly their aspect of the source: checked against the features module and
+against note lists computed here by hand."""
+
+import numpy as np
+import pytest
+
+from aria.symbolic.features import extract
+from aria.symbolic.notes import make_notes
+from aria.symbolic.plant import ASPECTS, onset_groups, plant, skyline
+
+
+def _piece(seed, n_onsets=24, poly=3, step=0.25, low=48):
+    """A random chorale-like piece: ``n_onsets`` sonorities of 1..poly notes on a grid."""
+    rng = np.random.default_rng(seed)
+    on, off, pitch, vel = [], [], [], []
+    t = 0.0
+    for _ in range(n_onsets):
+        dur = step * rng.integers(1, 4)
+        ps = rng.choice(np.arange(low, low + 30), size=rng.integers(1, poly + 1), replace=False)
+        for p in ps:
+            on.append(t), off.append(t + dur), pitch.append(int(p)), vel.append(int(rng.integers(40, 100)))
+        t += dur
+    return make_notes(on, off, pitch, vel)
+
+
+def _hand_skyline(notes):
+    """Highest pitch per distinct onset, by a dictionary: the independent reference."""
+    best = {}
+    for n in notes:
+        if n["onset"] not in best or n["pitch"] > best[n["onset"]]["pitch"]:
+            best[n["onset"]] = n
+    return [best[t] for t in sorted(best)]
+
+
+SRC, HOST = _piece(1), _piece(2, n_onsets=30, step=0.2, low=55)
+
+
+def test_skyline_and_groups_match_a_hand_computation():
+    sky = SRC[skyline(SRC)]
+    ref = _hand_skyline(SRC)
+    assert [int(n["pitch"]) for n in sky] == [int(n["pitch"]) for n in ref]
+    groups = onset_groups(SRC)
+    assert len(groups) == len(ref) and sum(len(g) for g in groups) == len(SRC)
+    assert all(len(set(SRC["onset"][g])) == 1 for g in groups)
+
+
+def test_full_copy_is_the_source():
+    out = plant(SRC, HOST, "full", random_state=0)
+    np.testing.assert_array_equal(out["pitch"], SRC["pitch"])
+    np.testing.assert_allclose(out["onset"], SRC["onset"] - SRC["onset"].min())
+
+
+def test_melody_copy_keeps_the_intervals_and_takes_the_hosts_rhythm():
+    out = plant(SRC, HOST, "melody", random_state=3)
+    src_sky, host_sky = _hand_skyline(SRC), _hand_skyline(HOST)
+    n = min(len(src_sky), len(host_sky))
+    assert len(out) == n
+    shift = int(out["pitch"][0]) - int(src_sky[0]["pitch"])
+    assert shift != 0 and abs(shift) <= 6
+    assert out["pitch"].tolist() == [int(x["pitch"]) + shift for x in src_sky[:n]]
+    t0 = host_sky[0]["onset"]
+    np.testing.assert_allclose(out["onset"], [x["onset"] - t0 for x in host_sky[:n]])
+    # the melody channel equals the source melody's (transposition keeps every interval), the
+    # pitch classes do not
+    mel_src = extract(
+        make_notes(
+            [x["onset"] for x in src_sky[:n]],
+            [x["offset"] for x in src_sky[:n]],
+            [int(x["pitch"]) for x in src_sky[:n]],
+            64,
+        )
+    )
+    f = extract(out)
+    np.testing.assert_allclose(f["melodic_interval_hist"], mel_src["melodic_interval_hist"])
+    assert not np.allclose(f["pitch_class_hist"], mel_src["pitch_class_hist"])
+    # monophonic: no two notes sound together
+    assert (out["offset"][:-1] <= out["onset"][1:] + 1e-12).all()
+
+
+def test_rhythm_copy_keeps_every_onset_and_duration_with_the_hosts_pitches():
+    out = plant(SRC, HOST, "rhythm", random_state=0)
+    t0 = SRC["onset"].min()
+    ref = sorted(zip(SRC["onset"] - t0, SRC["offset"] - t0))
+    np.testing.assert_allclose(np.array(sorted(zip(out["onset"], out["offset"]))), np.array(ref))
+    host_order = HOST[np.lexsort((HOST["pitch"], HOST["onset"]))]
+    want = [int(host_order["pitch"][i % len(HOST)]) for i in range(len(SRC))]
+    assert sorted(out["pitch"].tolist()) == sorted(want)
+    fs, fo = extract(SRC), extract(out)
+    for k in ("note_density", "polyphony_mean", "polyphony_std"):
+        np.testing.assert_allclose(fo[k], fs[k])
+
+
+def test_harmony_copy_keeps_the_sonorities_on_the_hosts_onsets():
+    out = plant(SRC, HOST, "harmony", random_state=5)
+    assert len(onset_groups(HOST)) >= len(onset_groups(SRC))  # every sonority is used once
+    src_chords = sorted(tuple(sorted(SRC["pitch"][g].tolist())) for g in onset_groups(SRC))
+    out_chords = sorted(tuple(sorted(out["pitch"][g].tolist())) for g in onset_groups(out))
+    assert out_chords == src_chords
+    np.testing.assert_allclose(extract(out)["pitch_class_hist"], extract(SRC)["pitch_class_hist"])
+    host_on = set(np.round(HOST["onset"] - HOST["onset"].min(), 9))
+    assert set(np.round(out["onset"], 9)) <= host_on
+    # a seeded order: the same seed gives the same piece, another seed another order
+    again = plant(SRC, HOST, "harmony", random_state=5)
+    np.testing.assert_array_equal(again["pitch"], out["pitch"])
+    assert not np.array_equal(plant(SRC, HOST, "harmony", random_state=6)["pitch"], out["pitch"])
+
+
+def test_bad_aspect_and_too_little_material_are_named():
+    with pytest.raises(ValueError, match="unknown aspect 'timbre'"):
+        plant(SRC, HOST, "timbre", random_state=0)
+    with pytest.raises(ValueError, match="at least 2 notes"):
+        plant(SRC[:1], HOST, "melody", random_state=0)
+    assert set(ASPECTS) == {"full", "melody", "rhythm", "harmony"}

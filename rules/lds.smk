@@ -44,7 +44,9 @@ rule lds_ground_truth:
         ENV
     params:
         args=lambda w: jparams(
-            seed=config["seeds"]["lds"], stage=w.stage, **{k: lds_cfg(w)[k] for k in ("alpha", "runs", "recipe", "init")}
+            seed=config["seeds"]["lds"],
+            stage=w.stage,
+            **{k: lds_cfg(w)[k] for k in ("alpha", "runs", "recipe", "init")},
         ),
     shell:
         "aria lds-ground-truth --subsets {input.subsets} --segments {input.segments} --queries {input.queries} "

@@ -733,8 +733,9 @@ def validation_reading(
                 if ceiling["init"] == "shared"
                 else "every retraining draws fresh initial weights"
             )
+        protocol = f" ({'; '.join(how)})" if how else ""
         parts.append(
-            f"Targets{' (' + '; '.join(how) + ')' if how else ''}: subset effect / seed noise = {ceiling['ratio']:.2f} (sd {ceiling['subset_sd']:.3g} vs "
+            f"Targets{protocol}: subset effect / seed noise = {ceiling['ratio']:.2f} (sd {ceiling['subset_sd']:.3g} vs "
             f"{ceiling['seed_sd']:.3g}, R = {ceiling['runs']}); the targets of two runs agree at Spearman "
             f"{_t(ceiling['run_agreement'])}; the {ceiling['runs']}-run mean has reliability "
             f"{ceiling['split_half']:.2f}, so no method can reach an LDS above about {ceiling['lds_ceiling']:.2f}; "

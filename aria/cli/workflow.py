@@ -942,8 +942,9 @@ def _log_ceiling(ceiling: dict) -> None:
         log.info("no seed-noise ceiling: %s", ceiling["reason"])
         return
     log.info(
-        "targets: subset effect / seed noise %.2f (sd %.4f vs %.4f), run agreement %+.3f, "
-        "reliability of the %d-run mean %.3f, LDS ceiling %.3f, common share %.3f",
+        "targets: subset effect / seed noise %.2f of the R-run mean, %.2f of one run (sd %.4f vs %.4f), "
+        "run agreement %+.3f, reliability of the %d-run mean %.3f, LDS ceiling %.3f, common share %.3f",
+        ceiling["target_ratio"],
         ceiling["ratio"],
         ceiling["subset_sd"],
         ceiling["seed_sd"],

@@ -470,8 +470,12 @@ def seed_noise_ceiling(target_runs: np.ndarray) -> dict:
       (M (R - 1) degrees of freedom per query); averaged as a root mean square.
     - ``subset_sd``: sd over subsets of the expected target (the subset effect): the variance
       over m of the run mean minus ``seed_sd**2 / R``, clipped at 0; root mean square.
-    - ``ratio``: ``subset_sd / seed_sd`` of the two averages ("subset effect / seed noise";
-      below 2 the targets cannot separate methods) and ``ratio_median`` over queries.
+    - ``ratio``: ``subset_sd / seed_sd`` of the two averages (subset effect / one run's seed
+      noise) and ``ratio_median`` over queries.
+    - ``target_noise_sd``: ``seed_sd / sqrt(R)``, the seed noise left in the targets that LDS
+      reads (the R-run means), and ``target_ratio``: ``subset_sd / target_noise_sd`` =
+      ``ratio * sqrt(R)``. Below 2 the targets cannot separate methods (:func:`testability`);
+      2 is a reliability of the R-run mean of 2² / (2² + 1) = 0.8.
     - ``run_agreement``: Spearman over subsets between run 0's and run 1's targets, mean over
       queries (test-retest of the targets).
     - ``between_run_r``: Pearson over subsets between two runs' targets, mean over the run pairs
@@ -534,6 +538,8 @@ def seed_noise_ceiling(target_runs: np.ndarray) -> dict:
         "subset_sd": rms_subset,
         "ratio": rms_subset / rms_seed if rms_seed > 0 else float("nan"),
         "ratio_median": float(np.nanmedian(ratio_q)) if np.isfinite(ratio_q).any() else float("nan"),
+        "target_noise_sd": rms_seed / np.sqrt(R),
+        "target_ratio": rms_subset / rms_seed * np.sqrt(R) if rms_seed > 0 else float("nan"),
         "run_agreement": _m(run_agree),
         "between_run_r": _m(rho),
         "split_half": _m(rel),
@@ -665,17 +671,34 @@ def _t(x, spec: str = "+.2f") -> str:
     return "undefined" if x is None or not np.isfinite(x) else format(x, spec)
 
 
+def runs_needed(ceiling: dict, target: float = 2.0) -> int | None:
+    """The runs per subset R at which the R-run mean's seed noise falls to 1/``target`` of the
+    subset effect, ``ceil((target / ratio)^2)`` (None when the ratio is 0 or undefined).
+    """
+    r = ceiling.get("ratio")
+    if r is None or not np.isfinite(r) or r <= 0:
+        return None
+    return int(np.ceil((target / r) ** 2 - 1e-9))
+
+
 def testability(ceiling: dict | None) -> tuple[bool, str]:
     """Whether the LDS targets can test the claim: ``(testable, why)`` from
-    :func:`seed_noise_ceiling` (subset effect / seed noise >= 2 and R >= 2).
+    :func:`seed_noise_ceiling`: R >= 2 and the subset effect at least 2 times the seed noise
+    left in the targets (the R-run means: ``target_ratio``), i.e. the R-run mean's reliability
+    at least 0.8. One run's ratio is quoted next to it; more runs per subset raise the targets'
+    ratio by sqrt(R), and the message says how many would reach 2.
     """
     if not ceiling or not ceiling.get("available"):
         why = (ceiling or {}).get("reason") or "no seed-noise ceiling (one training run per subset)"
         return False, why
-    if not np.isfinite(ceiling["ratio"]) or ceiling["ratio"] < 2:
+    tr = ceiling.get("target_ratio", ceiling["ratio"] * np.sqrt(ceiling["runs"]))
+    if not np.isfinite(tr) or tr < 2:
+        need = runs_needed(ceiling)
+        more = f"; about {need} runs per subset would reach 2" if need else ""
         return False, (
-            f"the subset effect is only {ceiling['ratio']:.2f} times the seed noise (sd {ceiling['subset_sd']:.3g} "
-            f"against {ceiling['seed_sd']:.3g}; at least 2 is needed)"
+            f"the subset effect is only {tr:.2f} times the seed noise of the {ceiling['runs']}-run mean targets "
+            f"(sd {ceiling['subset_sd']:.3g} against {ceiling['seed_sd']:.3g} per run, ratio {ceiling['ratio']:.2f} "
+            f"for one run; at least 2 is needed{more})"
         )
     return True, ""
 
@@ -735,8 +758,10 @@ def validation_reading(
             )
         protocol = f" ({'; '.join(how)})" if how else ""
         parts.append(
-            f"Targets{protocol}: subset effect / seed noise = {ceiling['ratio']:.2f} (sd {ceiling['subset_sd']:.3g} vs "
-            f"{ceiling['seed_sd']:.3g}, R = {ceiling['runs']}); the targets of two runs agree at Spearman "
+            f"Targets{protocol}: subset effect / seed noise of the {ceiling['runs']}-run mean = "
+            f"{ceiling.get('target_ratio', float('nan')):.2f} (one run: {ceiling['ratio']:.2f}; sd "
+            f"{ceiling['subset_sd']:.3g} vs {ceiling['seed_sd']:.3g} per run); the targets of two runs agree at "
+            f"Spearman "
             f"{_t(ceiling['run_agreement'])}; the {ceiling['runs']}-run mean has reliability "
             f"{ceiling['split_half']:.2f}, so no method can reach an LDS above about {ceiling['lds_ceiling']:.2f}; "
             f"{100 * ceiling['common_share']:.0f}% of the variance of the targets is common to all queries."

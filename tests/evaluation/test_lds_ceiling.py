@@ -69,6 +69,9 @@ def test_ceiling_recovers_the_known_seed_noise_and_subset_effect(R):
     ratio = np.sqrt(v_t) / sigma
     rel = np.hypot(se_sub / np.sqrt(v_t), se_seed / sigma)
     assert c["ratio"] == pytest.approx(ratio, rel=5 * rel)
+    # the targets LDS reads are R-run means: their seed noise is sigma / sqrt(R)
+    assert c["target_noise_sd"] == pytest.approx(c["seed_sd"] / np.sqrt(R), rel=1e-12)
+    assert c["target_ratio"] == pytest.approx(c["ratio"] * np.sqrt(R), rel=1e-12)
     # the other numbers against independent computations on the same runs
     ref_agree = np.mean([stats.spearmanr(runs[:, 0, q], runs[:, 1, q]).statistic for q in range(Q)])
     assert c["run_agreement"] == pytest.approx(ref_agree, abs=1e-12)
@@ -304,3 +307,22 @@ def test_compose_validation_tables_and_summary():
     main = md.split("\n## ")[0]
     assert "reference:" not in main
     assert val["reading"] in html.replace("&gt;", ">")
+
+
+def test_testability_reads_the_noise_left_in_the_run_means():
+    """Hand-made ceilings: one run's ratio 1.7 with R = 2 leaves targets at 1.7 * sqrt(2) = 2.40 times
+    their noise (testable); 1.2 with R = 2 gives 1.70 (not testable), and (2 / 1.2)^2 = 2.78, so 3 runs
+    per subset would reach 2; R = 1 has no ceiling at all."""
+    from aria.evaluation.lds import runs_needed, testability
+
+    base = {"available": True, "subset_sd": 0.012, "seed_sd": 0.007}
+    ok, why = testability({**base, "runs": 2, "ratio": 1.7, "target_ratio": 1.7 * np.sqrt(2)})
+    assert ok and why == ""
+    low = {**base, "runs": 2, "ratio": 1.2, "target_ratio": 1.2 * np.sqrt(2)}
+    ok, why = testability(low)
+    assert not ok and "only 1.70 times the seed noise of the 2-run mean" in why
+    assert "ratio 1.20 for one run" in why and "about 3 runs per subset would reach 2" in why
+    assert runs_needed(low) == 3 and runs_needed({"ratio": 2.0}) == 1 and runs_needed({"ratio": 0.0}) is None
+    assert runs_needed({"ratio": 0.4}) == 25  # the fresh-init demo: (2 / 0.4)^2
+    ok, why = testability({"available": False, "reason": "1 training run per subset", "runs": 1})
+    assert not ok and why == "1 training run per subset"

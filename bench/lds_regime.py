@@ -1,8 +1,8 @@
 """Is an LDS setting testable? The seed-noise ratio of a retraining protocol, without the workflow.
 
-``make validate`` answers this after an hour of retraining; this script answers it for a
+``make validate`` answers this after 48 retrainings; this script answers it for a
 few subsets first, so that a user can choose the recipe, init, corpus size and epochs of a
-testable ground truth (README "Is the demo's ground truth testable?")::
+testable ground truth (docs/validation.md, "How the testable regime was found")::
 
     python bench/lds_regime.py                                  # the demo's setting, init shared
     python bench/lds_regime.py --init fresh                     # new initial weights per run
@@ -16,7 +16,7 @@ workflow does. Then M subsets x R runs are retrained with :func:`aria.evaluation
 (the workflow's function: per-subset seeds ``train + 1000 + m R + r``, recipe ``steps``) and,
 after every subset from the third on, it prints :func:`aria.evaluation.lds.seed_noise_ceiling`:
 seed sd, subset sd, their ratio (2 or more: testable), run agreement and the LDS ceiling.
-The estimates sharpen with M; a ratio within about 0.2 of 2 needs the full ``make validate``.
+The estimates sharpen with M; a ratio within about 0.3 of 2 needs the full ``make validate``
 One retraining of the demo model takes about 45 s on one core; runs write nothing but ``--out``.
 """
 

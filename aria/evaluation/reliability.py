@@ -855,8 +855,9 @@ def _noisy(diag: dict, t: dict) -> str | None:
         f"Noisy: rankings do not survive retraining with another seed (median Spearman {rho:.2f} between the "
         f"scores of two independently trained models, < {t['agreement']}; they share "
         f"{_pct(rep['shared_energy'])}% of the score energy). Most of each query's ranking depends on the "
-        "training seed, not on the data, so neither its top-K nor its homogeneity z is evidence about the query, "
-        "and its low r1 and rho_bar only say that noise is query-dependent."
+        "seed of the model it was computed on: its top-K and homogeneity z describe that one trained model, not "
+        "what the data teach models trained like it, and its low r1 and rho_bar may only say that this "
+        "seed-specific part is query-dependent."
     )
 
 

@@ -1,0 +1,66 @@
+"""planted_retrieval against a brute-force ranking by numpy's stable argsort."""
+
+import numpy as np
+import pytest
+
+from aria.evaluation.planted import planted_retrieval
+
+
+def _brute(S, sources, ks):
+    N, Q = S.shape
+    rank, prec, rec = [], {k: [] for k in ks}, {k: [] for k in ks}
+    for q in range(Q):
+        order = np.argsort(-S[:, q], kind="stable")  # higher first, ties: lower row first
+        pos = {int(r): i for i, r in enumerate(order)}
+        rank.append(min(pos[int(r)] for r in sources[q]) + 1)
+        for k in ks:
+            hits = len(set(order[:k].tolist()) & set(int(r) for r in sources[q]))
+            prec[k].append(hits / k)
+            rec[k].append(hits / len(set(int(r) for r in sources[q])))
+    return np.array(rank), prec, rec
+
+
+@pytest.mark.parametrize("row_chunk", [7, 1000])
+def test_matches_a_brute_force_ranking_with_ties(row_chunk):
+    rng = np.random.default_rng(0)
+    N, Q = 60, 9
+    S = rng.normal(size=(N, Q)).round(1)  # rounding makes ties
+    S[:, 3] = 0.0  # a constant column: every row ties, the lowest source row decides
+    sources = [rng.choice(N, size=rng.integers(1, 5), replace=False) for _ in range(Q)]
+    sources[0] = np.array([int(np.argmax(S[:, 0]))])  # the exact copy ranked first
+    ks = (1, 5, 10)
+    got = planted_retrieval(S, sources, ks=ks, row_chunk=row_chunk)
+    rank, prec, rec = _brute(S, sources, ks)
+    np.testing.assert_array_equal(got["rank"], rank)
+    assert got["rank"][0] == 1 and got["rank"][3] == min(sources[3]) + 1
+    assert got["mrr"] == pytest.approx(np.mean(1.0 / rank))
+    for k in ks:
+        np.testing.assert_allclose(got["precision"][k], prec[k])
+        np.testing.assert_allclose(got["recall"][k], rec[k])
+        assert got["mean_precision"][k] == pytest.approx(np.mean(prec[k]))
+
+
+def test_reads_a_score_store_chunk_by_chunk(tmp_path):
+    from aria.io.stores import ScoreWriter
+
+    rng = np.random.default_rng(1)
+    S = rng.normal(size=(50, 4)).astype(np.float32)
+    sources = [[0, 1], [10], [49, 20, 30], [5]]
+    with ScoreWriter(tmp_path / "s.zarr", [f"r{i}" for i in range(50)], [f"q{j}" for j in range(4)]) as w:
+        w.write(0, S)
+    got = planted_retrieval(str(tmp_path / "s.zarr"), sources, ks=(3,))
+    rank, prec, _ = _brute(S.astype(np.float64), sources, (3,))
+    np.testing.assert_array_equal(got["rank"], rank)
+    np.testing.assert_allclose(got["precision"][3], prec[3])
+
+
+def test_bad_sources_are_named():
+    S = np.zeros((5, 2))
+    with pytest.raises(ValueError, match="one list of source rows per query"):
+        planted_retrieval(S, [[0]], ks=(1,))
+    with pytest.raises(ValueError, match="query 1 names row 7"):
+        planted_retrieval(S, [[0], [7]], ks=(1,))
+    with pytest.raises(ValueError, match="query 0 has no source row"):
+        planted_retrieval(S, [[], [1]], ks=(1,))
+    with pytest.raises(ValueError, match="ks must lie in 1..N=5"):
+        planted_retrieval(S, [[0], [1]], ks=(6,))

@@ -34,7 +34,7 @@ import numpy as np
 
 from aria.symbolic.notes import as_notes, make_notes
 
-__all__ = ["ASPECTS", "skyline", "onset_groups", "plant"]
+__all__ = ["ASPECTS", "skyline", "onset_groups", "plant", "planted_queries"]
 
 #: The planted aspects, and the evidence channel (:data:`aria.symbolic.features.CHANNELS`) each
 #: is meant to move; ``full`` copies every channel.
@@ -146,3 +146,89 @@ def plant(source, host, aspect: str, *, random_state: int) -> np.ndarray:
     out["onset"] -= t0
     out["offset"] -= t0
     return out
+
+
+def planted_queries(
+    train_streams: dict,
+    hosts: dict,
+    *,
+    n_sources: int,
+    aspects=tuple(ASPECTS),
+    block: int,
+    random_state: int,
+    min_onsets: int = 4,
+) -> dict:
+    """The planted-influence benchmark's queries: one per (source, aspect).
+
+    Parameters
+    ----------
+    train_streams : dict track_id -> int array
+        The token stream of every training piece (:func:`aria.symbolic.tokenize.encode`).
+    hosts : dict track_id -> note list
+        Held-out pieces (the model never trained on them) that lend the other aspects.
+    n_sources : int, keyword-only
+        Training pieces used as sources, drawn with ``random_state`` among those whose first
+        segment has at least ``min_onsets`` distinct onsets.
+    aspects : sequence of str, keyword-only
+        Aspects planted from each source (:data:`ASPECTS`).
+    block : int, keyword-only
+        Tokens per query (the segments' block length); longer copies are cut, shorter padded.
+    random_state : int, keyword-only
+        Seeds the sources, the hosts (a seeded cycle over ``hosts``: a source's aspects get
+        different hosts) and each :func:`plant`.
+
+    Returns
+    -------
+    dict of arrays over the Q = n_sources * len(aspects) queries: ``tokens`` (Q, block) int64,
+    ``mask`` and ``loss_mask`` (Q, block) bool (every real token is scored), ``query_ids``
+    ("p-<aspect>-<source track>"), ``track_ids`` (the host's), ``source_tracks``, ``aspects``.
+    The source material is the source's first segment (its block 0), so a full copy
+    reproduces that training segment.
+    """
+    from aria.symbolic.tokenize import PAD, encode, segment_notes
+
+    bad = [a for a in aspects if a not in ASPECTS]
+    if bad:
+        raise ValueError(f"unknown aspect(s) {bad}; choose from {sorted(ASPECTS)}")
+    if not hosts:
+        raise ValueError("planted queries need at least one held-out host piece")
+    first = {}
+    for t in sorted(train_streams):
+        notes = segment_notes(train_streams[t], block=block)[:1]
+        if notes and len(np.unique(notes[0][1]["onset"])) >= min_onsets:
+            first[t] = notes[0][1]
+    if len(first) < n_sources:
+        raise ValueError(
+            f"{n_sources} sources asked, but only {len(first)} training pieces have a first segment with "
+            f"{min_onsets} or more onsets"
+        )
+    rng = np.random.default_rng(int(random_state))
+    sources = sorted(rng.choice(sorted(first), size=int(n_sources), replace=False).tolist())
+    host_ids = sorted(hosts)
+    host_ids = [host_ids[i] for i in rng.permutation(len(host_ids))]
+    toks, mask, qids, tids, srcs, asps = [], [], [], [], [], []
+    h = 0
+    for s in sources:
+        for a in aspects:
+            host = host_ids[h % len(host_ids)]
+            h += 1
+            notes = plant(first[s], hosts[host], a, random_state=int(rng.integers(2**31)))
+            t = encode(notes)[:block]
+            row = np.full(block, PAD, dtype=np.int64)
+            row[: len(t)] = t
+            toks.append(row)
+            mask.append(row != PAD)
+            qids.append(f"p-{a}-{s}")
+            tids.append(host)
+            srcs.append(s)
+            asps.append(a)
+    mask = np.array(mask)
+    return {
+        "tokens": np.array(toks),
+        "mask": mask,
+        "loss_mask": mask.copy(),
+        "query_ids": np.array(qids),
+        "track_ids": np.array(tids),
+        "source_tracks": np.array(srcs),
+        "aspects": np.array(asps),
+    }

@@ -166,3 +166,32 @@ def test_plants_of_one_aspect_raise_that_channels_z_most(aspect):
     z_hand = {ch: (hand[ch] - np.mean([h[ch] for h in Hn])) / np.std([h[ch] for h in Hn]) for ch in CHANNELS}
     assert max(z_hand, key=z_hand.get) == ASPECTS[aspect]
     assert z_hand[ASPECTS[aspect]] > 3  # far outside the random groups
+
+
+def test_planted_queries_one_per_source_and_aspect_and_the_full_copy_is_the_first_segment():
+    from aria.symbolic.plant import planted_queries
+    from aria.symbolic.tokenize import encode, split_blocks
+
+    streams = {f"t{i:02d}": encode(_piece(300 + i, n_onsets=80)) for i in range(12)}
+    hosts = {f"h{i}": _piece(400 + i, n_onsets=60, step=0.2) for i in range(3)}
+    out = planted_queries(streams, hosts, n_sources=4, aspects=("full", "melody", "rhythm"), block=64, random_state=1)
+    from aria.symbolic.tokenize import PAD
+
+    assert out["tokens"].shape == (12, 64)
+    np.testing.assert_array_equal(out["mask"], out["tokens"] != PAD)
+    np.testing.assert_array_equal(out["loss_mask"], out["mask"])  # every real token is scored
+    assert len(set(out["source_tracks"])) == 4 and list(out["aspects"][:3]) == ["full", "melody", "rhythm"]
+    assert list(out["query_ids"][:3]) == [f"p-{a}-{out['source_tracks'][0]}" for a in ("full", "melody", "rhythm")]
+    # a source's aspects get different hosts (a seeded cycle over the 3 hosts)
+    assert len(set(out["track_ids"][:3])) == 3
+    for q in np.flatnonzero(out["aspects"] == "full"):
+        blocks, _, _ = split_blocks(streams[out["source_tracks"][q]], block=64)
+        # the training segment itself, up to the velocity/time-shift tokens at its end that belong
+        # to the next segment's first note (not in the copied notes)
+        n = int(out["mask"][q].sum())
+        assert n >= 64 - 3
+        np.testing.assert_array_equal(out["tokens"][q, :n], blocks[0][:n])
+    again = planted_queries(streams, hosts, n_sources=4, aspects=("full", "melody", "rhythm"), block=64, random_state=1)
+    np.testing.assert_array_equal(again["tokens"], out["tokens"])
+    with pytest.raises(ValueError, match="only 12 training pieces"):
+        planted_queries(streams, hosts, n_sources=20, block=64, random_state=1)

@@ -18,7 +18,7 @@ import numpy as np
 from aria.evaluation.homogeneity import _open_matrix, top_k_rows
 from aria.io.stores import DEFAULT_ROW_CHUNK, iter_row_chunks
 
-__all__ = ["planted_retrieval"]
+__all__ = ["planted_retrieval", "channel_ranks", "planted_summary"]
 
 
 def _source_lists(sources, N: int, Q: int) -> list[np.ndarray]:
@@ -108,4 +108,66 @@ def planted_retrieval(S, sources: Sequence, *, ks: Sequence[int] = (1, 5, 10), r
         "mrr": float(rr.mean()),
         "mean_precision": {k: float(v.mean()) for k, v in precision.items()},
         "mean_recall": {k: float(v.mean()) for k, v in recall.items()},
+    }
+
+
+def channel_ranks(z_c: dict, planted: Sequence) -> np.ndarray:
+    """Rank of each query's planted channel among the channels by homogeneity z (1 = largest).
+
+    Parameters
+    ----------
+    z_c : dict channel -> float array (Q,)
+        The channels' z at the report's K (homogeneity JSON ``by_k[K].z_c``).
+    planted : sequence of Q channel names, or None where the query planted no single channel
+        (a full copy).
+
+    Returns
+    -------
+    float array (Q,): the rank, ties counted in the channel's favour (rank 1 + the number of
+    channels with a strictly larger z); NaN where ``planted`` is None. A NaN z (degenerate null)
+    ranks last.
+    """
+    names = list(z_c)
+    Z = np.array([np.asarray(z_c[c], dtype=np.float64) for c in names])  # (C, Q)
+    Z = np.where(np.isfinite(Z), Z, -np.inf)
+    out = np.full(Z.shape[1], np.nan)
+    for q, ch in enumerate(planted):
+        if ch is None:
+            continue
+        if ch not in z_c:
+            raise ValueError(f"planted channel {ch!r} of query {q} is not one of the channels {names}")
+        zq = Z[names.index(ch), q]
+        out[q] = 1 + int((Z[:, q] > zq).sum()) if np.isfinite(zq) else len(names)
+    return out
+
+
+def planted_summary(retrieval: dict, aspects: Sequence[str], ranks: np.ndarray | None = None) -> dict:
+    """Means of :func:`planted_retrieval` (and of :func:`channel_ranks`) over all queries and per aspect.
+
+    Returns
+    -------
+    dict with ``all`` and ``by_aspect`` (aspect -> the same), each: ``n``, ``mrr``, ``precision``
+    and ``recall`` (K -> mean), and, where ranks are given and the aspect plants one channel,
+    ``channel_rank`` (mean rank of the planted channel) and ``channel_first`` (share of queries
+    where it has the largest z).
+    """
+    aspects = np.asarray(aspects)
+
+    def block(sel):
+        d = {
+            "n": int(sel.sum()),
+            "mrr": float(retrieval["reciprocal_rank"][sel].mean()),
+            "precision": {int(k): float(v[sel].mean()) for k, v in retrieval["precision"].items()},
+            "recall": {int(k): float(v[sel].mean()) for k, v in retrieval["recall"].items()},
+        }
+        if ranks is not None:
+            r = np.asarray(ranks, dtype=np.float64)[sel]
+            r = r[np.isfinite(r)]
+            d["channel_rank"] = float(r.mean()) if r.size else None
+            d["channel_first"] = float((r == 1).mean()) if r.size else None
+        return d
+
+    return {
+        "all": block(np.ones(len(aspects), dtype=bool)),
+        "by_aspect": {a: block(aspects == a) for a in dict.fromkeys(aspects.tolist())},
     }

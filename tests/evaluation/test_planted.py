@@ -109,3 +109,30 @@ def test_an_exact_copy_is_ranked_first_by_grad_cos_on_a_tiny_model():
         cos = G @ (g / np.linalg.norm(g))
         assert int(np.argmax(cos)) == j and cos[j] == pytest.approx(1.0)
         assert np.sort(cos)[-2] < 1 - 1e-6  # no other segment ties with the copy
+
+
+def test_channel_ranks_and_the_summary_by_aspect():
+    from aria.evaluation.planted import channel_ranks, planted_summary
+
+    z = {
+        "melody": np.array([3.0, 0.1, np.nan, 1.0]),
+        "harmony": np.array([1.0, 2.0, 0.5, 1.0]),
+        "rhythm": np.array([-1.0, 0.1, 0.4, 0.0]),
+    }
+    ranks = channel_ranks(z, ["melody", "rhythm", "melody", None])
+    # query 0: melody largest; 1: rhythm ties melody below harmony -> 2; 2: NaN ranks last; 3: full copy
+    np.testing.assert_array_equal(ranks[:3], [1, 2, 3])
+    assert np.isnan(ranks[3])
+    with pytest.raises(ValueError, match="'timbre' of query 0"):
+        channel_ranks(z, ["timbre", None, None, None])
+    S = np.array([[3.0, 0.0, 1.0, 0.0], [2.0, 5.0, 0.0, 0.0], [1.0, 1.0, 2.0, 1.0]])
+    ret = planted_retrieval(S, [[0], [2], [1], [2]], ks=(1, 2))
+    # ranks: q0 row 0 first; q1 row 2 second (behind row 1); q2 row 1 third; q3 row 2 first
+    np.testing.assert_array_equal(ret["rank"], [1, 2, 3, 1])
+    s = planted_summary(ret, ["melody", "rhythm", "melody", "full"], ranks)
+    assert s["all"]["n"] == 4 and s["all"]["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1) / 4)
+    mel = s["by_aspect"]["melody"]
+    assert mel["n"] == 2 and mel["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+    assert mel["precision"][1] == pytest.approx(0.5) and mel["channel_rank"] == pytest.approx(2.0)
+    assert mel["channel_first"] == pytest.approx(0.5)
+    assert s["by_aspect"]["full"]["channel_rank"] is None and list(s["by_aspect"]) == ["melody", "rhythm", "full"]

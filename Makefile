@@ -18,7 +18,7 @@ DEB_PKGS := chromium fluid-soundfont-gm slurm-wlm munge
 # declares unpinned torch/torchaudio. Their real runtime needs are in pyproject.
 NODEPS := beatnet==1.1.1 basic-pitch==0.4.0 tinysoundfont==0.3.7 aisfx==0.1.2
 
-.PHONY: demo validate test venv deb pyc lint bench clean clean-jit-cache
+.PHONY: demo validate benchmark test venv deb pyc lint bench clean clean-jit-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -59,6 +59,11 @@ demo: $(STAMP) deb pyc
 # the demo plus its LDS ground truth (counterfactual retraining, SPEC §9; README "Ground truth (LDS)")
 validate: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/validate/lds.yaml
+
+# the planted-influence benchmark: queries that copy one aspect of known training pieces, so the
+# right answer is certain (README "Planted-influence benchmark"); results/benchmark_symbolic
+benchmark: $(STAMP) deb pyc
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/benchmark/planted.yaml
 
 # two pytest workers: while one waits on a job or a daemon (the SLURM test), the other computes;
 # tests/conftest.py shares the tiny workflow run between them and orders the tests longest first;

@@ -25,6 +25,7 @@ include: "rules/attribution.smk"
 include: "rules/unlearning.smk"
 include: "rules/replicas.smk"
 include: "rules/lds.smk"
+include: "rules/planted.smk"
 
 
 if SYMBOLIC:

@@ -177,6 +177,16 @@ def analysis_settings(block: dict | None) -> dict:
 LDS_DEFAULTS = {"n_subsets": 64, "alpha": 0.5, "runs": 1, "recipe": "steps", "init": "shared", "n_boot": 1000}
 
 
+PLANTED_DEFAULTS = {"n_sources": 10, "aspects": ["full", "melody", "rhythm", "harmony"], "ks": [1, 5, 10]}
+
+
+def planted_settings(queries: dict | None) -> dict | None:
+    """``queries.planted`` with its defaults filled in when ``queries.kind`` is ``planted``, else None."""
+    if not queries or queries.get("kind", "generated") != "planted":
+        return None
+    return {**PLANTED_DEFAULTS, **(queries.get("planted") or {})}
+
+
 def lds_settings(block: dict | None) -> dict | None:
     """An ``lds`` config block with its defaults filled in, or None when it is off."""
     if not block or not block.get("enabled"):

@@ -12,7 +12,7 @@ import sys
 from types import SimpleNamespace
 
 from aria import registry
-from aria.config import analysis_settings, experiments, lds_settings, validate_config
+from aria.config import analysis_settings, experiments, lds_settings, planted_settings, validate_config
 from aria.symbolic.corpus import eval_quotas
 from snakemake.exceptions import WorkflowError
 
@@ -759,6 +759,8 @@ def stage_outputs(kind, exp=EXP, stage="symbolic"):
 # LDS ground truth (SPEC §9, rules/lds.smk): the (experiment, stage) pairs whose config turns it on
 LDS_STAGES = sorted(s for (_, s), cfg in STAGES.items() if cfg["lds"])
 LDS_SYMBOLIC = SYMBOLIC and bool(STAGES[(EXP, "symbolic")]["lds"])
+# the planted-influence benchmark (queries.kind: planted; rules/planted.smk): its settings, or None
+PLANTED = planted_settings(config.get("queries")) if SYMBOLIC else None
 LDS_AUDIO_ROWS = [k for k in AUDIO_ROWS if AUDIO and STAGES.get((AUDIO_EXP, row_stage(k)), {}).get("lds")]
 
 

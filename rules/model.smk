@@ -21,7 +21,33 @@ rule train_model:
         "--threads {threads} > {log} 2>&1"
 
 
-if SYMBOLIC:
+if SYMBOLIC and PLANTED:
+
+    # the planted-influence benchmark: the queries are planted copies, not generations (README
+    # "Planted-influence benchmark"); everything downstream reads the same queries.npz
+    rule symbolic_queries:
+        input:
+            segments=results("segments/symbolic/train.npz", EXP),
+            manifest=corpus_manifest(),
+        output:
+            queries=results("queries/symbolic/queries.npz", EXP),
+            midi=directory(results("queries/midi", EXP)),
+        log:
+            logs("symbolic_queries.log", EXP),
+        conda:
+            ENV
+        params:
+            args=jparams(
+                seed=config["seeds"]["queries"],
+                block_tokens=config["segments"]["block_tokens"],
+                root=corpus_root(),
+                planted=PLANTED,
+            ),
+        shell:
+            "aria symbolic-planted-queries --segments {input.segments} --manifest {input.manifest} "
+            "--params {params.args:q} --out {output.queries} --out-midi {output.midi} > {log} 2>&1"
+
+elif SYMBOLIC:
 
     rule symbolic_queries:
         input:

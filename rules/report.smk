@@ -23,6 +23,7 @@ if SYMBOLIC:
             selfinfluence=selfinfluence_outputs(EXP),
             compare=compare_outputs(EXP, "symbolic"),
             cards=results("cards", EXP),
+            planted=stage_outputs("planted") if PLANTED else [],
         output:
             html=report_item(results("report.html", EXP), "symbolic", "report"),
             md=results("report.md", EXP),
@@ -57,7 +58,9 @@ if SYMBOLIC:
             "--segments-csv {input.segments_csv} --queries {input.queries} --sensitivity {input.sensitivity} "
             "--selfinfluence {input.selfinfluence} --unlearning-compare {input.compare} --cards {input.cards} "
             "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} "
-            "--out-figures {output.figures} --out-tables {output.tables} > {log} 2>&1"
+            "--out-figures {output.figures} --out-tables {output.tables} "
+            + ("--planted {input.planted} " if PLANTED else "")
+            + "> {log} 2>&1"
 
 
 rule audio_report:

@@ -251,3 +251,26 @@ def test_damping_grid_lists_are_alternatives():
     assert list(pts[0]) == ["k", "alpha"]  # the grid's key order (the point's file name)
     assert point_damping({"alpha": 3}) == {"rule": "relative", "alpha": 3}
     assert point_damping({"k": 3}) is None
+
+
+def test_the_planted_benchmark_overlay_validates_and_fills_its_defaults():
+    """profiles/benchmark/planted.yaml over config.yaml (merged as snakemake does, key by key) is a
+    valid config; queries.planted's defaults are the schema's; an unknown aspect is named."""
+    from aria.config import PLANTED_DEFAULTS, planted_settings
+
+    def merge(a, b):
+        return {
+            k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+            for k, v in {**a, **b}.items()
+        }
+
+    cfg = merge(_load("config.yaml"), _load("profiles/benchmark/planted.yaml"))
+    validate_config(cfg)
+    assert planted_settings(cfg["queries"]) == cfg["queries"]["planted"]
+    assert planted_settings(_load("config.yaml")["queries"]) is None  # generated queries
+    props = load_schema()["properties"]["queries"]["properties"]["planted"]["properties"]
+    assert PLANTED_DEFAULTS == {k: v["default"] for k, v in props.items()}
+    assert planted_settings({"kind": "planted"}) == PLANTED_DEFAULTS
+    cfg["queries"]["planted"]["aspects"] = ["melody", "timbre"]
+    with pytest.raises(ConfigError, match="queries.planted.aspects"):
+        validate_config(cfg)

@@ -299,6 +299,96 @@ def cmd_symbolic_queries(a) -> None:
     log.info("generated %d queries of %d tokens", len(ids), toks.shape[1])
 
 
+def cmd_symbolic_planted_queries(a) -> None:
+    """Planted-influence queries: training pieces' first segments copied, one aspect each, onto
+    held-out pieces (aria.symbolic.plant); save tokens, sources, aspects and MIDI.
+    """
+    from aria.io.midi import read_midi, write_midi
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import read_manifest, read_npz, write_npz
+    from aria.symbolic.plant import planted_queries
+    from aria.symbolic.tokenize import decode
+
+    p = json.loads(a.params)
+    tr = read_npz(a.segments)
+    offs = tr["stream_offsets"]
+    streams = {str(t): tr["streams"][offs[i] : offs[i + 1]] for i, t in enumerate(tr["stream_tracks"])}
+    man = read_manifest(a.manifest, root=p.get("root"))
+    hosts = {row.track_id: read_midi(row.abspath)[0] for row in man.itertuples() if row.split == "eval"}
+    pl = p["planted"]
+    out = planted_queries(
+        streams,
+        hosts,
+        n_sources=pl["n_sources"],
+        aspects=pl["aspects"],
+        block=p["block_tokens"],
+        random_state=p["seed"],
+    )
+    write_npz(a.out, **out)
+    with atomic_dir(a.out_midi) as tmp:
+        for qid, t in zip(out["query_ids"], out["tokens"]):
+            notes = decode(t)
+            if len(notes):
+                write_midi(Path(tmp) / f"{qid}.mid", notes)
+    log.info(
+        "planted %d queries: %d sources x aspects %s, on %d held-out hosts",
+        len(out["query_ids"]),
+        pl["n_sources"],
+        list(pl["aspects"]),
+        len(hosts),
+    )
+
+
+def cmd_planted(a) -> None:
+    """One method against the planted truth: precision@K, recall@K and reciprocal rank of each
+    query's source segments, and the rank of the planted channel by homogeneity z.
+    """
+    from aria.evaluation.planted import channel_ranks, planted_retrieval, planted_summary
+    from aria.io.matrices import open_matrix
+    from aria.io.tables import read_json, read_npz, write_json
+    from aria.symbolic.plant import ASPECTS
+
+    p = json.loads(a.params)
+    qu, seg, hom = read_npz(a.queries), read_npz(a.segments), read_json(a.homogeneity)
+    if "source_tracks" not in qu:
+        raise ValueError(f"{a.queries}: no planted sources; the planted benchmark needs queries.kind: planted")
+    qids = [str(q) for q in qu["query_ids"]]
+    m = open_matrix(a.scores)
+    for ids, want, what in ((m.row_ids, seg["segment_ids"], "rows"), (m.col_ids, qids, "columns")):
+        if ids is not None and [str(i) for i in ids] != [str(w) for w in want]:
+            raise ValueError(f"{a.scores}: its {what} are not the segments and queries of this run, in order")
+    if [str(q) for q in hom["query_ids"]] != qids:
+        raise ValueError(f"{a.homogeneity}: its queries are not {a.queries}'s, in order")
+    tracks = np.asarray(seg["track_ids"]).astype(str)
+    sources = [np.flatnonzero(tracks == str(t)) for t in qu["source_tracks"]]
+    ret = planted_retrieval(m.data, sources, ks=p["ks"])
+    z_c = hom["by_k"][str(p["main_k"])]["z_c"]
+    ranks = channel_ranks(z_c, [ASPECTS[str(x)] for x in qu["aspects"]])
+    summ = planted_summary(ret, [str(x) for x in qu["aspects"]], ranks)
+    write_json(
+        a.out,
+        {
+            "scores": a.scores,
+            "ks": [int(k) for k in p["ks"]],
+            "main_k": int(p["main_k"]),
+            **summ,
+            "per_query": {
+                "query_ids": qids,
+                "aspects": [str(x) for x in qu["aspects"]],
+                "rank": ret["rank"].tolist(),
+                "channel_rank": [None if not np.isfinite(r) else float(r) for r in ranks],
+            },
+        },
+    )
+    log.info(
+        "planted: MRR %.3f, precision@%d %.3f over %d queries",
+        summ["all"]["mrr"],
+        max(p["ks"]),
+        summ["all"]["precision"][max(int(k) for k in p["ks"])],
+        len(qids),
+    )
+
+
 def cmd_project(a) -> None:
     """Projected per-example gradients of training segments and queries for one checkpoint."""
     import torch
@@ -1449,6 +1539,7 @@ def cmd_report(a) -> None:
         sensitivity=[read_json(f) for f in a.sensitivity] if a.sensitivity else None,
         unlearning=_unlearning_docs(a, p),
         assets=assets,
+        planted=dict(zip(keys, [read_json(f) for f in a.planted], strict=True)) if a.planted else None,
     )
     if a.out_figures or a.out_tables:  # the pieces snakemake --report shows (rules/report.smk)
         write_report_assets(a.out_figures, a.out_tables, figures=assets["figures"], tables=assets["tables"])
@@ -2441,6 +2532,21 @@ COMMANDS = {
         cmd_symbolic_queries,
         [("--model", {}), ("--eval", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
     ),
+    "symbolic-planted-queries": (
+        cmd_symbolic_planted_queries,
+        [("--segments", {}), ("--manifest", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
+    ),
+    "planted": (
+        cmd_planted,
+        [
+            ("--scores", {}),
+            ("--queries", {}),
+            ("--segments", {}),
+            ("--homogeneity", {}),
+            ("--params", {}),
+            ("--out", {}),
+        ],
+    ),
     "project": (
         cmd_project,
         [
@@ -2662,6 +2768,7 @@ COMMANDS = {
             ("--feature-failures", {"nargs": "*", "required": False, "default": None}),
             ("--segments-csv", {"nargs": "+", "required": False, "default": None}),
             ("--queries", {"nargs": "+", "required": False, "default": None}),
+            ("--planted", {"nargs": "*", "required": False, "default": None}),
         ],
     ),
     "warm-jit-cache": (cmd_warm_jit_cache, [("--template", {"required": False, "default": None})]),

@@ -94,6 +94,7 @@ def compose(
     sensitivity: list | None = None,
     unlearning: dict | None = None,
     assets: dict | None = None,
+    planted: dict | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
 
@@ -176,6 +177,8 @@ def compose(
             for i in range(first_mu, len(row), 3):
                 row[i] = f"({row[i]})"
     validation, validation_summary = _validation(keys, lab, D, lds or {}, V=V, references=lds_references)
+    planted_sections, planted_summary = _planted(keys, lab, D, V, planted) if planted else ([], None)
+    validation = planted_sections + validation
     h0, d0 = homs[0], diags[0]
     unit = (
         "reliability on each raw score matrix (segments x queries; tracks x queries for the "
@@ -360,6 +363,8 @@ def compose(
             }
     if validation_summary:
         summary["validation"] = validation_summary
+    if planted_summary:
+        summary["planted"] = planted_summary
     if sensitivity:
         summary["sensitivity"] = [
             {x: d[x] for x in ("method", "stage", "point", "diagnostics")}
@@ -646,6 +651,89 @@ def residual_reading(D, H, Hres, *, main_k: int) -> str:
             verdict = "is reduced"
         out.append(f"{m} (r₁ {D[m]['r1']:.2f}): strongest {c} μz {zb:+.2f} → {za:+.2f}, {verdict}.")
     return " ".join(out)
+
+
+PLANTED_NOTE = (
+    "Planted-influence benchmark: every query copies one aspect (full, melody, rhythm or harmony) of a "
+    "known training piece's first segment onto a held-out piece (aria.symbolic.plant), so its right "
+    "answer is that piece's training segments. MRR: mean over queries of 1 / the rank of the best-ranked "
+    "source segment; P@K: share of the top K that are source segments; channel first: share of the "
+    "aspect's queries whose planted channel has the largest homogeneity z at the report's K. The last "
+    "table orders the methods by each measure and gives Kendall tau-b against their order by MRR."
+)
+
+
+def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
+    """The planted-influence tables and summary: retrieval per method and aspect, the planted
+    channel's rank, and Kendall tau of the diagnostics, the replica agreement and the verdict
+    against the order by MRR (:func:`aria.evaluation.lds.order_agreement`).
+    """
+    from aria.evaluation.lds import MEASURE_NAMES, VERDICT_ORDINAL, order_agreement
+
+    ks = [k for k in keys if k in planted]
+    if not ks:
+        return [], None
+    first = planted[ks[0]]
+    kmax = str(max(first["ks"]))
+    aspects = list(first["by_aspect"])
+
+    def f(x, spec=".3f"):
+        return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+
+    header = ["Method", "MRR", *(f"P@{k}" for k in first["ks"]), f"recall@{kmax}"]
+    header += [f"MRR {a}" for a in aspects]
+    header += [f"{a}: channel first" for a in aspects if first["by_aspect"][a].get("channel_rank") is not None]
+    rows = []
+    for k in ks:
+        d = planted[k]
+        pr, rc = d["all"]["precision"], d["all"]["recall"]
+        row = [lab[k], f(d["all"]["mrr"]), *(f(pr[str(x)] if str(x) in pr else pr.get(x)) for x in d["ks"])]
+        row.append(f(rc[kmax] if kmax in rc else rc.get(int(kmax))))
+        row += [f(d["by_aspect"][a]["mrr"]) for a in aspects]
+        row += [
+            f(d["by_aspect"][a]["channel_first"], ".0%")
+            for a in aspects
+            if first["by_aspect"][a].get("channel_rank") is not None
+        ]
+        rows.append(row)
+    flat = {}
+    for k in ks:
+        rep = D[lab[k]].get("replica")
+        flat[k] = {x: D[lab[k]].get(x) for x in ("r1", "r2_5", "c_bar", "rho_bar")}
+        flat[k]["agreement"] = rep["spearman"]["q50"] if rep else None
+        flat[k]["verdict"] = VERDICT_ORDINAL.get((V.get(k) or {}).get("verdict"))
+    agree = order_agreement(
+        flat,
+        {k: planted[k]["all"]["mrr"] for k in ks},
+        keys=("r1", "r2_5", "c_bar", "rho_bar", "agreement", "verdict"),
+        higher_is_better=("agreement", "verdict"),
+    )
+    tau_rows = [
+        [
+            MEASURE_NAMES.get(name, name),
+            f(v["kendall_tau"], "+.2f") if v["n"] >= 2 and np.isfinite(v["kendall_tau"]) else "undefined (tied)",
+            "yes" if v["identical"] else "no",
+        ]
+        for name, v in agree["by_diagnostic"].items()
+    ]
+    sections = [
+        ("Planted-influence benchmark: retrieval of the planted sources", header, rows, PLANTED_NOTE),
+        (
+            "Planted-influence benchmark: do the measures order the methods as MRR does?",
+            ["Measure", "Kendall τ-b vs MRR order", "Same order"],
+            tau_rows,
+            "MRR order: " + " > ".join(lab[k] for k in agree["lds_order"]) + ".",
+        ),
+    ]
+    summary = {
+        "methods": {k: {x: planted[k][x] for x in ("all", "by_aspect")} for k in ks},
+        "mrr_order": agree["lds_order"],
+        "by_measure": {
+            name: {x: v[x] for x in ("kendall_tau", "identical", "order", "left_out")}
+            for name, v in agree["by_diagnostic"].items()
+        },
+    }
+    return sections, summary
 
 
 def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, dict]:

@@ -962,3 +962,17 @@ def test_replica_agreement_matches_the_stores(tiny_run):
         assert summary["reference_noise"]["verdict"]["verdict"] == "noisy"
     pts = json.loads((res / "summary.json").read_text())["sensitivity"]
     assert all("replica" in p["diagnostics"] and p["verdict"]["verdict"] for p in pts if p["method"] == "trak")
+
+
+def test_rerun_scope_planted_queries(tiny_run):
+    """queries.kind: planted (the planted-influence benchmark) replaces the generated queries: it
+    re-plans the queries and everything that reads them, adds one planted job per symbolic row,
+    and never retrains a model or re-cuts the segments."""
+    cfg = tiny_config()
+    cfg["queries"]["kind"] = "planted"
+    cfg["queries"]["planted"] = {"n_sources": 3, "aspects": ["full", "melody"], "ks": [1, 5]}
+    rules = [r for r, _ in dry_run_jobs(tiny_run, cfg)]
+    assert "symbolic_queries" in rules and "symbolic_report" in rules
+    assert rules.count("planted") == len(tiny_config()["methods"]["run"])
+    assert not {"train_model", "symbolic_segments", "demo_corpus", "kfac_covariance"} & set(rules)
+    assert not any(r.startswith("audio") for r in rules)  # the audio experiment keeps its queries

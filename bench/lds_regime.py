@@ -4,19 +4,19 @@
 few subsets first, so that a user can choose the recipe, init, corpus size and epochs of a
 testable ground truth (docs/validation.md, "How the testable regime was found")::
 
-    python bench/lds_regime.py                                  # the demo's setting, init shared
-    python bench/lds_regime.py --init fresh                     # new initial weights per run
-    python bench/lds_regime.py --pieces 80 --epochs 30          # a smaller corpus, trained longer
+    .venv/bin/python bench/lds_regime.py                                  # the demo's setting, init shared
+    .venv/bin/python bench/lds_regime.py --init fresh                     # new initial weights per run
+    .venv/bin/python bench/lds_regime.py --pieces 80 --epochs 30          # a smaller corpus, trained longer
 
-It reads a finished run's training segments (``segments/symbolic/train.npz``) and, with
-``--queries`` (default: the run's ``queries/symbolic/queries.npz`` when the corpus is not cut),
-its queries; with ``--pieces`` it keeps that many training pieces (seeded), trains member 0 on
-them (seed ``seeds.train``) and generates the queries from the run's eval prompts like the
-workflow does. Then M subsets x R runs are retrained with :func:`aria.evaluation.lds.counterfactual_targets`
-(the workflow's function: per-subset seeds ``train + 1000 + m R + r``, recipe ``steps``) and,
-after every subset from the third on, it prints :func:`aria.evaluation.lds.seed_noise_ceiling`:
-seed sd, subset sd, their ratio (2 or more: testable), run agreement and the LDS ceiling.
-The estimates sharpen with M; a ratio within about 0.3 of 2 needs the full ``make validate``
+It reads a finished run's training segments (``segments/symbolic/train.npz``) and queries
+(``queries/symbolic/queries.npz``). With ``--pieces`` (keep that many training pieces, seeded)
+or ``--epochs`` it trains that setting's member 0 instead (seed ``seeds.train``) and generates
+the queries from the run's eval prompts as the workflow does. Then M subsets x R runs are
+retrained with :func:`aria.evaluation.lds.counterfactual_targets` (the workflow's function:
+per-subset seeds ``train + 1000 + m R + r``, recipe ``steps``), and after every subset from the
+third on it prints :func:`aria.evaluation.lds.seed_noise_ceiling`: seed sd, subset sd, one run's
+ratio, the R-run mean targets' ratio (2 or more: testable), run agreement and the LDS ceiling.
+The estimates sharpen with M; a ratio within about 0.3 of 2 needs the full ``make validate``.
 One retraining of the demo model takes about 45 s on one core; runs write nothing but ``--out``.
 """
 
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from aria.evaluation.lds import lds_base_seed, retrain_seeds, seed_noise_ceiling, subset_mask  # noqa: E402
 
-KEYS = ("seed_sd", "subset_sd", "ratio", "ratio_median", "run_agreement", "lds_ceiling", "common_share")
+KEYS = ("seed_sd", "subset_sd", "ratio", "target_ratio", "run_agreement", "lds_ceiling", "common_share")
 
 
 def main(argv=None) -> None:

@@ -19,7 +19,7 @@ if PLANTED:
         conda:
             ENV
         params:
-            args=jparams(ks=PLANTED["ks"] if PLANTED else [], main_k=config["homogeneity"]["main_k"]),
+            args=jparams(ks=PLANTED["ks"], main_k=config["homogeneity"]["main_k"]),
         shell:
             "aria planted --scores {input.scores} --queries {input.queries} --segments {input.segments} "
             "--homogeneity {input.homogeneity} --params {params.args:q} --out {output.json} > {log} 2>&1"

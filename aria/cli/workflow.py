@@ -269,11 +269,9 @@ def cmd_symbolic_queries(a) -> None:
     """Generate one query per eval prompt with the main model; save tokens and MIDI."""
     import torch
 
-    from aria.io.midi import write_midi
-    from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
     from aria.models.training import generate
-    from aria.symbolic.tokenize import PAD, decode
+    from aria.symbolic.tokenize import PAD
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -291,28 +289,34 @@ def cmd_symbolic_queries(a) -> None:
     loss_mask = np.zeros(toks.shape, dtype=bool)
     loss_mask[:, ev["prompts"].shape[1] :] = True  # score only the generated part
     write_npz(a.out, tokens=toks, mask=toks != PAD, loss_mask=loss_mask, query_ids=ids, track_ids=ev["track_ids"])
-    with atomic_dir(a.out_midi) as tmp:
-        for qid, t in zip(ids, toks):
+    _write_query_midi(a.out_midi, ids, toks)
+    log.info("generated %d queries of %d tokens", len(ids), toks.shape[1])
+
+
+def _write_query_midi(folder, query_ids, tokens) -> None:
+    """One MIDI file per query with notes, ``<query_id>.mid``, into ``folder`` (written whole or not at all)."""
+    from aria.io.midi import write_midi
+    from aria.io.stores import atomic_dir
+    from aria.symbolic.tokenize import decode
+
+    with atomic_dir(folder) as tmp:
+        for qid, t in zip(query_ids, tokens):
             notes = decode(t)
             if len(notes):
                 write_midi(Path(tmp) / f"{qid}.mid", notes)
-    log.info("generated %d queries of %d tokens", len(ids), toks.shape[1])
 
 
 def cmd_symbolic_planted_queries(a) -> None:
     """Planted-influence queries: training pieces' first segments copied, one aspect each, onto
     held-out pieces (aria.symbolic.plant); save tokens, sources, aspects and MIDI.
     """
-    from aria.io.midi import read_midi, write_midi
-    from aria.io.stores import atomic_dir
+    from aria.io.midi import read_midi
     from aria.io.tables import read_manifest, read_npz, write_npz
     from aria.symbolic.plant import planted_queries
-    from aria.symbolic.tokenize import decode
 
     p = json.loads(a.params)
     tr = read_npz(a.segments)
-    offs = tr["stream_offsets"]
-    streams = {str(t): tr["streams"][offs[i] : offs[i + 1]] for i, t in enumerate(tr["stream_tracks"])}
+    streams = {str(t): ragged_item(tr["streams"], tr["stream_offsets"], i) for i, t in enumerate(tr["stream_tracks"])}
     man = read_manifest(a.manifest, root=p.get("root"))
     hosts = {row.track_id: read_midi(row.abspath)[0] for row in man.itertuples() if row.split == "eval"}
     pl = p["planted"]
@@ -325,11 +329,7 @@ def cmd_symbolic_planted_queries(a) -> None:
         random_state=p["seed"],
     )
     write_npz(a.out, **out)
-    with atomic_dir(a.out_midi) as tmp:
-        for qid, t in zip(out["query_ids"], out["tokens"]):
-            notes = decode(t)
-            if len(notes):
-                write_midi(Path(tmp) / f"{qid}.mid", notes)
+    _write_query_midi(a.out_midi, out["query_ids"], out["tokens"])
     log.info(
         "planted %d queries: %d sources x aspects %s, on %d held-out hosts",
         len(out["query_ids"]),
@@ -344,7 +344,7 @@ def cmd_planted(a) -> None:
     query's source segments, and the rank of the planted channel by homogeneity z.
     """
     from aria.evaluation.planted import channel_ranks, planted_retrieval, planted_summary
-    from aria.io.matrices import open_matrix
+    from aria.io.matrices import check_matrix, open_matrix
     from aria.io.tables import read_json, read_npz, write_json
     from aria.symbolic.plant import ASPECTS
 
@@ -354,9 +354,7 @@ def cmd_planted(a) -> None:
         raise ValueError(f"{a.queries}: no planted sources; the planted benchmark needs queries.kind: planted")
     qids = [str(q) for q in qu["query_ids"]]
     m = open_matrix(a.scores)
-    for ids, want, what in ((m.row_ids, seg["segment_ids"], "rows"), (m.col_ids, qids, "columns")):
-        if ids is not None and [str(i) for i in ids] != [str(w) for w in want]:
-            raise ValueError(f"{a.scores}: its {what} are not the segments and queries of this run, in order")
+    check_matrix(m, row_ids=seg["segment_ids"], col_ids=qids, min_cols=1)  # this run's segments and queries
     if [str(q) for q in hom["query_ids"]] != qids:
         raise ValueError(f"{a.homogeneity}: its queries are not {a.queries}'s, in order")
     tracks = np.asarray(seg["track_ids"]).astype(str)

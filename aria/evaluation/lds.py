@@ -681,6 +681,13 @@ def runs_needed(ceiling: dict, target: float = 2.0) -> int | None:
     return int(np.ceil((target / r) ** 2 - 1e-9))
 
 
+def _target_ratio(ceiling: dict) -> float:
+    """The subset effect over the seed noise of the R-run mean targets (``target_ratio``; derived
+    as ``ratio * sqrt(runs)`` for documents written before it was stored).
+    """
+    return ceiling.get("target_ratio", ceiling["ratio"] * np.sqrt(ceiling["runs"]))
+
+
 def testability(ceiling: dict | None) -> tuple[bool, str]:
     """Whether the LDS targets can test the claim: ``(testable, why)`` from
     :func:`seed_noise_ceiling`: R >= 2 and the subset effect at least 2 times the seed noise
@@ -691,7 +698,7 @@ def testability(ceiling: dict | None) -> tuple[bool, str]:
     if not ceiling or not ceiling.get("available"):
         why = (ceiling or {}).get("reason") or "no seed-noise ceiling (one training run per subset)"
         return False, why
-    tr = ceiling.get("target_ratio", ceiling["ratio"] * np.sqrt(ceiling["runs"]))
+    tr = _target_ratio(ceiling)
     if not np.isfinite(tr) or tr < 2:
         need = runs_needed(ceiling)
         more = f"; about {need} runs per subset would reach 2" if need else ""
@@ -759,7 +766,7 @@ def validation_reading(
         protocol = f" ({'; '.join(how)})" if how else ""
         parts.append(
             f"Targets{protocol}: subset effect / seed noise of the {ceiling['runs']}-run mean = "
-            f"{ceiling.get('target_ratio', float('nan')):.2f} (one run: {ceiling['ratio']:.2f}; sd "
+            f"{_target_ratio(ceiling):.2f} (one run: {ceiling['ratio']:.2f}; sd "
             f"{ceiling['subset_sd']:.3g} vs {ceiling['seed_sd']:.3g} per run); the targets of two runs agree at "
             f"Spearman "
             f"{_t(ceiling['run_agreement'])}; the {ceiling['runs']}-run mean has reliability "

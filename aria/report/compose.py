@@ -663,12 +663,31 @@ PLANTED_NOTE = (
 )
 
 
+MEASURES = ("r1", "r2_5", "c_bar", "rho_bar", "agreement", "verdict")
+
+
+def _measures(ks, lab, D, V) -> dict:
+    """Row key -> the measures a ground truth is compared with (:data:`MEASURES`): the four
+    diagnostics, the replica agreement (median Spearman; None without a replica) and the
+    verdict's ordinal (:data:`aria.evaluation.lds.VERDICT_ORDINAL`).
+    """
+    from aria.evaluation.lds import VERDICT_ORDINAL
+
+    out = {}
+    for k in ks:
+        d, rep = D[lab[k]], D[lab[k]].get("replica")
+        out[k] = {x: d.get(x) for x in MEASURES[:4]}
+        out[k]["agreement"] = rep["spearman"]["q50"] if rep else None
+        out[k]["verdict"] = VERDICT_ORDINAL.get((V.get(k) or {}).get("verdict"))
+    return out
+
+
 def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
     """The planted-influence tables and summary: retrieval per method and aspect, the planted
     channel's rank, and Kendall tau of the diagnostics, the replica agreement and the verdict
     against the order by MRR (:func:`aria.evaluation.lds.order_agreement`).
     """
-    from aria.evaluation.lds import MEASURE_NAMES, VERDICT_ORDINAL, order_agreement
+    from aria.evaluation.lds import MEASURE_NAMES, order_agreement
 
     ks = [k for k in keys if k in planted]
     if not ks:
@@ -686,9 +705,9 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
     rows = []
     for k in ks:
         d = planted[k]
-        pr, rc = d["all"]["precision"], d["all"]["recall"]
-        row = [lab[k], f(d["all"]["mrr"]), *(f(pr[str(x)] if str(x) in pr else pr.get(x)) for x in d["ks"])]
-        row.append(f(rc[kmax] if kmax in rc else rc.get(int(kmax))))
+        # the documents are JSON (aria planted): their K keys are strings
+        row = [lab[k], f(d["all"]["mrr"]), *(f(d["all"]["precision"][str(x)]) for x in d["ks"])]
+        row.append(f(d["all"]["recall"][kmax]))
         row += [f(d["by_aspect"][a]["mrr"]) for a in aspects]
         row += [
             f(d["by_aspect"][a]["channel_first"], ".0%")
@@ -696,16 +715,10 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
             if first["by_aspect"][a].get("channel_rank") is not None
         ]
         rows.append(row)
-    flat = {}
-    for k in ks:
-        rep = D[lab[k]].get("replica")
-        flat[k] = {x: D[lab[k]].get(x) for x in ("r1", "r2_5", "c_bar", "rho_bar")}
-        flat[k]["agreement"] = rep["spearman"]["q50"] if rep else None
-        flat[k]["verdict"] = VERDICT_ORDINAL.get((V.get(k) or {}).get("verdict"))
     agree = order_agreement(
-        flat,
+        _measures(ks, lab, D, V),
         {k: planted[k]["all"]["mrr"] for k in ks},
-        keys=("r1", "r2_5", "c_bar", "rho_bar", "agreement", "verdict"),
+        keys=MEASURES,
         higher_is_better=("agreement", "verdict"),
     )
     tau_rows = [
@@ -744,7 +757,7 @@ def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, di
     seed-noise ceiling and the reference rows' LDS). Without ``references`` (None) the reading
     does not judge testability; with it, a stage without its document is read as not testable.
     """
-    from aria.evaluation.lds import VERDICT_ORDINAL, halves_agreement, order_agreement, validation_reading
+    from aria.evaluation.lds import halves_agreement, order_agreement, validation_reading
 
     V = V or {}
     stages = {}
@@ -756,16 +769,10 @@ def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, di
         if len(ks) < 2:
             continue
         # keyed by row key (summary.json); labels only for display
-        flat = {}
-        for k in ks:
-            d, rep = D[lab[k]], D[lab[k]].get("replica")
-            flat[k] = {x: d.get(x) for x in ("r1", "r2_5", "c_bar", "rho_bar")}
-            flat[k]["agreement"] = rep["spearman"]["q50"] if rep else None
-            flat[k]["verdict"] = VERDICT_ORDINAL.get((V.get(k) or {}).get("verdict"))
         agree = order_agreement(
-            flat,
+            _measures(ks, lab, D, V),
             {k: lds[k]["lds"] for k in ks},
-            keys=("r1", "r2_5", "c_bar", "rho_bar", "agreement", "verdict"),
+            keys=MEASURES,
             higher_is_better=("agreement", "verdict"),
             between=("r1", "rho_bar", "agreement", "verdict"),
         )

@@ -254,27 +254,31 @@ def test_reading_says_not_testable_below_the_ceiling_and_reads_as_before_above_i
     assert "Not testable" not in plain and "Targets:" not in plain and "different method" in plain
 
 
+def report_diag(r1, rho, q50):
+    """A diagnostics document for compose(): r1, rho_bar, and a replica with median Spearman q50 (None: no replica)."""
+    rep = None if q50 is None else {"spearman": {"mean": q50, "q10": 0, "q50": q50, "q90": 1}, "shared_energy": 0.5}
+    return {
+        "r1": r1,
+        "r2_5": 0.2,
+        "c_bar": 0.01,
+        "rho_bar": rho,
+        "n": 50,
+        "q": 10,
+        "energy": list(np.linspace(r1, 0.001, 10)),
+        "replica": rep,
+    }
+
+
+def report_hom(mu):
+    """A homogeneity document for compose(): one channel, one query, K = 5."""
+    summ = {"melody": {"mu_z": mu, "pos": 0.5, "sig": 0.1}}
+    return {"channels": ["melody"], "query_ids": ["q1"], "by_k": {"5": {"summary": summ, "top_ids": [["a"]]}}}
+
+
 def test_compose_validation_tables_and_summary():
     """compose(): the validation table has the replica agreement and the verdict with their taus
     against LDS and each other; the reference rows sit in their own table, never the main one."""
     from aria.report import compose
-
-    def diag(r1, rho, q50):
-        rep = None if q50 is None else {"spearman": {"mean": q50, "q10": 0, "q50": q50, "q90": 1}, "shared_energy": 0.5}
-        return {
-            "r1": r1,
-            "r2_5": 0.2,
-            "c_bar": 0.01,
-            "rho_bar": rho,
-            "n": 50,
-            "q": 10,
-            "energy": list(np.linspace(r1, 0.001, 10)),
-            "replica": rep,
-        }
-
-    def hom(mu):
-        summ = {"melody": {"mu_z": mu, "pos": 0.5, "sig": 0.1}}
-        return {"channels": ["melody"], "query_ids": ["q1"], "by_k": {"5": {"summary": summ, "top_ids": [["a"]]}}}
 
     def ldsdoc(v):
         return {"lds": v, "ci": [v - 0.05, v + 0.05], "halves": [v, v], "n_subsets": 8, "partial_lds": v / 2}
@@ -290,8 +294,8 @@ def test_compose_validation_tables_and_summary():
     }
     html, md, summary = compose(
         keys,
-        [diag(0.1, 0.1, 0.5), diag(0.4, 0.3, None), diag(0.2, 0.2, 0.3)],
-        [hom(1.0), hom(0.5), hom(0.2)],
+        [report_diag(0.1, 0.1, 0.5), report_diag(0.4, 0.3, None), report_diag(0.2, 0.2, 0.3)],
+        [report_hom(1.0), report_hom(0.5), report_hom(0.2)],
         experiment="t",
         main_k=5,
         lds={"trak": ldsdoc(0.4), "tracin": ldsdoc(0.1), "gradcos": ldsdoc(0.2)},

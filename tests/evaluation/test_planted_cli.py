@@ -97,31 +97,21 @@ def test_planted_command_scores_the_sources_and_the_channel(tmp_path):
     bad = [x if x != str(tmp_path / "h.json") else str(tmp_path / "h2.json") for x in argv]
     with pytest.raises(ValueError, match="h2.json: its queries are not"):
         main(bad)
+    # so is a score store whose columns are another run's queries
+    with ScoreWriter(tmp_path / "s2.zarr", seg_ids, qids[::-1], attrs={"method": "m"}) as w:
+        w.write(0, S)
+    bad = [x if x != str(tmp_path / "s.zarr") else str(tmp_path / "s2.zarr") for x in argv]
+    with pytest.raises(ValueError, match="s2.zarr: its own column ids differ"):
+        main(bad)
 
 
 def test_compose_planted_tables_and_summary():
     """compose() with planted documents: a retrieval table per method and aspect, and Kendall tau
     of each measure's order against the MRR order, equal to scipy's on the same numbers."""
     from scipy import stats
+    from test_lds_ceiling import report_diag, report_hom
 
     from aria.report.compose import compose
-
-    def diag(r1, rho):
-        rep = {"spearman": {"mean": 0.5, "q10": 0, "q50": 0.5, "q90": 1}, "shared_energy": 0.5}
-        return {
-            "r1": r1,
-            "r2_5": 0.2,
-            "c_bar": 0.01,
-            "rho_bar": rho,
-            "n": 50,
-            "q": 10,
-            "energy": [r1, 0.1],
-            "replica": rep,
-        }
-
-    def hom():
-        summ = {"melody": {"mu_z": 0.1, "pos": 0.5, "sig": 0.1}}
-        return {"channels": ["melody"], "query_ids": ["q1"], "by_k": {"5": {"summary": summ, "top_ids": [["a"]]}}}
 
     def pdoc(mrr, ch):
         blk = {"n": 2, "mrr": mrr, "precision": {"1": mrr / 2, "5": mrr / 4}, "recall": {"1": 0.1, "5": 0.2}}
@@ -136,8 +126,8 @@ def test_compose_planted_tables_and_summary():
     mrr = {"trak": 0.3, "tracin": 0.5, "gradcos": 0.1}
     _, md, summary = compose(
         keys,
-        [diag(r1[k], r1[k]) for k in keys],
-        [hom() for _ in keys],
+        [report_diag(r1[k], r1[k], 0.5) for k in keys],
+        [report_hom(0.1) for _ in keys],
         experiment="t",
         main_k=5,
         planted={k: pdoc(mrr[k], 0.5) for k in keys},

@@ -79,7 +79,10 @@ def test_diagnose_agrees_with_brute_force_on_every_format(tmp_path, S, capsys):
 
 
 def test_zarr_input_is_streamed_not_loaded(tmp_path, S, monkeypatch, capsys):
-    """Diagnose reads the zarr store in row chunks (of the store's 64 rows here), each once."""
+    """Diagnose reads the zarr store in row chunks (of the store's 64 rows here), each once.
+
+    Chunks are read by a thread pool, so the order of the reads is not fixed; which
+    row ranges were read, and how often, is."""
     import aria.evaluation.reliability as rel
 
     monkeypatch.setattr(rel, "TARGET_CHUNK_ELEMENTS", 64 * 9)  # as if the matrix were large
@@ -90,12 +93,13 @@ def test_zarr_input_is_streamed_not_loaded(tmp_path, S, monkeypatch, capsys):
 
     def spy(self, key):
         out = orig(self, key)
-        seen.append(np.shape(out))
+        rows = key[0] if isinstance(key, tuple) else key
+        seen.append((rows.start, np.shape(out)[0]))
         return out
 
     monkeypatch.setattr(type(m.data), "__getitem__", spy)
     diagnose_json(tmp_path / "plain.zarr", capsys)
-    assert [s[0] for s in seen] == [64, 64, 64, 64, 44]
+    assert sorted(seen) == [(0, 64), (64, 64), (128, 64), (192, 64), (256, 44)]
 
 
 def test_diagnose_prints_a_reading(tmp_path, S, capsys):

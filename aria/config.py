@@ -236,6 +236,11 @@ def _semantic_problems(config: dict) -> list[str]:
                         f"corpus.demo.collections.{name}: {n} pieces leave none for "
                         f"training after its {n_eval} eval pieces"
                     )
+    if audio and planted_settings(config.get("queries")) and not audio_demo:
+        problems.append(
+            "queries.kind 'planted' renders the plants to audio from the MIDI corpus: the audio experiment "
+            "needs audio.corpus.kind 'demo' (or leave 'audio' out of experiments)"
+        )
     hom = config["homogeneity"]
     if hom["main_k"] not in hom["ks"]:
         problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")

@@ -137,28 +137,66 @@ rule audio_segments:
         "--out {output.train} --out-csv {output.csv} > {log} 2>&1"
 
 
-rule audio_queries:
-    input:
-        tokens=results("tokens/tokens.npz", AUDIO_EXP),
-        tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
-        models=[results(f"models/{s}/m0.pt", AUDIO_EXP) for s in AUDIO_STAGES],
-    output:
-        queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
-        audio=directory(results("queries/audio", AUDIO_EXP)),
-    log:
-        logs("audio_queries.log", AUDIO_EXP),
-    benchmark:
-        benchmarks("audio_queries.tsv", AUDIO_EXP)
-    conda:
-        ENV
-    threads: 1
-    params:
-        out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.queries[0])),
-        args=jparams(seed=config["seeds"]["queries"], **TOKENIZER_CFG, **AUDIO.get("queries", {})) if AUDIO else "",
-    shell:
-        "aria audio-queries --tokens {input.tokens} --tokenizers {input.tokenizers} --models {input.models} "
-        "--params {params.args:q} --out-dir {params.out_dir} --out-audio {output.audio} "
-        "--threads {threads} > {log} 2>&1"
+if PLANTED:
+
+    # the planted-influence benchmark: the symbolic plants rendered to audio and tokenized
+    # (README "Planted-influence benchmark"); everything downstream reads the same queries
+    rule audio_queries:
+        input:
+            manifest=audio_manifest(),
+            midi_manifest=corpus_manifest(),
+            tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
+        output:
+            queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
+            audio=directory(results("queries/audio", AUDIO_EXP)),
+        log:
+            logs("audio_queries.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_queries.tsv", AUDIO_EXP)
+        conda:
+            ENV
+        params:
+            out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.queries[0])),
+            args=(
+                jparams(
+                    seed=config["seeds"]["queries"],
+                    root=audio_root(),
+                    midi_root=corpus_root(),
+                    planted=PLANTED,
+                    **TOKENIZER_CFG,
+                )
+                if AUDIO
+                else ""
+            ),
+        shell:
+            "aria audio-planted-queries --manifest {input.manifest} --midi-manifest {input.midi_manifest} "
+            "--tokenizers {input.tokenizers} --params {params.args:q} --out-dir {params.out_dir} "
+            "--out-audio {output.audio} > {log} 2>&1"
+
+else:
+
+    rule audio_queries:
+        input:
+            tokens=results("tokens/tokens.npz", AUDIO_EXP),
+            tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
+            models=[results(f"models/{s}/m0.pt", AUDIO_EXP) for s in AUDIO_STAGES],
+        output:
+            queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
+            audio=directory(results("queries/audio", AUDIO_EXP)),
+        log:
+            logs("audio_queries.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_queries.tsv", AUDIO_EXP)
+        conda:
+            ENV
+        threads: 1
+        params:
+            out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.queries[0])),
+            args=jparams(seed=config["seeds"]["queries"], **TOKENIZER_CFG, **AUDIO.get("queries", {})) if AUDIO else "",
+        shell:
+            "aria audio-queries --tokens {input.tokens} --tokenizers {input.tokenizers} --models {input.models} "
+            "--params {params.args:q} --out-dir {params.out_dir} --out-audio {output.audio} "
+            "--threads {threads} > {log} 2>&1"
 
 
 rule tracklevel:

@@ -760,7 +760,7 @@ def stage_outputs(kind, exp=EXP, stage="symbolic"):
 LDS_STAGES = sorted(s for (_, s), cfg in STAGES.items() if cfg["lds"])
 LDS_SYMBOLIC = SYMBOLIC and bool(STAGES[(EXP, "symbolic")]["lds"])
 # the planted-influence benchmark (queries.kind: planted; rules/planted.smk): its settings, or None
-PLANTED = planted_settings(config.get("queries")) if SYMBOLIC else None
+PLANTED = planted_settings(config.get("queries"))
 LDS_AUDIO_ROWS = [k for k in AUDIO_ROWS if AUDIO and STAGES.get((AUDIO_EXP, row_stage(k)), {}).get("lds")]
 
 

@@ -23,3 +23,35 @@ if PLANTED:
         shell:
             "aria planted --scores {input.scores} --queries {input.queries} --segments {input.segments} "
             "--homogeneity {input.homogeneity} --params {params.args:q} --out {output.json} > {log} 2>&1"
+
+
+if PLANTED and AUDIO:
+
+    # the audio experiment's plants, per stage and method; embedding baselines are track-level
+    # already, so their rows are the tracks themselves
+    rule audio_planted:
+        input:
+            unpack(
+                lambda w: (
+                    {}
+                    if w.stage in ("baseline", "external")
+                    else {"segments": results(f"segments/{w.stage}/train.npz", AUDIO_EXP)}
+                )
+            ),
+            scores=results("scores/{stage}/{method}.zarr", AUDIO_EXP),
+            queries=results(f"queries/{AUDIO_STAGES[0]}/queries.npz", AUDIO_EXP),
+            homogeneity=results("homogeneity/{stage}/{method}.json", AUDIO_EXP),
+        output:
+            json=results("planted/{stage}/{method}.json", AUDIO_EXP),
+        log:
+            logs("planted/{stage}/{method}.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("planted/{stage}/{method}.tsv", AUDIO_EXP)
+        conda:
+            ENV
+        params:
+            args=jparams(ks=PLANTED["ks"], main_k=config["homogeneity"]["main_k"], domain="audio"),
+            segments=lambda w, input: f"--segments {input.segments}" if "segments" in input.keys() else "",
+        shell:
+            "aria planted --scores {input.scores} --queries {input.queries} {params.segments} "
+            "--homogeneity {input.homogeneity} --params {params.args:q} --out {output.json} > {log} 2>&1"

@@ -84,6 +84,7 @@ rule audio_report:
         selfinfluence=selfinfluence_outputs(AUDIO_EXP),
         compare=compare_outputs(AUDIO_EXP, "audio") if AUDIO else [],
         cards=results("cards", AUDIO_EXP),
+        planted=audio_row_outputs("planted") if PLANTED else [],
     output:
         html=report_item(results("report.html", AUDIO_EXP), "audio", "report"),
         md=results("report.md", AUDIO_EXP),
@@ -120,7 +121,9 @@ rule audio_report:
         "--sensitivity {input.sensitivity} --selfinfluence {input.selfinfluence} "
         "--unlearning-compare {input.compare} --cards {input.cards} "
         "--out-html {output.html} --out-md {output.md} --out-summary {output.summary} "
-        "--out-figures {output.figures} --out-tables {output.tables} > {log} 2>&1"
+        "--out-figures {output.figures} --out-tables {output.tables} "
+        + ("--planted {input.planted} " if PLANTED else "")
+        + "> {log} 2>&1"
 
 
 # Per-query evidence cards (README "Per-query evidence cards"): one HTML page per query with the

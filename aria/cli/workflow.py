@@ -339,29 +339,101 @@ def cmd_symbolic_planted_queries(a) -> None:
     )
 
 
+def cmd_audio_planted_queries(a) -> None:
+    """Planted-influence queries of the audio experiment: the symbolic plants rendered to audio
+    (aria.audio.plant) on held-out tracks, tokenized into each stage's first window; save each
+    stage's queries with their sources and aspects, and the query audio.
+    """
+    from aria.audio.corpus import select_excerpt
+    from aria.audio.plant import planted_audio, query_sequences
+    from aria.audio.stages import ConditioningRVQ
+    from aria.audio.tokenizers import MelRVQ, SemanticKMeans
+    from aria.io.audio import load_audio, write_wav
+    from aria.io.midi import read_midi
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import read_manifest, read_npz, write_npz
+    from aria.symbolic.plant import plant_assignments
+
+    p = json.loads(a.params)
+    vocab, pl, sr = _audio_vocab(p), p["planted"], p["sr"]
+    window = max(p["windows"].values())
+    man = read_manifest(a.manifest, root=p.get("root"))
+    midi = read_manifest(a.midi_manifest, root=p.get("midi_root")).set_index("track_id")["abspath"]
+    if "programs" not in man.columns:
+        raise ValueError(f"{a.manifest}: no 'programs' column; planted audio queries need the rendered demo corpus")
+    missing = sorted(set(man["track_id"]) - set(midi.index))
+    if missing:
+        raise ValueError(f"{a.midi_manifest}: no MIDI for audio tracks {missing[:5]}")
+
+    def notes(tid):
+        return select_excerpt(read_midi(midi[tid])[0], duration_s=window)
+
+    train, ev = man[man["split"] == "train"], man[man["split"] == "eval"]
+    src_notes = {t: notes(t) for t in progress(list(train["track_id"]), desc="source notes", unit="piece")}
+    candidates = sorted(t for t, n in src_notes.items() if len(np.unique(n["onset"])) >= pl.get("min_onsets", 4))
+    plan = plant_assignments(candidates, sorted(ev["track_id"]), pl["n_sources"], pl["aspects"], p["seed"])
+    paths = dict(zip(man["track_id"], man["abspath"]))
+    programs = dict(zip(man["track_id"], man["programs"].astype(str)))
+    sources = {s: {"audio": load_audio(paths[s], sr=sr), "notes": src_notes[s]} for s in {x[0] for x in plan}}
+    hosts = {h: {"notes": notes(h), "program": int(programs[h].split()[0])} for h in {x[2] for x in plan}}
+    ys = planted_audio(sources, hosts, plan, window_s=window, sr=sr)
+    tk = read_npz(a.tokenizers)
+    sem = SemanticKMeans.from_state_dict({k[4:]: v for k, v in tk.items() if k.startswith("sem_")})
+    ac = MelRVQ.from_state_dict({k[3:]: v for k, v in tk.items() if k.startswith("ac_")})
+    cond = ConditioningRVQ(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"])
+    cond.codebooks = tk["cond_codebooks"]
+    seqs = query_sequences(ys, vocab=vocab, semantic=sem, acoustic=ac, cond=cond, stages=list(p["windows"]))
+    ids = np.array([f"p-{asp}-{s}" for s, asp, _, _ in plan])
+    meta = {
+        "query_ids": ids,
+        "track_ids": np.array([h for _, _, h, _ in plan]),
+        "source_tracks": np.array([s for s, _, _, _ in plan]),
+        "aspects": np.array([asp for _, asp, _, _ in plan]),
+    }
+    for stage, q in seqs.items():
+        write_npz(Path(a.out_dir) / stage / "queries.npz", **q, **meta)
+    with atomic_dir(a.out_audio) as tmp:
+        for qid, y in zip(ids, ys):
+            write_wav(Path(tmp) / f"{qid}.wav", y, sr)
+    log.info(
+        "planted %d audio queries of %.0f s: %d sources x aspects %s, on %d held-out hosts",
+        len(ids),
+        window,
+        pl["n_sources"],
+        list(pl["aspects"]),
+        len(hosts),
+    )
+
+
 def cmd_planted(a) -> None:
     """One method against the planted truth: precision@K, recall@K and reciprocal rank of each
-    query's source segments, and the rank of the planted channel by homogeneity z.
+    query's source segments (or, for a track-level matrix given without ``--segments``, the source
+    track), and the rank of the planted channel by homogeneity z.
     """
     from aria.evaluation.planted import channel_ranks, planted_retrieval, planted_summary
     from aria.io.matrices import check_matrix, open_matrix
     from aria.io.tables import read_json, read_npz, write_json
-    from aria.symbolic.plant import ASPECTS
+    from aria.symbolic.plant import ASPECTS, AUDIO_ASPECTS
 
     p = json.loads(a.params)
-    qu, seg, hom = read_npz(a.queries), read_npz(a.segments), read_json(a.homogeneity)
+    channel_of = AUDIO_ASPECTS if p.get("domain") == "audio" else ASPECTS
+    qu, hom = read_npz(a.queries), read_json(a.homogeneity)
     if "source_tracks" not in qu:
         raise ValueError(f"{a.queries}: no planted sources; the planted benchmark needs queries.kind: planted")
     qids = [str(q) for q in qu["query_ids"]]
     m = open_matrix(a.scores)
-    check_matrix(m, row_ids=seg["segment_ids"], col_ids=qids, min_cols=1)  # this run's segments and queries
+    if a.segments:  # segment rows: a source's segments are its rows
+        seg = read_npz(a.segments)
+        check_matrix(m, row_ids=seg["segment_ids"], col_ids=qids, min_cols=1)  # this run's segments and queries
+        tracks = np.asarray(seg["track_ids"]).astype(str)
+    else:  # track rows
+        tracks, _ = check_matrix(m, col_ids=qids, min_cols=1)
     if [str(q) for q in hom["query_ids"]] != qids:
         raise ValueError(f"{a.homogeneity}: its queries are not {a.queries}'s, in order")
-    tracks = np.asarray(seg["track_ids"]).astype(str)
     sources = [np.flatnonzero(tracks == str(t)) for t in qu["source_tracks"]]
     ret = planted_retrieval(m.data, sources, ks=p["ks"])
     z_c = hom["by_k"][str(p["main_k"])]["z_c"]
-    ranks = channel_ranks(z_c, [ASPECTS[str(x)] for x in qu["aspects"]])
+    ranks = channel_ranks(z_c, [channel_of[str(x)] for x in qu["aspects"]])
     summ = planted_summary(ret, [str(x) for x in qu["aspects"]], ranks)
     write_json(
         a.out,
@@ -2534,12 +2606,23 @@ COMMANDS = {
         cmd_symbolic_planted_queries,
         [("--segments", {}), ("--manifest", {}), ("--params", {}), ("--out", {}), ("--out-midi", {})],
     ),
+    "audio-planted-queries": (
+        cmd_audio_planted_queries,
+        [
+            ("--manifest", {}),
+            ("--midi-manifest", {}),
+            ("--tokenizers", {}),
+            ("--params", {}),
+            ("--out-dir", {}),
+            ("--out-audio", {}),
+        ],
+    ),
     "planted": (
         cmd_planted,
         [
             ("--scores", {}),
             ("--queries", {}),
-            ("--segments", {}),
+            ("--segments", {"required": False, "default": None}),
             ("--homogeneity", {}),
             ("--params", {}),
             ("--out", {}),

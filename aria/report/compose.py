@@ -176,7 +176,9 @@ def compose(
         if V[k]["verdict"] in ("collapsed", "constant", "noisy"):
             for i in range(first_mu, len(row), 3):
                 row[i] = f"({row[i]})"
-    validation, validation_summary = _validation(keys, lab, D, lds or {}, V=V, references=lds_references)
+    validation, validation_summary = _validation(
+        keys, lab, D, lds or {}, V=V, references=lds_references, planted=planted
+    )
     planted_sections, planted_summary = _planted(keys, lab, D, V, planted) if planted else ([], None)
     validation = planted_sections + validation
     h0, d0 = homs[0], diags[0]
@@ -655,11 +657,13 @@ def residual_reading(D, H, Hres, *, main_k: int) -> str:
 
 PLANTED_NOTE = (
     "Planted-influence benchmark: every query copies one aspect (full, melody, rhythm or harmony) of a "
-    "known training piece's first segment onto a held-out piece (aria.symbolic.plant), so its right "
-    "answer is that piece's training segments. MRR: mean over queries of 1 / the rank of the best-ranked "
+    "known training piece's opening onto a held-out piece (aria.symbolic.plant; in the audio experiment "
+    "rendered to audio, aria.audio.plant), so its right answer is that piece's training segments (the "
+    "piece itself for a track-level matrix). MRR: mean over queries of 1 / the rank of the best-ranked "
     "source segment; P@K: share of the top K that are source segments; channel first: share of the "
-    "aspect's queries whose planted channel has the largest homogeneity z at the report's K. The last "
-    "table orders the methods by each measure and gives Kendall tau-b against their order by MRR."
+    "aspect's queries whose planted channel has the largest homogeneity z at the report's K (audio has "
+    "no melodic channel). The last table orders the methods by each measure and gives Kendall tau-b "
+    "against their order by MRR and by P@K at the largest K."
 )
 
 
@@ -715,41 +719,52 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
             if first["by_aspect"][a].get("channel_rank") is not None
         ]
         rows.append(row)
-    agree = order_agreement(
-        _measures(ks, lab, D, V),
-        {k: planted[k]["all"]["mrr"] for k in ks},
-        keys=MEASURES,
-        higher_is_better=("agreement", "verdict"),
-    )
+    measures = _measures(ks, lab, D, V)
+
+    def against(truth):
+        return order_agreement(measures, truth, keys=MEASURES, higher_is_better=("agreement", "verdict"))
+
+    def tau(v):
+        return f(v["kendall_tau"], "+.2f") if v["n"] >= 2 and np.isfinite(v["kendall_tau"]) else "undefined (tied)"
+
+    agree = against({k: planted[k]["all"]["mrr"] for k in ks})
+    agree_p = against({k: planted[k]["all"]["precision"][kmax] for k in ks})
     tau_rows = [
-        [
-            MEASURE_NAMES.get(name, name),
-            f(v["kendall_tau"], "+.2f") if v["n"] >= 2 and np.isfinite(v["kendall_tau"]) else "undefined (tied)",
-            "yes" if v["identical"] else "no",
-        ]
+        [MEASURE_NAMES.get(name, name), tau(v), "yes" if v["identical"] else "no", tau(agree_p["by_diagnostic"][name])]
         for name, v in agree["by_diagnostic"].items()
     ]
     sections = [
         ("Planted-influence benchmark: retrieval of the planted sources", header, rows, PLANTED_NOTE),
         (
             "Planted-influence benchmark: do the measures order the methods as MRR does?",
-            ["Measure", "Kendall τ-b vs MRR order", "Same order"],
+            ["Measure", "Kendall τ-b vs MRR order", "Same order", f"Kendall τ-b vs P@{kmax} order"],
             tau_rows,
-            "MRR order: " + " > ".join(lab[k] for k in agree["lds_order"]) + ".",
+            "MRR order: "
+            + " > ".join(lab[k] for k in agree["lds_order"])
+            + f"; P@{kmax} order: "
+            + " > ".join(lab[k] for k in agree_p["lds_order"])
+            + ".",
         ),
     ]
+
+    def by_measure(ag):
+        return {
+            name: {x: v[x] for x in ("kendall_tau", "identical", "order", "left_out")}
+            for name, v in ag["by_diagnostic"].items()
+        }
+
     summary = {
         "methods": {k: {x: planted[k][x] for x in ("all", "by_aspect")} for k in ks},
         "mrr_order": agree["lds_order"],
-        "by_measure": {
-            name: {x: v[x] for x in ("kendall_tau", "identical", "order", "left_out")}
-            for name, v in agree["by_diagnostic"].items()
-        },
+        "by_measure": by_measure(agree),
+        "precision_k": int(kmax),
+        "precision_order": agree_p["lds_order"],
+        "by_measure_precision": by_measure(agree_p),
     }
     return sections, summary
 
 
-def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, dict]:
+def _validation(keys, lab, D, lds, *, V=None, references=None, planted=None) -> tuple[list, dict]:
     """Per stage with ground truth: the validation tables (for the reports) and their summary.
 
     ``V``: row key -> :func:`aria.evaluation.reliability.verdict` (the verdict's ordinal is one of
@@ -789,7 +804,19 @@ def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, di
         reading = validation_reading(
             agree, stab, lab, ceiling=ceiling, references=(ref or {}).get("references") if ref else None
         )
-        header, rows = R.validation_table(agree, lab)
+        # the planted truth of the same run (queries.kind planted): the same measures against the
+        # methods' order by precision at the largest K, next to their agreement with LDS
+        agree_p, pname = None, None
+        if planted and all(k in planted for k in ks):
+            kmax = str(max(planted[ks[0]]["ks"]))
+            pname = f"planted P@{kmax}"
+            agree_p = order_agreement(
+                _measures(ks, lab, D, V),
+                {k: planted[k]["all"]["precision"][kmax] for k in ks},
+                keys=MEASURES,
+                higher_is_better=("agreement", "verdict"),
+            )
+        header, rows = R.validation_table(agree, lab, planted=agree_p, planted_name=pname or "planted")
         title = "Validation: do the diagnostics order the methods as LDS does?"
         suffix = "" if stage == "symbolic" else f" (stage {stage})"
         tables.append((title + suffix, header, rows, reading))
@@ -819,5 +846,16 @@ def _validation(keys, lab, D, lds, *, V=None, references=None) -> tuple[list, di
                 for n, d in ((ref or {}).get("references") or {}).items()
             },
             "references_skipped": (ref or {}).get("skipped") or {},
+            **(
+                {
+                    "planted": {
+                        "truth": pname,
+                        "order": agree_p["lds_order"],
+                        "by_measure": {n: v["kendall_tau"] for n, v in agree_p["by_diagnostic"].items()},
+                    }
+                }
+                if agree_p
+                else {}
+            ),
         }
     return tables, out

@@ -107,12 +107,16 @@ def lds_cell(doc: dict | None) -> str:
 VALIDATION_LABELS = {**DIAG_LABELS, "agreement": "replica agreement (median ρₛ)", "verdict": "verdict (ordinal)"}
 
 
-def validation_table(agreement: dict, labels: dict | None = None) -> tuple[list[str], list[list[str]]]:
+def validation_table(
+    agreement: dict, labels: dict | None = None, *, planted: dict | None = None, planted_name: str = "planted"
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the validation table: per measure (the diagnostics, lower = better;
     the replica agreement and the verdict's ordinal, higher = better), Kendall's tau-b between
     its method order and the LDS order, whether the orders are identical, Kendall's tau-b
-    against each measure of ``agreement["between"]`` (when present), and its order (best first;
-    methods without the measure named as left out). ``labels`` maps row keys to display labels.
+    against the planted-truth order (``planted``: the same measures' agreement with it, when the
+    run has planted queries; ``planted_name`` heads its column), Kendall's tau-b against each
+    measure of ``agreement["between"]`` (when present), and its order (best first; methods
+    without the measure named as left out). ``labels`` maps row keys to display labels.
     """
     labels = labels or {}
 
@@ -123,6 +127,7 @@ def validation_table(agreement: dict, labels: dict | None = None) -> tuple[list[
     between = list(bt)
     header = (
         ["Diagnostic", "Kendall τ vs LDS order", "Same order"]
+        + ([f"Kendall τ vs {planted_name} order"] if planted else [])
         + [f"τ vs {VALIDATION_LABELS.get(b, b)}" for b in between]
         + ["Order by the diagnostic (best first)"]
     )
@@ -133,10 +138,17 @@ def validation_table(agreement: dict, labels: dict | None = None) -> tuple[list[
             order += f" (left out: {', '.join(_lab(m) for m in v['left_out'])})"
         rows.append(
             [VALIDATION_LABELS.get(k, k), _fmt(v["kendall_tau"], "+.2f"), "yes" if v["identical"] else "no"]
+            + ([_fmt(planted["by_diagnostic"][k]["kendall_tau"], "+.2f")] if planted else [])
             + [_fmt(bt[k][b], "+.2f") if k in bt else "" for b in between]
             + [order]
         )
-    rows.append(["LDS", "", ""] + [""] * len(between) + [" > ".join(_lab(m) for m in agreement["lds_order"])])
+    rows.append(
+        ["LDS", "", ""] + [""] * (len(between) + bool(planted)) + [" > ".join(_lab(m) for m in agreement["lds_order"])]
+    )
+    if planted:
+        rows.append(
+            [planted_name, "", ""] + [""] * (len(between) + 1) + [" > ".join(_lab(m) for m in planted["lds_order"])]
+        )
     return header, rows
 
 

@@ -34,11 +34,16 @@ import numpy as np
 
 from aria.symbolic.notes import as_notes, make_notes
 
-__all__ = ["ASPECTS", "skyline", "onset_groups", "plant", "planted_queries"]
+__all__ = ["ASPECTS", "AUDIO_ASPECTS", "skyline", "onset_groups", "plant", "plant_assignments", "planted_queries"]
 
 #: The planted aspects, and the evidence channel (:data:`aria.symbolic.features.CHANNELS`) each
 #: is meant to move; ``full`` copies every channel.
 ASPECTS: dict[str, str | None] = {"full": None, "melody": "melody", "rhythm": "rhythm", "harmony": "harmony"}
+
+#: The same aspects against the audio evidence channels (:data:`aria.audio.features.CHANNELS`):
+#: audio has no melodic channel (chroma mixes the melody into the harmony), so a melody plant
+#: names none there.
+AUDIO_ASPECTS: dict[str, str | None] = {"full": None, "melody": None, "rhythm": "rhythmic", "harmony": "harmonic"}
 
 
 def _ordered(notes) -> np.ndarray:
@@ -148,6 +153,42 @@ def plant(source, host, aspect: str, *, random_state: int) -> np.ndarray:
     return out
 
 
+def plant_assignments(candidates, host_ids, n_sources: int, aspects, random_state: int) -> list[tuple]:
+    """Which source is planted, with which aspect, on which host, with which seed.
+
+    Parameters
+    ----------
+    candidates : sequence of str
+        Training pieces that may serve as sources (sorted by the caller).
+    host_ids : sequence of str
+        Held-out pieces (sorted by the caller).
+    n_sources : int
+        Sources drawn from ``candidates`` without replacement.
+    aspects : sequence of str
+        Aspects planted from every source, in this order.
+    random_state : int
+        Seeds the sources, a permutation of the hosts (cycled over, so that one source's
+        aspects land on different hosts) and each plant's own seed.
+
+    Returns
+    -------
+    list of (source, aspect, host, seed), n_sources * len(aspects) of them, sources sorted.
+    """
+    if len(candidates) < n_sources:
+        raise ValueError(f"{n_sources} sources asked, but only {len(candidates)} candidate training pieces")
+    if not len(host_ids):
+        raise ValueError("planted queries need at least one held-out host piece")
+    rng = np.random.default_rng(int(random_state))
+    sources = sorted(rng.choice(list(candidates), size=int(n_sources), replace=False).tolist())
+    hosts = [host_ids[i] for i in rng.permutation(len(host_ids))]
+    out, h = [], 0
+    for s in sources:
+        for a in aspects:
+            out.append((s, a, hosts[h % len(hosts)], int(rng.integers(2**31))))
+            h += 1
+    return out
+
+
 def planted_queries(
     train_streams: dict,
     hosts: dict,
@@ -202,26 +243,18 @@ def planted_queries(
             f"{n_sources} sources asked, but only {len(first)} training pieces have a first segment with "
             f"{min_onsets} or more onsets"
         )
-    rng = np.random.default_rng(int(random_state))
-    sources = sorted(rng.choice(sorted(first), size=int(n_sources), replace=False).tolist())
-    host_ids = sorted(hosts)
-    host_ids = [host_ids[i] for i in rng.permutation(len(host_ids))]
     toks, mask, qids, tids, srcs, asps = [], [], [], [], [], []
-    h = 0
-    for s in sources:
-        for a in aspects:
-            host = host_ids[h % len(host_ids)]
-            h += 1
-            notes = plant(first[s], hosts[host], a, random_state=int(rng.integers(2**31)))
-            t = encode(notes)[:block]
-            row = np.full(block, PAD, dtype=np.int64)
-            row[: len(t)] = t
-            toks.append(row)
-            mask.append(row != PAD)
-            qids.append(f"p-{a}-{s}")
-            tids.append(host)
-            srcs.append(s)
-            asps.append(a)
+    for s, a, host, seed in plant_assignments(sorted(first), sorted(hosts), n_sources, aspects, random_state):
+        notes = plant(first[s], hosts[host], a, random_state=seed)
+        t = encode(notes)[:block]
+        row = np.full(block, PAD, dtype=np.int64)
+        row[: len(t)] = t
+        toks.append(row)
+        mask.append(row != PAD)
+        qids.append(f"p-{a}-{s}")
+        tids.append(host)
+        srcs.append(s)
+        asps.append(a)
     mask = np.array(mask)
     return {
         "tokens": np.array(toks),

@@ -107,14 +107,16 @@ def test_planted_command_scores_the_sources_and_the_channel(tmp_path):
 
 def test_compose_planted_tables_and_summary():
     """compose() with planted documents: a retrieval table per method and aspect, and Kendall tau
-    of each measure's order against the MRR order, equal to scipy's on the same numbers."""
+    of each measure's order against the MRR order and the P@K order, equal to scipy's on the same
+    numbers; with LDS in the same run, the validation table puts tau against planted P@K next to
+    tau against LDS."""
     from scipy import stats
     from test_lds_ceiling import report_diag, report_hom
 
     from aria.report.compose import compose
 
-    def pdoc(mrr, ch):
-        blk = {"n": 2, "mrr": mrr, "precision": {"1": mrr / 2, "5": mrr / 4}, "recall": {"1": 0.1, "5": 0.2}}
+    def pdoc(mrr, ch, p5):
+        blk = {"n": 2, "mrr": mrr, "precision": {"1": mrr / 2, "5": p5}, "recall": {"1": 0.1, "5": 0.2}}
         asp = {
             "full": {**blk, "channel_rank": None, "channel_first": None},
             "melody": {**blk, "channel_rank": 2.0, "channel_first": ch},
@@ -124,18 +126,32 @@ def test_compose_planted_tables_and_summary():
     keys = ["trak", "tracin", "gradcos"]
     r1 = {"trak": 0.1, "tracin": 0.4, "gradcos": 0.2}
     mrr = {"trak": 0.3, "tracin": 0.5, "gradcos": 0.1}
+    p5 = {"trak": 0.3, "tracin": 0.1, "gradcos": 0.2}  # another order than MRR's
+    lds = {"trak": 0.2, "tracin": 0.3, "gradcos": 0.1}
+    planted = {k: pdoc(mrr[k], 0.5, p5[k]) for k in keys}
     _, md, summary = compose(
         keys,
         [report_diag(r1[k], r1[k], 0.5) for k in keys],
         [report_hom(0.1) for _ in keys],
         experiment="t",
         main_k=5,
-        planted={k: pdoc(mrr[k], 0.5) for k in keys},
+        planted=planted,
+        lds={k: {"lds": v, "ci": [v - 0.05, v + 0.05], "halves": [v, v], "n_subsets": 8} for k, v in lds.items()},
     )
     p = summary["planted"]
     assert p["mrr_order"] == ["tracin", "trak", "gradcos"]
     # lower r1 first against higher MRR first: scipy's tau-b of (-r1, mrr)
     ref = stats.kendalltau([-r1[k] for k in keys], [mrr[k] for k in keys]).statistic
     assert p["by_measure"]["r1"]["kendall_tau"] == pytest.approx(ref)
-    assert "| TracIn | 0.500 | 0.250 | 0.125 | 0.200 | 0.500 | 0.500 | 50% |" in md
-    assert "| the verdict | undefined (tied) | no |" in md or "| the verdict | undefined (tied) | yes |" in md
+    ref_p = stats.kendalltau([-r1[k] for k in keys], [p5[k] for k in keys]).statistic
+    assert p["precision_order"] == ["trak", "gradcos", "tracin"] and p["precision_k"] == 5
+    assert p["by_measure_precision"]["r1"]["kendall_tau"] == pytest.approx(ref_p)
+    assert "| TracIn | 0.500 | 0.250 | 0.100 | 0.200 | 0.500 | 0.500 | 50% |" in md
+    assert f"| r₁ | {ref:+.2f} | no | {ref_p:+.2f} |" in md
+    # the validation table: tau of r1 against LDS, then against planted P@5, from scipy
+    val = summary["validation"]["symbolic"]
+    ref_l = stats.kendalltau([-r1[k] for k in keys], [lds[k] for k in keys]).statistic
+    assert val["planted"]["truth"] == "planted P@5" and val["planted"]["order"] == p["precision_order"]
+    assert val["planted"]["by_measure"]["r1"] == pytest.approx(ref_p)
+    assert "| Diagnostic | Kendall τ vs LDS order | Same order | Kendall τ vs planted P@5 order | τ vs r₁ |" in md
+    assert f"| r₁ | {ref_l:+.2f} | no | {ref_p:+.2f} |" in md

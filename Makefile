@@ -18,7 +18,7 @@ DEB_PKGS := chromium fluid-soundfont-gm slurm-wlm munge
 # declares unpinned torch/torchaudio. Their real runtime needs are in pyproject.
 NODEPS := beatnet==1.1.1 basic-pitch==0.4.0 tinysoundfont==0.3.7 aisfx==0.1.2
 
-.PHONY: demo validate benchmark test venv deb pyc lint bench clean clean-jit-cache
+.PHONY: demo validate benchmark corpus2 test venv deb pyc lint bench clean clean-jit-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -64,6 +64,11 @@ validate: $(STAMP) deb pyc
 # right answer is certain (README "Planted-influence benchmark"); results/benchmark_symbolic
 benchmark: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/benchmark/planted.yaml
+
+# the validation and the planted benchmark in one run, on a second corpus that shares no collection
+# with the demo (Palestrina, Essen folk songs, trecento; README "A second corpus"); results/corpus2
+corpus2: $(STAMP) deb pyc
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/corpus2/validate.yaml
 
 # two pytest workers: while one waits on a job or a daemon (the SLURM test), the other computes;
 # tests/conftest.py shares the tiny workflow run between them and orders the tests longest first;

@@ -224,11 +224,13 @@ def _semantic_problems(config: dict) -> list[str]:
         if kind not in config["corpus"]:
             problems.append(f"corpus.kind is '{kind}' but corpus.{kind} is missing")
         elif kind == "demo":
-            from aria.symbolic.corpus import eval_quotas
+            from aria.symbolic.corpus import demo_collections, eval_quotas
 
             demo = config["corpus"]["demo"]
-            cols = demo["collections"]
-            quota = eval_quotas(cols, demo["n_eval"])
+            cols = demo_collections(demo)
+            if not cols:
+                problems.append("corpus.demo.collections: every collection is set to 0 pieces")
+            quota = eval_quotas(cols, demo["n_eval"]) if cols else {}
             for name, n in cols.items():
                 n_eval = quota[name]
                 if n_eval >= n:
@@ -310,11 +312,12 @@ def _pool_size_problems(config: dict, *, symbolic: bool, audio: bool) -> list[st
                 n = int((man["split"] == "train").sum())
                 bounds.append((n, f"training tracks listed in {c['audio_folder']['manifest']}"))
     if symbolic and config["homogeneity"].get("unit") == "track" and config["corpus"]["kind"] == "demo":
-        from aria.symbolic.corpus import eval_quotas
+        from aria.symbolic.corpus import demo_collections, eval_quotas
 
         demo = config["corpus"]["demo"]
-        quota = eval_quotas(demo["collections"], demo["n_eval"])
-        n = sum(v - quota[k] for k, v in demo["collections"].items())
+        cols = demo_collections(demo)
+        quota = eval_quotas(cols, demo["n_eval"]) if cols else {}
+        n = sum(v - quota[k] for k, v in cols.items())
         bounds.append((n, "training pieces of corpus.demo.collections"))
     return [
         f"homogeneity.ks: K = {k} exceeds the {n} {what}; lower homogeneity.ks or add training data"

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from aria import registry
 from aria.config import analysis_settings, experiments, lds_settings, planted_settings, validate_config
-from aria.symbolic.corpus import eval_quotas
+from aria.symbolic.corpus import demo_collections, eval_quotas
 from snakemake.exceptions import WorkflowError
 
 # methods defined outside Aria register themselves on import; jobs import them too
@@ -228,11 +228,12 @@ def demo_collection_params(w):
     """One collection's job: its seed comes from its name, its eval quota from the sorted names
     (results do not depend on the order the collections are listed in)."""
     d = config["corpus"]["demo"]
+    cols = demo_collections(d)
     return jparams(
         seed=config["seeds"]["corpus"],
         collection=w.collection,
-        n_pieces=d["collections"][w.collection],
-        n_eval=eval_quotas(d["collections"], d["n_eval"])[w.collection],
+        n_pieces=cols[w.collection],
+        n_eval=eval_quotas(cols, d["n_eval"])[w.collection],
         max_duration_s=d["max_duration_s"],
     )
 

@@ -21,9 +21,7 @@ rule demo_corpus:
     input:
         parts=expand(
             results("corpus/{collection}", EXP),
-            collection=sorted(
-                config["corpus"].get("demo", {}).get("collections", {})
-            ),  # name order, not listing order
+            collection=sorted(demo_collections(config["corpus"].get("demo", {}))),  # name order, not listing order
         ),
     output:
         manifest=results("corpus/manifest.csv", EXP),

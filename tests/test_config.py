@@ -253,16 +253,18 @@ def test_damping_grid_lists_are_alternatives():
     assert point_damping({"k": 3}) is None
 
 
+def merge(a, b):
+    """Config files merged as Snakemake merges them: key by key, recursively."""
+    return {
+        k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v for k, v in {**a, **b}.items()
+    }
+
+
 def test_the_planted_benchmark_overlay_validates_and_fills_its_defaults():
     """profiles/benchmark/planted.yaml over config.yaml (merged as snakemake does, key by key) is a
-    valid config; queries.planted's defaults are the schema's; an unknown aspect is named."""
+    valid config; queries.planted's defaults are the schema's; an unknown aspect is named; planted
+    audio queries need the rendered demo corpus."""
     from aria.config import PLANTED_DEFAULTS, planted_settings
-
-    def merge(a, b):
-        return {
-            k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-            for k, v in {**a, **b}.items()
-        }
 
     cfg = merge(_load("config.yaml"), _load("profiles/benchmark/planted.yaml"))
     validate_config(cfg)
@@ -271,6 +273,28 @@ def test_the_planted_benchmark_overlay_validates_and_fills_its_defaults():
     props = load_schema()["properties"]["queries"]["properties"]["planted"]["properties"]
     assert PLANTED_DEFAULTS == {k: v["default"] for k, v in props.items()}
     assert planted_settings({"kind": "planted"}) == PLANTED_DEFAULTS
+    audio_folder = merge(
+        cfg, {"audio": {"corpus": {"kind": "audio_folder", "audio_folder": {"root": "x", "manifest": "x.csv"}}}}
+    )
+    with pytest.raises(ConfigError, match="queries.kind 'planted' renders the plants to audio"):
+        validate_config(audio_folder)
+    validate_config({**audio_folder, "experiments": ["symbolic"]})  # symbolic alone: fine
     cfg["queries"]["planted"]["aspects"] = ["melody", "timbre"]
     with pytest.raises(ConfigError, match="queries.planted.aspects"):
         validate_config(cfg)
+
+
+def test_the_second_corpus_overlay_replaces_the_demo_collections():
+    """profiles/corpus2/validate.yaml: the demo's collections at 0 are left out, the second corpus's
+    three are taken (eval quotas spread over those three alone); all at 0 is refused."""
+    from aria.symbolic.corpus import demo_collections, eval_quotas
+
+    cfg = merge(_load("config.yaml"), _load("profiles/corpus2/validate.yaml"))
+    validate_config(cfg)
+    cols = demo_collections(cfg["corpus"]["demo"])
+    assert cols == {"palestrina": 140, "essen_folksong": 140, "trecento": 80}
+    assert eval_quotas(cols, 40) == {"essen_folksong": 14, "palestrina": 13, "trecento": 13}
+    assert cfg["queries"]["kind"] == "planted" and cfg["lds"]["enabled"]
+    none = merge(cfg, {"corpus": {"demo": {"collections": dict.fromkeys(cols, 0)}}})
+    with pytest.raises(ConfigError, match="every collection is set to 0"):
+        validate_config(none)

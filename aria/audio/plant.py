@@ -95,7 +95,8 @@ def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages) -> di
     out = {}
     for stage in stages:
         rows = [
-            vocab.stage_sequence(stage, cond=c, sem=s, codes=a, t0=0.0) for c, s, a in zip(codes_c, sems, acs, strict=True)
+            vocab.stage_sequence(stage, cond=c, sem=s, codes=a, t0=0.0)
+            for c, s, a in zip(codes_c, sems, acs, strict=True)
         ]
         out[stage] = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(("tokens", "mask", "loss_mask"))}
     return out

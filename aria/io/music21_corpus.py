@@ -6,6 +6,14 @@ Collections used, their sources and licences (see README "Demo corpus"):
 - ``ryans_mammoth``: Ryan's Mammoth Collection (1883), ABC transcriptions.
 - ``oneills_1850``: O'Neill's Music of Ireland (1903), ABC transcriptions.
 - ``monteverdi``: Monteverdi madrigals, books 3-5, encoded by the music21 project.
+
+The second corpus (``profiles/corpus2/``: the validation and the benchmark run again on music
+that shares no collection with the demo, so that no threshold is tuned to one corpus):
+
+- ``palestrina``: Palestrina's masses, four to six voices (Humdrum kern, via music21).
+- ``essen_folksong``: the Essen folksong collection, German and other European tunes,
+  monophonic (ABC transcriptions, many tunes per file).
+- ``trecento``: fourteenth-century Italian polyphony, two and three voices (MusicXML, music21).
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ COLLECTIONS = {
     "ryans_mammoth": ("ryansMammoth", ".abc"),
     "oneills_1850": ("oneills1850", ".abc"),
     "monteverdi": ("monteverdi", ".mxl"),
+    "palestrina": ("palestrina", ".krn"),
+    "essen_folksong": ("essenFolksong", ".abc"),
+    "trecento": ("trecento", ".xml"),
 }
-OPUS_COLLECTIONS = {"oneills_1850"}  # many tunes per file
+OPUS_COLLECTIONS = {"oneills_1850", "essen_folksong"}  # many tunes per file
 
 
 def iter_pieces(collection: str, *, random_state, max_quarters: float = float("inf")):

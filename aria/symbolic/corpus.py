@@ -6,13 +6,22 @@ import numpy as np
 
 from aria.symbolic.notes import NOTE_DTYPE
 
-__all__ = ["quotas", "eval_quotas", "truncate_notes", "synthetic_dynamics"]
+__all__ = ["quotas", "demo_collections", "eval_quotas", "truncate_notes", "synthetic_dynamics"]
 
 
 def quotas(total: int, n_groups: int) -> list[int]:
     """Split ``total`` items as evenly as possible over ``n_groups`` (first ones get more)."""
     base, rem = divmod(int(total), int(n_groups))
     return [base + (i < rem) for i in range(n_groups)]
+
+
+def demo_collections(demo: dict) -> dict[str, int]:
+    """The collections ``corpus.demo`` takes pieces from: those asked for at least one piece.
+
+    A count of 0 leaves a collection out, so that a config overlay (merged key by key onto the
+    demo's, as Snakemake merges config files) can replace the demo's collections.
+    """
+    return {k: int(v) for k, v in (demo.get("collections") or {}).items() if int(v) > 0}
 
 
 def eval_quotas(collections, total: int) -> dict[str, int]:

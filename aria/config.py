@@ -377,7 +377,7 @@ def _selfinfluence_problems(config: dict, *, symbolic: bool, audio: bool) -> lis
     if running and "unlearning" not in config["seeds"]:
         problems.append(f"unlearning runs (stages {running}): it needs seeds.unlearning")
     si = config.get("selfinfluence")
-    if not si:
+    if not si or not si.get("enabled", True):
         return problems
     known = ["symbolic", *registry.audio_stages()]
     problems += [
@@ -394,6 +394,8 @@ def _sensitivity_problems(config: dict, *, symbolic: bool, audio: bool) -> list[
     from aria import registry
 
     sens = config.get("sensitivity") or {}
+    if not sens.get("enabled", True):
+        return []
     problems = []
     # any stage Aria knows or the config defines, run or not (a stage that does not run is skipped)
     stages = ["symbolic", *registry.audio_stages(), *config.get("audio", {}).get("stages", {})]

@@ -487,6 +487,7 @@ def pool_check_params(domain):
 
 # Sensitivity sweep (SPEC §7, rules/analysis.smk): one job per (stage, method, grid point)
 SENS = config.get("sensitivity") or {}
+SENS = SENS if SENS.get("enabled", True) else {}
 
 
 def _point_name(point):
@@ -837,6 +838,7 @@ def lds_report_arg(w, input):
 # Unlearning (SPEC §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;
 # the self-influence grid per stage; the comparison with the other methods per experiment.
 SELF = config.get("selfinfluence") or {}
+SELF = SELF if SELF.get("enabled", True) else {}
 
 
 def unlearning_settings(w):

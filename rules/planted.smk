@@ -27,18 +27,16 @@ if PLANTED:
 
 if PLANTED and AUDIO:
 
-    # the audio experiment's plants, per stage and method; embedding baselines are track-level
-    # already, so their rows are the tracks themselves
+    # the audio experiment's plants, per stage and method, on the track-level matrices (SPEC §3,
+    # the ones its homogeneity reads; the embedding baselines are track-level already), so that
+    # every row ranks the same training tracks and P@K compares across rows
     rule audio_planted:
         input:
-            unpack(
-                lambda w: (
-                    {}
-                    if w.stage in ("baseline", "external")
-                    else {"segments": results(f"segments/{w.stage}/train.npz", AUDIO_EXP)}
-                )
+            scores=lambda w: (
+                results(f"scores/{w.stage}/{w.method}.zarr", AUDIO_EXP)
+                if w.stage in ("baseline", "external")
+                else results(f"tracklevel/{w.stage}/{w.method}.zarr", AUDIO_EXP)
             ),
-            scores=results("scores/{stage}/{method}.zarr", AUDIO_EXP),
             queries=results(f"queries/{AUDIO_STAGES[0]}/queries.npz", AUDIO_EXP),
             homogeneity=results("homogeneity/{stage}/{method}.json", AUDIO_EXP),
         output:
@@ -51,7 +49,6 @@ if PLANTED and AUDIO:
             ENV
         params:
             args=jparams(ks=PLANTED["ks"], main_k=config["homogeneity"]["main_k"], domain="audio"),
-            segments=lambda w, input: f"--segments {input.segments}" if "segments" in input.keys() else "",
         shell:
-            "aria planted --scores {input.scores} --queries {input.queries} {params.segments} "
+            "aria planted --scores {input.scores} --queries {input.queries} "
             "--homogeneity {input.homogeneity} --params {params.args:q} --out {output.json} > {log} 2>&1"

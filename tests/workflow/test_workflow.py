@@ -966,8 +966,9 @@ def test_replica_agreement_matches_the_stores(tiny_run):
 
 def test_rerun_scope_planted_queries(tiny_run):
     """queries.kind: planted (the planted-influence benchmark) replaces the generated queries: it
-    re-plans the queries and everything that reads them, adds one planted job per symbolic row,
-    and never retrains a model or re-cuts the segments."""
+    re-plans the queries and everything that reads them, adds one planted job per symbolic row and
+    per audio row (the plants rendered to audio), and never retrains a model, re-cuts the segments,
+    re-renders or re-tokenizes the audio corpus, or embeds it again."""
     cfg = tiny_config()
     cfg["queries"]["kind"] = "planted"
     cfg["queries"]["planted"] = {"n_sources": 3, "aspects": ["full", "melody"], "ks": [1, 5]}
@@ -975,4 +976,7 @@ def test_rerun_scope_planted_queries(tiny_run):
     assert "symbolic_queries" in rules and "symbolic_report" in rules
     assert rules.count("planted") == len(tiny_config()["methods"]["run"])
     assert not {"train_model", "symbolic_segments", "demo_corpus", "kfac_covariance"} & set(rules)
-    assert not any(r.startswith("audio") for r in rules)  # the audio experiment keeps its queries
+    audio_rows = json.loads((tiny_run / "results" / "tiny_audio" / "summary.json").read_text())["methods"]
+    assert "audio_queries" in rules and "audio_report" in rules
+    assert rules.count("audio_planted") == len(audio_rows)
+    assert not {"audio_demo_corpus", "audio_tokenize", "audio_segments", "embed_corpus", "audio_features"} & set(rules)

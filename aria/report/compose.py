@@ -656,14 +656,15 @@ def residual_reading(D, H, Hres, *, main_k: int) -> str:
 
 
 PLANTED_NOTE = (
-    "Planted-influence benchmark: every query copies one aspect (full, melody, rhythm or harmony) of a "
-    "known training piece's opening onto a held-out piece (aria.symbolic.plant; in the audio experiment "
-    "rendered to audio, aria.audio.plant), so its right answer is that piece's training segments (the "
-    "piece itself for a track-level matrix). MRR: mean over queries of 1 / the rank of the best-ranked "
-    "source segment; P@K: share of the top K that are source segments; channel first: share of the "
-    "aspect's queries whose planted channel has the largest homogeneity z at the report's K (audio has "
-    "no melodic channel). The last table orders the methods by each measure and gives Kendall tau-b "
-    "against their order by MRR and by P@K at the largest K."
+    "Planted-influence benchmark: every query copies one aspect (full, melody, rhythm or harmony) of"
+    " a known training piece's opening onto a held-out piece (aria.symbolic.plant; in the audio "
+    "experiment rendered to audio, aria.audio.plant), so its right answer is that piece's training "
+    "segments (in the audio experiment, whose rows are ranked on the track-level matrices, that "
+    "training track). MRR: mean over queries of 1 / the rank of the best-ranked source segment or "
+    "track; P@K: share of the top K that are the source's (at most 1/K for one track); channel "
+    "first: share of the aspect's queries whose planted channel has the largest homogeneity z at the"
+    " report's K (audio has no melodic channel). The last table orders the methods by each measure "
+    "and gives Kendall tau-b against their order by MRR and by P@K at the largest K."
 )
 
 

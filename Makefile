@@ -61,7 +61,8 @@ validate: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/validate/lds.yaml
 
 # the planted-influence benchmark: queries that copy one aspect of known training pieces, so the
-# right answer is certain (README "Planted-influence benchmark"); results/benchmark_symbolic
+# right answer is certain (README "Planted-influence benchmark"); results/benchmark_symbolic and
+# results/benchmark_audio
 benchmark: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/benchmark/planted.yaml
 

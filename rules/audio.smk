@@ -145,6 +145,7 @@ if PLANTED:
         input:
             manifest=audio_manifest(),
             midi_manifest=corpus_manifest(),
+            tokens=results("tokens/tokens.npz", AUDIO_EXP),
             tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
         output:
             queries=[results(f"queries/{s}/queries.npz", AUDIO_EXP) for s in AUDIO_STAGES],
@@ -170,8 +171,8 @@ if PLANTED:
             ),
         shell:
             "aria audio-planted-queries --manifest {input.manifest} --midi-manifest {input.midi_manifest} "
-            "--tokenizers {input.tokenizers} --params {params.args:q} --out-dir {params.out_dir} "
-            "--out-audio {output.audio} > {log} 2>&1"
+            "--tokens {input.tokens} --tokenizers {input.tokenizers} --params {params.args:q} "
+            "--out-dir {params.out_dir} --out-audio {output.audio} > {log} 2>&1"
 
 else:
 

@@ -482,6 +482,8 @@ def pool_check_params(domain):
     query minimum. Its output feeds only the report (a job of high priority, so that a K larger
     than the pool stops the run minutes before the null would)."""
     unit = {"unit": HOM_UNIT} if domain == "symbolic" else {}
+    if domain == "audio" and PLANTED:  # planted queries, not one per eval track
+        unit["n_queries"] = PLANTED["n_sources"] * len(PLANTED["aspects"])
     return jparams(ks=config["homogeneity"]["ks"], min_queries=ANALYSIS["verdict"]["min_queries"], **unit)
 
 

@@ -6,7 +6,9 @@ window sees planted material):
 
 ``full``
     The source's training recording itself, its first ``window_s`` seconds: the same samples
-    the model trained on, so its first segment of every stage is the training segment.
+    the model trained on. With the training track's conditioning codes (``cond_codes`` of
+    :func:`query_sequences`), its first window of every stage is the training segment, up to
+    the last frames, whose analysis reaches past the query's end.
 ``melody``, ``rhythm``, ``harmony``
     :func:`aria.symbolic.plant.plant` on the first ``window_s`` seconds of the source's and the
     host's notes, rendered with the host's first instrument (its General MIDI program), so that
@@ -59,14 +61,17 @@ def planted_audio(sources: dict, hosts: dict, assignments, *, window_s: float, s
         if aspect == "full":
             out.append(_fit(sources[s]["audio"], n))
             continue
-        notes = plant(sources[s]["notes"], hosts[h]["notes"], aspect, random_state=seed)
+        try:
+            notes = plant(sources[s]["notes"], hosts[h]["notes"], aspect, random_state=seed)
+        except ValueError as e:
+            raise ValueError(f"planting {aspect} of {s} on {h}: {e}") from e
         notes = select_excerpt(notes, duration_s=window_s)
         y = render_midi(notes, programs={0: int(hosts[h]["program"])}, sr=sr, soundfont=soundfont, duration_s=window_s)
         out.append(_fit(y, n))
     return out
 
 
-def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages) -> dict:
+def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages, cond_codes=None) -> dict:
     """Tokenize waveforms and build each stage's sequence of their first window (t0 = 0).
 
     Parameters
@@ -82,6 +87,9 @@ def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages) -> di
     cond : :class:`aria.audio.stages.ConditioningRVQ`
         Fitted.
     stages : sequence of str
+    cond_codes : sequence of (int array (n_cond,) or None), optional
+        Conditioning codes to use instead of ``cond``'s encoding of the waveform, per waveform
+        (None: encode it). A full copy keeps its training track's codes this way.
 
     Returns
     -------
@@ -89,7 +97,10 @@ def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages) -> di
     the layout of generated queries (:func:`aria.audio.generation.generate_queries`).
     """
     emb = np.stack([((semantic.features(y) - semantic.mean) / semantic.std).mean(0) for y in waveforms])
-    codes_c = cond.encode(emb)
+    codes_c = list(cond.encode(emb))
+    for i, c in enumerate(cond_codes or []):
+        if c is not None:
+            codes_c[i] = np.asarray(c, dtype=np.int64)
     sems = [semantic.encode(y) for y in waveforms]
     acs = [acoustic.encode(y) for y in waveforms]
     out = {}

@@ -371,18 +371,31 @@ def cmd_audio_planted_queries(a) -> None:
     train, ev = man[man["split"] == "train"], man[man["split"] == "eval"]
     src_notes = {t: notes(t) for t in progress(list(train["track_id"]), desc="source notes", unit="piece")}
     candidates = sorted(t for t, n in src_notes.items() if len(np.unique(n["onset"])) >= pl.get("min_onsets", 4))
-    plan = plant_assignments(candidates, sorted(ev["track_id"]), pl["n_sources"], pl["aspects"], p["seed"])
+    try:
+        plan = plant_assignments(candidates, sorted(ev["track_id"]), pl["n_sources"], pl["aspects"], p["seed"])
+    except ValueError as e:
+        raise ValueError(
+            f"{a.manifest}: {e} (a candidate has at least {pl.get('min_onsets', 4)} distinct onsets in its "
+            f"first {window:g} s)"
+        ) from e
     paths = dict(zip(man["track_id"], man["abspath"]))
     programs = dict(zip(man["track_id"], man["programs"].astype(str)))
     sources = {s: {"audio": load_audio(paths[s], sr=sr), "notes": src_notes[s]} for s in {x[0] for x in plan}}
     hosts = {h: {"notes": notes(h), "program": int(programs[h].split()[0])} for h in {x[2] for x in plan}}
     ys = planted_audio(sources, hosts, plan, window_s=window, sr=sr)
+    # a full copy keeps its training track's conditioning codes (the embedding of the whole
+    # recording), so that its every stage window is the training segment's
+    tok = read_npz(a.tokens)
+    row = {str(t): i for i, t in enumerate(tok["track_ids"])}
+    cond_of = [tok["cond"][row[s]] if asp == "full" else None for s, asp, _, _ in plan]
     tk = read_npz(a.tokenizers)
     sem = SemanticKMeans.from_state_dict({k[4:]: v for k, v in tk.items() if k.startswith("sem_")})
     ac = MelRVQ.from_state_dict({k[3:]: v for k, v in tk.items() if k.startswith("ac_")})
     cond = ConditioningRVQ(n_cond=p["cond"]["n_cond"], cond_size=p["cond"]["cond_size"])
     cond.codebooks = tk["cond_codebooks"]
-    seqs = query_sequences(ys, vocab=vocab, semantic=sem, acoustic=ac, cond=cond, stages=list(p["windows"]))
+    seqs = query_sequences(
+        ys, vocab=vocab, semantic=sem, acoustic=ac, cond=cond, stages=list(p["windows"]), cond_codes=cond_of
+    )
     ids = np.array([f"p-{asp}-{s}" for s, asp, _, _ in plan])
     meta = {
         "query_ids": ids,
@@ -427,7 +440,12 @@ def cmd_planted(a) -> None:
         check_matrix(m, row_ids=seg["segment_ids"], col_ids=qids, min_cols=1)  # this run's segments and queries
         tracks = np.asarray(seg["track_ids"]).astype(str)
     else:  # track rows
+        if m.row_ids is None:
+            raise ValueError(f"{a.scores}: no row ids; a track-level matrix must name its training tracks")
         tracks, _ = check_matrix(m, col_ids=qids, min_cols=1)
+        missing = sorted(set(map(str, qu["source_tracks"])) - set(tracks))
+        if missing:
+            raise ValueError(f"{a.scores}: planted source tracks {missing[:5]} are not among its rows")
     if [str(q) for q in hom["query_ids"]] != qids:
         raise ValueError(f"{a.homogeneity}: its queries are not {a.queries}'s, in order")
     sources = [np.flatnonzero(tracks == str(t)) for t in qu["source_tracks"]]
@@ -1496,6 +1514,7 @@ def cmd_check_pool(a) -> None:
     if a.manifest:  # audio: the pool is the training tracks the corpus step kept
         man = read_manifest(a.manifest, check_files=False)
         n_pool, n_q = int((man["split"] == "train").sum()), int((man["split"] == "eval").sum())
+        n_q = int(p.get("n_queries", n_q))  # planted queries: n_sources x aspects
         pool = f"training tracks left after the corpus filters ({a.manifest})"
         fix = "lower homogeneity.ks or relax the corpus filters (audio.corpus)"
         more = "add eval tracks to the audio manifest (split eval; each is one query) or relax audio.corpus.filters"
@@ -2610,6 +2629,7 @@ COMMANDS = {
         cmd_audio_planted_queries,
         [
             ("--manifest", {}),
+            ("--tokens", {}),
             ("--midi-manifest", {}),
             ("--tokenizers", {}),
             ("--params", {}),

@@ -1,6 +1,7 @@
 """Planted audio queries (`aria audio-planted-queries`, aria.audio.plant): the full copy is the
-training recording's opening, sample for sample, and tokenizes to the training track's first
-window; an aspect copy is the symbolic plant rendered with the host's instrument."""
+training recording's opening, sample for sample, and each stage's query is the training track's
+first window; an aspect copy is the symbolic plant rendered with the host's instrument; `aria
+planted` on a track-level matrix ranks the source track among the rows, with the audio channels."""
 
 import json
 import sys
@@ -50,7 +51,8 @@ def corpus(tmp_path_factory):
     params = {"seed": 5, "root": str(d), "midi_root": str(d), "sr": SR, "windows": WINDOWS, **TOK}
     params["planted"] = {"n_sources": 2, "aspects": ["full", "rhythm", "harmony"], "ks": [1]}
     argv = ["audio-planted-queries", "--manifest", str(d / "audio.csv"), "--midi-manifest", str(d / "midi.csv")]
-    argv += ["--tokenizers", str(d / "tokenizers.npz"), "--params", json.dumps(params)]
+    argv += ["--tokens", str(d / "tokens.npz"), "--tokenizers", str(d / "tokenizers.npz")]
+    argv += ["--params", json.dumps(params)]
     assert main([*argv, "--out-dir", str(d / "queries"), "--out-audio", str(d / "queries" / "audio")]) == 0
     return d, params
 
@@ -77,6 +79,21 @@ def test_full_copy_is_the_training_recording_and_its_first_window(corpus):
         assert len(ids) == n_sem
         vocab = AudioVocab.from_config(TOK, sr=SR, windows=WINDOWS)
         np.testing.assert_array_equal(ids[: n_sem - 3] - vocab.sem_offset, sem_t[: n_sem - 3])
+        # every stage's query is the training segment of window 0 (aria audio-segments builds it
+        # the same way): the conditioning codes exactly (the training track's, from the whole
+        # recording), the rest up to the frames at the window's end
+        for stage in WINDOWS:
+            qs = read_npz(d / "queries" / stage / "queries.npz")
+            ref, _, _ = vocab.stage_sequence(
+                stage,
+                cond=tok["cond"][j],
+                sem=sem_t,
+                codes=tok["codes"][tok["code_offsets"][j] : tok["code_offsets"][j + 1]],
+                t0=0.0,
+            )
+            n_cond = TOK["cond"]["n_cond"]
+            np.testing.assert_array_equal(qs["tokens"][i][:n_cond], ref[:n_cond])
+            assert np.mean(qs["tokens"][i] == ref) >= 0.95, stage
 
 
 def test_aspect_copy_is_the_symbolic_plant_on_the_host_instrument(corpus):
@@ -99,3 +116,47 @@ def test_aspect_copy_is_the_symbolic_plant_on_the_host_instrument(corpus):
     ref = render_midi(select_excerpt(notes, duration_s=w), programs={0: program}, sr=SR, duration_s=w)
     got = load_audio(d / "queries" / "audio" / f"p-{a}-{s}.wav", sr=SR)
     np.testing.assert_allclose(got, ref, atol=2 / 32768)
+
+
+def test_planted_on_a_track_level_matrix_with_the_audio_channels(tmp_path):
+    """`aria planted` without --segments: the rows are tracks, a query's source is one row; the
+    planted channel is the audio one (rhythm -> rhythmic, harmony -> harmonic, melody: none)."""
+    from aria.evaluation.planted import planted_retrieval
+    from aria.io.stores import ScoreWriter
+    from aria.io.tables import write_npz
+
+    tracks = [f"t{i}" for i in range(6)]
+    qids = ["p-full-t1", "p-rhythm-t4", "p-harmony-t0", "p-melody-t2"]
+    src = ["t1", "t4", "t0", "t2"]
+    write_npz(
+        tmp_path / "q.npz",
+        query_ids=np.array(qids),
+        source_tracks=np.array(src),
+        aspects=np.array([q.split("-")[1] for q in qids]),
+    )
+    S = np.random.default_rng(1).normal(size=(6, 4))
+    S[1, 0] = 9.0  # the full copy's source first
+    with ScoreWriter(tmp_path / "s.zarr", tracks, qids, attrs={"method": "m"}, row_dim="track") as w:
+        w.write(0, S)
+    z = {"rhythmic": [0.0, 2.0, 0.1, 1.0], "harmonic": [0.0, 1.0, 0.5, 3.0], "timbral": [0.0, 0.5, 0.2, 0.0]}
+    (tmp_path / "h.json").write_text(json.dumps({"query_ids": qids, "by_k": {"5": {"z_c": z}}}))
+    argv = ["planted", "--scores", str(tmp_path / "s.zarr"), "--queries", str(tmp_path / "q.npz")]
+    argv += ["--homogeneity", str(tmp_path / "h.json"), "--out", str(tmp_path / "p.json")]
+    params = {"ks": [1, 3], "main_k": 5, "domain": "audio"}
+    assert main([*argv, "--params", json.dumps(params)]) == 0
+    doc = json.loads((tmp_path / "p.json").read_text())
+    ref = planted_retrieval(S, [[tracks.index(t)] for t in src], ks=(1, 3))
+    assert doc["per_query"]["rank"] == ref["rank"].tolist() and doc["per_query"]["rank"][0] == 1
+    assert doc["all"]["precision"]["3"] == pytest.approx(ref["mean_precision"][3])
+    # rhythm query: rhythmic 2.0 is the largest -> 1; harmony query: harmonic 0.5 above 0.2 and 0.1 -> 1
+    assert doc["per_query"]["channel_rank"] == [None, 1.0, 1.0, None]
+    # a matrix whose rows do not hold a source track is refused, naming it
+    with ScoreWriter(
+        tmp_path / "s2.zarr", [t.upper() for t in tracks], qids, attrs={"method": "m"}, row_dim="track"
+    ) as w:
+        w.write(0, S)
+    bad = [x if x != str(tmp_path / "s.zarr") else str(tmp_path / "s2.zarr") for x in argv]
+    with pytest.raises(
+        ValueError, match=r"s2.zarr: planted source tracks \['t0', 't1', 't2', 't4'\] are not among its rows"
+    ):
+        main([*bad, "--params", json.dumps(params)])

@@ -67,7 +67,7 @@ benchmark: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/benchmark/planted.yaml
 
 # the validation and the planted benchmark in one run, on a second corpus that shares no collection
-# with the demo (Palestrina, Essen folk songs, trecento; README "A second corpus"); results/corpus2
+# with the demo (Aird's airs, Essen folk songs, trecento; README "A second corpus"); results/corpus2
 corpus2: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/corpus2/validate.yaml
 

@@ -292,8 +292,8 @@ def test_the_second_corpus_overlay_replaces_the_demo_collections():
     cfg = merge(_load("config.yaml"), _load("profiles/corpus2/validate.yaml"))
     validate_config(cfg)
     cols = demo_collections(cfg["corpus"]["demo"])
-    assert cols == {"palestrina": 140, "essen_folksong": 140, "trecento": 80}
-    assert eval_quotas(cols, 40) == {"essen_folksong": 14, "palestrina": 13, "trecento": 13}
+    assert cols == {"airds_airs": 140, "essen_folksong": 140, "trecento": 80}
+    assert eval_quotas(cols, 40) == {"airds_airs": 14, "essen_folksong": 13, "trecento": 13}
     assert cfg["queries"]["kind"] == "planted" and cfg["lds"]["enabled"]
     none = merge(cfg, {"corpus": {"demo": {"collections": dict.fromkeys(cols, 0)}}})
     with pytest.raises(ConfigError, match="every collection is set to 0"):

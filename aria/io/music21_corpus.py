@@ -10,10 +10,14 @@ Collections used, their sources and licences (see README "Demo corpus"):
 The second corpus (``profiles/corpus2/``: the validation and the benchmark run again on music
 that shares no collection with the demo, so that no threshold is tuned to one corpus):
 
-- ``palestrina``: Palestrina's masses, four to six voices (Humdrum kern, via music21).
+- ``airds_airs``: James Aird's *Selection of Scotch, English, Irish and Foreign Airs*
+  (1782-1803), ABC transcriptions, many tunes per file.
 - ``essen_folksong``: the Essen folksong collection, German and other European tunes,
   monophonic (ABC transcriptions, many tunes per file).
 - ``trecento``: fourteenth-century Italian polyphony, two and three voices (MusicXML, music21).
+
+music21 also bundles Palestrina's masses, but their Humdrum encodings reserve all derivative
+electronic formats to a licensing agreement, so they are not offered here.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ COLLECTIONS = {
     "ryans_mammoth": ("ryansMammoth", ".abc"),
     "oneills_1850": ("oneills1850", ".abc"),
     "monteverdi": ("monteverdi", ".mxl"),
-    "palestrina": ("palestrina", ".krn"),
+    "airds_airs": ("airdsAirs", ".abc"),
     "essen_folksong": ("essenFolksong", ".abc"),
     "trecento": ("trecento", ".xml"),
 }
-OPUS_COLLECTIONS = {"oneills_1850", "essen_folksong"}  # many tunes per file
+OPUS_COLLECTIONS = {"oneills_1850", "airds_airs", "essen_folksong"}  # many tunes per file
 
 
 def iter_pieces(collection: str, *, random_state, max_quarters: float = float("inf")):

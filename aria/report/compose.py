@@ -664,7 +664,8 @@ PLANTED_NOTE = (
     "track; P@K: share of the top K that are the source's (at most 1/K for one track); channel "
     "first: share of the aspect's queries whose planted channel has the largest homogeneity z at the"
     " report's K (audio has no melodic channel). The last table orders the methods by each measure "
-    "and gives Kendall tau-b against their order by MRR and by P@K at the largest K."
+    "and gives Kendall tau-b against their order by MRR and by P@K at the smallest K (a larger K than "
+    "a source's few segments caps P@K, and then measures how many segments the sources have)."
 )
 
 
@@ -729,7 +730,10 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
         return f(v["kendall_tau"], "+.2f") if v["n"] >= 2 and np.isfinite(v["kendall_tau"]) else "undefined (tied)"
 
     agree = against({k: planted[k]["all"]["mrr"] for k in ks})
-    agree_p = against({k: planted[k]["all"]["precision"][kmax] for k in ks})
+    # precision at the smallest K: a larger K than a source's few segments caps P@K at n_src / K,
+    # which then measures how many segments the sources have more than the method
+    kmin = str(min(first["ks"]))
+    agree_p = against({k: planted[k]["all"]["precision"][kmin] for k in ks})
     tau_rows = [
         [MEASURE_NAMES.get(name, name), tau(v), "yes" if v["identical"] else "no", tau(agree_p["by_diagnostic"][name])]
         for name, v in agree["by_diagnostic"].items()
@@ -738,11 +742,11 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
         ("Planted-influence benchmark: retrieval of the planted sources", header, rows, PLANTED_NOTE),
         (
             "Planted-influence benchmark: do the measures order the methods as MRR does?",
-            ["Measure", "Kendall τ-b vs MRR order", "Same order", f"Kendall τ-b vs P@{kmax} order"],
+            ["Measure", "Kendall τ-b vs MRR order", "Same order", f"Kendall τ-b vs P@{kmin} order"],
             tau_rows,
             "MRR order: "
             + " > ".join(lab[k] for k in agree["lds_order"])
-            + f"; P@{kmax} order: "
+            + f"; P@{kmin} order: "
             + " > ".join(lab[k] for k in agree_p["lds_order"])
             + ".",
         ),
@@ -758,7 +762,7 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
         "methods": {k: {x: planted[k][x] for x in ("all", "by_aspect")} for k in ks},
         "mrr_order": agree["lds_order"],
         "by_measure": by_measure(agree),
-        "precision_k": int(kmax),
+        "precision_k": int(kmin),
         "precision_order": agree_p["lds_order"],
         "by_measure_precision": by_measure(agree_p),
     }
@@ -806,14 +810,14 @@ def _validation(keys, lab, D, lds, *, V=None, references=None, planted=None) -> 
             agree, stab, lab, ceiling=ceiling, references=(ref or {}).get("references") if ref else None
         )
         # the planted truth of the same run (queries.kind planted): the same measures against the
-        # methods' order by precision at the largest K, next to their agreement with LDS
+        # methods' order by precision at the smallest K, next to their agreement with LDS
         agree_p, pname = None, None
         if planted and all(k in planted for k in ks):
-            kmax = str(max(planted[ks[0]]["ks"]))
-            pname = f"planted P@{kmax}"
+            kmin = str(min(planted[ks[0]]["ks"]))  # as in _planted: the K every source can fill
+            pname = f"planted P@{kmin}"
             agree_p = order_agreement(
                 _measures(ks, lab, D, V),
-                {k: planted[k]["all"]["precision"][kmax] for k in ks},
+                {k: planted[k]["all"]["precision"][kmin] for k in ks},
                 keys=MEASURES,
                 higher_is_better=("agreement", "verdict"),
             )

@@ -115,8 +115,8 @@ def test_compose_planted_tables_and_summary():
 
     from aria.report.compose import compose
 
-    def pdoc(mrr, ch, p5):
-        blk = {"n": 2, "mrr": mrr, "precision": {"1": mrr / 2, "5": p5}, "recall": {"1": 0.1, "5": 0.2}}
+    def pdoc(mrr, ch, p1):
+        blk = {"n": 2, "mrr": mrr, "precision": {"1": p1, "5": mrr / 4}, "recall": {"1": 0.1, "5": 0.2}}
         asp = {
             "full": {**blk, "channel_rank": None, "channel_first": None},
             "melody": {**blk, "channel_rank": 2.0, "channel_first": ch},
@@ -126,9 +126,9 @@ def test_compose_planted_tables_and_summary():
     keys = ["trak", "tracin", "gradcos"]
     r1 = {"trak": 0.1, "tracin": 0.4, "gradcos": 0.2}
     mrr = {"trak": 0.3, "tracin": 0.5, "gradcos": 0.1}
-    p5 = {"trak": 0.3, "tracin": 0.1, "gradcos": 0.2}  # another order than MRR's
+    p1 = {"trak": 0.3, "tracin": 0.1, "gradcos": 0.2}  # another order than MRR's
     lds = {"trak": 0.2, "tracin": 0.3, "gradcos": 0.1}
-    planted = {k: pdoc(mrr[k], 0.5, p5[k]) for k in keys}
+    planted = {k: pdoc(mrr[k], 0.5, p1[k]) for k in keys}
     _, md, summary = compose(
         keys,
         [report_diag(r1[k], r1[k], 0.5) for k in keys],
@@ -143,15 +143,16 @@ def test_compose_planted_tables_and_summary():
     # lower r1 first against higher MRR first: scipy's tau-b of (-r1, mrr)
     ref = stats.kendalltau([-r1[k] for k in keys], [mrr[k] for k in keys]).statistic
     assert p["by_measure"]["r1"]["kendall_tau"] == pytest.approx(ref)
-    ref_p = stats.kendalltau([-r1[k] for k in keys], [p5[k] for k in keys]).statistic
-    assert p["precision_order"] == ["trak", "gradcos", "tracin"] and p["precision_k"] == 5
+    # precision at the smallest K (P@1): every source can fill it
+    ref_p = stats.kendalltau([-r1[k] for k in keys], [p1[k] for k in keys]).statistic
+    assert p["precision_order"] == ["trak", "gradcos", "tracin"] and p["precision_k"] == 1
     assert p["by_measure_precision"]["r1"]["kendall_tau"] == pytest.approx(ref_p)
-    assert "| TracIn | 0.500 | 0.250 | 0.100 | 0.200 | 0.500 | 0.500 | 50% |" in md
+    assert "| TracIn | 0.500 | 0.100 | 0.125 | 0.200 | 0.500 | 0.500 | 50% |" in md
     assert f"| r₁ | {ref:+.2f} | no | {ref_p:+.2f} |" in md
-    # the validation table: tau of r1 against LDS, then against planted P@5, from scipy
+    # the validation table: tau of r1 against LDS, then against planted P@1, from scipy
     val = summary["validation"]["symbolic"]
     ref_l = stats.kendalltau([-r1[k] for k in keys], [lds[k] for k in keys]).statistic
-    assert val["planted"]["truth"] == "planted P@5" and val["planted"]["order"] == p["precision_order"]
+    assert val["planted"]["truth"] == "planted P@1" and val["planted"]["order"] == p["precision_order"]
     assert val["planted"]["by_measure"]["r1"] == pytest.approx(ref_p)
-    assert "| Diagnostic | Kendall τ vs LDS order | Same order | Kendall τ vs planted P@5 order | τ vs r₁ |" in md
+    assert "| Diagnostic | Kendall τ vs LDS order | Same order | Kendall τ vs planted P@1 order | τ vs r₁ |" in md
     assert f"| r₁ | {ref_l:+.2f} | no | {ref_p:+.2f} |" in md

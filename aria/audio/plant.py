@@ -80,8 +80,8 @@ def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages, cond_
         At the tokenizers' sample rate.
     vocab : :class:`aria.audio.stages.AudioVocab`
     semantic : :class:`aria.audio.tokenizers.SemanticKMeans`
-        Fitted; also gives the track embedding (standardized features, time-averaged) that
-        ``cond`` quantizes, as for the training tracks.
+        Fitted; also gives the track embedding that ``cond`` quantizes
+        (:meth:`~aria.audio.tokenizers.SemanticKMeans.encode_and_embed`), as for the training tracks.
     acoustic : :class:`aria.audio.tokenizers.MelRVQ`
         Fitted.
     cond : :class:`aria.audio.stages.ConditioningRVQ`
@@ -96,12 +96,11 @@ def query_sequences(waveforms, *, vocab, semantic, acoustic, cond, stages, cond_
     dict stage -> {"tokens": int64 (Q, L), "mask": bool (Q, L), "loss_mask": bool (Q, L)},
     the layout of generated queries (:func:`aria.audio.generation.generate_queries`).
     """
-    emb = np.stack([((semantic.features(y) - semantic.mean) / semantic.std).mean(0) for y in waveforms])
-    codes_c = list(cond.encode(emb))
+    sems, emb = zip(*(semantic.encode_and_embed(y) for y in waveforms), strict=True)
+    codes_c = list(cond.encode(np.stack(emb)))
     for i, c in enumerate(cond_codes or []):
         if c is not None:
             codes_c[i] = np.asarray(c, dtype=np.int64)
-    sems = [semantic.encode(y) for y in waveforms]
     acs = [acoustic.encode(y) for y in waveforms]
     out = {}
     for stage in stages:

@@ -537,9 +537,20 @@ class SemanticKMeans(Tokenizer):
 
     def encode(self, y) -> np.ndarray:
         """Token of each 1/frame_rate s frame: int64 array, shape (T,)."""
+        return self.encode_and_embed(y)[0]
+
+    def encode_and_embed(self, y) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode` and the track embedding from one feature pass.
+
+        Returns
+        -------
+        tokens : int64 array (T,)
+        embedding : float array (n_mels + 12,), the standardized frame features averaged over
+            time (what :class:`aria.audio.stages.ConditioningRVQ` quantizes).
+        """
         self._require_fitted()
         z = (self.features(y) - self.mean) / self.std
-        return nearest(z, self.codebook)[0]
+        return nearest(z, self.codebook)[0], z.mean(0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self._require_fitted()

@@ -1904,8 +1904,9 @@ def cmd_audio_tokenize(a) -> None:
     emb, sems, codes, n_samples = [], [], [], []
     for f in progress(list(man["abspath"]), desc="tokenize", unit="file"):
         y = load_audio(f, sr=p["sr"])
-        emb.append(((sem.features(y) - sem.mean) / sem.std).mean(0))
-        sems.append(sem.encode(y))
+        tokens, e = sem.encode_and_embed(y)
+        emb.append(e)
+        sems.append(tokens)
         codes.append(ac.encode(y))
         n_samples.append(len(y))
     emb = np.stack(emb)

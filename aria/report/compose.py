@@ -688,12 +688,32 @@ def _measures(ks, lab, D, V) -> dict:
     return out
 
 
+def _agreement(ks, lab, D, V, truth: dict, **kw) -> dict:
+    """:func:`aria.evaluation.lds.order_agreement` of :func:`_measures` with a ground truth's
+    values (row key -> higher is better).
+    """
+    from aria.evaluation.lds import order_agreement
+
+    return order_agreement(
+        _measures(ks, lab, D, V), truth, keys=MEASURES, higher_is_better=("agreement", "verdict"), **kw
+    )
+
+
+def _planted_precision(planted: dict, ks) -> tuple[str, dict]:
+    """The planted truth's precision at the smallest K: row key -> P@K, and that K. A larger K than
+    a source's few segments caps P@K at n_src / K, which then measures how many segments the
+    sources have more than the method.
+    """
+    kmin = str(min(planted[ks[0]]["ks"]))
+    return kmin, {k: planted[k]["all"]["precision"][kmin] for k in ks}
+
+
 def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
     """The planted-influence tables and summary: retrieval per method and aspect, the planted
     channel's rank, and Kendall tau of the diagnostics, the replica agreement and the verdict
     against the order by MRR (:func:`aria.evaluation.lds.order_agreement`).
     """
-    from aria.evaluation.lds import MEASURE_NAMES, order_agreement
+    from aria.evaluation.lds import MEASURE_NAMES
 
     ks = [k for k in keys if k in planted]
     if not ks:
@@ -721,19 +741,13 @@ def _planted(keys, lab, D, V, planted: dict) -> tuple[list, dict]:
             if first["by_aspect"][a].get("channel_rank") is not None
         ]
         rows.append(row)
-    measures = _measures(ks, lab, D, V)
-
-    def against(truth):
-        return order_agreement(measures, truth, keys=MEASURES, higher_is_better=("agreement", "verdict"))
 
     def tau(v):
         return f(v["kendall_tau"], "+.2f") if v["n"] >= 2 and np.isfinite(v["kendall_tau"]) else "undefined (tied)"
 
-    agree = against({k: planted[k]["all"]["mrr"] for k in ks})
-    # precision at the smallest K: a larger K than a source's few segments caps P@K at n_src / K,
-    # which then measures how many segments the sources have more than the method
-    kmin = str(min(first["ks"]))
-    agree_p = against({k: planted[k]["all"]["precision"][kmin] for k in ks})
+    agree = _agreement(ks, lab, D, V, {k: planted[k]["all"]["mrr"] for k in ks})
+    kmin, precision = _planted_precision(planted, ks)
+    agree_p = _agreement(ks, lab, D, V, precision)
     tau_rows = [
         [MEASURE_NAMES.get(name, name), tau(v), "yes" if v["identical"] else "no", tau(agree_p["by_diagnostic"][name])]
         for name, v in agree["by_diagnostic"].items()
@@ -777,7 +791,7 @@ def _validation(keys, lab, D, lds, *, V=None, references=None, planted=None) -> 
     seed-noise ceiling and the reference rows' LDS). Without ``references`` (None) the reading
     does not judge testability; with it, a stage without its document is read as not testable.
     """
-    from aria.evaluation.lds import halves_agreement, order_agreement, validation_reading
+    from aria.evaluation.lds import halves_agreement, validation_reading
 
     V = V or {}
     stages = {}
@@ -789,12 +803,8 @@ def _validation(keys, lab, D, lds, *, V=None, references=None, planted=None) -> 
         if len(ks) < 2:
             continue
         # keyed by row key (summary.json); labels only for display
-        agree = order_agreement(
-            _measures(ks, lab, D, V),
-            {k: lds[k]["lds"] for k in ks},
-            keys=MEASURES,
-            higher_is_better=("agreement", "verdict"),
-            between=("r1", "rho_bar", "agreement", "verdict"),
+        agree = _agreement(
+            ks, lab, D, V, {k: lds[k]["lds"] for k in ks}, between=("r1", "rho_bar", "agreement", "verdict")
         )
         stab = halves_agreement({k: lds[k]["halves"] for k in ks})
         ref = None if references is None else references.get(stage)
@@ -813,14 +823,9 @@ def _validation(keys, lab, D, lds, *, V=None, references=None, planted=None) -> 
         # methods' order by precision at the smallest K, next to their agreement with LDS
         agree_p, pname = None, None
         if planted and all(k in planted for k in ks):
-            kmin = str(min(planted[ks[0]]["ks"]))  # as in _planted: the K every source can fill
+            kmin, precision = _planted_precision(planted, ks)
             pname = f"planted P@{kmin}"
-            agree_p = order_agreement(
-                _measures(ks, lab, D, V),
-                {k: planted[k]["all"]["precision"][kmin] for k in ks},
-                keys=MEASURES,
-                higher_is_better=("agreement", "verdict"),
-            )
+            agree_p = _agreement(ks, lab, D, V, precision)
         header, rows = R.validation_table(agree, lab, planted=agree_p, planted_name=pname or "planted")
         title = "Validation: do the diagnostics order the methods as LDS does?"
         suffix = "" if stage == "symbolic" else f" (stage {stage})"
@@ -851,16 +856,11 @@ def _validation(keys, lab, D, lds, *, V=None, references=None, planted=None) -> 
                 for n, d in ((ref or {}).get("references") or {}).items()
             },
             "references_skipped": (ref or {}).get("skipped") or {},
-            **(
-                {
-                    "planted": {
-                        "truth": pname,
-                        "order": agree_p["lds_order"],
-                        "by_measure": {n: v["kendall_tau"] for n, v in agree_p["by_diagnostic"].items()},
-                    }
-                }
-                if agree_p
-                else {}
-            ),
         }
+        if agree_p:
+            out[stage]["planted"] = {
+                "truth": pname,
+                "order": agree_p["lds_order"],
+                "by_measure": {n: v["kendall_tau"] for n, v in agree_p["by_diagnostic"].items()},
+            }
     return tables, out

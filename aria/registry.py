@@ -211,6 +211,7 @@ def method(name: str) -> Method:
 
 
 def methods(*, family: str | None = None) -> list[Method]:
+    """The registered methods in registration (report row) order, optionally only those of ``family``."""
     return [m for m in _METHODS.values() if family is None or m.family == family]
 
 
@@ -401,6 +402,7 @@ STAGES: Mapping[str, Stage] = MappingProxyType(
 
 
 def stage(name: str) -> Stage:
+    """The model stage ``name``; a ``KeyError`` lists the known ones."""
     try:
         return STAGES[name]
     except KeyError:
@@ -429,6 +431,7 @@ EMBEDDING_MODES = {"": "avg", "_aaa": "all-vs-all"}
 
 
 def encoder(name: str) -> Encoder:
+    """The registered embedding encoder ``name``; a ``ValueError`` lists the known ones."""
     try:
         return ENCODERS[name]
     except KeyError:

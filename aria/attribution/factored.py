@@ -103,7 +103,15 @@ def factor_batch(model: nn.Module, layers: dict[str, nn.Linear], tokens, mask, l
 
     Parameters
     ----------
-    tokens : (B, L) int64 tensor; mask, loss_mask : (B, L) bool tensors
+    model : nn.Module
+        The token model the ``layers`` belong to.
+    layers : dict name -> nn.Linear
+        The hooked layers (each must run once per forward pass).
+    tokens : int64 tensor, shape (B, L)
+    mask : bool tensor, shape (B, L)
+        True at real tokens.
+    loss_mask : bool tensor, shape (B, L), optional
+        Target positions of the loss (default: every real one).
 
     Returns
     -------
@@ -240,6 +248,24 @@ def factgrass_masks(
 
     ``mask="random"``: seeded per layer; ``mask="magnitude"``: the coordinates with the
     largest second moment (diagonals of the KFAC factors A and S), the same for every example.
+
+    Parameters
+    ----------
+    layers : dict name -> nn.Linear
+        The attributed layers, in order (the order fixes each layer's seed).
+    k : int, keyword-only
+        Target feature size; ``blowup`` (int) times it sets ``m`` as above.
+    mask : {"random", "magnitude"}, keyword-only
+    covariance : dict name -> {"A": (in+1, in+1), "S": (out, out)}, keyword-only
+        From :func:`kfac_covariance`; needed for ``mask="magnitude"`` only.
+    random_state : int, keyword-only
+        ``mask="random"``: layer ``i`` draws from ``default_rng([random_state, i, 1])``.
+
+    Returns
+    -------
+    dict name -> (I_in, O_out)
+        Sorted int64 index arrays of shapes (min(m, in+1),) and (min(m, out),), ``in+1``
+        counting the bias column when the layer has one.
     """
     out = {}
     m = math.ceil(math.sqrt(blowup * k))
@@ -325,7 +351,11 @@ def project_factored(
 
     Parameters
     ----------
-    tokens : int array (N, L); mask, loss_mask : bool arrays (N, L)
+    tokens : int array, shape (N, L)
+    mask : bool array, shape (N, L)
+        True at real tokens.
+    loss_mask : bool array, shape (N, L), optional
+        Target positions of the loss (default: every real one).
     method : {"logra", "factgrass"}
     params : dict
         ``layers`` ("all" | "attention" | "mlp"), ``seed``, and for LoGra ``k_in``,

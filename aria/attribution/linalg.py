@@ -132,7 +132,10 @@ def layerwise_influence_operators(train, query, layers, *, damping: dict):
 
     Parameters
     ----------
-    train : (N, K) array; query : (Q, K) array
+    train : array, shape (N, K)
+        Training features (numpy or dask).
+    query : array, shape (Q, K)
+        Query features.
     layers : list of dict with ``start`` and ``stop`` (the feature store's ``layers``)
     damping : dict, keyword-only
         ``{"rule": "relative", "alpha": a}`` or ``{"rule": "absolute", "lambda": l}``.

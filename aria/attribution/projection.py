@@ -49,7 +49,14 @@ DEFAULT_CACHE_BYTES = 1 << 30
 
 
 def attributed_params(model) -> dict[str, torch.Tensor]:
-    """The parameters whose gradients are attributed (all trainable ones), in order."""
+    """The parameters whose gradients are attributed (all trainable ones), in order.
+
+    Returns
+    -------
+    dict name -> tensor
+        Detached views of ``model.named_parameters()`` with ``requires_grad``, each of its own
+        shape; ``p`` (the gradient dimension) is the sum of their sizes.
+    """
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -58,8 +65,14 @@ def per_example_grads(model, params, tokens, mask, loss_mask=None) -> torch.Tens
 
     Parameters
     ----------
+    model : torch.nn.Module
+        Maps (B, L) tokens to (B, L, V) logits.
     params : dict name -> tensor (from :func:`attributed_params`)
-    tokens : (B, L) int64; mask, loss_mask : (B, L) bool
+    tokens : int64 tensor, shape (B, L)
+    mask : bool tensor, shape (B, L)
+        True at real tokens.
+    loss_mask : bool tensor, shape (B, L), optional
+        Target positions of the loss (default: every real one).
 
     Returns
     -------
@@ -83,7 +96,13 @@ class BlockProjector:
 
     Parameters
     ----------
-    p, k : int; seed : int
+    p : int
+        Input dimension (number of attributed parameters).
+    k : int
+        Output dimension (projected feature size).
+    seed : int, keyword-only
+        Seeds P: block ``b`` comes from a CPU ``torch.Generator`` seeded with
+        ``seed * 1_000_003 + b``, so a seed gives the same P on every device.
     block_rows : int, keyword-only
         Rows of P generated at once; peak extra memory is block_rows * k floats
         beyond the cache.
@@ -145,14 +164,23 @@ class SJLTProjector:
 
     Parameters
     ----------
-    p, k : int; seed : int
+    p : int
+        Input dimension (number of attributed parameters).
+    k : int
+        Output dimension (projected feature size).
+    seed : int, keyword-only
+        Seeds numpy's generator (``default_rng([seed, 0x534A4C54])``) that draws the
+        indices and signs: a seed gives the same P on every device.
     s : int, keyword-only
         Nonzeros per parameter (1 <= s <= k); 1 is the classic CountSketch.
     device : str or torch.device, keyword-only
 
     Attributes
     ----------
-    index : (p, s) int64 tensor on ``device``; sign : (p, s) float32 tensor, ±1/sqrt(s)
+    index : int64 tensor, shape (p, s), on ``device``
+        Output coordinates of each parameter.
+    sign : float32 tensor, shape (p, s), on ``device``
+        Their weights, ±1/sqrt(s).
     """
 
     kind = "sjlt"
@@ -200,7 +228,29 @@ def make_projector(
     device="cpu",
     cache_bytes: int = DEFAULT_CACHE_BYTES,
 ):
-    """The projector of ``projection.type`` ``kind`` (one of :data:`PROJECTION_TYPES`)."""
+    """The projector of ``projection.type`` ``kind`` (one of :data:`PROJECTION_TYPES`).
+
+    Parameters
+    ----------
+    p : int
+        Input dimension (number of attributed parameters).
+    k : int
+        Output dimension (projected feature size).
+    kind : {"gaussian", "sjlt"}, keyword-only
+        :class:`BlockProjector` or :class:`SJLTProjector`.
+    seed : int, keyword-only
+        Seeds P (same seed, same P on every device and for every checkpoint).
+    block_rows, cache_bytes : int, keyword-only
+        Gaussian only: rows of P generated at once, and memory (bytes) for cached blocks.
+    sjlt_s : int, keyword-only
+        SJLT only: nonzeros per parameter.
+    device : str or torch.device, keyword-only
+
+    Returns
+    -------
+    BlockProjector or SJLTProjector
+        Callable mapping (B, p) gradients to (B, k) features.
+    """
     if kind == "gaussian":
         return BlockProjector(p, k, seed=seed, block_rows=block_rows, device=device, cache_bytes=cache_bytes)
     if kind == "sjlt":
@@ -245,9 +295,13 @@ def project_gradients(
 
     Parameters
     ----------
-    tokens : int array (N, L); mask, loss_mask : bool arrays (N, L)
+    tokens : int array, shape (N, L)
+    mask : bool array, shape (N, L)
+        True at real tokens.
+    loss_mask : bool array, shape (N, L), optional
+        Target positions of the loss (default: every real one).
     k, seed, projection, block_rows, sjlt_s, cache_bytes : keyword-only
-        The projection (:func:`make_projector`).
+        The projection (:func:`make_projector`): ``k`` output features, ``seed`` (int) seeds P.
     projector : optional
         An already built projector of the model's parameter count (reused across
         calls, e.g. training segments then queries, so a cached P is generated once);

@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def spectrum_note(K: np.ndarray, lam: float) -> tuple[str, bool]:
-    """``(one log line on K's eigenvalue range and lam, whether lam is below its smallest eigenvalue)``."""
+    """``(one log line on K's eigenvalue range and lam, whether lam is below its smallest eigenvalue)``.
+
+    ``K`` is the symmetric (k, k) Gram matrix ``Phi^T Phi`` of the projected features and ``lam``
+    the damping added to its diagonal.
+    """
     ev = np.linalg.eigvalsh(K)
     lo, hi, mean = float(ev[0]), float(ev[-1]), float(np.trace(K) / len(K))
     below = lam < lo

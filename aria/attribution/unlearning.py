@@ -288,6 +288,10 @@ def token_batches(tokens, mask, loss_mask=None, *, ids, use_mask: bool = True, b
     ``mask`` marks real tokens (False = padding: the tail of a short block, silent frames);
     ``use_mask=False`` is the "no mask" side of a strategy (padding enters the loss).
     ``loss_mask`` (a query's generated tokens; the prompt excluded) always applies.
+
+    ``tokens`` is an int (N, L) array, ``mask`` and ``loss_mask`` bool (N, L), ``ids`` (N,) item
+    ids. Yields dicts ``{"key": list of str (B,), "tokens": int64 (B, L), "mask": bool (B, L)}``
+    (and ``"loss_mask"``: bool (B, L)) of tensors on ``device``, B <= ``batch_size``.
     """
     tokens = np.asarray(tokens)
     mask = np.ones(tokens.shape, bool) if not use_mask else np.asarray(mask, dtype=bool)
@@ -432,6 +436,9 @@ def self_influence(
     prompts : ``{"tokens": (G, L'), "loss_mask": (G, L')}``, optional
         Items whose ``loss_mask`` positions both models resample (:func:`sample_positions`) for
         the Fréchet distance; ``None`` skips it.
+    seed : int, keyword-only
+        Base seed of every item's generator (:func:`example_generator`: stochastic losses, and the
+        resampling of ``prompts`` under key ``generation:<j>``): the same seed gives the same scores.
     embeddings : (N, d), optional; default :func:`model_embeddings` at θ₀.
     loss_fn : callable, optional
         The token loss (default :func:`token_loss`; :func:`precision_setup` gives the one of a precision).

@@ -33,8 +33,13 @@ def generate_queries(
     tracks : list of dict
         One per query: ``cond`` (n_cond,), ``sem`` (T_sem,), ``codes`` (T_ac, n_q) of the
         held-out track whose opening is the prompt.
-    prompt_s, temperature, seed : keyword-only
-        Prompt length in seconds, sampling temperature, base seed.
+    prompt_s : float, keyword-only
+        Prompt length in seconds (of semantic tokens taken from each track's opening).
+    temperature : float, keyword-only
+        Sampling temperature (logits are divided by it).
+    seed : int, keyword-only
+        Base seed: stage ``s`` samples with ``random_state = seed + index of s``
+        (:func:`aria.models.training.generate`), so the stages draw different streams.
 
     Returns
     -------

@@ -111,7 +111,20 @@ class OmnizartChords:
         self._app = ChordTranscription()
 
     def segments(self, y: np.ndarray, *, sr: int) -> np.ndarray:
-        """Chord segments of a mono signal (written to a temporary WAV for Omnizart)."""
+        """Chord segments of a mono signal (written to a temporary WAV for Omnizart).
+
+        Parameters
+        ----------
+        y : float array, shape (n_samples,)
+            Mono audio.
+        sr : int, keyword-only
+            Sample rate of ``y`` (Hz).
+
+        Returns
+        -------
+        numpy.ndarray, structured :data:`SEGMENT_DTYPE`, shape (n_segments,)
+            As :func:`segments_from_omnizart`, filled with ``'N'`` up to ``n_samples / sr`` seconds.
+        """
         from aria.io.audio import write_wav
         from aria.io.tables import read_omnizart_chords
 

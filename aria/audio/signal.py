@@ -8,7 +8,20 @@ __all__ = ["as_waveform", "resample"]
 
 
 def resample(y: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
-    """Resample a float32 waveform (last axis = time) with librosa's soxr_hq; no-op if rates match."""
+    """Resample a float32 waveform (last axis = time) with librosa's soxr_hq; no-op if rates match.
+
+    Parameters
+    ----------
+    y : float array, shape (..., n)
+        Waveform; leading axes (channels) are resampled independently.
+    orig_sr, target_sr : float
+        Sample rates of ``y`` and of the result (Hz).
+
+    Returns
+    -------
+    float32 array, shape (..., ~n * target_sr / orig_sr)
+        ``y`` itself (unconverted) when the rates are equal.
+    """
     if float(orig_sr) == float(target_sr):
         return y
     import librosa

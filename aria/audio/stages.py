@@ -52,6 +52,7 @@ class AudioVocab:
     window_s: tuple = (("semantic", 10.0), ("coarse", 4.0), ("fine", 2.0))
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (``window_s`` stays a tuple of (stage, seconds) pairs)."""
         return asdict(self)
 
     @classmethod
@@ -75,20 +76,25 @@ class AudioVocab:
     # --------------------------------------------------------------- id blocks
     @property
     def sem_offset(self) -> int:
+        """First id of the semantic block (the conditioning blocks come before it)."""
         return self.n_cond * self.cond_size
 
     def ac_offset(self, i: int) -> int:
+        """First id of acoustic quantizer ``i``'s block (``i = n_q`` gives the PAD id)."""
         return self.sem_offset + self.sem_size + i * self.code_size
 
     @property
     def pad(self) -> int:
+        """The PAD id, the last id of the vocabulary."""
         return self.ac_offset(self.n_q)
 
     @property
     def size(self) -> int:
+        """Vocabulary size ``V`` (every block plus PAD)."""
         return self.pad + 1
 
     def window(self, stage: str) -> float:
+        """Window length of ``stage`` in seconds."""
         return dict(self.window_s)[stage]
 
     def _n_frames(self, rate: float, seconds: float) -> int:
@@ -107,9 +113,11 @@ class AudioVocab:
         return blocks
 
     def target_block(self, stage: str) -> str:
+        """Name of the block a stage predicts: ``"sem"``, ``"coarse"`` or ``"fine"``."""
         return {"semantic": "sem", "coarse": "coarse", "fine": "fine"}[stage]
 
     def seq_len(self, stage: str) -> int:
+        """Length ``L`` in tokens of a stage's sequence (sum of :meth:`block_lengths`)."""
         return sum(n for _, n in self.block_lengths(stage))
 
     # --------------------------------------------------------------- sequences
@@ -118,14 +126,24 @@ class AudioVocab:
 
         Parameters
         ----------
-        cond : int array (n_cond,), codes of the track's conditioning RVQ
-        sem : int array (T_sem,), the track's semantic tokens at ``sem_rate`` Hz
-        codes : int array (T_ac, n_q), the track's acoustic codes at ``ac_rate`` Hz
-        t0 : float, window start in seconds
+        stage : {"semantic", "coarse", "fine"}
+        cond : int array, shape (n_cond,)
+            Codes of the track's conditioning RVQ (:class:`ConditioningRVQ`).
+        sem : int array, shape (T_sem,)
+            The track's semantic tokens at ``sem_rate`` Hz.
+        codes : int array, shape (T_ac, n_q)
+            The track's acoustic codes at ``ac_rate`` Hz.
+        t0 : float
+            Window start in seconds.
 
         Returns
         -------
-        tokens : int64 (L,); mask : bool (L,) real tokens; loss_mask : bool (L,) target block
+        tokens : int64 array, shape (L,)
+            Vocabulary ids, ``L = seq_len(stage)``; PAD past the end of the track.
+        mask : bool array, shape (L,)
+            True at real (non-PAD) tokens.
+        loss_mask : bool array, shape (L,)
+            True at real tokens of the stage's target block.
         """
         w = self.window(stage)
         parts, masks, targets = [], [], []
@@ -215,7 +233,20 @@ class ConditioningRVQ:
         self.codebooks: np.ndarray | None = None  # (n_cond, k <= cond_size, d)
 
     def fit(self, X, *, random_state) -> ConditioningRVQ:
-        """X: (n_tracks, d) track embeddings."""
+        """Learn the ``n_cond`` codebooks by k-means on successive residuals.
+
+        Parameters
+        ----------
+        X : float array, shape (n_tracks, d)
+            Track embeddings (e.g. :meth:`aria.audio.tokenizers.SemanticKMeans.encode_and_embed`).
+        random_state : int, keyword-only
+            Seeds codebook ``q``'s k-means with ``SeedSequence([random_state, q])``.
+
+        Returns
+        -------
+        self
+            With ``codebooks`` of shape (n_cond, min(cond_size, n_tracks), d).
+        """
         from aria.audio.tokenizers import kmeans, nearest
 
         X = np.asarray(X, dtype=np.float64)
@@ -229,7 +260,7 @@ class ConditioningRVQ:
         return self
 
     def encode(self, X) -> np.ndarray:
-        """(n, d) embeddings -> (n, n_cond) codes."""
+        """Greedy residual codes: (n, d) float embeddings -> (n, n_cond) int64 codes."""
         from aria.audio.tokenizers import nearest
 
         X = np.asarray(X, dtype=np.float64)

@@ -298,6 +298,13 @@ def stage_windows(n_samples: int, *, sr: int, window_s: float, min_tail: float =
 def window_audio(y, windows: StageWindows) -> np.ndarray:
     """Cut audio into its stage windows.
 
+    Parameters
+    ----------
+    y : float array, shape (n_samples,)
+        Mono audio.
+    windows : StageWindows
+        From :func:`stage_windows` for this track.
+
     Returns
     -------
     segments : float32 array, shape (W, windows.window); zero beyond each
@@ -316,7 +323,20 @@ def window_audio(y, windows: StageWindows) -> np.ndarray:
 
 
 def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of and squared distance to the nearest centre, for each row of x."""
+    """Index of and squared distance to the nearest centre, for each row of x.
+
+    Parameters
+    ----------
+    x : float array, shape (n, d)
+    centers : float array, shape (k, d)
+
+    Returns
+    -------
+    labels : int64 array, shape (n,)
+        Index into ``centers`` (the first one on ties).
+    dist : float64 array, shape (n,)
+        Squared Euclidean distance to that centre (clipped at 0).
+    """
     c2 = np.einsum("ij,ij->i", centers, centers)
     labels = np.empty(len(x), dtype=np.int64)
     dist = np.empty(len(x), dtype=np.float64)
@@ -433,7 +453,16 @@ class Tokenizer(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, tracks: Iterable[np.ndarray], *, random_state) -> Tokenizer:
-        """Learn the codebooks from mono tracks at ``sr``; returns self."""
+        """Learn the codebooks from mono tracks at ``sr``; returns self.
+
+        Parameters
+        ----------
+        tracks : iterable of float arrays, shape (n_samples,)
+            Mono audio at ``sr`` Hz, one array per track (lengths may differ).
+        random_state : int, numpy Generator or SeedSequence, keyword-only
+            The only source of randomness (frame subsampling, k-means++ seeding):
+            the same seed and tracks give the same codebooks.
+        """
 
     @abc.abstractmethod
     def encode(self, y) -> np.ndarray:
@@ -519,6 +548,7 @@ class SemanticKMeans(Tokenizer):
 
     @property
     def fitted(self) -> bool:
+        """Whether ``fit`` has run (or the state was loaded), so that ``encode`` can be called."""
         return self.codebook is not None
 
     def features(self, y) -> np.ndarray:
@@ -526,7 +556,20 @@ class SemanticKMeans(Tokenizer):
         return frame_features(y, sr=self.sr, hop_s=self.hop_s, n_mels=self.n_mels)
 
     def fit(self, tracks, *, random_state) -> SemanticKMeans:
-        """Learn per-column mean/std and the k-means codebook (seeded)."""
+        """Learn per-column mean/std and the k-means codebook (seeded).
+
+        Parameters
+        ----------
+        tracks : iterable of float arrays, shape (n_samples,)
+            Mono audio at ``sr`` Hz.
+        random_state : int, numpy Generator or SeedSequence, keyword-only
+            Seeds the draw of at most ``max_frames`` frames and the k-means++ seeding.
+
+        Returns
+        -------
+        self
+            With ``mean``, ``std`` (n_mels + 12,) and ``codebook`` (n_codes, n_mels + 12) set.
+        """
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.features), self.max_frames, rng)
         self.mean = x.mean(axis=0)
@@ -553,6 +596,9 @@ class SemanticKMeans(Tokenizer):
         return nearest(z, self.codebook)[0], z.mean(0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """Settings as 0-d arrays, plus the fitted ``mean`` and ``std`` (n_mels + 12,) and
+        ``codebook`` (n_codes, n_mels + 12), all float64; raises RuntimeError if not fitted.
+        """
         self._require_fitted()
         return {
             "kind": np.array(self.kind),
@@ -569,6 +615,7 @@ class SemanticKMeans(Tokenizer):
 
     @classmethod
     def from_state_dict(cls, state) -> SemanticKMeans:
+        """Rebuild from :meth:`state_dict`; raises ValueError if ``state["kind"]`` differs."""
         _check_kind(cls, state)
         mf = _scalar(state, "max_frames", int)
         tok = cls(
@@ -656,6 +703,7 @@ class MelRVQ(Tokenizer):
 
     @property
     def fitted(self) -> bool:
+        """Whether ``fit`` has run (or the state was loaded), so that ``encode`` can be called."""
         return self.codebooks is not None
 
     @property
@@ -677,7 +725,20 @@ class MelRVQ(Tokenizer):
         return np.log(self.mel_basis @ power + self.amin).T
 
     def fit(self, tracks, *, random_state) -> MelRVQ:
-        """Learn the corpus mean and the ``n_quantizers`` codebooks (seeded)."""
+        """Learn the corpus mean and the ``n_quantizers`` codebooks (seeded).
+
+        Parameters
+        ----------
+        tracks : iterable of float arrays, shape (n_samples,)
+            Mono audio at ``sr`` Hz.
+        random_state : int, numpy Generator or SeedSequence, keyword-only
+            Seeds the draw of at most ``max_frames`` frames and each quantizer's k-means++ seeding.
+
+        Returns
+        -------
+        self
+            With ``mean`` (n_mels,) and ``codebooks`` (n_quantizers, n_codes, n_mels) set.
+        """
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.log_mel), self.max_frames, rng)
         self.mean = x.mean(axis=0)
@@ -785,6 +846,9 @@ class MelRVQ(Tokenizer):
         return y.astype(np.float32)
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """Settings as 0-d arrays, plus the fitted ``mean`` (n_mels,) and ``codebooks``
+        (n_quantizers, n_codes, n_mels), float64; raises RuntimeError if not fitted.
+        """
         self._require_fitted()
         return {
             "kind": np.array(self.kind),
@@ -804,6 +868,7 @@ class MelRVQ(Tokenizer):
 
     @classmethod
     def from_state_dict(cls, state) -> MelRVQ:
+        """Rebuild from :meth:`state_dict`; raises ValueError if ``state["kind"]`` differs."""
         _check_kind(cls, state)
         mf = _scalar(state, "max_frames", int)
         tok = cls(
@@ -894,6 +959,7 @@ class MertSemantic(Tokenizer):
 
     @property
     def fitted(self) -> bool:
+        """Whether ``fit`` has run (or the state was loaded), so that ``encode`` can be called."""
         return self.codebook is not None
 
     def features(self, y) -> np.ndarray:
@@ -909,16 +975,31 @@ class MertSemantic(Tokenizer):
         return h[:t]
 
     def fit(self, tracks, *, random_state) -> MertSemantic:
+        """Learn the k-means codebook (n_codes, 768) over MERT frames of ``tracks``.
+
+        Parameters
+        ----------
+        tracks : iterable of float arrays, shape (n_samples,)
+            Mono tracks at ``sr`` Hz.
+        random_state : int, numpy Generator or SeedSequence, keyword-only
+            Seeds the subsampling to ``max_frames`` frames and the k-means++ seeding.
+
+        Returns
+        -------
+        self
+        """
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.features), self.max_frames, rng)
         self.codebook = kmeans(x, self.n_codes, random_state=rng, n_iter=self.n_iter)
         return self
 
     def encode(self, y) -> np.ndarray:
+        """Nearest-centre token of each 75 Hz frame: int64 array, shape (T,), T = ceil(n / hop_length)."""
         self._require_fitted()
         return nearest(self.features(y), self.codebook)[0]
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """Settings as 0-d arrays and the ``codebook`` (n_codes, 768), float64 (not the MERT weights)."""
         self._require_fitted()
         return {
             "kind": np.array(self.kind),
@@ -984,9 +1065,11 @@ class EncodecAcoustic(Tokenizer):
 
     @property
     def fitted(self) -> bool:
+        """Always True: EnCodec's codebooks are pretrained."""
         return True
 
     def fit(self, tracks, *, random_state) -> EncodecAcoustic:
+        """No-op (nothing to learn); ``tracks`` and ``random_state`` are ignored. Returns self."""
         return self
 
     def encode(self, y) -> np.ndarray:
@@ -1025,6 +1108,7 @@ class EncodecAcoustic(Tokenizer):
         return np.pad(y, (0, max(0, n - len(y))))[:n]
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """Settings as 0-d arrays (``kind``, ``model_id``, ``sr``, ``bandwidth`` in kbps, ``n_coarse``)."""
         return {
             "kind": np.array(self.kind),
             "model_id": np.array(self.model_id),

@@ -311,6 +311,7 @@ def gaussian_reference(n: int, q: int, *, random_state: int) -> dict:
     Two independent draws stand for two replicas, so the agreement is that of pure noise. Rows are
     capped at :data:`REFERENCE_MAX_ROWS`. Returns the keys of a diagnostics document (r1, r2_5,
     c_bar, rho_bar, the centred diagnostics, ``n``, ``q``, ``replica``) and ``n_used``.
+    ``random_state`` (int) seeds both draws (``default_rng([random_state, 29])``).
     """
     from aria.evaluation.reliability import gram_stats
 

@@ -196,7 +196,11 @@ def same_piece_share(groups, pieces) -> np.ndarray:
 
 
 def null_same_piece_share(pieces) -> float:
-    """Expected same-piece share of a uniform random group: ``sum_p n_p(n_p-1) / (N(N-1))``."""
+    """Expected same-piece share of a uniform random group: ``sum_p n_p(n_p-1) / (N(N-1))``.
+
+    ``pieces`` is an array-like of shape (N,): the piece (track id) of each item of the pool,
+    ``n_p`` the count of piece ``p``; N >= 2.
+    """
     _, counts = np.unique(np.asarray(pieces).astype(str), return_counts=True)
     N = counts.sum()
     if N < 2:

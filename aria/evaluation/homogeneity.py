@@ -267,6 +267,16 @@ def lcs_length(a, b) -> int:
 
     Bit-parallel algorithm (Allison & Dix 1986; Hyyrö 2004): O(|a|) big-integer
     operations on |b|-bit words.
+
+    Parameters
+    ----------
+    a, b : int array-likes, any shape (flattened), lengths n_a and n_b
+        The sequences (e.g. chord or note codes).
+
+    Returns
+    -------
+    int
+        In 0..min(n_a, n_b); 0 when either is empty.
     """
     a = [int(x) for x in np.asarray(a).reshape(-1)]
     b = [int(x) for x in np.asarray(b).reshape(-1)]
@@ -380,7 +390,11 @@ class SequenceTable:
         return out
 
     def similarities(self, a, b) -> np.ndarray:
-        """:func:`lcs_similarity` of the pairs ``(a[p], b[p])``: LCS / max length (0 if both empty)."""
+        """:func:`lcs_similarity` of the pairs ``(a[p], b[p])``: LCS / max length (0 if both empty).
+
+        ``a`` and ``b`` are int index arrays of the same size P (rows of the pool, flattened);
+        returns a float64 array of shape (P,), values in [0, 1].
+        """
         a = np.asarray(a, dtype=np.int64).reshape(-1)
         b = np.asarray(b, dtype=np.int64).reshape(-1)
         m = np.maximum(self.lengths[a], self.lengths[b])
@@ -765,8 +779,9 @@ def summarize(z) -> dict:
     """Summaries of z-scores over queries (SPEC §6).
 
     Returns ``{"mu_z": mean z, "pos": fraction z > 0, "sig": fraction
-    z > 1.645}`` as floats, over the finite entries of ``z``; all ``nan`` when
-    there are none (e.g. a degenerate null).
+    z > 1.645}`` as floats, over the finite entries of ``z`` (array-like of shape
+    (Q,), one z per query, flattened); all ``nan`` when there are none (e.g. a
+    degenerate null).
     """
     z = np.asarray(z, dtype=np.float64).reshape(-1)
     z = z[np.isfinite(z)]

@@ -84,6 +84,22 @@ def subset_mask(n_rows: int, subset: int, *, alpha: float, random_state: int) ->
     """Subset ``subset`` of ``n_rows`` training segments, as a bool array (N,).
 
     Exactly ``round(alpha * n_rows)`` entries are True (at least 1, at most N - 1).
+
+    Parameters
+    ----------
+    n_rows : int
+        Number of training segments ``N`` (at least 2).
+    subset : int
+        Subset index ``m``.
+    alpha : float, keyword-only
+        Fraction of the segments kept, in (0, 1).
+    random_state : int, keyword-only
+        Seed; the subset is drawn from ``default_rng([random_state, subset])``, so subset
+        ``m`` is the same whatever the number of subsets.
+
+    Returns
+    -------
+    bool array, shape (N,)
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -97,7 +113,10 @@ def subset_mask(n_rows: int, subset: int, *, alpha: float, random_state: int) ->
 
 
 def subset_masks(n_rows: int, n_subsets: int, *, alpha: float, random_state: int) -> np.ndarray:
-    """The first ``n_subsets`` subsets, bool array (M, N); row m equals :func:`subset_mask` (m)."""
+    """The first ``n_subsets`` subsets, bool array (M, N); row m equals :func:`subset_mask` (m).
+
+    ``random_state`` (int) is the seed passed to every :func:`subset_mask`.
+    """
     return np.stack([subset_mask(n_rows, m, alpha=alpha, random_state=random_state) for m in range(n_subsets)])
 
 
@@ -251,6 +270,22 @@ def bootstrap_interval(
     """Percentile bootstrap interval of the mean of ``values`` (NaN entries dropped).
 
     Resamples the values (queries) with replacement ``n_boot`` times.
+
+    Parameters
+    ----------
+    values : float array, shape (Q,)
+        One value per query (e.g. the per-query LDS); non-finite entries are dropped.
+    n_boot : int, keyword-only
+        Bootstrap resamples.
+    level : float, keyword-only
+        Coverage of the interval (0.95: the 2.5 % and 97.5 % quantiles of the resampled means).
+    random_state : int, keyword-only
+        Seed of the resampling (``np.random.default_rng``).
+
+    Returns
+    -------
+    (lo, hi) : tuple of float
+        NaN, NaN when no value is finite.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -276,6 +311,10 @@ def lds_summary(
     ----------
     pred, targets : float arrays (M, Q)
         Datamodel predictions (:func:`predicted_targets`) and retraining targets.
+    n_boot : int, keyword-only
+        Bootstrap resamples of the interval (:func:`bootstrap_interval`).
+    random_state : int, keyword-only
+        Seed of the bootstrap resampling.
     covariates : float array (M, k), optional
         Controls of the partial LDS (:func:`lds_controls`).
 
@@ -361,7 +400,10 @@ def lds_controls(masks: np.ndarray, targets: np.ndarray, segment_collection=None
 
     Parameters
     ----------
-    masks : bool array (M, N); targets : float array (M, Q)
+    masks : bool array, shape (M, N)
+        The M subsets (:func:`subset_masks`).
+    targets : float array, shape (M, Q)
+        Retraining targets of every subset and query.
     segment_collection : str array (N,), optional
         Collection (genre) of each training segment; None, or a single collection: no
         genre-mix control.

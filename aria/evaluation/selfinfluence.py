@@ -42,6 +42,18 @@ def target_rank(tau, target: int) -> int:
 
     Ties count against the target (pessimistic), so a setting that moves nothing (all τ = 0)
     gets the worst rank N, not 1.
+
+    Parameters
+    ----------
+    tau : float array, shape (N,)
+        Self-influence scores of the N training items after unlearning the target.
+    target : int
+        Row index of the target in ``tau``.
+
+    Returns
+    -------
+    int
+        Rank in 1..N (1 = the target scored highest).
     """
     tau = np.asarray(tau, dtype=np.float64).reshape(-1)
     others = np.delete(tau, int(target))
@@ -59,6 +71,24 @@ def topk_similarity(embeddings, tau, target: int, *, k: int = 100, bottom: bool 
 
     The target itself is left out of the k items; k is capped by N − 1. Ties in τ are broken by
     the lower index.
+
+    Parameters
+    ----------
+    embeddings : float array, shape (N, d)
+        Item embeddings (L2-normalized here).
+    tau : float array, shape (N,)
+        Scores that order the items (highest first; lowest first with ``bottom``).
+    target : int
+        Row index of the target.
+    k : int, keyword-only
+        Number of items averaged.
+    bottom : bool, keyword-only
+        Average over the k lowest-scored items instead.
+
+    Returns
+    -------
+    float
+        Mean cosine similarity, in [-1, 1].
     """
     tau = np.asarray(tau, dtype=np.float64).reshape(-1)
     U = _unit(embeddings)
@@ -89,6 +119,20 @@ def frechet_distance(X, Y) -> float:
 def diverse_targets(embeddings, n: int, *, random_state) -> np.ndarray:
     """Indices of ``n`` items spread over the corpus: the item nearest each k-means centroid
     (scikit-learn KMeans, ``n_init=10``, seeded), distinct and sorted.
+
+    Parameters
+    ----------
+    embeddings : float array, shape (N, d)
+        One embedding per item.
+    n : int
+        Number of targets, 1 <= n <= N.
+    random_state : int, numpy RandomState or None, keyword-only
+        Passed to scikit-learn's ``KMeans`` (seeds its k-means++ initializations).
+
+    Returns
+    -------
+    int64 array, shape (n,)
+        Row indices into ``embeddings``, ascending.
     """
     from sklearn.cluster import KMeans
 
@@ -108,6 +152,17 @@ def diverse_targets(embeddings, n: int, *, random_state) -> np.ndarray:
 def normalize_scores(S, how: str) -> np.ndarray:
     """Per-query (column) normalization: ``minmax`` to [0, 1] (a constant column → 0) or
     ``softmax`` (columns sum to 1).
+
+    Parameters
+    ----------
+    S : float array, shape (N, Q) or (N,)
+        Scores, rows = training items, columns = queries; a 1-D array is one query.
+    how : {"minmax", "softmax"}
+
+    Returns
+    -------
+    float64 array, shape (N, Q)
+        (N, 1) for a 1-D ``S``.
     """
     S = np.asarray(S, dtype=np.float64)
     S = S[:, None] if S.ndim == 1 else S
@@ -144,7 +199,11 @@ def sorted_profiles(order_by, S, *, how: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pearson_per_query(A, B) -> np.ndarray:
-    """Pearson correlation of columns ``A[:, q]`` and ``B[:, q]``; ``nan`` for a constant column."""
+    """Pearson correlation of columns ``A[:, q]`` and ``B[:, q]``; ``nan`` for a constant column.
+
+    ``A`` and ``B`` are score matrices of the same shape (N, Q) (a 1-D (N,) array is one query);
+    returns a float64 array of shape (Q,).
+    """
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     A = A[:, None] if A.ndim == 1 else A
     B = B[:, None] if B.ndim == 1 else B

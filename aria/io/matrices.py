@@ -58,6 +58,7 @@ class Matrix:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(n_rows, n_cols) of ``data``: (N training items, Q queries)."""
         return tuple(int(s) for s in self.data.shape)
 
 
@@ -341,7 +342,9 @@ def take_rows(data, idx) -> np.ndarray:
 def align(ids, expected, *, what: str, source: str) -> np.ndarray:
     """Index ``p`` with ``ids[p] == expected``: the file's order mapped onto the workflow's.
 
-    Raises ValueError naming ids missing from the file or not in the workflow.
+    ``ids`` (n,) are the file's ids, ``expected`` (n,) the workflow's (compared as str); returns
+    an int64 array of shape (n,). Raises ValueError naming ids missing from the file or not in
+    the workflow (``what``: "row" or "column", for messages; ``source``: the file).
     """
     ids = np.asarray(ids).astype(str)
     expected = np.asarray(expected).astype(str)

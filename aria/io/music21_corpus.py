@@ -51,6 +51,9 @@ def iter_pieces(collection: str, *, random_state, max_quarters: float = float("i
     at or after ``max_quarters`` quarter notes are dropped before rendering
     (rendering long expanded tunes to MIDI is what costs time). Opus files (many tunes per file) are visited
     file by file, in random order, each tune parsed on its own (``path#X<n>``).
+
+    ``random_state`` (int, sequence of int or numpy Generator) seeds ``np.random.default_rng``,
+    which permutes the files and, within an opus, its tunes.
     """
     from music21 import corpus
 

@@ -272,6 +272,15 @@ class ScoreWriter:
         return self
 
     def write(self, start: int, block: np.ndarray) -> None:
+        """Write rows ``start .. start + n_rows - 1`` of the matrix.
+
+        Parameters
+        ----------
+        start : int
+            Index of the block's first row.
+        block : array, shape (n_rows, Q)
+            Scores, stored as float32; a non-finite value raises ValueError naming its row and column.
+        """
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[1] != len(self.col_ids):
             raise ValueError(f"{self.path}: score block has shape {block.shape}, expected (rows, {len(self.col_ids)})")
@@ -392,7 +401,12 @@ def iter_row_chunks(arr, *, rows: int | None = None) -> Iterator[tuple[int, np.n
 
 
 def write_features(path, *, train, query, train_ids, query_ids, attrs=None, row_chunk=DEFAULT_ROW_CHUNK) -> None:
-    """Write projected features (see module docstring) atomically."""
+    """Write projected features (see module docstring) atomically.
+
+    ``train`` (N, k) and ``query`` (Q, k) are stored as float32 with their ids ``train_ids``
+    (N,) and ``query_ids`` (Q,), and ``attrs`` as group attributes; ``row_chunk`` rows per stored
+    chunk. Non-finite values raise ValueError naming the file.
+    """
     train = np.asarray(train, dtype=np.float32)
     query = np.asarray(query, dtype=np.float32)
     for name, arr in (("train", train), ("query", query)):

@@ -37,11 +37,16 @@ __all__ = [
 
 
 def write_csv(path, df: pd.DataFrame) -> None:
+    """Write ``df`` to ``path`` as CSV without the index, atomically."""
     with atomic_file(path) as tmp:
         df.to_csv(tmp, index=False)
 
 
 def read_csv(path) -> pd.DataFrame:
+    """Read a CSV table, keeping ``track_id``, ``segment_id`` and ``query_id`` as strings.
+
+    Raises FileNotFoundError naming ``path`` when it does not exist.
+    """
     import pandas as pd  # lazily: most jobs never read a table
 
     path = Path(path)
@@ -107,6 +112,7 @@ def read_omnizart_chords(path) -> list[dict]:
 
 
 def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically; numpy scalars and arrays become numbers and lists."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
@@ -120,21 +126,25 @@ def _json_default(o):
 
 
 def read_json(path):
+    """The JSON document at ``path``."""
     return json.loads(Path(path).read_text())
 
 
 def write_npz(path, **arrays) -> None:
+    """Save ``arrays`` (name -> array) uncompressed with ``np.savez``, atomically."""
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded into memory (no pickled objects allowed)."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 
 def save_torch(path, obj) -> None:
+    """Save ``obj`` (a checkpoint dict, a tensor...) with ``torch.save``, atomically."""
     import torch
 
     with atomic_file(path) as tmp:

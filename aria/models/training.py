@@ -18,7 +18,11 @@ __all__ = ["seed_everything", "train_model", "example_losses", "generate"]
 
 
 def seed_everything(random_state: int) -> torch.Generator:
-    """Seed torch's global RNG (weight init) and return a data-order generator."""
+    """Seed torch's global RNG (weight init) and return a data-order generator.
+
+    ``random_state`` (int) seeds both ``torch.manual_seed`` and the returned CPU
+    ``torch.Generator``.
+    """
     torch.manual_seed(int(random_state))
     return torch.Generator().manual_seed(int(random_state))
 
@@ -52,10 +56,15 @@ def train_model(
 
     Parameters
     ----------
-    tokens : int array (N, L); mask : bool array (N, L)
+    tokens : int array, shape (N, L)
+    mask : bool array, shape (N, L)
+        True at real tokens.
     loss_mask : bool array (N, L), optional
         Positions whose prediction is trained (a stage's target block); default all.
-    cfg : ModelConfig; epochs, batch_size : int; lr : float (peak learning rate)
+    cfg : ModelConfig
+    epochs, batch_size : int
+    lr : float
+        Peak learning rate.
     n_checkpoints : int
         Checkpoints saved at evenly spaced epochs, the last one after the final
         epoch (TracIn's checkpoints).
@@ -163,7 +172,13 @@ def example_losses(
 
     Parameters
     ----------
-    tokens : int array (N, L); mask, loss_mask : bool array (N, L)
+    model : MusicTransformer
+        Switched to eval mode.
+    tokens : int array, shape (N, L)
+    mask : bool array, shape (N, L)
+        True at real tokens.
+    loss_mask : bool array, shape (N, L), optional
+        Target positions (default: every real one).
     batch_size : int, keyword-only
 
     Returns
@@ -196,10 +211,20 @@ def generate(
 
     Parameters
     ----------
-    prompts : int array (Q, P); length : int, total tokens per output (> P)
-    temperature : float > 0; top_k : int, 0 = sample the full distribution
-    random_state : int, seeds the sampler
-    pad : int, the PAD id, never sampled (default: the symbolic tokenizer's)
+    model : MusicTransformer
+        Any module mapping (B, L) tokens to (B, L, V) logits; it is switched to eval mode.
+    prompts : int array, shape (Q, P)
+        Q prompts of P tokens each.
+    length : int, keyword-only
+        Total tokens per output (> P).
+    temperature : float > 0, keyword-only
+        Logits are divided by it before the softmax.
+    random_state : int, keyword-only
+        Seeds the CPU ``torch.Generator`` of the sampler (same seed, same samples).
+    top_k : int, keyword-only
+        Sample among the ``top_k`` most likely ids; 0 = the full distribution.
+    pad : int, optional, keyword-only
+        The PAD id, never sampled (default: the symbolic tokenizer's).
     allowed : bool array (length, V), optional
         Ids that may be sampled at each position (e.g. a stage's token blocks,
         :meth:`aria.audio.stages.AudioVocab.allowed_tokens`).

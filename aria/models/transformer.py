@@ -30,6 +30,25 @@ __all__ = ["ModelConfig", "MusicTransformer", "per_example_loss", "batch_loss", 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Size of a :class:`MusicTransformer`.
+
+    Attributes
+    ----------
+    d_model : int
+        Width of the token embeddings and hidden states.
+    n_layers : int
+        Number of transformer blocks.
+    n_heads : int
+        Attention heads per block (``d_model`` must be divisible by it).
+    d_ff : int
+        Hidden width of each block's feed-forward layer.
+    max_len : int
+        Longest sequence ``L`` in tokens (size of the learned position embedding).
+    vocab_size : int
+        Number of token ids ``V`` (default: the symbolic vocabulary,
+        ``aria.symbolic.tokenize.VOCAB_SIZE``).
+    """
+
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -38,6 +57,7 @@ class ModelConfig:
     vocab_size: int = VOCAB_SIZE
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (``ModelConfig(**d)`` rebuilds it)."""
         return asdict(self)
 
 
@@ -96,6 +116,7 @@ class MusicTransformer(nn.Module):
         return self.ln_f(x)
 
     def forward(self, tokens):
+        """(B, L) int64 token ids → (B, L, vocab_size) float logits of the next token at each position."""
         return self.head(self.hidden(tokens))
 
 
@@ -130,11 +151,18 @@ def per_example_loss(logits, tokens, mask, loss_mask=None):
 
     Parameters
     ----------
-    logits : (B, L, V) float; tokens : (B, L) int64; mask, loss_mask : (B, L) bool
+    logits : float tensor, shape (B, L, V)
+        Next-token logits (position t predicts token t + 1).
+    tokens : int64 tensor, shape (B, L)
+    mask : bool tensor, shape (B, L)
+        True at real tokens.
+    loss_mask : bool tensor, shape (B, L), optional
+        Target positions scored (default: every real one).
 
     Returns
     -------
-    loss : (B,) float. An example with no target position has loss 0.
+    loss : float tensor, shape (B,)
+        In nats per target token. An example with no target position has loss 0.
     """
     ce = F.cross_entropy(logits[..., :-1, :].transpose(-1, -2), tokens[..., 1:], reduction="none")
     w = _target_weights(mask, loss_mask)

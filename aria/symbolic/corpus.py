@@ -33,7 +33,20 @@ def eval_quotas(collections, total: int) -> dict[str, int]:
 
 
 def truncate_notes(notes: np.ndarray, max_duration_s: float) -> np.ndarray:
-    """Keep notes starting before ``max_duration_s``; clip their offsets to it."""
+    """Keep notes starting before ``max_duration_s``; clip their offsets to it.
+
+    Parameters
+    ----------
+    notes : NOTE_DTYPE array, shape (n,)
+        Onsets and offsets in seconds.
+    max_duration_s : float
+        Cut point in seconds.
+
+    Returns
+    -------
+    NOTE_DTYPE array, shape (m,), m <= n
+        A copy; notes left with zero duration are dropped.
+    """
     notes = np.asarray(notes, dtype=NOTE_DTYPE)
     out = notes[notes["onset"] < max_duration_s].copy()
     out["offset"] = np.minimum(out["offset"], max_duration_s)
@@ -56,8 +69,12 @@ def synthetic_dynamics(notes: np.ndarray, *, beats: np.ndarray, random_state) ->
 
     Parameters
     ----------
-    notes : NOTE_DTYPE array (n,); beats : float array (n,), onset of each note in beats
-    random_state : int or numpy Generator
+    notes : NOTE_DTYPE array, shape (n,)
+        One piece; onsets and offsets in seconds.
+    beats : float array, shape (n,), keyword-only
+        Onset of each note in beats (from :func:`aria.symbolic.notes.seconds_to_beats`).
+    random_state : int or numpy Generator, keyword-only
+        Seeds ``np.random.default_rng``: base, accent and slope are drawn first, then the jitter.
 
     Returns
     -------

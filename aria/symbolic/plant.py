@@ -71,7 +71,11 @@ def skyline(notes) -> np.ndarray:
 
 
 def onset_groups(notes) -> list[np.ndarray]:
-    """The notes of each distinct onset (a sonority), as index arrays into ``notes``, in onset order."""
+    """The notes of each distinct onset (a sonority), as index arrays into ``notes``, in onset order.
+
+    ``notes`` is a note list, shape (n,); each returned int64 array (of shape (n_g,)) lists
+    one onset's notes by ascending pitch; an empty note list gives an empty list.
+    """
     notes = as_notes(notes)
     order = np.lexsort((notes["pitch"], notes["onset"]))
     onset = notes["onset"][order]

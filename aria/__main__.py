@@ -2,6 +2,6 @@
 
 import sys
 
-from aria.runtime import entry
+from aria.cli import entry
 
 sys.exit(entry())

@@ -14,7 +14,7 @@ share one venv over NFS.
 What Aria does
 --------------
 Every ``aria`` command started from a shell, which is every workflow job, runs
-as the child of a small supervisor (:func:`entry`, the ``aria`` console script):
+as the child of a small supervisor (:func:`supervise`, started by :func:`aria.cli.entry`, the ``aria`` console script):
 
 * The child gets its **own numba cache directory** (``NUMBA_CACHE_DIR``) in
   node-local temporary storage (``$TMPDIR``), seeded with a copy of a read-only
@@ -57,7 +57,6 @@ cache the same way, with :func:`isolate_jit_cache`).
 from __future__ import annotations
 
 import atexit
-import faulthandler
 import importlib.metadata
 import os
 import platform
@@ -71,7 +70,6 @@ from pathlib import Path
 from typing import TypeVar
 
 __all__ = [
-    "entry",
     "supervise",
     "isolate_jit_cache",
     "jit_template_dir",
@@ -102,7 +100,7 @@ MALLOC_DEFAULTS = {
     "MALLOC_TOP_PAD_": str(256 << 20),
 }
 #: Commands whose child must start from an empty cache (they build the template).
-_UNSEEDED_COMMANDS = {"warm-jit-cache"}
+UNSEEDED_COMMANDS = {"warm-jit-cache"}
 _CACHE_SUFFIXES = (".nbi", ".nbc")
 
 T = TypeVar("T")
@@ -400,33 +398,3 @@ def supervise(argv: list[str], *, command: str, seed: bool = True, verbose: bool
         return rc
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def entry(argv: list[str] | None = None) -> int:
-    """The ``aria`` console script: supervise the command, or run it when already supervised."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.pop(SUPERVISED_ENV, None) == "1":
-        faulthandler.enable(file=sys.stderr, all_threads=True)
-        from aria.cli import main
-
-        used = os.environ.pop(JIT_USED_ENV, None)
-        try:
-            return main(argv)
-        finally:
-            if used and "numba" in sys.modules:  # tell the supervisor (its cache note is for numba users)
-                Path(used).touch()
-    command = next((a for a in argv if not a.startswith("-")), "")
-    if not command or command in ("help",):
-        from aria.cli import main  # --help and usage errors need no child
-
-        return main(argv)
-    return supervise(
-        [sys.executable, "-m", "aria", *argv],
-        command=command,
-        seed=command not in _UNSEEDED_COMMANDS,
-        verbose=any(a in VERBOSE_FLAGS for a in argv),
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(entry())

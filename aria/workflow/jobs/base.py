@@ -1,0 +1,87 @@
+"""The job contract: one frozen argument dataclass per job, and the registry the command line is built from.
+
+A job is a library function ``fn(a: SomethingArgs) -> None`` registered with :func:`job`. Its
+dataclass declares the command-line options: a field ``out_dir`` is the option ``--out-dir``; a
+field without a default is required; :func:`arg` and :func:`opt` carry the argparse details
+(``nargs``, ``choices``, ``action``, ``help``). :mod:`aria.cli` generates ``aria <job> --help``
+from these fields, so the rules, the CLI and the tests read one declaration.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+
+__all__ = ["JobArgs", "Job", "JOBS", "arg", "opt", "job", "options"]
+
+
+def arg(*, help: str | None = None, **argparse_kw):
+    """A required option: ``argparse_kw`` (``nargs``, ``choices``, ``action``) go to argparse as they are."""
+    return field(metadata={"argparse": argparse_kw, "help": help})
+
+
+def opt(default, *, help: str | None = None, **argparse_kw):
+    """An optional option with its ``default`` (immutable: ``None``, a number, a string)."""
+    return field(default=default, metadata={"argparse": argparse_kw, "help": help})
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobArgs:
+    """What every job takes: the torch CPU threads it may use."""
+
+    threads: int = opt(1, help="torch CPU threads")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A registered job: its command name, function and argument dataclass."""
+
+    name: str
+    fn: Callable[[JobArgs], object]
+    args: type[JobArgs]
+
+    def __call__(self, a: JobArgs):
+        return self.fn(a)
+
+
+#: Every registered job by command name, in registration order (filled by importing the job modules).
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str):
+    """Register ``fn(a: XArgs)`` as the job ``aria <name>``; the dataclass is read from the annotation."""
+
+    def register(fn):
+        cls = typing.get_type_hints(fn)["a"]
+        if not (isinstance(cls, type) and issubclass(cls, JobArgs)):
+            raise TypeError(f"job {name}: its argument must be annotated with a JobArgs dataclass, got {cls!r}")
+        if name in JOBS:
+            raise ValueError(f"job {name!r} is registered twice ({JOBS[name].fn.__module__} and {fn.__module__})")
+        JOBS[name] = Job(name, fn, cls)
+        return fn
+
+    return register
+
+
+def options(cls: type[JobArgs]) -> list[tuple[str, dict]]:
+    """The argparse options of an argument dataclass: ``[(flag, kwargs), ...]`` in field order.
+
+    A field without a default is ``required``; an ``int`` field gets ``type=int`` (a ``bool`` is a
+    ``store_true`` flag by its ``action``).
+    """
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        meta = f.metadata
+        kw = dict(meta.get("argparse", {}))
+        if meta.get("help"):
+            kw["help"] = meta["help"]
+        kw["required"] = f.default is MISSING
+        if f.default is not MISSING:
+            kw["default"] = f.default
+        base = typing.get_args(hints[f.name]) or (hints[f.name],)
+        if int in base and bool not in base and "action" not in kw:
+            kw["type"] = int
+        out.append(("--" + f.name.replace("_", "-"), kw))
+    return out

@@ -1,0 +1,163 @@
+"""Model jobs: training the demo model and the LDS retrainings (SPEC §9).
+
+Each job is a function of one frozen argument dataclass (the command line is generated from its
+fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aria.io.checkpoints import load_model, write_checkpoint
+from aria.workflow.jobs.base import JobArgs, job
+
+log = logging.getLogger("aria")
+
+
+def _model_cfg(p):
+    from aria.models.transformer import ModelConfig
+    from aria.symbolic.tokenize import VOCAB_SIZE
+
+    return ModelConfig(
+        d_model=p["d_model"],
+        n_layers=p["n_layers"],
+        n_heads=p["n_heads"],
+        d_ff=p["d_ff"],
+        max_len=p["block_tokens"],
+        vocab_size=p.get("vocab_size", VOCAB_SIZE),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainArgs(JobArgs):
+    """Arguments of ``aria train``."""
+
+    segments: str
+    params: str
+    out: str
+
+
+@job("train")
+def train(a: TrainArgs) -> None:
+    """Train one model of the ensemble (member ``seed``) and save its checkpoints."""
+    import torch
+
+    from aria.io.tables import load_torch, read_npz, save_torch
+    from aria.models.training import train_model
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    if p.get("pretrained"):
+        # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
+        model, _ = load_model(p["pretrained"])
+        data = read_npz(a.segments)
+        with torch.no_grad():
+            logits = model(torch.as_tensor(data["tokens"][:2]))
+        if logits.shape[-1] <= int(data["tokens"].max()):
+            raise ValueError(
+                f"{p['pretrained']}: model vocabulary ({logits.shape[-1]}) is smaller than "
+                f"the stage's token ids (max {int(data['tokens'].max())})"
+            )
+        save_torch(a.out, load_torch(p["pretrained"]))
+        log.info("adopted pretrained checkpoint %s", p["pretrained"])
+        return
+    data = read_npz(a.segments)
+    cfg = _model_cfg(p)
+    res = train_model(
+        data["tokens"],
+        data["mask"],
+        loss_mask=data.get("loss_mask"),
+        cfg=cfg,
+        epochs=p["epochs"],
+        lr=p["lr"],
+        batch_size=p["batch_size"],
+        n_checkpoints=p["n_checkpoints"],
+        random_state=p["seed"],
+        progress=True,
+        desc=Path(a.out).stem,
+    )
+    log.info("training loss per epoch: %s", ", ".join(f"{x:.3f}" for x in res["losses"]))
+    write_checkpoint(
+        a.out,
+        config=cfg.to_dict(),
+        seed=p["seed"],
+        losses=res["losses"],
+        checkpoints=res["checkpoints"],
+        final=res["final"],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LdsRetrainArgs(JobArgs):
+    """Arguments of ``aria lds-retrain``."""
+
+    segments: str
+    queries: str
+    params: str
+    out: str
+
+
+@job("lds-retrain")
+def lds_retrain(a: LdsRetrainArgs) -> None:
+    """Retrain on one random subset of a stage's training segments; targets f_q = -loss (SPEC §9).
+
+    Run r of subset m trains with seed ``base_seed + m * runs + r`` (:func:`retrain_seeds`).
+    Recipe ``steps``: every run takes as many optimizer steps as ensemble member 0 took on all
+    N segments (``epochs * ceil(N / batch_size)``, the same learning-rate schedule length);
+    ``epochs``: ``epochs`` passes over the subset (about alpha times the steps). Init ``shared``:
+    every run starts from member 0's initial weights (seed ``member_seed``) and its own seed
+    draws the data order; ``fresh``: its own seed draws the initial weights too.
+    """
+    import math
+
+    import torch
+
+    from aria.evaluation.lds import counterfactual_targets, retrain_seeds, subset_mask
+    from aria.io.tables import read_npz, write_npz
+
+    p = json.loads(a.params)
+    torch.set_num_threads(a.threads)
+    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    keep = subset_mask(len(tr["tokens"]), p["subset"], alpha=p["alpha"], random_state=p["seed"])
+    recipe, model = p["recipe"], p["model"]
+    if recipe not in ("steps", "epochs"):
+        raise ValueError(f"lds.recipe must be 'steps' or 'epochs', got {recipe!r}")
+    total_steps = model["epochs"] * math.ceil(len(keep) / model["batch_size"]) if recipe == "steps" else None
+    seeds = retrain_seeds(p["base_seed"], p["subset"], p["runs"])
+    init = p.get("init", "fresh")
+    if init not in ("shared", "fresh"):
+        raise ValueError(f"lds.init must be 'shared' or 'fresh', got {init!r}")
+    t0 = time.perf_counter()
+    res = counterfactual_targets(
+        tr,
+        qu,
+        keep,
+        model_cfg=_model_cfg(model),
+        epochs=model["epochs"],
+        lr=model["lr"],
+        batch_size=model["batch_size"],
+        seeds=seeds,
+        progress=True,
+        total_steps=total_steps,
+        init_state=p["member_seed"] if init == "shared" else None,
+    )
+    log.info(
+        "subset %d: %d of %d segments; recipe %s, init %s, seeds %s, steps %s; train loss %s, held-out loss %s; %.1f s",
+        p["subset"],
+        keep.sum(),
+        len(keep),
+        recipe,
+        init,
+        seeds,
+        res["steps"].tolist(),
+        np.round(res["train_loss"], 3).tolist(),
+        np.round(res["heldout_loss"], 3).tolist(),
+        time.perf_counter() - t0,
+    )
+    write_npz(a.out, mask=keep, segment_ids=tr["segment_ids"], query_ids=qu["query_ids"], **res)

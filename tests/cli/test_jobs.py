@@ -1,0 +1,79 @@
+"""The job layer's contract: argument dataclasses, the generated command line, no import circle."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import FrozenInstanceError, dataclass
+from pathlib import Path
+
+import pytest
+
+from aria.cli import build_parser
+from aria.workflow.jobs import all_jobs
+from aria.workflow.jobs.base import JobArgs, arg, opt, options
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_runtime_does_not_import_the_cli():
+    """The supervisor (aria.runtime) starts without the CLI or the jobs: the import runs one way only."""
+    code = (
+        "import sys, aria.runtime; print(sorted(m for m in sys.modules if m.startswith(('aria.cli', 'aria.workflow'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ToyArgs(JobArgs):
+    model: str
+    parts: list[str] = arg(nargs="+", help="the parts")
+    replica: list[str] | None = opt(None, nargs=2)
+    engine: str = opt("numpy", choices=("numpy", "dask"))
+    cache_mib: int = opt(1024, help="MiB")
+    dry: bool = opt(False, action="store_true")
+
+
+def test_options_follow_the_fields():
+    got = dict(options(_ToyArgs))
+    assert list(got) == ["--threads", "--model", "--parts", "--replica", "--engine", "--cache-mib", "--dry"]
+    assert got["--model"] == {"required": True}
+    assert got["--parts"] == {"nargs": "+", "help": "the parts", "required": True}
+    assert got["--replica"] == {"nargs": 2, "required": False, "default": None}
+    assert got["--engine"] == {"choices": ("numpy", "dask"), "required": False, "default": "numpy"}
+    assert got["--cache-mib"] == {"help": "MiB", "required": False, "default": 1024, "type": int}
+    assert got["--threads"]["type"] is int and got["--threads"]["default"] == 1
+    assert got["--dry"] == {"action": "store_true", "required": False, "default": False}
+    with pytest.raises(FrozenInstanceError):
+        _ToyArgs(model="m", parts=["a"]).model = "x"
+
+
+def test_every_job_parses_into_its_dataclass():
+    """Each job's generated options parse back into its own dataclass, field for field."""
+    ap = build_parser()
+    for name, job in all_jobs().items():
+        argv = [name]
+        want = {}
+        for flag, kw in options(job.args):
+            field = flag[2:].replace("-", "_")
+            if not kw["required"]:
+                want[field] = kw.get("default")
+                continue
+            n = kw.get("nargs")
+            vals = [f"{field}{i}" for i in range(n if isinstance(n, int) else (2 if n else 1))]
+            argv += [flag, *vals]
+            want[field] = vals if n else vals[0]
+        ns = ap.parse_args(argv)
+        assert ns.func is job.fn and ns.job_args is job.args
+        a = job.args(**{k: getattr(ns, k) for k in want})
+        assert {k: getattr(a, k) for k in want} == want, name
+        assert job.fn.__doc__, f"job {name} has no docstring (its --help)"
+
+
+def test_every_job_is_run_by_a_rule():
+    """Every registered job is run by some rule (``warm-jit-cache`` by ``make venv``): no dead job."""
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    called = set(re.findall(r"\baria ([a-z][a-z0-9-]+) ", text)) | {"warm-jit-cache"}
+    assert set(all_jobs()) <= called, set(all_jobs()) - called

@@ -56,18 +56,18 @@ deb:
 demo: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
-# the demo plus its LDS ground truth (counterfactual retraining, SPEC §9; README "Ground truth (LDS)")
+# the demo plus its LDS ground truth (counterfactual retraining, docs/spec.md §9; docs/validation.md "Ground truth (LDS)")
 validate: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/validate/lds.yaml
 
 # the planted-influence benchmark: queries that copy one aspect of known training pieces, so the
-# right answer is certain (README "Planted-influence benchmark"); results/benchmark_symbolic and
+# right answer is certain (docs/validation.md "Planted-influence benchmark"); results/benchmark_symbolic and
 # results/benchmark_audio
 benchmark: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/benchmark/planted.yaml
 
 # the validation and the planted benchmark in one run, on a second corpus that shares no collection
-# with the demo (Aird's airs, Essen folk songs, trecento; README "A second corpus"); results/corpus2
+# with the demo (Aird's airs, Essen folk songs, trecento; docs/validation.md "A second corpus"); results/corpus2
 corpus2: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/corpus2/validate.yaml
 

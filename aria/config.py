@@ -135,7 +135,7 @@ def _missing_top_level(keys: list[str]) -> list[str]:
     if "audio" in keys:
         out.append(
             "experiments lists 'audio' but the config has no audio section: add 'audio:' with the audio "
-            "experiment's settings (start from config.yaml's audio block; README \"The audio experiment\")"
+            "experiment's settings (start from config.yaml's audio block; docs/audio.md)"
         )
     return out
 
@@ -164,7 +164,7 @@ ANALYSIS_DEFAULTS = {
 
 
 def analysis_settings(block: dict | None) -> dict:
-    """The ``analysis`` config block (SPEC §7 readings) with its defaults filled in."""
+    """The ``analysis`` config block (docs/spec.md §7 readings) with its defaults filled in."""
     block = dict(block or {})
     return {
         **ANALYSIS_DEFAULTS,

@@ -11,7 +11,7 @@ chooses where a dask graph runs:
     one thread, in order (debugging);
 ``tcp://host:port`` (any address with ``://``)
     a running ``dask.distributed`` scheduler: a ``LocalCluster``, or one started on
-    SLURM with dask-jobqueue (README "Clusters"). Its workers must see the same files.
+    SLURM with dask-jobqueue (docs/cluster.md). Its workers must see the same files.
 
 The scheduler never changes a number; the engine changes them at most by float
 round-off (sums over chunks in another order).

@@ -8,14 +8,14 @@ names a method, a stage or an encoder. Adding a method means one
 Families (:data:`FAMILIES`)
 ---------------------------
 ``gradient-dense``
-    Scores from cached projected per-example gradients (SPEC §2): the module
+    Scores from cached projected per-example gradients (docs/spec.md §2): the module
     provides ``operators(feats, params) -> (rows, ops)`` so that the N x Q
     score matrix is ``sum_i rows[i] @ ops[i]``, streamed in row blocks
     (:func:`aria.attribution.scoring.score_blocks`).
 ``gradient-factored``
     Factorized (Kronecker) gradient projections (LoGra, FactGraSS).
 ``unlearning``
-    Loss change after unlearning a query (SPEC §8, the second source paper): reads the model
+    Loss change after unlearning a query (docs/spec.md §8, the second source paper): reads the model
     itself (``reads == "model"``): a cached diagonal Fisher per (stage, model), then one job
     per chunk of queries (``rules/unlearning.smk``).
 ``embedding``
@@ -53,7 +53,7 @@ from typing import Any
 
 #: Random projection types of ``projection.type`` (:mod:`aria.attribution.projection`), and
 #: the type a config that names none gets: ``sjlt`` costs O(p) per gradient where the dense
-#: Gaussian costs O(p k), equally faithful (README "Benchmarks", ``bench/bench_projection.py``).
+#: Gaussian costs O(p k), equally faithful (bench/README.md, ``bench/bench_projection.py``).
 PROJECTION_TYPES = ("gaussian", "sjlt")
 DEFAULT_PROJECTION = "sjlt"
 
@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 FAMILIES = ("gradient-dense", "gradient-factored", "unlearning", "embedding", "external")
-#: SPEC §3 track-level normalization per query before averaging a track's segments
+#: docs/spec.md §3 track-level normalization per query before averaging a track's segments
 NORMALIZATIONS = ("zscore", "rank", "none")
 READS = ("final", "checkpoints", "ensemble", "factored", "model", "audio", "matrix")
 PLUGINS_ENV = "ARIA_PLUGINS"
@@ -100,7 +100,7 @@ class Method:
     reads : str
         The artifacts it reads, one of :data:`READS` (see module docstring).
     normalize : str
-        Track-level normalization (SPEC §3), one of :data:`NORMALIZATIONS`:
+        Track-level normalization (docs/spec.md §3), one of :data:`NORMALIZATIONS`:
         ``"zscore"`` for roughly Gaussian scores, ``"rank"`` for heavy-tailed ones.
     module : str
         Implementing module; for gradient families it defines ``operators``.
@@ -248,7 +248,7 @@ def _damping(default_alpha: float, matrix: str) -> dict:
 
 
 #: default damping: TRAK's alpha = 10 keeps 95% of the replica agreement of alpha -> infinity on the
-#: demo (README "Reading the evidence"); LoGra/FactGraSS keep their alpha = 0.1 per layer
+#: demo (docs/evidence.md); LoGra/FactGraSS keep their alpha = 0.1 per layer
 TRAK_DAMPING = {"rule": "relative", "alpha": 10.0}
 FACTORED_DAMPING = {"rule": "relative", "alpha": 0.1}
 register(

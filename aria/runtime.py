@@ -26,7 +26,7 @@ as the child of a small supervisor (:func:`supervise`, started by :func:`aria.cl
   needs a kernel the template lacks compiles it into its private copy only.
   Without a template (e.g. ``pip install`` without ``make``) jobs compile from
   scratch: correct, but slower; the log says so. The costs of the options, per
-  job, are measured by ``bench/bench_jit_cache.py`` (numbers in README).
+  job, are measured by ``bench/bench_jit_cache.py`` (numbers in bench/README.md).
 * A user's ``NUMBA_CACHE_DIR`` is replaced for the job (the log says so): a
   shared directory is exactly what the race needs.
 * Only a job that imported numba (librosa) says anything about its cache, and

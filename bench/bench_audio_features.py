@@ -1,4 +1,4 @@
-"""Benchmark the SPEC §5 audio features: seconds per 30 s track, per feature.
+"""Benchmark the docs/spec.md §5 audio features: seconds per 30 s track, per feature.
 
 Synthesizes one 30 s mono signal at 22050 Hz (a 112 BPM click/kick pattern
 over a C-G-Am-F progression of additive sawtooth-like triads, 2 s per chord,

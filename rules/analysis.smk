@@ -1,4 +1,4 @@
-# Reading the evidence safely (SPEC §7, README "Reading the evidence"): every report row's
+# Reading the evidence safely (docs/spec.md §7, docs/evidence.md): every report row's
 # score matrix without its leading singular axis (the residual), homogeneity again on it
 # (audio: made track-level first, as S is), and the axis-channel alignment of the removed
 # axis, in one job per row. On unless analysis.residual is false.
@@ -26,7 +26,7 @@ rule residual:
         "--out-alignment {output.alignment} > {log} 2>&1"
 
 
-# Sensitivity (SPEC §7, paper App. B.5; README "Sensitivity"): mu_z of every grid point of
+# Sensitivity (docs/spec.md §7, paper App. B.5; docs/evidence.md "Sensitivity to hyperparameters"): mu_z of every grid point of
 # config sensitivity.grid. A scoring parameter re-solves from the cached feature stores; a
 # dense method's k reads stores projected at that k (rule project_gradients_k); nothing trains.
 rule sweep_point:

@@ -140,7 +140,7 @@ rule audio_segments:
 if PLANTED:
 
     # the planted-influence benchmark: the symbolic plants rendered to audio and tokenized
-    # (README "Planted-influence benchmark"); everything downstream reads the same queries
+    # (docs/validation.md "Planted-influence benchmark"); everything downstream reads the same queries
     rule audio_queries:
         input:
             manifest=audio_manifest(),
@@ -249,7 +249,7 @@ rule audio_null:
 
 rule audio_homogeneity:
     input:
-        # embedding baselines are track-level already (SPEC §3)
+        # embedding baselines are track-level already (docs/spec.md §3)
         scores=lambda w: (
             results(f"scores/{w.stage}/{w.method}.zarr", AUDIO_EXP)
             if w.stage in ("baseline", "external")

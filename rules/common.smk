@@ -99,7 +99,7 @@ if SYMBOLIC:
     }
 METHODS = list(config["methods"]["run"]) if SYMBOLIC else []
 
-# SPEC §7 readings of every report row (rules/analysis.smk)
+# docs/spec.md §7 readings of every report row (rules/analysis.smk)
 ANALYSIS = analysis_settings(config.get("analysis"))
 
 # Score matrices the user computed elsewhere (config external_scores): imported into the
@@ -261,7 +261,7 @@ def corpus_root():
 
 
 def method_feature_stores(w):
-    """The projected-feature stores a scoring method reads (SPEC §2; registry ``Method.reads``)."""
+    """The projected-feature stores a scoring method reads (docs/spec.md §2; registry ``Method.reads``)."""
     cfg = stage_cfg(w)
     n_c = n_checkpoints(cfg)
     store = results("features/{stage}/m{m}_c{c}.zarr", w.exp)
@@ -373,7 +373,7 @@ def covariance_arg(w, input):
 
 
 def tracklevel_params(w):
-    """SPEC §3 normalization of a method's scores before averaging a track's segments."""
+    """docs/spec.md §3 normalization of a method's scores before averaging a track's segments."""
     if w.method in EXTERNAL:
         return jparams(normalize=EXTERNAL[w.method].get("normalize", "rank"))
     return jparams(normalize=registry.method(w.method).normalize)
@@ -421,7 +421,7 @@ def homogeneity_params(domain):
 
 
 def row_cost_files(exp, key):
-    """Benchmark files and stores behind one report row (SPEC §7 cost): its scoring, the projection
+    """Benchmark files and stores behind one report row (docs/spec.md §7 cost): its scoring, the projection
     and covariance jobs whose stores it reads, the training of those models, and its score and
     feature stores. Jobs shared by several rows (a feature store, a model) count in full for each."""
     method, _, stage = key.partition("/")
@@ -487,7 +487,7 @@ def pool_check_params(domain):
     return jparams(ks=config["homogeneity"]["ks"], min_queries=ANALYSIS["verdict"]["min_queries"], **unit)
 
 
-# Sensitivity sweep (SPEC §7, rules/analysis.smk): one job per (stage, method, grid point)
+# Sensitivity sweep (docs/spec.md §7, rules/analysis.smk): one job per (stage, method, grid point)
 SENS = config.get("sensitivity") or {}
 SENS = SENS if SENS.get("enabled", True) else {}
 
@@ -737,7 +737,7 @@ ENGINE_THREADS = COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
 
 # The GPU request of the projection and unlearning rules: one GPU when the config runs on one
 # (device: cuda), none on a CPU run. Locally `--resources gpu=N` caps how many run at once; the
-# SLURM executor plugin turns gpu=1 into `sbatch --gpus=1` (README "Running on a cluster").
+# SLURM executor plugin turns gpu=1 into `sbatch --gpus=1` (docs/cluster.md).
 GPU = 0 if str(config["device"]).startswith("cpu") else 1
 
 
@@ -760,7 +760,7 @@ def stage_outputs(kind, exp=EXP, stage="symbolic"):
     return [results(f"{kind}/{stage}/{m}.json", exp) for m in SYMBOLIC_ROWS]
 
 
-# LDS ground truth (SPEC §9, rules/lds.smk): the (experiment, stage) pairs whose config turns it on
+# LDS ground truth (docs/spec.md §9, rules/lds.smk): the (experiment, stage) pairs whose config turns it on
 LDS_STAGES = sorted(s for (_, s), cfg in STAGES.items() if cfg["lds"])
 LDS_SYMBOLIC = SYMBOLIC and bool(STAGES[(EXP, "symbolic")]["lds"])
 # the planted-influence benchmark (queries.kind: planted; rules/planted.smk): its settings, or None
@@ -837,7 +837,7 @@ def lds_report_arg(w, input):
     return "--lds " + " ".join(input.lds) + (" --lds-references " + " ".join(refs) if refs else "")
 
 
-# Unlearning (SPEC §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;
+# Unlearning (docs/spec.md §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;
 # the self-influence grid per stage; the comparison with the other methods per experiment.
 SELF = config.get("selfinfluence") or {}
 SELF = SELF if SELF.get("enabled", True) else {}

@@ -1,5 +1,5 @@
-# Musical evidence: symbolic features of every training segment (SPEC §5), the
-# random-group null shared by all methods, and per-method homogeneity (SPEC §6).
+# Musical evidence: symbolic features of every training segment (docs/spec.md §5), the
+# random-group null shared by all methods, and per-method homogeneity (docs/spec.md §6).
 
 
 rule symbolic_features:

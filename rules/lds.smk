@@ -1,4 +1,4 @@
-# Ground truth by counterfactual retraining (SPEC §9): per (experiment, stage) with `lds`
+# Ground truth by counterfactual retraining (docs/spec.md §9): per (experiment, stage) with `lds`
 # enabled, one retraining job per random subset of the training segments, gathered into
 # results/<exp>/lds/<stage>/ground_truth.zarr; then one LDS job per method, which reads
 # only its score store and the ground truth (changing a method's parameters never

@@ -23,8 +23,8 @@ rule train_model:
 
 if SYMBOLIC and PLANTED:
 
-    # the planted-influence benchmark: the queries are planted copies, not generations (README
-    # "Planted-influence benchmark"); everything downstream reads the same queries.npz
+    # the planted-influence benchmark: the queries are planted copies, not generations
+    # (docs/validation.md "Planted-influence benchmark"); everything downstream reads the same queries.npz
     rule symbolic_queries:
         input:
             segments=results("segments/symbolic/train.npz", EXP),

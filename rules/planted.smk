@@ -1,4 +1,4 @@
-# The planted-influence benchmark (queries.kind: planted; README "Planted-influence benchmark"):
+# The planted-influence benchmark (queries.kind: planted; docs/validation.md "Planted-influence benchmark"):
 # every method's retrieval of the planted source segments and the rank of the planted channel by
 # homogeneity z; the symbolic report gathers them into its planted tables.
 
@@ -27,7 +27,7 @@ if PLANTED:
 
 if PLANTED and AUDIO:
 
-    # the audio experiment's plants, per stage and method, on the track-level matrices (SPEC §3,
+    # the audio experiment's plants, per stage and method, on the track-level matrices (docs/spec.md §3,
     # the ones its homogeneity reads; the embedding baselines are track-level already), so that
     # every row ranks the same training tracks and P@K compares across rows
     rule audio_planted:

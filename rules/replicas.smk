@@ -1,4 +1,4 @@
-# The noise diagnostic (aria.evaluation.agreement; README "Reading the evidence"): every model-based
+# The noise diagnostic (aria.evaluation.agreement; docs/evidence.md): every model-based
 # method scored again from ensemble member analysis.replicas.member -- an independently trained
 # model -- under replicas/<stage>/<method>/m<member>.zarr (TRAK: each member alone, as its
 # ensemble averages them). The diagnostics job of the method reads both replicas and records

@@ -126,7 +126,7 @@ rule audio_report:
         + "> {log} 2>&1"
 
 
-# Per-query evidence cards (README "Per-query evidence cards"): one HTML page per query with the
+# Per-query evidence cards (docs/evidence.md "Per-query evidence cards"): one HTML page per query with the
 # media it plays (the attributed windows, the queries), in results/<exp>/cards/ next to report.html.
 if SYMBOLIC:
 

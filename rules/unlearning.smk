@@ -1,4 +1,4 @@
-# Unlearning-based attribution (SPEC §8; the second source paper; README "Unlearning"):
+# Unlearning-based attribution (docs/spec.md §8; the second source paper; docs/methods.md "Unlearning"):
 # per stage a diagonal Fisher of model 0 (cached per side: masked or full training losses),
 # one job per chunk of queries (GPU jobs, spread by a cluster), merged into the stage's
 # score store scores/<stage>/unlearning.zarr, which then goes through diagnostics,

@@ -127,7 +127,7 @@ def test_audio_only_config_sections(tmp_path):
     assert lines[0] == "invalid config my.yaml:"
     assert lines[1:] == [
         "  - experiments lists 'audio' but the config has no audio section: add 'audio:' with the audio "
-        "experiment's settings (start from config.yaml's audio block; README \"The audio experiment\")"
+        "experiment's settings (start from config.yaml's audio block; docs/audio.md)"
     ]
     # the audio demo renders the symbolic demo corpus into results/<experiment>/: that needs the name
     cfg = {"experiments": ["audio"], **shared, "corpus": demo["corpus"], "audio": copy.deepcopy(demo["audio"])}

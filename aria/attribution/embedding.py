@@ -1,4 +1,4 @@
-"""Embedding-similarity scores (SPEC §2 "Embedding baselines", §8 test-to-train).
+"""Embedding-similarity scores (docs/spec.md §2 "Embedding baselines", §8 test-to-train).
 
 Two scores compare every training track t with every query q:
 
@@ -79,7 +79,7 @@ def window_embeddings(
     frame_rate : float
         Frames per second (Hz), e.g. :attr:`Encoder.frame_rate`.
     window_s, hop_s : float
-        Window length and hop, seconds (SPEC §8: 10 s, 1 s).
+        Window length and hop, seconds (docs/spec.md §8: 10 s, 1 s).
 
     Returns
     -------
@@ -130,7 +130,7 @@ def all_against_all_scores(
 
     ``S[t, q] = max_{a, b} cos(W_t[a], V_q[b])`` with ``W_t = window_embeddings(
     train_frames[t], ...)`` and ``V_q = window_embeddings(query_frames[q], ...)``
-    (SPEC §8 "all-against-all").
+    (docs/spec.md §8 "all-against-all").
 
     Every window embedding is normalized once; the work is one matrix product per
     (train block, query block) of at most ``block_rows`` x ``block_cols`` windows,

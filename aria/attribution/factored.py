@@ -1,4 +1,4 @@
-"""Factored per-example gradient projections for LoGra and FactGraSS (SPEC §2).
+"""Factored per-example gradient projections for LoGra and FactGraSS (docs/spec.md §2).
 
 The full per-example gradient is never formed. Forward and backward hooks on the
 selected ``nn.Linear`` layers capture, for each example, the layer's inputs x_t and

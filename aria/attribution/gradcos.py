@@ -1,4 +1,4 @@
-"""Grad-Cos (SPEC §2): S[j, q] = phi(z_j) . phi(q) / (|phi(z_j)| |phi(q)|); zero-norm rows score 0."""
+"""Grad-Cos (docs/spec.md §2): S[j, q] = phi(z_j) . phi(q) / (|phi(z_j)| |phi(q)|); zero-norm rows score 0."""
 
 from __future__ import annotations
 

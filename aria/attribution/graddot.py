@@ -1,4 +1,4 @@
-"""GradDot (SPEC §2): S = Phi phi_q^T, one checkpoint (model 0, final)."""
+"""GradDot (docs/spec.md §2): S = Phi phi_q^T, one checkpoint (model 0, final)."""
 
 from __future__ import annotations
 

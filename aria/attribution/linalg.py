@@ -122,7 +122,7 @@ def unit_rows(X) -> np.ndarray:
 
 
 def layerwise_influence_operators(train, query, layers, *, damping: dict):
-    """``(rows, ops)`` of a block-diagonal influence score (LoGra, FactGraSS; SPEC §2).
+    """``(rows, ops)`` of a block-diagonal influence score (LoGra, FactGraSS; docs/spec.md §2).
 
     S = sum_l Phi_l (F_l + lambda_l I)^{-1} phi_l(q)^T with, per layer block l (columns
     ``start:stop`` of the features), F_l = Phi_l^T Phi_l / N (the mean outer product over

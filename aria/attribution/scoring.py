@@ -1,4 +1,4 @@
-"""Score matrices of the gradient methods from cached projected features (SPEC §2).
+"""Score matrices of the gradient methods from cached projected features (docs/spec.md §2).
 
 Each method lives in its own module (``aria.attribution.<name>``, listed in
 :mod:`aria.registry`) and returns ``(rows, ops)`` with S = sum_i rows[i] @ ops[i];

@@ -1,4 +1,4 @@
-"""TracIn (SPEC §2): S = sum_c eta_c Phi_c phi_{q,c}^T over checkpoints c of model 0."""
+"""TracIn (docs/spec.md §2): S = sum_c eta_c Phi_c phi_{q,c}^T over checkpoints c of model 0."""
 
 from __future__ import annotations
 

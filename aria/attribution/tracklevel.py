@@ -1,4 +1,4 @@
-"""Track-level score matrix (SPEC §3, Eq. 1).
+"""Track-level score matrix (docs/spec.md §3, Eq. 1).
 
 Each column of the segment-level score matrix S (N x Q) is normalized per query,
 then averaged over the segments of each track:

@@ -1,4 +1,4 @@
-"""TRAK (SPEC §2): S = mean_m Phi_m (Phi_m^T Phi_m + lambda_m I)^{-1} phi_{q,m}^T over models m.
+"""TRAK (docs/spec.md §2): S = mean_m Phi_m (Phi_m^T Phi_m + lambda_m I)^{-1} phi_{q,m}^T over models m.
 
 The damping lambda_m follows config ``methods.trak.damping``
 (:func:`aria.attribution.linalg.damping_lambda`): by default relative to the spectrum,

@@ -1,4 +1,4 @@
-"""Unlearning-based attribution (SPEC §8; the second source paper, after Wang et al. 2024).
+"""Unlearning-based attribution (docs/spec.md §8; the second source paper, after Wang et al. 2024).
 
 To attribute a generated item ẑ, *unlearn* it and measure which training items' losses rise:
 
@@ -21,7 +21,7 @@ Conventions
   ``generator``; every pass that is compared (before and after unlearning, and each Fisher
   example) gets a generator seeded the same way (:func:`example_generator`), so the same
   noise and timesteps serve both sides of τ.
-* Masks (SPEC §8): ``M_U`` masks padding/silence in the loss of ẑ while unlearning, ``M_L``
+* Masks (docs/spec.md §8): ``M_U`` masks padding/silence in the loss of ẑ while unlearning, ``M_L``
   in the training losses while scoring. Strategies: ``none`` (neither), ``both``, ``mixed``
   (M_U only, the paper's choice). The batch-level switch is the caller's: the loss
   functions here take a ``use_mask`` flag.
@@ -360,7 +360,7 @@ def model_embeddings(model, tokens, mask, *, batch_size: int = 32, device="cpu")
 
     Used by the self-influence check for target selection, top-/bottom-k similarity and the
     Fréchet distance (the paper uses CLAP/OpenL3 audio embeddings; Aria's token models are
-    compared in the representation of the original model θ₀, README "Unlearning").
+    compared in the representation of the original model θ₀, docs/methods.md "Unlearning").
     """
     captured = []
     hook = model.ln_f.register_forward_hook(lambda mod, inp, out: captured.append(out.detach()))
@@ -423,7 +423,7 @@ def self_influence(
     loss_fn: LossFn | None = None,
     checks: Mapping | None = None,
 ) -> dict:
-    """Train-to-train self-influence of one setting (SPEC §8; the paper's §3.2) on a token model.
+    """Train-to-train self-influence of one setting (docs/spec.md §8; the paper's §3.2) on a token model.
 
     Each target is unlearned like a query (its own padding masked by M_U under ``mixed`` and
     ``both``) and every training item is scored (M_L under ``both``).

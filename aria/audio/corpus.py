@@ -13,7 +13,7 @@ percussive and sound-effect programs 112..127, synth effects 96..103,
 guitar harmonics (31), timpani (47), orchestra hit (55) and the drum channel.
 So every assigned program lies in 0..111.
 
-Quality filters (SPEC §7, "Data filters (FMA)")
+Quality filters (docs/spec.md §7, "Data filters (FMA)")
 -----------------------------------------------
 :func:`filter_tracks` works on a track table (one row per track) and returns
 the kept rows and the dropped rows with a ``reason`` column. Reason codes:
@@ -181,7 +181,7 @@ def filter_tracks(
     min_listens: float | None = None,
     min_favorites: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Apply the SPEC §7 data filters to a track table.
+    """Apply the docs/spec.md §7 data filters to a track table.
 
     Parameters
     ----------

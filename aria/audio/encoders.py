@@ -1,4 +1,4 @@
-"""Audio embedding encoders for the embedding baselines (SPEC §2 "Embedding baselines").
+"""Audio embedding encoders for the embedding baselines (docs/spec.md §2 "Embedding baselines").
 
 The scores built from their embeddings (time-averaged cosine, all-against-all) are
 in :mod:`aria.attribution.embedding`; the registry of encoders is

@@ -1,4 +1,4 @@
-"""The audio evidence-channel features of SPEC §5, from audio files or arrays.
+"""The audio evidence-channel features of docs/spec.md §5, from audio files or arrays.
 
 Features (float64 vectors unless noted; dims at the default options):
 
@@ -22,7 +22,7 @@ chords (variable length, int64)
     CRF decoding), in time order; -1 for a no-chord ('N'/'X') segment.
     Consecutive segments are distinct labels, but two segments can share a
     root (e.g. C:maj then C:min). Use :func:`chord_root_motion` for the
-    transposition-invariant root-motion sequence of the SPEC similarity.
+    transposition-invariant root-motion sequence of the docs/spec.md §5 similarity.
 mfcc (26)
     ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=13)``: 13 frame means, then 13
     frame standard deviations (population, ddof=0).
@@ -106,7 +106,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "mfcc",
     "cqt",
 )
-#: The three audio evidence channels (SPEC §5).
+#: The three audio evidence channels (docs/spec.md §5).
 CHANNELS: dict[str, list[str]] = {
     "rhythmic": ["beat_interval_hist", "onset_interval_hist"],
     "harmonic": ["chroma", "tonnetz", "chords"],
@@ -183,7 +183,7 @@ def parse_chord_root(label: str) -> int:
 
 
 def chord_root_motion(roots) -> np.ndarray:
-    """Transposition-invariant root-motion intervals of a chord-root sequence (SPEC §5 chord similarity).
+    """Transposition-invariant root-motion intervals of a chord-root sequence (docs/spec.md §5 chord similarity).
 
     Parameters
     ----------

@@ -29,7 +29,7 @@ Conventions
 centred on sample ``t * h`` (zero padding at the edges) and stands for the hop
 interval ``[t h, (t + 1) h)``. Frame rate = ``sr / h``.
 
-*Stage windows* (SPEC §1): non-overlapping windows of ``window_s`` seconds
+*Stage windows* (docs/spec.md §1): non-overlapping windows of ``window_s`` seconds
 (semantic 10 s, coarse 4 s, fine 2 s), see :func:`stage_windows`. A track
 shorter than one window gives one zero-padded window; the final partial window
 of a longer track is kept (padded) when it holds at least ``min_tail`` (default
@@ -264,7 +264,7 @@ def stage_windows(n_samples: int, *, sr: int, window_s: float, min_tail: float =
         real length is at least ``min_tail * window``, else dropped. 1.0
         drops every partial tail, 0.0 keeps every non-empty one. Has no
         effect on a track shorter than one window: it always yields exactly
-        one padded window (SPEC §1).
+        one padded window (docs/spec.md §1).
 
     Returns
     -------

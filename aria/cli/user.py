@@ -1,7 +1,7 @@
 """User commands: Aria's diagnostics on score matrices computed anywhere.
 
 ``aria diagnose PATH [--replica PATH] [--json] [--transpose]``
-    The four SPEC §4 diagnostics of a matrix in any format of
+    The four docs/spec.md §4 diagnostics of a matrix in any format of
     :mod:`aria.io.matrices` (zarr streamed chunk by chunk), and a one-line reading.
 ``aria import-scores PATH --rows ROWS --cols COLS --out STORE``
     Convert a matrix into an Aria score store, checked against id lists.

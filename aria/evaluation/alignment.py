@@ -1,4 +1,4 @@
-"""Axis--channel alignment of a score matrix's leading axis (SPEC §7, paper Eq. 8).
+"""Axis--channel alignment of a score matrix's leading axis (docs/spec.md §7, paper Eq. 8).
 
 u_1 (T,) is the leading left singular vector at the homogeneity pool's unit: the
 track level for audio (the mean of u_1 over a track's segments), the segment for

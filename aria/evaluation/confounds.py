@@ -1,4 +1,4 @@
-"""Confounds that inflate homogeneity without attribution (SPEC §6-7, paper App. B.6).
+"""Confounds that inflate homogeneity without attribution (docs/spec.md §6-7, paper App. B.6).
 
 Two things make a top-K group look homogeneous for reasons that have nothing to do with
 what the model learned from its training data:

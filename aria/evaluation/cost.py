@@ -1,4 +1,4 @@
-"""What each setting cost to compute (SPEC §7): time, CPU or device hours, memory and disk.
+"""What each setting cost to compute (docs/spec.md §7): time, CPU or device hours, memory and disk.
 
 Input per report row: the benchmark records (:func:`aria.io.tables.read_benchmark`) of the
 jobs that produced its score matrix -- ``attribution`` (scoring, gradient projection,

@@ -1,8 +1,8 @@
-"""Empty features: items whose evidence for a channel is nothing at all (SPEC §5-6).
+"""Empty features: items whose evidence for a channel is nothing at all (docs/spec.md §5-6).
 
 A histogram with nothing to count is all zeros (a segment with no notes, a monophonic line
 with no vertical intervals, a recording in which no beat was found), and a chord sequence
-with no chord change is empty. Two empty histograms are *identical* under the SPEC
+with no chord change is empty. Two empty histograms are *identical* under the docs/spec.md
 similarity (distance 0, sim = 1), so a group of them looks perfectly homogeneous although
 nothing was measured; two empty chord sequences have similarity 0
 (:func:`aria.evaluation.homogeneity.lcs_similarity`), which pulls a group's harmony down for

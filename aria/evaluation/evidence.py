@@ -1,4 +1,4 @@
-"""Per-query evidence (SPEC §5-6, README "Per-query evidence cards"): how similar each attributed
+"""Per-query evidence (docs/spec.md §5-6, docs/evidence.md "Per-query evidence cards"): how similar each attributed
 training item is to the query along each channel, which aspect dominates the group, and where
 each item lies in its source.
 
@@ -6,7 +6,7 @@ Pure computing functions; the cards are written by :mod:`aria.report.cards`.
 
 Conventions
 -----------
-* Similarities are those of the homogeneity (SPEC §5): ``1 / (1 + d)`` with ``d`` the
+* Similarities are those of the homogeneity (docs/spec.md §5): ``1 / (1 + d)`` with ``d`` the
   standardized Euclidean distance over the pool's non-zero scales, and LCS of chord root
   motions for sequences; a channel's similarity is the mean over its features. So a query's
   similarity to an item is on the same scale as the within-group similarities behind z.

@@ -1,4 +1,4 @@
-"""Within-group homogeneity of attributed training items (SPEC §5 similarity, §6).
+"""Within-group homogeneity of attributed training items (docs/spec.md §5 similarity, §6).
 
 For a query q and a group size K, G_K(q) is the set of the K training items
 (rows of the score matrix) with the highest score for q. Each feature f gives a
@@ -81,9 +81,9 @@ __all__ = [
 SIGMA_EPS = 1e-12
 #: One-sided 5 % threshold for the "Sig" summary.
 SIG_Z = 1.645
-#: Default K-sweep (SPEC §6).
+#: Default K-sweep (docs/spec.md §6).
 DEFAULT_KS = (5, 10, 20, 50)
-#: Default number of random reference groups R (SPEC §6).
+#: Default number of random reference groups R (docs/spec.md §6).
 DEFAULT_N_GROUPS = 1000
 
 # Work budget (elements of the (groups, pairs, dims) difference tensor) per
@@ -133,7 +133,7 @@ def feature_scales(X) -> np.ndarray:
     Notes
     -----
     Compute once per experiment, before any query, and share across queries,
-    methods and the null (SPEC §5).
+    methods and the null (docs/spec.md §5).
     """
     X = _as_2d(X)
     if X.shape[0] == 0:
@@ -586,7 +586,7 @@ def null_distribution(
     random_state: int = 0,
     scales: Mapping | None = None,
 ) -> dict:
-    """Null mean/std of homogeneity over random groups, per K (SPEC §6).
+    """Null mean/std of homogeneity over random groups, per K (docs/spec.md §6).
 
     Parameters
     ----------
@@ -776,7 +776,7 @@ def _zscores(H_query, null_mu, null_sigma) -> tuple[np.ndarray, bool]:
 
 
 def summarize(z) -> dict:
-    """Summaries of z-scores over queries (SPEC §6).
+    """Summaries of z-scores over queries (docs/spec.md §6).
 
     Returns ``{"mu_z": mean z, "pos": fraction z > 0, "sig": fraction
     z > 1.645}`` as floats, over the finite entries of ``z`` (array-like of shape
@@ -892,7 +892,7 @@ def evidence_pool(bundle: Mapping, *, pool=None) -> tuple[np.ndarray, dict, dict
     Returns ``(ids, features, channels)``. Symbolic bundles are segment-level
     and used whole. Audio bundles are track-level: ``pool`` (training track ids)
     keeps only those, and chord-root sequences become root-motion sequences
-    (SPEC §5, :func:`aria.audio.features.chord_root_motion`).
+    (docs/spec.md §5, :func:`aria.audio.features.chord_root_motion`).
     """
     if bundle["kind"] == "symbolic":
         from aria.symbolic.features import CHANNELS

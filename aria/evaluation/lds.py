@@ -1,4 +1,4 @@
-"""Ground truth by counterfactual retraining: the linear datamodeling score (SPEC §9).
+"""Ground truth by counterfactual retraining: the linear datamodeling score (docs/spec.md §9).
 
 Conventions, used throughout:
 
@@ -10,7 +10,7 @@ Conventions, used throughout:
   retrained on S_m), dattri's convention. A training segment that helps a query lowers
   its loss and raises f_q. Averaged over R independent training runs when R > 1.
 - Scores are (N, Q) with rows = training segments, columns = queries, higher = more
-  positive influence (every method's convention, SPEC §2). The datamodel prediction is
+  positive influence (every method's convention, docs/spec.md §2). The datamodel prediction is
   g_q(S_m) = sum_{j in S_m} tau(q, z_j), i.e. ``G = masks @ S`` of shape (M, Q).
 - LDS_q = Spearman correlation over m of (g_q, f_q); LDS = mean over queries. A
   query whose predictions or targets are constant over the subsets has no defined

@@ -1,4 +1,4 @@
-"""Reliability diagnostics of a score matrix (SPEC §4), in one streaming pass.
+"""Reliability diagnostics of a score matrix (docs/spec.md §4), in one streaming pass.
 
 For an N x Q score matrix S (N training rows, Q queries) this module computes
 the four numbers of the paper's reliability table, in order
@@ -591,7 +591,7 @@ def reliability(
     precision: str = "float32",
     workers: int | None = None,
 ) -> dict[str, float]:
-    """Reliability diagnostics of a score matrix (SPEC §4), one streaming pass.
+    """Reliability diagnostics of a score matrix (docs/spec.md §4), one streaming pass.
 
     Parameters
     ----------
@@ -868,7 +868,7 @@ _COLLAPSED = (
 
 
 def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
-    """A setting's verdict from its diagnostics (SPEC §4 "Reading", §7).
+    """A setting's verdict from its diagnostics (docs/spec.md §4 "Reading", §7).
 
     ``diag`` holds ``r1``, ``c_bar``, ``rho_bar``, ``q`` and, from :func:`centred_diagnostics`,
     ``r1_centred``, ``v1_constancy_centred``, ``offset_share``, ``n_constant`` (older documents
@@ -890,7 +890,7 @@ def verdict(diag: dict, *, thresholds: dict | None = None) -> dict:
       within-query variation on one axis shared by all queries, or a mean |correlation| of 0.5
       between query columns, means their rankings are largely one ranking; a query's top-K is
       then mostly the same group, so its homogeneity z describes that group, not attribution:
-      the report marks such z as not interpretable. The SPEC's r1 (with ``v1_constancy``) is
+      the report marks such z as not interpretable. The r1 of docs/spec.md §4 (with ``v1_constancy``) is
       read through its centred version because r1 also counts the per-query offsets
       ``1 mu^T``, which change no ranking: a matrix of i.i.d. scores around a common offset has
       r1 ~ c_bar ~ 0.7 and independent rankings. (A high r1 whose v_1 is concentrated on a few
@@ -1008,7 +1008,7 @@ def _num(x, spec: str = ".2f") -> str:
 
 
 def reading(diag: dict, *, thresholds: dict | None = None) -> str:
-    """One-line reading of the diagnostics (SPEC §4 "Reading"): :func:`verdict`'s sentence.
+    """One-line reading of the diagnostics (docs/spec.md §4 "Reading"): :func:`verdict`'s sentence.
 
     ``diag`` as for :func:`verdict` (``aria diagnose`` passes :func:`reliability_from_stats`
     and :func:`centred_diagnostics` of the same pass, with ``q`` and ``n``). The cut-offs are

@@ -1,4 +1,4 @@
-"""Residual of a score matrix after its leading axis is removed (SPEC §7, paper §4.4).
+"""Residual of a score matrix after its leading axis is removed (docs/spec.md §7, paper §4.4).
 
 ``S_res = S - sigma_1 u_1 v_1^T``. Because ``sigma_1 u_1 = S v_1``, this is
 ``S_res = S (I - v_1 v_1^T)``: every row chunk of S is projected on its own, so

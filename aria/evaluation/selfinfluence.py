@@ -1,4 +1,4 @@
-"""Checks of unlearning-based attribution (SPEC §8; the second paper's §3.2-3.3).
+"""Checks of unlearning-based attribution (docs/spec.md §8; the second paper's §3.2-3.3).
 
 Train-to-train self-influence: unlearn a training target z_tar and score every training item;
 a working setting ranks the target first and attributes items similar to it.

@@ -10,7 +10,7 @@ Layout (a dict saved with ``torch.save``)::
                           Class(**config); default Aria's MusicTransformer
     seed, losses          optional, written by ``aria train``
 
-README, "Stage-model adapter", says how to bring your own checkpoints.
+docs/audio.md, "Stage-model adapter", says how to bring your own checkpoints.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def read_checkpoint(path) -> dict:
     blob = load_torch(path)
     missing = [k for k in CHECKPOINT_KEYS if k not in blob]
     if missing:
-        raise ValueError(f"{path}: not an Aria model checkpoint (missing {missing}); see README 'Stage-model adapter'")
+        raise ValueError(
+            f"{path}: not an Aria model checkpoint (missing {missing}); see docs/audio.md 'Stage-model adapter'"
+        )
     return blob
 
 

@@ -2,7 +2,7 @@
 
 Evidence bundle (``evidence/symbolic_features.npz``, ``evidence/audio_features.npz``)
 ------------------------------------------------------------------------------------
-Symbolic: ``segment_ids`` (N,) plus one (N, d) array per SPEC §5 feature.
+Symbolic: ``segment_ids`` (N,) plus one (N, d) array per docs/spec.md §5 feature.
 Audio: ``track_ids`` (T,), one (T, d) array per feature, and the ragged chord-root
 sequences as ``chords`` (sum of lengths,) with ``chord_lengths`` (T,).
 

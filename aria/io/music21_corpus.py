@@ -1,6 +1,6 @@
 """Reading pieces from music21's bundled corpus (the embedded demo's source).
 
-Collections used, their sources and licences (see README "Demo corpus"):
+Collections used, their sources and licences (see docs/methods.md "The embedded demo corpus"):
 
 - ``bach_chorales``: J. S. Bach's four-part chorales (music21 core corpus).
 - ``ryans_mammoth``: Ryan's Mammoth Collection (1883), ABC transcriptions.

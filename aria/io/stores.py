@@ -32,7 +32,7 @@ Feature store ``features/<checkpoint>.zarr``::
     query_ids  str, shape (Q,)
     attrs      {"k": ..., "seed": ..., "lr": ..., "checkpoint": ...}
 
-Ground-truth store ``lds/<stage>/ground_truth.zarr`` (SPEC §9, :mod:`aria.evaluation.lds`)::
+Ground-truth store ``lds/<stage>/ground_truth.zarr`` (docs/spec.md §9, :mod:`aria.evaluation.lds`)::
 
     masks         bool,    shape (M, N)     row m = training segments of subset S_m
     targets       float64, shape (M, Q)     f_q(S_m) = -loss of query q, mean over runs

@@ -1,4 +1,4 @@
-"""Per-query evidence cards: one self-contained HTML page per query (README "Per-query evidence cards").
+"""Per-query evidence cards: one self-contained HTML page per query (docs/evidence.md "Per-query evidence cards").
 
 A card shows the query (player, or MIDI and a piano roll), then one section per report row:
 the setting's verdict, the aspect that dominates the query's top-K group, and each attributed
@@ -148,9 +148,9 @@ def card_html(card: dict) -> str:
         )
     notes = (
         "<ul class='notes'><li>Score: the row's matrix entry for this query (track-level rows: the "
-        "per-query normalized mean over the track's segments, SPEC §3). Similarity: 1/(1+d) with d the "
+        "per-query normalized mean over the track's segments, docs/spec.md §3). Similarity: 1/(1+d) with d the "
         "standardized distance over the pool's scales, chord progressions by LCS of root motions; 1 = "
-        "identical. Group z: the homogeneity of the whole top-K group against random groups (SPEC §6).</li>"
+        "identical. Group z: the homogeneity of the whole top-K group against random groups (docs/spec.md §6).</li>"
         "<li>A collapsed setting ranks training items nearly the same for every query: its list "
         "describes one fixed group, not this query.</li></ul>"
     )

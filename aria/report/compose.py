@@ -16,7 +16,7 @@ from aria.report import render as R
 __all__ = ["compose", "SYMBOLIC_CHANNEL_NOTE", "AUDIO_CHANNEL_NOTE", "LDS_NOTE"]
 
 LDS_NOTE = (
-    "LDS (SPEC §9): models retrained on random halves S_m of the training segments; target "
+    "LDS (docs/spec.md §9): models retrained on random halves S_m of the training segments; target "
     "f_q = -loss of query q, prediction g_q = sum of the method's scores over S_m; LDS = mean over "
     "queries of the Spearman correlation over subsets, with a bootstrap 95% interval over queries. "
     "Higher is better; a random matrix scores about 0."
@@ -30,7 +30,7 @@ SYMBOLIC_CHANNEL_NOTE = (
 AUDIO_CHANNEL_NOTE = (
     "Channels: rhythmic = BeatNet beat-interval and librosa onset-interval histograms; harmonic = "
     "chroma, tonnetz and chord root-motion LCS (madmom); timbral = MFCC and CQT statistics. Rows are "
-    "(method, stage) on the track-level matrix (z-score per query, SPEC §3), then embedding baselines: "
+    "(method, stage) on the track-level matrix (z-score per query, docs/spec.md §3), then embedding baselines: "
     "basic-pitch stands in for a pitch/harmony encoder, aiSFX for a general-audio (timbre) encoder; "
     "'avg' = time-averaged embeddings, 'all-vs-all' = max cosine over 10 s windows at 1 s hop."
 )
@@ -126,7 +126,7 @@ def compose(
         ceiling and the reference rows' LDS), shown in the validation section of that stage.
     residual, alignment : list of dict, optional
         Per row (``keys`` order): the homogeneity JSON of the residual matrix and the
-        alignment JSON of the removed axis (SPEC §7). Add the residual table and figure,
+        alignment JSON of the removed axis (docs/spec.md §7). Add the residual table and figure,
         the alignment table, and ``residual`` / ``alignment`` per method in the summary.
     reference_seed : int, optional
         Seed of the reference row of the verdict table: two Gaussian matrices of the rows' shape
@@ -487,7 +487,7 @@ VERDICT_NOTE = (
     "query's mean removed: per-query offsets raise r₁ without changing a ranking. Offset-dominated: high "
     "c̄, compare scores within a query only. Constant: every query's scores are tied (ρ̄ undefined). "
     "With fewer queries than analysis.verdict.min_queries only a collapse beyond doubt is called "
-    "(ρ̄ ≥ 0.9 by default); other rows get no verdict. Thresholds: config analysis.verdict (README)."
+    "(ρ̄ ≥ 0.9 by default); other rows get no verdict. Thresholds: config analysis.verdict (docs/evidence.md)."
 )
 
 ALIGNMENT_NOTE = (

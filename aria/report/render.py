@@ -1,8 +1,8 @@
 """Report tables and figures (strings and PNG bytes; the CLI writes the files).
 
 The main table has one row per method: the reliability diagnostics r1, r2_5,
-c_bar, rho_bar (SPEC §4, lower = more query-dependent) followed by, for every
-channel, mu_z / Pos / Sig at K = main_k (SPEC §6).
+c_bar, rho_bar (docs/spec.md §4, lower = more query-dependent) followed by, for every
+channel, mu_z / Pos / Sig at K = main_k (docs/spec.md §6).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def lds_reference_table(lds: dict, references: dict | None, labels: dict | None 
 
 def residual_table(diags: dict, homs: dict, residual: dict, *, main_k: int) -> tuple[list[str], list[list[str]]]:
     """Per method: the energy share removed (r1) and, per channel, μz before -> after removing
-    the leading axis, at K = main_k (SPEC §7).
+    the leading axis, at K = main_k (docs/spec.md §7).
     """
     channels = list(next(iter(homs.values()))["channels"])
     header = ["Method", "r₁ removed"] + [f"{c} μz before → after" for c in channels]
@@ -239,7 +239,7 @@ def alignment_table(align: dict) -> tuple[list[str], list[list[str]]]:
 def confounds_table(homs: dict, *, main_k: int) -> tuple[list[str], list[list[str]]]:
     """Per method, per channel: μz against the plain null → against the genre-stratified null,
     and the SD of the per-genre mean z; plus the same-piece share of G_K's pairs vs the null's
-    when the pool is segments (SPEC §7). Rows without confound data are left out.
+    when the pool is segments (docs/spec.md §7). Rows without confound data are left out.
     """
     channels = list(next(iter(homs.values()))["channels"])
     with_pieces = any("same_piece" in h.get("confounds", {}) for h in homs.values())
@@ -344,7 +344,7 @@ def _si_point(d: dict) -> str:
 
 
 def selfinfluence_table(grid: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """One row per (stage, grid point) of the self-influence check (SPEC §8; the paper's Table 1)."""
+    """One row per (stage, grid point) of the self-influence check (docs/spec.md §8; the paper's Table 1)."""
     header = ["stage", "setting", "chosen", "median R", "R = 1", "top-k sim", "bottom-k sim", "k", "FD", "targets"]
     header += ["τ round-off / spread", "float32 alone"]
     rows = []
@@ -500,7 +500,7 @@ def cost_table(cost: dict) -> tuple[list[str], list[list[str]]]:
 
 def empty_table(homs: dict) -> tuple[list[str], list[list[str]]]:
     """Per method, per channel: the mean share of G_K's items with an empty feature; the header
-    gives the pool's count of such items (SPEC §5, :mod:`aria.evaluation.degenerate`).
+    gives the pool's count of such items (docs/spec.md §5, :mod:`aria.evaluation.degenerate`).
     """
     first = next((h["empty"] for h in homs.values() if h.get("empty")), None)
     if first is None:
@@ -518,7 +518,7 @@ def empty_table(homs: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def genre_table(homs: dict) -> tuple[list[str], list[list[str]]]:
-    """Per method and query genre: n, then μz / Pos / Sig per channel (SPEC §7, App. B.6)."""
+    """Per method and query genre: n, then μz / Pos / Sig per channel (docs/spec.md §7, App. B.6)."""
     channels = list(next(iter(homs.values()))["channels"])
     header = ["Method", "query genre", "n"] + [f"{c} μz / Pos / Sig" for c in channels]
     rows = []
@@ -789,8 +789,8 @@ def html_report(
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="sub">Reliability diagnostics of each score matrix (SPEC §4) and within-group musical
-homogeneity of each query's top-{main_k} attributed training items against random groups (SPEC §6).</p>
+<p class="sub">Reliability diagnostics of each score matrix (docs/spec.md §4) and within-group musical
+homogeneity of each query's top-{main_k} attributed training items against random groups (docs/spec.md §6).</p>
 <h2>Main table</h2>
 <table>{grp}{sub}{"".join(body)}</table>
 <ul class="notes">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>

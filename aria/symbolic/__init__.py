@@ -1,1 +1,1 @@
-"""Symbolic music: note arrays, MIDI-like tokenization, the demo corpus, the 12 SPEC §5 features."""
+"""Symbolic music: note arrays, MIDI-like tokenization, the demo corpus, the 12 docs/spec.md §5 features."""

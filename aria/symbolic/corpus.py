@@ -64,7 +64,7 @@ def synthetic_dynamics(notes: np.ndarray, *, beats: np.ndarray, random_state) ->
         v = clip(base + accent * [beat % 4 == 0] + slope * t/T + jitter, 1, 127)
 
     with base ~ U(45, 100), accent ~ U(0, 20), slope ~ U(-25, 25), jitter ~ U{-3..3}.
-    Documented in README as synthetic; it gives the demo a dynamic channel, it is
+    Documented in docs/methods.md as synthetic; it gives the demo a dynamic channel, it is
     not a claim about how the pieces are performed.
 
     Parameters

@@ -1,4 +1,4 @@
-"""The 12 symbolic features of SPEC §5 (jSymbolic 2.2 subset), from note lists.
+"""The 12 symbolic features of docs/spec.md §5 (jSymbolic 2.2 subset), from note lists.
 
 Every feature is a float64 1-D array; :data:`FEATURE_DIMS` gives the lengths
 and :data:`CHANNELS` groups them into the five evidence channels.
@@ -227,7 +227,7 @@ def extract(path_or_notes, *, tempo_map=None) -> dict[str, np.ndarray]:
     Returns
     -------
     dict[str, numpy.ndarray]
-        Keys exactly :data:`FEATURE_NAMES` (SPEC order); each value float64,
+        Keys exactly :data:`FEATURE_NAMES` (docs/spec.md §5 order); each value float64,
         shape ``(FEATURE_DIMS[key],)``. Units: note_density notes/s,
         mean_rhythmic_value quarter beats, velocity_* MIDI velocity units,
         polyphony_* notes, pitch_range semitones; histograms sum to 1 (or 0).

@@ -1,6 +1,6 @@
 """LoGra and FactGraSS against dattri 0.3.0's attributors on the same tiny model.
 
-Conventions lined up here (README, "LoGra and FactGraSS against dattri"):
+Conventions lined up here (docs/methods.md, "Against dattri 0.3.0"):
 - dattri's per-example gradient is B x the gradient of the batch-mean loss, which is the
   gradient of the example's mean token loss when every token is real: Aria's
   per_example_loss with full masks. Its test gradients use plain cross-entropy on

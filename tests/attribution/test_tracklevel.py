@@ -1,4 +1,4 @@
-"""Track-level matrix (SPEC §3) against scipy/pandas brute force on the full matrix."""
+"""Track-level matrix (docs/spec.md §3) against scipy/pandas brute force on the full matrix."""
 
 import json
 

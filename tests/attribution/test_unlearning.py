@@ -1,4 +1,4 @@
-"""Unlearning-based attribution (SPEC §8): hand computation, the first-order identity, the
+"""Unlearning-based attribution (docs/spec.md §8): hand computation, the first-order identity, the
 Fisher of per-example gradients, masks, and a stochastic (denoising) loss."""
 
 import numpy as np

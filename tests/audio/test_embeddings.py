@@ -63,7 +63,7 @@ def test_window_embeddings_hand_case():
     np.testing.assert_allclose(window_embeddings(F[:2], 1.0, window_s=3, hop_s=2), [[0.5, -1.0]])
     # exactly one window long -> one window
     np.testing.assert_allclose(window_embeddings(F[:3], 1.0, window_s=3, hop_s=2), [[1.0, -2.0]])
-    # defaults are SPEC §8's 10 s / 1 s: 2 frames/s, 30 frames -> L = 20, H = 2 -> 6 windows
+    # defaults are docs/spec.md §8's 10 s / 1 s: 2 frames/s, 30 frames -> L = 20, H = 2 -> 6 windows
     assert window_embeddings(np.ones((30, 4)), 2.0).shape == (6, 4)
     with pytest.raises(ValueError, match="empty"):
         window_embeddings(np.zeros((0, 2)), 1.0)

@@ -1,4 +1,4 @@
-"""Audio features (SPEC §5) and audio loading, against independent references.
+"""Audio features (docs/spec.md §5) and audio loading, against independent references.
 
 All audio is synthesized here and written with soundfile into tmp_path.
 """

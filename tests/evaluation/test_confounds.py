@@ -1,4 +1,4 @@
-"""Genre and same-piece confounds (SPEC §6-7): planted pools and brute-force references."""
+"""Genre and same-piece confounds (docs/spec.md §6-7): planted pools and brute-force references."""
 
 from itertools import combinations
 

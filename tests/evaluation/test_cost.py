@@ -1,4 +1,4 @@
-"""Cost per setting (SPEC §7): totals of benchmark records, checked by hand."""
+"""Cost per setting (docs/spec.md §7): totals of benchmark records, checked by hand."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Empty features (SPEC §5): which items carry no evidence, checked on real extracted features."""
+"""Empty features (docs/spec.md §5): which items carry no evidence, checked on real extracted features."""
 
 import numpy as np
 

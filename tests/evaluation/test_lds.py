@@ -1,4 +1,4 @@
-"""LDS ground truth (SPEC §9) against independent references: scipy's spearmanr and
+"""LDS ground truth (docs/spec.md §9) against independent references: scipy's spearmanr and
 kendalltau, a direct retrain and evaluation written out here, and planted cases."""
 
 import json

@@ -1,4 +1,4 @@
-"""Residual after the leading axis (SPEC §7): brute-force SVD and planted z behaviour."""
+"""Residual after the leading axis (docs/spec.md §7): brute-force SVD and planted z behaviour."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Self-influence metrics and the test-to-train comparison (SPEC §8), against independent references."""
+"""Self-influence metrics and the test-to-train comparison (docs/spec.md §8), against independent references."""
 
 import numpy as np
 import pytest

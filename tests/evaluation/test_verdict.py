@@ -1,4 +1,4 @@
-"""Verdict per setting (SPEC §7) on planted matrices, v1 constancy against numpy's SVD."""
+"""Verdict per setting (docs/spec.md §7) on planted matrices, v1 constancy against numpy's SVD."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Symbolic features (SPEC §5), note-list conventions and MIDI I/O.
+"""Symbolic features (docs/spec.md §5), note-list conventions and MIDI I/O.
 
 Expected values are hand-computed from the SPEC definitions; the 50 Hz grid
 features are additionally checked against a brute-force frame loop, and

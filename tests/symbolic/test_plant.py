@@ -115,7 +115,7 @@ def test_bad_aspect_and_too_little_material_are_named():
 
 def _hand_channel_h(F, channels, group):
     """Mean pairwise similarity 1 / (1 + standardized Euclidean distance) per feature, averaged per
-    channel, written out pair by pair (SPEC §5): the independent reference."""
+    channel, written out pair by pair (docs/spec.md §5): the independent reference."""
     out = {}
     for ch, names in channels.items():
         hs = []

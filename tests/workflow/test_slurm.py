@@ -6,7 +6,7 @@ run's symbolic experiment, removes the projection that only TracIn reads, and ha
 everything downstream of it (the GPU-resourced projection, scoring, diagnostics, homogeneity,
 LDS evaluation, cards, report, summary): every job of that part goes through sbatch, and the
 rebuilt ``summary.json`` must equal the local run's. The whole tiny run under SLURM was timed by
-hand (README "Running on a cluster").
+hand (docs/cluster.md).
 
 Skipped, with the reason, when not root (starting the daemons needs it), when SLURM is not
 installed or does not come up, or when the plugin is missing.

@@ -326,7 +326,7 @@ def test_rerun_scope_homogeneity_unit(tiny_run):
 
 def test_track_unit_homogeneity_is_the_track_level_matrix(tiny_run, tmp_path):
     """With unit: track the pool is whole pieces (features of each whole piece) and S is made
-    track-level with the method's normalization before G_K is formed (SPEC §3, §6)."""
+    track-level with the method's normalization before G_K is formed (docs/spec.md §3, §6)."""
     from aria.attribution.tracklevel import track_level
     from aria.evaluation.homogeneity import homogeneity_table, null_distribution
     from aria.io.layouts import read_evidence, read_null

@@ -101,7 +101,7 @@ def project(a: ProjectArgs) -> None:
 
 
 def _mask_sides(strategy: str) -> tuple[bool, bool]:
-    """``(M_U, M_L)`` of a mask strategy (SPEC §8): none, both, or mixed (M_U only)."""
+    """``(M_U, M_L)`` of a mask strategy (docs/spec.md §8): none, both, or mixed (M_U only)."""
     from aria.attribution.unlearning import MASK_STRATEGIES
 
     if strategy not in MASK_STRATEGIES:
@@ -121,7 +121,10 @@ class UnlearningFisherArgs(JobArgs):
 
 @job("unlearning-fisher")
 def unlearning_fisher(a: UnlearningFisherArgs) -> None:
-    """Diagonal empirical Fisher of one model over its training segments (SPEC §8), cached per (stage, model)."""
+    """Diagonal empirical Fisher of one model over its training segments (docs/spec.md §8).
+
+    Cached per (stage, model).
+    """
     import torch
 
     from aria.attribution.unlearning import diagonal_fisher, token_batches, token_loss
@@ -178,7 +181,7 @@ class UnlearningScoresArgs(JobArgs):
 
 @job("unlearning-scores")
 def unlearning_scores(a: UnlearningScoresArgs) -> None:
-    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (SPEC §8),
+    """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (docs/spec.md §8),
     in ``precision``; the first ``check`` queries of the chunk are scored again in float64 and in
     float32, for the round-off estimate of :func:`~aria.evaluation.numerics.score_numerics`.
     """
@@ -305,7 +308,7 @@ class UnlearningSelfinfluenceArgs(JobArgs):
 
 @job("unlearning-selfinfluence")
 def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
-    """One grid point of the train-to-train self-influence check (SPEC §8) of one stage."""
+    """One grid point of the train-to-train self-influence check (docs/spec.md §8) of one stage."""
     from contextlib import ExitStack
 
     from aria.attribution.unlearning import model_embeddings, precision_setup, self_influence
@@ -580,7 +583,7 @@ class EmbedBaselineArgs(JobArgs):
 
 @job("embed-baseline")
 def embed_baseline(a: EmbedBaselineArgs) -> None:
-    """Embedding-similarity baseline (SPEC §2): track-level cosine scores, time-averaged and all-against-all."""
+    """Embedding-similarity baseline (docs/spec.md §2): track-level cosine scores, time-averaged and all-against-all."""
     import torch
 
     from aria.attribution.embedding import all_against_all_scores, cosine_scores
@@ -637,7 +640,7 @@ class TracklevelArgs(JobArgs):
 
 @job("tracklevel")
 def tracklevel(a: TracklevelArgs) -> None:
-    """Track-level matrix (SPEC §3): per-query normalization, then the mean over each track's segments."""
+    """Track-level matrix (docs/spec.md §3): per-query normalization, then the mean over each track's segments."""
     from aria.attribution.tracklevel import track_level
     from aria.io.stores import ScoreWriter, open_scores
     from aria.io.tables import read_npz

@@ -754,7 +754,7 @@ class AudioSegmentsArgs(JobArgs):
 
 @job("audio-segments")
 def audio_segments(a: AudioSegmentsArgs) -> None:
-    """Stage sequences (SPEC §1 windows) of every training track for one stage."""
+    """Stage sequences (docs/spec.md §1 windows) of every training track for one stage."""
     import pandas as pd
 
     from aria.audio.tokenizers import stage_windows

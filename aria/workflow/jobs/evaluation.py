@@ -101,7 +101,7 @@ class UnlearningCompareArgs(JobArgs):
 
 @job("unlearning-compare")
 def unlearning_compare(a: UnlearningCompareArgs) -> None:
-    """Unlearning scores against other methods' on the same queries (SPEC §8 test-to-train): the
+    """Unlearning scores against other methods' on the same queries (docs/spec.md §8 test-to-train): the
     other method's normalized scores sorted by the unlearning scores, and the Pearson r per query.
     """
     from aria.attribution.tracklevel import track_level
@@ -429,7 +429,7 @@ class SymbolicFeaturesArgs(JobArgs):
 
 @job("symbolic-features")
 def symbolic_features(a: SymbolicFeaturesArgs) -> None:
-    """SPEC §5 symbolic features of every training segment."""
+    """docs/spec.md §5 symbolic features of every training segment."""
     from aria.io.tables import read_npz, write_npz
     from aria.symbolic.features import extract_many
     from aria.symbolic.notes import shift_tempo_map
@@ -539,7 +539,7 @@ def _confound_labels(ids, a) -> dict | None:
 
 
 def _confounds_doc(tab, K, col_ids, feats, channels, null, labels, p) -> dict:
-    """Genre breakdown, genre-stratified null and same-piece share at K (SPEC §7)."""
+    """Genre breakdown, genre-stratified null and same-piece share at K (docs/spec.md §7)."""
     from aria.evaluation.confounds import (
         genre_breakdown,
         null_same_piece_share,
@@ -639,7 +639,7 @@ EMPTY_DOMINATES = 0.5  # a G_K whose items are on average more than half empty i
 
 
 def _empty_doc(tab, K, ids, feats, channels, source) -> dict:
-    """Pool items with empty features per channel and feature, and their mean share of G_K (SPEC §5)."""
+    """Pool items with empty features per channel and feature, and their mean share of G_K (docs/spec.md §5)."""
     from aria.evaluation.degenerate import empty_features, empty_in_channels, group_empty_share
 
     per_f = empty_features(feats)
@@ -697,7 +697,7 @@ def homogeneity(a: HomogeneityArgs) -> None:
     audio = p.get("domain", "audio" if a.manifest and not a.segments else "symbolic") == "audio"
     ids, feats, channels = _evidence(a.features, a.manifest if audio else None)
     S, row_ids, col_ids = open_scores(a.scores)
-    if p.get("unit") == "track" and not audio:  # symbolic pool of whole pieces: S made track-level (SPEC §3)
+    if p.get("unit") == "track" and not audio:  # symbolic pool of whole pieces: S made track-level (docs/spec.md §3)
         from aria.attribution.tracklevel import track_level
         from aria.io.tables import read_npz
 
@@ -724,7 +724,7 @@ class AudioFeaturesArgs(JobArgs):
 
 @job("audio-features")
 def audio_features(a: AudioFeaturesArgs) -> None:
-    """SPEC §5 audio features of one shard of tracks (models loaded once per shard).
+    """docs/spec.md §5 audio features of one shard of tracks (models loaded once per shard).
 
     Shard s of n takes manifest rows s, s + n, s + 2n, ...
     """
@@ -799,7 +799,7 @@ class ResidualArgs(JobArgs):
 
 @job("residual")
 def residual(a: ResidualArgs) -> None:
-    """Residual S_res = S - sigma_1 u_1 v_1^T (SPEC §7), streamed, with homogeneity on it and the alignment of u_1.
+    """Residual S_res = S - sigma_1 u_1 v_1^T (docs/spec.md §7), streamed; homogeneity on it, the alignment of u_1.
 
     Writes the residual score store (u_1 and v_1 stored with it). With ``--features`` and
     ``--null`` also the residual's homogeneity JSON (audio segment-level matrices are made
@@ -832,7 +832,7 @@ def residual(a: ResidualArgs) -> None:
 
     ids, feats, channels = _evidence(a.features, a.manifest)
     R, _, _ = open_scores(a.out)
-    if a.segments:  # segment-level audio matrix -> the track level, as for S (SPEC §3)
+    if a.segments:  # segment-level audio matrix -> the track level, as for S (docs/spec.md §3)
         seg = read_npz(a.segments)
         if not np.array_equal(seg["segment_ids"], rows):
             raise ValueError(f"{a.scores}: row ids do not match the segments of {a.segments}")
@@ -873,7 +873,7 @@ class SweepPointArgs(JobArgs):
 
 @job("sweep-point")
 def sweep_point(a: SweepPointArgs) -> None:
-    """One sensitivity grid point (SPEC §7): the method's matrix at the point's parameters, its
+    """One sensitivity grid point (docs/spec.md §7): the method's matrix at the point's parameters, its
     reliability diagnostics and its homogeneity, written as one JSON (the matrix is not kept).
     """
     import tempfile

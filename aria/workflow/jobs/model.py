@@ -1,4 +1,4 @@
-"""Model jobs: training the demo model and the LDS retrainings (SPEC §9).
+"""Model jobs: training the demo model and the LDS retrainings (docs/spec.md §9).
 
 Each job is a function of one frozen argument dataclass (the command line is generated from its
 fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
@@ -105,7 +105,7 @@ class LdsRetrainArgs(JobArgs):
 
 @job("lds-retrain")
 def lds_retrain(a: LdsRetrainArgs) -> None:
-    """Retrain on one random subset of a stage's training segments; targets f_q = -loss (SPEC §9).
+    """Retrain on one random subset of a stage's training segments; targets f_q = -loss (docs/spec.md §9).
 
     Run r of subset m trains with seed ``base_seed + m * runs + r`` (:func:`retrain_seeds`).
     Recipe ``steps``: every run takes as many optimizer steps as ensemble member 0 took on all

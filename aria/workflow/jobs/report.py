@@ -33,7 +33,7 @@ def _num2(x) -> str:
 
 
 def _row_costs(spec: str, device: str) -> dict:
-    """Each report row's cost from its jobs' benchmark files and its stores' bytes (SPEC §7)."""
+    """Each report row's cost from its jobs' benchmark files and its stores' bytes (docs/spec.md §7)."""
     from aria.evaluation.cost import row_cost
     from aria.io.tables import disk_usage, read_benchmark
 
@@ -250,7 +250,10 @@ class CardsArgs(JobArgs):
 
 @job("cards")
 def cards(a: CardsArgs) -> None:
-    """One evidence card per query (README "Per-query evidence cards") and the media they play, in one folder."""
+    """One evidence card per query and the media they play, in one folder.
+
+    docs/evidence.md, "Per-query evidence cards", shows one.
+    """
     import shutil
 
     from aria.evaluation.evidence import best_windows, degenerate_channels, dominant_aspect, query_similarity, rollup
@@ -268,7 +271,7 @@ def cards(a: CardsArgs) -> None:
     scales = read_null(spec["null"])["scales"]
     from aria.evaluation.degenerate import empty_in_channels, item_empty
 
-    pool_empty = empty_in_channels(pool, channels)  # items with no evidence per channel (SPEC §5)
+    pool_empty = empty_in_channels(pool, channels)  # items with no evidence per channel (docs/spec.md §5)
     man = read_manifest(spec["manifest"], root=spec.get("root"), check_files=False)
     genre = dict(zip(man["track_id"].astype(str), man["genre"].astype(str))) if "genre" in man else {}
     q = read_npz(spec["queries"])

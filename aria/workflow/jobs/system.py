@@ -30,7 +30,7 @@ def warm_jit_cache(a: WarmJitCacheArgs) -> None:
     """Compile every numba kernel the workflow uses, once, and install them as the jobs' JIT template.
 
     Runs each JIT-compiled code path of the audio experiment (file loading with
-    resampling, the SPEC §5 features, both tokenizers with Griffin-Lim decoding,
+    resampling, the docs/spec.md §5 features, both tokenizers with Griffin-Lim decoding,
     the offline embedding encoders) on a synthetic 12 s signal, in this one
     process, then publishes the compiled cache as the read-only template that
     every job copies (:mod:`aria.runtime`). ``make venv`` runs it.

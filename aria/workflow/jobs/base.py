@@ -42,6 +42,7 @@ class Job:
     args: type[JobArgs]
 
     def __call__(self, a: JobArgs):
+        """Run the job on its arguments."""
         return self.fn(a)
 
 

@@ -78,7 +78,7 @@ rule replica_unlearning_chunk:
     resources:
         gpu=GPU,
     params:
-        args=lambda w: jparams(**{**json.loads(unlearning_chunk_params(w)), "check": 0}),
+        args=lambda w: jparams(**{**unlearning_chunk_settings(w), "check": 0}),
     shell:
         "aria unlearning-scores --model {input.model} --segments {input.segments} --queries {input.queries} "
         "--fisher {input.fisher} --params {params.args:q} --out {output.chunk} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,954 @@
+"""The workflow's plan: experiments, stages, report rows, sweep grids and every job's parameters,
+computed from the validated config in plain Python (no Snakemake needed), so that it can be tested
+in milliseconds.
+
+``rules/common.smk`` builds one plan, ``PLAN = make_plan(config)``, and makes its names visible to
+the rules (``globals().update(PLAN)``): the rules call :func:`method_params`-style getters with their
+wildcards ``w``. Conventions:
+
+- every path comes from ``results()``, ``logs()`` or ``benchmarks()``: one experiment's files live in
+  ``results/<experiment>/``, its logs in ``results/<experiment>/logs/`` and the benchmarks of its
+  expensive rules in ``results/<experiment>/benchmarks/``;
+- each job's parameters are one JSON string (``jparams``, compared by Snakemake's params trigger)
+  holding only the config values that job depends on, so that changing one method's parameter
+  reruns that method's jobs and nothing else. The ``*_settings`` getters give the same values as a
+  dict, for the plan itself and for the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+from types import SimpleNamespace
+
+from aria import registry
+from aria.config import analysis_settings, experiments, lds_settings, planted_settings
+from aria.symbolic.corpus import demo_collections, eval_quotas
+
+__all__ = ["Plan", "make_plan", "aria_on_path"]
+
+
+class Plan(dict):
+    """The names of one plan (constants in upper case, getters in lower case), also as attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def aria_on_path() -> str | None:
+    """Put the ``aria`` next to this Python first on ``PATH`` (jobs inherit it); an error message if none.
+
+    So README's ``.venv/bin/snakemake ...`` works without ``.venv/bin`` on PATH, and so do cluster
+    jobs (each job's Snakemake runs this again, with the same interpreter). With ``--use-conda`` a
+    job's conda environment is activated in the job, in front of this.
+    """
+    here = os.path.dirname(sys.executable)
+    if os.access(os.path.join(here, "aria"), os.X_OK):
+        path = os.environ.get("PATH", "")
+        if path.split(os.pathsep)[0] != here:
+            os.environ.update(PATH=here + os.pathsep + path)  # the jobs inherit this process's environment
+    elif shutil.which("aria") is None:
+        return (
+            f"the jobs run the command 'aria', but it is neither next to {sys.executable} (the Python that "
+            "runs Snakemake) nor on PATH: install Aria into that environment (make venv, or pip install -e .)"
+        )
+    return None
+
+
+def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by design
+    """The plan of a validated ``config`` (:func:`aria.config.validate_config`).
+
+    Returns
+    -------
+    Plan
+        Upper-case names are constants (``EXP``, ``STAGES``, ``AUDIO_ROWS``, ``METHODS``, ...);
+        lower-case names are getters of a rule's wildcards ``w`` (``method_params(w)``) or of an
+        experiment (``sweep_jobs(exp)``). Every name is documented where it is defined below.
+    """
+    EXPERIMENTS = experiments(config)
+    SYMBOLIC = "symbolic" in EXPERIMENTS
+    # the symbolic experiment's name; an audio-only run on the user's audio has none (no rule writes there)
+    EXP = config.get("experiment")
+
+    def results(path, exp="{exp}"):
+        """``results/<exp>/<path>``: every file an experiment writes.
+
+        ``path`` may hold wildcards (``{stage}``, ``{method}``, ...). ``exp`` is an experiment's
+        name (``EXP`` or ``AUDIO_EXP``) or, by default, the ``{exp}`` wildcard of the rules that
+        every stage shares (model, projection, scoring, diagnostics).
+        """
+        return f"results/{exp}/{path}"
+
+    def logs(path, exp="{exp}"):
+        """``results/<exp>/logs/<path>``: one log per job."""
+        return results(f"logs/{path}", exp)
+
+    def benchmarks(path, exp="{exp}"):
+        """``results/<exp>/benchmarks/<path>``: Snakemake's time and memory record of a job."""
+        return results(f"benchmarks/{path}", exp)
+
+    ENV = "../envs/aria.yaml"
+
+    # Attribution runs per (experiment, stage): the symbolic experiment has one stage,
+    # "symbolic"; the model, projection and scoring rules are shared by every stage
+    # and take their settings from STAGES[(exp, stage)].
+    STAGES = {}
+    if SYMBOLIC:
+        STAGES[(EXP, "symbolic")] = {
+            "methods": config["methods"],
+            "projection": config["projection"],
+            "model": {k: v for k, v in config["model"].items() if k != "checkpoints"},
+            "seq_len": config["segments"]["block_tokens"],
+            "pretrained": config["model"].get("checkpoints", []),
+            "lds": lds_settings(config.get("lds")),
+        }
+    METHODS = list(config["methods"]["run"]) if SYMBOLIC else []
+
+    # docs/spec.md §7 readings of every report row (rules/analysis.smk)
+    ANALYSIS = analysis_settings(config.get("analysis"))
+
+    # Score matrices the user computed elsewhere (config external_scores): imported into the
+    # score folder of their stage, then diagnosed, made track-level and scored for homogeneity
+    # like a built-in method.
+    EXTERNAL = config.get("external_scores", {})
+    EXTERNAL_SYMBOLIC = [n for n, e in EXTERNAL.items() if e.get("experiment", "symbolic") == "symbolic"]
+
+    AUDIO = config.get("audio", {}) if "audio" in EXPERIMENTS else {}
+    AUDIO_EXP = AUDIO.get("experiment", "audio")
+    AUDIO_SHARDS = AUDIO.get("features", {}).get("n_shards", 1)
+    AUDIO_STAGES = registry.audio_stages()
+    if AUDIO:
+        from aria.audio.stages import AudioVocab
+
+        TOKENIZER_CFG = dict(
+            sr=AUDIO["sr"], **AUDIO["tokenizers"], windows={s: AUDIO["stages"][s]["window_s"] for s in AUDIO_STAGES}
+        )
+        AUDIO_VOCAB = AudioVocab.from_config(AUDIO["tokenizers"], sr=AUDIO["sr"], windows=TOKENIZER_CFG["windows"])
+        for _s in AUDIO_STAGES:
+            STAGES[(AUDIO["experiment"], _s)] = {
+                "methods": AUDIO["stages"][_s]["methods"],
+                "projection": AUDIO["stages"][_s]["projection"],
+                "model": dict(AUDIO["model"], vocab_size=AUDIO_VOCAB.size),
+                "seq_len": AUDIO_VOCAB.seq_len(_s),
+                "pretrained": AUDIO["stages"][_s].get("checkpoints", []),
+                "lds": lds_settings(AUDIO.get("lds"))
+                if _s in AUDIO.get("lds", {}).get("stages", AUDIO_STAGES)
+                else None,
+            }
+    # rows of the audio report ("method/stage"): every (method, stage) in registry order, then the
+    # embedding baselines (one row per encoder and averaging mode)
+    AUDIO_ROWS = [
+        f"{m.name}/{s}"
+        for m in registry.stage_methods()
+        for s in AUDIO_STAGES
+        if AUDIO and m.name in AUDIO["stages"][s]["methods"]["run"]
+    ]
+    AUDIO_ROWS += [
+        f"{n}/{e.get('stage')}"
+        for n, e in EXTERNAL.items()
+        if AUDIO and e.get("experiment") == "audio" and e.get("stage") != "track"
+    ]
+    AUDIO_ROWS += [f"{e}{v}/baseline" for e in AUDIO.get("baselines", []) for v in registry.EMBEDDING_MODES]
+    AUDIO_ROWS += [
+        f"{n}/external"
+        for n, e in EXTERNAL.items()
+        if AUDIO and e.get("experiment") == "audio" and e.get("stage") == "track"
+    ]
+    # the MIDI demo corpus is built when the symbolic experiment runs or the audio demo renders it
+    MIDI_CORPUS = SYMBOLIC or (AUDIO and AUDIO["corpus"]["kind"] == "demo")
+    AUDIO_TARGETS = [results("report.html", AUDIO_EXP), results("summary.json", AUDIO_EXP)] if AUDIO else []
+    SYMBOLIC_TARGETS = [results("report.html", EXP), results("summary.json", EXP)] if SYMBOLIC else []
+
+    def audio_manifest():
+        """Every audio corpus kind ends in this manifest (user corpora: absolute paths, filtered)."""
+        return results("corpus/manifest.csv", AUDIO_EXP)
+
+    def audio_root():
+        return results("corpus", AUDIO_EXP)
+
+    def row_stage(key):
+        """The stage of an audio report row key "method/stage"."""
+        return key.partition("/")[2]
+
+    def audio_row_outputs(kind):
+        """Per-row JSONs of the audio report, in AUDIO_ROWS order ("method/stage")."""
+        out = []
+        for key in AUDIO_ROWS:
+            method, stage = key.split("/")
+            out.append(results(f"{kind}/{stage}/{method}.json", AUDIO_EXP))
+        return out
+
+    def audio_import_inputs():
+        c = AUDIO.get("corpus", {})
+        if c.get("kind") == "audio_folder":
+            return [c["audio_folder"]["manifest"]]
+        if c.get("kind") == "fma":
+            return [c["fma"]["tracks_csv"]]
+        return []
+
+    def audio_feature_params(w):
+        feats = AUDIO.get("features", {})
+        chords = {k: feats[k] for k in ("chords", "omnizart_checkpoint") if k in feats}
+        return jparams(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"), root=audio_root(), **chords)
+
+    def stage_cfg(w):
+        return STAGES[(w.exp, w.stage)]
+
+    def n_checkpoints(cfg):
+        """Checkpoints C of model 0: the most any running method reads (``reads == "checkpoints"``)."""
+        return max(
+            [
+                cfg["methods"][m]["checkpoints"]
+                for m in cfg["methods"]["run"]
+                if registry.method(m).reads == "checkpoints"
+            ]
+            or [1]
+        )
+
+    def ensemble_size(cfg):
+        """Models M of the ensemble: the most any running method reads (``reads == "ensemble"``)."""
+        return max(
+            [cfg["methods"][m]["ensemble"] for m in cfg["methods"]["run"] if registry.method(m).reads == "ensemble"]
+            or [1]
+        )
+
+    def jparams(**kw):
+        """Parameters of a job as one JSON string (compared by Snakemake's params trigger)."""
+        return json.dumps(kw, sort_keys=True)
+
+    def demo_collection_params(w):
+        """One collection's job: its seed comes from its name, its eval quota from the sorted names
+        (results do not depend on the order the collections are listed in).
+        """
+        d = config["corpus"]["demo"]
+        cols = demo_collections(d)
+        return jparams(
+            seed=config["seeds"]["corpus"],
+            collection=w.collection,
+            n_pieces=cols[w.collection],
+            n_eval=eval_quotas(cols, d["n_eval"])[w.collection],
+            max_duration_s=d["max_duration_s"],
+        )
+
+    def corpus_manifest():
+        if config["corpus"]["kind"] == "demo":
+            return results("corpus/manifest.csv", EXP)
+        return config["corpus"]["midi_folder"]["manifest"]
+
+    def corpus_files():
+        """MIDI files of a user corpus, so editing one reruns what depends on it."""
+        if config["corpus"]["kind"] == "demo":
+            return []
+        from aria.io.tables import read_manifest
+
+        mf = config["corpus"]["midi_folder"]
+        return list(read_manifest(mf["manifest"], root=mf["root"])["abspath"])
+
+    def corpus_root():
+        if config["corpus"]["kind"] == "demo":
+            return results("corpus", EXP)
+        return config["corpus"]["midi_folder"]["root"]
+
+    def method_feature_stores(w):
+        """The projected-feature stores a scoring method reads (docs/spec.md §2; registry ``Method.reads``)."""
+        cfg = stage_cfg(w)
+        n_c = n_checkpoints(cfg)
+        store = results("features/{stage}/m{m}_c{c}.zarr", w.exp)
+        reads = registry.method(w.method).reads
+        if reads == "ensemble":
+            return [store.format(stage=w.stage, m=m, c=n_c) for m in range(ensemble_size(cfg))]
+        if reads == "checkpoints":
+            return [store.format(stage=w.stage, m=0, c=c) for c in range(1, n_c + 1)]
+        if reads == "factored":  # the method's own store (model 0, final weights)
+            return [results(f"features/{w.stage}/{w.method}/m0.zarr", w.exp)]
+        if reads == "model":  # unlearning reads the model itself (rules/unlearning.smk)
+            return []
+        return [store.format(stage=w.stage, m=0, c=n_c)]
+
+    # The noise diagnostic (aria.evaluation.agreement, rules/replicas.smk): each model-based method's
+    # scores again from ensemble member analysis.replicas.member (another seed), and the agreement of
+    # the two replicas in the method's diagnostics JSON.
+    REPLICA = ANALYSIS["replicas"]
+
+    def replica_reason(w):
+        """Why a report row has no replica (None: it has one)."""
+        if w.method in EXTERNAL:
+            return "a matrix computed outside Aria: give its replica to `aria diagnose --replica`"
+        if (w.exp, w.stage) not in STAGES:
+            return "an embedding baseline: no trained model, so nothing to retrain with another seed"
+        m = registry.METHODS.get(w.method)
+        if m is None or m.family not in ("gradient-dense", "gradient-factored", "unlearning"):
+            return "no model to retrain"
+        if f"{w.stage}/{w.method}" in REPLICA["skip"]:
+            return f"skipped by config analysis.replicas.skip ({w.stage}/{w.method})"
+        if stage_cfg(w).get("pretrained") and len(stage_cfg(w)["pretrained"]) <= REPLICA["member"]:
+            return f"no checkpoint of ensemble member {REPLICA['member']} among the stage's pretrained models"
+        return None
+
+    def member_feature_stores(w, m):
+        """The feature stores a gradient method reads when it scores from ensemble member ``m`` alone."""
+        cfg = stage_cfg(w)
+        n_c = n_checkpoints(cfg)
+        reads = registry.method(w.method).reads
+        if reads == "checkpoints":
+            return [results(f"features/{w.stage}/m{m}_c{c}.zarr", w.exp) for c in range(1, n_c + 1)]
+        if reads == "factored":
+            return [results(f"features/{w.stage}/{w.method}/m{m}.zarr", w.exp)]
+        return [results(f"features/{w.stage}/m{m}_c{n_c}.zarr", w.exp)]  # final; ensemble: one member
+
+    def replica_stores(w):
+        """``[A, B]``: the method's scores (TRAK: member 0 alone, as its ensemble averages members) and
+        the replica from member ``analysis.replicas.member``; [] when the row has no replica.
+        """
+        if replica_reason(w):
+            return []
+        member = REPLICA["member"]
+        b = results(f"replicas/{w.stage}/{w.method}/m{member}.zarr", w.exp)
+        if registry.method(w.method).reads == "ensemble":
+            return [results(f"replicas/{w.stage}/{w.method}/m0.zarr", w.exp), b]
+        return [results(f"scores/{w.stage}/{w.method}.zarr", w.exp), b]
+
+    def replica_args(w, input):
+        """The diagnostics job's replica options."""
+        if input.replica:
+            ens = method_settings(w).get("ensemble", 1) if registry.method(w.method).reads == "ensemble" else 1
+            p = jparams(members=[0, REPLICA["member"]], ensemble=ens)
+            return f"--replica {' '.join(input.replica)} --replica-params {shlex.quote(p)}"
+        return f"--replica-note {shlex.quote(replica_reason(w) or 'no replica')}"
+
+    def method_settings(w):
+        """A method's config block of this stage over the registry's defaults."""
+        m = registry.method(w.method)
+        return {**m.defaults, **stage_cfg(w)["methods"].get(w.method, {})}
+
+    def method_run_settings(w):
+        """The scoring job's parameters: the method's ``run_params`` (the rest shape its inputs)."""
+        m = registry.method(w.method)
+        p = {k: v for k, v in method_settings(w).items() if k in m.run_params}
+        return dict(row_chunk=config.get("score_row_chunk", 4096), **p)
+
+    def method_params(w):
+        return jparams(**method_run_settings(w))
+
+    def factored_params(w):
+        """A factored method's projection job: its ``projection_params`` (never its damping)."""
+        m = registry.method(w.method)
+        s = method_settings(w)
+        return jparams(
+            seed=config["seeds"]["projection"],
+            device=config["device"],
+            batch_size=stage_cfg(w)["projection"]["batch_size"],
+            **{k: s[k] for k in m.projection_params},
+        )
+
+    def factored_inputs(w):
+        out = dict(
+            model=results(f"models/{w.stage}/m{w.m}.pt", w.exp),
+            segments=results(f"segments/{w.stage}/train.npz", w.exp),
+            queries=results(f"queries/{w.stage}/queries.npz", w.exp),
+        )
+        if registry.method(w.method).needs_covariance(method_settings(w)):
+            out["covariance"] = results(f"features/{w.stage}/kfac/m{w.m}.npz", w.exp)
+        return out
+
+    def covariance_arg(w, input):
+        return f"--covariance {input.covariance}" if "covariance" in input.keys() else ""
+
+    def tracklevel_settings(w):
+        """docs/spec.md §3 normalization of a method's scores before averaging a track's segments."""
+        if w.method in EXTERNAL:
+            return dict(normalize=EXTERNAL[w.method].get("normalize", "rank"))
+        return dict(normalize=registry.method(w.method).normalize)
+
+    def tracklevel_params(w):
+        return jparams(**tracklevel_settings(w))
+
+    HOM_UNIT = config["homogeneity"].get("unit", "segment")  # symbolic pool unit (audio: always tracks)
+
+    def symbolic_evidence():
+        """The symbolic evidence pool's features: every training segment, or every piece (unit: track)."""
+        name = "symbolic_track_features.npz" if HOM_UNIT == "track" else "symbolic_features.npz"
+        return results(f"evidence/{name}", EXP)
+
+    def homogeneity_inputs(w):
+        """A symbolic homogeneity job's score matrix, pool, null, and what the confounds need:
+        the manifest (genres), the segments (pieces) and the queries (query genres).
+        """
+        return {
+            "scores": results(f"scores/symbolic/{w.method}.zarr", EXP),
+            "features": symbolic_evidence(),
+            "null": results("evidence/null.json", EXP),
+            "manifest": corpus_manifest(),
+            "segments": results("segments/symbolic/train.npz", EXP),
+            "queries": results("queries/symbolic/queries.npz", EXP),
+        }
+
+    def homogeneity_params(domain):
+        """The confound checks' group size, null size and seed; the symbolic pool unit and the
+        normalization that makes a matrix track-level for it.
+        """
+
+        def params(w):
+            extra = {}
+            if domain == "symbolic" and HOM_UNIT == "track":
+                extra = dict(unit="track", **tracklevel_settings(w))
+            return jparams(
+                domain=domain,
+                main_k=config["homogeneity"]["main_k"],
+                n_groups=config["homogeneity"]["n_null_groups"],
+                seed=config["seeds"]["null_groups"],
+                **extra,
+            )
+
+        return params
+
+    def row_cost_files(exp, key):
+        """Benchmark files and stores behind one report row (docs/spec.md §7 cost): its scoring, the projection
+        and covariance jobs whose stores it reads, the training of those models, and its score and
+        feature stores. Jobs shared by several rows (a feature store, a model) count in full for each.
+        """
+        method, _, stage = key.partition("/")
+        stage = stage or "symbolic"
+        if method in EXTERNAL:
+            return {}
+        if stage == "baseline":
+            enc = method.removesuffix("_aaa")
+            return {
+                "attribution": [
+                    benchmarks(f"embed_corpus/{enc}.tsv", exp),
+                    benchmarks(f"embed_baseline/{enc}.tsv", exp),
+                ],
+                "stores": [results(f"scores/baseline/{method}.zarr", exp)],
+            }
+        w = SimpleNamespace(exp=exp, stage=stage, method=method)
+        if registry.method(method).reads == "model":  # unlearning: its Fisher, query chunks and merge
+            return {
+                "attribution": [benchmarks(f"unlearning_fisher/{stage}/{fisher_side(w)}.tsv", exp)]
+                + [benchmarks(f"unlearning_chunk/{stage}/q{c}.tsv", exp) for c in range(unlearning_chunks(w))],
+                "training": [benchmarks(f"train_model/{stage}/m0.tsv", exp)],
+                "stores": [results(f"scores/{stage}/{method}.zarr", exp)],
+            }
+        stores = method_feature_stores(w)
+        bench = [benchmarks(f"score/{stage}/{method}.tsv", exp)]
+        models = set()
+        base = results(f"features/{stage}", exp)
+        for f in stores:
+            rel = os.path.relpath(f, base).removesuffix(".zarr")
+            if os.path.dirname(rel) == method:  # factored: features/<stage>/<method>/m<m>.zarr
+                m = os.path.basename(rel)[1:]
+                bench.append(benchmarks(f"project_factored/{stage}/{rel}.tsv", exp))
+                if factored_inputs(SimpleNamespace(exp=exp, stage=stage, method=method, m=m)).get("covariance"):
+                    bench.append(benchmarks(f"kfac_covariance/{stage}/m{m}.tsv", exp))
+            else:  # dense: features/<stage>/m<m>_c<c>.zarr
+                m = rel[1:].split("_c", 1)[0]
+                bench.append(benchmarks(f"project_gradients/{stage}/{rel}.tsv", exp))
+            models.add(m)
+        return {
+            "attribution": bench,
+            "training": [benchmarks(f"train_model/{stage}/m{m}.tsv", exp) for m in sorted(models)],
+            "stores": [results(f"scores/{stage}/{method}.zarr", exp)] + stores,
+        }
+
+    def cost_arg(exp, keys):
+        """``--cost JSON`` of a report job: each row's benchmark files and stores (read when the report runs)."""
+        return json.dumps({k: row_cost_files(exp, k) for k in keys})
+
+    def symbolic_dropped():
+        """Dropped-items tables of the symbolic experiment: the demo corpus's (if built) and the segments'."""
+        out = [results("segments/symbolic/dropped.csv", EXP)]
+        if config["corpus"]["kind"] == "demo":
+            out.insert(0, results("corpus/dropped.csv", EXP))
+        return out
+
+    def pool_check_params(domain):
+        """What the pool check compares against: every K, the symbolic pool unit, and the verdict's
+        query minimum. Its output feeds only the report (a job of high priority, so that a K larger
+        than the pool stops the run minutes before the null would).
+        """
+        unit = {"unit": HOM_UNIT} if domain == "symbolic" else {}
+        if domain == "audio" and PLANTED:  # planted queries, not one per eval track
+            unit["n_queries"] = PLANTED["n_sources"] * len(PLANTED["aspects"])
+        return jparams(ks=config["homogeneity"]["ks"], min_queries=ANALYSIS["verdict"]["min_queries"], **unit)
+
+    # Sensitivity sweep (docs/spec.md §7, rules/analysis.smk): one job per (stage, method, grid point)
+    SENS = config.get("sensitivity") or {}
+    SENS = SENS if SENS.get("enabled", True) else {}
+
+    def _point_name(point):
+        """A grid point as a path component: ``lambda0.001_k256`` (parameters in grid order)."""
+        return "_".join(f"{p}{v:g}" for p, v in point.items())
+
+    def sweep_points(method):
+        """The method's grid points ``{name: {param: value}}`` (aria.config.damping_points: the product of
+        the value lists, a damping's alpha and lambda lists being alternatives).
+        """
+        from aria.config import damping_points
+
+        grid = (SENS.get("grid") or {}).get(method, {})
+        if not grid:
+            return {}
+        return {_point_name(p): p for p in damping_points(grid)}
+
+    def sweep_jobs(exp):
+        """``(stage, method, point name)`` of every sweep job of one experiment."""
+        out = []
+        for (e, stage), cfg in STAGES.items():
+            if e != exp or (SENS.get("stages") and stage not in SENS["stages"]):
+                continue
+            for method in SENS.get("grid") or {}:
+                if method in cfg["methods"]["run"]:
+                    out += [(stage, method, name) for name in sweep_points(method)]
+        return out
+
+    def sweep_outputs(exp):
+        return [results(f"sensitivity/{s}/{m}/{p}.json", exp) for s, m, p in sweep_jobs(exp)]
+
+    def sweep_inputs(w):
+        """A grid point's feature stores (projected again at its k when k is swept), the experiment's
+        evidence pool and null, and what the track-level reduction needs.
+        """
+        point = sweep_points(w.method)[w.point]
+        k = point.get("k")
+        stores = method_feature_stores(w)
+        if k is not None and int(k) == stage_cfg(w)["projection"]["k"]:
+            k = None  # the stage's own k: its main stores
+        if k is not None:
+            base = results(f"features/{w.stage}", w.exp)
+            stores = [os.path.join(base, f"k{int(k)}", os.path.relpath(f, base)) for f in stores]
+        out = {"features": stores}
+        reads = registry.method(w.method).reads
+        if not replica_reason(w) and (k is None or reads == "ensemble"):  # the point's noise diagnostic
+            base = results(f"features/{w.stage}", w.exp)
+
+            def at_k(fs):
+                return fs if k is None else [os.path.join(base, f"k{int(k)}", os.path.relpath(f, base)) for f in fs]
+
+            out["replica_a"] = at_k(member_feature_stores(w, 0)) if reads == "ensemble" else stores
+            out["replica_b"] = at_k(member_feature_stores(w, REPLICA["member"]))
+        if SYMBOLIC and w.exp == EXP:
+            out.update(evidence=symbolic_evidence(), null=results("evidence/null.json", EXP))
+            if HOM_UNIT == "track":
+                out["segments"] = results("segments/symbolic/train.npz", EXP)
+        else:
+            out.update(
+                evidence=results("evidence/audio_features.npz", AUDIO_EXP),
+                null=results("evidence/null.json", AUDIO_EXP),
+                manifest=audio_manifest(),
+                segments=results(f"segments/{w.stage}/train.npz", AUDIO_EXP),
+            )
+        return out
+
+    def sweep_params(w):
+        """The method's scoring parameters with the grid point's values, and the track-level normalization."""
+        from aria.config import point_damping
+
+        point = {p: v for p, v in sweep_points(w.method)[w.point].items() if p not in ("k", "alpha", "lambda")}
+        damping = point_damping(sweep_points(w.method)[w.point])
+        if damping:
+            point["damping"] = damping
+        base = method_run_settings(w)
+        norm = {}
+        if not (SYMBOLIC and w.exp == EXP) or HOM_UNIT == "track":
+            norm = tracklevel_settings(w)
+        return jparams(**{**base, **point}, point=sweep_points(w.method)[w.point], stage=w.stage, **norm)
+
+    def projection_settings(w):
+        """The stage's projection block as the job reads it: cache_mib left out (memory only, never a
+        rerun trigger), the type filled in (registry.DEFAULT_PROJECTION), so that a change of the
+        default reruns the projections that relied on it.
+        """
+        proj = {k: v for k, v in stage_cfg(w)["projection"].items() if k != "cache_mib"}
+        return {"type": registry.DEFAULT_PROJECTION, **proj}
+
+    def projection_k_params(w):
+        """A projection at a swept k: the stage's projection settings with that k."""
+        seed = config["seeds"]["projection"]
+        return jparams(
+            checkpoint=int(w.c), seed=seed, device=config["device"], **{**projection_settings(w), "k": int(w.k)}
+        )
+
+    def cards_spec(exp, keys, domain):
+        """Everything ``aria cards`` reads, as one JSON (the rule lists the same files as inputs)."""
+        rows = []
+        for k in keys:
+            method, _, stage = k.partition("/")
+            stage = stage or "symbolic"
+            row = {
+                "key": k,
+                "label": report_labels([k]).get(k) or registry.row_label(k),
+                "homogeneity": results(f"homogeneity/{stage}/{method}.json", exp),
+                "diagnostics": results(f"diagnostics/{stage}/{method}.json", exp),
+            }
+            if domain == "audio" and stage not in ("baseline", "external"):
+                row.update(
+                    scores=results(f"tracklevel/{stage}/{method}.zarr", exp),
+                    segment_scores=results(f"scores/{stage}/{method}.zarr", exp),
+                    segments_csv=results(f"segments/{stage}/segments.csv", exp),
+                    stage=stage,
+                    window_s=AUDIO["stages"][stage]["window_s"],
+                )
+            else:
+                row["scores"] = results(f"scores/{stage}/{method}.zarr", exp)
+                if domain == "symbolic" and HOM_UNIT == "track":  # pieces: track-level scores, best segment
+                    row.update(
+                        segment_scores=row["scores"],
+                        segments_csv=results("segments/symbolic/segments.csv", exp),
+                        normalize=tracklevel_settings(SimpleNamespace(method=method))["normalize"],
+                    )
+            rows.append(row)
+        spec = dict(
+            domain=domain,
+            title=f"Aria report: {exp}",
+            main_k=config["homogeneity"]["main_k"],
+            rows=rows,
+            verdict=ANALYSIS["verdict"],
+            null=results("evidence/null.json", exp),
+            sr=AUDIO.get("sr", 22050),
+        )
+        if domain == "audio":
+            spec.update(
+                evidence=results("evidence/audio_features.npz", exp),
+                manifest=audio_manifest(),
+                root=audio_root(),
+                queries=results(f"queries/{AUDIO_STAGES[0]}/queries.npz", exp),
+                query_audio=results("queries/audio", exp),
+            )
+        else:
+            spec.update(
+                evidence=symbolic_evidence(),
+                manifest=corpus_manifest(),
+                root=corpus_root(),
+                queries=results("queries/symbolic/queries.npz", exp),
+                query_midi=results("queries/midi", exp),
+                segments=results("segments/symbolic/train.npz", exp),
+                block_tokens=config["segments"]["block_tokens"],
+            )
+        return spec
+
+    CARD_ROW_FILES = ("homogeneity", "diagnostics", "scores", "segment_scores", "segments_csv")
+    CARD_FILES = ("evidence", "null", "manifest", "queries", "query_audio", "query_midi", "segments")
+
+    def cards_inputs(exp, keys, domain):
+        """The files of :func:`cards_spec` (so that the cards rerun when any of them changes)."""
+        spec = cards_spec(exp, keys, domain)
+        files = [v for r in spec["rows"] for f, v in r.items() if f in CARD_ROW_FILES]
+        return files + [spec[f] for f in CARD_FILES if f in spec]
+
+    def residual_inputs(w):
+        """A row's score matrix and its experiment's evidence pool and null; an audio segment-level
+        matrix also needs its segments (track level) and the manifest names the audio pool.
+        """
+        scores = results(f"scores/{w.stage}/{w.method}.zarr")
+        if SYMBOLIC and w.exp == EXP:
+            out = {"scores": scores, "features": symbolic_evidence(), "null": results("evidence/null.json", EXP)}
+            if HOM_UNIT == "track":
+                out["segments"] = results("segments/symbolic/train.npz", EXP)
+            return out
+        out = {
+            "scores": scores,
+            "features": results("evidence/audio_features.npz", AUDIO_EXP),
+            "null": results("evidence/null.json", AUDIO_EXP),
+            "manifest": audio_manifest(),
+        }
+        if w.stage not in ("baseline", "external"):
+            out["segments"] = results(f"segments/{w.stage}/train.npz", AUDIO_EXP)
+        return out
+
+    def residual_params(w):
+        """The row's track-level normalization (audio segment-level rows) and the alignment fit cap."""
+        if SYMBOLIC and w.exp == EXP:
+            norm = tracklevel_settings(w) if HOM_UNIT == "track" else {}
+        else:
+            norm = {} if w.stage in ("baseline", "external") else tracklevel_settings(w)
+        return jparams(max_dims_fraction=ANALYSIS["max_dims_fraction"], **norm)
+
+    def external_stage_dir(name):
+        """Score folder of an external matrix: its stage's (segment rows) or 'external' (track rows)."""
+        e = EXTERNAL[name]
+        if e.get("experiment", "symbolic") == "symbolic":
+            return "symbolic"
+        return "external" if e["stage"] == "track" else e["stage"]
+
+    def external_inputs(w):
+        """The user's matrix and id lists, plus the workflow's ids its rows/columns must match."""
+        e = EXTERNAL[w.method]
+        exp = EXP if e.get("experiment", "symbolic") == "symbolic" else AUDIO_EXP
+        stage = external_stage_dir(w.method)
+        q_stage = "symbolic" if stage == "symbolic" else AUDIO_STAGES[0]
+        out = dict(
+            matrix=e["path"], rows=e["rows"], cols=e["cols"], expect_cols=results(f"queries/{q_stage}/queries.npz", exp)
+        )
+        if stage != "external":
+            out["expect_rows"] = results(f"segments/{stage}/train.npz", exp)
+        return out
+
+    def report_labels(keys):
+        """Report labels the report job cannot derive itself (external matrices)."""
+        out = {}
+        for k in keys:
+            name = k.partition("/")[0]
+            if name in EXTERNAL:
+                out[k] = EXTERNAL[name].get("label", f"{name} (external)")
+        return out
+
+    def model_params(w):
+        cfg = stage_cfg(w)
+        pretrained = cfg.get("pretrained", [])
+        if int(w.m) < len(pretrained):  # the user's own checkpoint for this ensemble member
+            return jparams(pretrained=pretrained[int(w.m)])
+        return jparams(
+            seed=config["seeds"]["train"] + int(w.m),
+            n_checkpoints=n_checkpoints(cfg),
+            block_tokens=cfg["seq_len"],
+            **cfg["model"],
+        )
+
+    # where the matrix work runs (aria/parallel.py): the engine is a parameter (it may change
+    # scores by round-off), the scheduler a resource (it changes nothing, reruns nothing)
+    COMPUTE = {"engine": "numpy", "scheduler": "threads", "threads": 1, **config.get("compute", {})}
+    # threads of a matrix job (score, diagnostics, tracklevel): compute.threads on the dask engine, else 1
+    ENGINE_THREADS = COMPUTE["threads"] if COMPUTE["engine"] == "dask" else 1
+
+    # The GPU request of the projection and unlearning rules: one GPU when the config runs on one
+    # (device: cuda), none on a CPU run. Locally `--resources gpu=N` caps how many run at once; the
+    # SLURM executor plugin turns gpu=1 into `sbatch --gpus=1` (docs/cluster.md).
+    GPU = 0 if str(config["device"]).startswith("cpu") else 1
+
+    def projection_params(w):
+        # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)
+        seed = config["seeds"]["projection"]
+        return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **projection_settings(w))
+
+    def projection_cache_mib(w):
+        """Memory for a Gaussian P's generated blocks (a resource: the numbers do not depend on it)."""
+        return int(stage_cfg(w)["projection"].get("cache_mib", 1024))
+
+    SYMBOLIC_ROWS = METHODS + EXTERNAL_SYMBOLIC
+
+    def stage_outputs(kind, exp=EXP, stage="symbolic"):
+        """Per-row outputs of the symbolic report: diagnostics or homogeneity JSONs."""
+        return [results(f"{kind}/{stage}/{m}.json", exp) for m in SYMBOLIC_ROWS]
+
+    # LDS ground truth (docs/spec.md §9, rules/lds.smk): the (experiment, stage) pairs whose config turns it on
+    LDS_STAGES = sorted(s for (_, s), cfg in STAGES.items() if cfg["lds"])
+    LDS_SYMBOLIC = SYMBOLIC and bool(STAGES[(EXP, "symbolic")]["lds"])
+    # the planted-influence benchmark (queries.kind: planted; rules/planted.smk): its settings, or None
+    PLANTED = planted_settings(config.get("queries"))
+    LDS_AUDIO_ROWS = [k for k in AUDIO_ROWS if AUDIO and STAGES.get((AUDIO_EXP, row_stage(k)), {}).get("lds")]
+
+    def audio_lds_outputs():
+        """LDS JSONs of the audio report's rows that have ground truth, in LDS_AUDIO_ROWS order."""
+        return [results(f"lds/{row_stage(k)}/{k.partition('/')[0]}.json", AUDIO_EXP) for k in LDS_AUDIO_ROWS]
+
+    def lds_cfg(w):
+        return stage_cfg(w)["lds"]
+
+    def lds_retrain_params(w):
+        """One subset's retraining: the subset, ensemble member 0's model and training recipe, the
+        LDS recipe (steps | epochs), the runs R and the base seed (run r of subset m trains with
+        seed base + m * R + r; base = seeds.train + 1000, above every ensemble member's seed), and
+        the init (shared: every run starts from member 0's initial weights, seed seeds.train).
+        """
+        from aria.evaluation.lds import lds_base_seed
+
+        cfg = stage_cfg(w)
+        lds = cfg["lds"]
+        return jparams(
+            subset=int(w.subset),
+            alpha=lds["alpha"],
+            seed=config["seeds"]["lds"],
+            runs=lds["runs"],
+            recipe=lds["recipe"],
+            init=lds["init"],
+            base_seed=lds_base_seed(config["seeds"]["train"]),
+            member_seed=config["seeds"]["train"],
+            model=dict(block_tokens=cfg["seq_len"], **cfg["model"]),
+        )
+
+    def lds_subset_files(w):
+        return [results(f"lds/{w.stage}/subsets/s{s}.npz", w.exp) for s in range(lds_cfg(w)["n_subsets"])]
+
+    def lds_ground_truth_inputs(w):
+        """The retrained subsets, and what the reference rows need: the stage's segments and queries
+        (their source tracks) and the manifest (the tracks' genre).
+        """
+        return {
+            "subsets": lds_subset_files(w),
+            "segments": results(f"segments/{w.stage}/train.npz", w.exp),
+            "queries": results(f"queries/{w.stage}/queries.npz", w.exp),
+            "manifest": corpus_manifest() if SYMBOLIC and w.exp == EXP else audio_manifest(),
+        }
+
+    def lds_references(exp, stages):
+        """The references.json (seed-noise ceiling, reference rows' LDS) of each stage with ground truth."""
+        return [results(f"lds/{s}/references.json", exp) for s in stages]
+
+    def analysis_report_arg(w, input):
+        """``--homogeneity-residual FILES --alignment FILES`` of a report job, or nothing when off."""
+        if not input.residual:
+            return ""
+        return f"--homogeneity-residual {' '.join(input.residual)} --alignment {' '.join(input.alignment)}"
+
+    def lds_report_arg(w, input):
+        """``--lds FILES [--lds-references FILES]`` of a report job, or nothing when the experiment
+        has no ground truth.
+        """
+        if not input.lds:
+            return ""
+        refs = list(input.lds_references) if "lds_references" in input.keys() else []
+        return "--lds " + " ".join(input.lds) + (" --lds-references " + " ".join(refs) if refs else "")
+
+    # Unlearning (docs/spec.md §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;
+    # the self-influence grid per stage; the comparison with the other methods per experiment.
+    SELF = config.get("selfinfluence") or {}
+    SELF = SELF if SELF.get("enabled", True) else {}
+
+    def unlearning_settings(w):
+        return method_settings(SimpleNamespace(exp=w.exp, stage=w.stage, method="unlearning"))
+
+    def fisher_side(w, mask=None):
+        """Which Fisher a mask strategy needs: of masked training losses (M_L: ``both``) or full ones."""
+        mask = unlearning_settings(w)["mask"] if mask is None else mask
+        return "masked" if mask == "both" else "full"
+
+    def unlearning_chunks(w):
+        """Query chunks, one job each (a chunk beyond the queries is empty and costs one model load)."""
+        return unlearning_settings(w)["chunks"]
+
+    def unlearning_fisher_params(w):
+        return jparams(
+            mask="both" if w.side == "masked" else "none",
+            seed=config["seeds"]["unlearning"],
+            device=config["device"],
+        )
+
+    def unlearning_chunk_settings(w):
+        s = unlearning_settings(w)
+        return dict(
+            **{k: s[k] for k in registry.method("unlearning").run_params},
+            seed=config["seeds"]["unlearning"],
+            device=config["device"],
+            n_chunks=s["chunks"],
+            chunk=int(w.chunk),
+        )
+
+    def unlearning_chunk_params(w):
+        return jparams(**unlearning_chunk_settings(w))
+
+    def unlearning_chunk_files(w):
+        return [results(f"unlearning/{w.stage}/chunks/q{c}.npz", w.exp) for c in range(unlearning_chunks(w))]
+
+    def unlearning_stages(exp):
+        """Stages of one experiment that run unlearning."""
+        return [s for (e, s), cfg in STAGES.items() if e == exp and "unlearning" in cfg["methods"]["run"]]
+
+    GRID_KEYS = ("lr", "steps", "group", "mask")
+
+    def selfinfluence_points(exp, stage):
+        """``{name: {"lr", "steps", "group", "mask", "chosen"}}``: the grid (the product of config
+        selfinfluence.grid's lists, a missing key taking the stage's setting) plus the chosen setting.
+        """
+        from itertools import product
+
+        w = SimpleNamespace(exp=exp, stage=stage)
+        s = unlearning_settings(w)
+        grid = SELF.get("grid") or {}
+        lists = [grid.get(k, [s[k]]) for k in GRID_KEYS]
+        chosen = {k: s[k] for k in GRID_KEYS}
+        points = [dict(zip(GRID_KEYS, v)) for v in product(*lists)]
+        if chosen not in points:
+            points.append(chosen)
+
+        def name(p):
+            return f"lr{p['lr']:g}_steps{p['steps']}_{p['group']}_{p['mask']}"
+
+        return {name(p): dict(p, chosen=p == chosen) for p in points}
+
+    def selfinfluence_jobs(exp):
+        """``(stage, point name)`` of every self-influence job of one experiment."""
+        if not SELF:
+            return []
+        stages = [s for s in unlearning_stages(exp) if not SELF.get("stages") or s in SELF["stages"]]
+        return [(s, p) for s in stages for p in selfinfluence_points(exp, s)]
+
+    def selfinfluence_outputs(exp):
+        return [results(f"unlearning/{s}/selfinfluence/{p}.json", exp) for s, p in selfinfluence_jobs(exp)]
+
+    def selfinfluence_fisher(w):
+        mask = selfinfluence_points(w.exp, w.stage)[w.point]["mask"]
+        return results(f"unlearning/{w.stage}/fisher_{fisher_side(w, mask)}.pt", w.exp)
+
+    def selfinfluence_params(w):
+        p = selfinfluence_points(w.exp, w.stage)[w.point]
+        return jparams(
+            **p,
+            floor=unlearning_settings(w)["floor"],
+            precision=unlearning_settings(w)["precision"],
+            stage=w.stage,
+            n_targets=SELF.get("n_targets", 8),
+            top_k=SELF.get("top_k", 100),
+            n_generations=SELF.get("n_generations", 4),
+            seed=config["seeds"]["unlearning"],
+            device=config["device"],
+        )
+
+    def compare_spec(exp, domain):
+        """What ``aria unlearning-compare`` reads: per stage running unlearning, its scores and the
+        other methods' (audio: the raw τ averaged over each track's segments, against the embedding
+        baselines, or the stage's other methods' track-level matrices when there are none; symbolic:
+        the other methods' segment-level matrices).
+        """
+        stages = []
+        for st in unlearning_stages(exp):
+            run = [m for m in STAGES[(exp, st)]["methods"]["run"] if m != "unlearning"]
+            extra = {}
+            if domain == "audio":  # raw τ, averaged over each track's segments in the job (the paper's whole items)
+                unl = results(f"scores/{st}/unlearning.zarr", exp)
+                extra = {"segments": results(f"segments/{st}/train.npz", exp)}
+                keys = [k for k in AUDIO_ROWS if row_stage(k) == "baseline"] or [f"{m}/{st}" for m in run]
+                others = [
+                    dict(
+                        key=k,
+                        label=registry.row_label(k),
+                        scores=results(
+                            (
+                                f"scores/baseline/{k.partition('/')[0]}.zarr"
+                                if row_stage(k) == "baseline"
+                                else f"tracklevel/{st}/{k.partition('/')[0]}.zarr"
+                            ),
+                            exp,
+                        ),
+                    )
+                    for k in keys
+                ]
+            else:
+                unl = results(f"scores/{st}/unlearning.zarr", exp)
+                others = [
+                    dict(key=m, label=registry.row_label(m), scores=results(f"scores/{st}/{m}.zarr", exp)) for m in run
+                ]
+            if others:
+                stages.append(dict(stage=st, unlearning=unl, others=others, **extra))
+        return {"stages": stages}
+
+    def compare_inputs(exp, domain):
+        spec = compare_spec(exp, domain)
+        return (
+            [st["unlearning"] for st in spec["stages"]]
+            + [st["segments"] for st in spec["stages"] if "segments" in st]
+            + [o["scores"] for st in spec["stages"] for o in st["others"]]
+        )
+
+    def compare_outputs(exp, domain):
+        """The experiment's comparison JSON, or nothing when no stage has unlearning and another method."""
+        return [results("unlearning/compare.json", exp)] if compare_spec(exp, domain)["stages"] else []
+
+    # The report rules' outputs as `snakemake --report` items (rules/report.smk).
+    REPORT_CATEGORY = {"symbolic": f"Symbolic: {EXP}", "audio": f"Audio: {AUDIO_EXP}"}
+
+    return Plan({k: v for k, v in locals().items() if not k.startswith("_") and k not in ("config",)})

@@ -1,0 +1,185 @@
+"""The workflow's plan (aria/workflow/plan.py) without Snakemake: rows, job parameters and rerun scope.
+
+Each job reruns when its parameter string changes (Snakemake's params trigger), so "changing one
+method's parameter reruns that method's jobs and nothing else" is a property of the plan's getters:
+checked here on the demo, tiny and a user's config in milliseconds. tests/workflow/test_workflow.py
+checks the same scope through real ``snakemake -n`` runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from pathlib import Path
+from types import SimpleNamespace as W
+
+import pytest
+import yaml
+
+from aria import registry
+from aria.config import validate_config
+from aria.workflow.plan import make_plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(name):
+    if name == "demo":
+        return yaml.safe_load((REPO / "config.yaml").read_text())
+    tiny = yaml.safe_load((REPO / "tests" / "data" / "config_tiny.yaml").read_text())
+    if name == "tiny":
+        return tiny
+    # a user's run: symbolic only, their own MIDI folder and a score matrix computed elsewhere
+    user = copy.deepcopy(tiny)
+    user.pop("audio")
+    user["experiments"] = ["symbolic"]
+    user["experiment"] = "mine"
+    user["corpus"] = {"kind": "midi_folder", "midi_folder": {"manifest": "my/manifest.csv", "root": "my/midi"}}
+    user["external_scores"] = {"theirs": {"path": "theirs.npy", "rows": "rows.txt", "cols": "cols.txt"}}
+    return user
+
+
+CONFIGS = ["demo", "tiny", "user"]
+
+
+@pytest.fixture(autouse=True)
+def _user_files(tmp_path, monkeypatch):
+    """The user's matrix and id lists exist (the config check looks), in a folder of the test's own."""
+    monkeypatch.chdir(tmp_path)
+    for f in ("theirs.npy", "rows.txt", "cols.txt"):
+        (tmp_path / f).write_text("")
+
+
+def plan_of(cfg):
+    return make_plan(validate_config(copy.deepcopy(cfg)))
+
+
+def every_job_params(plan):
+    """``{(job, wildcards): params string}`` of the per-stage jobs, built from the plan's getters."""
+    out = {}
+    for (exp, stage), cfg in plan.STAGES.items():
+        n_c, n_m = plan.n_checkpoints(cfg), plan.ensemble_size(cfg)
+        for m in range(max(n_m, 2)):
+            out["model", exp, stage, m] = plan.model_params(W(exp=exp, stage=stage, m=m))
+            for c in range(1, n_c + 1):
+                out["projection", exp, stage, m, c] = plan.projection_params(W(exp=exp, stage=stage, c=c))
+        for method in cfg["methods"]["run"]:
+            w = W(exp=exp, stage=stage, method=method)
+            if registry.method(method).reads != "model":
+                out["score", exp, stage, method] = plan.method_params(w)
+            out["tracklevel", exp, stage, method] = plan.tracklevel_params(w)
+            if registry.method(method).reads == "factored":
+                out["factored", exp, stage, method] = plan.factored_params(w)
+        if "unlearning" in cfg["methods"]["run"]:
+            w = W(exp=exp, stage=stage)
+            for chunk in range(plan.unlearning_chunks(w)):
+                out["unlearning", exp, stage, chunk] = plan.unlearning_chunk_params(
+                    W(exp=exp, stage=stage, chunk=chunk)
+                )
+        if cfg["lds"]:
+            out["lds_retrain", exp, stage] = plan.lds_retrain_params(W(exp=exp, stage=stage, subset=0))
+    for domain in ("symbolic", "audio"):
+        if (domain == "symbolic" and plan.SYMBOLIC) or (domain == "audio" and plan.AUDIO):
+            out["homogeneity", domain] = plan.homogeneity_params(domain)(W(method="trak"))
+    return out
+
+
+def changed(cfg, edit):
+    before = every_job_params(plan_of(cfg))
+    cfg = copy.deepcopy(cfg)
+    edit(cfg)
+    after = every_job_params(plan_of(cfg))
+    assert set(before) == set(after)
+    return {k for k in before if before[k] != after[k]}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_rows_follow_config_and_registry(name):
+    cfg = _config(name)
+    plan = plan_of(cfg)
+    ext = [n for n, e in cfg.get("external_scores", {}).items() if e.get("experiment", "symbolic") == "symbolic"]
+    assert plan.SYMBOLIC_ROWS == cfg["methods"]["run"] + ext
+    if "audio" not in cfg:
+        assert plan.AUDIO_ROWS == [] and not plan.AUDIO
+        return
+    a = cfg["audio"]
+    want = [
+        f"{m.name}/{s}"
+        for m in registry.stage_methods()
+        for s in registry.audio_stages()
+        if m.name in a["stages"][s]["methods"]["run"]
+    ]
+    want += [f"{e}{v}/baseline" for e in a.get("baselines", []) for v in registry.EMBEDDING_MODES]
+    assert plan.AUDIO_ROWS == want
+    # the model of every audio stage sees the tokenizer's vocabulary and the stage's window
+    for s in registry.audio_stages():
+        stage = plan.STAGES[(a["experiment"], s)]
+        assert stage["model"]["vocab_size"] == plan.AUDIO_VOCAB.size
+        assert stage["seq_len"] == plan.AUDIO_VOCAB.seq_len(s)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_methods_damping_reruns_that_method_only(name):
+    cfg = _config(name)
+    exp = cfg["experiment"]
+
+    def edit(c):
+        c["methods"]["trak"]["damping"] = {"rule": "relative", "alpha": 123.0}
+
+    assert changed(cfg, edit) == {("score", exp, "symbolic", "trak")}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_projection_k_reruns_projections_not_models(name):
+    cfg = _config(name)
+    exp = cfg["experiment"]
+
+    def edit(c):
+        c["projection"]["k"] = 8
+
+    got = changed(cfg, edit)
+    assert got and all(k[0] == "projection" and k[1:3] == (exp, "symbolic") for k in got)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_memory_only_settings_rerun_nothing(name):
+    cfg = _config(name)
+
+    def edit(c):
+        c["projection"]["cache_mib"] = 7  # memory for a Gaussian P's blocks: a resource, not a parameter
+
+    assert changed(cfg, edit) == set()
+
+
+@pytest.mark.parametrize("name", ["demo", "tiny"])
+def test_lds_settings_rerun_the_retraining_only(name):
+    cfg = _config(name)
+    cfg.setdefault("lds", {})["enabled"] = True
+
+    def edit(c):
+        c["lds"]["alpha"] = 0.25
+
+    assert changed(cfg, edit) == {("lds_retrain", cfg["experiment"], "symbolic")}
+
+
+def test_params_hold_exactly_their_settings():
+    """The parameter strings are the settings dicts, sorted (what Snakemake compares)."""
+    plan = plan_of(_config("tiny"))
+    w = W(exp="tiny", stage="symbolic", method="trak")
+    assert plan.method_params(w) == json.dumps(plan.method_run_settings(w), sort_keys=True)
+    settings = plan.method_run_settings(w)
+    assert set(settings) == {"row_chunk", *registry.method("trak").run_params}
+    assert settings["damping"] == {"rule": "absolute", "lambda": 0.01}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_sweep_grid_is_the_product_of_its_lists(name):
+    cfg = _config(name)
+    plan = plan_of(cfg)
+    grid = (cfg.get("sensitivity") or {}).get("grid") or {}
+    for method, lists in grid.items():
+        damping = [v for k in ("alpha", "lambda") for v in lists.get(k, [])]
+        others = [lists[k] for k in lists if k not in ("alpha", "lambda")]
+        n = len(list(itertools.product(*others))) * max(len(damping), 1)
+        assert len(plan.sweep_points(method)) == n, method

@@ -48,6 +48,7 @@ from aria.seeding import stable_seed
 __all__ = [
     "LAYER_GROUPS",
     "MASK_STRATEGIES",
+    "mask_sides",
     "target_masks",
     "example_generator",
     "diagonal_fisher",
@@ -73,6 +74,26 @@ LAYER_GROUPS = {
     "kv": r"blocks\.\d+\.qkv\.",
 }
 MASK_STRATEGIES = ("none", "both", "mixed")
+
+
+def mask_sides(strategy: str) -> tuple[bool, bool]:
+    """Which losses a padding-mask strategy masks (docs/spec.md §8).
+
+    Parameters
+    ----------
+    strategy : {"none", "both", "mixed"}
+        ``none``: no mask anywhere; ``both``: the unlearning loss and the loss measured before and
+        after; ``mixed``: the unlearning loss only (the paper's mixed strategy).
+
+    Returns
+    -------
+    (bool, bool)
+        ``(M_U, M_L)``: whether the unlearning step's loss and the measured loss are masked.
+    """
+    if strategy not in MASK_STRATEGIES:
+        raise ValueError(f"mask strategy must be one of {MASK_STRATEGIES}, got {strategy!r}")
+    return strategy in ("both", "mixed"), strategy == "both"
+
 
 LossFn = Callable[[torch.nn.Module, Mapping, torch.Generator], torch.Tensor]
 

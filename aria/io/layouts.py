@@ -37,6 +37,8 @@ __all__ = [
     "read_null",
     "write_corpus_frames",
     "read_corpus_frames",
+    "write_kfac",
+    "read_kfac",
 ]
 
 
@@ -109,3 +111,26 @@ def read_corpus_frames(path) -> dict:
         encoder=str(d["encoder"]),
         sr=int(d["sr"]),
     )
+
+
+def write_kfac(path, cov: dict) -> None:
+    """Write KFAC factors ``{layer: {factor: array}}`` as one npz, keys ``"<layer>|<factor>"``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file (written atomically).
+    cov : dict of str to dict of str to ndarray
+        Per layer name (e.g. ``blocks.0.qkv``), its factors (e.g. ``A`` (d_in, d_in), ``G``
+        (d_out, d_out)), as :func:`aria.attribution.factored.kfac_covariance` returns them.
+    """
+    write_npz(path, **{f"{n}|{f}": v for n, c in cov.items() for f, v in c.items()})
+
+
+def read_kfac(path) -> dict:
+    """The KFAC factors written by :func:`write_kfac`: ``{layer: {factor: array}}``."""
+    cov = {}
+    for key, v in read_npz(path).items():
+        name, _, f = key.partition("|")
+        cov.setdefault(name, {})[f] = v
+    return cov

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 
+import numpy as np
+
+from aria.evaluation.documents import EMPTY_DOMINATES
+from aria.evaluation.evidence import degenerate_channels, dominant_aspect, query_similarity, rollup
 from aria.report.render import _CSS, _fmt
 
-__all__ = ["card_html", "piano_roll_png", "CARD_CSS"]
+__all__ = ["card_html", "card_row_doc", "piano_roll_png", "CARD_CSS", "EMPTY_EXAMPLES"]
 
 CARD_CSS = (
     _CSS
@@ -161,4 +166,129 @@ def card_html(card: dict) -> str:
         + "".join(body)
         + notes
         + "</body></html>\n"
+    )
+
+
+#: what an empty channel usually means, for the cards' warnings (aria.evaluation.degenerate)
+EMPTY_EXAMPLES = {
+    "dynamic": "one velocity throughout, as in MIDI without dynamics",
+    "harmony": "no vertical interval in a single line",
+    "harmonic": "no chord change found",
+    "rhythmic": "no beat found",
+}
+
+
+def _num2(x) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:+.2f}"
+
+
+def card_row_doc(
+    row: dict,
+    j: int,
+    query_features: dict | None,
+    *,
+    pool: dict,
+    pos: dict,
+    channels: dict,
+    scales: dict,
+    pool_empty: dict,
+    windows: dict | None,
+    audio: bool,
+    track_media: Callable[[str], str | None],
+    segment_media: Callable[[str], str | None],
+) -> dict:
+    """One row of a query's evidence card: the method's top-K items, their evidence and the verdict.
+
+    Parameters
+    ----------
+    row : dict
+        The report row: ``spec`` (its key, label, stage, window_s), ``top`` (n_queries, K) item ids,
+        ``z`` (per channel, (n_queries,)) or None, ``scores`` (n_queries, K), ``win`` (the best
+        window of each track for each query, or None) and ``verdict``.
+    j : int
+        The query's column in the row's matrices.
+    query_features : dict or None
+        The query's features, with the pool's definitions (None: they could not be computed).
+    pool, pos, channels, scales, pool_empty
+        The evidence pool's features (each (n_pool, d_f)), each item's position in it, the channels,
+        the null's feature scales and, per channel, the pool items that are empty in it (n_pool,).
+    windows : dict or None
+        Symbolic segments' time and bar ranges and notes, by segment id (None for audio).
+    audio : bool
+        Audio items (tracks and their windows) or symbolic ones (segments, pieces).
+    track_media, segment_media : callable
+        Write (once) a training track's or a symbolic segment's audio; its path in the card
+        folder, or None without a player.
+
+    Returns
+    -------
+    dict
+        ``key``, ``label``, ``verdict``, ``aspect`` (the dominant one, or None), ``z`` (per
+        channel), ``items`` (id, score, sim per channel, where, player), ``rollup`` (symbolic
+        segments: per piece), ``note`` and ``warnings`` (channels left out as mostly empty).
+    """
+    r = row["spec"]
+    item_ids = row["top"][j]
+    sims = (
+        query_similarity(query_features, pool, [pos[t] for t in item_ids], channels, scales)
+        if query_features is not None
+        else {}
+    )
+    items = []
+    for n, t in enumerate(item_ids):
+        it = {
+            "id": t,
+            "score": float(row["scores"][j, n]),
+            "sim": {c: float(v[n]) for c, v in sims.items()},
+        }
+        if audio and row["win"] is not None:
+            tracks, arg, seg_rows, seg = row["win"]
+            sid = seg_rows[arg[j, tracks.index(t)]]
+            a0 = float(seg.loc[sid, "start_s"])
+            a1 = a0 + float(r["window_s"])
+            it["where"] = f"{t}, {a0:.1f}–{a1:.1f} s (its best {r['stage']} window for this query)"
+            it["player"] = f"{track_media(t)}#t={a0:.2f},{a1:.2f}"
+        elif row["win"] is not None:  # a whole piece (unit: track): its best segment
+            tracks, arg, seg_rows, _ = row["win"]
+            sid = seg_rows[arg[j, tracks.index(t)]]
+            w = windows[sid]
+            it["where"] = (
+                f"{t}, its best segment for this query: {w['t0']:.1f}–{w['t1']:.1f} s, "
+                f"bars {w['bars'][0]}–{w['bars'][1]}"
+            )
+            it["player"] = segment_media(sid)
+        elif audio:
+            it["where"] = f"{t}, whole track (track-level embedding)"
+            it["player"] = track_media(t)
+        else:
+            w = windows[t]
+            b0, b1 = w["bars"]
+            bars = f"bar {b0}" if b1 <= b0 else f"bars {b0}–{b1}"
+            span = f"{w['t0']:.1f} s" if w["t1"] <= w["t0"] else f"{w['t0']:.1f}–{w['t1']:.1f} s"
+            it["where"] = f"{t.split(':')[0]}, {span}, {bars}"
+            if not len(w["notes"]):
+                it["where"] += " (no note starts in this segment)"
+            it["player"] = segment_media(t)
+        items.append(it)
+    zq = {c: z[c][j] for c in channels} if (z := row["z"]) else {}
+    # a channel in which the group is mostly empty items is identical emptiness, not evidence
+    degen = degenerate_channels([pos[t] for t in item_ids], pool_empty, threshold=EMPTY_DOMINATES)
+    asp = dominant_aspect(zq, exclude=list(degen))
+    return dict(
+        key=r["key"],
+        label=r["label"],
+        verdict=row["verdict"],
+        aspect=asp,
+        z=zq,
+        items=items,
+        rollup=None
+        if audio or row["win"] is not None
+        else rollup([t.split(":")[0] for t in item_ids], [i["score"] for i in items]),
+        note="" if query_features is not None else "This query's features could not be computed: no similarities.",
+        warnings=[
+            f"{round(sh * len(item_ids))} of {len(item_ids)} items are empty in {c} (nothing "
+            f"measured, e.g. {EMPTY_EXAMPLES.get(c, 'an all-zero feature')}): they are identical "
+            f"there, so its z ({_num2(zq.get(c))}) is left out of the dominant aspect"
+            for c, sh in degen.items()
+        ],
     )

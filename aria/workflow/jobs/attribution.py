@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model
+from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
 from aria.workflow.jobs.base import JobArgs, arg, job, opt
 
@@ -100,15 +101,6 @@ def project(a: ProjectArgs) -> None:
     )
 
 
-def _mask_sides(strategy: str) -> tuple[bool, bool]:
-    """``(M_U, M_L)`` of a mask strategy (docs/spec.md §8): none, both, or mixed (M_U only)."""
-    from aria.attribution.unlearning import MASK_STRATEGIES
-
-    if strategy not in MASK_STRATEGIES:
-        raise ValueError(f"mask strategy must be one of {MASK_STRATEGIES}, got {strategy!r}")
-    return strategy in ("both", "mixed"), strategy == "both"
-
-
 @dataclass(frozen=True, kw_only=True)
 class UnlearningFisherArgs(JobArgs):
     """Arguments of ``aria unlearning-fisher``."""
@@ -127,7 +119,7 @@ def unlearning_fisher(a: UnlearningFisherArgs) -> None:
     """
     import torch
 
-    from aria.attribution.unlearning import diagonal_fisher, token_batches, token_loss
+    from aria.attribution.unlearning import diagonal_fisher, mask_sides, token_batches, token_loss
     from aria.io.tables import read_npz, save_torch
     from aria.models.transformer import fused_attention
 
@@ -136,7 +128,7 @@ def unlearning_fisher(a: UnlearningFisherArgs) -> None:
     model, _ = load_model(a.model)
     model.to(p["device"])
     tr = read_npz(a.segments)
-    _, use_l = _mask_sides(p["mask"])
+    _, use_l = mask_sides(p["mask"])
     batches = token_batches(
         tr["tokens"], tr["mask"], tr.get("loss_mask"), ids=tr["segment_ids"], use_mask=use_l, device=p["device"]
     )
@@ -185,14 +177,20 @@ def unlearning_scores(a: UnlearningScoresArgs) -> None:
     in ``precision``; the first ``check`` queries of the chunk are scored again in float64 and in
     float32, for the round-off estimate of :func:`~aria.evaluation.numerics.score_numerics`.
     """
-    from aria.attribution.unlearning import example_losses, precision_setup, token_batches, unlearning_scores
+    from aria.attribution.unlearning import (
+        example_losses,
+        mask_sides,
+        precision_setup,
+        token_batches,
+        unlearning_scores,
+    )
     from aria.io.tables import read_npz, write_npz
     from aria.models.transformer import fused_attention
 
     p = json.loads(a.params)
     model, fisher = _unlearning_model(a, p)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
-    use_u, use_l = _mask_sides(p["mask"])
+    use_u, use_l = mask_sides(p["mask"])
     qsel = np.array_split(np.arange(len(qu["query_ids"])), p["n_chunks"])[p["chunk"]]
     precision = p["precision"]
 
@@ -385,7 +383,7 @@ def kfac_covariance(a: KfacCovarianceArgs) -> None:
     import torch
 
     from aria.attribution.factored import kfac_covariance
-    from aria.io.tables import read_npz, write_npz
+    from aria.io.tables import read_npz
 
     p = json.loads(a.params)
     torch.set_num_threads(a.threads)
@@ -404,7 +402,7 @@ def kfac_covariance(a: KfacCovarianceArgs) -> None:
     log.info(
         "covariance of %d layers over %d segments in %.1f s", len(cov), len(tr["tokens"]), time.perf_counter() - t0
     )
-    write_npz(a.out, **{f"{n}|{f}": v for n, c in cov.items() for f, v in c.items()})
+    write_kfac(a.out, cov)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -437,10 +435,7 @@ def project_factored(a: ProjectFactoredArgs) -> None:
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     cov = None
     if a.covariance:
-        cov = {}
-        for key, v in read_npz(a.covariance).items():
-            name, _, f = key.partition("|")
-            cov.setdefault(name, {})[f] = v
+        cov = read_kfac(a.covariance)
     kw = dict(method=a.method, params=p, covariance=cov, batch_size=p["batch_size"], device=p["device"], progress=True)
     t0 = time.perf_counter()
     ftr, layers = project_factored(model, tr["tokens"], tr["mask"], tr.get("loss_mask"), desc="train", **kw)

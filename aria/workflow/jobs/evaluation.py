@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
 from aria.workflow.jobs.base import JobArgs, arg, job, opt
 
@@ -538,140 +539,6 @@ def _confound_labels(ids, a) -> dict | None:
     }
 
 
-def _confounds_doc(tab, K, col_ids, feats, channels, null, labels, p) -> dict:
-    """Genre breakdown, genre-stratified null and same-piece share at K (docs/spec.md §7)."""
-    from aria.evaluation.confounds import (
-        genre_breakdown,
-        null_same_piece_share,
-        same_piece_share,
-        stratified_zscores,
-    )
-
-    t = tab["by_k"][K]
-    q_genres = [labels["query_genre"].get(str(q), "unknown") for q in col_ids]
-    pool_counts = dict(zip(*np.unique(labels["pool_genres"], return_counts=True)))
-    strat = stratified_zscores(
-        feats,
-        channels,
-        null["scales"],
-        t["groups"],
-        labels["pool_genres"],
-        t["H_c"],
-        n_groups=p["n_groups"],
-        random_state=p["seed"],
-    )
-    doc = {
-        "k": int(K),
-        "query_genres": q_genres,
-        "pool_genres": {str(g): int(n) for g, n in pool_counts.items()},
-        "genre": {c: genre_breakdown(t["z_c"][c], q_genres) for c in channels},
-        "stratified": {
-            "z_c": {c: np.asarray(z).tolist() for c, z in strat["z_c"].items()},
-            "summary": strat["summary"],
-            "n_mixes": strat["n_mixes"],
-            "n_groups": strat["n_groups"],
-        },
-    }
-    if labels["pieces"] is not None:
-        share = same_piece_share(t["groups"], labels["pieces"])
-        doc["same_piece"] = {
-            "share": share.tolist(),
-            "mean_share": float(share.mean()),
-            "null_share": null_same_piece_share(labels["pieces"]),
-        }
-    log.info(
-        "K=%d confounds: stratified mu_z %s; genre SD %s%s",
-        K,
-        {c: round(s["mu_z"], 3) for c, s in strat["summary"].items()},
-        {c: None if v["sd_mu_z"] is None else round(v["sd_mu_z"], 3) for c, v in doc["genre"].items()},
-        f"; same-piece share {doc['same_piece']['mean_share']:.3f} (null {doc['same_piece']['null_share']:.3f})"
-        if "same_piece" in doc
-        else "",
-    )
-    return doc
-
-
-def _homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, null, source, *, confounds=None) -> dict:
-    """The homogeneity JSON of one score matrix whose rows are ``row_ids`` (pool items ``ids``).
-
-    ``confounds = (labels, params)`` from :func:`_confound_labels` and the job's params
-    (``main_k``, ``n_groups``, ``seed``) adds the genre and same-piece checks at main_k.
-    """
-    from aria.evaluation.homogeneity import homogeneity_table
-
-    if np.array_equal(row_ids, ids):
-        tab = homogeneity_table(S, feats, channels, null)
-    else:
-        # track-level audio matrix: rows are the training tracks with segments; the pool
-        # is those with features (a track whose audio features failed is left out)
-        where = {r: i for i, r in enumerate(row_ids)}
-        missing = [t for t in ids if t not in where]
-        if missing:
-            raise ValueError(f"{source}: no score row for pool track(s) {some(missing)}")
-        sel = np.array([where[t] for t in ids])
-        if len(sel) < len(row_ids):
-            log.warning("%d score rows have no features and are left out of the pool", len(row_ids) - len(sel))
-        tab = homogeneity_table(np.asarray(S[:])[sel], feats, channels, null)
-        row_ids = np.asarray(row_ids)[sel]
-    out = {
-        "scores": str(source),
-        "channels": list(channels),
-        "query_ids": np.asarray(col_ids).tolist(),
-        "ks": list(tab["ks"]),
-        "by_k": {},
-    }
-    for K, t in tab["by_k"].items():
-        out["by_k"][str(K)] = {
-            "summary": t["summary"],
-            "summary_f": t["summary_f"],
-            "z_c": {c: np.asarray(z).tolist() for c, z in t["z_c"].items()},
-            "top_ids": np.asarray(row_ids)[t["groups"]].tolist(),
-        }
-        log.info("K=%d: %s", K, {c: round(s["mu_z"], 3) for c, s in t["summary"].items()})
-    if confounds is not None and confounds[0] is not None:
-        labels, p = confounds
-        out["confounds"] = _confounds_doc(tab, int(p["main_k"]), col_ids, feats, channels, null, labels, p)
-        out["empty"] = _empty_doc(tab, int(p["main_k"]), ids, feats, channels, source)
-    return out
-
-
-EMPTY_DOMINATES = 0.5  # a G_K whose items are on average more than half empty in a channel gets a warning
-
-
-def _empty_doc(tab, K, ids, feats, channels, source) -> dict:
-    """Pool items with empty features per channel and feature, and their mean share of G_K (docs/spec.md §5)."""
-    from aria.evaluation.degenerate import empty_features, empty_in_channels, group_empty_share
-
-    per_f = empty_features(feats)
-    per_c = empty_in_channels(feats, channels)
-    share = {c: float(group_empty_share(tab["by_k"][K]["groups"], m).mean()) for c, m in per_c.items()}
-    dominated = [c for c, v in share.items() if v > EMPTY_DOMINATES]
-    for c, m in per_c.items():
-        if m.any():
-            log.info(
-                "%d of %d pool items have an empty %s feature, e.g. %s",
-                m.sum(),
-                len(m),
-                c,
-                some(np.asarray(ids)[m]),
-            )
-    if dominated:
-        log.warning(
-            "%s: at K=%d the top-K groups are on average more than half items with empty %s features",
-            source,
-            K,
-            ", ".join(dominated),
-        )
-    return {
-        "k": int(K),
-        "n_pool": len(ids),
-        "pool_count": {c: int(m.sum()) for c, m in per_c.items()},
-        "pool_count_f": {f: int(m.sum()) for f, m in per_f.items()},
-        "group_share": share,
-        "dominated": dominated,
-    }
-
-
 @dataclass(frozen=True, kw_only=True)
 class HomogeneityArgs(JobArgs):
     """Arguments of ``aria homogeneity``."""
@@ -683,7 +550,7 @@ class HomogeneityArgs(JobArgs):
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     queries: str | None = opt(None)
-    params: str | None = opt(None)
+    params: str = arg(help='JSON: "domain" (symbolic | audio) and the confound checks\' main_k, n_groups, seed')
 
 
 @job("homogeneity")
@@ -693,8 +560,10 @@ def homogeneity(a: HomogeneityArgs) -> None:
     from aria.io.stores import open_scores
     from aria.io.tables import write_json
 
-    p = json.loads(a.params) if a.params else {}
-    audio = p.get("domain", "audio" if a.manifest and not a.segments else "symbolic") == "audio"
+    p = json.loads(a.params)
+    if p.get("domain") not in ("symbolic", "audio"):
+        raise ValueError(f"--params must name the domain, symbolic or audio; got {p.get('domain')!r}")
+    audio = p["domain"] == "audio"
     ids, feats, channels = _evidence(a.features, a.manifest if audio else None)
     S, row_ids, col_ids = open_scores(a.scores)
     if p.get("unit") == "track" and not audio:  # symbolic pool of whole pieces: S made track-level (docs/spec.md §3)
@@ -706,9 +575,7 @@ def homogeneity(a: HomogeneityArgs) -> None:
             raise ValueError(f"{a.scores}: row ids do not match the segments of {a.segments}")
         row_ids, S = track_level(S, seg["track_ids"], normalize=p["normalize"])
     labels = _confound_labels(ids, a) if "main_k" in p else None
-    doc = _homogeneity_doc(
-        S, row_ids, col_ids, ids, feats, channels, read_null(a.null), a.scores, confounds=(labels, p)
-    )
+    doc = homogeneity_doc(S, row_ids, col_ids, ids, feats, channels, read_null(a.null), a.scores, confounds=(labels, p))
     write_json(a.out, {**doc, "unit": p.get("unit", "track" if audio else "segment")})
 
 
@@ -840,7 +707,7 @@ def residual(a: ResidualArgs) -> None:
         _, R = track_level(R, seg["track_ids"], normalize=p["normalize"])
         u = np.bincount(r2t, weights=u, minlength=len(tids)) / np.bincount(r2t, minlength=len(tids))
         rows = tids
-    doc = _homogeneity_doc(R, rows, cols, ids, feats, channels, read_null(a.null), a.out)
+    doc = homogeneity_doc(R, rows, cols, ids, feats, channels, read_null(a.null), a.out)
     write_json(a.out_homogeneity, {**doc, "r1_removed": ax.r1})
 
     where = {r: i for i, r in enumerate(rows)}
@@ -905,7 +772,7 @@ def sweep_point(a: SweepPointArgs) -> None:
         if a.segments:  # audio stage (or symbolic unit: track): the track-level matrix, as for the main row
             seg = read_npz(a.segments)
             rows, S = track_level(S, seg["track_ids"], normalize=p["normalize"])
-        doc = _homogeneity_doc(S, rows, cols, ids, ev, channels, read_null(a.null), a.features[0])
+        doc = homogeneity_doc(S, rows, cols, ids, ev, channels, read_null(a.null), a.features[0])
     out = {
         "method": a.method,
         "stage": p.get("stage"),

@@ -14,22 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from aria.workflow.jobs.base import JobArgs, arg, job, opt
-from aria.workflow.jobs.evaluation import EMPTY_DOMINATES, _evidence
+from aria.workflow.jobs.evaluation import _evidence
 
 log = logging.getLogger("aria")
-
-
-#: what an empty channel usually means, for the cards' warnings (aria.evaluation.degenerate)
-EMPTY_EXAMPLES = {
-    "dynamic": "one velocity throughout, as in MIDI without dynamics",
-    "harmony": "no vertical interval in a single line",
-    "harmonic": "no chord change found",
-    "rhythmic": "no beat found",
-}
-
-
-def _num2(x) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:+.2f}"
 
 
 def _row_costs(spec: str, device: str) -> dict:
@@ -256,12 +243,12 @@ def cards(a: CardsArgs) -> None:
     """
     import shutil
 
-    from aria.evaluation.evidence import best_windows, degenerate_channels, dominant_aspect, query_similarity, rollup
+    from aria.evaluation.evidence import best_windows
     from aria.evaluation.reliability import verdict
     from aria.io.layouts import read_null
     from aria.io.stores import atomic_dir, open_scores
     from aria.io.tables import read_csv, read_json, read_manifest, read_npz, write_json
-    from aria.report.cards import card_html, piano_roll_png
+    from aria.report.cards import card_html, card_row_doc, piano_roll_png
 
     spec = json.loads(a.spec)
     audio, K = spec["domain"] == "audio", int(spec["main_k"])
@@ -279,6 +266,7 @@ def cards(a: CardsArgs) -> None:
     sr = int(spec.get("sr", 22050))
 
     # the query's features, with the pool's definitions
+    windows = None
     if audio:
         from aria.audio.features import chord_root_motion, extract_many
 
@@ -392,76 +380,25 @@ def cards(a: CardsArgs) -> None:
                 )
             card_rows, aspects = [], {}
             for row in rows:
-                r, j = row["spec"], row["qcol"].get(qid)
+                j = row["qcol"].get(qid)
                 if j is None:
                     continue
-                item_ids = row["top"][j]
-                sims = (
-                    query_similarity(qfeat[qid], pool, [pos[t] for t in item_ids], channels, scales)
-                    if qid in qfeat
-                    else {}
+                card_row = card_row_doc(
+                    row,
+                    j,
+                    qfeat.get(qid),
+                    pool=pool,
+                    pos=pos,
+                    channels=channels,
+                    scales=scales,
+                    pool_empty=pool_empty,
+                    windows=windows,
+                    audio=audio,
+                    track_media=track_audio,
+                    segment_media=segment_audio,
                 )
-                items = []
-                for n, t in enumerate(item_ids):
-                    it = {
-                        "id": t,
-                        "score": float(row["scores"][j, n]),
-                        "sim": {c: float(v[n]) for c, v in sims.items()},
-                    }
-                    if audio and row["win"] is not None:
-                        tracks, arg, seg_rows, seg = row["win"]
-                        sid = seg_rows[arg[j, tracks.index(t)]]
-                        a0 = float(seg.loc[sid, "start_s"])
-                        a1 = a0 + float(r["window_s"])
-                        it["where"] = f"{t}, {a0:.1f}–{a1:.1f} s (its best {r['stage']} window for this query)"
-                        it["player"] = f"{track_audio(t)}#t={a0:.2f},{a1:.2f}"
-                    elif row["win"] is not None:  # a whole piece (unit: track): its best segment
-                        tracks, arg, seg_rows, _ = row["win"]
-                        sid = seg_rows[arg[j, tracks.index(t)]]
-                        w = windows[sid]
-                        it["where"] = (
-                            f"{t}, its best segment for this query: {w['t0']:.1f}–{w['t1']:.1f} s, "
-                            f"bars {w['bars'][0]}–{w['bars'][1]}"
-                        )
-                        it["player"] = segment_audio(sid)
-                    elif audio:
-                        it["where"] = f"{t}, whole track (track-level embedding)"
-                        it["player"] = track_audio(t)
-                    else:
-                        w = windows[t]
-                        b0, b1 = w["bars"]
-                        bars = f"bar {b0}" if b1 <= b0 else f"bars {b0}–{b1}"
-                        span = f"{w['t0']:.1f} s" if w["t1"] <= w["t0"] else f"{w['t0']:.1f}–{w['t1']:.1f} s"
-                        it["where"] = f"{t.split(':')[0]}, {span}, {bars}"
-                        if not len(w["notes"]):
-                            it["where"] += " (no note starts in this segment)"
-                        it["player"] = segment_audio(t)
-                    items.append(it)
-                zq = {c: z[c][j] for c in channels} if (z := row["z"]) else {}
-                # a channel in which the group is mostly empty items is identical emptiness, not evidence
-                degen = degenerate_channels([pos[t] for t in item_ids], pool_empty, threshold=EMPTY_DOMINATES)
-                asp = dominant_aspect(zq, exclude=list(degen))
-                aspects[r["key"]] = asp
-                card_rows.append(
-                    dict(
-                        key=r["key"],
-                        label=r["label"],
-                        verdict=row["verdict"],
-                        aspect=asp,
-                        z=zq,
-                        items=items,
-                        rollup=None
-                        if audio or row["win"] is not None
-                        else rollup([t.split(":")[0] for t in item_ids], [i["score"] for i in items]),
-                        note="" if qid in qfeat else "This query's features could not be computed: no similarities.",
-                        warnings=[
-                            f"{round(sh * len(item_ids))} of {len(item_ids)} items are empty in {c} (nothing "
-                            f"measured, e.g. {EMPTY_EXAMPLES.get(c, 'an all-zero feature')}): they are identical "
-                            f"there, so its z ({_num2(zq.get(c))}) is left out of the dominant aspect"
-                            for c, sh in degen.items()
-                        ],
-                    )
-                )
+                aspects[row["spec"]["key"]] = card_row["aspect"]
+                card_rows.append(card_row)
             qempty = item_empty(qfeat[qid], channels, pool=pool) if qid in qfeat else {}
             card = dict(
                 query_id=qid,

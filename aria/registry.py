@@ -13,7 +13,8 @@ Families (:data:`FAMILIES`)
     score matrix is ``sum_i rows[i] @ ops[i]``, streamed in row blocks
     (:func:`aria.attribution.scoring.score_blocks`).
 ``gradient-factored``
-    Factorized (Kronecker) gradient projections (LoGra, FactGraSS).
+    Factorized (Kronecker) gradient projections (LoGra, FactGraSS): the module also provides
+    ``featurizer`` (:class:`aria.attribution.base.FactoredMethod`), its own per-layer projection.
 ``unlearning``
     Loss change after unlearning a query (docs/spec.md §8, the second source paper): reads the model
     itself (``reads == "model"``): a cached diagonal Fisher per (stage, model), then one job
@@ -158,7 +159,7 @@ class Method:
         return all(settings.get(k, self.defaults.get(k)) == v for k, v in self.covariance_when.items())
 
     def implementation(self):
-        """The imported implementing module."""
+        """The imported implementing module (its interface: :mod:`aria.attribution.base`)."""
         return importlib.import_module(self.module)
 
 
@@ -292,51 +293,53 @@ register(
 )
 
 _LAYERS = {"enum": ["all", "attention", "mlp"], "description": "nn.Linear layers whose factored gradients are used"}
-register(
-    Method(
-        "logra",
-        "LoGra",
+
+
+def _register_factored(name: str, label: str, *, params: dict, defaults: dict, covariance_when: dict) -> Method:
+    """Register a ``gradient-factored`` method of ``aria.attribution.<name>``: per-layer damping (the scoring
+    job's one parameter) and the layer choice come with every one; ``params`` are its projection's own settings.
+    """
+    m = Method(
+        name,
+        label,
         "gradient-factored",
         reads="factored",
         normalize="rank",
-        module="aria.attribution.logra",
-        params={
-            "damping": _damping(FACTORED_DAMPING["alpha"], "F_l, per layer"),
-            "k_in": {"type": "integer", "minimum": 1, "description": "input-side projection per layer"},
-            "k_out": {"type": "integer", "minimum": 1, "description": "output-side projection per layer"},
-            "init": {"enum": ["kfac", "random"], "description": "KFAC eigenvectors, or Gaussian (the ablation)"},
-            "layers": _LAYERS,
-        },
+        module=f"aria.attribution.{name}",
+        params={"damping": _damping(FACTORED_DAMPING["alpha"], "F_l, per layer"), **params, "layers": _LAYERS},
         run_params=("damping",),
-        projection_params=("k_in", "k_out", "init", "layers"),
-        defaults={"damping": FACTORED_DAMPING, "k_in": 64, "k_out": 64, "init": "kfac", "layers": "all"},
-        covariance_when={"init": "kfac"},
+        projection_params=(*params, "layers"),
+        defaults={"damping": FACTORED_DAMPING, **defaults, "layers": "all"},
+        covariance_when=covariance_when,
     )
+    return register(m)
+
+
+_register_factored(
+    "logra",
+    "LoGra",
+    params={
+        "k_in": {"type": "integer", "minimum": 1, "description": "input-side projection per layer"},
+        "k_out": {"type": "integer", "minimum": 1, "description": "output-side projection per layer"},
+        "init": {"enum": ["kfac", "random"], "description": "KFAC eigenvectors, or Gaussian (the ablation)"},
+    },
+    defaults={"k_in": 64, "k_out": 64, "init": "kfac"},
+    covariance_when={"init": "kfac"},
 )
-register(
-    Method(
-        "factgrass",
-        "FactGraSS",
-        "gradient-factored",
-        reads="factored",
-        normalize="rank",
-        module="aria.attribution.factgrass",
-        params={
-            "damping": _damping(FACTORED_DAMPING["alpha"], "F_l, per layer"),
-            "k": {"type": "integer", "minimum": 1, "description": "SJLT output dimension per layer"},
-            "blowup": {
-                "type": "integer",
-                "minimum": 1,
-                "description": "each factor keeps ceil(sqrt(blowup * k)) coords",
-            },
-            "mask": {"enum": ["random", "magnitude"], "description": "which factor coordinates are kept"},
-            "layers": _LAYERS,
+_register_factored(
+    "factgrass",
+    "FactGraSS",
+    params={
+        "k": {"type": "integer", "minimum": 1, "description": "SJLT output dimension per layer"},
+        "blowup": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "each factor keeps ceil(sqrt(blowup * k)) coords",
         },
-        run_params=("damping",),
-        projection_params=("k", "blowup", "mask", "layers"),
-        defaults={"damping": FACTORED_DAMPING, "k": 4096, "blowup": 4, "mask": "random", "layers": "all"},
-        covariance_when={"mask": "magnitude"},
-    )
+        "mask": {"enum": ["random", "magnitude"], "description": "which factor coordinates are kept"},
+    },
+    defaults={"k": 4096, "blowup": 4, "mask": "random"},
+    covariance_when={"mask": "magnitude"},
 )
 
 #: target layer groups of the unlearning update (aria.attribution.unlearning.LAYER_GROUPS)

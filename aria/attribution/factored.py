@@ -44,11 +44,7 @@ __all__ = [
     "factor_batch",
     "kfac_covariance",
     "top_eigenvectors",
-    "logra_projections",
-    "factgrass_masks",
-    "SJLT",
-    "logra_features",
-    "factgrass_features",
+    "layer_dims",
     "project_factored",
 ]
 
@@ -107,11 +103,8 @@ def factor_batch(model: nn.Module, layers: dict[str, nn.Linear], tokens, mask, l
         The token model the ``layers`` belong to.
     layers : dict name -> nn.Linear
         The hooked layers (each must run once per forward pass).
-    tokens : int64 tensor, shape (B, L)
-    mask : bool tensor, shape (B, L)
-        True at real tokens.
-    loss_mask : bool tensor, shape (B, L), optional
-        Target positions of the loss (default: every real one).
+    tokens, mask, loss_mask : tensors, shape (B, L)
+        The batch, as :func:`aria.attribution.projection.per_example_grads` takes it.
 
     Returns
     -------
@@ -204,133 +197,9 @@ def top_eigenvectors(C: np.ndarray, k: int) -> np.ndarray:
     return V * np.sign(V[idx, np.arange(V.shape[1])])
 
 
-def _layer_dims(layer: nn.Linear) -> tuple[int, int]:
+def layer_dims(layer: nn.Linear) -> tuple[int, int]:
+    """``(in + 1 with a bias column, out)``: the dimensions of a layer's factors x̃ and δ."""
     return layer.in_features + (layer.bias is not None), layer.out_features
-
-
-def logra_projections(
-    layers: dict[str, nn.Linear], *, k_in: int, k_out: int, init: str = "kfac", covariance=None, random_state: int = 0
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``(P_in, P_out)`` per layer, shapes (in+1, k_in') and (out, k_out'), with
-    k' = min(k, dimension).
-
-    ``init="kfac"``: top eigenvectors of the KFAC factors A and S (``covariance`` from
-    :func:`kfac_covariance`); ``init="random"``: i.i.d. N(0, 1/k) (the ablation), seeded
-    per layer from ``(random_state, layer index)``.
-    """
-    out = {}
-    for i, (n, layer) in enumerate(layers.items()):
-        d_in, d_out = _layer_dims(layer)
-        ki, ko = min(k_in, d_in), min(k_out, d_out)
-        if init == "kfac":
-            if covariance is None or n not in covariance:
-                raise ValueError(f"LoGra init 'kfac' needs the covariance of layer {n}")
-            out[n] = (top_eigenvectors(covariance[n]["A"], ki), top_eigenvectors(covariance[n]["S"], ko))
-        elif init == "random":
-            rng = np.random.default_rng([int(random_state), i])
-            out[n] = (rng.normal(0, 1 / math.sqrt(ki), (d_in, ki)), rng.normal(0, 1 / math.sqrt(ko), (d_out, ko)))
-        else:
-            raise ValueError(f"LoGra init must be 'kfac' or 'random', got {init!r}")
-    return out
-
-
-def factgrass_masks(
-    layers: dict[str, nn.Linear],
-    *,
-    k: int,
-    blowup: int = 4,
-    mask: str = "random",
-    covariance=None,
-    random_state: int = 0,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Coordinates kept of each factor: ``(I_in, O_out)`` index arrays, each of
-    m = min(ceil(√(blowup · k)), dimension) coordinates, sorted.
-
-    ``mask="random"``: seeded per layer; ``mask="magnitude"``: the coordinates with the
-    largest second moment (diagonals of the KFAC factors A and S), the same for every example.
-
-    Parameters
-    ----------
-    layers : dict name -> nn.Linear
-        The attributed layers, in order (the order fixes each layer's seed).
-    k : int, keyword-only
-        Target feature size; ``blowup`` (int) times it sets ``m`` as above.
-    mask : {"random", "magnitude"}, keyword-only
-    covariance : dict name -> {"A": (in+1, in+1), "S": (out, out)}, keyword-only
-        From :func:`kfac_covariance`; needed for ``mask="magnitude"`` only.
-    random_state : int, keyword-only
-        ``mask="random"``: layer ``i`` draws from ``default_rng([random_state, i, 1])``.
-
-    Returns
-    -------
-    dict name -> (I_in, O_out)
-        Sorted int64 index arrays of shapes (min(m, in+1),) and (min(m, out),), ``in+1``
-        counting the bias column when the layer has one.
-    """
-    out = {}
-    m = math.ceil(math.sqrt(blowup * k))
-    for i, (n, layer) in enumerate(layers.items()):
-        d_in, d_out = _layer_dims(layer)
-        mi, mo = min(m, d_in), min(m, d_out)
-        if mask == "random":
-            rng = np.random.default_rng([int(random_state), i, 1])
-            out[n] = (np.sort(rng.choice(d_in, mi, replace=False)), np.sort(rng.choice(d_out, mo, replace=False)))
-        elif mask == "magnitude":
-            if covariance is None or n not in covariance:
-                raise ValueError(f"FactGraSS mask 'magnitude' needs the covariance of layer {n}")
-            a, s = np.diag(covariance[n]["A"]), np.diag(covariance[n]["S"])
-            out[n] = (np.sort(np.argsort(-a, kind="stable")[:mi]), np.sort(np.argsort(-s, kind="stable")[:mo]))
-        else:
-            raise ValueError(f"FactGraSS mask must be 'random' or 'magnitude', got {mask!r}")
-    return out
-
-
-class SJLT:
-    """Sparse Johnson–Lindenstrauss transform R^d -> R^k.
-
-    Input coordinate i goes to output ``index[i]`` with sign ``sign[i]`` (±1): one
-    nonzero per column, so ‖Sv‖² = ‖v‖² in expectation. Seeded; applied as a
-    scatter-add (``index_add_``) that runs unchanged on CPU and CUDA.
-    """
-
-    def __init__(self, d: int, k: int, *, random_state: int):
-        rng = np.random.default_rng(int(random_state))
-        self.d, self.k = int(d), int(k)
-        self.index = rng.integers(0, self.k, size=self.d)
-        self.sign = rng.choice(np.array([-1.0, 1.0]), size=self.d)
-
-    def __call__(self, V: torch.Tensor) -> torch.Tensor:
-        """Project (B, d) to (B, k)."""
-        idx = torch.as_tensor(self.index, device=V.device)
-        sgn = torch.as_tensor(self.sign, dtype=V.dtype, device=V.device)
-        out = torch.zeros(V.shape[0], self.k, dtype=V.dtype, device=V.device)
-        return out.index_add_(1, idx, V * sgn)
-
-    def matrix(self) -> np.ndarray:
-        """The dense (d, k) matrix (tests and small cases only)."""
-        M = np.zeros((self.d, self.k))
-        M[np.arange(self.d), self.index] = self.sign
-        return M
-
-
-def logra_features(factors, projections) -> torch.Tensor:
-    """(B, Σ k_out·k_in) LoGra features of one batch from :func:`factor_batch` output."""
-    cols = []
-    for n, (x, d) in factors.items():
-        P_in, P_out = (torch.as_tensor(p, dtype=x.dtype, device=x.device) for p in projections[n])
-        g = torch.einsum("bto,bti->boi", d @ P_out, x @ P_in)
-        cols.append(g.reshape(g.shape[0], -1))
-    return torch.cat(cols, dim=1)
-
-
-def factgrass_features(factors, masks, sjlts) -> torch.Tensor:
-    """(B, Σ k) FactGraSS features of one batch: mask, outer product, SJLT per layer."""
-    cols = []
-    for n, (x, d) in factors.items():
-        keep_in, keep_out = (torch.as_tensor(i, device=x.device) for i in masks[n])
-        g = torch.einsum("bto,bti->boi", d[..., keep_out], x[..., keep_in])
-        cols.append(sjlts[n](g.reshape(g.shape[0], -1)))
-    return torch.cat(cols, dim=1)
 
 
 def project_factored(
@@ -351,11 +220,8 @@ def project_factored(
 
     Parameters
     ----------
-    tokens : int array, shape (N, L)
-    mask : bool array, shape (N, L)
-        True at real tokens.
-    loss_mask : bool array, shape (N, L), optional
-        Target positions of the loss (default: every real one).
+    tokens, mask, loss_mask : arrays, shape (N, L)
+        The data set, as :func:`aria.attribution.projection.project_gradients` takes it.
     method : {"logra", "factgrass"}
     params : dict
         ``layers`` ("all" | "attention" | "mlp"), ``seed``, and for LoGra ``k_in``,
@@ -372,38 +238,13 @@ def project_factored(
     model = copy.deepcopy(model).to(device).eval()
     sel = select_layers(model, params.get("layers", "all"))
     seed = int(params.get("seed", 0))
-    if method == "logra":
-        proj = logra_projections(
-            sel,
-            k_in=params["k_in"],
-            k_out=params["k_out"],
-            init=params.get("init", "kfac"),
-            covariance=covariance,
-            random_state=seed,
-        )
-        widths = {n: proj[n][0].shape[1] * proj[n][1].shape[1] for n in sel}
+    from aria import registry
 
-        def featurize(f):
-            return logra_features(f, proj)
-    elif method == "factgrass":
-        masks = factgrass_masks(
-            sel,
-            k=params["k"],
-            blowup=params.get("blowup", 4),
-            mask=params.get("mask", "random"),
-            covariance=covariance,
-            random_state=seed,
-        )
-        sjlts = {
-            n: SJLT(len(i) * len(o), params["k"], random_state=seed * 1_000_003 + j)
-            for j, (n, (i, o)) in enumerate(masks.items())
-        }
-        widths = {n: params["k"] for n in sel}
-
-        def featurize(f):
-            return factgrass_features(f, masks, sjlts)
-    else:
+    m = registry.METHODS.get(method)
+    impl = m.implementation() if m is not None else None
+    if not hasattr(impl, "featurizer"):
         raise ValueError(f"unknown factored method {method!r}")
+    featurize, widths = impl.featurizer(sel, params, covariance=covariance, seed=seed)
     layout, start = [], 0
     for n in sel:
         layout.append({"name": n, "start": start, "stop": start + widths[n]})

@@ -164,10 +164,8 @@ class SJLTProjector:
 
     Parameters
     ----------
-    p : int
-        Input dimension (number of attributed parameters).
-    k : int
-        Output dimension (projected feature size).
+    p, k : int
+        Input and output dimensions, as in :class:`BlockProjector`.
     seed : int, keyword-only
         Seeds numpy's generator (``default_rng([seed, 0x534A4C54])``) that draws the
         indices and signs: a seed gives the same P on every device.
@@ -232,10 +230,8 @@ def make_projector(
 
     Parameters
     ----------
-    p : int
-        Input dimension (number of attributed parameters).
-    k : int
-        Output dimension (projected feature size).
+    p, k : int
+        Input dimension (number of attributed parameters) and output dimension (projected feature size).
     kind : {"gaussian", "sjlt"}, keyword-only
         :class:`BlockProjector` or :class:`SJLTProjector`.
     seed : int, keyword-only

@@ -5,16 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from aria.attribution.factored import (
-    SJLT,
-    factgrass_masks,
-    factor_batch,
-    kfac_covariance,
-    logra_projections,
-    project_factored,
-    select_layers,
-    top_eigenvectors,
-)
+from aria.attribution.factgrass import SJLT, factgrass_masks
+from aria.attribution.factored import factor_batch, kfac_covariance, project_factored, select_layers, top_eigenvectors
+from aria.attribution.logra import logra_projections
 from aria.attribution.projection import attributed_params, per_example_grads
 from aria.models.transformer import ModelConfig, MusicTransformer
 
@@ -194,7 +187,7 @@ def test_a_users_own_model_class(caplog):
         layers = select_layers(m)
     assert list(layers) == ["head"] and "embed" in caplog.text
     proj = {"head": (np.eye(6), np.eye(7))}
-    from aria.attribution.factored import logra_features
+    from aria.attribution.logra import logra_features
 
     feats = logra_features(factor_batch(m, layers, tokens, mask), proj).double().numpy()
     for b in range(3):

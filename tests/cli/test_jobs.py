@@ -77,3 +77,14 @@ def test_every_job_is_run_by_a_rule():
     text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
     called = set(re.findall(r"\baria ([a-z][a-z0-9-]+) ", text)) | {"warm-jit-cache"}
     assert set(all_jobs()) <= called, set(all_jobs()) - called
+
+
+def test_every_method_module_follows_its_interface():
+    """Gradient methods' modules give operators; factored ones also their own featurizer."""
+    from aria import registry
+    from aria.attribution.base import FactoredMethod, GradientMethod
+
+    for m in registry.gradient_methods():
+        impl = m.implementation()
+        assert isinstance(impl, GradientMethod), m.name
+        assert isinstance(impl, FactoredMethod) == (m.family == "gradient-factored"), m.name

@@ -148,7 +148,8 @@ def experiments(config: dict) -> list[str]:
 ANALYSIS_DEFAULTS = {
     "residual": True,
     "max_dims_fraction": 0.1,
-    # aria.evaluation.reliability.VERDICT_DEFAULTS (the reasoning is in verdict()'s docstring)
+    # thresholds of aria.evaluation.reliability.verdict (its VERDICT_DEFAULTS copies them; the reasoning is in
+    # verdict()'s docstring)
     "verdict": {
         "r1": 0.5,
         "v1_constancy": 0.9,

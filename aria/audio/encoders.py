@@ -426,20 +426,11 @@ class HFEncoder(Encoder):
             self.dim = int(cfg.hidden_size)
 
     def frames(self, y: np.ndarray, sr: float) -> np.ndarray:
-        """CLAP window embeddings or MERT hidden states, resampled to :attr:`sample_rate` first.
+        """CLAP window embeddings or MERT hidden states, shape (n_frames, dim), float32; ``y`` (as in
+        :meth:`Encoder.frames`) is resampled to :attr:`sample_rate` first.
 
-        Parameters
-        ----------
-        y : ndarray, shape (n,) or (channels, n)
-            Waveform, float, nominally in [-1, 1]; channels are averaged.
-        sr : float
-            Sample rate of ``y`` (Hz).
-
-        Returns
-        -------
-        ndarray, shape (n_frames, dim), float32
-            CLAP: one projected embedding per ``clip_s`` window every ``hop_s`` seconds
-            (at least one window); MERT: hidden states at :attr:`frame_rate` (75 Hz).
+        CLAP: one projected embedding per ``clip_s`` window every ``hop_s`` seconds (at least one
+        window); MERT: hidden states at :attr:`frame_rate` (75 Hz).
         """
         y = resample(_mono(y, sr), sr, self.sample_rate)
         torch = self._torch

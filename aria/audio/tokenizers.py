@@ -57,7 +57,7 @@ from __future__ import annotations
 import abc
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -490,10 +490,51 @@ def _scalar(state, key, typ):
     return typ(np.asarray(state[key]).item())
 
 
+def _count_or_none(value) -> int | None:
+    """A stored limit: -1 stands for None (no limit)."""
+    value = int(value)
+    return None if value < 0 else value
+
+
 def _check_kind(cls, state):
     kind = str(np.asarray(state["kind"]).item())
     if kind != cls.kind:
         raise ValueError(f"state dict is for {kind!r}, not {cls.kind!r}")
+
+
+class _StoredTokenizer(Tokenizer):
+    """A tokenizer whose state dict is ``kind``, its :attr:`_SETTINGS` as 0-d arrays and its fitted
+    :attr:`_ARRAYS` (float64), in that order.
+    """
+
+    #: settings stored in the state dict, in its order: name -> the type that reads it back
+    _SETTINGS: ClassVar[dict[str, Callable]] = {}
+    #: fitted float64 arrays stored after the settings
+    _ARRAYS: ClassVar[tuple[str, ...]] = ()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``kind`` and the settings as 0-d arrays (a ``max_frames`` of None as -1), then copies of the
+        fitted arrays (float64); raises RuntimeError if not fitted.
+        """
+        self._require_fitted()
+        state = {"kind": np.array(self.kind)}
+        for key, typ in self._SETTINGS.items():
+            value = getattr(self, key)
+            state[key] = np.array(-1 if typ is _count_or_none and value is None else value)
+        state.update({key: getattr(self, key).copy() for key in self._ARRAYS})
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state, **kwargs):
+        """Rebuild from :meth:`state_dict`; raises ValueError if ``state["kind"]`` differs.
+
+        ``kwargs`` go to the constructor (the adapters': ``cache_dir``, ``model``, ``processor``).
+        """
+        _check_kind(cls, state)
+        tok = cls(**{key: _scalar(state, key, typ) for key, typ in cls._SETTINGS.items()}, **kwargs)
+        for key in cls._ARRAYS:
+            setattr(tok, key, np.array(state[key], dtype=np.float64))
+        return tok
 
 
 # --------------------------------------------------------------------------
@@ -501,7 +542,7 @@ def _check_kind(cls, state):
 # --------------------------------------------------------------------------
 
 
-class SemanticKMeans(Tokenizer):
+class SemanticKMeans(_StoredTokenizer):
     """Semantic stand-in: k-means tokens of standardized log-mel + chroma frames.
 
     Parameters (keyword-only)
@@ -524,6 +565,9 @@ class SemanticKMeans(Tokenizer):
 
     kind = "semantic_kmeans"
     n_quantizers = 1
+    _SETTINGS = {"sr": int, "hop_s": float, "n_codes": int, "n_mels": int, "n_iter": int, "max_frames": _count_or_none}
+    #: the fitted ``mean`` and ``std`` (n_mels + 12,) and ``codebook`` (n_codes, n_mels + 12)
+    _ARRAYS = ("mean", "std", "codebook")
 
     def __init__(
         self,
@@ -556,19 +600,11 @@ class SemanticKMeans(Tokenizer):
         return frame_features(y, sr=self.sr, hop_s=self.hop_s, n_mels=self.n_mels)
 
     def fit(self, tracks, *, random_state) -> SemanticKMeans:
-        """Learn per-column mean/std and the k-means codebook (seeded).
+        """Learn per-column mean/std and the k-means codebook (seeded); returns self.
 
-        Parameters
-        ----------
-        tracks : iterable of float arrays, shape (n_samples,)
-            Mono audio at ``sr`` Hz.
-        random_state : int, numpy Generator or SeedSequence, keyword-only
-            Seeds the draw of at most ``max_frames`` frames and the k-means++ seeding.
-
-        Returns
-        -------
-        self
-            With ``mean``, ``std`` (n_mels + 12,) and ``codebook`` (n_codes, n_mels + 12) set.
+        ``tracks`` and ``random_state`` as in :meth:`Tokenizer.fit`: ``random_state`` seeds the draw of at
+        most ``max_frames`` frames and the k-means++ seeding. Sets ``mean``, ``std`` (n_mels + 12,) and
+        ``codebook`` (n_codes, n_mels + 12).
         """
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.features), self.max_frames, rng)
@@ -595,49 +631,13 @@ class SemanticKMeans(Tokenizer):
         z = (self.features(y) - self.mean) / self.std
         return nearest(z, self.codebook)[0], z.mean(0)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Settings as 0-d arrays, plus the fitted ``mean`` and ``std`` (n_mels + 12,) and
-        ``codebook`` (n_codes, n_mels + 12), all float64; raises RuntimeError if not fitted.
-        """
-        self._require_fitted()
-        return {
-            "kind": np.array(self.kind),
-            "sr": np.array(self.sr),
-            "hop_s": np.array(self.hop_s),
-            "n_codes": np.array(self.n_codes),
-            "n_mels": np.array(self.n_mels),
-            "n_iter": np.array(self.n_iter),
-            "max_frames": np.array(-1 if self.max_frames is None else self.max_frames),
-            "mean": self.mean.copy(),
-            "std": self.std.copy(),
-            "codebook": self.codebook.copy(),
-        }
-
-    @classmethod
-    def from_state_dict(cls, state) -> SemanticKMeans:
-        """Rebuild from :meth:`state_dict`; raises ValueError if ``state["kind"]`` differs."""
-        _check_kind(cls, state)
-        mf = _scalar(state, "max_frames", int)
-        tok = cls(
-            sr=_scalar(state, "sr", int),
-            hop_s=_scalar(state, "hop_s", float),
-            n_codes=_scalar(state, "n_codes", int),
-            n_mels=_scalar(state, "n_mels", int),
-            n_iter=_scalar(state, "n_iter", int),
-            max_frames=None if mf < 0 else mf,
-        )
-        tok.mean = np.array(state["mean"], dtype=np.float64)
-        tok.std = np.array(state["std"], dtype=np.float64)
-        tok.codebook = np.array(state["codebook"], dtype=np.float64)
-        return tok
-
 
 # --------------------------------------------------------------------------
 # acoustic stand-in
 # --------------------------------------------------------------------------
 
 
-class MelRVQ(Tokenizer):
+class MelRVQ(_StoredTokenizer):
     """Acoustic stand-in: residual vector quantization of log-mel frames.
 
     Stage ``q`` has a codebook of ``n_codes`` vectors learned by k-means on the
@@ -670,6 +670,20 @@ class MelRVQ(Tokenizer):
     """
 
     kind = "mel_rvq"
+    _SETTINGS = {
+        "sr": int,
+        "hop_length": int,
+        "n_fft": int,
+        "n_mels": int,
+        "n_quantizers": int,
+        "n_coarse": int,
+        "n_codes": int,
+        "amin": float,
+        "n_iter": int,
+        "max_frames": _count_or_none,
+    }
+    #: the fitted ``mean`` (n_mels,) and ``codebooks`` (n_quantizers, n_codes, n_mels)
+    _ARRAYS = ("mean", "codebooks")
 
     def __init__(
         self,
@@ -725,19 +739,11 @@ class MelRVQ(Tokenizer):
         return np.log(self.mel_basis @ power + self.amin).T
 
     def fit(self, tracks, *, random_state) -> MelRVQ:
-        """Learn the corpus mean and the ``n_quantizers`` codebooks (seeded).
+        """Learn the corpus mean and the ``n_quantizers`` codebooks (seeded); returns self.
 
-        Parameters
-        ----------
-        tracks : iterable of float arrays, shape (n_samples,)
-            Mono audio at ``sr`` Hz.
-        random_state : int, numpy Generator or SeedSequence, keyword-only
-            Seeds the draw of at most ``max_frames`` frames and each quantizer's k-means++ seeding.
-
-        Returns
-        -------
-        self
-            With ``mean`` (n_mels,) and ``codebooks`` (n_quantizers, n_codes, n_mels) set.
+        ``tracks`` and ``random_state`` as in :meth:`Tokenizer.fit`: ``random_state`` seeds the draw of at
+        most ``max_frames`` frames and each quantizer's k-means++ seeding. Sets ``mean`` (n_mels,) and
+        ``codebooks`` (n_quantizers, n_codes, n_mels).
         """
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.log_mel), self.max_frames, rng)
@@ -845,55 +851,13 @@ class MelRVQ(Tokenizer):
         )
         return y.astype(np.float32)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Settings as 0-d arrays, plus the fitted ``mean`` (n_mels,) and ``codebooks``
-        (n_quantizers, n_codes, n_mels), float64; raises RuntimeError if not fitted.
-        """
-        self._require_fitted()
-        return {
-            "kind": np.array(self.kind),
-            "sr": np.array(self.sr),
-            "hop_length": np.array(self.hop_length),
-            "n_fft": np.array(self.n_fft),
-            "n_mels": np.array(self.n_mels),
-            "n_quantizers": np.array(self.n_quantizers),
-            "n_coarse": np.array(self.n_coarse),
-            "n_codes": np.array(self.n_codes),
-            "amin": np.array(self.amin),
-            "n_iter": np.array(self.n_iter),
-            "max_frames": np.array(-1 if self.max_frames is None else self.max_frames),
-            "mean": self.mean.copy(),
-            "codebooks": self.codebooks.copy(),
-        }
-
-    @classmethod
-    def from_state_dict(cls, state) -> MelRVQ:
-        """Rebuild from :meth:`state_dict`; raises ValueError if ``state["kind"]`` differs."""
-        _check_kind(cls, state)
-        mf = _scalar(state, "max_frames", int)
-        tok = cls(
-            sr=_scalar(state, "sr", int),
-            hop_length=_scalar(state, "hop_length", int),
-            n_fft=_scalar(state, "n_fft", int),
-            n_mels=_scalar(state, "n_mels", int),
-            n_quantizers=_scalar(state, "n_quantizers", int),
-            n_coarse=_scalar(state, "n_coarse", int),
-            n_codes=_scalar(state, "n_codes", int),
-            amin=_scalar(state, "amin", float),
-            n_iter=_scalar(state, "n_iter", int),
-            max_frames=None if mf < 0 else mf,
-        )
-        tok.mean = np.array(state["mean"], dtype=np.float64)
-        tok.codebooks = np.array(state["codebooks"], dtype=np.float64)
-        return tok
-
 
 # --------------------------------------------------------------------------
 # adapters for the paper's pretrained encoders (local cache only)
 # --------------------------------------------------------------------------
 
 
-class MertSemantic(Tokenizer):
+class MertSemantic(_StoredTokenizer):
     """The paper's semantic tokens: k-means over one MERT hidden layer.
 
     Loads ``model_id`` (default ``m-a-p/MERT-v1-95M``, 24 kHz input, 75 Hz
@@ -923,6 +887,9 @@ class MertSemantic(Tokenizer):
     n_quantizers = 1
     model_rate = 24000
     model_hop = 320  # 75 Hz at 24 kHz
+    _SETTINGS = {"model_id": str, "sr": int, "layer": int, "n_codes": int}
+    #: the ``codebook`` (n_codes, 768); the state dict holds no MERT weights
+    _ARRAYS = ("codebook",)
 
     def __init__(
         self,
@@ -975,18 +942,10 @@ class MertSemantic(Tokenizer):
         return h[:t]
 
     def fit(self, tracks, *, random_state) -> MertSemantic:
-        """Learn the k-means codebook (n_codes, 768) over MERT frames of ``tracks``.
+        """Learn the k-means codebook (n_codes, 768) over MERT frames of ``tracks``; returns self.
 
-        Parameters
-        ----------
-        tracks : iterable of float arrays, shape (n_samples,)
-            Mono tracks at ``sr`` Hz.
-        random_state : int, numpy Generator or SeedSequence, keyword-only
-            Seeds the subsampling to ``max_frames`` frames and the k-means++ seeding.
-
-        Returns
-        -------
-        self
+        ``tracks`` and ``random_state`` as in :meth:`Tokenizer.fit`: ``random_state`` seeds the subsampling
+        to ``max_frames`` frames and the k-means++ seeding.
         """
         rng = np.random.default_rng(random_state)
         x = _subsample(_stack_frames(tracks, self.features), self.max_frames, rng)
@@ -998,34 +957,8 @@ class MertSemantic(Tokenizer):
         self._require_fitted()
         return nearest(self.features(y), self.codebook)[0]
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Settings as 0-d arrays and the ``codebook`` (n_codes, 768), float64 (not the MERT weights)."""
-        self._require_fitted()
-        return {
-            "kind": np.array(self.kind),
-            "model_id": np.array(self.model_id),
-            "sr": np.array(self.sr),
-            "layer": np.array(self.layer),
-            "n_codes": np.array(self.n_codes),
-            "codebook": self.codebook.copy(),
-        }
 
-    @classmethod
-    def from_state_dict(cls, state, **kwargs) -> MertSemantic:
-        """Rebuild; ``kwargs`` (``cache_dir``, ``model``, ``processor``) go to the constructor."""
-        _check_kind(cls, state)
-        tok = cls(
-            model_id=str(np.asarray(state["model_id"]).item()),
-            sr=_scalar(state, "sr", int),
-            layer=_scalar(state, "layer", int),
-            n_codes=_scalar(state, "n_codes", int),
-            **kwargs,
-        )
-        tok.codebook = np.array(state["codebook"], dtype=np.float64)
-        return tok
-
-
-class EncodecAcoustic(Tokenizer):
+class EncodecAcoustic(_StoredTokenizer):
     """The paper's acoustic tokens: EnCodec RVQ codes (coarse = first 3, fine = next 5).
 
     Loads ``model_id`` (default ``facebook/encodec_24khz``) from the local
@@ -1039,6 +972,8 @@ class EncodecAcoustic(Tokenizer):
     kind = "encodec_acoustic"
     model_rate = 24000
     n_codes = 1024
+    #: ``bandwidth`` in kbps; no fitted arrays (the state dict holds no EnCodec weights)
+    _SETTINGS = {"model_id": str, "sr": int, "bandwidth": float, "n_coarse": int}
 
     def __init__(
         self,
@@ -1106,28 +1041,6 @@ class EncodecAcoustic(Tokenizer):
         y = resample(audio.astype(np.float32), self.model_rate, self.sr)
         n = codes.shape[-1] * self.hop_length
         return np.pad(y, (0, max(0, n - len(y))))[:n]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Settings as 0-d arrays (``kind``, ``model_id``, ``sr``, ``bandwidth`` in kbps, ``n_coarse``)."""
-        return {
-            "kind": np.array(self.kind),
-            "model_id": np.array(self.model_id),
-            "sr": np.array(self.sr),
-            "bandwidth": np.array(self.bandwidth),
-            "n_coarse": np.array(self.n_coarse),
-        }
-
-    @classmethod
-    def from_state_dict(cls, state, **kwargs) -> EncodecAcoustic:
-        """Rebuild; ``kwargs`` (``cache_dir``, ``model``) go to the constructor."""
-        _check_kind(cls, state)
-        return cls(
-            model_id=str(np.asarray(state["model_id"]).item()),
-            sr=_scalar(state, "sr", int),
-            bandwidth=_scalar(state, "bandwidth", float),
-            n_coarse=_scalar(state, "n_coarse", int),
-            **kwargs,
-        )
 
 
 _KINDS = {c.kind: c for c in (SemanticKMeans, MelRVQ, MertSemantic, EncodecAcoustic)}

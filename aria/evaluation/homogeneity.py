@@ -210,10 +210,8 @@ def mean_pairwise_similarity(X, groups, s, keep=None) -> np.ndarray:
         Feature values of the whole pool.
     groups : int array, shape (G, K)
         Pool indices of each group's members (K >= 2).
-    s : array_like, shape (d,)
-        Scales from :func:`feature_scales`.
-    keep : array_like of bool, shape (d,), optional
-        Dimensions used; default ``s > 0``.
+    s, keep : array_like, shape (d,)
+        Scales and kept dimensions, as in :func:`pairwise_similarity`.
 
     Returns
     -------

@@ -90,6 +90,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.linalg import blas as _blas
 
+from aria.config import ANALYSIS_DEFAULTS
 from aria.io.matrices import open_matrix
 from aria.io.stores import iter_row_chunks
 
@@ -761,16 +762,9 @@ def centred_diagnostics(stats: GramStats) -> dict[str, float]:
     return {"r1_centred": r1c, "v1_constancy_centred": const, "offset_share": offset, "n_constant": n_const}
 
 
-#: thresholds of :func:`verdict` (config ``analysis.verdict``); the reasoning is in its docstring
-VERDICT_DEFAULTS = {
-    "r1": 0.5,
-    "v1_constancy": 0.9,
-    "rho_bar": 0.5,
-    "c_bar": 0.5,
-    "min_queries": 10,
-    "collapse_sure": 0.9,
-    "agreement": 0.25,
-}
+#: thresholds of :func:`verdict`: the defaults of config ``analysis.verdict`` (:data:`aria.config.ANALYSIS_DEFAULTS`,
+#: one table); the reasoning is in its docstring
+VERDICT_DEFAULTS = dict(ANALYSIS_DEFAULTS["verdict"])
 
 
 def v1_constancy(v: np.ndarray) -> float:

@@ -134,6 +134,40 @@ def fault_point(site: str) -> None:
 
 
 @contextlib.contextmanager
+def _atomic(path: str | os.PathLike, *, suffix: bool, finish, discard) -> Iterator[Path]:
+    """The temporary sibling of ``path`` (``.<name>.tmp-<hex>``, plus ``path``'s suffix if ``suffix``):
+    ``finish(tmp, path)`` on success; on any exception ``discard(tmp)``, and ENOSPC names ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix if suffix else ''}")
+    try:
+        yield tmp
+        finish(tmp, path)
+    except BaseException as e:
+        discard(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise _no_space(path, e) from e
+        raise
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    os.replace(tmp, path)
+
+
+def _discard_dir(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard_file(tmp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``path`` on success.
 
@@ -141,38 +175,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     untouched (absent if it was absent); a full disk raises an ``OSError`` (ENOSPC)
     naming ``path``. Temporary siblings left by a killed writer are removed first.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with _atomic(path, suffix=False, finish=_replace_dir, discard=_discard_dir) as tmp:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise _no_space(path, e) from e
-        raise
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path that is renamed to ``path`` on success (see :func:`atomic_dir`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
+    with _atomic(path, suffix=True, finish=os.replace, discard=_discard_file) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise _no_space(path, e) from e
-        raise
 
 
 def _consolidate(tmp: Path) -> None:

@@ -599,17 +599,12 @@ def confounds_reading(H) -> str:
         "The genre-stratified null draws random groups with the same genre mix as each query's "
         "G_K: homogeneity that only reflects retrieving the query's genre is about 0 against it."
     ]
-    if any("same_piece" in h.get("confounds", {}) for h in H.values()):
+    if R._with_pieces(H):
         out.append(
             "Segments of one piece are similar by construction; a same-piece share far above the "
             "null's means part of the homogeneity is 'the same piece', not attribution."
         )
-    for m, h in H.items():
-        c_doc = h.get("confounds")
-        if not c_doc:
-            continue
-        plain = h["by_k"][str(c_doc["k"])]["summary"]
-        strat = c_doc["stratified"]["summary"]
+    for m, c_doc, plain, strat in R._confounds(H):
         high = [c for c in plain if plain[c]["mu_z"] == plain[c]["mu_z"] and plain[c]["mu_z"] >= 1.0]
         if not high:
             parts = ["no channel with μz ≥ 1"]

@@ -236,22 +236,31 @@ def alignment_table(align: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _with_pieces(homs: dict) -> bool:
+    """Whether any method's confound data has the same-piece share (a segment pool)."""
+    return any("same_piece" in h.get("confounds", {}) for h in homs.values())
+
+
+def _confounds(homs: dict):
+    """``(method, confounds doc, plain summary, stratified summary)`` of each method with confound data."""
+    for m, h in homs.items():
+        c_doc = h.get("confounds")
+        if not c_doc:
+            continue
+        yield m, c_doc, h["by_k"][str(c_doc["k"])]["summary"], c_doc["stratified"]["summary"]
+
+
 def confounds_table(homs: dict, *, main_k: int) -> tuple[list[str], list[list[str]]]:
     """Per method, per channel: μz against the plain null → against the genre-stratified null,
     and the SD of the per-genre mean z; plus the same-piece share of G_K's pairs vs the null's
     when the pool is segments (docs/spec.md §7). Rows without confound data are left out.
     """
     channels = list(next(iter(homs.values()))["channels"])
-    with_pieces = any("same_piece" in h.get("confounds", {}) for h in homs.values())
+    with_pieces = _with_pieces(homs)
     header = ["Method"] + [f"{c} μz → stratified (genre SD)" for c in channels]
     header += ["same-piece pairs (null)"] if with_pieces else []
     rows = []
-    for m, h in homs.items():
-        c_doc = h.get("confounds")
-        if not c_doc:
-            continue
-        plain = h["by_k"][str(c_doc["k"])]["summary"]
-        strat = c_doc["stratified"]["summary"]
+    for m, c_doc, plain, strat in _confounds(homs):
         row = [_label(m)]
         for c in channels:
             sd = c_doc["genre"][c]["sd_mu_z"]

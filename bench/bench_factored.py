@@ -33,6 +33,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 MODELS = {
     "demo": dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, max_len=256),
@@ -116,32 +117,20 @@ def _projector(model, method, out):
     import tempfile
 
     import torch
-    import torch.nn.functional as F
     from dattri.algorithm import FactGraSSAttributor, LoGraAttributor
     from dattri.task import AttributionTask
-    from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
-    class View(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
+    # the adapter that tests/attribution/test_factored_dattri.py checks dattri's scores through
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from dattri_adapter import DattriView, dattri_loss
 
-        def forward(self, x):
-            single = x.dim() == 1
-            o = self.inner(x[None] if single else x)[:, :-1].transpose(1, 2)
-            return o[0] if single else o
-
-    wrapped = View(model).eval()
-
-    def loss(m, batch, device):
-        x, y = batch
-        return F.cross_entropy(m(x), y)
+    wrapped = DattriView(model).eval()
 
     def theirs(tokens, mask):
         X = torch.as_tensor(tokens)
         dl = DataLoader(TensorDataset(X, X[:, 1:]), batch_size=16, shuffle=False)
-        task = AttributionTask(loss_func=loss, model=wrapped, checkpoints=wrapped.state_dict())
+        task = AttributionTask(loss_func=dattri_loss, model=wrapped, checkpoints=wrapped.state_dict())
         with tempfile.TemporaryDirectory() as tmp:
             kw = dict(device="cpu", proj_dim=K, offload="cpu", cache_dir=tmp)
             if method == "dattri_logra":

@@ -41,18 +41,8 @@ BIN = Path(sys.executable).parent
 
 def job(cmd_prefix, manifest, root, out, env):
     params = json.dumps({"shard": 0, "n_shards": 1, "sr": 22050, "root": str(root)})
-    cmd = [
-        *cmd_prefix,
-        "audio-features",
-        "--manifest",
-        str(manifest),
-        "--params",
-        params,
-        "--out",
-        str(out / "f.npz"),
-        "--out-failures",
-        str(out / "f.csv"),
-    ]
+    cmd = [*cmd_prefix, "audio-features", "--manifest", str(manifest), "--params", params]
+    cmd += ["--out", str(out / "f.npz"), "--out-failures", str(out / "f.csv")]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0

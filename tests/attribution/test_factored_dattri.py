@@ -16,33 +16,16 @@ Conventions lined up here (docs/methods.md, "Against dattri 0.3.0"):
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
+from dattri_adapter import DattriView, dattri_loss
 from torch.utils.data import DataLoader, TensorDataset
 
-from aria.attribution.factored import factgrass_features, factor_batch, logra_features, select_layers
+from aria.attribution.factgrass import factgrass_features
+from aria.attribution.factored import factor_batch, select_layers
 from aria.attribution.linalg import layerwise_influence_operators
+from aria.attribution.logra import logra_features
 from aria.models.transformer import ModelConfig, MusicTransformer
 
 dattri = pytest.importorskip("dattri")
-
-
-class DattriView(nn.Module):
-    """Aria's model seen by dattri: logits of tokens 1..L-1 as (B, V, L-1)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        single = x.dim() == 1
-        out = self.inner(x[None] if single else x)[:, :-1].transpose(1, 2)
-        return out[0] if single else out
-
-
-def _loss(model, batch, device):
-    x, y = batch
-    return F.cross_entropy(model(x.to(device)), y.to(device))
 
 
 def _gauss(d, k, seed):
@@ -79,7 +62,7 @@ def _dattri_scores(setup, cls, tmp_path, **kw):
     torch._dynamo.config.disable = True  # dattri compiles its compressor; eager gives the same numbers, faster
     try:
         state = {k: v.clone() for k, v in setup["wrapped"].state_dict().items()}
-        task = AttributionTask(loss_func=_loss, model=setup["wrapped"], checkpoints=state)
+        task = AttributionTask(loss_func=dattri_loss, model=setup["wrapped"], checkpoints=state)
         dl = lambda x, bs: DataLoader(TensorDataset(x, x[:, 1:]), batch_size=bs, shuffle=False)  # noqa: E731
         attr = cls(task, hessian="eFIM", device="cpu", offload="cpu", cache_dir=str(tmp_path), **kw)
         attr.cache(dl(setup["train"], 4))

@@ -127,18 +127,9 @@ def _tiny_data(n=24, q=4, length=12, vocab=11, seed=0):
     )
 
 
-MODEL = dict(
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    d_ff=32,
-    block_tokens=12,
-    vocab_size=11,
-    epochs=3,
-    batch_size=8,
-    lr=0.01,
-    seed=100,
-)
+# the retrained model: the architecture (ModelConfig's keys) and the recipe `aria lds-retrain` takes
+ARCH = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, vocab_size=11)
+MODEL = dict(ARCH, block_tokens=12, epochs=3, batch_size=8, lr=0.01, seed=100)
 
 
 def _direct_targets(train, queries, keep, seed, total_steps=None, init_state=None):
@@ -147,14 +138,14 @@ def _direct_targets(train, queries, keep, seed, total_steps=None, init_state=Non
     from aria.models.training import train_model
     from aria.models.transformer import ModelConfig, MusicTransformer
 
-    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=12, vocab_size=11)
+    cfg = ModelConfig(**ARCH, max_len=MODEL["block_tokens"])
     res = train_model(
         train["tokens"][keep],
         train["mask"][keep],
         cfg=cfg,
-        epochs=3,
-        lr=0.01,
-        batch_size=8,
+        epochs=MODEL["epochs"],
+        lr=MODEL["lr"],
+        batch_size=MODEL["batch_size"],
         n_checkpoints=1,
         random_state=seed,
         total_steps=total_steps,
@@ -195,21 +186,11 @@ def test_stored_targets_equal_a_direct_retrain(tmp_path, recipe, init):
     (tmp_path / "manifest.csv").write_text(man)
     base, runs = 1100, 2
     parts = []
+    params = dict(alpha=0.5, seed=9, runs=runs, recipe=recipe, init=init, base_seed=base, member_seed=100, model=MODEL)
     for s in range(3):
-        params = dict(
-            subset=s,
-            alpha=0.5,
-            seed=9,
-            runs=runs,
-            recipe=recipe,
-            init=init,
-            base_seed=base,
-            member_seed=100,
-            model=MODEL,
-        )
         out = tmp_path / f"s{s}.npz"
         argv = ["lds-retrain", "--segments", str(tmp_path / "train.npz"), "--queries", str(tmp_path / "queries.npz")]
-        assert main([*argv, "--params", json.dumps(params), "--out", str(out)]) == 0
+        assert main([*argv, "--params", json.dumps({**params, "subset": s}), "--out", str(out)]) == 0
         parts.append(str(out))
     gt_path = tmp_path / "gt.zarr"
     assert (

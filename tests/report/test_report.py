@@ -44,43 +44,29 @@ def test_main_table_columns_and_values():
     assert rows[1][10:13] == ["-0.25", "25%", "10%"]  # harmony: mu + 1
 
 
+def _html(table, evidence, figures=None, notes=(), **kw):
+    """The page "t" of a main table at K = 5 (no figures and no notes unless given)."""
+    return R.html_report("t", *table, main_k=5, figures=figures or {}, notes=list(notes), evidence=evidence, **kw)
+
+
 def test_html_and_markdown_contain_the_table():
     diags = {"trak": _diag(0.3)}
     homs = {"trak": _hom(0.5)}
-    header, rows, channels = R.main_table(diags, homs, main_k=5)
+    table = R.main_table(diags, homs, main_k=5)
     figs = {"K sweep": R.k_sweep_figure(homs), "spectrum": R.spectrum_figure(diags)}
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in figs.values())
-    page = R.html_report(
-        "t",
-        header,
-        rows,
-        channels,
-        main_k=5,
-        figures=figs,
-        notes=["n1"],
-        evidence=[("q1", [["TRAK", ["a:000", "b:001"]]])],
-    )
+    page = _html(table, [("q1", [["TRAK", ["a:000", "b:001"]]])], figures=figs, notes=["n1"])
     assert page.count("data:image/png;base64,") == 2
     assert "+0.50" in page and "queries/midi/q1.mid" in page and "a:000, b:001" in page
+    header, rows, _ = table
     md = R.markdown_report("t", header, rows, main_k=5, notes=["n1"])
     assert "| TRAK | 0.300 | 0.200 | 0.050 | 0.400 | – | – | +0.50 | 0% | 10% |" in md
 
 
 def test_audio_evidence_has_players():
-    diags = {"TRAK · fine": _diag(0.3)}
-    homs = {"TRAK · fine": _hom(0.5)}
-    header, rows, channels = R.main_table(diags, homs, main_k=5)
-    page = R.html_report(
-        "t",
-        header,
-        rows,
-        channels,
-        main_k=5,
-        figures={},
-        notes=[],
-        evidence=[("q-x", [["TRAK · fine", ["a", "b"]]])],
-        media={"tracks": {"a": "corpus/audio/a.wav", "b": "corpus/audio/b.wav"}, "queries": "queries/audio"},
-    )
+    table = R.main_table({"TRAK · fine": _diag(0.3)}, {"TRAK · fine": _hom(0.5)}, main_k=5)
+    media = {"tracks": {"a": "corpus/audio/a.wav", "b": "corpus/audio/b.wav"}, "queries": "queries/audio"}
+    page = _html(table, [("q-x", [["TRAK · fine", ["a", "b"]]])], media=media)
     assert page.count("<audio") == 3
     assert 'src="queries/audio/q-x.wav"' in page and 'src="corpus/audio/b.wav"' in page
 

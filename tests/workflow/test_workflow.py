@@ -59,6 +59,22 @@ def tiny_config():
     return yaml.safe_load((REPO / "tests" / "data" / "config_tiny.yaml").read_text())
 
 
+#: What a new projection in the tiny run's symbolic stage reruns after the projection itself:
+#: the scores, their replicas and all that reads them (the sensitivity grid included).
+SYMBOLIC_DOWNSTREAM_OF_PROJECTION = {
+    "score",
+    "replica_score",
+    "diagnostics",
+    "symbolic_homogeneity",
+    "residual",
+    "lds",
+    "sweep_point",
+    "symbolic_unlearning_compare",
+    "symbolic_cards",
+    "symbolic_report",
+}
+
+
 def test_outputs_and_report(tiny_run):
     res = tiny_run / "results" / "tiny"
     summary = json.loads((res / "summary.json").read_text())
@@ -442,19 +458,8 @@ def test_rerun_scope_logra_alpha(tiny_run):
     cfg["methods"]["logra"]["k_in"] = 3  # a projection parameter: its projection too, not the covariance
     jobs = dry_run_jobs(tiny_run, cfg)
     assert ("project_factored", "exp=tiny, stage=symbolic, method=logra, m=0") in jobs
-    assert {r for r, _ in jobs} == {
-        "project_factored",
-        "score",
-        "replica_score",
-        "diagnostics",
-        "symbolic_homogeneity",
-        "residual",
-        "lds",
-        "sweep_point",  # its sensitivity point reads the new features
-        "symbolic_unlearning_compare",
-        "symbolic_cards",
-        "symbolic_report",
-    }
+    # downstream: sweep_point too, as its sensitivity point reads the new features
+    assert {r for r, _ in jobs} == {"project_factored", *SYMBOLIC_DOWNSTREAM_OF_PROJECTION}
 
 
 def test_factored_scores_match_their_features(tiny_run):
@@ -548,20 +553,8 @@ def test_rerun_scope_projection_k(tiny_run):
     cfg = tiny_config()
     cfg["projection"]["k"] = 16
     jobs = dry_run_jobs(tiny_run, cfg)
-    rules = {r for r, _ in jobs}
-    assert rules == {
-        "project_gradients",
-        "score",
-        "replica_score",
-        "diagnostics",
-        "symbolic_homogeneity",
-        "residual",
-        "lds",
-        "sweep_point",  # TRAK's k = 16 grid point now reads the main stores
-        "symbolic_unlearning_compare",
-        "symbolic_cards",
-        "symbolic_report",
-    }
+    # downstream: sweep_point too, as TRAK's k = 16 grid point now reads the main stores
+    assert {r for r, _ in jobs} == {"project_gradients", *SYMBOLIC_DOWNSTREAM_OF_PROJECTION}
     assert {w for r, w in jobs if r == "project_gradients"} == {
         f"exp=tiny, stage=symbolic, m={m}, c={c}"
         for m, c in [(0, 1), (0, 2), (1, 1), (1, 2)]  # (1, 1): TracIn's replica

@@ -28,12 +28,8 @@ rule project_gradients:
         "--cache-mib {resources.proj_cache_mib} > {log} 2>&1"
 
 
-rule project_gradients_k:
-    """The same projection at another k, for a sensitivity grid over k (no training)."""
-    input:
-        model=results("models/{stage}/m{m}.pt"),
-        segments=results("segments/{stage}/train.npz"),
-        queries=results("queries/{stage}/queries.npz"),
+# the same projection at another k, for a sensitivity grid over k (no training)
+use rule project_gradients as project_gradients_k with:
     output:
         features=directory(results("features/{stage}/k{k}/m{m}_c{c}.zarr")),
     log:
@@ -42,18 +38,8 @@ rule project_gradients_k:
         benchmarks("project_gradients/{stage}/k{k}/m{m}_c{c}.tsv")
     wildcard_constraints:
         k=r"\d+",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
-        proj_cache_mib=projection_cache_mib,
     params:
         args=projection_k_params,
-    shell:
-        "aria project --model {input.model} --segments {input.segments} --queries {input.queries} "
-        "--params {params.args:q} --out {output.features} --threads {threads} "
-        "--cache-mib {resources.proj_cache_mib} > {log} 2>&1"
 
 
 rule kfac_covariance:

@@ -5,7 +5,7 @@
 # how much of the scores survives retraining; the verdict calls a setting noisy when too little does.
 
 
-rule replica_score:
+use rule score as replica_score with:
     input:
         features=lambda w: member_feature_stores(w, int(w.m)),
     output:
@@ -17,21 +17,9 @@ rule replica_score:
     wildcard_constraints:
         method="|".join(m.name for m in registry.gradient_methods()),
         m=r"\d+",
-    conda:
-        ENV
-    threads: ENGINE_THREADS
-    resources:
-        dask_scheduler=COMPUTE["scheduler"],
-    params:
-        args=method_params,
-        engine=COMPUTE["engine"],
-    shell:
-        "aria score --method {wildcards.method} --features {input.features} "
-        "--params {params.args:q} --engine {params.engine} --scheduler {resources.dask_scheduler:q} "
-        "--threads {threads} --out {output.scores} > {log} 2>&1"
 
 
-rule replica_unlearning_fisher:
+use rule unlearning_fisher as replica_unlearning_fisher with:
     input:
         model=results("models/{stage}/m{m}.pt"),
         segments=results("segments/{stage}/train.npz"),
@@ -44,20 +32,10 @@ rule replica_unlearning_fisher:
     wildcard_constraints:
         side="masked|full",
         m=r"\d+",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
-    params:
-        args=unlearning_fisher_params,
-    shell:
-        "aria unlearning-fisher --model {input.model} --segments {input.segments} --params {params.args:q} "
-        "--out {output.fisher} --threads {threads} > {log} 2>&1"
 
 
-rule replica_unlearning_chunk:
-    """As unlearning_chunk, from member m's model and Fisher, without the round-off check (check: 0)."""
+# as unlearning_chunk, from member m's model and Fisher, without the round-off check (check: 0)
+use rule unlearning_chunk as replica_unlearning_chunk with:
     input:
         model=results("models/{stage}/m{m}.pt"),
         segments=results("segments/{stage}/train.npz"),
@@ -72,19 +50,11 @@ rule replica_unlearning_chunk:
     wildcard_constraints:
         chunk=r"\d+",
         m=r"\d+",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
     params:
         args=lambda w: jparams(**{**unlearning_chunk_settings(w), "check": 0}),
-    shell:
-        "aria unlearning-scores --model {input.model} --segments {input.segments} --queries {input.queries} "
-        "--fisher {input.fisher} --params {params.args:q} --out {output.chunk} --threads {threads} > {log} 2>&1"
 
 
-rule replica_unlearning_merge:
+use rule unlearning_merge as replica_unlearning_merge with:
     input:
         chunks=lambda w: [
             results(f"replicas/{w.stage}/unlearning/m{w.m}_chunks/q{c}.npz", w.exp)
@@ -96,7 +66,3 @@ rule replica_unlearning_merge:
         logs("replica_unlearning_merge/{stage}/m{m}.log"),
     wildcard_constraints:
         m=r"\d+",
-    conda:
-        ENV
-    shell:
-        "aria unlearning-merge --chunks {input.chunks} --out {output.scores} > {log} 2>&1"

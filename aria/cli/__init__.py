@@ -64,9 +64,14 @@ def main(argv=None) -> int:
     if ns.verbose:
         log.setLevel(logging.DEBUG)
     cls = ns.job_args
-    a = ns if cls is None else cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
     t0 = time.perf_counter()
     try:
+        a = ns
+        if cls is not None:  # a workflow job: its dataclass, JSON options parsed
+            from aria.workflow.jobs.base import parse_json_fields
+
+            values = parse_json_fields(cls, {f.name: getattr(ns, f.name) for f in fields(cls)}, job=ns.command)
+            a = cls(**values)
         rc = ns.func(a)
     except (ValueError, FileNotFoundError, OSError) as e:
         if (type(e) is OSError and e.errno != errno.ENOSPC) or cls is not None:

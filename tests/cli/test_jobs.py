@@ -88,3 +88,39 @@ def test_every_method_module_follows_its_interface():
         impl = m.implementation()
         assert isinstance(impl, GradientMethod), m.name
         assert isinstance(impl, FactoredMethod) == (m.family == "gradient-factored"), m.name
+
+
+@pytest.mark.parametrize("given", ["inline", "file"])
+def test_json_options_arrive_parsed(tmp_path, given):
+    """A JSON option (``--params``) is given inline or as a file; the job receives the dict."""
+    from aria.workflow.jobs.base import parse_json_fields
+
+    @dataclass(frozen=True, kw_only=True)
+    class WithParams(JobArgs):
+        params: dict = arg(json=True)
+        extra: dict | None = opt(None, json=True)
+
+    text = '{"k": [1, 2], "seed": 3}'
+    value = text
+    if given == "file":
+        value = str(tmp_path / "p.json")
+        Path(value).write_text(text)
+    got = parse_json_fields(WithParams, {"threads": 1, "params": value, "extra": None}, job="toy")
+    assert got == {"threads": 1, "params": {"k": [1, 2], "seed": 3}, "extra": None}
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [('{"k": ', "aria toy --params: not valid JSON"), ("[1, 2]", "expected a JSON object, got list"),
+     ("missing.json", "aria toy --params: neither a JSON object nor a readable JSON file")],
+)  # fmt: skip
+def test_bad_json_options_name_the_job_and_option(tmp_path, monkeypatch, value, message):
+    from aria.workflow.jobs.base import parse_json_fields
+
+    @dataclass(frozen=True, kw_only=True)
+    class WithParams(JobArgs):
+        params: dict = arg(json=True)
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_json_fields(WithParams, {"params": value}, job="toy")

@@ -6,7 +6,6 @@ fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ class ProjectArgs(JobArgs):
     model: str
     segments: str
     queries: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     cache_mib: int = opt(
         1024, help="memory for a Gaussian projection's generated blocks (MiB; numbers do not depend on it)"
@@ -46,7 +45,7 @@ def project(a: ProjectArgs) -> None:
     from aria.io.tables import read_npz
     from aria.registry import DEFAULT_PROJECTION
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     if p["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
@@ -107,7 +106,7 @@ class UnlearningFisherArgs(JobArgs):
 
     model: str
     segments: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -123,7 +122,7 @@ def unlearning_fisher(a: UnlearningFisherArgs) -> None:
     from aria.io.tables import read_npz, save_torch
     from aria.models.transformer import fused_attention
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     model, _ = load_model(a.model)
     model.to(p["device"])
@@ -167,7 +166,7 @@ class UnlearningScoresArgs(JobArgs):
     segments: str
     queries: str
     fisher: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -187,7 +186,7 @@ def unlearning_scores(a: UnlearningScoresArgs) -> None:
     from aria.io.tables import read_npz, write_npz
     from aria.models.transformer import fused_attention
 
-    p = json.loads(a.params)
+    p = a.params
     model, fisher = _unlearning_model(a, p)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     use_u, use_l = mask_sides(p["mask"])
@@ -300,7 +299,7 @@ class UnlearningSelfinfluenceArgs(JobArgs):
     segments: str
     queries: str
     fisher: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -315,7 +314,7 @@ def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
     from aria.io.tables import read_npz, write_json
     from aria.models.transformer import fused_attention
 
-    p = json.loads(a.params)
+    p = a.params
     model, fisher = _unlearning_model(a, p)
     precision = p["precision"]  # τ as the scores compute it, checked in float64 and float32
     checks = {name: precision_setup(model, name) for name in ("float64", "float32") if name != precision}
@@ -373,7 +372,7 @@ class KfacCovarianceArgs(JobArgs):
 
     model: str
     segments: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -385,7 +384,7 @@ def kfac_covariance(a: KfacCovarianceArgs) -> None:
     from aria.attribution.factored import kfac_covariance
     from aria.io.tables import read_npz
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     model, _ = load_model(a.model)
     tr = read_npz(a.segments)
@@ -414,7 +413,7 @@ class ProjectFactoredArgs(JobArgs):
     segments: str
     queries: str
     covariance: str | None = opt(None)
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -427,7 +426,7 @@ def project_factored(a: ProjectFactoredArgs) -> None:
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     if p["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
@@ -476,7 +475,7 @@ class ScoreArgs(JobArgs):
 
     method: str
     features: list[str] = arg(nargs="+")
-    params: str
+    params: dict = arg(json=True)
     out: str
     engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
     scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
@@ -488,7 +487,7 @@ def score(a: ScoreArgs) -> None:
     from aria.attribution.scoring import score_blocks, score_dask
     from aria.io.stores import ScoreWriter, read_features
 
-    p = json.loads(a.params)
+    p = a.params
     row_chunk = p.get("row_chunk", 4096)
     lazy = a.engine == "dask"
     feats = [read_features(f, lazy=lazy, row_chunk=row_chunk) for f in a.features]
@@ -532,7 +531,7 @@ class EmbedCorpusArgs(JobArgs):
 
     encoder: str
     manifest: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -549,7 +548,7 @@ def embed_corpus(a: EmbedCorpusArgs) -> None:
     from aria.io.layouts import write_corpus_frames
     from aria.io.tables import read_manifest
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     enc = get_encoder(a.encoder, n_threads=a.threads)
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -571,7 +570,7 @@ class EmbedBaselineArgs(JobArgs):
     corpus: str
     queries: str
     queries_audio: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_aaa: str
 
@@ -588,7 +587,7 @@ def embed_baseline(a: EmbedBaselineArgs) -> None:
     from aria.io.stores import ScoreWriter
     from aria.io.tables import read_npz
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     enc = get_encoder(a.encoder, n_threads=a.threads)
     corpus = read_corpus_frames(a.corpus)
@@ -627,7 +626,7 @@ class TracklevelArgs(JobArgs):
 
     scores: str
     segments: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
     scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
@@ -640,7 +639,7 @@ def tracklevel(a: TracklevelArgs) -> None:
     from aria.io.stores import ScoreWriter, open_scores
     from aria.io.tables import read_npz
 
-    p = json.loads(a.params)
+    p = a.params
     S, rows, cols = open_scores(a.scores)
     seg = read_npz(a.segments)
     if not np.array_equal(seg["segment_ids"], rows):

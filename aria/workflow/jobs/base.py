@@ -9,21 +9,29 @@ from these fields, so the rules, the CLI and the tests read one declaration.
 
 from __future__ import annotations
 
+import json
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 
-__all__ = ["JobArgs", "Job", "JOBS", "arg", "opt", "job", "options"]
+__all__ = ["JobArgs", "Job", "JOBS", "arg", "opt", "job", "options", "parse_json_fields"]
 
 
-def arg(*, help: str | None = None, **argparse_kw):
-    """A required option: ``argparse_kw`` (``nargs``, ``choices``, ``action``) go to argparse as they are."""
-    return field(metadata={"argparse": argparse_kw, "help": help})
+def arg(*, help: str | None = None, json: bool = False, **argparse_kw):
+    """A required option: ``argparse_kw`` (``nargs``, ``choices``, ``action``) go to argparse as they are.
+
+    ``json=True``: the option is a JSON object, given inline or as the path of a ``.json`` file; the
+    job receives the parsed dict (:func:`parse_json_fields`).
+    """
+    return field(metadata={"argparse": argparse_kw, "help": help, "json": json})
 
 
-def opt(default, *, help: str | None = None, **argparse_kw):
-    """An optional option with its ``default`` (immutable: ``None``, a number, a string)."""
-    return field(default=default, metadata={"argparse": argparse_kw, "help": help})
+def opt(default, *, help: str | None = None, json: bool = False, **argparse_kw):
+    """An optional option with its ``default`` (immutable: ``None``, a number, a string).
+
+    ``json`` as for :func:`arg`.
+    """
+    return field(default=default, metadata={"argparse": argparse_kw, "help": help, "json": json})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,4 +93,36 @@ def options(cls: type[JobArgs]) -> list[tuple[str, dict]]:
         if int in base and bool not in base and "action" not in kw:
             kw["type"] = int
         out.append(("--" + f.name.replace("_", "-"), kw))
+    return out
+
+
+def parse_json_fields(cls: type[JobArgs], values: dict, *, job: str) -> dict:
+    """``values`` with every JSON option of ``cls`` parsed: inline JSON, or the path of a JSON file.
+
+    Raises
+    ------
+    ValueError
+        Naming the job and the option when the value is neither a JSON object nor a readable JSON
+        file holding one.
+    """
+    out = dict(values)
+    for f in fields(cls):
+        v = out.get(f.name)
+        if not f.metadata.get("json") or v is None or isinstance(v, dict):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        text = v
+        if v.lstrip()[:1] not in ("{", "["):  # not inline JSON: the path of a JSON file
+            try:
+                with open(v, encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError as e:
+                raise ValueError(f"aria {job} {flag}: neither a JSON object nor a readable JSON file: {e}") from None
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"aria {job} {flag}: not valid JSON ({e})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"aria {job} {flag}: expected a JSON object, got {type(parsed).__name__}")
+        out[f.name] = parsed
     return out

@@ -6,7 +6,6 @@ fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ class DemoCollectionArgs(JobArgs):
     """Arguments of ``aria demo-collection``."""
 
     out_dir: str
-    params: str
+    params: dict = arg(json=True)
 
 
 @job("demo-collection")
@@ -51,7 +50,7 @@ def demo_collection(a: DemoCollectionArgs) -> None:
     from aria.symbolic.corpus import synthetic_dynamics, truncate_notes
     from aria.symbolic.notes import seconds_to_beats
 
-    p = json.loads(a.params)
+    p = a.params
     col, n_want, n_eval = p["collection"], p["n_pieces"], p["n_eval"]
     rows, skipped = [], []
     with atomic_dir(a.out_dir) as tmp:
@@ -141,7 +140,7 @@ class SymbolicSegmentsArgs(JobArgs):
     """Arguments of ``aria symbolic-segments``."""
 
     manifest: str
-    params: str
+    params: dict = arg(json=True)
     out_train: str
     out_eval: str
     out_csv: str
@@ -157,7 +156,7 @@ def symbolic_segments(a: SymbolicSegmentsArgs) -> None:
     from aria.io.tables import read_manifest, write_csv, write_npz
     from aria.symbolic.tokenize import encode, split_blocks
 
-    p = json.loads(a.params)
+    p = a.params
     block, prompt = p["block_tokens"], p["prompt_tokens"]
     man = read_manifest(a.manifest, root=p.get("root"))
     tr_tok, tr_mask, seg_rows = [], [], []
@@ -238,7 +237,7 @@ class SymbolicQueriesArgs(JobArgs):
 
     model: str
     eval: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_midi: str
 
@@ -252,7 +251,7 @@ def symbolic_queries(a: SymbolicQueriesArgs) -> None:
     from aria.models.training import generate
     from aria.symbolic.tokenize import PAD
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     model, _ = load_model(a.model)
     ev = read_npz(a.eval)
@@ -291,7 +290,7 @@ class SymbolicPlantedQueriesArgs(JobArgs):
 
     segments: str
     manifest: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_midi: str
 
@@ -305,7 +304,7 @@ def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs) -> None:
     from aria.io.tables import read_manifest, read_npz, write_npz
     from aria.symbolic.plant import planted_queries
 
-    p = json.loads(a.params)
+    p = a.params
     tr = read_npz(a.segments)
     streams = {str(t): ragged_item(tr["streams"], tr["stream_offsets"], i) for i, t in enumerate(tr["stream_tracks"])}
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -338,7 +337,7 @@ class AudioPlantedQueriesArgs(JobArgs):
     tokens: str
     midi_manifest: str
     tokenizers: str
-    params: str
+    params: dict = arg(json=True)
     out_dir: str
     out_audio: str
 
@@ -359,7 +358,7 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
     from aria.io.tables import read_manifest, read_npz, write_npz
     from aria.symbolic.plant import plant_assignments
 
-    p = json.loads(a.params)
+    p = a.params
     vocab, pl, sr = _audio_vocab(p), p["planted"], p["sr"]
     window = max(p["windows"].values())
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -427,7 +426,7 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
 class CheckPoolArgs(JobArgs):
     """Arguments of ``aria check-pool``."""
 
-    params: str
+    params: dict = arg(json=True)
     out: str
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
@@ -440,7 +439,7 @@ def check_pool(a: CheckPoolArgs) -> None:
     from aria.evaluation.accounting import pool_check
     from aria.io.tables import read_csv, read_manifest, read_npz, write_json
 
-    p = json.loads(a.params)
+    p = a.params
     if a.manifest:  # audio: the pool is the training tracks the corpus step kept
         man = read_manifest(a.manifest, check_files=False)
         n_pool, n_q = int((man["split"] == "train").sum()), int((man["split"] == "eval").sum())
@@ -470,7 +469,7 @@ class AudioDemoCorpusArgs(JobArgs):
     """Arguments of ``aria audio-demo-corpus``."""
 
     midi_manifest: str
-    params: str
+    params: dict = arg(json=True)
     out_dir: str
 
 
@@ -486,7 +485,7 @@ def audio_demo_corpus(a: AudioDemoCorpusArgs) -> None:
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_manifest, write_csv, write_dropped
 
-    p = json.loads(a.params)
+    p = a.params
     man = read_manifest(a.midi_manifest)
     rows, skipped = [], []
     want = {"train": p["n_train"], "eval": p["n_eval"]}
@@ -583,7 +582,7 @@ def _empty_split_message(source, empty, listed, kept, lost, dropped_path) -> str
 class AudioImportArgs(JobArgs):
     """Arguments of ``aria audio-import``."""
 
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_dropped: str | None = opt(None)
 
@@ -598,7 +597,7 @@ def audio_import(a: AudioImportArgs) -> None:
     from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
     from aria.io.tables import write_csv, write_dropped
 
-    p = json.loads(a.params)
+    p = a.params
     lost = []  # (track_id, split, step, reason, value) of every track left out
     if p["kind"] == "fma":
         source = p["fma"]["tracks_csv"]
@@ -678,7 +677,7 @@ class AudioTokenizeArgs(JobArgs):
     """Arguments of ``aria audio-tokenize``."""
 
     manifest: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_tokenizers: str
 
@@ -691,7 +690,7 @@ def audio_tokenize(a: AudioTokenizeArgs) -> None:
     from aria.io.audio import load_audio
     from aria.io.tables import read_manifest, write_npz
 
-    p = json.loads(a.params)
+    p = a.params
     man = read_manifest(a.manifest, root=p.get("root"))
     is_train = (man["split"] == "train").to_numpy()
     # fit on at most FIT_TRACKS training tracks (a seeded subset of a large corpus), then
@@ -747,7 +746,7 @@ class AudioSegmentsArgs(JobArgs):
 
     tokens: str
     stage: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_csv: str
 
@@ -760,7 +759,7 @@ def audio_segments(a: AudioSegmentsArgs) -> None:
     from aria.audio.tokenizers import stage_windows
     from aria.io.tables import read_npz, write_csv, write_npz
 
-    p = json.loads(a.params)
+    p = a.params
     vocab, stage = _audio_vocab(p), a.stage
     d = read_npz(a.tokens)
     toks, masks, lmasks, seg_rows = [], [], [], []
@@ -799,7 +798,7 @@ class AudioQueriesArgs(JobArgs):
     tokens: str
     tokenizers: str
     models: list[str] = arg(nargs=3)
-    params: str
+    params: dict = arg(json=True)
     out_dir: str
     out_audio: str
 
@@ -817,7 +816,7 @@ def audio_queries(a: AudioQueriesArgs) -> None:
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     vocab = _audio_vocab(p)
     d = read_npz(a.tokens)

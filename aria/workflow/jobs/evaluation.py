@@ -6,7 +6,6 @@ fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ class PlantedArgs(JobArgs):
     queries: str
     segments: str | None = opt(None)
     homogeneity: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -43,7 +42,7 @@ def planted(a: PlantedArgs) -> None:
     from aria.io.tables import read_json, read_npz, write_json
     from aria.symbolic.plant import ASPECTS, AUDIO_ASPECTS
 
-    p = json.loads(a.params)
+    p = a.params
     channel_of = AUDIO_ASPECTS if p.get("domain") == "audio" else ASPECTS
     qu, hom = read_npz(a.queries), read_json(a.homogeneity)
     if "source_tracks" not in qu:
@@ -96,7 +95,7 @@ def planted(a: PlantedArgs) -> None:
 class UnlearningCompareArgs(JobArgs):
     """Arguments of ``aria unlearning-compare``."""
 
-    spec: str
+    spec: dict = arg(json=True)
     out: str
 
 
@@ -110,7 +109,7 @@ def unlearning_compare(a: UnlearningCompareArgs) -> None:
     from aria.io.stores import open_scores
     from aria.io.tables import read_npz, write_json
 
-    spec = json.loads(a.spec)
+    spec = a.spec
     out = []
     for st in spec["stages"]:
         U, urows, ucols = open_scores(st["unlearning"])
@@ -147,7 +146,7 @@ class DiagnosticsArgs(JobArgs):
     scores: str
     out: str
     replica: list[str] | None = opt(None, nargs=2)
-    replica_params: str | None = opt(None)
+    replica_params: dict | None = opt(None, json=True)
     replica_note: str | None = opt(None)
     engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
     scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
@@ -190,7 +189,7 @@ def _replica_doc(a) -> dict:
     from aria.evaluation.agreement import replica_agreement, spearman_brown
     from aria.io.stores import open_scores
 
-    p = json.loads(a.replica_params or "{}")
+    p = a.replica_params or {}
     A, rows_a, cols_a = open_scores(a.replica[0])
     B, rows_b, cols_b = open_scores(a.replica[1])
     if not (np.array_equal(rows_a, rows_b) and np.array_equal(cols_a, cols_b)):
@@ -241,7 +240,7 @@ class LdsGroundTruthArgs(JobArgs):
     """Arguments of ``aria lds-ground-truth``."""
 
     subsets: list[str] = arg(nargs="+")
-    params: str
+    params: dict = arg(json=True)
     out: str
     segments: str | None = opt(None)
     queries: str | None = opt(None)
@@ -258,7 +257,7 @@ def lds_ground_truth(a: LdsGroundTruthArgs) -> None:
     from aria.io.stores import write_ground_truth
     from aria.io.tables import read_npz
 
-    p = json.loads(a.params)
+    p = a.params
     parts = [read_npz(f) for f in a.subsets]
     for f, part in zip(a.subsets[1:], parts[1:]):
         if not (
@@ -321,7 +320,7 @@ class LdsReferencesArgs(JobArgs):
     """Arguments of ``aria lds-references``."""
 
     ground_truth: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -334,7 +333,7 @@ def lds_references(a: LdsReferencesArgs) -> None:
     from aria.io.stores import read_ground_truth
     from aria.io.tables import write_json
 
-    p = json.loads(a.params)
+    p = a.params
     gt = read_ground_truth(a.ground_truth)
     masks, targets = gt["masks"], gt["targets"]
     ceiling = seed_noise_ceiling(gt["target_runs"])
@@ -385,7 +384,7 @@ class LdsArgs(JobArgs):
 
     scores: str
     ground_truth: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -396,7 +395,7 @@ def lds(a: LdsArgs) -> None:
     from aria.io.stores import iter_row_chunks, open_scores, read_ground_truth
     from aria.io.tables import write_json
 
-    p = json.loads(a.params)
+    p = a.params
     gt = read_ground_truth(a.ground_truth)
     S, rows, cols = open_scores(a.scores)
     if not np.array_equal(rows, gt["row_ids"]):
@@ -423,7 +422,7 @@ class SymbolicFeaturesArgs(JobArgs):
     """Arguments of ``aria symbolic-features``."""
 
     segments: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_tracks: str | None = opt(None)
 
@@ -436,7 +435,7 @@ def symbolic_features(a: SymbolicFeaturesArgs) -> None:
     from aria.symbolic.notes import shift_tempo_map
     from aria.symbolic.tokenize import segment_notes
 
-    p = json.loads(a.params)
+    p = a.params
     d = read_npz(a.segments)
     notes, tempos = [], []
     for i in range(len(d["stream_tracks"])):
@@ -483,7 +482,7 @@ class NullArgs(JobArgs):
     """Arguments of ``aria null``."""
 
     features: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     manifest: str | None = opt(None)
 
@@ -494,7 +493,7 @@ def null(a: NullArgs) -> None:
     from aria.evaluation.homogeneity import null_distribution
     from aria.io.layouts import write_null
 
-    p = json.loads(a.params)
+    p = a.params
     ids, feats, channels = _evidence(a.features, a.manifest)
     too_big = [k for k in p["ks"] if k > len(ids)]
     if too_big:  # the pool check ran on the corpus; items can still drop out later (feature extraction)
@@ -550,7 +549,9 @@ class HomogeneityArgs(JobArgs):
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     queries: str | None = opt(None)
-    params: str = arg(help='JSON: "domain" (symbolic | audio) and the confound checks\' main_k, n_groups, seed')
+    params: dict = arg(
+        json=True, help='JSON: "domain" (symbolic | audio) and the confound checks\' main_k, n_groups, seed'
+    )
 
 
 @job("homogeneity")
@@ -560,7 +561,7 @@ def homogeneity(a: HomogeneityArgs) -> None:
     from aria.io.stores import open_scores
     from aria.io.tables import write_json
 
-    p = json.loads(a.params)
+    p = a.params
     if p.get("domain") not in ("symbolic", "audio"):
         raise ValueError(f"--params must name the domain, symbolic or audio; got {p.get('domain')!r}")
     audio = p["domain"] == "audio"
@@ -584,7 +585,7 @@ class AudioFeaturesArgs(JobArgs):
     """Arguments of ``aria audio-features``."""
 
     manifest: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     out_failures: str
 
@@ -600,7 +601,7 @@ def audio_features(a: AudioFeaturesArgs) -> None:
     from aria.audio.features import build_processors, extract_many
     from aria.io.tables import read_manifest, write_csv, write_npz
 
-    p = json.loads(a.params)
+    p = a.params
     man = read_manifest(a.manifest, root=p.get("root"))
     man = man.iloc[p["shard"] :: p["n_shards"]]
     procs = None
@@ -655,7 +656,7 @@ class ResidualArgs(JobArgs):
 
     scores: str
     out: str
-    params: str | None = opt(None)
+    params: dict | None = opt(None, json=True)
     features: str | None = opt(None)
     null: str | None = opt(None)
     manifest: str | None = opt(None)
@@ -681,7 +682,7 @@ def residual(a: ResidualArgs) -> None:
     from aria.io.stores import ScoreWriter, open_scores, row_dim
     from aria.io.tables import read_npz, write_json
 
-    p = json.loads(a.params) if a.params else {}
+    p = a.params or {}
     S, rows, cols = open_scores(a.scores)
     ax = leading_axis(S, stats=gram_stats(S, progress=True))
     u = np.zeros(len(rows))
@@ -730,7 +731,7 @@ class SweepPointArgs(JobArgs):
     features: list[str] = arg(nargs="+")
     evidence: str
     null: str
-    params: str
+    params: dict = arg(json=True)
     out: str
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
@@ -752,7 +753,7 @@ def sweep_point(a: SweepPointArgs) -> None:
     from aria.io.stores import ScoreWriter, open_scores, read_features
     from aria.io.tables import read_npz, write_json
 
-    p = json.loads(a.params)
+    p = a.params
     feats = [read_features(f) for f in a.features]
     for f in feats:
         f["lr"] = f["attrs"].get("lr")

@@ -6,7 +6,6 @@ fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import JobArgs, job
+from aria.workflow.jobs.base import JobArgs, arg, job
 
 log = logging.getLogger("aria")
 
@@ -39,7 +38,7 @@ class TrainArgs(JobArgs):
     """Arguments of ``aria train``."""
 
     segments: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -51,7 +50,7 @@ def train(a: TrainArgs) -> None:
     from aria.io.tables import load_torch, read_npz, save_torch
     from aria.models.training import train_model
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     if p.get("pretrained"):
         # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
@@ -99,7 +98,7 @@ class LdsRetrainArgs(JobArgs):
 
     segments: str
     queries: str
-    params: str
+    params: dict = arg(json=True)
     out: str
 
 
@@ -121,7 +120,7 @@ def lds_retrain(a: LdsRetrainArgs) -> None:
     from aria.evaluation.lds import counterfactual_targets, retrain_seeds, subset_mask
     from aria.io.tables import read_npz, write_npz
 
-    p = json.loads(a.params)
+    p = a.params
     torch.set_num_threads(a.threads)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     keep = subset_mask(len(tr["tokens"]), p["subset"], alpha=p["alpha"], random_state=p["seed"])

@@ -6,7 +6,6 @@ fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,13 @@ from aria.workflow.jobs.evaluation import _evidence
 log = logging.getLogger("aria")
 
 
-def _row_costs(spec: str, device: str) -> dict:
+def _row_costs(spec: dict, device: str) -> dict:
     """Each report row's cost from its jobs' benchmark files and its stores' bytes (docs/spec.md §7)."""
     from aria.evaluation.cost import row_cost
     from aria.io.tables import disk_usage, read_benchmark
 
     out = {}
-    for key, files in json.loads(spec).items():
+    for key, files in spec.items():
         if not files:  # an external matrix: computed elsewhere
             continue
         out[key] = row_cost(
@@ -90,7 +89,7 @@ class ReportArgs(JobArgs):
 
     diagnostics: list[str] = arg(nargs="+")
     homogeneity: list[str] = arg(nargs="+")
-    params: str
+    params: dict = arg(json=True)
     out_html: str
     out_md: str
     out_summary: str
@@ -102,7 +101,7 @@ class ReportArgs(JobArgs):
     lds_references: list[str] | None = opt(None, nargs="+")
     homogeneity_residual: list[str] | None = opt(None, nargs="+")
     alignment: list[str] | None = opt(None, nargs="+")
-    cost: str | None = opt(None)
+    cost: dict | None = opt(None, json=True)
     pool: str | None = opt(None)
     sensitivity: list[str] | None = opt(None, nargs="*")
     selfinfluence: list[str] | None = opt(None, nargs="*")
@@ -124,7 +123,7 @@ def report(a: ReportArgs) -> None:
     from aria.io.tables import read_json, read_manifest, write_json, write_report_assets
     from aria.report import compose
 
-    p = json.loads(a.params)
+    p = a.params
     keys = p["rows"]
     diags = [read_json(f) for f in a.diagnostics]
     homs = [read_json(f) for f in a.homogeneity]
@@ -231,7 +230,7 @@ def _read_npz_cached(path):
 class CardsArgs(JobArgs):
     """Arguments of ``aria cards``."""
 
-    spec: str
+    spec: dict = arg(json=True)
     out: str
 
 
@@ -250,7 +249,7 @@ def cards(a: CardsArgs) -> None:
     from aria.io.tables import read_csv, read_json, read_manifest, read_npz, write_json
     from aria.report.cards import card_html, card_row_doc, piano_roll_png
 
-    spec = json.loads(a.spec)
+    spec = a.spec
     audio, K = spec["domain"] == "audio", int(spec["main_k"])
     ids, pool, channels = _evidence(spec["evidence"], spec.get("manifest") if audio else None)
     ids = np.asarray(ids).astype(str)

@@ -16,7 +16,7 @@ import numpy as np
 from aria.io.checkpoints import load_model
 from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
-from aria.workflow.jobs.base import JobArgs, arg, job, opt
+from aria.workflow.jobs.base import JobArgs, arg, job, opt, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -38,17 +38,13 @@ class ProjectArgs(JobArgs):
 @job("project")
 def project(a: ProjectArgs) -> None:
     """Projected per-example gradients of training segments and queries for one checkpoint."""
-    import torch
-
     from aria.attribution.projection import attributed_params, make_projector, project_gradients
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
     from aria.registry import DEFAULT_PROJECTION
 
     p = a.params
-    torch.set_num_threads(a.threads)
-    if p["device"] == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
+    torch_setup(a.threads, p["device"])
     model, lr = load_model(a.model, p["checkpoint"])
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     kind = p.get("type", DEFAULT_PROJECTION)
@@ -100,6 +96,13 @@ def project(a: ProjectArgs) -> None:
     )
 
 
+def _model_on_device(a, p):
+    """The job's model (``a.model``) on its device ``p["device"]``, torch given the job's threads."""
+    torch_setup(a.threads, p["device"])
+    model, _ = load_model(a.model)
+    return model.to(p["device"])
+
+
 @dataclass(frozen=True, kw_only=True)
 class UnlearningFisherArgs(JobArgs):
     """Arguments of ``aria unlearning-fisher``."""
@@ -116,16 +119,12 @@ def unlearning_fisher(a: UnlearningFisherArgs) -> None:
 
     Cached per (stage, model).
     """
-    import torch
-
     from aria.attribution.unlearning import diagonal_fisher, mask_sides, token_batches, token_loss
     from aria.io.tables import read_npz, save_torch
     from aria.models.transformer import fused_attention
 
     p = a.params
-    torch.set_num_threads(a.threads)
-    model, _ = load_model(a.model)
-    model.to(p["device"])
+    model = _model_on_device(a, p)
     tr = read_npz(a.segments)
     _, use_l = mask_sides(p["mask"])
     batches = token_batches(
@@ -140,13 +139,9 @@ def unlearning_fisher(a: UnlearningFisherArgs) -> None:
 
 def _unlearning_model(a, p):
     """Model 0 on the job's device and its cached Fisher, checked against each other (unlearning jobs)."""
-    import torch
-
     from aria.io.tables import load_torch
 
-    torch.set_num_threads(a.threads)
-    model, _ = load_model(a.model)
-    model.to(p["device"])
+    model = _model_on_device(a, p)
     fisher = load_torch(a.fisher)["fisher"]
     shapes = {n: tuple(q.shape) for n, q in model.named_parameters()}
     bad = [n for n in shapes if n not in fisher or tuple(fisher[n].shape) != shapes[n]]
@@ -379,13 +374,11 @@ class KfacCovarianceArgs(JobArgs):
 @job("kfac-covariance")
 def kfac_covariance(a: KfacCovarianceArgs) -> None:
     """KFAC factors E[x x^T], E[delta delta^T] of every nn.Linear layer of one model (LoGra, FactGraSS)."""
-    import torch
-
     from aria.attribution.factored import kfac_covariance
     from aria.io.tables import read_npz
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     model, _ = load_model(a.model)
     tr = read_npz(a.segments)
     t0 = time.perf_counter()
@@ -420,16 +413,12 @@ class ProjectFactoredArgs(JobArgs):
 @job("project-factored")
 def project_factored(a: ProjectFactoredArgs) -> None:
     """LoGra or FactGraSS features of the training segments and queries of one model."""
-    import torch
-
     from aria.attribution.factored import project_factored
     from aria.io.stores import write_features
     from aria.io.tables import read_npz
 
     p = a.params
-    torch.set_num_threads(a.threads)
-    if p["device"] == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
+    torch_setup(a.threads, p["device"])
     model, lr = load_model(a.model)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     cov = None
@@ -541,15 +530,13 @@ def embed_corpus(a: EmbedCorpusArgs) -> None:
 
     Its own job, on the corpus alone: it starts as soon as the corpus exists and survives new queries.
     """
-    import torch
-
     from aria.audio.encoders import get_encoder
     from aria.io.audio import load_audio
     from aria.io.layouts import write_corpus_frames
     from aria.io.tables import read_manifest
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     enc = get_encoder(a.encoder, n_threads=a.threads)
     man = read_manifest(a.manifest, root=p.get("root"))
     man = man[man["split"] == "train"]
@@ -578,8 +565,6 @@ class EmbedBaselineArgs(JobArgs):
 @job("embed-baseline")
 def embed_baseline(a: EmbedBaselineArgs) -> None:
     """Embedding-similarity baseline (docs/spec.md §2): track-level cosine scores, time-averaged and all-against-all."""
-    import torch
-
     from aria.attribution.embedding import all_against_all_scores, cosine_scores
     from aria.audio.encoders import get_encoder
     from aria.io.audio import load_audio
@@ -588,7 +573,7 @@ def embed_baseline(a: EmbedBaselineArgs) -> None:
     from aria.io.tables import read_npz
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     enc = get_encoder(a.encoder, n_threads=a.threads)
     corpus = read_corpus_frames(a.corpus)
     if corpus["encoder"] != a.encoder or corpus["sr"] != p["sr"]:

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 
-__all__ = ["JobArgs", "Job", "JOBS", "arg", "opt", "job", "options", "parse_json_fields"]
+__all__ = ["JobArgs", "Job", "JOBS", "arg", "opt", "job", "options", "parse_json_fields", "torch_setup"]
 
 
 def arg(*, help: str | None = None, json: bool = False, **argparse_kw):
@@ -48,10 +48,6 @@ class Job:
     name: str
     fn: Callable[[JobArgs], object]
     args: type[JobArgs]
-
-    def __call__(self, a: JobArgs):
-        """Run the job on its arguments."""
-        return self.fn(a)
 
 
 #: Every registered job by command name, in registration order (filled by importing the job modules).
@@ -126,3 +122,16 @@ def parse_json_fields(cls: type[JobArgs], values: dict, *, job: str) -> dict:
             raise ValueError(f"aria {job} {flag}: expected a JSON object, got {type(parsed).__name__}")
         out[f.name] = parsed
     return out
+
+
+def torch_setup(threads: int, device: str | None = None):
+    """Give torch the job's CPU ``threads``; with a ``device``, check that a CUDA one exists when asked for.
+
+    Returns the ``torch`` module (imported here, so that jobs without torch never import it).
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"config device is {device!r} but torch sees no CUDA device")
+    return torch

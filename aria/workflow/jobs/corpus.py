@@ -16,7 +16,7 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
 from aria.seeding import stable_seed
-from aria.workflow.jobs.base import JobArgs, arg, job, opt
+from aria.workflow.jobs.base import JobArgs, arg, job, opt, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -245,14 +245,12 @@ class SymbolicQueriesArgs(JobArgs):
 @job("symbolic-queries")
 def symbolic_queries(a: SymbolicQueriesArgs) -> None:
     """Generate one query per eval prompt with the main model; save tokens and MIDI."""
-    import torch
-
     from aria.io.tables import read_npz, write_npz
     from aria.models.training import generate
     from aria.symbolic.tokenize import PAD
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     model, _ = load_model(a.model)
     ev = read_npz(a.eval)
     toks = generate(
@@ -808,8 +806,6 @@ def audio_queries(a: AudioQueriesArgs) -> None:
     """Hierarchical generation for each held-out track: semantic, then coarse, then fine;
     one query per stage, and the generated codes decoded to audio.
     """
-    import torch
-
     from aria.audio.generation import generate_queries
     from aria.audio.tokenizers import MelRVQ
     from aria.io.audio import write_wav
@@ -817,7 +813,7 @@ def audio_queries(a: AudioQueriesArgs) -> None:
     from aria.io.tables import read_npz, write_npz
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     vocab = _audio_vocab(p)
     d = read_npz(a.tokens)
     models = {st: load_model(path)[0] for st, path in zip(("semantic", "coarse", "fine"), a.models)}

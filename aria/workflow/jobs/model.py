@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import JobArgs, arg, job
+from aria.workflow.jobs.base import JobArgs, arg, job, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -51,7 +51,7 @@ def train(a: TrainArgs) -> None:
     from aria.models.training import train_model
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     if p.get("pretrained"):
         # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
         model, _ = load_model(p["pretrained"])
@@ -115,13 +115,11 @@ def lds_retrain(a: LdsRetrainArgs) -> None:
     """
     import math
 
-    import torch
-
     from aria.evaluation.lds import counterfactual_targets, retrain_seeds, subset_mask
     from aria.io.tables import read_npz, write_npz
 
     p = a.params
-    torch.set_num_threads(a.threads)
+    torch_setup(a.threads)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     keep = subset_mask(len(tr["tokens"]), p["subset"], alpha=p["alpha"], random_state=p["seed"])
     recipe, model = p["recipe"], p["model"]

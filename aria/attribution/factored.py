@@ -234,16 +234,16 @@ def project_factored(
     (features float32 (N, K), layers): ``layers`` lists ``{"name", "start", "stop"}``
     column slices per layer, K = total projected dimension.
     """
-    device = torch.device(device)
-    model = copy.deepcopy(model).to(device).eval()
-    sel = select_layers(model, params.get("layers", "all"))
-    seed = int(params.get("seed", 0))
     from aria import registry
 
     m = registry.METHODS.get(method)
     impl = m.implementation() if m is not None else None
-    if not hasattr(impl, "featurizer"):
+    if not hasattr(impl, "featurizer"):  # checked before the model is copied
         raise ValueError(f"unknown factored method {method!r}")
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device).eval()
+    sel = select_layers(model, params.get("layers", "all"))
+    seed = int(params.get("seed", 0))
     featurize, widths = impl.featurizer(sel, params, covariance=covariance, seed=seed)
     layout, start = [], 0
     for n in sel:

@@ -197,3 +197,11 @@ def test_a_users_own_model_class(caplog):
         # two float32 sums over 8 positions: <= gamma_8 u32 sum|terms| < 1e-6 max|G| near 0 (as in
         # the first test); rtol 1e-5 = 80 ulps for the rest (measured 7e-9 = 3e-8 max|G|)
         np.testing.assert_allclose(feats[b], G.reshape(-1), rtol=1e-5, atol=1e-6 * np.abs(G).max())
+
+
+@pytest.mark.parametrize("method", ["trak", "nope"])
+def test_project_factored_names_a_method_without_its_own_projection(method):
+    """A registered method without a featurizer (TRAK) and an unknown name are both refused by name."""
+    tokens = np.zeros((2, 4), dtype=np.int64)
+    with pytest.raises(ValueError, match=f"unknown factored method '{method}'"):
+        project_factored(MusicTransformer(CFG), tokens, np.ones_like(tokens, bool), method=method, params={})

@@ -13,29 +13,16 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
-
-
-if MIDI_CORPUS:
-
-    include: "rules/corpus.smk"
-
-
+include: "rules/corpus.smk"
 include: "rules/model.smk"
 include: "rules/attribution.smk"
 include: "rules/unlearning.smk"
 include: "rules/replicas.smk"
 include: "rules/lds.smk"
+include: "rules/features.smk"
 include: "rules/planted.smk"
-
-
-if SYMBOLIC:
-
-    include: "rules/features.smk"
-
-
-include: "rules/report.smk"
-include: "rules/audio.smk"
 include: "rules/analysis.smk"
+include: "rules/report.smk"
 
 
 rule all:

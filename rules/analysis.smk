@@ -8,9 +8,9 @@ rule residual:
     input:
         unpack(residual_inputs),
     output:
-        scores=directory(results("residual/{stage}/{method}.zarr")),
-        homogeneity=results("homogeneity_residual/{stage}/{method}.json"),
-        alignment=results("alignment/{stage}/{method}.json"),
+        out=directory(results("residual/{stage}/{method}.zarr")),
+        out_homogeneity=results("homogeneity_residual/{stage}/{method}.json"),
+        out_alignment=results("alignment/{stage}/{method}.json"),
     log:
         logs("residual/{stage}/{method}.log"),
     benchmark:
@@ -18,12 +18,9 @@ rule residual:
     conda:
         ENV
     params:
-        args=residual_params,
-        extra=lambda w, input: " ".join(f"--{k} {input[k]}" for k in ("manifest", "segments") if k in input.keys()),
+        job=aria_job("residual"),
     shell:
-        "aria residual --scores {input.scores} --features {input.features} --null {input.null} {params.extra} "
-        "--params {params.args:q} --out {output.scores} --out-homogeneity {output.homogeneity} "
-        "--out-alignment {output.alignment} > {log} 2>&1"
+        ARIA
 
 
 # Sensitivity (docs/spec.md §7, paper App. B.5; docs/evidence.md "Sensitivity to hyperparameters"): mu_z of every grid point of
@@ -33,7 +30,7 @@ rule sweep_point:
     input:
         unpack(sweep_inputs),
     output:
-        json=results("sensitivity/{stage}/{method}/{point}.json"),
+        out=results("sensitivity/{stage}/{method}/{point}.json"),
     log:
         logs("sensitivity/{stage}/{method}/{point}.log"),
     benchmark:
@@ -43,11 +40,6 @@ rule sweep_point:
     conda:
         ENV
     params:
-        args=sweep_params,
-        extra=lambda w, input: " ".join(f"--{k} {input[k]}" for k in ("manifest", "segments") if k in input.keys())
-        + "".join(
-            f" --{k.replace('_', '-')} {' '.join(input[k])}" for k in ("replica_a", "replica_b") if k in input.keys()
-        ),
+        job=aria_job("sweep-point", wildcards=["method"]),
     shell:
-        "aria sweep-point --method {wildcards.method} --features {input.features} --evidence {input.evidence} "
-        "--null {input.null} {params.extra} --params {params.args:q} --out {output.json} > {log} 2>&1"
+        ARIA

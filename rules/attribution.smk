@@ -1,6 +1,6 @@
-# Attribution: projected gradients per (model, checkpoint) -- the GPU jobs -- then
-# one score matrix per method from the shared feature cache, then its
-# reliability diagnostics.
+# Attribution: projected gradients per (model, checkpoint) -- the GPU jobs -- then one score matrix
+# per method from the shared feature cache, its reliability diagnostics and (audio) its track-level
+# form; the embedding baselines; and the score matrices a user computed elsewhere.
 
 
 rule project_gradients:
@@ -9,7 +9,7 @@ rule project_gradients:
         segments=results("segments/{stage}/train.npz"),
         queries=results("queries/{stage}/queries.npz"),
     output:
-        features=directory(results("features/{stage}/m{m}_c{c}.zarr")),
+        out=directory(results("features/{stage}/m{m}_c{c}.zarr")),
     log:
         logs("project_gradients/{stage}/m{m}_c{c}.log"),
     benchmark:
@@ -21,25 +21,21 @@ rule project_gradients:
         gpu=GPU,
         proj_cache_mib=projection_cache_mib,
     params:
-        args=projection_params,
+        job=aria_job("project"),
     shell:
-        "aria project --model {input.model} --segments {input.segments} --queries {input.queries} "
-        "--params {params.args:q} --out {output.features} --threads {threads} "
-        "--cache-mib {resources.proj_cache_mib} > {log} 2>&1"
+        "aria {params.job} --cache-mib {resources.proj_cache_mib} --threads {threads} > {log} 2>&1"
 
 
 # the same projection at another k, for a sensitivity grid over k (no training)
 use rule project_gradients as project_gradients_k with:
     output:
-        features=directory(results("features/{stage}/k{k}/m{m}_c{c}.zarr")),
+        out=directory(results("features/{stage}/k{k}/m{m}_c{c}.zarr")),
     log:
         logs("project_gradients/{stage}/k{k}/m{m}_c{c}.log"),
     benchmark:
         benchmarks("project_gradients/{stage}/k{k}/m{m}_c{c}.tsv")
     wildcard_constraints:
         k=r"\d+",
-    params:
-        args=projection_k_params,
 
 
 rule kfac_covariance:
@@ -47,7 +43,7 @@ rule kfac_covariance:
         model=results("models/{stage}/m{m}.pt"),
         segments=results("segments/{stage}/train.npz"),
     output:
-        covariance=results("features/{stage}/kfac/m{m}.npz"),
+        out=results("features/{stage}/kfac/m{m}.npz"),
     log:
         logs("kfac_covariance/{stage}/m{m}.log"),
     benchmark:
@@ -58,17 +54,16 @@ rule kfac_covariance:
     resources:
         gpu=GPU,
     params:
-        args=lambda w: jparams(batch_size=stage_cfg(w)["projection"]["batch_size"], device=config["device"]),
+        job=aria_job("kfac-covariance"),
     shell:
-        "aria kfac-covariance --model {input.model} --segments {input.segments} --params {params.args:q} "
-        "--out {output.covariance} --threads {threads} > {log} 2>&1"
+        ARIA
 
 
 rule project_factored:
     input:
         unpack(factored_inputs),
     output:
-        features=directory(results("features/{stage}/{method}/m{m}.zarr")),
+        out=directory(results("features/{stage}/{method}/m{m}.zarr")),
     log:
         logs("project_factored/{stage}/{method}/m{m}.log"),
     benchmark:
@@ -81,19 +76,16 @@ rule project_factored:
     resources:
         gpu=GPU,
     params:
-        args=factored_params,
-        covariance=covariance_arg,
+        job=aria_job("project-factored", wildcards=["method"]),
     shell:
-        "aria project-factored --method {wildcards.method} --model {input.model} --segments {input.segments} "
-        "--queries {input.queries} {params.covariance} --params {params.args:q} --out {output.features} "
-        "--threads {threads} > {log} 2>&1"
+        ARIA
 
 
 rule score:
     input:
         features=method_feature_stores,
     output:
-        scores=directory(results("scores/{stage}/{method}.zarr")),
+        out=directory(results("scores/{stage}/{method}.zarr")),
     log:
         logs("score/{stage}/{method}.log"),
     benchmark:
@@ -107,12 +99,9 @@ rule score:
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:
-        args=method_params,
-        engine=COMPUTE["engine"],
+        job=aria_job("score", wildcards=["method"], extra={"engine": COMPUTE["engine"]}),
     shell:
-        "aria score --method {wildcards.method} --features {input.features} "
-        "--params {params.args:q} --engine {params.engine} --scheduler {resources.dask_scheduler:q} "
-        "--threads {threads} --out {output.scores} > {log} 2>&1"
+        ARIA_DASK
 
 
 rule diagnostics:
@@ -120,7 +109,7 @@ rule diagnostics:
         scores=results("scores/{stage}/{method}.zarr"),
         replica=replica_stores,
     output:
-        json=results("diagnostics/{stage}/{method}.json"),
+        out=results("diagnostics/{stage}/{method}.json"),
     log:
         logs("diagnostics/{stage}/{method}.log"),
     benchmark:
@@ -131,11 +120,80 @@ rule diagnostics:
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:
-        engine=COMPUTE["engine"],
-        replica=replica_args,
+        job=aria_job("diagnostics", extra=lambda w, input: dict(replica_options(w, input), engine=COMPUTE["engine"])),
     shell:
-        "aria diagnostics --scores {input.scores} --out {output.json} --engine {params.engine} "
-        "--scheduler {resources.dask_scheduler:q} --threads {threads} {params.replica} > {log} 2>&1"
+        ARIA_DASK
+
+
+# an audio stage's segment-level matrix as a track-level one (docs/spec.md §3): what its
+# homogeneity, cards and planted retrieval read
+rule tracklevel:
+    input:
+        scores=results("scores/{stage}/{method}.zarr", AUDIO_EXP),
+        segments=results("segments/{stage}/train.npz", AUDIO_EXP),
+    output:
+        out=directory(results("tracklevel/{stage}/{method}.zarr", AUDIO_EXP)),
+    log:
+        logs("tracklevel/{stage}/{method}.log", AUDIO_EXP),
+    benchmark:
+        benchmarks("tracklevel/{stage}/{method}.tsv", AUDIO_EXP)
+    conda:
+        ENV
+    threads: ENGINE_THREADS
+    resources:
+        dask_scheduler=COMPUTE["scheduler"],
+    params:
+        job=aria_job("tracklevel", extra={"engine": COMPUTE["engine"]}),
+    shell:
+        ARIA_DASK
+
+
+# The embedding baselines (docs/methods.md): each encoder's frames of the whole corpus, then per
+# query the time-averaged and the all-against-all (10 s windows, 1 s hop, maximum) similarities.
+rule embed_corpus:
+    input:
+        manifest=audio_manifest(),
+    output:
+        out=results("embeddings/{encoder}.npz", AUDIO_EXP),
+    log:
+        logs("embed_corpus/{encoder}.log", AUDIO_EXP),
+    benchmark:
+        benchmarks("embed_corpus/{encoder}.tsv", AUDIO_EXP)
+    wildcard_constraints:
+        encoder="|".join(registry.ENCODERS),
+    # long and needing only the corpus: started first, it runs beside the training instead of
+    # alone at the end of the run
+    priority: 10
+    conda:
+        ENV
+    threads: 1
+    params:
+        job=aria_job("embed-corpus", wildcards=["encoder"]),
+    shell:
+        ARIA
+
+
+rule embed_baseline:
+    input:
+        corpus=results("embeddings/{encoder}.npz", AUDIO_EXP),
+        queries=results("queries/semantic/queries.npz", AUDIO_EXP),
+        queries_audio=results("queries/audio", AUDIO_EXP),
+    output:
+        out=directory(results("scores/baseline/{encoder}.zarr", AUDIO_EXP)),
+        out_aaa=directory(results("scores/baseline/{encoder}_aaa.zarr", AUDIO_EXP)),
+    log:
+        logs("embed_baseline/{encoder}.log", AUDIO_EXP),
+    benchmark:
+        benchmarks("embed_baseline/{encoder}.tsv", AUDIO_EXP)
+    wildcard_constraints:
+        encoder="|".join(registry.ENCODERS),
+    conda:
+        ENV
+    threads: 1
+    params:
+        job=aria_job("embed-baseline", wildcards=["encoder"]),
+    shell:
+        ARIA
 
 
 if EXTERNAL:

@@ -44,10 +44,11 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def report_item(path, domain, kind):
+def report_item(path, kind):
     """A report rule's output as a `snakemake --report` item: kind report or summary (a file), or
-    figures or tables (a folder of PNG / CSV files), captioned from captions/<kind>.rst."""
-    opts = dict(caption=f"captions/{kind}.rst", category=REPORT_CATEGORY[domain])
+    figures or tables (a folder of PNG / CSV files), captioned from captions/<kind>.rst and filed under
+    its experiment."""
+    opts = dict(caption=f"captions/{kind}.rst", category=lambda w: REPORT_CATEGORY[DOMAIN[w.exp]])
     if kind in ("figures", "tables"):
         ext = "png" if kind == "figures" else "csv"
         return report(directory(path), patterns=[f"{{name}}.{ext}"], subcategory=kind.capitalize(), **opts)

@@ -1,51 +1,55 @@
-# Corpus and segments: MIDI tracks -> manifest -> 256-token training segments and
-# eval prompts. The demo corpus is built one music21 collection per job.
+# Corpora and segments: MIDI tracks -> manifest -> 256-token training segments and eval prompts
+# (the demo corpus is built one music21 collection per job); audio tracks -> manifest -> tokens
+# -> each stage's segments; then each experiment's pool check.
+# Every job's command line is built from the rule's named inputs and outputs (`aria_job` and ARIA in
+# aria/workflow/plan.py): a name is the job option of the same name.
 
+if MIDI_CORPUS:
 
-rule demo_collection:
-    output:
-        part=directory(results("corpus/{collection}", EXP)),
-    log:
-        logs("demo_collection/{collection}.log", EXP),
-    benchmark:
-        benchmarks("demo_collection/{collection}.tsv", EXP)
-    conda:
-        ENV
-    params:
-        args=demo_collection_params,
-    shell:
-        "aria demo-collection --out-dir {output.part} --params {params.args:q} > {log} 2>&1"
+    rule demo_collection:
+        output:
+            out_dir=directory(results("corpus/{collection}", EXP)),
+        log:
+            logs("demo_collection/{collection}.log", EXP),
+        benchmark:
+            benchmarks("demo_collection/{collection}.tsv", EXP)
+        conda:
+            ENV
+        params:
+            job=aria_job("demo-collection"),
+        shell:
+            ARIA
 
-
-rule demo_corpus:
-    input:
-        parts=expand(
-            results("corpus/{collection}", EXP),
-            collection=sorted(demo_collections(config["corpus"].get("demo", {}))),  # name order, not listing order
-        ),
-    output:
-        manifest=results("corpus/manifest.csv", EXP),
-        dropped=results("corpus/dropped.csv", EXP),
-    log:
-        logs("demo_corpus.log", EXP),
-    conda:
-        ENV
-    shell:
-        "aria merge-manifests --parts {input.parts} --out {output.manifest} --out-dropped {output.dropped} "
-        "> {log} 2>&1"
+    rule demo_corpus:
+        input:
+            parts=expand(
+                results("corpus/{collection}", EXP),
+                collection=sorted(demo_collections(config["corpus"].get("demo", {}))),  # name order, not listing order
+            ),
+        output:
+            out=results("corpus/manifest.csv", EXP),
+            out_dropped=results("corpus/dropped.csv", EXP),
+        log:
+            logs("demo_corpus.log", EXP),
+        conda:
+            ENV
+        params:
+            job=aria_job("merge-manifests"),
+        shell:
+            ARIA
 
 
 if SYMBOLIC:
 
     rule symbolic_segments:
         input:
+            corpus_files(),  # a user corpus's MIDI files: editing one reruns the segments
             manifest=corpus_manifest(),
-            midi=corpus_files(),
         output:
-            train=results("segments/symbolic/train.npz", EXP),
-            eval=results("segments/symbolic/eval_prompts.npz", EXP),
-            csv=results("segments/symbolic/segments.csv", EXP),
-            dropped=results("segments/symbolic/dropped.csv", EXP),
+            out_train=results("segments/symbolic/train.npz", EXP),
+            out_eval=results("segments/symbolic/eval_prompts.npz", EXP),
+            out_csv=results("segments/symbolic/segments.csv", EXP),
+            out_dropped=results("segments/symbolic/dropped.csv", EXP),
         log:
             logs("symbolic_segments.log", EXP),
         benchmark:
@@ -53,30 +57,103 @@ if SYMBOLIC:
         conda:
             ENV
         params:
-            args=jparams(
-                root=corpus_root(),
-                block_tokens=config["segments"]["block_tokens"],
-                prompt_tokens=config["queries"]["prompt_tokens"],
-            ),
+            job=aria_job("symbolic-segments"),
         shell:
-            "aria symbolic-segments --manifest {input.manifest} --params {params.args:q} "
-            "--out-train {output.train} --out-eval {output.eval} --out-csv {output.csv} "
-            "--out-dropped {output.dropped} > {log} 2>&1"
+            ARIA
 
-    rule symbolic_pool_check:
+
+if AUDIO and AUDIO["corpus"]["kind"] == "demo":
+
+    rule audio_demo_corpus:
         input:
-            segments=results("segments/symbolic/segments.csv", EXP),
-            eval=results("segments/symbolic/eval_prompts.npz", EXP),
+            midi_manifest=corpus_manifest(),
         output:
-            json=results("segments/symbolic/pool.json", EXP),
+            # written into the corpus folder (out_dir)
+            results("corpus/manifest.csv", AUDIO_EXP),
+            results("corpus/dropped.csv", AUDIO_EXP),
         log:
-            logs("symbolic_pool_check.log", EXP),
-        priority: 100
+            logs("audio_demo_corpus.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_demo_corpus.tsv", AUDIO_EXP)
         conda:
             ENV
         params:
-            args=pool_check_params("symbolic"),
-        # its warnings (too few queries, a K near the pool's size) reach the console as well as the log
+            job=aria_job("audio-demo-corpus", extra={"out_dir": audio_root()}),
         shell:
-            "aria check-pool --segments {input.segments} --queries {input.eval} --params {params.args:q} "
-            "--out {output.json} > {log} 2>&1; grep -h ' WARNING ' {log} >&2 || true"
+            ARIA
+
+elif AUDIO:
+
+    rule audio_import:
+        input:
+            audio_import_inputs(),
+        output:
+            results("corpus/dropped.csv", AUDIO_EXP),  # copied from the log folder's
+            out=results("corpus/manifest.csv", AUDIO_EXP),
+        log:
+            main=logs("audio_import.log", AUDIO_EXP),
+            # the dropped-tracks table also lives beside the log: when the import is refused (a split
+            # left empty), Snakemake deletes the job's outputs but keeps its logs
+            dropped=logs("audio_import_dropped.csv", AUDIO_EXP),
+        conda:
+            ENV
+        params:
+            job=aria_job("audio-import"),
+        shell:
+            "aria {params.job} --out-dropped {log.dropped} > {log.main} 2>&1; cp {log.dropped} {output[0]}"
+
+
+if AUDIO:
+
+    rule audio_tokenize:
+        input:
+            manifest=audio_manifest(),
+        output:
+            out=results("tokens/tokens.npz", AUDIO_EXP),
+            out_tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP),
+        log:
+            logs("audio_tokenize.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_tokenize.tsv", AUDIO_EXP)
+        conda:
+            ENV
+        params:
+            job=aria_job("audio-tokenize"),
+        shell:
+            ARIA
+
+    rule audio_segments:
+        input:
+            tokens=results("tokens/tokens.npz", AUDIO_EXP),
+        output:
+            out=results("segments/{stage}/train.npz", AUDIO_EXP),
+            out_csv=results("segments/{stage}/segments.csv", AUDIO_EXP),
+        log:
+            logs("audio_segments/{stage}.log", AUDIO_EXP),
+        conda:
+            ENV
+        params:
+            job=aria_job("audio-segments", wildcards=["stage"]),
+        shell:
+            ARIA
+
+
+# How many queries and which K the pool allows. Its output feeds only the report; a job of high
+# priority, so that a K larger than the pool stops the run minutes before the null would. Its warnings
+# (too few queries, a K near the pool's size) reach the console as well as the log.
+rule pool_check:
+    input:
+        unpack(pool_inputs),
+    output:
+        out=results("{pool}.json"),
+    log:
+        logs("{pool}_check.log"),
+    wildcard_constraints:
+        pool="segments/symbolic/pool|corpus/pool",
+    priority: 100
+    conda:
+        ENV
+    params:
+        job=aria_job("check-pool"),
+    shell:
+        ARIA + "; grep -h ' WARNING ' {log} >&2 || true"

@@ -1,62 +1,91 @@
-# Musical evidence: symbolic features of every training segment (docs/spec.md §5), the
-# random-group null shared by all methods, and per-method homogeneity (docs/spec.md §6).
+# Musical evidence (docs/spec.md §5, §6): the features of every training segment (symbolic) or track
+# (audio, in shards), the random-group null each experiment's methods share, and per report row the
+# homogeneity of its top-K groups against that null.
+
+if SYMBOLIC:
+
+    rule symbolic_features:
+        input:
+            segments=results("segments/symbolic/train.npz", EXP),
+        output:
+            out=results("evidence/symbolic_features.npz", EXP),
+            out_tracks=[results("evidence/symbolic_track_features.npz", EXP)] if HOM_UNIT == "track" else [],
+        log:
+            logs("symbolic_features.log", EXP),
+        benchmark:
+            benchmarks("symbolic_features.tsv", EXP)
+        conda:
+            ENV
+        params:
+            job=aria_job("symbolic-features"),
+        shell:
+            ARIA
 
 
-rule symbolic_features:
+if AUDIO:
+
+    rule audio_features:
+        input:
+            manifest=audio_manifest(),
+        output:
+            out=results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP),
+            out_failures=results("evidence/audio_features/shard{shard}_skipped.csv", AUDIO_EXP),
+        log:
+            logs("audio_features/shard{shard}.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_features/shard{shard}.tsv", AUDIO_EXP)
+        conda:
+            ENV
+        threads: 1
+        params:
+            job=aria_job("audio-features"),
+        shell:
+            "OMP_NUM_THREADS={threads} " + ARIA
+
+    rule merge_audio_features:
+        input:
+            shards=expand(results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP), shard=range(AUDIO_SHARDS)),
+        output:
+            out=results("evidence/audio_features.npz", AUDIO_EXP),
+        log:
+            logs("merge_audio_features.log", AUDIO_EXP),
+        conda:
+            ENV
+        params:
+            job=aria_job("merge-audio-features"),
+        shell:
+            ARIA
+
+
+rule null:
     input:
-        segments=results("segments/symbolic/train.npz", EXP),
+        unpack(evidence_inputs),
     output:
-        features=results("evidence/symbolic_features.npz", EXP),
-        tracks=[results("evidence/symbolic_track_features.npz", EXP)] if HOM_UNIT == "track" else [],
+        out=results("evidence/null.json"),
     log:
-        logs("symbolic_features.log", EXP),
+        logs("null.log"),
     benchmark:
-        benchmarks("symbolic_features.tsv", EXP)
+        benchmarks("null.tsv")
     conda:
         ENV
     params:
-        args=jparams(block_tokens=config["segments"]["block_tokens"]),
-        tracks=lambda w, output: f"--out-tracks {output.tracks[0]}" if output.tracks else "",
+        job=aria_job("null"),
     shell:
-        "aria symbolic-features --segments {input.segments} --params {params.args:q} "
-        "--out {output.features} {params.tracks} > {log} 2>&1"
+        ARIA
 
 
-rule symbolic_null:
-    input:
-        features=symbolic_evidence(),
-    output:
-        null=results("evidence/null.json", EXP),
-    log:
-        logs("symbolic_null.log", EXP),
-    benchmark:
-        benchmarks("symbolic_null.tsv", EXP)
-    conda:
-        ENV
-    params:
-        args=jparams(
-            ks=config["homogeneity"]["ks"],
-            n_groups=config["homogeneity"]["n_null_groups"],
-            seed=config["seeds"]["null_groups"],
-        ),
-    shell:
-        "aria null --features {input.features} --params {params.args:q} --out {output.null} > {log} 2>&1"
-
-
-rule symbolic_homogeneity:
+rule homogeneity:
     input:
         unpack(homogeneity_inputs),
     output:
-        json=results("homogeneity/symbolic/{method}.json", EXP),
+        out=results("homogeneity/{stage}/{method}.json"),
     log:
-        logs("symbolic_homogeneity/{method}.log", EXP),
+        logs("homogeneity/{stage}/{method}.log"),
     benchmark:
-        benchmarks("symbolic_homogeneity/{method}.tsv", EXP)
+        benchmarks("homogeneity/{stage}/{method}.tsv")
     conda:
         ENV
     params:
-        args=homogeneity_params("symbolic"),
+        job=aria_job("homogeneity"),
     shell:
-        "aria homogeneity --scores {input.scores} --features {input.features} --null {input.null} "
-        "--manifest {input.manifest} --segments {input.segments} --queries {input.queries} "
-        "--params {params.args:q} --out {output.json} > {log} 2>&1"
+        ARIA

@@ -10,7 +10,7 @@ rule lds_retrain:
         segments=results("segments/{stage}/train.npz"),
         queries=results("queries/{stage}/queries.npz"),
     output:
-        subset=results("lds/{stage}/subsets/s{subset}.npz"),
+        out=results("lds/{stage}/subsets/s{subset}.npz"),
     log:
         logs("lds_retrain/{stage}/s{subset}.log"),
     benchmark:
@@ -25,17 +25,16 @@ rule lds_retrain:
         mem_mb=2000,
         runtime=60,
     params:
-        args=lds_retrain_params,
+        job=aria_job("lds-retrain"),
     shell:
-        "aria lds-retrain --segments {input.segments} --queries {input.queries} --params {params.args:q} "
-        "--out {output.subset} --threads {threads} > {log} 2>&1"
+        ARIA
 
 
 rule lds_ground_truth:
     input:
         unpack(lds_ground_truth_inputs),
     output:
-        ground_truth=directory(results("lds/{stage}/ground_truth.zarr")),
+        out=directory(results("lds/{stage}/ground_truth.zarr")),
     log:
         logs("lds_ground_truth/{stage}.log"),
     wildcard_constraints:
@@ -43,14 +42,9 @@ rule lds_ground_truth:
     conda:
         ENV
     params:
-        args=lambda w: jparams(
-            seed=config["seeds"]["lds"],
-            stage=w.stage,
-            **{k: lds_cfg(w)[k] for k in ("alpha", "runs", "recipe", "init")},
-        ),
+        job=aria_job("lds-ground-truth"),
     shell:
-        "aria lds-ground-truth --subsets {input.subsets} --segments {input.segments} --queries {input.queries} "
-        "--manifest {input.manifest} --params {params.args:q} --out {output.ground_truth} > {log} 2>&1"
+        ARIA
 
 
 # The seed-noise ceiling of the targets and the LDS of the reference rows (a Gaussian matrix, one
@@ -61,7 +55,7 @@ rule lds_references:
     input:
         ground_truth=results("lds/{stage}/ground_truth.zarr"),
     output:
-        json=results("lds/{stage}/references.json"),
+        out=results("lds/{stage}/references.json"),
     log:
         logs("lds_references/{stage}.log"),
     wildcard_constraints:
@@ -69,10 +63,9 @@ rule lds_references:
     conda:
         ENV
     params:
-        args=lambda w: jparams(n_boot=lds_cfg(w)["n_boot"], seed=config["seeds"]["lds"], stage=w.stage),
+        job=aria_job("lds-references"),
     shell:
-        "aria lds-references --ground-truth {input.ground_truth} --params {params.args:q} "
-        "--out {output.json} > {log} 2>&1"
+        ARIA
 
 
 rule lds:
@@ -80,7 +73,7 @@ rule lds:
         scores=results("scores/{stage}/{method}.zarr"),
         ground_truth=results("lds/{stage}/ground_truth.zarr"),
     output:
-        json=results("lds/{stage}/{method}.json"),
+        out=results("lds/{stage}/{method}.json"),
     log:
         logs("lds/{stage}/{method}.log"),
     wildcard_constraints:
@@ -88,7 +81,6 @@ rule lds:
     conda:
         ENV
     params:
-        args=lambda w: jparams(n_boot=lds_cfg(w)["n_boot"], seed=config["seeds"]["lds"]),
+        job=aria_job("lds"),
     shell:
-        "aria lds --scores {input.scores} --ground-truth {input.ground_truth} --params {params.args:q} "
-        "--out {output.json} > {log} 2>&1"
+        ARIA

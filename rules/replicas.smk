@@ -9,7 +9,7 @@ use rule score as replica_score with:
     input:
         features=lambda w: member_feature_stores(w, int(w.m)),
     output:
-        scores=directory(results("replicas/{stage}/{method}/m{m}.zarr")),
+        out=directory(results("replicas/{stage}/{method}/m{m}.zarr")),
     log:
         logs("replica_score/{stage}/{method}/m{m}.log"),
     benchmark:
@@ -24,7 +24,7 @@ use rule unlearning_fisher as replica_unlearning_fisher with:
         model=results("models/{stage}/m{m}.pt"),
         segments=results("segments/{stage}/train.npz"),
     output:
-        fisher=results("replicas/{stage}/unlearning/m{m}_fisher_{side}.pt"),
+        out=results("replicas/{stage}/unlearning/m{m}_fisher_{side}.pt"),
     log:
         logs("replica_unlearning_fisher/{stage}/m{m}_{side}.log"),
     benchmark:
@@ -34,7 +34,8 @@ use rule unlearning_fisher as replica_unlearning_fisher with:
         m=r"\d+",
 
 
-# as unlearning_chunk, from member m's model and Fisher, without the round-off check (check: 0)
+# as unlearning_chunk, from member m's model and Fisher, without the round-off check (check: 0,
+# unlearning_chunk_settings)
 use rule unlearning_chunk as replica_unlearning_chunk with:
     input:
         model=results("models/{stage}/m{m}.pt"),
@@ -42,7 +43,7 @@ use rule unlearning_chunk as replica_unlearning_chunk with:
         queries=results("queries/{stage}/queries.npz"),
         fisher=lambda w: results(f"replicas/{w.stage}/unlearning/m{w.m}_fisher_{fisher_side(w)}.pt", w.exp),
     output:
-        chunk=results("replicas/{stage}/unlearning/m{m}_chunks/q{chunk}.npz"),
+        out=results("replicas/{stage}/unlearning/m{m}_chunks/q{chunk}.npz"),
     log:
         logs("replica_unlearning_chunk/{stage}/m{m}_q{chunk}.log"),
     benchmark:
@@ -50,8 +51,6 @@ use rule unlearning_chunk as replica_unlearning_chunk with:
     wildcard_constraints:
         chunk=r"\d+",
         m=r"\d+",
-    params:
-        args=lambda w: jparams(**{**unlearning_chunk_settings(w), "check": 0}),
 
 
 use rule unlearning_merge as replica_unlearning_merge with:
@@ -61,7 +60,7 @@ use rule unlearning_merge as replica_unlearning_merge with:
             for c in range(unlearning_chunks(w))
         ],
     output:
-        scores=directory(results("replicas/{stage}/unlearning/m{m}.zarr")),
+        out=directory(results("replicas/{stage}/unlearning/m{m}.zarr")),
     log:
         logs("replica_unlearning_merge/{stage}/m{m}.log"),
     wildcard_constraints:

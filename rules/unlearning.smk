@@ -12,7 +12,7 @@ rule unlearning_fisher:
         model=results("models/{stage}/m0.pt"),
         segments=results("segments/{stage}/train.npz"),
     output:
-        fisher=results("unlearning/{stage}/fisher_{side}.pt"),
+        out=results("unlearning/{stage}/fisher_{side}.pt"),
     log:
         logs("unlearning_fisher/{stage}/{side}.log"),
     benchmark:
@@ -25,10 +25,9 @@ rule unlearning_fisher:
     resources:
         gpu=GPU,
     params:
-        args=unlearning_fisher_params,
+        job=aria_job("unlearning-fisher"),
     shell:
-        "aria unlearning-fisher --model {input.model} --segments {input.segments} --params {params.args:q} "
-        "--out {output.fisher} --threads {threads} > {log} 2>&1"
+        ARIA
 
 
 rule unlearning_chunk:
@@ -38,7 +37,7 @@ rule unlearning_chunk:
         queries=results("queries/{stage}/queries.npz"),
         fisher=lambda w: results(f"unlearning/{w.stage}/fisher_{fisher_side(w)}.pt", w.exp),
     output:
-        chunk=results("unlearning/{stage}/chunks/q{chunk}.npz"),
+        out=results("unlearning/{stage}/chunks/q{chunk}.npz"),
     log:
         logs("unlearning_chunk/{stage}/q{chunk}.log"),
     benchmark:
@@ -51,23 +50,24 @@ rule unlearning_chunk:
     resources:
         gpu=GPU,
     params:
-        args=unlearning_chunk_params,
+        job=aria_job("unlearning-scores"),
     shell:
-        "aria unlearning-scores --model {input.model} --segments {input.segments} --queries {input.queries} "
-        "--fisher {input.fisher} --params {params.args:q} --out {output.chunk} --threads {threads} > {log} 2>&1"
+        ARIA
 
 
 rule unlearning_merge:
     input:
         chunks=unlearning_chunk_files,
     output:
-        scores=directory(results("scores/{stage}/unlearning.zarr")),
+        out=directory(results("scores/{stage}/unlearning.zarr")),
     log:
         logs("unlearning_merge/{stage}.log"),
     conda:
         ENV
+    params:
+        job=aria_job("unlearning-merge"),
     shell:
-        "aria unlearning-merge --chunks {input.chunks} --out {output.scores} > {log} 2>&1"
+        ARIA
 
 
 rule unlearning_selfinfluence:
@@ -77,7 +77,7 @@ rule unlearning_selfinfluence:
         queries=results("queries/{stage}/queries.npz"),
         fisher=selfinfluence_fisher,
     output:
-        json=results("unlearning/{stage}/selfinfluence/{point}.json"),
+        out=results("unlearning/{stage}/selfinfluence/{point}.json"),
     log:
         logs("unlearning_selfinfluence/{stage}/{point}.log"),
     benchmark:
@@ -90,42 +90,23 @@ rule unlearning_selfinfluence:
     resources:
         gpu=GPU,
     params:
-        args=selfinfluence_params,
+        job=aria_job("unlearning-selfinfluence"),
     shell:
-        "aria unlearning-selfinfluence --model {input.model} --segments {input.segments} "
-        "--queries {input.queries} --fisher {input.fisher} --params {params.args:q} --out {output.json} "
-        "--threads {threads} > {log} 2>&1"
+        ARIA
 
 
-if SYMBOLIC and compare_outputs(EXP, "symbolic"):
-
-    rule symbolic_unlearning_compare:
-        input:
-            compare_inputs(EXP, "symbolic"),
-        output:
-            json=results("unlearning/compare.json", EXP),
-        log:
-            logs("unlearning_compare.log", EXP),
-        conda:
-            ENV
-        params:
-            spec=json.dumps(compare_spec(EXP, "symbolic")),
-        shell:
-            "aria unlearning-compare --spec {params.spec:q} --out {output.json} > {log} 2>&1"
-
-
-if AUDIO and compare_outputs(AUDIO_EXP, "audio"):
-
-    rule audio_unlearning_compare:
-        input:
-            compare_inputs(AUDIO_EXP, "audio"),
-        output:
-            json=results("unlearning/compare.json", AUDIO_EXP),
-        log:
-            logs("unlearning_compare.log", AUDIO_EXP),
-        conda:
-            ENV
-        params:
-            spec=json.dumps(compare_spec(AUDIO_EXP, "audio")),
-        shell:
-            "aria unlearning-compare --spec {params.spec:q} --out {output.json} > {log} 2>&1"
+# unlearning against the experiment's other methods (docs/methods.md "Unlearning"), when a stage
+# runs unlearning and another method
+rule unlearning_compare:
+    input:
+        compare_inputs,
+    output:
+        out=results("unlearning/compare.json"),
+    log:
+        logs("unlearning_compare.log"),
+    conda:
+        ENV
+    params:
+        job=aria_job("unlearning-compare", extra=lambda w, input: {"spec": compare_spec(w.exp)}),
+    shell:
+        ARIA

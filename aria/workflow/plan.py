@@ -61,6 +61,50 @@ def aria_on_path() -> str | None:
     return None
 
 
+#: The shell command of a rule whose ``params.job`` is the plan's ``aria_job(...)``.
+ARIA = "aria {params.job} --threads {threads} > {log} 2>&1"
+#: The same for the matrix jobs: the dask scheduler is a resource (it changes no number, reruns nothing).
+ARIA_DASK = "aria {params.job} --scheduler {resources.dask_scheduler:q} --threads {threads} > {log} 2>&1"
+
+
+def command_line(name: str, options: dict) -> str:
+    """``<name> --option value ...``: job ``name``'s command line, shell-quoted, in ``options`` order.
+
+    ``options`` maps the job's argument fields (:mod:`aria.workflow.jobs`) to values: a path or
+    string, a list (``nargs``; an empty list is left out, or given bare where ``nargs="*"``), a dict
+    (JSON), a bool (a flag) or None (left out).
+
+    Raises
+    ------
+    ValueError
+        Naming the job, when an option is no field of its argument dataclass.
+    """
+    from dataclasses import fields
+
+    from aria.workflow.jobs import all_jobs
+
+    spec = {f.name: f for f in fields(all_jobs()[name].args)}
+    unknown = sorted(set(options) - set(spec))
+    if unknown:
+        raise ValueError(f"aria {name}: the rule names {unknown}, which are not options of the job ({sorted(spec)})")
+    parts = [name]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, dict):
+            parts += [flag, shlex.quote(json.dumps(value, sort_keys=True))]
+        elif isinstance(value, str):
+            parts += [flag, shlex.quote(value)]
+        else:
+            values = [shlex.quote(str(v)) for v in value]
+            if values or spec[key].metadata.get("argparse", {}).get("nargs") == "*":
+                parts += [flag, *values]
+    return " ".join(parts)
+
+
 def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by design
     """The plan of a validated ``config`` (:func:`aria.config.validate_config`).
 
@@ -192,10 +236,10 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             return [c["fma"]["tracks_csv"]]
         return []
 
-    def audio_feature_params(w):
+    def audio_features_settings(w):
         feats = AUDIO.get("features", {})
         chords = {k: feats[k] for k in ("chords", "omnizart_checkpoint") if k in feats}
-        return jparams(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"), root=audio_root(), **chords)
+        return dict(shard=int(w.shard), n_shards=AUDIO_SHARDS, sr=AUDIO.get("sr"), root=audio_root(), **chords)
 
     def stage_cfg(w):
         return STAGES[(w.exp, w.stage)]
@@ -222,13 +266,13 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         """Parameters of a job as one JSON string (compared by Snakemake's params trigger)."""
         return json.dumps(kw, sort_keys=True)
 
-    def demo_collection_params(w):
+    def demo_collection_settings(w):
         """One collection's job: its seed comes from its name, its eval quota from the sorted names
         (results do not depend on the order the collections are listed in).
         """
         d = config["corpus"]["demo"]
         cols = demo_collections(d)
-        return jparams(
+        return dict(
             seed=config["seeds"]["corpus"],
             collection=w.collection,
             n_pieces=cols[w.collection],
@@ -314,13 +358,12 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             return [results(f"replicas/{w.stage}/{w.method}/m0.zarr", w.exp), b]
         return [results(f"scores/{w.stage}/{w.method}.zarr", w.exp), b]
 
-    def replica_args(w, input):
-        """The diagnostics job's replica options."""
+    def replica_options(w, input):
+        """The diagnostics job's replica options: the replica's members, or why the row has none."""
         if input.replica:
             ens = method_settings(w).get("ensemble", 1) if registry.method(w.method).reads == "ensemble" else 1
-            p = jparams(members=[0, REPLICA["member"]], ensemble=ens)
-            return f"--replica {' '.join(input.replica)} --replica-params {shlex.quote(p)}"
-        return f"--replica-note {shlex.quote(replica_reason(w) or 'no replica')}"
+            return {"replica_params": dict(members=[0, REPLICA["member"]], ensemble=ens)}
+        return {"replica_note": replica_reason(w) or "no replica"}
 
     def method_settings(w):
         """A method's config block of this stage over the registry's defaults."""
@@ -333,14 +376,11 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         p = {k: v for k, v in method_settings(w).items() if k in m.run_params}
         return dict(row_chunk=config.get("score_row_chunk", 4096), **p)
 
-    def method_params(w):
-        return jparams(**method_run_settings(w))
-
-    def factored_params(w):
+    def factored_settings(w):
         """A factored method's projection job: its ``projection_params`` (never its damping)."""
         m = registry.method(w.method)
         s = method_settings(w)
-        return jparams(
+        return dict(
             seed=config["seeds"]["projection"],
             device=config["device"],
             batch_size=stage_cfg(w)["projection"]["batch_size"],
@@ -357,17 +397,11 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             out["covariance"] = results(f"features/{w.stage}/kfac/m{w.m}.npz", w.exp)
         return out
 
-    def covariance_arg(w, input):
-        return f"--covariance {input.covariance}" if "covariance" in input.keys() else ""
-
     def tracklevel_settings(w):
         """docs/spec.md §3 normalization of a method's scores before averaging a track's segments."""
         if w.method in EXTERNAL:
             return dict(normalize=EXTERNAL[w.method].get("normalize", "rank"))
         return dict(normalize=registry.method(w.method).normalize)
-
-    def tracklevel_params(w):
-        return jparams(**tracklevel_settings(w))
 
     HOM_UNIT = config["homogeneity"].get("unit", "segment")  # symbolic pool unit (audio: always tracks)
 
@@ -376,37 +410,57 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         name = "symbolic_track_features.npz" if HOM_UNIT == "track" else "symbolic_features.npz"
         return results(f"evidence/{name}", EXP)
 
-    def homogeneity_inputs(w):
-        """A symbolic homogeneity job's score matrix, pool, null, and what the confounds need:
-        the manifest (genres), the segments (pieces) and the queries (query genres).
+    def row_scores(w):
+        """The score matrix a row's homogeneity reads: an audio stage's track-level one (docs/spec.md §3;
+        the embedding baselines and track-level external matrices are track-level already).
         """
-        return {
-            "scores": results(f"scores/symbolic/{w.method}.zarr", EXP),
-            "features": symbolic_evidence(),
-            "null": results("evidence/null.json", EXP),
-            "manifest": corpus_manifest(),
-            "segments": results("segments/symbolic/train.npz", EXP),
-            "queries": results("queries/symbolic/queries.npz", EXP),
-        }
+        if DOMAIN[w.exp] == "audio" and w.stage not in ("baseline", "external"):
+            return results(f"tracklevel/{w.stage}/{w.method}.zarr", w.exp)
+        return results(f"scores/{w.stage}/{w.method}.zarr", w.exp)
 
-    def homogeneity_params(domain):
+    def evidence_inputs(w):
+        """An experiment's evidence pool (features) and its null; the audio pool also names its tracks."""
+        if DOMAIN[w.exp] == "audio":
+            return dict(features=results("evidence/audio_features.npz", w.exp), manifest=audio_manifest())
+        return dict(features=symbolic_evidence())
+
+    def homogeneity_inputs(w):
+        """A homogeneity job's score matrix, pool, null, and what the confounds need: the manifest
+        (genres), the queries (query genres) and, symbolic, the segments (pieces).
+        """
+        out = dict(scores=row_scores(w), **evidence_inputs(w), null=results("evidence/null.json", w.exp))
+        if DOMAIN[w.exp] == "audio":
+            return dict(out, queries=results(f"queries/{AUDIO_STAGES[0]}/queries.npz", w.exp))
+        return dict(
+            out,
+            manifest=corpus_manifest(),
+            segments=results("segments/symbolic/train.npz", EXP),
+            queries=results("queries/symbolic/queries.npz", EXP),
+        )
+
+    def null_settings(w):
+        """The random-group null: every K, the number of groups and their seed."""
+        return dict(
+            ks=config["homogeneity"]["ks"],
+            n_groups=config["homogeneity"]["n_null_groups"],
+            seed=config["seeds"]["null_groups"],
+        )
+
+    def homogeneity_settings(w):
         """The confound checks' group size, null size and seed; the symbolic pool unit and the
         normalization that makes a matrix track-level for it.
         """
-
-        def params(w):
-            extra = {}
-            if domain == "symbolic" and HOM_UNIT == "track":
-                extra = dict(unit="track", **tracklevel_settings(w))
-            return jparams(
-                domain=domain,
-                main_k=config["homogeneity"]["main_k"],
-                n_groups=config["homogeneity"]["n_null_groups"],
-                seed=config["seeds"]["null_groups"],
-                **extra,
-            )
-
-        return params
+        domain = DOMAIN[w.exp]
+        extra = {}
+        if domain == "symbolic" and HOM_UNIT == "track":
+            extra = dict(unit="track", **tracklevel_settings(w))
+        return dict(
+            domain=domain,
+            main_k=config["homogeneity"]["main_k"],
+            n_groups=config["homogeneity"]["n_null_groups"],
+            seed=config["seeds"]["null_groups"],
+            **extra,
+        )
 
     def row_cost_files(exp, key):
         """Benchmark files and stores behind one report row (docs/spec.md §7 cost): its scoring, the projection
@@ -466,15 +520,16 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             out.insert(0, results("corpus/dropped.csv", EXP))
         return out
 
-    def pool_check_params(domain):
+    def pool_check_settings(w):
         """What the pool check compares against: every K, the symbolic pool unit, and the verdict's
         query minimum. Its output feeds only the report (a job of high priority, so that a K larger
         than the pool stops the run minutes before the null would).
         """
+        domain = DOMAIN[w.exp]
         unit = {"unit": HOM_UNIT} if domain == "symbolic" else {}
         if domain == "audio" and PLANTED:  # planted queries, not one per eval track
             unit["n_queries"] = PLANTED["n_sources"] * len(PLANTED["aspects"])
-        return jparams(ks=config["homogeneity"]["ks"], min_queries=ANALYSIS["verdict"]["min_queries"], **unit)
+        return dict(ks=config["homogeneity"]["ks"], min_queries=ANALYSIS["verdict"]["min_queries"], **unit)
 
     # Sensitivity sweep (docs/spec.md §7, rules/analysis.smk): one job per (stage, method, grid point)
     SENS = config.get("sensitivity") or {}
@@ -544,7 +599,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             )
         return out
 
-    def sweep_params(w):
+    def sweep_settings(w):
         """The method's scoring parameters with the grid point's values, and the track-level normalization."""
         from aria.config import point_damping
 
@@ -556,7 +611,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         norm = {}
         if not (SYMBOLIC and w.exp == EXP) or HOM_UNIT == "track":
             norm = tracklevel_settings(w)
-        return jparams(**{**base, **point}, point=sweep_points(w.method)[w.point], stage=w.stage, **norm)
+        return dict(**{**base, **point}, point=sweep_points(w.method)[w.point], stage=w.stage, **norm)
 
     def projection_settings(w):
         """The stage's projection block as the job reads it: cache_mib left out (memory only, never a
@@ -566,17 +621,21 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         proj = {k: v for k, v in stage_cfg(w)["projection"].items() if k != "cache_mib"}
         return {"type": registry.DEFAULT_PROJECTION, **proj}
 
-    def projection_k_params(w):
-        """A projection at a swept k: the stage's projection settings with that k."""
-        seed = config["seeds"]["projection"]
-        return jparams(
-            checkpoint=int(w.c), seed=seed, device=config["device"], **{**projection_settings(w), "k": int(w.k)}
-        )
+    def projection_run_settings(w):
+        """One projection job: checkpoint c of model m with the stage's projection settings (at the
+        swept k of a sensitivity grid when the job has a ``k`` wildcard).
+        """
+        # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)
+        proj = projection_settings(w)
+        if hasattr(w, "k"):
+            proj = {**proj, "k": int(w.k)}
+        return dict(checkpoint=int(w.c), seed=config["seeds"]["projection"], device=config["device"], **proj)
 
-    def cards_spec(exp, keys, domain):
+    def cards_spec(exp):
         """Everything ``aria cards`` reads, as one JSON (the rule lists the same files as inputs)."""
+        domain = DOMAIN[exp]
         rows = []
-        for k in keys:
+        for k in ROWS[exp]:
             method, _, stage = k.partition("/")
             stage = stage or "symbolic"
             row = {
@@ -634,9 +693,9 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     CARD_ROW_FILES = ("homogeneity", "diagnostics", "scores", "segment_scores", "segments_csv")
     CARD_FILES = ("evidence", "null", "manifest", "queries", "query_audio", "query_midi", "segments")
 
-    def cards_inputs(exp, keys, domain):
+    def cards_inputs(w):
         """The files of :func:`cards_spec` (so that the cards rerun when any of them changes)."""
-        spec = cards_spec(exp, keys, domain)
+        spec = cards_spec(w.exp)
         files = [v for r in spec["rows"] for f, v in r.items() if f in CARD_ROW_FILES]
         return files + [spec[f] for f in CARD_FILES if f in spec]
 
@@ -660,13 +719,13 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             out["segments"] = results(f"segments/{w.stage}/train.npz", AUDIO_EXP)
         return out
 
-    def residual_params(w):
+    def residual_settings(w):
         """The row's track-level normalization (audio segment-level rows) and the alignment fit cap."""
         if SYMBOLIC and w.exp == EXP:
             norm = tracklevel_settings(w) if HOM_UNIT == "track" else {}
         else:
             norm = {} if w.stage in ("baseline", "external") else tracklevel_settings(w)
-        return jparams(max_dims_fraction=ANALYSIS["max_dims_fraction"], **norm)
+        return dict(max_dims_fraction=ANALYSIS["max_dims_fraction"], **norm)
 
     def external_stage_dir(name):
         """Score folder of an external matrix: its stage's (segment rows) or 'external' (track rows)."""
@@ -697,12 +756,13 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
                 out[k] = EXTERNAL[name].get("label", f"{name} (external)")
         return out
 
-    def model_params(w):
+    def model_settings(w):
+        """Ensemble member m's training: its seed and the stage's model, or the user's checkpoint."""
         cfg = stage_cfg(w)
         pretrained = cfg.get("pretrained", [])
         if int(w.m) < len(pretrained):  # the user's own checkpoint for this ensemble member
-            return jparams(pretrained=pretrained[int(w.m)])
-        return jparams(
+            return dict(pretrained=pretrained[int(w.m)])
+        return dict(
             seed=config["seeds"]["train"] + int(w.m),
             n_checkpoints=n_checkpoints(cfg),
             block_tokens=cfg["seq_len"],
@@ -719,11 +779,6 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     # (device: cuda), none on a CPU run. Locally `--resources gpu=N` caps how many run at once; the
     # SLURM executor plugin turns gpu=1 into `sbatch --gpus=1` (docs/cluster.md).
     GPU = 0 if str(config["device"]).startswith("cpu") else 1
-
-    def projection_params(w):
-        # (no line may start with the word checkpoint here: Snakemake would parse it as a keyword)
-        seed = config["seeds"]["projection"]
-        return jparams(checkpoint=int(w.c), seed=seed, device=config["device"], **projection_settings(w))
 
     def projection_cache_mib(w):
         """Memory for a Gaussian P's generated blocks (a resource: the numbers do not depend on it)."""
@@ -749,7 +804,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     def lds_cfg(w):
         return stage_cfg(w)["lds"]
 
-    def lds_retrain_params(w):
+    def lds_retrain_settings(w):
         """One subset's retraining: the subset, ensemble member 0's model and training recipe, the
         LDS recipe (steps | epochs), the runs R and the base seed (run r of subset m trains with
         seed base + m * R + r; base = seeds.train + 1000, above every ensemble member's seed), and
@@ -759,7 +814,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
         cfg = stage_cfg(w)
         lds = cfg["lds"]
-        return jparams(
+        return dict(
             subset=int(w.subset),
             alpha=lds["alpha"],
             seed=config["seeds"]["lds"],
@@ -789,21 +844,6 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         """The references.json (seed-noise ceiling, reference rows' LDS) of each stage with ground truth."""
         return [results(f"lds/{s}/references.json", exp) for s in stages]
 
-    def analysis_report_arg(w, input):
-        """``--homogeneity-residual FILES --alignment FILES`` of a report job, or nothing when off."""
-        if not input.residual:
-            return ""
-        return f"--homogeneity-residual {' '.join(input.residual)} --alignment {' '.join(input.alignment)}"
-
-    def lds_report_arg(w, input):
-        """``--lds FILES [--lds-references FILES]`` of a report job, or nothing when the experiment
-        has no ground truth.
-        """
-        if not input.lds:
-            return ""
-        refs = list(input.lds_references) if "lds_references" in input.keys() else []
-        return "--lds " + " ".join(input.lds) + (" --lds-references " + " ".join(refs) if refs else "")
-
     # Unlearning (docs/spec.md §8, rules/unlearning.smk): a Fisher per (stage, side), query chunks, a merge;
     # the self-influence grid per stage; the comparison with the other methods per experiment.
     SELF = config.get("selfinfluence") or {}
@@ -821,25 +861,24 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         """Query chunks, one job each (a chunk beyond the queries is empty and costs one model load)."""
         return unlearning_settings(w)["chunks"]
 
-    def unlearning_fisher_params(w):
-        return jparams(
+    def unlearning_fisher_settings(w):
+        return dict(
             mask="both" if w.side == "masked" else "none",
             seed=config["seeds"]["unlearning"],
             device=config["device"],
         )
 
     def unlearning_chunk_settings(w):
+        """One query chunk's unlearning; a replica's (wildcard ``m``) skips the round-off check."""
         s = unlearning_settings(w)
-        return dict(
+        out = dict(
             **{k: s[k] for k in registry.method("unlearning").run_params},
             seed=config["seeds"]["unlearning"],
             device=config["device"],
             n_chunks=s["chunks"],
             chunk=int(w.chunk),
         )
-
-    def unlearning_chunk_params(w):
-        return jparams(**unlearning_chunk_settings(w))
+        return dict(out, check=0) if hasattr(w, "m") else out
 
     def unlearning_chunk_files(w):
         return [results(f"unlearning/{w.stage}/chunks/q{c}.npz", w.exp) for c in range(unlearning_chunks(w))]
@@ -884,9 +923,9 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         mask = selfinfluence_points(w.exp, w.stage)[w.point]["mask"]
         return results(f"unlearning/{w.stage}/fisher_{fisher_side(w, mask)}.pt", w.exp)
 
-    def selfinfluence_params(w):
+    def selfinfluence_settings(w):
         p = selfinfluence_points(w.exp, w.stage)[w.point]
-        return jparams(
+        return dict(
             **p,
             floor=unlearning_settings(w)["floor"],
             precision=unlearning_settings(w)["precision"],
@@ -898,12 +937,13 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             device=config["device"],
         )
 
-    def compare_spec(exp, domain):
+    def compare_spec(exp):
         """What ``aria unlearning-compare`` reads: per stage running unlearning, its scores and the
         other methods' (audio: the raw τ averaged over each track's segments, against the embedding
         baselines, or the stage's other methods' track-level matrices when there are none; symbolic:
         the other methods' segment-level matrices).
         """
+        domain = DOMAIN[exp]
         stages = []
         for st in unlearning_stages(exp):
             run = [m for m in STAGES[(exp, st)]["methods"]["run"] if m != "unlearning"]
@@ -936,19 +976,237 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
                 stages.append(dict(stage=st, unlearning=unl, others=others, **extra))
         return {"stages": stages}
 
-    def compare_inputs(exp, domain):
-        spec = compare_spec(exp, domain)
+    def compare_inputs(w):
+        """The files of :func:`compare_spec` (so that the comparison reruns when any of them changes)."""
+        spec = compare_spec(w.exp)
         return (
             [st["unlearning"] for st in spec["stages"]]
             + [st["segments"] for st in spec["stages"] if "segments" in st]
             + [o["scores"] for st in spec["stages"] for o in st["others"]]
         )
 
-    def compare_outputs(exp, domain):
+    def compare_outputs(exp):
         """The experiment's comparison JSON, or nothing when no stage has unlearning and another method."""
-        return [results("unlearning/compare.json", exp)] if compare_spec(exp, domain)["stages"] else []
+        return [results("unlearning/compare.json", exp)] if exp in DOMAIN and compare_spec(exp)["stages"] else []
 
     # The report rules' outputs as `snakemake --report` items (rules/report.smk).
     REPORT_CATEGORY = {"symbolic": f"Symbolic: {EXP}", "audio": f"Audio: {AUDIO_EXP}"}
 
-    return Plan({k: v for k, v in locals().items() if not k.startswith("_") and k not in ("config",)})
+    # The experiments this run plans, by name: the rules that both experiments share (pool check,
+    # null, homogeneity, planted, report, cards, comparison) take the domain from the {exp} wildcard.
+    DOMAIN = {**({EXP: "symbolic"} if SYMBOLIC else {}), **({AUDIO_EXP: "audio"} if AUDIO else {})}
+    ROWS = {EXP: SYMBOLIC_ROWS, AUDIO_EXP: AUDIO_ROWS}
+
+    def pool_inputs(w):
+        """What the pool check counts: the symbolic segments and eval prompts, or the audio manifest."""
+        if DOMAIN[w.exp] == "audio":
+            return dict(manifest=audio_manifest())
+        return dict(
+            segments=results("segments/symbolic/segments.csv", EXP),
+            queries=results("segments/symbolic/eval_prompts.npz", EXP),
+        )
+
+    def query_job(exp):
+        """The job that makes an experiment's queries: generation by its models, or planted copies."""
+        job = "symbolic" if DOMAIN[exp] == "symbolic" else "audio"
+        return f"{job}-planted-queries" if PLANTED else f"{job}-queries"
+
+    def query_inputs(exp):
+        """What :func:`query_job` reads: the planted copies' sources, or the models and their prompts."""
+        if DOMAIN[exp] == "symbolic":
+            if PLANTED:
+                return dict(segments=results("segments/symbolic/train.npz", EXP), manifest=corpus_manifest())
+            return dict(
+                model=results("models/symbolic/m0.pt", EXP), eval=results("segments/symbolic/eval_prompts.npz", EXP)
+            )
+        tokens = dict(
+            tokens=results("tokens/tokens.npz", AUDIO_EXP), tokenizers=results("tokens/tokenizers.npz", AUDIO_EXP)
+        )
+        if PLANTED:
+            return dict(manifest=audio_manifest(), midi_manifest=corpus_manifest(), **tokens)
+        return dict(tokens, models=[results(f"models/{s}/m0.pt", AUDIO_EXP) for s in AUDIO_STAGES])
+
+    def planted_inputs(w):
+        """A row's planted-retrieval inputs: the matrix its homogeneity reads, the planted queries, its
+        homogeneity; the symbolic rows also the segments (the plants' sources).
+        """
+        stage0 = "symbolic" if DOMAIN[w.exp] == "symbolic" else AUDIO_STAGES[0]
+        out = dict(
+            scores=row_scores(w),
+            queries=results(f"queries/{stage0}/queries.npz", w.exp),
+            homogeneity=results(f"homogeneity/{w.stage}/{w.method}.json", w.exp),
+        )
+        if DOMAIN[w.exp] == "symbolic":
+            out["segments"] = results("segments/symbolic/train.npz", EXP)
+        return out
+
+    def planted_settings_of(w):
+        """The planted tables' K values and main K (audio: the domain, for its channel map)."""
+        audio = {"domain": "audio"} if DOMAIN[w.exp] == "audio" else {}
+        return dict(ks=PLANTED["ks"], main_k=config["homogeneity"]["main_k"], **audio)
+
+    def row_outputs(exp, kind):
+        """Per-row JSONs of an experiment's report, in its rows' order ("method/stage" or "method")."""
+        if DOMAIN[exp] == "audio":
+            return audio_row_outputs(kind)
+        return stage_outputs(kind)
+
+    def report_inputs(w):
+        """Everything an experiment's report reads, named as the ``aria report`` options."""
+        exp, domain = w.exp, DOMAIN[w.exp]
+        out = dict(
+            diagnostics=row_outputs(exp, "diagnostics"),
+            homogeneity=row_outputs(exp, "homogeneity"),
+            homogeneity_residual=row_outputs(exp, "homogeneity_residual") if ANALYSIS["residual"] else [],
+            alignment=row_outputs(exp, "alignment") if ANALYSIS["residual"] else [],
+            sensitivity=sweep_outputs(exp),
+            selfinfluence=selfinfluence_outputs(exp),
+            unlearning_compare=compare_outputs(exp),
+            cards=results("cards", exp),
+            **({"planted": row_outputs(exp, "planted")} if PLANTED else {}),
+        )
+        if domain == "audio":
+            out.update(
+                lds=audio_lds_outputs(),
+                lds_references=lds_references(exp, sorted({row_stage(k) for k in LDS_AUDIO_ROWS})),
+                manifest=audio_manifest(),
+                queries_audio=results("queries/audio", exp),
+                pool=results("corpus/pool.json", exp),
+                dropped=results("corpus/dropped.csv", exp),
+                feature_failures=[
+                    results(f"evidence/audio_features/shard{i}_skipped.csv", exp) for i in range(AUDIO_SHARDS)
+                ],
+                segments_csv=[results(f"segments/{s}/segments.csv", exp) for s in AUDIO_STAGES],
+                queries=[results(f"queries/{s}/queries.npz", exp) for s in AUDIO_STAGES],
+            )
+        else:
+            out.update(
+                lds=stage_outputs("lds") if LDS_SYMBOLIC else [],
+                lds_references=lds_references(exp, ["symbolic"]) if LDS_SYMBOLIC else [],
+                pool=results("segments/symbolic/pool.json", exp),
+                manifest=corpus_manifest(),
+                dropped=symbolic_dropped(),
+                segments_csv=results("segments/symbolic/segments.csv", exp),
+                queries=results("queries/symbolic/queries.npz", exp),
+            )
+        return out
+
+    def report_settings(w):
+        """The report's rows, labels, main K, verdict rules and the reference seed of its tables."""
+        exp, domain = w.exp, DOMAIN[w.exp]
+        rows = ROWS[exp]
+        lds_rows = LDS_AUDIO_ROWS if domain == "audio" else (SYMBOLIC_ROWS if LDS_SYMBOLIC else [])
+        labels = report_labels(rows)
+        return dict(
+            experiment=config["experiment"] if domain == "symbolic" else AUDIO.get("experiment"),
+            main_k=config["homogeneity"]["main_k"],
+            rows=rows,
+            domain=domain,
+            stages=["symbolic"] if domain == "symbolic" else AUDIO_STAGES,
+            device=config["device"],
+            verdict=ANALYSIS["verdict"],
+            reference_seed=config["seeds"]["null_groups"],
+            selfinfluence_reason=SELF.get("reason", ""),
+            **({"root": audio_root()} if domain == "audio" else {}),
+            **({"labels": labels} if labels else {}),
+            **({"lds_rows": lds_rows} if lds_rows else {}),
+        )
+
+    # Each job's --params: the config values it depends on, and nothing else, so that a change reruns
+    # exactly the jobs that read it (Snakemake's params trigger compares the whole command line).
+    JOB_SETTINGS = {
+        "demo-collection": demo_collection_settings,
+        "symbolic-segments": lambda w: dict(
+            root=corpus_root(),
+            block_tokens=config["segments"]["block_tokens"],
+            prompt_tokens=config["queries"]["prompt_tokens"],
+        ),
+        "check-pool": pool_check_settings,
+        "audio-demo-corpus": lambda w: dict(
+            seed=config["seeds"]["corpus"], sr=AUDIO.get("sr"), **AUDIO.get("corpus", {}).get("demo", {})
+        ),
+        "audio-import": lambda w: dict(
+            sr=AUDIO.get("sr"), **{k: v for k, v in AUDIO.get("corpus", {}).items() if k != "demo"}
+        ),
+        "audio-features": audio_features_settings,
+        "audio-tokenize": lambda w: dict(
+            seed=config["seeds"]["train"], root=audio_root(), sr=AUDIO.get("sr"), **AUDIO.get("tokenizers", {})
+        ),
+        "audio-segments": lambda w: dict(**TOKENIZER_CFG),
+        "symbolic-features": lambda w: dict(block_tokens=config["segments"]["block_tokens"]),
+        "symbolic-planted-queries": lambda w: dict(
+            seed=config["seeds"]["queries"],
+            block_tokens=config["segments"]["block_tokens"],
+            root=corpus_root(),
+            planted=PLANTED,
+        ),
+        "symbolic-queries": lambda w: dict(
+            seed=config["seeds"]["queries"], block_tokens=config["segments"]["block_tokens"], **config["queries"]
+        ),
+        "audio-planted-queries": lambda w: dict(
+            seed=config["seeds"]["queries"],
+            root=audio_root(),
+            midi_root=corpus_root(),
+            planted=PLANTED,
+            **TOKENIZER_CFG,
+        ),
+        "audio-queries": lambda w: dict(seed=config["seeds"]["queries"], **TOKENIZER_CFG, **AUDIO.get("queries", {})),
+        "train": model_settings,
+        "project": projection_run_settings,
+        "kfac-covariance": lambda w: dict(batch_size=stage_cfg(w)["projection"]["batch_size"], device=config["device"]),
+        "project-factored": factored_settings,
+        "score": lambda w: method_run_settings(w),
+        "tracklevel": tracklevel_settings,
+        "embed-corpus": lambda w: dict(sr=AUDIO.get("sr"), root=audio_root()),
+        "embed-baseline": lambda w: dict(sr=AUDIO.get("sr"), window_s=10.0, hop_s=1.0),
+        "null": null_settings,
+        "homogeneity": homogeneity_settings,
+        "residual": residual_settings,
+        "sweep-point": sweep_settings,
+        "planted": planted_settings_of,
+        "lds-retrain": lds_retrain_settings,
+        "lds-ground-truth": lambda w: dict(
+            seed=config["seeds"]["lds"],
+            stage=w.stage,
+            **{k: lds_cfg(w)[k] for k in ("alpha", "runs", "recipe", "init")},
+        ),
+        "lds-references": lambda w: dict(n_boot=lds_cfg(w)["n_boot"], seed=config["seeds"]["lds"], stage=w.stage),
+        "lds": lambda w: dict(n_boot=lds_cfg(w)["n_boot"], seed=config["seeds"]["lds"]),
+        "unlearning-fisher": unlearning_fisher_settings,
+        "unlearning-scores": unlearning_chunk_settings,
+        "unlearning-selfinfluence": selfinfluence_settings,
+        "report": report_settings,
+    }
+
+    def job_settings(name, w):
+        """Job ``name``'s parameters for the wildcards ``w`` (a dict; None: the job takes none)."""
+        fn = JOB_SETTINGS.get(name)
+        return None if fn is None else fn(w)
+
+    def aria_job(name, *, wildcards=(), extra=None):
+        """A rule's ``params.job``: the command line of ``aria <name>`` (its shell is :data:`ARIA`).
+
+        Every named input and output of the rule is the job option of the same name (output ``out_csv``
+        is ``--out-csv``); unnamed inputs are dependencies the job does not read by path. ``--params``
+        is :func:`job_settings`; the ``wildcards`` named are options too; ``extra`` gives further
+        options: a dict, or a function ``extra(w, input)`` returning one. A name that is no option of
+        the job is an error when the DAG is built, naming the rule's job.
+        """
+
+        def job(w, input, output):
+            opts = {**dict(input.items()), **dict(output.items())}
+            settings = job_settings(name, w)
+            if settings is not None:
+                opts["params"] = settings
+            opts.update({k: getattr(w, k) for k in wildcards})
+            if extra is not None:
+                opts.update(extra(w, input) if callable(extra) else extra)
+            return command_line(name, opts)
+
+        return job
+
+    return Plan(
+        {k: v for k, v in locals().items() if not k.startswith("_") and k != "config"},
+        ARIA=ARIA,
+        ARIA_DASK=ARIA_DASK,
+    )

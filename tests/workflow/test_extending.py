@@ -127,12 +127,12 @@ def test_only_the_new_rows_run(extended):
         "replica_score": 1,  # the plugin's gradient method gets its noise diagnostic (member 1) too
         "import_scores": 1,
         "diagnostics": 2,
-        "symbolic_homogeneity": 2,
+        "homogeneity": 2,
         "residual": 2,
         "lds": 2,  # against the existing ground truth: no retraining
-        "symbolic_cards": 1,  # the new rows' evidence on every card
-        "symbolic_unlearning_compare": 1,  # unlearning is compared with every other method, the new ones too
-        "symbolic_report": 1,
+        "cards": 1,  # the new rows' evidence on every card
+        "unlearning_compare": 1,  # unlearning is compared with every other method, the new ones too
+        "report": 1,
         "all": 1,
     }
     assert "method=toy" in extended["plan"] and "method=dattri_trak" in extended["plan"]
@@ -177,9 +177,9 @@ def test_user_config_without_audio_plans_no_audio_job(tmp_path):
     shutil.copy(REPO / "tests" / "data" / "config_tiny.yaml", tmp_path / "config.yaml")
     out = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml")).stdout
     rules = set(re.findall(r"(?m)^(?:local)?rule (\w+):", out))
-    assert "symbolic_segments" in rules and "symbolic_report" in rules
+    assert "symbolic_segments" in rules and "report" in rules
     assert not [r for r in rules if r.startswith("audio") or r in ("embed_corpus", "embed_baseline", "tracklevel")]
     assert "tiny_audio" not in out
     # and with the merge (no --configfile), the audio experiment is planned
     out = run_snakemake(tmp_path, "-n").stdout
-    assert "audio_report" in out
+    assert "results/tiny_audio/report.html" in out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import shlex
 from pathlib import Path
 from types import SimpleNamespace as W
 
@@ -56,32 +57,30 @@ def plan_of(cfg):
 
 
 def every_job_params(plan):
-    """``{(job, wildcards): params string}`` of the per-stage jobs, built from the plan's getters."""
+    """``{(job, wildcards): params}`` of the per-stage jobs, from the plan's one getter ``job_settings``."""
     out = {}
     for (exp, stage), cfg in plan.STAGES.items():
         n_c, n_m = plan.n_checkpoints(cfg), plan.ensemble_size(cfg)
         for m in range(max(n_m, 2)):
-            out["model", exp, stage, m] = plan.model_params(W(exp=exp, stage=stage, m=m))
+            out["model", exp, stage, m] = plan.job_settings("train", W(exp=exp, stage=stage, m=m))
             for c in range(1, n_c + 1):
-                out["projection", exp, stage, m, c] = plan.projection_params(W(exp=exp, stage=stage, c=c))
+                out["projection", exp, stage, m, c] = plan.job_settings("project", W(exp=exp, stage=stage, c=c))
         for method in cfg["methods"]["run"]:
             w = W(exp=exp, stage=stage, method=method)
             if registry.method(method).reads != "model":
-                out["score", exp, stage, method] = plan.method_params(w)
-            out["tracklevel", exp, stage, method] = plan.tracklevel_params(w)
+                out["score", exp, stage, method] = plan.job_settings("score", w)
+            out["tracklevel", exp, stage, method] = plan.job_settings("tracklevel", w)
+            out["homogeneity", exp, stage, method] = plan.job_settings("homogeneity", w)
             if registry.method(method).reads == "factored":
-                out["factored", exp, stage, method] = plan.factored_params(w)
+                out["factored", exp, stage, method] = plan.job_settings("project-factored", w)
         if "unlearning" in cfg["methods"]["run"]:
             w = W(exp=exp, stage=stage)
             for chunk in range(plan.unlearning_chunks(w)):
-                out["unlearning", exp, stage, chunk] = plan.unlearning_chunk_params(
-                    W(exp=exp, stage=stage, chunk=chunk)
+                out["unlearning", exp, stage, chunk] = plan.job_settings(
+                    "unlearning-scores", W(exp=exp, stage=stage, chunk=chunk)
                 )
         if cfg["lds"]:
-            out["lds_retrain", exp, stage] = plan.lds_retrain_params(W(exp=exp, stage=stage, subset=0))
-    for domain in ("symbolic", "audio"):
-        if (domain == "symbolic" and plan.SYMBOLIC) or (domain == "audio" and plan.AUDIO):
-            out["homogeneity", domain] = plan.homogeneity_params(domain)(W(method="trak"))
+            out["lds_retrain", exp, stage] = plan.job_settings("lds-retrain", W(exp=exp, stage=stage, subset=0))
     return out
 
 
@@ -164,13 +163,53 @@ def test_lds_settings_rerun_the_retraining_only(name):
 
 
 def test_params_hold_exactly_their_settings():
-    """The parameter strings are the settings dicts, sorted (what Snakemake compares)."""
+    """A job's --params is its settings dict, JSON with sorted keys (what Snakemake compares)."""
     plan = plan_of(_config("tiny"))
     w = W(exp="tiny", stage="symbolic", method="trak")
-    assert plan.method_params(w) == json.dumps(plan.method_run_settings(w), sort_keys=True)
-    settings = plan.method_run_settings(w)
+    settings = plan.job_settings("score", w)
+    assert settings == plan.method_run_settings(w)
     assert set(settings) == {"row_chunk", *registry.method("trak").run_params}
     assert settings["damping"] == {"rule": "absolute", "lambda": 0.01}
+    cmd = plan.aria_job("score", wildcards=["method"], extra={"engine": "numpy"})(
+        w, _Files(features=["a b.zarr", "c.zarr"]), _Files(out="s.zarr")
+    )
+    assert shlex.split(cmd) == [
+        "score", "--features", "a b.zarr", "c.zarr", "--out", "s.zarr",
+        "--params", json.dumps(settings, sort_keys=True), "--method", "trak", "--engine", "numpy",
+    ]  # fmt: skip
+
+
+class _Files(dict):
+    """A rule's named inputs or outputs, as Snakemake passes them to a params function."""
+
+
+def test_command_line_follows_the_job_dataclass():
+    """Lists, empty lists (bare only where nargs="*"), flags, JSON, and an option the job lacks."""
+    from aria.workflow.plan import command_line
+
+    cmd = command_line(
+        "report", dict(diagnostics=["d1", "d2"], homogeneity=["h"], sensitivity=[], lds=[], cost={"b": 1, "a": 2})
+    )
+    assert shlex.split(cmd) == [
+        "report",
+        "--diagnostics",
+        "d1",
+        "d2",
+        "--homogeneity",
+        "h",
+        "--sensitivity",
+        "--cost",
+        '{"a": 2, "b": 1}',
+    ]
+    with pytest.raises(ValueError, match=r"aria null: the rule names \['segments'\]"):
+        command_line("null", dict(features="f", segments="s"))
+    # the parsed command line gives back the values (the CLI built from the same dataclass)
+    from aria.cli import build_parser
+
+    ns = build_parser().parse_args(
+        shlex.split(command_line("null", dict(features="f x.npz", out="n.json", params={"ks": [3]})))
+    )
+    assert (ns.features, ns.out, json.loads(ns.params)) == ("f x.npz", "n.json", {"ks": [3]})
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -237,19 +237,17 @@ def test_rerun_scope_unlearning(tiny_run):
         "replica_unlearning_merge",
         "unlearning_selfinfluence",
         "diagnostics",
-        "symbolic_homogeneity",
+        "homogeneity",
         "residual",
         "lds",
-        "symbolic_unlearning_compare",
-        "symbolic_cards",
-        "symbolic_report",
+        "unlearning_compare",
+        "cards",
+        "report",
     }
     assert ("unlearning_selfinfluence", "exp=tiny, stage=symbolic, point=lr2e-06_steps1_all_mixed") in jobs
     assert not any("tiny_audio" in w for _, w in jobs)  # nothing of the audio experiment
     cfg = tiny_config()
     cfg["selfinfluence"]["grid"]["lr"] = [1e-7, 1e-4]
-    assert {r for r, _ in dry_run_jobs(tiny_run, cfg)} == {
-        "unlearning_selfinfluence",
-        "symbolic_report",
-        "audio_report",
-    }
+    jobs = dry_run_jobs(tiny_run, cfg)
+    assert {r for r, _ in jobs} == {"unlearning_selfinfluence", "report"}
+    assert {w for r, w in jobs if r == "report"} == {"exp=tiny", "exp=tiny_audio"}

@@ -65,13 +65,13 @@ SYMBOLIC_DOWNSTREAM_OF_PROJECTION = {
     "score",
     "replica_score",
     "diagnostics",
-    "symbolic_homogeneity",
+    "homogeneity",
     "residual",
     "lds",
     "sweep_point",
-    "symbolic_unlearning_compare",
-    "symbolic_cards",
-    "symbolic_report",
+    "unlearning_compare",
+    "cards",
+    "report",
 }
 
 
@@ -279,13 +279,13 @@ def test_rerun_scope_sensitivity_grid(tiny_run):
     assert dry_run_jobs(tiny_run, cfg) == {
         ("sweep_point", "exp=tiny, stage=symbolic, method=trak, point=k16_lambda0.5"),
         ("sweep_point", "exp=tiny_audio, stage=semantic, method=trak, point=k16_lambda0.5"),
-        ("symbolic_report", ""),
-        ("audio_report", ""),
+        ("report", "exp=tiny"),
+        ("report", "exp=tiny_audio"),
     }
     cfg = tiny_config()
     cfg["sensitivity"]["grid"]["trak"]["k"] = [16, 8]
     jobs = dry_run_jobs(tiny_run, cfg)
-    assert {r for r, _ in jobs} == {"project_gradients_k", "sweep_point", "symbolic_report", "audio_report"}
+    assert {r for r, _ in jobs} == {"project_gradients_k", "sweep_point", "report"}
     assert ("project_gradients_k", "exp=tiny, stage=symbolic, k=8, m=1, c=2") in jobs
 
 
@@ -330,13 +330,13 @@ def test_rerun_scope_homogeneity_unit(tiny_run):
     rules = {r for r, _ in dry_run_jobs(tiny_run, cfg)}
     assert rules == {
         "symbolic_features",
-        "symbolic_pool_check",
-        "symbolic_null",
-        "symbolic_homogeneity",
+        "pool_check",
+        "null",
+        "homogeneity",
         "residual",
         "sweep_point",
-        "symbolic_cards",
-        "symbolic_report",
+        "cards",
+        "report",
     }
 
 
@@ -429,12 +429,12 @@ def test_rerun_scope_trak_lambda(tiny_run):
         ("replica_score", "exp=tiny, stage=symbolic, method=trak, m=0"),
         ("replica_score", "exp=tiny, stage=symbolic, method=trak, m=1"),
         ("diagnostics", "exp=tiny, stage=symbolic, method=trak"),
-        ("symbolic_homogeneity", "method=trak"),
+        ("homogeneity", "exp=tiny, stage=symbolic, method=trak"),
         ("residual", "exp=tiny, stage=symbolic, method=trak"),
         ("lds", "exp=tiny, stage=symbolic, method=trak"),  # its LDS, never the retraining
-        ("symbolic_unlearning_compare", ""),  # unlearning is compared with every other method's scores
-        ("symbolic_cards", ""),
-        ("symbolic_report", ""),
+        ("unlearning_compare", "exp=tiny"),  # unlearning is compared with every other method's scores
+        ("cards", "exp=tiny"),
+        ("report", "exp=tiny"),
     }
 
 
@@ -447,12 +447,12 @@ def test_rerun_scope_logra_alpha(tiny_run):
         ("score", w),
         ("replica_score", w + ", m=1"),  # the replica from member 1, at the new damping
         ("diagnostics", w),
-        ("symbolic_homogeneity", "method=logra"),
+        ("homogeneity", w),
         ("residual", w),
         ("lds", w),
-        ("symbolic_unlearning_compare", ""),
-        ("symbolic_cards", ""),
-        ("symbolic_report", ""),
+        ("unlearning_compare", "exp=tiny"),
+        ("cards", "exp=tiny"),
+        ("report", "exp=tiny"),
     }
     cfg = tiny_config()
     cfg["methods"]["logra"]["k_in"] = 3  # a projection parameter: its projection too, not the covariance
@@ -485,10 +485,10 @@ def test_rerun_scope_lds_settings(tiny_run):
     cfg["lds"]["n_subsets"] = 7
     jobs = dry_run_jobs(tiny_run, cfg)
     assert {j for j in jobs if j[0] == "lds_retrain"} == {("lds_retrain", "exp=tiny, stage=symbolic, subset=6")}
-    assert {r for r, _ in jobs} == {"lds_retrain", "lds_ground_truth", "lds", "lds_references", "symbolic_report"}
+    assert {r for r, _ in jobs} == {"lds_retrain", "lds_ground_truth", "lds", "lds_references", "report"}
     cfg = tiny_config()
     cfg["lds"]["n_boot"] = 300
-    assert {r for r, _ in dry_run_jobs(tiny_run, cfg)} == {"lds", "lds_references", "symbolic_report"}
+    assert {r for r, _ in dry_run_jobs(tiny_run, cfg)} == {"lds", "lds_references", "report"}
 
 
 def test_lds_in_report_and_summary(tiny_run):
@@ -798,10 +798,10 @@ def test_rerun_scope_audio_stage(tiny_run):
         ("score", fine),  # (fine has no replica in the tiny config: analysis.replicas.skip)
         ("diagnostics", fine),
         ("tracklevel", "stage=fine, method=trak"),
-        ("audio_homogeneity", "stage=fine, method=trak"),
+        ("homogeneity", fine),
         ("residual", fine),
-        ("audio_cards", ""),
-        ("audio_report", ""),
+        ("cards", "exp=tiny_audio"),
+        ("report", "exp=tiny_audio"),
     }
     cfg = tiny_config()
     cfg["audio"]["stages"]["semantic"]["projection"]["k"] = 8
@@ -813,14 +813,15 @@ def test_rerun_scope_audio_stage(tiny_run):
         "replica_score",
         "diagnostics",
         "tracklevel",
-        "audio_homogeneity",
+        "homogeneity",
         "residual",
         "lds",
         "sweep_point",
-        "audio_cards",
-        "audio_report",
+        "cards",
+        "report",
     }
-    assert all("semantic" in w for r, w in jobs if r not in ("audio_report", "audio_cards"))
+    assert all("semantic" in w for r, w in jobs if r not in ("report", "cards"))
+    assert {w for r, w in jobs if r in ("report", "cards")} == {"exp=tiny_audio"}
     assert {w for r, w in jobs if r == "project_gradients"} == {
         f"exp=tiny_audio, stage=semantic, m={m}, c=1" for m in (0, 1)
     }
@@ -907,7 +908,7 @@ def test_user_audio_corpus_with_bad_files(tiny_run, tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     out = run_snakemake(tmp_path, "--cores", "2", "results/tiny_audio/report.html", check=False)
     assert out.returncode != 0
-    msg = (res / "logs" / "audio_pool_check.log").read_text()
+    msg = (res / "logs" / "corpus" / "pool_check.log").read_text()
     want = f"K = [{n_listed}] (homogeneity.ks) exceeds the {n_train} training tracks left after the corpus filters"
     assert want in msg
     assert not (res / "corpus" / "pool.json").exists()
@@ -965,11 +966,13 @@ def test_rerun_scope_planted_queries(tiny_run):
     cfg = tiny_config()
     cfg["queries"]["kind"] = "planted"
     cfg["queries"]["planted"] = {"n_sources": 3, "aspects": ["full", "melody"], "ks": [1, 5]}
-    rules = [r for r, _ in dry_run_jobs(tiny_run, cfg)]
-    assert "symbolic_queries" in rules and "symbolic_report" in rules
-    assert rules.count("planted") == len(tiny_config()["methods"]["run"])
+    jobs = dry_run_jobs(tiny_run, cfg)
+    rules = [r for r, _ in jobs]
+    assert "symbolic_queries" in rules and ("report", "exp=tiny") in jobs
+    planted = [w for r, w in jobs if r == "planted"]
+    assert sum(w.startswith("exp=tiny,") for w in planted) == len(tiny_config()["methods"]["run"])
     assert not {"train_model", "symbolic_segments", "demo_corpus", "kfac_covariance"} & set(rules)
     audio_rows = json.loads((tiny_run / "results" / "tiny_audio" / "summary.json").read_text())["methods"]
-    assert "audio_queries" in rules and "audio_report" in rules
-    assert rules.count("audio_planted") == len(audio_rows)
+    assert "audio_queries" in rules and ("report", "exp=tiny_audio") in jobs
+    assert sum(w.startswith("exp=tiny_audio,") for w in planted) == len(audio_rows)
     assert not {"audio_demo_corpus", "audio_tokenize", "audio_segments", "embed_corpus", "audio_features"} & set(rules)

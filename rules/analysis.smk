@@ -18,7 +18,7 @@ rule residual:
     conda:
         ENV
     params:
-        job=aria_job("residual"),
+        **aria_job("residual"),
     shell:
         ARIA
 
@@ -40,6 +40,6 @@ rule sweep_point:
     conda:
         ENV
     params:
-        job=aria_job("sweep-point", wildcards=["method"]),
+        **aria_job("sweep-point", wildcards=["method"]),
     shell:
         ARIA

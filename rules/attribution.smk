@@ -21,7 +21,7 @@ rule project_gradients:
         gpu=GPU,
         proj_cache_mib=projection_cache_mib,
     params:
-        job=aria_job("project"),
+        **aria_job("project"),
     shell:
         "aria {params.job} --cache-mib {resources.proj_cache_mib} --threads {threads} > {log} 2>&1"
 
@@ -54,7 +54,7 @@ rule kfac_covariance:
     resources:
         gpu=GPU,
     params:
-        job=aria_job("kfac-covariance"),
+        **aria_job("kfac-covariance"),
     shell:
         ARIA
 
@@ -76,7 +76,7 @@ rule project_factored:
     resources:
         gpu=GPU,
     params:
-        job=aria_job("project-factored", wildcards=["method"]),
+        **aria_job("project-factored", wildcards=["method"]),
     shell:
         ARIA
 
@@ -99,7 +99,7 @@ rule score:
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:
-        job=aria_job("score", wildcards=["method"], extra={"engine": COMPUTE["engine"]}),
+        **aria_job("score", wildcards=["method"], extra={"engine": COMPUTE["engine"]}),
     shell:
         ARIA_DASK
 
@@ -120,7 +120,7 @@ rule diagnostics:
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:
-        job=aria_job("diagnostics", extra=lambda w, input: dict(replica_options(w, input), engine=COMPUTE["engine"])),
+        **aria_job("diagnostics", extra=lambda w, input: dict(replica_options(w, input), engine=COMPUTE["engine"])),
     shell:
         ARIA_DASK
 
@@ -143,7 +143,7 @@ rule tracklevel:
     resources:
         dask_scheduler=COMPUTE["scheduler"],
     params:
-        job=aria_job("tracklevel", extra={"engine": COMPUTE["engine"]}),
+        **aria_job("tracklevel", extra={"engine": COMPUTE["engine"]}),
     shell:
         ARIA_DASK
 
@@ -168,7 +168,7 @@ rule embed_corpus:
         ENV
     threads: 1
     params:
-        job=aria_job("embed-corpus", wildcards=["encoder"]),
+        **aria_job("embed-corpus", wildcards=["encoder"]),
     shell:
         ARIA
 
@@ -191,7 +191,7 @@ rule embed_baseline:
         ENV
     threads: 1
     params:
-        job=aria_job("embed-baseline", wildcards=["encoder"]),
+        **aria_job("embed-baseline", wildcards=["encoder"]),
     shell:
         ARIA
 

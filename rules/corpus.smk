@@ -16,7 +16,7 @@ if MIDI_CORPUS:
         conda:
             ENV
         params:
-            job=aria_job("demo-collection"),
+            **aria_job("demo-collection"),
         shell:
             ARIA
 
@@ -34,7 +34,7 @@ if MIDI_CORPUS:
         conda:
             ENV
         params:
-            job=aria_job("merge-manifests"),
+            **aria_job("merge-manifests"),
         shell:
             ARIA
 
@@ -57,7 +57,7 @@ if SYMBOLIC:
         conda:
             ENV
         params:
-            job=aria_job("symbolic-segments"),
+            **aria_job("symbolic-segments"),
         shell:
             ARIA
 
@@ -78,7 +78,7 @@ if AUDIO and AUDIO["corpus"]["kind"] == "demo":
         conda:
             ENV
         params:
-            job=aria_job("audio-demo-corpus", extra={"out_dir": audio_root()}),
+            **aria_job("audio-demo-corpus", extra={"out_dir": audio_root()}),
         shell:
             ARIA
 
@@ -98,7 +98,7 @@ elif AUDIO:
         conda:
             ENV
         params:
-            job=aria_job("audio-import"),
+            **aria_job("audio-import"),
         shell:
             "aria {params.job} --out-dropped {log.dropped} > {log.main} 2>&1; cp {log.dropped} {output[0]}"
 
@@ -118,7 +118,7 @@ if AUDIO:
         conda:
             ENV
         params:
-            job=aria_job("audio-tokenize"),
+            **aria_job("audio-tokenize"),
         shell:
             ARIA
 
@@ -133,7 +133,7 @@ if AUDIO:
         conda:
             ENV
         params:
-            job=aria_job("audio-segments", wildcards=["stage"]),
+            **aria_job("audio-segments", wildcards=["stage"]),
         shell:
             ARIA
 
@@ -154,6 +154,6 @@ rule pool_check:
     conda:
         ENV
     params:
-        job=aria_job("check-pool"),
+        **aria_job("check-pool"),
     shell:
-        ARIA + "; grep -h ' WARNING ' {log} >&2 || true"
+        ARIA_WARN

@@ -17,7 +17,7 @@ if SYMBOLIC:
         conda:
             ENV
         params:
-            job=aria_job("symbolic-features"),
+            **aria_job("symbolic-features"),
         shell:
             ARIA
 
@@ -38,9 +38,9 @@ if AUDIO:
             ENV
         threads: 1
         params:
-            job=aria_job("audio-features"),
+            **aria_job("audio-features"),
         shell:
-            "OMP_NUM_THREADS={threads} " + ARIA
+            ARIA_OMP
 
     rule merge_audio_features:
         input:
@@ -52,7 +52,7 @@ if AUDIO:
         conda:
             ENV
         params:
-            job=aria_job("merge-audio-features"),
+            **aria_job("merge-audio-features"),
         shell:
             ARIA
 
@@ -69,7 +69,7 @@ rule null:
     conda:
         ENV
     params:
-        job=aria_job("null"),
+        **aria_job("null"),
     shell:
         ARIA
 
@@ -86,6 +86,6 @@ rule homogeneity:
     conda:
         ENV
     params:
-        job=aria_job("homogeneity"),
+        **aria_job("homogeneity"),
     shell:
         ARIA

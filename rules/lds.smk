@@ -25,7 +25,7 @@ rule lds_retrain:
         mem_mb=2000,
         runtime=60,
     params:
-        job=aria_job("lds-retrain"),
+        **aria_job("lds-retrain"),
     shell:
         ARIA
 
@@ -42,7 +42,7 @@ rule lds_ground_truth:
     conda:
         ENV
     params:
-        job=aria_job("lds-ground-truth"),
+        **aria_job("lds-ground-truth"),
     shell:
         ARIA
 
@@ -63,7 +63,7 @@ rule lds_references:
     conda:
         ENV
     params:
-        job=aria_job("lds-references"),
+        **aria_job("lds-references"),
     shell:
         ARIA
 
@@ -81,6 +81,6 @@ rule lds:
     conda:
         ENV
     params:
-        job=aria_job("lds"),
+        **aria_job("lds"),
     shell:
         ARIA

@@ -17,7 +17,7 @@ rule train_model:
         ENV
     threads: 1
     params:
-        job=aria_job("train"),
+        **aria_job("train"),
     shell:
         ARIA
 
@@ -36,7 +36,7 @@ if SYMBOLIC:
             ENV
         threads: 1
         params:
-            job=aria_job(query_job(EXP)),
+            **aria_job(query_job(EXP)),
         shell:
             ARIA
 
@@ -58,6 +58,6 @@ if AUDIO:
             ENV
         threads: 1
         params:
-            job=aria_job(query_job(AUDIO_EXP), extra={"out_dir": results("queries", AUDIO_EXP)}),
+            **aria_job(query_job(AUDIO_EXP), extra={"out_dir": results("queries", AUDIO_EXP)}),
         shell:
             ARIA

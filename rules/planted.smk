@@ -18,6 +18,6 @@ if PLANTED:
         conda:
             ENV
         params:
-            job=aria_job("planted"),
+            **aria_job("planted"),
         shell:
             ARIA

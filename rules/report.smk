@@ -21,7 +21,7 @@ rule report:
     conda:
         ENV
     params:
-        job=aria_job("report", extra=lambda w, input: {"cost": cost_arg(w.exp, ROWS[w.exp])}),
+        **aria_job("report", extra=lambda w, input: {"cost": cost_arg(w.exp, ROWS[w.exp])}),
     shell:
         ARIA
 
@@ -38,6 +38,6 @@ rule cards:
     conda:
         ENV
     params:
-        job=aria_job("cards", extra=lambda w, input: {"spec": cards_spec(w.exp)}),
+        **aria_job("cards", extra=lambda w, input: {"spec": cards_spec(w.exp)}),
     shell:
         ARIA

@@ -25,7 +25,7 @@ rule unlearning_fisher:
     resources:
         gpu=GPU,
     params:
-        job=aria_job("unlearning-fisher"),
+        **aria_job("unlearning-fisher"),
     shell:
         ARIA
 
@@ -50,7 +50,7 @@ rule unlearning_chunk:
     resources:
         gpu=GPU,
     params:
-        job=aria_job("unlearning-scores"),
+        **aria_job("unlearning-scores"),
     shell:
         ARIA
 
@@ -65,7 +65,7 @@ rule unlearning_merge:
     conda:
         ENV
     params:
-        job=aria_job("unlearning-merge"),
+        **aria_job("unlearning-merge"),
     shell:
         ARIA
 
@@ -90,7 +90,7 @@ rule unlearning_selfinfluence:
     resources:
         gpu=GPU,
     params:
-        job=aria_job("unlearning-selfinfluence"),
+        **aria_job("unlearning-selfinfluence"),
     shell:
         ARIA
 
@@ -107,6 +107,6 @@ rule unlearning_compare:
     conda:
         ENV
     params:
-        job=aria_job("unlearning-compare", extra=lambda w, input: {"spec": compare_spec(w.exp)}),
+        **aria_job("unlearning-compare", extra=lambda w, input: {"spec": compare_spec(w.exp)}),
     shell:
         ARIA

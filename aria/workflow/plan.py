@@ -61,10 +61,22 @@ def aria_on_path() -> str | None:
     return None
 
 
+#: The job that makes an experiment's queries, by (domain, planted).
+QUERY_JOBS = {
+    ("symbolic", False): "symbolic-queries",
+    ("symbolic", True): "symbolic-planted-queries",
+    ("audio", False): "audio-queries",
+    ("audio", True): "audio-planted-queries",
+}
+
 #: The shell command of a rule whose ``params.job`` is the plan's ``aria_job(...)``.
 ARIA = "aria {params.job} --threads {threads} > {log} 2>&1"
 #: The same for the matrix jobs: the dask scheduler is a resource (it changes no number, reruns nothing).
 ARIA_DASK = "aria {params.job} --scheduler {resources.dask_scheduler:q} --threads {threads} > {log} 2>&1"
+#: The same with BLAS limited to the job's threads (the audio features).
+ARIA_OMP = "OMP_NUM_THREADS={threads} " + ARIA
+#: The same, with the job's warnings on the console as well as in its log (the pool check).
+ARIA_WARN = ARIA + "; grep -h ' WARNING ' {log} >&2 || true"
 
 
 def command_line(name: str, options: dict) -> str:
@@ -1008,8 +1020,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     def query_job(exp):
         """The job that makes an experiment's queries: generation by its models, or planted copies."""
-        job = "symbolic" if DOMAIN[exp] == "symbolic" else "audio"
-        return f"{job}-planted-queries" if PLANTED else f"{job}-queries"
+        return QUERY_JOBS[DOMAIN[exp], bool(PLANTED)]
 
     def query_inputs(exp):
         """What :func:`query_job` reads: the planted copies' sources, or the models and their prompts."""
@@ -1184,7 +1195,8 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         return None if fn is None else fn(w)
 
     def aria_job(name, *, wildcards=(), extra=None):
-        """A rule's ``params.job``: the command line of ``aria <name>`` (its shell is :data:`ARIA`).
+        """A rule's params (``params: **aria_job(name)``): ``job``, the command line of ``aria <name>``
+        (the rule's shell is :data:`ARIA`), and ``settings``, what Snakemake's params trigger compares.
 
         Every named input and output of the rule is the job option of the same name (output ``out_csv``
         is ``--out-csv``); unnamed inputs are dependencies the job does not read by path. ``--params``
@@ -1203,10 +1215,21 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
                 opts.update(extra(w, input) if callable(extra) else extra)
             return command_line(name, opts)
 
-        return job
+        def settings(w):
+            # Snakemake's params trigger compares only params that do not read the inputs or outputs,
+            # so the settings (and the wildcard and extra options) are a param of their own
+            fixed = {k: getattr(w, k) for k in wildcards}
+            if extra is not None and not callable(extra):
+                fixed.update(extra)
+            return json.dumps(dict(settings=job_settings(name, w), **fixed), sort_keys=True)
+
+        return {"job": job, "settings": settings}
 
     return Plan(
         {k: v for k, v in locals().items() if not k.startswith("_") and k != "config"},
         ARIA=ARIA,
         ARIA_DASK=ARIA_DASK,
+        ARIA_OMP=ARIA_OMP,
+        ARIA_WARN=ARIA_WARN,
+        QUERY_JOBS=QUERY_JOBS,
     )

@@ -5,7 +5,7 @@ repository's workflow and venv (symlinks, so that ``.venv/bin/snakemake`` resolv
 a clone), with ``.venv/bin`` *not* on PATH: README's run command used to stop in its first job
 with ``aria: command not found`` (exit 127), since only the Makefile put the venv on PATH. A dry
 run does not start jobs, so the run command is also run for real, up to the pool check (README's
-line plus ``--until symbolic_pool_check``: the first jobs that call ``aria``).
+line plus ``--until pool_check``: the first jobs that call ``aria``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def test_readme_own_data_commands_run_as_written_without_path(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "symbolic_segments" in res.stdout + res.stderr
 
-    res = run(f"{run_line} --until symbolic_pool_check", wd, env)
+    res = run(f"{run_line} --until pool_check", wd, env)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert "command not found" not in out

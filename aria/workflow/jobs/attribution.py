@@ -16,20 +16,16 @@ import numpy as np
 from aria.io.checkpoints import load_model
 from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
-from aria.workflow.jobs.base import JobArgs, arg, job, opt, torch_setup
+from aria.workflow.jobs.base import EngineArgs, JobArgs, ModelJobArgs, SettingsArgs, arg, job, opt, torch_setup
 
 log = logging.getLogger("aria")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProjectArgs(JobArgs):
+class ProjectArgs(ModelJobArgs):
     """Arguments of ``aria project``."""
 
-    model: str
-    segments: str
     queries: str
-    params: dict = arg(json=True)
-    out: str
     cache_mib: int = opt(
         1024, help="memory for a Gaussian projection's generated blocks (MiB; numbers do not depend on it)"
     )
@@ -104,13 +100,8 @@ def _model_on_device(a, p):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UnlearningFisherArgs(JobArgs):
+class UnlearningFisherArgs(ModelJobArgs):
     """Arguments of ``aria unlearning-fisher``."""
-
-    model: str
-    segments: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("unlearning-fisher")
@@ -154,15 +145,11 @@ def _unlearning_model(a, p):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UnlearningScoresArgs(JobArgs):
+class UnlearningScoresArgs(ModelJobArgs):
     """Arguments of ``aria unlearning-scores``."""
 
-    model: str
-    segments: str
     queries: str
     fisher: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("unlearning-scores")
@@ -287,15 +274,11 @@ def unlearning_merge(a: UnlearningMergeArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class UnlearningSelfinfluenceArgs(JobArgs):
+class UnlearningSelfinfluenceArgs(ModelJobArgs):
     """Arguments of ``aria unlearning-selfinfluence``."""
 
-    model: str
-    segments: str
     queries: str
     fisher: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("unlearning-selfinfluence")
@@ -362,13 +345,8 @@ def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class KfacCovarianceArgs(JobArgs):
+class KfacCovarianceArgs(ModelJobArgs):
     """Arguments of ``aria kfac-covariance``."""
-
-    model: str
-    segments: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("kfac-covariance")
@@ -398,16 +376,12 @@ def kfac_covariance(a: KfacCovarianceArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProjectFactoredArgs(JobArgs):
+class ProjectFactoredArgs(ModelJobArgs):
     """Arguments of ``aria project-factored``."""
 
     method: str
-    model: str
-    segments: str
     queries: str
     covariance: str | None = opt(None)
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("project-factored")
@@ -459,15 +433,11 @@ def project_factored(a: ProjectFactoredArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScoreArgs(JobArgs):
+class ScoreArgs(SettingsArgs, EngineArgs):
     """Arguments of ``aria score``."""
 
     method: str
     features: list[str] = arg(nargs="+")
-    params: dict = arg(json=True)
-    out: str
-    engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
-    scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
 
 
 @job("score")
@@ -515,13 +485,11 @@ def score(a: ScoreArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EmbedCorpusArgs(JobArgs):
+class EmbedCorpusArgs(SettingsArgs):
     """Arguments of ``aria embed-corpus``."""
 
     encoder: str
     manifest: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("embed-corpus")
@@ -550,15 +518,13 @@ def embed_corpus(a: EmbedCorpusArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EmbedBaselineArgs(JobArgs):
+class EmbedBaselineArgs(SettingsArgs):
     """Arguments of ``aria embed-baseline``."""
 
     encoder: str
     corpus: str
     queries: str
     queries_audio: str
-    params: dict = arg(json=True)
-    out: str
     out_aaa: str
 
 
@@ -606,15 +572,11 @@ def embed_baseline(a: EmbedBaselineArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TracklevelArgs(JobArgs):
+class TracklevelArgs(SettingsArgs, EngineArgs):
     """Arguments of ``aria tracklevel``."""
 
     scores: str
     segments: str
-    params: dict = arg(json=True)
-    out: str
-    engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
-    scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
 
 
 @job("tracklevel")

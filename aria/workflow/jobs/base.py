@@ -14,7 +14,20 @@ import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 
-__all__ = ["JobArgs", "Job", "JOBS", "arg", "opt", "job", "options", "parse_json_fields", "torch_setup"]
+__all__ = [
+    "JobArgs",
+    "SettingsArgs",
+    "ModelJobArgs",
+    "EngineArgs",
+    "Job",
+    "JOBS",
+    "arg",
+    "opt",
+    "job",
+    "options",
+    "parse_json_fields",
+    "torch_setup",
+]
 
 
 def arg(*, help: str | None = None, json: bool = False, **argparse_kw):
@@ -39,6 +52,34 @@ class JobArgs:
     """What every job takes: the torch CPU threads it may use."""
 
     threads: int = opt(1, help="torch CPU threads")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettingsArgs(JobArgs):
+    """A job that takes its settings as one ``--params`` JSON object (the plan's ``job_settings``)
+    and writes one main output ``--out``.
+    """
+
+    params: dict = arg(json=True, help="the job's settings: a JSON object, or the path of a .json file")
+    out: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelJobArgs(SettingsArgs):
+    """A job on one trained model (``--model``, an :mod:`aria.io.checkpoints` file) and its stage's
+    training segments (``--segments``).
+    """
+
+    model: str
+    segments: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineArgs(JobArgs):
+    """A matrix job: where its work runs (:mod:`aria.parallel`)."""
+
+    engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
+    scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
 
 
 @dataclass(frozen=True)

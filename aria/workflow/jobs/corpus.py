@@ -16,7 +16,7 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
 from aria.seeding import stable_seed
-from aria.workflow.jobs.base import JobArgs, arg, job, opt, torch_setup
+from aria.workflow.jobs.base import JobArgs, SettingsArgs, arg, job, opt, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -232,13 +232,11 @@ def symbolic_segments(a: SymbolicSegmentsArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SymbolicQueriesArgs(JobArgs):
+class SymbolicQueriesArgs(SettingsArgs):
     """Arguments of ``aria symbolic-queries``."""
 
     model: str
     eval: str
-    params: dict = arg(json=True)
-    out: str
     out_midi: str
 
 
@@ -283,13 +281,11 @@ def _write_query_midi(folder, query_ids, tokens) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SymbolicPlantedQueriesArgs(JobArgs):
+class SymbolicPlantedQueriesArgs(SettingsArgs):
     """Arguments of ``aria symbolic-planted-queries``."""
 
     segments: str
     manifest: str
-    params: dict = arg(json=True)
-    out: str
     out_midi: str
 
 
@@ -421,11 +417,9 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CheckPoolArgs(JobArgs):
+class CheckPoolArgs(SettingsArgs):
     """Arguments of ``aria check-pool``."""
 
-    params: dict = arg(json=True)
-    out: str
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     queries: str | None = opt(None)
@@ -577,11 +571,9 @@ def _empty_split_message(source, empty, listed, kept, lost, dropped_path) -> str
 
 
 @dataclass(frozen=True, kw_only=True)
-class AudioImportArgs(JobArgs):
+class AudioImportArgs(SettingsArgs):
     """Arguments of ``aria audio-import``."""
 
-    params: dict = arg(json=True)
-    out: str
     out_dropped: str | None = opt(None)
 
 
@@ -671,12 +663,10 @@ FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 
 @dataclass(frozen=True, kw_only=True)
-class AudioTokenizeArgs(JobArgs):
+class AudioTokenizeArgs(SettingsArgs):
     """Arguments of ``aria audio-tokenize``."""
 
     manifest: str
-    params: dict = arg(json=True)
-    out: str
     out_tokenizers: str
 
 
@@ -739,13 +729,11 @@ def audio_tokenize(a: AudioTokenizeArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AudioSegmentsArgs(JobArgs):
+class AudioSegmentsArgs(SettingsArgs):
     """Arguments of ``aria audio-segments``."""
 
     tokens: str
     stage: str
-    params: dict = arg(json=True)
-    out: str
     out_csv: str
 
 

@@ -14,21 +14,19 @@ import numpy as np
 
 from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
-from aria.workflow.jobs.base import JobArgs, arg, job, opt
+from aria.workflow.jobs.base import EngineArgs, JobArgs, SettingsArgs, arg, job, opt
 
 log = logging.getLogger("aria")
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlantedArgs(JobArgs):
+class PlantedArgs(SettingsArgs):
     """Arguments of ``aria planted``."""
 
     scores: str
     queries: str
     segments: str | None = opt(None)
     homogeneity: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("planted")
@@ -140,7 +138,7 @@ def unlearning_compare(a: UnlearningCompareArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DiagnosticsArgs(JobArgs):
+class DiagnosticsArgs(EngineArgs):
     """Arguments of ``aria diagnostics``."""
 
     scores: str
@@ -148,8 +146,6 @@ class DiagnosticsArgs(JobArgs):
     replica: list[str] | None = opt(None, nargs=2)
     replica_params: dict | None = opt(None, json=True)
     replica_note: str | None = opt(None)
-    engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
-    scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
 
 
 @job("diagnostics")
@@ -236,12 +232,10 @@ def _lds_collections(a) -> tuple:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LdsGroundTruthArgs(JobArgs):
+class LdsGroundTruthArgs(SettingsArgs):
     """Arguments of ``aria lds-ground-truth``."""
 
     subsets: list[str] = arg(nargs="+")
-    params: dict = arg(json=True)
-    out: str
     segments: str | None = opt(None)
     queries: str | None = opt(None)
     manifest: str | None = opt(None)
@@ -316,12 +310,10 @@ def _log_ceiling(ceiling: dict) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LdsReferencesArgs(JobArgs):
+class LdsReferencesArgs(SettingsArgs):
     """Arguments of ``aria lds-references``."""
 
     ground_truth: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("lds-references")
@@ -379,13 +371,11 @@ def lds_references(a: LdsReferencesArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LdsArgs(JobArgs):
+class LdsArgs(SettingsArgs):
     """Arguments of ``aria lds``."""
 
     scores: str
     ground_truth: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("lds")
@@ -418,12 +408,10 @@ def lds(a: LdsArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SymbolicFeaturesArgs(JobArgs):
+class SymbolicFeaturesArgs(SettingsArgs):
     """Arguments of ``aria symbolic-features``."""
 
     segments: str
-    params: dict = arg(json=True)
-    out: str
     out_tracks: str | None = opt(None)
 
 
@@ -478,12 +466,10 @@ def _evidence(features, manifest):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NullArgs(JobArgs):
+class NullArgs(SettingsArgs):
     """Arguments of ``aria null``."""
 
     features: str
-    params: dict = arg(json=True)
-    out: str
     manifest: str | None = opt(None)
 
 
@@ -581,12 +567,10 @@ def homogeneity(a: HomogeneityArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AudioFeaturesArgs(JobArgs):
+class AudioFeaturesArgs(SettingsArgs):
     """Arguments of ``aria audio-features``."""
 
     manifest: str
-    params: dict = arg(json=True)
-    out: str
     out_failures: str
 
 
@@ -724,15 +708,13 @@ def residual(a: ResidualArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepPointArgs(JobArgs):
+class SweepPointArgs(SettingsArgs):
     """Arguments of ``aria sweep-point``."""
 
     method: str
     features: list[str] = arg(nargs="+")
     evidence: str
     null: str
-    params: dict = arg(json=True)
-    out: str
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     replica_a: list[str] | None = opt(None, nargs="+")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import JobArgs, arg, job, torch_setup
+from aria.workflow.jobs.base import SettingsArgs, job, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -34,12 +34,10 @@ def _model_cfg(p):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainArgs(JobArgs):
+class TrainArgs(SettingsArgs):
     """Arguments of ``aria train``."""
 
     segments: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("train")
@@ -93,13 +91,11 @@ def train(a: TrainArgs) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LdsRetrainArgs(JobArgs):
+class LdsRetrainArgs(SettingsArgs):
     """Arguments of ``aria lds-retrain``."""
 
     segments: str
     queries: str
-    params: dict = arg(json=True)
-    out: str
 
 
 @job("lds-retrain")

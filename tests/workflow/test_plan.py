@@ -170,7 +170,7 @@ def test_params_hold_exactly_their_settings():
     assert settings == plan.method_run_settings(w)
     assert set(settings) == {"row_chunk", *registry.method("trak").run_params}
     assert settings["damping"] == {"rule": "absolute", "lambda": 0.01}
-    cmd = plan.aria_job("score", wildcards=["method"], extra={"engine": "numpy"})(
+    cmd = plan.aria_job("score", wildcards=["method"], extra={"engine": "numpy"})["job"](
         w, _Files(features=["a b.zarr", "c.zarr"]), _Files(out="s.zarr")
     )
     assert shlex.split(cmd) == [
@@ -222,3 +222,21 @@ def test_sweep_grid_is_the_product_of_its_lists(name):
         others = [lists[k] for k in lists if k not in ("alpha", "lambda")]
         n = len(list(itertools.product(*others))) * max(len(damping), 1)
         assert len(plan.sweep_points(method)) == n, method
+
+
+def test_settings_param_is_what_the_params_trigger_sees():
+    """Snakemake's params trigger ignores params that read inputs or outputs (the ``job`` command
+    line), so each rule's ``settings`` param is a function of the wildcards alone, and it changes
+    exactly when the job's settings or fixed options change."""
+    import inspect
+
+    cfg = _config("tiny")
+    w = W(exp="tiny", stage="symbolic", method="trak")
+    params = plan_of(cfg).aria_job("score", wildcards=["method"], extra={"engine": "numpy"})
+    assert list(inspect.signature(params["settings"]).parameters) == ["w"]
+    before = params["settings"](w)
+    cfg["methods"]["trak"]["damping"] = {"rule": "absolute", "lambda": 0.5}
+    after = plan_of(cfg).aria_job("score", wildcards=["method"], extra={"engine": "numpy"})["settings"](w)
+    assert json.loads(before)["settings"]["damping"]["lambda"] == 0.01
+    assert json.loads(after)["settings"]["damping"]["lambda"] == 0.5
+    assert json.loads(after)["engine"] == "numpy" and json.loads(after)["method"] == "trak"

@@ -1,8 +1,7 @@
 # The plan (aria/workflow/plan.py) and what only Snakemake can do: config validation with the
 # files this run read, wildcard constraints, report items. Every other name the rules use
-# (results(), logs(), benchmarks(), EXP, STAGES, AUDIO_ROWS, method_params(w), ...) is defined,
+# (results(), logs(), benchmarks(), EXP, STAGES, AUDIO_ROWS, aria_job(...), ...) is defined,
 # documented and unit-tested in aria/workflow/plan.py and made visible here.
-import json
 import os
 
 from aria import registry

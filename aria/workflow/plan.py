@@ -3,16 +3,16 @@ computed from the validated config in plain Python (no Snakemake needed), so tha
 in milliseconds.
 
 ``rules/common.smk`` builds one plan, ``PLAN = make_plan(config)``, and makes its names visible to
-the rules (``globals().update(PLAN)``): the rules call :func:`method_params`-style getters with their
-wildcards ``w``. Conventions:
+the rules (``globals().update(PLAN)``): the rules call getters with their wildcards ``w``
+(``method_feature_stores(w)``) and build their command lines with ``aria_job``. Conventions:
 
 - every path comes from ``results()``, ``logs()`` or ``benchmarks()``: one experiment's files live in
   ``results/<experiment>/``, its logs in ``results/<experiment>/logs/`` and the benchmarks of its
   expensive rules in ``results/<experiment>/benchmarks/``;
-- each job's parameters are one JSON string (``jparams``, compared by Snakemake's params trigger)
-  holding only the config values that job depends on, so that changing one method's parameter
-  reruns that method's jobs and nothing else. The ``*_settings`` getters give the same values as a
-  dict, for the plan itself and for the tests.
+- each job's parameters are one settings dict (``JOB_SETTINGS``, read through ``job_settings``)
+  holding only the config values that job depends on, passed as ``--params`` JSON and compared by
+  Snakemake's params trigger, so that changing one method's parameter reruns that method's jobs and
+  nothing else.
 """
 
 from __future__ import annotations
@@ -273,10 +273,6 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             [cfg["methods"][m]["ensemble"] for m in cfg["methods"]["run"] if registry.method(m).reads == "ensemble"]
             or [1]
         )
-
-    def jparams(**kw):
-        """Parameters of a job as one JSON string (compared by Snakemake's params trigger)."""
-        return json.dumps(kw, sort_keys=True)
 
     def demo_collection_settings(w):
         """One collection's job: its seed comes from its name, its eval quota from the sorted names

@@ -50,22 +50,17 @@ __all__ = [
     "filter_tracks",
 ]
 
-#: Instrument families -> General MIDI programs (0-based) used by
-#: :func:`assign_programs`.
+#: Instrument families -> General MIDI programs (0-based) used by :func:`assign_programs`: General
+#: MIDI's blocks of eight programs, in program order ("-": synth effects, 96-103, not used), less three
+#: programs that are effects rather than their block's timbre (guitar harmonics, timpani, orchestra hit).
+_GM_BLOCKS = (
+    "piano chromatic_percussion organ guitar bass strings ensemble brass reed pipe synth_lead synth_pad - ethnic"
+).split()
+_GM_EFFECTS = {31, 47, 55}
 GM_FAMILIES: dict[str, tuple[int, ...]] = {
-    "piano": tuple(range(0, 8)),
-    "chromatic_percussion": tuple(range(8, 16)),
-    "organ": tuple(range(16, 24)),
-    "guitar": tuple(range(24, 31)),
-    "bass": tuple(range(32, 40)),
-    "strings": tuple(range(40, 47)),
-    "ensemble": tuple(range(48, 55)),  # string ensembles, synth strings, choir
-    "brass": tuple(range(56, 64)),
-    "reed": tuple(range(64, 72)),
-    "pipe": tuple(range(72, 80)),
-    "synth_lead": tuple(range(80, 88)),
-    "synth_pad": tuple(range(88, 96)),
-    "ethnic": tuple(range(104, 112)),
+    name: tuple(p for p in range(8 * i, 8 * i + 8) if p not in _GM_EFFECTS)
+    for i, name in enumerate(_GM_BLOCKS)
+    if name != "-"
 }
 
 _PROGRAM_FAMILY = {p: fam for fam, progs in GM_FAMILIES.items() for p in progs}

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "DIAG_KEYS",
+    "DIAG_LABELS",
     "main_table",
     "lds_cell",
     "validation_table",

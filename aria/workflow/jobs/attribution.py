@@ -1,14 +1,12 @@
 """Attribution jobs: gradient projections, factored projections, unlearning, scores, embeddings, track-level matrices.
 
-Each job is a function of one frozen argument dataclass (the command line is generated from its
-fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+The job contract (argument dataclasses, registration, the generated command line): :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +14,23 @@ import numpy as np
 from aria.io.checkpoints import load_model
 from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
-from aria.workflow.jobs.base import EngineArgs, JobArgs, ModelJobArgs, SettingsArgs, arg, job, opt, torch_setup
+from aria.workflow.jobs.base import (
+    EngineArgs,
+    JobArgs,
+    ModelJobArgs,
+    SettingsArgs,
+    arg,
+    job,
+    job_args,
+    opt,
+    torch_setup,
+)
 
 log = logging.getLogger("aria")
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class ProjectArgs(ModelJobArgs):
-    """Arguments of ``aria project``."""
-
     queries: str
     cache_mib: int = opt(
         1024, help="memory for a Gaussian projection's generated blocks (MiB; numbers do not depend on it)"
@@ -35,14 +41,10 @@ class ProjectArgs(ModelJobArgs):
 def project(a: ProjectArgs) -> None:
     """Projected per-example gradients of training segments and queries for one checkpoint."""
     from aria.attribution.projection import attributed_params, make_projector, project_gradients
-    from aria.io.stores import write_features
-    from aria.io.tables import read_npz
     from aria.registry import DEFAULT_PROJECTION
 
     p = a.params
-    torch_setup(a.threads, p["device"])
-    model, lr = load_model(a.model, p["checkpoint"])
-    tr, qu = read_npz(a.segments), read_npz(a.queries)
+    model, lr, tr, qu = _projection_inputs(a, p, p["checkpoint"])
     kind = p.get("type", DEFAULT_PROJECTION)
     projector = make_projector(
         sum(v.numel() for v in attributed_params(model).values()),
@@ -54,41 +56,53 @@ def project(a: ProjectArgs) -> None:
         device=p["device"],
         cache_bytes=a.cache_mib << 20,
     )
-    kw = dict(
-        k=p["k"],
-        seed=p["seed"],
-        batch_size=p["batch_size"],
-        device=p["device"],
-        projector=projector,  # one P for training segments and queries, generated once where it fits
-        progress=True,
+    kw = dict(k=p["k"], seed=p["seed"], batch_size=p["batch_size"], device=p["device"], progress=True)
+    # one P for training segments and queries, generated once where it fits
+    ftr, fq = _project_both(
+        tr, qu, lambda d, desc: project_gradients(model, *d, desc=desc, projector=projector, **kw), what=kind
     )
+    attrs = {"k": p["k"], "seed": p["seed"], "projection": kind, "lr": lr, "checkpoint": p["checkpoint"]}
+    _write_projection(a, tr, qu, ftr, fq, attrs)
+
+
+def _projection_inputs(a, p, checkpoint=None):
+    """``(model, lr, train, queries)`` of a projection job: checkpoint ``checkpoint`` of ``a.model`` (the
+    final weights when None) and the ``a.segments`` and ``a.queries`` tables; torch given the job's
+    threads and checked for ``p["device"]``.
+    """
+    from aria.io.tables import read_npz
+
+    torch_setup(a.threads, p["device"])
+    model, lr = load_model(a.model, checkpoint)
+    return model, lr, read_npz(a.segments), read_npz(a.queries)
+
+
+def _project_both(tr, qu, fn, *, what):
+    """``fn(batch, desc)`` of the training segments and of the queries, timed and logged; ``batch`` is
+    ``(tokens, mask, loss_mask)`` (N, T) each (a training table may have no loss mask: None).
+    """
     t0 = time.perf_counter()
-    ftr = project_gradients(model, tr["tokens"], tr["mask"], tr.get("loss_mask"), desc="train", **kw)
-    fq = project_gradients(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
+    ftr = fn((tr["tokens"], tr["mask"], tr.get("loss_mask")), "train")
+    fq = fn((qu["tokens"], qu["mask"], qu["loss_mask"]), "queries")
     dt = time.perf_counter() - t0
     log.info(
-        "projected %d segments + %d queries to k=%d (%s) in %.1f s (%.1f rows/s)",
-        len(ftr),
-        len(fq),
-        p["k"],
-        kind,
-        dt,
-        (len(ftr) + len(fq)) / dt,
-    )
+        "%s: %d segments + %d queries projected to k = %d in %.1f s (%.1f rows/s)",
+        what, len(ftr), len(fq), ftr.shape[1], dt, (len(ftr) + len(fq)) / dt,
+    )  # fmt: skip
+    return ftr, fq
+
+
+def _write_projection(a, tr, qu, ftr, fq, attrs):
+    """Write the features of a projection job to ``a.out``, with its ``attrs`` and the model's path."""
+    from aria.io.stores import write_features
+
     write_features(
         a.out,
         train=ftr,
         query=fq,
         train_ids=tr["segment_ids"],
         query_ids=qu["query_ids"],
-        attrs={
-            "k": p["k"],
-            "seed": p["seed"],
-            "projection": kind,
-            "lr": lr,
-            "checkpoint": p["checkpoint"],
-            "model": str(a.model),
-        },
+        attrs={**attrs, "model": str(a.model)},
     )
 
 
@@ -99,13 +113,8 @@ def _model_on_device(a, p):
     return model.to(p["device"])
 
 
-@dataclass(frozen=True, kw_only=True)
-class UnlearningFisherArgs(ModelJobArgs):
-    """Arguments of ``aria unlearning-fisher``."""
-
-
 @job("unlearning-fisher")
-def unlearning_fisher(a: UnlearningFisherArgs) -> None:
+def unlearning_fisher(a: ModelJobArgs) -> None:
     """Diagonal empirical Fisher of one model over its training segments (docs/spec.md §8).
 
     Cached per (stage, model).
@@ -144,10 +153,8 @@ def _unlearning_model(a, p):
     return model, {n: fisher[n].to(p["device"]) for n in shapes}
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class UnlearningScoresArgs(ModelJobArgs):
-    """Arguments of ``aria unlearning-scores``."""
-
     queries: str
     fisher: str
 
@@ -221,10 +228,8 @@ def unlearning_scores(a: UnlearningScoresArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class UnlearningMergeArgs(JobArgs):
-    """Arguments of ``aria unlearning-merge``."""
-
     chunks: list[str] = arg(nargs="+")
     out: str
 
@@ -273,10 +278,8 @@ def unlearning_merge(a: UnlearningMergeArgs) -> None:
         )  # fmt: skip
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class UnlearningSelfinfluenceArgs(ModelJobArgs):
-    """Arguments of ``aria unlearning-selfinfluence``."""
-
     queries: str
     fisher: str
 
@@ -344,13 +347,8 @@ def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
     write_json(a.out, doc)
 
 
-@dataclass(frozen=True, kw_only=True)
-class KfacCovarianceArgs(ModelJobArgs):
-    """Arguments of ``aria kfac-covariance``."""
-
-
 @job("kfac-covariance")
-def kfac_covariance(a: KfacCovarianceArgs) -> None:
+def kfac_covariance(a: ModelJobArgs) -> None:
     """KFAC factors E[x x^T], E[delta delta^T] of every nn.Linear layer of one model (LoGra, FactGraSS)."""
     from aria.attribution.factored import kfac_covariance
     from aria.io.tables import read_npz
@@ -375,10 +373,8 @@ def kfac_covariance(a: KfacCovarianceArgs) -> None:
     write_kfac(a.out, cov)
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class ProjectFactoredArgs(ModelJobArgs):
-    """Arguments of ``aria project-factored``."""
-
     method: str
     queries: str
     covariance: str | None = opt(None)
@@ -388,54 +384,27 @@ class ProjectFactoredArgs(ModelJobArgs):
 def project_factored(a: ProjectFactoredArgs) -> None:
     """LoGra or FactGraSS features of the training segments and queries of one model."""
     from aria.attribution.factored import project_factored
-    from aria.io.stores import write_features
-    from aria.io.tables import read_npz
 
     p = a.params
-    torch_setup(a.threads, p["device"])
-    model, lr = load_model(a.model)
-    tr, qu = read_npz(a.segments), read_npz(a.queries)
-    cov = None
-    if a.covariance:
-        cov = read_kfac(a.covariance)
+    model, lr, tr, qu = _projection_inputs(a, p)
+    cov = read_kfac(a.covariance) if a.covariance else None
     kw = dict(method=a.method, params=p, covariance=cov, batch_size=p["batch_size"], device=p["device"], progress=True)
-    t0 = time.perf_counter()
-    ftr, layers = project_factored(model, tr["tokens"], tr["mask"], tr.get("loss_mask"), desc="train", **kw)
-    fq, _ = project_factored(model, qu["tokens"], qu["mask"], qu["loss_mask"], desc="queries", **kw)
-    dt = time.perf_counter() - t0
-    log.info(
-        "%s: %d segments + %d queries, %d layers, total k = %d, in %.1f s (%.1f rows/s)",
-        a.method,
-        len(ftr),
-        len(fq),
-        len(layers),
-        ftr.shape[1],
-        dt,
-        (len(ftr) + len(fq)) / dt,
-    )
-    write_features(
-        a.out,
-        train=ftr,
-        query=fq,
-        train_ids=tr["segment_ids"],
-        query_ids=qu["query_ids"],
-        # the config params first, so that the per-layer "k" and the "layers" selection do not
-        # overwrite the store's total width and its column blocks
-        attrs={
-            **p,
-            "method": a.method,
-            "k_total": int(ftr.shape[1]),
-            "blocks": layers,
-            "lr": lr,
-            "model": str(a.model),
-        },
-    )
+    layers = []
+
+    def run(batch, desc):
+        f, layers[:] = project_factored(model, *batch, desc=desc, **kw)
+        return f
+
+    ftr, fq = _project_both(tr, qu, run, what=a.method)
+    log.info("%s: %d layers", a.method, len(layers))
+    # the config params first, so that the per-layer "k" and the "layers" selection do not
+    # overwrite the store's total width and its column blocks
+    attrs = {**p, "method": a.method, "k_total": int(ftr.shape[1]), "blocks": layers, "lr": lr}
+    _write_projection(a, tr, qu, ftr, fq, attrs)
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class ScoreArgs(SettingsArgs, EngineArgs):
-    """Arguments of ``aria score``."""
-
     method: str
     features: list[str] = arg(nargs="+")
 
@@ -484,10 +453,8 @@ def score(a: ScoreArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class EmbedCorpusArgs(SettingsArgs):
-    """Arguments of ``aria embed-corpus``."""
-
     encoder: str
     manifest: str
 
@@ -517,10 +484,8 @@ def embed_corpus(a: EmbedCorpusArgs) -> None:
     log.info("%s: %d training tracks, %d frames", a.encoder, len(frames), sum(len(f) for f in frames))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class EmbedBaselineArgs(SettingsArgs):
-    """Arguments of ``aria embed-baseline``."""
-
     encoder: str
     corpus: str
     queries: str
@@ -571,10 +536,8 @@ def embed_baseline(a: EmbedBaselineArgs) -> None:
     log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class TracklevelArgs(SettingsArgs, EngineArgs):
-    """Arguments of ``aria tracklevel``."""
-
     scores: str
     segments: str
 

@@ -21,6 +21,7 @@ __all__ = [
     "EngineArgs",
     "Job",
     "JOBS",
+    "job_args",
     "arg",
     "opt",
     "job",
@@ -47,14 +48,24 @@ def opt(default, *, help: str | None = None, json: bool = False, **argparse_kw):
     return field(default=default, metadata={"argparse": argparse_kw, "help": help, "json": json})
 
 
-@dataclass(frozen=True, kw_only=True)
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
+def job_args(cls):
+    """Make ``cls`` a job's argument dataclass: frozen and keyword-only.
+
+    A class without a docstring of its own gets one from :func:`job` (``Arguments of aria <job>``):
+    the job function's docstring documents the job, the fields' ``help`` its options.
+    """
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
+@job_args
 class JobArgs:
     """What every job takes: the torch CPU threads it may use."""
 
     threads: int = opt(1, help="torch CPU threads")
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class SettingsArgs(JobArgs):
     """A job that takes its settings as one ``--params`` JSON object (the plan's ``job_settings``)
     and writes one main output ``--out``.
@@ -64,7 +75,7 @@ class SettingsArgs(JobArgs):
     out: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class ModelJobArgs(SettingsArgs):
     """A job on one trained model (``--model``, an :mod:`aria.io.checkpoints` file) and its stage's
     training segments (``--segments``).
@@ -74,7 +85,7 @@ class ModelJobArgs(SettingsArgs):
     segments: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class EngineArgs(JobArgs):
     """A matrix job: where its work runs (:mod:`aria.parallel`)."""
 
@@ -104,6 +115,8 @@ def job(name: str):
             raise TypeError(f"job {name}: its argument must be annotated with a JobArgs dataclass, got {cls!r}")
         if name in JOBS:
             raise ValueError(f"job {name!r} is registered twice ({JOBS[name].fn.__module__} and {fn.__module__})")
+        if "__doc__" not in vars(cls) or cls.__doc__.startswith(cls.__name__ + "("):  # dataclass's own
+            cls.__doc__ = f"Arguments of ``aria {name}``."
         JOBS[name] = Job(name, fn, cls)
         return fn
 

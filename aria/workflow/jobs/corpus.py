@@ -1,13 +1,11 @@
 """Corpus jobs: collections, manifests, segments, audio import and tokenization, queries, the pool check.
 
-Each job is a function of one frozen argument dataclass (the command line is generated from its
-fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+The job contract (argument dataclasses, registration, the generated command line): :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
 from aria.seeding import stable_seed
-from aria.workflow.jobs.base import JobArgs, SettingsArgs, arg, job, opt, torch_setup
+from aria.workflow.jobs.base import JobArgs, SettingsArgs, arg, job, job_args, opt, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -30,10 +28,8 @@ def _stable_reason(text: str) -> str:
     return re.sub(r"0x[0-9a-fA-F]+", "0x…", re.sub(r"id\(\)=\d+", "id()=…", str(text)))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class DemoCollectionArgs(JobArgs):
-    """Arguments of ``aria demo-collection``."""
-
     out_dir: str
     params: dict = arg(json=True)
 
@@ -95,10 +91,8 @@ def demo_collection(a: DemoCollectionArgs) -> None:
     log.info("%s: %d pieces (%d eval), %d skipped", col, len(rows), n_eval, len(skipped))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class MergeManifestsArgs(JobArgs):
-    """Arguments of ``aria merge-manifests``."""
-
     parts: list[str] = arg(nargs="+")
     out: str
     out_dropped: str | None = opt(None)
@@ -135,10 +129,8 @@ def merge_manifests(a: MergeManifestsArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class SymbolicSegmentsArgs(JobArgs):
-    """Arguments of ``aria symbolic-segments``."""
-
     manifest: str
     params: dict = arg(json=True)
     out_train: str
@@ -231,10 +223,8 @@ def symbolic_segments(a: SymbolicSegmentsArgs) -> None:
     log.info("%d training segments from %d tracks; %d eval prompts", len(seg_rows), len(streams), len(ev_ids))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class SymbolicQueriesArgs(SettingsArgs):
-    """Arguments of ``aria symbolic-queries``."""
-
     model: str
     eval: str
     out_midi: str
@@ -280,10 +270,8 @@ def _write_query_midi(folder, query_ids, tokens) -> None:
                 write_midi(Path(tmp) / f"{qid}.mid", notes)
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class SymbolicPlantedQueriesArgs(SettingsArgs):
-    """Arguments of ``aria symbolic-planted-queries``."""
-
     segments: str
     manifest: str
     out_midi: str
@@ -323,10 +311,8 @@ def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioPlantedQueriesArgs(JobArgs):
-    """Arguments of ``aria audio-planted-queries``."""
-
     manifest: str
     tokens: str
     midi_manifest: str
@@ -416,10 +402,8 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class CheckPoolArgs(SettingsArgs):
-    """Arguments of ``aria check-pool``."""
-
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     queries: str | None = opt(None)
@@ -456,10 +440,8 @@ def check_pool(a: CheckPoolArgs) -> None:
     log.info("pool of %d items, %d queries: every K in %s fits", n_pool, n_q, p["ks"])
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioDemoCorpusArgs(JobArgs):
-    """Arguments of ``aria audio-demo-corpus``."""
-
     midi_manifest: str
     params: dict = arg(json=True)
     out_dir: str
@@ -570,10 +552,8 @@ def _empty_split_message(source, empty, listed, kept, lost, dropped_path) -> str
     return msg + (f". Every track left out, with its reason: {dropped_path}" if dropped_path else "")
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioImportArgs(SettingsArgs):
-    """Arguments of ``aria audio-import``."""
-
     out_dropped: str | None = opt(None)
 
 
@@ -662,10 +642,8 @@ def _audio_vocab(p):
 FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioTokenizeArgs(SettingsArgs):
-    """Arguments of ``aria audio-tokenize``."""
-
     manifest: str
     out_tokenizers: str
 
@@ -728,10 +706,8 @@ def audio_tokenize(a: AudioTokenizeArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioSegmentsArgs(SettingsArgs):
-    """Arguments of ``aria audio-segments``."""
-
     tokens: str
     stage: str
     out_csv: str
@@ -777,10 +753,8 @@ def audio_segments(a: AudioSegmentsArgs) -> None:
     log.info("%s: %d training segments of %d tokens", stage, len(toks), vocab.seq_len(stage))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioQueriesArgs(JobArgs):
-    """Arguments of ``aria audio-queries``."""
-
     tokens: str
     tokenizers: str
     models: list[str] = arg(nargs=3)

@@ -1,28 +1,24 @@
 """Evaluation jobs: diagnostics, LDS, features, nulls, homogeneity, residual, sweeps, planted retrieval.
 
-Each job is a function of one frozen argument dataclass (the command line is generated from its
-fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+The job contract (argument dataclasses, registration, the generated command line): :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
-from aria.workflow.jobs.base import EngineArgs, JobArgs, SettingsArgs, arg, job, opt
+from aria.workflow.jobs.base import EngineArgs, JobArgs, SettingsArgs, arg, job, job_args, opt
 
 log = logging.getLogger("aria")
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class PlantedArgs(SettingsArgs):
-    """Arguments of ``aria planted``."""
-
     scores: str
     queries: str
     segments: str | None = opt(None)
@@ -89,10 +85,8 @@ def planted(a: PlantedArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class UnlearningCompareArgs(JobArgs):
-    """Arguments of ``aria unlearning-compare``."""
-
     spec: dict = arg(json=True)
     out: str
 
@@ -137,10 +131,8 @@ def unlearning_compare(a: UnlearningCompareArgs) -> None:
     write_json(a.out, {"comparisons": out})
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class DiagnosticsArgs(EngineArgs):
-    """Arguments of ``aria diagnostics``."""
-
     scores: str
     out: str
     replica: list[str] | None = opt(None, nargs=2)
@@ -231,10 +223,8 @@ def _lds_collections(a) -> tuple:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class LdsGroundTruthArgs(SettingsArgs):
-    """Arguments of ``aria lds-ground-truth``."""
-
     subsets: list[str] = arg(nargs="+")
     segments: str | None = opt(None)
     queries: str | None = opt(None)
@@ -309,10 +299,8 @@ def _log_ceiling(ceiling: dict) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class LdsReferencesArgs(SettingsArgs):
-    """Arguments of ``aria lds-references``."""
-
     ground_truth: str
 
 
@@ -370,10 +358,8 @@ def lds_references(a: LdsReferencesArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class LdsArgs(SettingsArgs):
-    """Arguments of ``aria lds``."""
-
     scores: str
     ground_truth: str
 
@@ -407,10 +393,8 @@ def lds(a: LdsArgs) -> None:
     write_json(a.out, {**res, "partial_controls": controls["names"], "query_ids": cols})
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class SymbolicFeaturesArgs(SettingsArgs):
-    """Arguments of ``aria symbolic-features``."""
-
     segments: str
     out_tracks: str | None = opt(None)
 
@@ -465,10 +449,8 @@ def _evidence(features, manifest):
     return evidence_pool(read_evidence(features), pool=pool)
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class NullArgs(SettingsArgs):
-    """Arguments of ``aria null``."""
-
     features: str
     manifest: str | None = opt(None)
 
@@ -524,10 +506,8 @@ def _confound_labels(ids, a) -> dict | None:
     }
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class HomogeneityArgs(JobArgs):
-    """Arguments of ``aria homogeneity``."""
-
     scores: str
     features: str
     null: str
@@ -566,10 +546,8 @@ def homogeneity(a: HomogeneityArgs) -> None:
     write_json(a.out, {**doc, "unit": p.get("unit", "track" if audio else "segment")})
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class AudioFeaturesArgs(SettingsArgs):
-    """Arguments of ``aria audio-features``."""
-
     manifest: str
     out_failures: str
 
@@ -609,10 +587,8 @@ def audio_features(a: AudioFeaturesArgs) -> None:
     log.info("audio features of %d tracks (%d skipped)", len(ids), len(failures))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class MergeAudioFeaturesArgs(JobArgs):
-    """Arguments of ``aria merge-audio-features``."""
-
     shards: list[str] = arg(nargs="+")
     out: str
 
@@ -634,10 +610,8 @@ def merge_audio_features(a: MergeAudioFeaturesArgs) -> None:
     log.info("audio features of %d tracks from %d shards", len(out["track_ids"]), len(parts))
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class ResidualArgs(JobArgs):
-    """Arguments of ``aria residual``."""
-
     scores: str
     out: str
     params: dict | None = opt(None, json=True)
@@ -707,10 +681,8 @@ def residual(a: ResidualArgs) -> None:
     log.info("alignment (A_max, A_R) of u_1 over %d units: %s", len(u_pool), fits)
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class SweepPointArgs(SettingsArgs):
-    """Arguments of ``aria sweep-point``."""
-
     method: str
     features: list[str] = arg(nargs="+")
     evidence: str

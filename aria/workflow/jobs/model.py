@@ -1,20 +1,18 @@
 """Model jobs: training the demo model and the LDS retrainings (docs/spec.md §9).
 
-Each job is a function of one frozen argument dataclass (the command line is generated from its
-fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+The job contract (argument dataclasses, registration, the generated command line): :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import SettingsArgs, job, torch_setup
+from aria.workflow.jobs.base import SettingsArgs, job, job_args, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -33,10 +31,8 @@ def _model_cfg(p):
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class TrainArgs(SettingsArgs):
-    """Arguments of ``aria train``."""
-
     segments: str
 
 
@@ -90,10 +86,8 @@ def train(a: TrainArgs) -> None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class LdsRetrainArgs(SettingsArgs):
-    """Arguments of ``aria lds-retrain``."""
-
     segments: str
     queries: str
 
@@ -132,10 +126,8 @@ def lds_retrain(a: LdsRetrainArgs) -> None:
         qu,
         keep,
         model_cfg=_model_cfg(model),
-        epochs=model["epochs"],
-        lr=model["lr"],
-        batch_size=model["batch_size"],
         seeds=seeds,
+        **{k: model[k] for k in ("epochs", "lr", "batch_size")},  # the training recipe
         progress=True,
         total_steps=total_steps,
         init_state=p["member_seed"] if init == "shared" else None,

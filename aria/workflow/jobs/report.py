@@ -1,18 +1,16 @@
 """Report jobs: the HTML report, summary.json and the evidence cards.
 
-Each job is a function of one frozen argument dataclass (the command line is generated from its
-fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+The job contract (argument dataclasses, registration, the generated command line): :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aria.workflow.jobs.base import JobArgs, arg, job, opt
+from aria.workflow.jobs.base import JobArgs, arg, job, job_args, opt
 from aria.workflow.jobs.evaluation import _evidence
 
 log = logging.getLogger("aria")
@@ -83,10 +81,8 @@ def _unlearning_docs(a, p) -> dict | None:
     return {"grid": grid, "compare": comp, "reason": p.get("selfinfluence_reason", "")}
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class ReportArgs(JobArgs):
-    """Arguments of ``aria report``."""
-
     diagnostics: list[str] = arg(nargs="+")
     homogeneity: list[str] = arg(nargs="+")
     params: dict = arg(json=True)
@@ -226,10 +222,8 @@ def _read_npz_cached(path):
     return _NPZ[path]
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class CardsArgs(JobArgs):
-    """Arguments of ``aria cards``."""
-
     spec: dict = arg(json=True)
     out: str
 

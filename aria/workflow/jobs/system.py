@@ -1,27 +1,23 @@
 """Environment jobs: the numba JIT template every job copies (aria.runtime).
 
-Each job is a function of one frozen argument dataclass (the command line is generated from its
-fields: :mod:`aria.cli`); it reads through :mod:`aria.io`, calls the library and writes atomically.
+The job contract (argument dataclasses, registration, the generated command line): :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aria.runtime import progress
-from aria.workflow.jobs.base import JobArgs, job, opt
+from aria.workflow.jobs.base import JobArgs, job, job_args, opt
 
 log = logging.getLogger("aria")
 
 
-@dataclass(frozen=True, kw_only=True)
+@job_args
 class WarmJitCacheArgs(JobArgs):
-    """Arguments of ``aria warm-jit-cache``."""
-
     template: str | None = opt(None)
 
 

@@ -26,12 +26,12 @@ VERBOSE = "also say which private numba cache a job that uses librosa had, and l
 
 
 def _commands() -> dict:
-    """``{name: (function, [(flag, argparse kwargs), ...], argument class or None)}``."""
+    """``{name: (function, [(flag, argparse kwargs), ...], the Job or None)}``."""
     from aria.cli import user
     from aria.workflow.jobs import all_jobs
     from aria.workflow.jobs.base import options
 
-    jobs = {name: (j.fn, options(j.args), j.args) for name, j in all_jobs().items()}
+    jobs = {name: (j.fn, options(j.args), j) for name, j in all_jobs().items()}
     return {**jobs, **{name: (fn, args, None) for name, (fn, args) in user.COMMANDS.items()}}
 
 
@@ -40,15 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aria", description="Aria: per-aspect diagnostics of music attribution.")
     ap.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
     sub = ap.add_subparsers(dest="command", required=True)
-    for name, (fn, args, cls) in _commands().items():
+    for name, (fn, args, job) in _commands().items():
         sp = sub.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__)
         for flag, kw in args:
             sp.add_argument(flag, **({"required": True, **kw} if flag.startswith("-") else kw))
-        if cls is None:  # job dataclasses declare --threads themselves
+        if job is None:  # job dataclasses declare --threads themselves
             sp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
         # SUPPRESS: `aria -v CMD` and `aria CMD -v` both work (the subcommand's default would reset it)
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE)
-        sp.set_defaults(func=fn, job_args=cls)
+        sp.set_defaults(func=fn, job=job)
     return ap
 
 
@@ -63,18 +63,15 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if ns.verbose:
         log.setLevel(logging.DEBUG)
-    cls = ns.job_args
+    job = ns.job
     t0 = time.perf_counter()
     try:
-        a = ns
-        if cls is not None:  # a workflow job: its dataclass, JSON options parsed
-            from aria.workflow.jobs.base import parse_json_fields
-
-            values = parse_json_fields(cls, {f.name: getattr(ns, f.name) for f in fields(cls)}, job=ns.command)
-            a = cls(**values)
-        rc = ns.func(a)
+        if job is not None:  # a workflow job: its dataclasses, JSON options parsed, settings checked
+            rc = job({f.name: getattr(ns, f.name) for f in fields(job.args)})
+        else:
+            rc = ns.func(ns)
     except (ValueError, FileNotFoundError, OSError) as e:
-        if (type(e) is OSError and e.errno != errno.ENOSPC) or cls is not None:
+        if (type(e) is OSError and e.errno != errno.ENOSPC) or job is not None:
             # other OS errors, and a workflow job's failure: the traceback helps
             log.error("%s failed: %s: %s", ns.command, type(e).__name__, e)
             raise

@@ -9,10 +9,10 @@ the rules (``globals().update(PLAN)``): the rules call getters with their wildca
 - every path comes from ``results()``, ``logs()`` or ``benchmarks()``: one experiment's files live in
   ``results/<experiment>/``, its logs in ``results/<experiment>/logs/`` and the benchmarks of its
   expensive rules in ``results/<experiment>/benchmarks/``;
-- each job's parameters are one settings dict (``JOB_SETTINGS``, read through ``job_settings``)
-  holding only the config values that job depends on, passed as ``--params`` JSON and compared by
-  Snakemake's params trigger, so that changing one method's parameter reruns that method's jobs and
-  nothing else.
+- each job's parameters are its settings dataclass (``JOB_SETTINGS`` builds them, ``job_settings``
+  checks them against the job's :class:`~aria.workflow.jobs.base.Settings`) holding only the config
+  values that job depends on, passed as ``--params`` JSON and compared by Snakemake's params trigger,
+  so that changing one method's parameter reruns that method's jobs and nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from types import SimpleNamespace
 
 from aria import registry
@@ -84,7 +85,7 @@ def command_line(name: str, options: dict) -> str:
 
     ``options`` maps the job's argument fields (:mod:`aria.workflow.jobs`) to values: a path or
     string, a list (``nargs``; an empty list is left out, or given bare where ``nargs="*"``), a dict
-    (JSON), a bool (a flag) or None (left out).
+    or a job's :class:`~aria.workflow.jobs.base.Settings` (JSON), a bool (a flag) or None (left out).
 
     Raises
     ------
@@ -106,8 +107,8 @@ def command_line(name: str, options: dict) -> str:
             continue
         if value is True:
             parts.append(flag)
-        elif isinstance(value, dict):
-            parts += [flag, shlex.quote(json.dumps(value, sort_keys=True))]
+        elif isinstance(value, Mapping):  # a dict or a job's Settings
+            parts += [flag, shlex.quote(json.dumps(dict(value), sort_keys=True))]
         elif isinstance(value, str):
             parts += [flag, shlex.quote(value)]
         else:
@@ -1186,9 +1187,17 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     }
 
     def job_settings(name, w):
-        """Job ``name``'s parameters for the wildcards ``w`` (a dict; None: the job takes none)."""
-        fn = JOB_SETTINGS.get(name)
-        return None if fn is None else fn(w)
+        """Job ``name``'s settings for the wildcards ``w``: its settings dataclass
+        (:class:`~aria.workflow.jobs.base.Settings`), checked when the DAG is built; None: the job takes none.
+        """
+        from aria.workflow.jobs import all_jobs
+
+        fn, cls = JOB_SETTINGS.get(name), all_jobs()[name].settings
+        if fn is None and cls is not None:
+            raise ValueError(f"aria {name} takes settings ({cls.__name__}), but the plan's JOB_SETTINGS has none")
+        if fn is not None and cls is None:
+            raise ValueError(f"the plan's JOB_SETTINGS gives settings to aria {name}, which takes none")
+        return None if fn is None else cls.from_dict(fn(w), job=name)
 
     def aria_job(name, *, wildcards=(), extra=None):
         """A rule's params (``params: **aria_job(name)``): ``job``, the command line of ``aria <name>``
@@ -1217,7 +1226,8 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             fixed = {k: getattr(w, k) for k in wildcards}
             if extra is not None and not callable(extra):
                 fixed.update(extra)
-            return json.dumps(dict(settings=job_settings(name, w), **fixed), sort_keys=True)
+            given = job_settings(name, w)
+            return json.dumps(dict(settings=None if given is None else given.to_dict(), **fixed), sort_keys=True)
 
         return {"job": job, "settings": settings}
 

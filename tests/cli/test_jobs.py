@@ -12,7 +12,7 @@ import pytest
 
 from aria.cli import build_parser
 from aria.workflow.jobs import all_jobs
-from aria.workflow.jobs.base import JobArgs, arg, opt, options
+from aria.workflow.jobs.base import UNSET, JobArgs, Settings, arg, opt, options
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_every_job_parses_into_its_dataclass():
             argv += [flag, *vals]
             want[field] = vals if n else vals[0]
         ns = ap.parse_args(argv)
-        assert ns.func is job.fn and ns.job_args is job.args
+        assert ns.func is job.fn and ns.job is job
         a = job.args(**{k: getattr(ns, k) for k in want})
         assert {k: getattr(a, k) for k in want} == want, name
         assert job.fn.__doc__, f"job {name} has no docstring (its --help)"
@@ -127,3 +127,54 @@ def test_bad_json_options_name_the_job_and_option(tmp_path, monkeypatch, value, 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_json_fields(WithParams, {"params": value}, job="toy")
+
+
+class _ToySettings(Settings):
+    n_boot: int
+    alpha: float = 0.5
+    unit: str = UNSET
+
+
+class _OpenSettings(Settings, open=True):
+    row_chunk: int
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [({"n_boot": 3, "nboot": 4}, "aria toy --params: unknown setting(s) ['nboot']; _ToySettings takes"),
+     ({"alpha": 0.1}, "aria toy --params: missing setting(s) ['n_boot']"),
+     ({"n_boot": True}, "aria toy --params: setting 'n_boot' must be"),
+     ({"n_boot": 2.5}, "setting 'n_boot' must be"),
+     ({"n_boot": 1, "alpha": "x"}, "setting 'alpha' must be")],
+)  # fmt: skip
+def test_settings_reject_what_the_job_does_not_take(values, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _ToySettings.from_dict(values, job="toy")
+
+
+def test_settings_read_as_the_given_mapping():
+    """An UNSET setting is absent (``get`` gives the default, JSON leaves it out); a float takes an int;
+    an open class keeps the settings it does not declare; equality is the mapping's."""
+    p = _ToySettings.from_dict({"n_boot": 3, "alpha": 1}, job="toy")
+    assert dict(p) == p.to_dict() == {"n_boot": 3, "alpha": 1} and p.get("unit", "segment") == "segment"
+    assert "unit" not in p and p["alpha"] == 1 and {**p} == {"n_boot": 3, "alpha": 1}
+    with pytest.raises(KeyError):
+        p["unit"]
+    with pytest.raises(FrozenInstanceError):
+        p.n_boot = 4
+    o = _OpenSettings.from_dict({"row_chunk": 8, "damping": {"rule": "absolute"}}, job="toy")
+    assert o["damping"] == {"rule": "absolute"} and o != _OpenSettings.from_dict({"row_chunk": 8}, job="toy")
+    assert _ToySettings.from_dict(p, job="toy") is p
+
+
+def test_a_jobs_settings_are_checked_before_it_runs(tmp_path):
+    """``aria lds`` with a misspelt setting stops with the job's message before it reads a file."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "aria", "lds", "--scores", str(tmp_path / "none.zarr"), "--ground-truth",
+         str(tmp_path / "none.zarr"), "--out", str(tmp_path / "o.json"), "--params", '{"n_boot": 10, "sed": 1}'],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "aria lds --params: unknown setting(s) ['sed']; LdsSettings takes ['n_boot', 'seed']" in proc.stderr
+    assert "none.zarr" not in proc.stderr
+    assert not (tmp_path / "o.json").exists()

@@ -167,7 +167,7 @@ def test_params_hold_exactly_their_settings():
     plan = plan_of(_config("tiny"))
     w = W(exp="tiny", stage="symbolic", method="trak")
     settings = plan.job_settings("score", w)
-    assert settings == plan.method_run_settings(w)
+    assert type(settings).__name__ == "ScoreSettings" and settings == plan.method_run_settings(w)
     assert set(settings) == {"row_chunk", *registry.method("trak").run_params}
     assert settings["damping"] == {"rule": "absolute", "lambda": 0.01}
     cmd = plan.aria_job("score", wildcards=["method"], extra={"engine": "numpy"})["job"](
@@ -175,7 +175,7 @@ def test_params_hold_exactly_their_settings():
     )
     assert shlex.split(cmd) == [
         "score", "--features", "a b.zarr", "c.zarr", "--out", "s.zarr",
-        "--params", json.dumps(settings, sort_keys=True), "--method", "trak", "--engine", "numpy",
+        "--params", json.dumps(dict(settings), sort_keys=True), "--method", "trak", "--engine", "numpy",
     ]  # fmt: skip
 
 
@@ -240,3 +240,16 @@ def test_settings_param_is_what_the_params_trigger_sees():
     assert json.loads(before)["settings"]["damping"]["lambda"] == 0.01
     assert json.loads(after)["settings"]["damping"]["lambda"] == 0.5
     assert json.loads(after)["engine"] == "numpy" and json.loads(after)["method"] == "trak"
+
+
+def test_every_job_with_settings_has_them_in_the_plan():
+    """The plan's settings table and the jobs' settings dataclasses name the same jobs, and the plan's
+    settings of every per-stage job of the demo and tiny configs pass their job's check."""
+    from aria.workflow.jobs import all_jobs
+    from aria.workflow.jobs.base import Settings
+
+    plan = plan_of(_config("tiny"))
+    assert set(plan.JOB_SETTINGS) == {n for n, j in all_jobs().items() if j.settings is not None}
+    for name in ("demo", "tiny"):
+        for key, settings in every_job_params(plan_of(_config(name))).items():
+            assert isinstance(settings, Settings), key

@@ -15,9 +15,11 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
 from aria.workflow.jobs.base import (
+    UNSET,
     EngineArgs,
     JobArgs,
     ModelJobArgs,
+    Settings,
     SettingsArgs,
     arg,
     job,
@@ -29,6 +31,17 @@ from aria.workflow.jobs.base import (
 log = logging.getLogger("aria")
 
 
+class ProjectSettings(Settings):
+    checkpoint: int
+    seed: int
+    device: str
+    type: str
+    k: int
+    batch_size: int
+    block_rows: int
+    sjlt_s: int = UNSET
+
+
 @job_args
 class ProjectArgs(ModelJobArgs):
     queries: str
@@ -38,12 +51,11 @@ class ProjectArgs(ModelJobArgs):
 
 
 @job("project")
-def project(a: ProjectArgs) -> None:
+def project(a: ProjectArgs, p: ProjectSettings) -> None:
     """Projected per-example gradients of training segments and queries for one checkpoint."""
     from aria.attribution.projection import attributed_params, make_projector, project_gradients
     from aria.registry import DEFAULT_PROJECTION
 
-    p = a.params
     model, lr, tr, qu = _projection_inputs(a, p, p["checkpoint"])
     kind = p.get("type", DEFAULT_PROJECTION)
     projector = make_projector(
@@ -113,8 +125,14 @@ def _model_on_device(a, p):
     return model.to(p["device"])
 
 
+class UnlearningFisherSettings(Settings):
+    mask: str
+    seed: int
+    device: str
+
+
 @job("unlearning-fisher")
-def unlearning_fisher(a: ModelJobArgs) -> None:
+def unlearning_fisher(a: ModelJobArgs, p: UnlearningFisherSettings) -> None:
     """Diagonal empirical Fisher of one model over its training segments (docs/spec.md §8).
 
     Cached per (stage, model).
@@ -123,7 +141,6 @@ def unlearning_fisher(a: ModelJobArgs) -> None:
     from aria.io.tables import read_npz, save_torch
     from aria.models.transformer import fused_attention
 
-    p = a.params
     model = _model_on_device(a, p)
     tr = read_npz(a.segments)
     _, use_l = mask_sides(p["mask"])
@@ -153,6 +170,20 @@ def _unlearning_model(a, p):
     return model, {n: fisher[n].to(p["device"]) for n in shapes}
 
 
+class UnlearningScoresSettings(Settings):
+    lr: float
+    steps: int
+    group: str
+    floor: float
+    mask: str
+    precision: str
+    check: int
+    seed: int
+    device: str
+    n_chunks: int
+    chunk: int
+
+
 @job_args
 class UnlearningScoresArgs(ModelJobArgs):
     queries: str
@@ -160,7 +191,7 @@ class UnlearningScoresArgs(ModelJobArgs):
 
 
 @job("unlearning-scores")
-def unlearning_scores(a: UnlearningScoresArgs) -> None:
+def unlearning_scores(a: UnlearningScoresArgs, p: UnlearningScoresSettings) -> None:
     """τ(ẑ, z) = L(z; θ') − L(z; θ0) of every training segment for one chunk of queries (docs/spec.md §8),
     in ``precision``; the first ``check`` queries of the chunk are scored again in float64 and in
     float32, for the round-off estimate of :func:`~aria.evaluation.numerics.score_numerics`.
@@ -175,7 +206,6 @@ def unlearning_scores(a: UnlearningScoresArgs) -> None:
     from aria.io.tables import read_npz, write_npz
     from aria.models.transformer import fused_attention
 
-    p = a.params
     model, fisher = _unlearning_model(a, p)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     use_u, use_l = mask_sides(p["mask"])
@@ -278,6 +308,22 @@ def unlearning_merge(a: UnlearningMergeArgs) -> None:
         )  # fmt: skip
 
 
+class UnlearningSelfinfluenceSettings(Settings):
+    lr: float
+    steps: int
+    group: str
+    mask: str
+    chosen: bool
+    floor: float
+    precision: str
+    stage: str
+    n_targets: int
+    top_k: int
+    n_generations: int
+    seed: int
+    device: str
+
+
 @job_args
 class UnlearningSelfinfluenceArgs(ModelJobArgs):
     queries: str
@@ -285,7 +331,7 @@ class UnlearningSelfinfluenceArgs(ModelJobArgs):
 
 
 @job("unlearning-selfinfluence")
-def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
+def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs, p: UnlearningSelfinfluenceSettings) -> None:
     """One grid point of the train-to-train self-influence check (docs/spec.md §8) of one stage."""
     from contextlib import ExitStack
 
@@ -295,7 +341,6 @@ def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
     from aria.io.tables import read_npz, write_json
     from aria.models.transformer import fused_attention
 
-    p = a.params
     model, fisher = _unlearning_model(a, p)
     precision = p["precision"]  # τ as the scores compute it, checked in float64 and float32
     checks = {name: precision_setup(model, name) for name in ("float64", "float32") if name != precision}
@@ -347,13 +392,17 @@ def unlearning_selfinfluence(a: UnlearningSelfinfluenceArgs) -> None:
     write_json(a.out, doc)
 
 
+class KfacCovarianceSettings(Settings):
+    batch_size: int
+    device: str
+
+
 @job("kfac-covariance")
-def kfac_covariance(a: ModelJobArgs) -> None:
+def kfac_covariance(a: ModelJobArgs, p: KfacCovarianceSettings) -> None:
     """KFAC factors E[x x^T], E[delta delta^T] of every nn.Linear layer of one model (LoGra, FactGraSS)."""
     from aria.attribution.factored import kfac_covariance
     from aria.io.tables import read_npz
 
-    p = a.params
     torch_setup(a.threads)
     model, _ = load_model(a.model)
     tr = read_npz(a.segments)
@@ -373,6 +422,13 @@ def kfac_covariance(a: ModelJobArgs) -> None:
     write_kfac(a.out, cov)
 
 
+class ProjectFactoredSettings(Settings, open=True):
+    # and the method's own projection parameters (registry: Method.projection_params)
+    seed: int
+    device: str
+    batch_size: int
+
+
 @job_args
 class ProjectFactoredArgs(ModelJobArgs):
     method: str
@@ -381,11 +437,10 @@ class ProjectFactoredArgs(ModelJobArgs):
 
 
 @job("project-factored")
-def project_factored(a: ProjectFactoredArgs) -> None:
+def project_factored(a: ProjectFactoredArgs, p: ProjectFactoredSettings) -> None:
     """LoGra or FactGraSS features of the training segments and queries of one model."""
     from aria.attribution.factored import project_factored
 
-    p = a.params
     model, lr, tr, qu = _projection_inputs(a, p)
     cov = read_kfac(a.covariance) if a.covariance else None
     kw = dict(method=a.method, params=p, covariance=cov, batch_size=p["batch_size"], device=p["device"], progress=True)
@@ -403,6 +458,11 @@ def project_factored(a: ProjectFactoredArgs) -> None:
     _write_projection(a, tr, qu, ftr, fq, attrs)
 
 
+class ScoreSettings(Settings, open=True):
+    # and the method's own scoring parameters (registry: Method.run_params)
+    row_chunk: int
+
+
 @job_args
 class ScoreArgs(SettingsArgs, EngineArgs):
     method: str
@@ -410,12 +470,11 @@ class ScoreArgs(SettingsArgs, EngineArgs):
 
 
 @job("score")
-def score(a: ScoreArgs) -> None:
+def score(a: ScoreArgs, p: ScoreSettings) -> None:
     """Score matrix of one method from cached feature stores (numpy streaming or a dask graph)."""
     from aria.attribution.scoring import score_blocks, score_dask
     from aria.io.stores import ScoreWriter, read_features
 
-    p = a.params
     row_chunk = p.get("row_chunk", 4096)
     lazy = a.engine == "dask"
     feats = [read_features(f, lazy=lazy, row_chunk=row_chunk) for f in a.features]
@@ -453,6 +512,11 @@ def score(a: ScoreArgs) -> None:
     )
 
 
+class EmbedCorpusSettings(Settings):
+    sr: int
+    root: str | None
+
+
 @job_args
 class EmbedCorpusArgs(SettingsArgs):
     encoder: str
@@ -460,7 +524,7 @@ class EmbedCorpusArgs(SettingsArgs):
 
 
 @job("embed-corpus")
-def embed_corpus(a: EmbedCorpusArgs) -> None:
+def embed_corpus(a: EmbedCorpusArgs, p: EmbedCorpusSettings) -> None:
     """One encoder's frame embeddings of every training track (the costly half of the embedding baseline).
 
     Its own job, on the corpus alone: it starts as soon as the corpus exists and survives new queries.
@@ -470,7 +534,6 @@ def embed_corpus(a: EmbedCorpusArgs) -> None:
     from aria.io.layouts import write_corpus_frames
     from aria.io.tables import read_manifest
 
-    p = a.params
     torch_setup(a.threads)
     enc = get_encoder(a.encoder, n_threads=a.threads)
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -484,6 +547,12 @@ def embed_corpus(a: EmbedCorpusArgs) -> None:
     log.info("%s: %d training tracks, %d frames", a.encoder, len(frames), sum(len(f) for f in frames))
 
 
+class EmbedBaselineSettings(Settings):
+    sr: int
+    window_s: float
+    hop_s: float
+
+
 @job_args
 class EmbedBaselineArgs(SettingsArgs):
     encoder: str
@@ -494,7 +563,7 @@ class EmbedBaselineArgs(SettingsArgs):
 
 
 @job("embed-baseline")
-def embed_baseline(a: EmbedBaselineArgs) -> None:
+def embed_baseline(a: EmbedBaselineArgs, p: EmbedBaselineSettings) -> None:
     """Embedding-similarity baseline (docs/spec.md §2): track-level cosine scores, time-averaged and all-against-all."""
     from aria.attribution.embedding import all_against_all_scores, cosine_scores
     from aria.audio.encoders import get_encoder
@@ -503,7 +572,6 @@ def embed_baseline(a: EmbedBaselineArgs) -> None:
     from aria.io.stores import ScoreWriter
     from aria.io.tables import read_npz
 
-    p = a.params
     torch_setup(a.threads)
     enc = get_encoder(a.encoder, n_threads=a.threads)
     corpus = read_corpus_frames(a.corpus)
@@ -536,6 +604,10 @@ def embed_baseline(a: EmbedBaselineArgs) -> None:
     log.info("%s: %d training tracks x %d queries", a.encoder, len(tr), len(qu))
 
 
+class TracklevelSettings(Settings):
+    normalize: str
+
+
 @job_args
 class TracklevelArgs(SettingsArgs, EngineArgs):
     scores: str
@@ -543,13 +615,12 @@ class TracklevelArgs(SettingsArgs, EngineArgs):
 
 
 @job("tracklevel")
-def tracklevel(a: TracklevelArgs) -> None:
+def tracklevel(a: TracklevelArgs, p: TracklevelSettings) -> None:
     """Track-level matrix (docs/spec.md §3): per-query normalization, then the mean over each track's segments."""
     from aria.attribution.tracklevel import track_level
     from aria.io.stores import ScoreWriter, open_scores
     from aria.io.tables import read_npz
 
-    p = a.params
     S, rows, cols = open_scores(a.scores)
     seg = read_npz(a.segments)
     if not np.array_equal(seg["segment_ids"], rows):

@@ -1,21 +1,32 @@
-"""The job contract: one frozen argument dataclass per job, and the registry the command line is built from.
+"""The job contract: one frozen argument dataclass per job, one frozen settings dataclass per job
+that has settings, and the registry the command line is built from.
 
-A job is a library function ``fn(a: SomethingArgs) -> None`` registered with :func:`job`. Its
-dataclass declares the command-line options: a field ``out_dir`` is the option ``--out-dir``; a
-field without a default is required; :func:`arg` and :func:`opt` carry the argparse details
-(``nargs``, ``choices``, ``action``, ``help``). :mod:`aria.cli` generates ``aria <job> --help``
-from these fields, so the rules, the CLI and the tests read one declaration.
+A job is a library function ``fn(a: SomethingArgs) -> None``, or ``fn(a: SomethingArgs, p:
+SomethingSettings) -> None`` when it takes settings, registered with :func:`job`.
+
+- The argument dataclass (:func:`job_args`) declares the command-line options: a field ``out_dir``
+  is the option ``--out-dir``; a field without a default is required; :func:`arg` and :func:`opt`
+  carry the argparse details (``nargs``, ``choices``, ``action``, ``help``). :mod:`aria.cli`
+  generates ``aria <job> --help`` from these fields.
+- The settings dataclass (a :class:`Settings`) declares the config values the job depends on: the
+  plan (:mod:`aria.workflow.plan`) builds it from the validated config, the rule passes it as the
+  ``--params`` JSON object, and the command line checks that JSON against the same fields
+  (:meth:`Settings.from_dict`) before the job runs, so the plan, the rules, the CLI and the tests
+  read one declaration.
 """
 
 from __future__ import annotations
 
 import json
+import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 
 __all__ = [
     "JobArgs",
+    "Settings",
+    "UNSET",
     "SettingsArgs",
     "ModelJobArgs",
     "EngineArgs",
@@ -48,6 +59,102 @@ def opt(default, *, help: str | None = None, json: bool = False, **argparse_kw):
     return field(default=default, metadata={"argparse": argparse_kw, "help": help, "json": json})
 
 
+class _Unset:
+    """The type of :data:`UNSET`."""
+
+    def __repr__(self):
+        return "UNSET"
+
+
+#: The default of a setting the plan may leave out: such a setting is absent from the job's mapping
+#: (``p.get(name, default)`` gives the default), and from the ``--params`` JSON.
+UNSET = _Unset()
+
+
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
+class Settings(Mapping):
+    """A job's settings: a frozen, keyword-only dataclass that the job also reads as a mapping.
+
+    Subclasses are dataclasses by declaration (``class LdsSettings(Settings): n_boot: int``). A
+    field is a setting; one with the default :data:`UNSET` is optional. ``class X(Settings,
+    open=True)`` also takes settings it does not declare (a registered method's own parameters) and
+    keeps them in the mapping.
+
+    The mapping (``p["k"]``, ``p.get``, ``**p``) and :meth:`to_dict` hold the given settings,
+    :meth:`from_dict` checks a JSON object against the fields.
+    """
+
+    _open: typing.ClassVar[bool] = False
+    _extra: typing.ClassVar[Mapping] = types.MappingProxyType({})
+
+    def __init_subclass__(cls, *, open: bool = False, **kw):
+        super().__init_subclass__(**kw)
+        cls._open = open
+        # eq=False: settings compare as mappings (Mapping.__eq__), a method's own parameters included
+        dataclass(frozen=True, kw_only=True, eq=False)(cls)
+
+    @classmethod
+    def from_dict(cls, values: Mapping, *, job: str) -> Settings:
+        """The settings of job ``job`` from a JSON object ``values``.
+
+        Raises
+        ------
+        ValueError
+            Naming the job and the settings: unknown (of a closed class), missing, or of the wrong type.
+        """
+        if isinstance(values, cls):
+            return values
+        hints = typing.get_type_hints(cls)
+        declared = {f.name: f for f in fields(cls)}
+        where = f"aria {job} --params"
+        unknown = sorted(set(values) - set(declared))
+        if unknown and not cls._open:
+            raise ValueError(f"{where}: unknown setting(s) {unknown}; {cls.__name__} takes {sorted(declared)}")
+        missing = [n for n, f in declared.items() if f.default is MISSING and n not in values]
+        if missing:
+            raise ValueError(f"{where}: missing setting(s) {missing} ({cls.__name__})")
+        for name in set(values) & set(declared):
+            if not _is_a(values[name], hints[name]):
+                raise ValueError(f"{where}: setting {name!r} must be {hints[name]}, got {values[name]!r}")
+        out = cls(**{n: values[n] for n in declared if n in values})
+        if unknown:
+            object.__setattr__(out, "_extra", {n: values[n] for n in unknown})
+        return out
+
+    def to_dict(self) -> dict:
+        """The given settings (an :data:`UNSET` one left out) as a plain dict, e.g. for JSON."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not UNSET}
+        return {**out, **self._extra}
+
+    def __getitem__(self, name: str):
+        value = getattr(self, name, UNSET) if name in self.__dataclass_fields__ else self._extra.get(name, UNSET)
+        if value is UNSET:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+def _is_a(value, hint) -> bool:
+    """Whether a JSON value fits a settings field's type (``float`` takes an ``int``, never a ``bool``)."""
+    if hint is typing.Any:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_a(value, h) for h in typing.get_args(hint))
+    hint = typing.get_origin(hint) or hint
+    if hint is type(None):
+        return value is None
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
+
+
 @typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
 def job_args(cls):
     """Make ``cls`` a job's argument dataclass: frozen and keyword-only.
@@ -71,7 +178,7 @@ class SettingsArgs(JobArgs):
     and writes one main output ``--out``.
     """
 
-    params: dict = arg(json=True, help="the job's settings: a JSON object, or the path of a .json file")
+    params: Mapping = arg(json=True, help="the job's settings: a JSON object, or the path of a .json file")
     out: str
 
 
@@ -95,11 +202,22 @@ class EngineArgs(JobArgs):
 
 @dataclass(frozen=True)
 class Job:
-    """A registered job: its command name, function and argument dataclass."""
+    """A registered job: its command name, function, argument dataclass and settings dataclass (None:
+    the job takes no settings).
+    """
 
     name: str
-    fn: Callable[[JobArgs], object]
+    fn: Callable[..., object]
     args: type[JobArgs]
+    settings: type[Settings] | None = None
+
+    def __call__(self, values: Mapping):
+        """Run the job on the parsed option ``values`` (JSON options parsed, settings checked)."""
+        values = parse_json_fields(self.args, values, job=self.name)
+        if self.settings is not None:
+            values["params"] = self.settings.from_dict(values["params"], job=self.name)
+        a = self.args(**values)
+        return self.fn(a) if self.settings is None else self.fn(a, a.params)
 
 
 #: Every registered job by command name, in registration order (filled by importing the job modules).
@@ -107,17 +225,24 @@ JOBS: dict[str, Job] = {}
 
 
 def job(name: str):
-    """Register ``fn(a: XArgs)`` as the job ``aria <name>``; the dataclass is read from the annotation."""
+    """Register ``fn(a: XArgs)`` or ``fn(a: XArgs, p: XSettings)`` as the job ``aria <name>``; the
+    dataclasses are read from the annotations (``p`` is ``a.params``, checked against ``XSettings``).
+    """
 
     def register(fn):
-        cls = typing.get_type_hints(fn)["a"]
+        hints = typing.get_type_hints(fn)
+        cls, settings = hints["a"], hints.get("p")
         if not (isinstance(cls, type) and issubclass(cls, JobArgs)):
             raise TypeError(f"job {name}: its argument must be annotated with a JobArgs dataclass, got {cls!r}")
+        if settings is not None and not (
+            isinstance(settings, type) and issubclass(settings, Settings) and "params" in cls.__dataclass_fields__
+        ):
+            raise TypeError(f"job {name}: annotate p with a Settings dataclass and give {cls.__name__} params")
         if name in JOBS:
             raise ValueError(f"job {name!r} is registered twice ({JOBS[name].fn.__module__} and {fn.__module__})")
         if "__doc__" not in vars(cls) or cls.__doc__.startswith(cls.__name__ + "("):  # dataclass's own
             cls.__doc__ = f"Arguments of ``aria {name}``."
-        JOBS[name] = Job(name, fn, cls)
+        JOBS[name] = Job(name, fn, cls, settings)
         return fn
 
     return register

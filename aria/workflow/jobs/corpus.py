@@ -6,6 +6,7 @@ The job contract (argument dataclasses, registration, the generated command line
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
 from aria.seeding import stable_seed
-from aria.workflow.jobs.base import JobArgs, SettingsArgs, arg, job, job_args, opt, torch_setup
+from aria.workflow.jobs.base import UNSET, JobArgs, Settings, SettingsArgs, arg, job, job_args, opt, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -28,14 +29,22 @@ def _stable_reason(text: str) -> str:
     return re.sub(r"0x[0-9a-fA-F]+", "0x…", re.sub(r"id\(\)=\d+", "id()=…", str(text)))
 
 
+class DemoCollectionSettings(Settings):
+    seed: int
+    collection: str
+    n_pieces: int
+    n_eval: int
+    max_duration_s: float
+
+
 @job_args
 class DemoCollectionArgs(JobArgs):
     out_dir: str
-    params: dict = arg(json=True)
+    params: Mapping = arg(json=True)
 
 
 @job("demo-collection")
-def demo_collection(a: DemoCollectionArgs) -> None:
+def demo_collection(a: DemoCollectionArgs, p: DemoCollectionSettings) -> None:
     """Build one collection's share of the embedded demo corpus (MIDI files + part manifest)."""
     import pandas as pd
 
@@ -46,7 +55,6 @@ def demo_collection(a: DemoCollectionArgs) -> None:
     from aria.symbolic.corpus import synthetic_dynamics, truncate_notes
     from aria.symbolic.notes import seconds_to_beats
 
-    p = a.params
     col, n_want, n_eval = p["collection"], p["n_pieces"], p["n_eval"]
     rows, skipped = [], []
     with atomic_dir(a.out_dir) as tmp:
@@ -129,10 +137,16 @@ def merge_manifests(a: MergeManifestsArgs) -> None:
     )
 
 
+class SymbolicSegmentsSettings(Settings):
+    root: str | None
+    block_tokens: int
+    prompt_tokens: int
+
+
 @job_args
 class SymbolicSegmentsArgs(JobArgs):
     manifest: str
-    params: dict = arg(json=True)
+    params: Mapping = arg(json=True)
     out_train: str
     out_eval: str
     out_csv: str
@@ -140,7 +154,7 @@ class SymbolicSegmentsArgs(JobArgs):
 
 
 @job("symbolic-segments")
-def symbolic_segments(a: SymbolicSegmentsArgs) -> None:
+def symbolic_segments(a: SymbolicSegmentsArgs, p: SymbolicSegmentsSettings) -> None:
     """Tokenize every track; cut training tracks into blocks; take eval prompts."""
     import pandas as pd
 
@@ -148,7 +162,6 @@ def symbolic_segments(a: SymbolicSegmentsArgs) -> None:
     from aria.io.tables import read_manifest, write_csv, write_npz
     from aria.symbolic.tokenize import encode, split_blocks
 
-    p = a.params
     block, prompt = p["block_tokens"], p["prompt_tokens"]
     man = read_manifest(a.manifest, root=p.get("root"))
     tr_tok, tr_mask, seg_rows = [], [], []
@@ -223,6 +236,16 @@ def symbolic_segments(a: SymbolicSegmentsArgs) -> None:
     log.info("%d training segments from %d tracks; %d eval prompts", len(seg_rows), len(streams), len(ev_ids))
 
 
+class SymbolicQueriesSettings(Settings):
+    seed: int
+    block_tokens: int
+    prompt_tokens: int
+    temperature: float
+    top_k: int
+    kind: str = UNSET
+    planted: dict = UNSET
+
+
 @job_args
 class SymbolicQueriesArgs(SettingsArgs):
     model: str
@@ -231,13 +254,12 @@ class SymbolicQueriesArgs(SettingsArgs):
 
 
 @job("symbolic-queries")
-def symbolic_queries(a: SymbolicQueriesArgs) -> None:
+def symbolic_queries(a: SymbolicQueriesArgs, p: SymbolicQueriesSettings) -> None:
     """Generate one query per eval prompt with the main model; save tokens and MIDI."""
     from aria.io.tables import read_npz, write_npz
     from aria.models.training import generate
     from aria.symbolic.tokenize import PAD
 
-    p = a.params
     torch_setup(a.threads)
     model, _ = load_model(a.model)
     ev = read_npz(a.eval)
@@ -270,6 +292,13 @@ def _write_query_midi(folder, query_ids, tokens) -> None:
                 write_midi(Path(tmp) / f"{qid}.mid", notes)
 
 
+class SymbolicPlantedQueriesSettings(Settings):
+    seed: int
+    block_tokens: int
+    root: str | None
+    planted: dict
+
+
 @job_args
 class SymbolicPlantedQueriesArgs(SettingsArgs):
     segments: str
@@ -278,7 +307,7 @@ class SymbolicPlantedQueriesArgs(SettingsArgs):
 
 
 @job("symbolic-planted-queries")
-def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs) -> None:
+def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs, p: SymbolicPlantedQueriesSettings) -> None:
     """Planted-influence queries: training pieces' first segments copied, one aspect each, onto
     held-out pieces (aria.symbolic.plant); save tokens, sources, aspects and MIDI.
     """
@@ -286,7 +315,6 @@ def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs) -> None:
     from aria.io.tables import read_manifest, read_npz, write_npz
     from aria.symbolic.plant import planted_queries
 
-    p = a.params
     tr = read_npz(a.segments)
     streams = {str(t): ragged_item(tr["streams"], tr["stream_offsets"], i) for i, t in enumerate(tr["stream_tracks"])}
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -311,19 +339,31 @@ def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs) -> None:
     )
 
 
+class AudioPlantedQueriesSettings(Settings):
+    seed: int
+    root: str | None
+    midi_root: str | None
+    planted: dict
+    sr: int
+    semantic: dict
+    acoustic: dict
+    cond: dict
+    windows: dict
+
+
 @job_args
 class AudioPlantedQueriesArgs(JobArgs):
     manifest: str
     tokens: str
     midi_manifest: str
     tokenizers: str
-    params: dict = arg(json=True)
+    params: Mapping = arg(json=True)
     out_dir: str
     out_audio: str
 
 
 @job("audio-planted-queries")
-def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
+def audio_planted_queries(a: AudioPlantedQueriesArgs, p: AudioPlantedQueriesSettings) -> None:
     """Planted-influence queries of the audio experiment: the symbolic plants rendered to audio
     (aria.audio.plant) on held-out tracks, tokenized into each stage's first window; save each
     stage's queries with their sources and aspects, and the query audio.
@@ -338,7 +378,6 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
     from aria.io.tables import read_manifest, read_npz, write_npz
     from aria.symbolic.plant import plant_assignments
 
-    p = a.params
     vocab, pl, sr = _audio_vocab(p), p["planted"], p["sr"]
     window = max(p["windows"].values())
     man = read_manifest(a.manifest, root=p.get("root"))
@@ -402,6 +441,13 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs) -> None:
     )
 
 
+class CheckPoolSettings(Settings):
+    ks: list
+    min_queries: int
+    unit: str = UNSET  # the symbolic pool's unit
+    n_queries: int = UNSET  # audio planted queries: how many there are
+
+
 @job_args
 class CheckPoolArgs(SettingsArgs):
     manifest: str | None = opt(None)
@@ -410,12 +456,11 @@ class CheckPoolArgs(SettingsArgs):
 
 
 @job("check-pool")
-def check_pool(a: CheckPoolArgs) -> None:
+def check_pool(a: CheckPoolArgs, p: CheckPoolSettings) -> None:
     """Every K against the homogeneity pool left after the filters, and the surviving queries (before training)."""
     from aria.evaluation.accounting import pool_check
     from aria.io.tables import read_csv, read_manifest, read_npz, write_json
 
-    p = a.params
     if a.manifest:  # audio: the pool is the training tracks the corpus step kept
         man = read_manifest(a.manifest, check_files=False)
         n_pool, n_q = int((man["split"] == "train").sum()), int((man["split"] == "eval").sum())
@@ -440,15 +485,25 @@ def check_pool(a: CheckPoolArgs) -> None:
     log.info("pool of %d items, %d queries: every K in %s fits", n_pool, n_q, p["ks"])
 
 
+class AudioDemoCorpusSettings(Settings):
+    seed: int
+    sr: int
+    n_train: int
+    n_eval: int
+    duration_s: float
+    min_duration_s: float
+    max_silence_share: float
+
+
 @job_args
 class AudioDemoCorpusArgs(JobArgs):
     midi_manifest: str
-    params: dict = arg(json=True)
+    params: Mapping = arg(json=True)
     out_dir: str
 
 
 @job("audio-demo-corpus")
-def audio_demo_corpus(a: AudioDemoCorpusArgs) -> None:
+def audio_demo_corpus(a: AudioDemoCorpusArgs, p: AudioDemoCorpusSettings) -> None:
     """Render the symbolic demo's MIDI pieces to audio with varied General MIDI instruments."""
     import pandas as pd
 
@@ -459,7 +514,6 @@ def audio_demo_corpus(a: AudioDemoCorpusArgs) -> None:
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_manifest, write_csv, write_dropped
 
-    p = a.params
     man = read_manifest(a.midi_manifest)
     rows, skipped = [], []
     want = {"train": p["n_train"], "eval": p["n_eval"]}
@@ -552,13 +606,21 @@ def _empty_split_message(source, empty, listed, kept, lost, dropped_path) -> str
     return msg + (f". Every track left out, with its reason: {dropped_path}" if dropped_path else "")
 
 
+class AudioImportSettings(Settings):
+    sr: int
+    kind: str
+    audio_folder: dict = UNSET
+    fma: dict = UNSET
+    filters: dict = UNSET
+
+
 @job_args
 class AudioImportArgs(SettingsArgs):
     out_dropped: str | None = opt(None)
 
 
 @job("audio-import")
-def audio_import(a: AudioImportArgs) -> None:
+def audio_import(a: AudioImportArgs, p: AudioImportSettings) -> None:
     """Import a user audio corpus (manifest or FMA metadata), apply the quality filters, write the manifest."""
     import pandas as pd
 
@@ -567,7 +629,6 @@ def audio_import(a: AudioImportArgs) -> None:
     from aria.io.fma import fma_audio_path, read_audio_manifest, read_fma_tracks
     from aria.io.tables import write_csv, write_dropped
 
-    p = a.params
     lost = []  # (track_id, split, step, reason, value) of every track left out
     if p["kind"] == "fma":
         source = p["fma"]["tracks_csv"]
@@ -642,6 +703,15 @@ def _audio_vocab(p):
 FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 
+class AudioTokenizeSettings(Settings):
+    seed: int
+    root: str | None
+    sr: int
+    semantic: dict
+    acoustic: dict
+    cond: dict
+
+
 @job_args
 class AudioTokenizeArgs(SettingsArgs):
     manifest: str
@@ -649,14 +719,13 @@ class AudioTokenizeArgs(SettingsArgs):
 
 
 @job("audio-tokenize")
-def audio_tokenize(a: AudioTokenizeArgs) -> None:
+def audio_tokenize(a: AudioTokenizeArgs, p: AudioTokenizeSettings) -> None:
     """Fit the semantic, acoustic and conditioning tokenizers on training tracks; encode every track."""
     from aria.audio.stages import ConditioningRVQ
     from aria.audio.tokenizers import MelRVQ, SemanticKMeans
     from aria.io.audio import load_audio
     from aria.io.tables import read_manifest, write_npz
 
-    p = a.params
     man = read_manifest(a.manifest, root=p.get("root"))
     is_train = (man["split"] == "train").to_numpy()
     # fit on at most FIT_TRACKS training tracks (a seeded subset of a large corpus), then
@@ -706,6 +775,14 @@ def audio_tokenize(a: AudioTokenizeArgs) -> None:
     )
 
 
+class AudioSegmentsSettings(Settings):
+    sr: int
+    semantic: dict
+    acoustic: dict
+    cond: dict
+    windows: dict
+
+
 @job_args
 class AudioSegmentsArgs(SettingsArgs):
     tokens: str
@@ -714,14 +791,13 @@ class AudioSegmentsArgs(SettingsArgs):
 
 
 @job("audio-segments")
-def audio_segments(a: AudioSegmentsArgs) -> None:
+def audio_segments(a: AudioSegmentsArgs, p: AudioSegmentsSettings) -> None:
     """Stage sequences (docs/spec.md §1 windows) of every training track for one stage."""
     import pandas as pd
 
     from aria.audio.tokenizers import stage_windows
     from aria.io.tables import read_npz, write_csv, write_npz
 
-    p = a.params
     vocab, stage = _audio_vocab(p), a.stage
     d = read_npz(a.tokens)
     toks, masks, lmasks, seg_rows = [], [], [], []
@@ -753,18 +829,29 @@ def audio_segments(a: AudioSegmentsArgs) -> None:
     log.info("%s: %d training segments of %d tokens", stage, len(toks), vocab.seq_len(stage))
 
 
+class AudioQueriesSettings(Settings):
+    seed: int
+    sr: int
+    semantic: dict
+    acoustic: dict
+    cond: dict
+    windows: dict
+    prompt_s: float
+    temperature: float
+
+
 @job_args
 class AudioQueriesArgs(JobArgs):
     tokens: str
     tokenizers: str
     models: list[str] = arg(nargs=3)
-    params: dict = arg(json=True)
+    params: Mapping = arg(json=True)
     out_dir: str
     out_audio: str
 
 
 @job("audio-queries")
-def audio_queries(a: AudioQueriesArgs) -> None:
+def audio_queries(a: AudioQueriesArgs, p: AudioQueriesSettings) -> None:
     """Hierarchical generation for each held-out track: semantic, then coarse, then fine;
     one query per stage, and the generated codes decoded to audio.
     """
@@ -774,7 +861,6 @@ def audio_queries(a: AudioQueriesArgs) -> None:
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
 
-    p = a.params
     torch_setup(a.threads)
     vocab = _audio_vocab(p)
     d = read_npz(a.tokens)

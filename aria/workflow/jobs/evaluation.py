@@ -6,15 +6,22 @@ The job contract (argument dataclasses, registration, the generated command line
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
-from aria.workflow.jobs.base import EngineArgs, JobArgs, SettingsArgs, arg, job, job_args, opt
+from aria.workflow.jobs.base import UNSET, EngineArgs, JobArgs, Settings, SettingsArgs, arg, job, job_args, opt
 
 log = logging.getLogger("aria")
+
+
+class PlantedSettings(Settings):
+    ks: list
+    main_k: int
+    domain: str = UNSET
 
 
 @job_args
@@ -26,7 +33,7 @@ class PlantedArgs(SettingsArgs):
 
 
 @job("planted")
-def planted(a: PlantedArgs) -> None:
+def planted(a: PlantedArgs, p: PlantedSettings) -> None:
     """One method against the planted truth: precision@K, recall@K and reciprocal rank of each
     query's source segments (or, for a track-level matrix given without ``--segments``, the source
     track), and the rank of the planted channel by homogeneity z.
@@ -36,7 +43,6 @@ def planted(a: PlantedArgs) -> None:
     from aria.io.tables import read_json, read_npz, write_json
     from aria.symbolic.plant import ASPECTS, AUDIO_ASPECTS
 
-    p = a.params
     channel_of = AUDIO_ASPECTS if p.get("domain") == "audio" else ASPECTS
     qu, hom = read_npz(a.queries), read_json(a.homogeneity)
     if "source_tracks" not in qu:
@@ -223,6 +229,15 @@ def _lds_collections(a) -> tuple:
     )
 
 
+class LdsGroundTruthSettings(Settings):
+    seed: int
+    stage: str
+    alpha: float
+    runs: int
+    recipe: str
+    init: str
+
+
 @job_args
 class LdsGroundTruthArgs(SettingsArgs):
     subsets: list[str] = arg(nargs="+")
@@ -232,7 +247,7 @@ class LdsGroundTruthArgs(SettingsArgs):
 
 
 @job("lds-ground-truth")
-def lds_ground_truth(a: LdsGroundTruthArgs) -> None:
+def lds_ground_truth(a: LdsGroundTruthArgs, p: LdsGroundTruthSettings) -> None:
     """Gather the retrained subsets of one stage into its ground-truth store, with the seeds and
     steps of every run and, given ``--manifest/--segments/--queries``, each segment's and query's
     collection (genre: the partial LDS's genre-mix control and the reference rows).
@@ -241,7 +256,6 @@ def lds_ground_truth(a: LdsGroundTruthArgs) -> None:
     from aria.io.stores import write_ground_truth
     from aria.io.tables import read_npz
 
-    p = a.params
     parts = [read_npz(f) for f in a.subsets]
     for f, part in zip(a.subsets[1:], parts[1:]):
         if not (
@@ -299,13 +313,19 @@ def _log_ceiling(ceiling: dict) -> None:
     )
 
 
+class LdsReferencesSettings(Settings):
+    n_boot: int
+    seed: int
+    stage: str
+
+
 @job_args
 class LdsReferencesArgs(SettingsArgs):
     ground_truth: str
 
 
 @job("lds-references")
-def lds_references(a: LdsReferencesArgs) -> None:
+def lds_references(a: LdsReferencesArgs, p: LdsReferencesSettings) -> None:
     """The seed-noise ceiling of one stage's ground truth and the LDS of its reference rows
     (:func:`aria.evaluation.lds.reference_matrices`), for the validation table.
     """
@@ -313,7 +333,6 @@ def lds_references(a: LdsReferencesArgs) -> None:
     from aria.io.stores import read_ground_truth
     from aria.io.tables import write_json
 
-    p = a.params
     gt = read_ground_truth(a.ground_truth)
     masks, targets = gt["masks"], gt["targets"]
     ceiling = seed_noise_ceiling(gt["target_runs"])
@@ -358,6 +377,11 @@ def lds_references(a: LdsReferencesArgs) -> None:
     )
 
 
+class LdsSettings(Settings):
+    n_boot: int
+    seed: int
+
+
 @job_args
 class LdsArgs(SettingsArgs):
     scores: str
@@ -365,13 +389,12 @@ class LdsArgs(SettingsArgs):
 
 
 @job("lds")
-def lds(a: LdsArgs) -> None:
+def lds(a: LdsArgs, p: LdsSettings) -> None:
     """LDS and partial LDS of one method against its stage's ground truth, streaming the score store."""
     from aria.evaluation.lds import lds_controls, lds_summary, predicted_targets
     from aria.io.stores import iter_row_chunks, open_scores, read_ground_truth
     from aria.io.tables import write_json
 
-    p = a.params
     gt = read_ground_truth(a.ground_truth)
     S, rows, cols = open_scores(a.scores)
     if not np.array_equal(rows, gt["row_ids"]):
@@ -393,6 +416,10 @@ def lds(a: LdsArgs) -> None:
     write_json(a.out, {**res, "partial_controls": controls["names"], "query_ids": cols})
 
 
+class SymbolicFeaturesSettings(Settings):
+    block_tokens: int
+
+
 @job_args
 class SymbolicFeaturesArgs(SettingsArgs):
     segments: str
@@ -400,14 +427,13 @@ class SymbolicFeaturesArgs(SettingsArgs):
 
 
 @job("symbolic-features")
-def symbolic_features(a: SymbolicFeaturesArgs) -> None:
+def symbolic_features(a: SymbolicFeaturesArgs, p: SymbolicFeaturesSettings) -> None:
     """docs/spec.md §5 symbolic features of every training segment."""
     from aria.io.tables import read_npz, write_npz
     from aria.symbolic.features import extract_many
     from aria.symbolic.notes import shift_tempo_map
     from aria.symbolic.tokenize import segment_notes
 
-    p = a.params
     d = read_npz(a.segments)
     notes, tempos = [], []
     for i in range(len(d["stream_tracks"])):
@@ -449,6 +475,12 @@ def _evidence(features, manifest):
     return evidence_pool(read_evidence(features), pool=pool)
 
 
+class NullSettings(Settings):
+    ks: list
+    n_groups: int
+    seed: int
+
+
 @job_args
 class NullArgs(SettingsArgs):
     features: str
@@ -456,12 +488,11 @@ class NullArgs(SettingsArgs):
 
 
 @job("null")
-def null(a: NullArgs) -> None:
+def null(a: NullArgs, p: NullSettings) -> None:
     """Null mean/std of homogeneity over random groups of the training pool, per K."""
     from aria.evaluation.homogeneity import null_distribution
     from aria.io.layouts import write_null
 
-    p = a.params
     ids, feats, channels = _evidence(a.features, a.manifest)
     too_big = [k for k in p["ks"] if k > len(ids)]
     if too_big:  # the pool check ran on the corpus; items can still drop out later (feature extraction)
@@ -506,6 +537,15 @@ def _confound_labels(ids, a) -> dict | None:
     }
 
 
+class HomogeneitySettings(Settings):
+    domain: str
+    main_k: int
+    n_groups: int
+    seed: int
+    unit: str = UNSET
+    normalize: str = UNSET
+
+
 @job_args
 class HomogeneityArgs(JobArgs):
     scores: str
@@ -515,19 +555,18 @@ class HomogeneityArgs(JobArgs):
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     queries: str | None = opt(None)
-    params: dict = arg(
+    params: Mapping = arg(
         json=True, help='JSON: "domain" (symbolic | audio) and the confound checks\' main_k, n_groups, seed'
     )
 
 
 @job("homogeneity")
-def homogeneity(a: HomogeneityArgs) -> None:
+def homogeneity(a: HomogeneityArgs, p: HomogeneitySettings) -> None:
     """Per-query homogeneity z-scores of one method's top-K groups, for every K."""
     from aria.io.layouts import read_null
     from aria.io.stores import open_scores
     from aria.io.tables import write_json
 
-    p = a.params
     if p.get("domain") not in ("symbolic", "audio"):
         raise ValueError(f"--params must name the domain, symbolic or audio; got {p.get('domain')!r}")
     audio = p["domain"] == "audio"
@@ -546,6 +585,15 @@ def homogeneity(a: HomogeneityArgs) -> None:
     write_json(a.out, {**doc, "unit": p.get("unit", "track" if audio else "segment")})
 
 
+class AudioFeaturesSettings(Settings):
+    shard: int
+    n_shards: int
+    sr: int
+    root: str | None
+    chords: str = UNSET
+    omnizart_checkpoint: str = UNSET
+
+
 @job_args
 class AudioFeaturesArgs(SettingsArgs):
     manifest: str
@@ -553,7 +601,7 @@ class AudioFeaturesArgs(SettingsArgs):
 
 
 @job("audio-features")
-def audio_features(a: AudioFeaturesArgs) -> None:
+def audio_features(a: AudioFeaturesArgs, p: AudioFeaturesSettings) -> None:
     """docs/spec.md §5 audio features of one shard of tracks (models loaded once per shard).
 
     Shard s of n takes manifest rows s, s + n, s + 2n, ...
@@ -563,7 +611,6 @@ def audio_features(a: AudioFeaturesArgs) -> None:
     from aria.audio.features import build_processors, extract_many
     from aria.io.tables import read_manifest, write_csv, write_npz
 
-    p = a.params
     man = read_manifest(a.manifest, root=p.get("root"))
     man = man.iloc[p["shard"] :: p["n_shards"]]
     procs = None
@@ -610,11 +657,16 @@ def merge_audio_features(a: MergeAudioFeaturesArgs) -> None:
     log.info("audio features of %d tracks from %d shards", len(out["track_ids"]), len(parts))
 
 
+class ResidualSettings(Settings):
+    max_dims_fraction: float
+    normalize: str = UNSET
+
+
 @job_args
 class ResidualArgs(JobArgs):
     scores: str
     out: str
-    params: dict | None = opt(None, json=True)
+    params: Mapping = arg(json=True)
     features: str | None = opt(None)
     null: str | None = opt(None)
     manifest: str | None = opt(None)
@@ -624,7 +676,7 @@ class ResidualArgs(JobArgs):
 
 
 @job("residual")
-def residual(a: ResidualArgs) -> None:
+def residual(a: ResidualArgs, p: ResidualSettings) -> None:
     """Residual S_res = S - sigma_1 u_1 v_1^T (docs/spec.md §7), streamed; homogeneity on it, the alignment of u_1.
 
     Writes the residual score store (u_1 and v_1 stored with it). With ``--features`` and
@@ -640,7 +692,6 @@ def residual(a: ResidualArgs) -> None:
     from aria.io.stores import ScoreWriter, open_scores, row_dim
     from aria.io.tables import read_npz, write_json
 
-    p = a.params or {}
     S, rows, cols = open_scores(a.scores)
     ax = leading_axis(S, stats=gram_stats(S, progress=True))
     u = np.zeros(len(rows))
@@ -681,6 +732,14 @@ def residual(a: ResidualArgs) -> None:
     log.info("alignment (A_max, A_R) of u_1 over %d units: %s", len(u_pool), fits)
 
 
+class SweepPointSettings(Settings, open=True):
+    # and the method's scoring parameters at the grid point
+    row_chunk: int
+    point: dict
+    stage: str
+    normalize: str = UNSET
+
+
 @job_args
 class SweepPointArgs(SettingsArgs):
     method: str
@@ -694,7 +753,7 @@ class SweepPointArgs(SettingsArgs):
 
 
 @job("sweep-point")
-def sweep_point(a: SweepPointArgs) -> None:
+def sweep_point(a: SweepPointArgs, p: SweepPointSettings) -> None:
     """One sensitivity grid point (docs/spec.md §7): the method's matrix at the point's parameters, its
     reliability diagnostics and its homogeneity, written as one JSON (the matrix is not kept).
     """
@@ -707,7 +766,6 @@ def sweep_point(a: SweepPointArgs) -> None:
     from aria.io.stores import ScoreWriter, open_scores, read_features
     from aria.io.tables import read_npz, write_json
 
-    p = a.params
     feats = [read_features(f) for f in a.features]
     for f in feats:
         f["lr"] = f["attrs"].get("lr")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import SettingsArgs, job, job_args, torch_setup
+from aria.workflow.jobs.base import UNSET, Settings, SettingsArgs, job, job_args, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -31,20 +31,35 @@ def _model_cfg(p):
     )
 
 
+class TrainSettings(Settings):
+    pretrained: str = UNSET  # the user's checkpoint of this member (then nothing else)
+    seed: int = UNSET
+    n_checkpoints: int = UNSET
+    block_tokens: int = UNSET
+    d_model: int = UNSET
+    n_layers: int = UNSET
+    n_heads: int = UNSET
+    d_ff: int = UNSET
+    epochs: int = UNSET
+    batch_size: int = UNSET
+    lr: float = UNSET
+    checkpoints: int = UNSET
+    vocab_size: int = UNSET  # an audio stage's vocabulary
+
+
 @job_args
 class TrainArgs(SettingsArgs):
     segments: str
 
 
 @job("train")
-def train(a: TrainArgs) -> None:
+def train(a: TrainArgs, p: TrainSettings) -> None:
     """Train one model of the ensemble (member ``seed``) and save its checkpoints."""
     import torch
 
     from aria.io.tables import load_torch, read_npz, save_torch
     from aria.models.training import train_model
 
-    p = a.params
     torch_setup(a.threads)
     if p.get("pretrained"):
         # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
@@ -86,6 +101,18 @@ def train(a: TrainArgs) -> None:
     )
 
 
+class LdsRetrainSettings(Settings):
+    subset: int
+    alpha: float
+    seed: int
+    runs: int
+    recipe: str
+    init: str
+    base_seed: int
+    member_seed: int
+    model: dict
+
+
 @job_args
 class LdsRetrainArgs(SettingsArgs):
     segments: str
@@ -93,7 +120,7 @@ class LdsRetrainArgs(SettingsArgs):
 
 
 @job("lds-retrain")
-def lds_retrain(a: LdsRetrainArgs) -> None:
+def lds_retrain(a: LdsRetrainArgs, p: LdsRetrainSettings) -> None:
     """Retrain on one random subset of a stage's training segments; targets f_q = -loss (docs/spec.md §9).
 
     Run r of subset m trains with seed ``base_seed + m * runs + r`` (:func:`retrain_seeds`).
@@ -108,7 +135,6 @@ def lds_retrain(a: LdsRetrainArgs) -> None:
     from aria.evaluation.lds import counterfactual_targets, retrain_seeds, subset_mask
     from aria.io.tables import read_npz, write_npz
 
-    p = a.params
     torch_setup(a.threads)
     tr, qu = read_npz(a.segments), read_npz(a.queries)
     keep = subset_mask(len(tr["tokens"]), p["subset"], alpha=p["alpha"], random_state=p["seed"])

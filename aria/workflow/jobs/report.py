@@ -6,11 +6,12 @@ The job contract (argument dataclasses, registration, the generated command line
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from aria.workflow.jobs.base import JobArgs, arg, job, job_args, opt
+from aria.workflow.jobs.base import UNSET, JobArgs, Settings, arg, job, job_args, opt
 from aria.workflow.jobs.evaluation import _evidence
 
 log = logging.getLogger("aria")
@@ -81,11 +82,26 @@ def _unlearning_docs(a, p) -> dict | None:
     return {"grid": grid, "compare": comp, "reason": p.get("selfinfluence_reason", "")}
 
 
+class ReportSettings(Settings):
+    experiment: str | None
+    main_k: int
+    rows: list
+    domain: str
+    stages: list
+    device: str
+    verdict: dict
+    reference_seed: int
+    selfinfluence_reason: str
+    root: str = UNSET  # audio: the corpus folder
+    labels: dict = UNSET
+    lds_rows: list = UNSET
+
+
 @job_args
 class ReportArgs(JobArgs):
     diagnostics: list[str] = arg(nargs="+")
     homogeneity: list[str] = arg(nargs="+")
-    params: dict = arg(json=True)
+    params: Mapping = arg(json=True)
     out_html: str
     out_md: str
     out_summary: str
@@ -111,7 +127,7 @@ class ReportArgs(JobArgs):
 
 
 @job("report")
-def report(a: ReportArgs) -> None:
+def report(a: ReportArgs, p: ReportSettings) -> None:
     """report.html, report.md and summary.json from diagnostics and homogeneity."""
     import os
 
@@ -119,7 +135,6 @@ def report(a: ReportArgs) -> None:
     from aria.io.tables import read_json, read_manifest, write_json, write_report_assets
     from aria.report import compose
 
-    p = a.params
     keys = p["rows"]
     diags = [read_json(f) for f in a.diagnostics]
     homs = [read_json(f) for f in a.homogeneity]

@@ -159,8 +159,9 @@ def _is_a(value, hint) -> bool:
 def job_args(cls):
     """Make ``cls`` a job's argument dataclass: frozen and keyword-only.
 
-    A class without a docstring of its own gets one from :func:`job` (``Arguments of aria <job>``):
-    the job function's docstring documents the job, the fields' ``help`` its options.
+    A class without a docstring of its own gets one from :func:`job` (``Arguments of aria <job>``;
+    a settings class ``Settings of aria <job>``): the job function's docstring documents the job,
+    the fields' ``help`` its options.
     """
     return dataclass(frozen=True, kw_only=True)(cls)
 
@@ -240,8 +241,9 @@ def job(name: str):
             raise TypeError(f"job {name}: annotate p with a Settings dataclass and give {cls.__name__} params")
         if name in JOBS:
             raise ValueError(f"job {name!r} is registered twice ({JOBS[name].fn.__module__} and {fn.__module__})")
-        if "__doc__" not in vars(cls) or cls.__doc__.startswith(cls.__name__ + "("):  # dataclass's own
-            cls.__doc__ = f"Arguments of ``aria {name}``."
+        for c, what in ((cls, "Arguments"), (settings, "Settings")):
+            if c is not None and (c.__doc__ or "").startswith(c.__name__ + "("):  # the dataclass's own
+                c.__doc__ = f"{what} of ``aria {name}``."
         JOBS[name] = Job(name, fn, cls, settings)
         return fn
 

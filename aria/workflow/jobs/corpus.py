@@ -339,16 +339,23 @@ def symbolic_planted_queries(a: SymbolicPlantedQueriesArgs, p: SymbolicPlantedQu
     )
 
 
-class AudioPlantedQueriesSettings(Settings):
-    seed: int
-    root: str | None
-    midi_root: str | None
-    planted: dict
+class TokenizerSettings(Settings):
+    """The audio tokenizers' settings (config audio.tokenizers, the sample rate, each stage's window
+    in seconds): what cutting stage sequences needs (audio-segments), and every job that tokenizes.
+    """
+
     sr: int
     semantic: dict
     acoustic: dict
     cond: dict
     windows: dict
+
+
+class AudioPlantedQueriesSettings(TokenizerSettings):
+    seed: int
+    root: str | None
+    midi_root: str | None
+    planted: dict
 
 
 @job_args
@@ -775,14 +782,6 @@ def audio_tokenize(a: AudioTokenizeArgs, p: AudioTokenizeSettings) -> None:
     )
 
 
-class AudioSegmentsSettings(Settings):
-    sr: int
-    semantic: dict
-    acoustic: dict
-    cond: dict
-    windows: dict
-
-
 @job_args
 class AudioSegmentsArgs(SettingsArgs):
     tokens: str
@@ -791,7 +790,7 @@ class AudioSegmentsArgs(SettingsArgs):
 
 
 @job("audio-segments")
-def audio_segments(a: AudioSegmentsArgs, p: AudioSegmentsSettings) -> None:
+def audio_segments(a: AudioSegmentsArgs, p: TokenizerSettings) -> None:
     """Stage sequences (docs/spec.md §1 windows) of every training track for one stage."""
     import pandas as pd
 
@@ -829,13 +828,8 @@ def audio_segments(a: AudioSegmentsArgs, p: AudioSegmentsSettings) -> None:
     log.info("%s: %d training segments of %d tokens", stage, len(toks), vocab.seq_len(stage))
 
 
-class AudioQueriesSettings(Settings):
+class AudioQueriesSettings(TokenizerSettings):
     seed: int
-    sr: int
-    semantic: dict
-    acoustic: dict
-    cond: dict
-    windows: dict
     prompt_s: float
     temperature: float
 

@@ -44,7 +44,7 @@ if AUDIO:
 
     rule merge_audio_features:
         input:
-            shards=expand(results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP), shard=range(AUDIO_SHARDS)),
+            parts=expand(results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP), shard=range(AUDIO_SHARDS)),
         output:
             out=results("evidence/audio_features.npz", AUDIO_EXP),
         log:

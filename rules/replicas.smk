@@ -55,7 +55,7 @@ use rule unlearning_chunk as replica_unlearning_chunk with:
 
 use rule unlearning_merge as replica_unlearning_merge with:
     input:
-        chunks=lambda w: [
+        parts=lambda w: [
             results(f"replicas/{w.stage}/unlearning/m{w.m}_chunks/q{c}.npz", w.exp)
             for c in range(unlearning_chunks(w))
         ],

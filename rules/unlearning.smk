@@ -57,7 +57,7 @@ rule unlearning_chunk:
 
 rule unlearning_merge:
     input:
-        chunks=unlearning_chunk_files,
+        parts=unlearning_chunk_files,
     output:
         out=directory(results("scores/{stage}/unlearning.zarr")),
     log:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,6 @@ def test_runtime_does_not_import_the_cli():
     assert out.strip() == "[]"
 
 
-@dataclass(frozen=True, kw_only=True)
 class _ToyArgs(JobArgs):
     model: str
     parts: list[str] = arg(nargs="+", help="the parts")
@@ -98,7 +97,6 @@ def test_json_options_arrive_parsed(tmp_path, given):
     """A JSON option (``--params``) is given inline or as a file; the job receives the dict."""
     from aria.workflow.jobs.base import parse_json_fields
 
-    @dataclass(frozen=True, kw_only=True)
     class WithParams(JobArgs):
         params: dict = arg(json=True)
         extra: dict | None = opt(None, json=True)
@@ -120,7 +118,6 @@ def test_json_options_arrive_parsed(tmp_path, given):
 def test_bad_json_options_name_the_job_and_option(tmp_path, monkeypatch, value, message):
     from aria.workflow.jobs.base import parse_json_fields
 
-    @dataclass(frozen=True, kw_only=True)
     class WithParams(JobArgs):
         params: dict = arg(json=True)
 

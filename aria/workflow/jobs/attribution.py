@@ -11,19 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from aria.io.checkpoints import load_model
 from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
 from aria.workflow.jobs.base import (
     UNSET,
     EngineArgs,
-    JobArgs,
     ModelJobArgs,
+    PartsArgs,
     Settings,
     SettingsArgs,
     arg,
     job,
-    job_args,
+    load_job_model,
     opt,
     torch_setup,
 )
@@ -42,7 +41,6 @@ class ProjectSettings(Settings):
     sjlt_s: int = UNSET
 
 
-@job_args
 class ProjectArgs(ModelJobArgs):
     queries: str
     cache_mib: int = opt(
@@ -84,8 +82,7 @@ def _projection_inputs(a, p, checkpoint=None):
     """
     from aria.io.tables import read_npz
 
-    torch_setup(a.threads, p["device"])
-    model, lr = load_model(a.model, checkpoint)
+    model, lr = load_job_model(a, p["device"], checkpoint)
     return model, lr, read_npz(a.segments), read_npz(a.queries)
 
 
@@ -120,9 +117,7 @@ def _write_projection(a, tr, qu, ftr, fq, attrs):
 
 def _model_on_device(a, p):
     """The job's model (``a.model``) on its device ``p["device"]``, torch given the job's threads."""
-    torch_setup(a.threads, p["device"])
-    model, _ = load_model(a.model)
-    return model.to(p["device"])
+    return load_job_model(a, p["device"])[0].to(p["device"])
 
 
 class UnlearningFisherSettings(Settings):
@@ -184,7 +179,6 @@ class UnlearningScoresSettings(Settings):
     chunk: int
 
 
-@job_args
 class UnlearningScoresArgs(ModelJobArgs):
     queries: str
     fisher: str
@@ -258,14 +252,8 @@ def unlearning_scores(a: UnlearningScoresArgs, p: UnlearningScoresSettings) -> N
     )
 
 
-@job_args
-class UnlearningMergeArgs(JobArgs):
-    chunks: list[str] = arg(nargs="+")
-    out: str
-
-
 @job("unlearning-merge")
-def unlearning_merge(a: UnlearningMergeArgs) -> None:
+def unlearning_merge(a: PartsArgs) -> None:
     """The chunks of ``aria unlearning-scores`` (in query order) as one N x Q score store, with the
     scores' round-off estimate against their spread in the store's ``numerics`` attribute.
     """
@@ -273,14 +261,14 @@ def unlearning_merge(a: UnlearningMergeArgs) -> None:
     from aria.io.stores import ScoreWriter
     from aria.io.tables import read_npz
 
-    parts = [read_npz(f) for f in a.chunks]
+    parts = [read_npz(f) for f in a.parts]
     rows = parts[0]["train_ids"]
-    for f, d in zip(a.chunks, parts):
+    for f, d in zip(a.parts, parts):
         if not np.array_equal(d["train_ids"], rows):
-            raise ValueError(f"{f}: its training items differ from {a.chunks[0]}'s (chunks of different runs?)")
+            raise ValueError(f"{f}: its training items differ from {a.parts[0]}'s (chunks of different runs?)")
     precisions = {str(d["precision"]) if "precision" in d else "float32" for d in parts}
     if len(precisions) > 1:
-        raise ValueError(f"{a.chunks[0]}: the chunks were computed in different precisions {sorted(precisions)}")
+        raise ValueError(f"{a.parts[0]}: the chunks were computed in different precisions {sorted(precisions)}")
     S = np.concatenate([d["scores"] for d in parts], axis=1)
     cols = np.concatenate([d["query_ids"] for d in parts])
     precision = precisions.pop()
@@ -324,7 +312,6 @@ class UnlearningSelfinfluenceSettings(Settings):
     device: str
 
 
-@job_args
 class UnlearningSelfinfluenceArgs(ModelJobArgs):
     queries: str
     fisher: str
@@ -403,8 +390,7 @@ def kfac_covariance(a: ModelJobArgs, p: KfacCovarianceSettings) -> None:
     from aria.attribution.factored import kfac_covariance
     from aria.io.tables import read_npz
 
-    torch_setup(a.threads)
-    model, _ = load_model(a.model)
+    model, _ = load_job_model(a)
     tr = read_npz(a.segments)
     t0 = time.perf_counter()
     cov = kfac_covariance(
@@ -429,7 +415,6 @@ class ProjectFactoredSettings(Settings, open=True):
     batch_size: int
 
 
-@job_args
 class ProjectFactoredArgs(ModelJobArgs):
     method: str
     queries: str
@@ -463,7 +448,6 @@ class ScoreSettings(Settings, open=True):
     row_chunk: int
 
 
-@job_args
 class ScoreArgs(SettingsArgs, EngineArgs):
     method: str
     features: list[str] = arg(nargs="+")
@@ -517,7 +501,6 @@ class EmbedCorpusSettings(Settings):
     root: str | None
 
 
-@job_args
 class EmbedCorpusArgs(SettingsArgs):
     encoder: str
     manifest: str
@@ -553,7 +536,6 @@ class EmbedBaselineSettings(Settings):
     hop_s: float
 
 
-@job_args
 class EmbedBaselineArgs(SettingsArgs):
     encoder: str
     corpus: str
@@ -608,7 +590,6 @@ class TracklevelSettings(Settings):
     normalize: str
 
 
-@job_args
 class TracklevelArgs(SettingsArgs, EngineArgs):
     scores: str
     segments: str

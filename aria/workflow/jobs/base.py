@@ -4,7 +4,7 @@ that has settings, and the registry the command line is built from.
 A job is a library function ``fn(a: SomethingArgs) -> None``, or ``fn(a: SomethingArgs, p:
 SomethingSettings) -> None`` when it takes settings, registered with :func:`job`.
 
-- The argument dataclass (:func:`job_args`) declares the command-line options: a field ``out_dir``
+- The argument dataclass (a :class:`JobArgs`) declares the command-line options: a field ``out_dir``
   is the option ``--out-dir``; a field without a default is required; :func:`arg` and :func:`opt`
   carry the argparse details (``nargs``, ``choices``, ``action``, ``help``). :mod:`aria.cli`
   generates ``aria <job> --help`` from these fields.
@@ -30,15 +30,17 @@ __all__ = [
     "SettingsArgs",
     "ModelJobArgs",
     "EngineArgs",
+    "SpecArgs",
+    "PartsArgs",
     "Job",
     "JOBS",
-    "job_args",
     "arg",
     "opt",
     "job",
     "options",
     "parse_json_fields",
     "torch_setup",
+    "load_job_model",
 ]
 
 
@@ -156,24 +158,22 @@ def _is_a(value, hint) -> bool:
 
 
 @typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
-def job_args(cls):
-    """Make ``cls`` a job's argument dataclass: frozen and keyword-only.
-
-    A class without a docstring of its own gets one from :func:`job` (``Arguments of aria <job>``;
-    a settings class ``Settings of aria <job>``): the job function's docstring documents the job,
-    the fields' ``help`` its options.
-    """
-    return dataclass(frozen=True, kw_only=True)(cls)
-
-
-@job_args
+@dataclass(frozen=True, kw_only=True)
 class JobArgs:
-    """What every job takes: the torch CPU threads it may use."""
+    """What every job takes: the torch CPU threads it may use.
+
+    Subclasses are frozen, keyword-only dataclasses by declaration (``class LdsArgs(SettingsArgs):
+    scores: str``). One without a docstring of its own gets one from :func:`job` (``Arguments of
+    aria <job>``): the job function's docstring documents the job, the fields' ``help`` its options.
+    """
 
     threads: int = opt(1, help="torch CPU threads")
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        dataclass(frozen=True, kw_only=True)(cls)
 
-@job_args
+
 class SettingsArgs(JobArgs):
     """A job that takes its settings as one ``--params`` JSON object (the plan's ``job_settings``)
     and writes one main output ``--out``.
@@ -183,7 +183,6 @@ class SettingsArgs(JobArgs):
     out: str
 
 
-@job_args
 class ModelJobArgs(SettingsArgs):
     """A job on one trained model (``--model``, an :mod:`aria.io.checkpoints` file) and its stage's
     training segments (``--segments``).
@@ -193,12 +192,25 @@ class ModelJobArgs(SettingsArgs):
     segments: str
 
 
-@job_args
 class EngineArgs(JobArgs):
     """A matrix job: where its work runs (:mod:`aria.parallel`)."""
 
     engine: str = opt("numpy", choices=("numpy", "dask"), help="compute.engine")
     scheduler: str = opt("threads", help="compute.scheduler (dask engine only)")
+
+
+class SpecArgs(JobArgs):
+    """A job driven by one JSON specification that the plan builds (``--spec``), writing ``--out``."""
+
+    spec: dict = arg(json=True, help="the job's specification: a JSON object, or the path of a .json file")
+    out: str
+
+
+class PartsArgs(JobArgs):
+    """A job that joins what jobs run in parts wrote (``--parts``, in order) into one ``--out``."""
+
+    parts: list[str] = arg(nargs="+", help="the parts, in order")
+    out: str
 
 
 @dataclass(frozen=True)
@@ -316,3 +328,14 @@ def torch_setup(threads: int, device: str | None = None):
     if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"config device is {device!r} but torch sees no CUDA device")
     return torch
+
+
+def load_job_model(a: JobArgs, device: str | None = None, checkpoint: int | None = None):
+    """``(model, lr)`` of a job on a model: torch given the job's threads (a CUDA ``device`` checked),
+    then the model of ``a.model`` with its final weights, or those of TracIn checkpoint ``checkpoint``
+    (:func:`aria.io.checkpoints.load_model`; on the CPU).
+    """
+    from aria.io.checkpoints import load_model
+
+    torch_setup(a.threads, device)
+    return load_model(a.model, checkpoint)

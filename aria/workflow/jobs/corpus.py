@@ -15,7 +15,18 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
 from aria.seeding import stable_seed
-from aria.workflow.jobs.base import UNSET, JobArgs, Settings, SettingsArgs, arg, job, job_args, opt, torch_setup
+from aria.workflow.jobs.base import (
+    UNSET,
+    JobArgs,
+    PartsArgs,
+    Settings,
+    SettingsArgs,
+    arg,
+    job,
+    load_job_model,
+    opt,
+    torch_setup,
+)
 
 log = logging.getLogger("aria")
 
@@ -37,7 +48,6 @@ class DemoCollectionSettings(Settings):
     max_duration_s: float
 
 
-@job_args
 class DemoCollectionArgs(JobArgs):
     out_dir: str
     params: Mapping = arg(json=True)
@@ -99,10 +109,7 @@ def demo_collection(a: DemoCollectionArgs, p: DemoCollectionSettings) -> None:
     log.info("%s: %d pieces (%d eval), %d skipped", col, len(rows), n_eval, len(skipped))
 
 
-@job_args
-class MergeManifestsArgs(JobArgs):
-    parts: list[str] = arg(nargs="+")
-    out: str
+class MergeManifestsArgs(PartsArgs):
     out_dropped: str | None = opt(None)
 
 
@@ -143,7 +150,6 @@ class SymbolicSegmentsSettings(Settings):
     prompt_tokens: int
 
 
-@job_args
 class SymbolicSegmentsArgs(JobArgs):
     manifest: str
     params: Mapping = arg(json=True)
@@ -246,7 +252,6 @@ class SymbolicQueriesSettings(Settings):
     planted: dict = UNSET
 
 
-@job_args
 class SymbolicQueriesArgs(SettingsArgs):
     model: str
     eval: str
@@ -260,8 +265,7 @@ def symbolic_queries(a: SymbolicQueriesArgs, p: SymbolicQueriesSettings) -> None
     from aria.models.training import generate
     from aria.symbolic.tokenize import PAD
 
-    torch_setup(a.threads)
-    model, _ = load_model(a.model)
+    model, _ = load_job_model(a)
     ev = read_npz(a.eval)
     toks = generate(
         model,
@@ -299,7 +303,6 @@ class SymbolicPlantedQueriesSettings(Settings):
     planted: dict
 
 
-@job_args
 class SymbolicPlantedQueriesArgs(SettingsArgs):
     segments: str
     manifest: str
@@ -358,7 +361,6 @@ class AudioPlantedQueriesSettings(TokenizerSettings):
     planted: dict
 
 
-@job_args
 class AudioPlantedQueriesArgs(JobArgs):
     manifest: str
     tokens: str
@@ -455,7 +457,6 @@ class CheckPoolSettings(Settings):
     n_queries: int = UNSET  # audio planted queries: how many there are
 
 
-@job_args
 class CheckPoolArgs(SettingsArgs):
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
@@ -502,7 +503,6 @@ class AudioDemoCorpusSettings(Settings):
     max_silence_share: float
 
 
-@job_args
 class AudioDemoCorpusArgs(JobArgs):
     midi_manifest: str
     params: Mapping = arg(json=True)
@@ -621,7 +621,6 @@ class AudioImportSettings(Settings):
     filters: dict = UNSET
 
 
-@job_args
 class AudioImportArgs(SettingsArgs):
     out_dropped: str | None = opt(None)
 
@@ -719,7 +718,6 @@ class AudioTokenizeSettings(Settings):
     cond: dict
 
 
-@job_args
 class AudioTokenizeArgs(SettingsArgs):
     manifest: str
     out_tokenizers: str
@@ -782,7 +780,6 @@ def audio_tokenize(a: AudioTokenizeArgs, p: AudioTokenizeSettings) -> None:
     )
 
 
-@job_args
 class AudioSegmentsArgs(SettingsArgs):
     tokens: str
     stage: str
@@ -834,7 +831,6 @@ class AudioQueriesSettings(TokenizerSettings):
     temperature: float
 
 
-@job_args
 class AudioQueriesArgs(JobArgs):
     tokens: str
     tokenizers: str

@@ -13,7 +13,18 @@ import numpy as np
 
 from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
-from aria.workflow.jobs.base import UNSET, EngineArgs, JobArgs, Settings, SettingsArgs, arg, job, job_args, opt
+from aria.workflow.jobs.base import (
+    UNSET,
+    EngineArgs,
+    JobArgs,
+    PartsArgs,
+    Settings,
+    SettingsArgs,
+    SpecArgs,
+    arg,
+    job,
+    opt,
+)
 
 log = logging.getLogger("aria")
 
@@ -24,7 +35,6 @@ class PlantedSettings(Settings):
     domain: str = UNSET
 
 
-@job_args
 class PlantedArgs(SettingsArgs):
     scores: str
     queries: str
@@ -91,14 +101,8 @@ def planted(a: PlantedArgs, p: PlantedSettings) -> None:
     )
 
 
-@job_args
-class UnlearningCompareArgs(JobArgs):
-    spec: dict = arg(json=True)
-    out: str
-
-
 @job("unlearning-compare")
-def unlearning_compare(a: UnlearningCompareArgs) -> None:
+def unlearning_compare(a: SpecArgs) -> None:
     """Unlearning scores against other methods' on the same queries (docs/spec.md §8 test-to-train): the
     other method's normalized scores sorted by the unlearning scores, and the Pearson r per query.
     """
@@ -137,7 +141,6 @@ def unlearning_compare(a: UnlearningCompareArgs) -> None:
     write_json(a.out, {"comparisons": out})
 
 
-@job_args
 class DiagnosticsArgs(EngineArgs):
     scores: str
     out: str
@@ -238,7 +241,6 @@ class LdsGroundTruthSettings(Settings):
     init: str
 
 
-@job_args
 class LdsGroundTruthArgs(SettingsArgs):
     subsets: list[str] = arg(nargs="+")
     segments: str | None = opt(None)
@@ -319,7 +321,6 @@ class LdsReferencesSettings(Settings):
     stage: str
 
 
-@job_args
 class LdsReferencesArgs(SettingsArgs):
     ground_truth: str
 
@@ -382,7 +383,6 @@ class LdsSettings(Settings):
     seed: int
 
 
-@job_args
 class LdsArgs(SettingsArgs):
     scores: str
     ground_truth: str
@@ -420,7 +420,6 @@ class SymbolicFeaturesSettings(Settings):
     block_tokens: int
 
 
-@job_args
 class SymbolicFeaturesArgs(SettingsArgs):
     segments: str
     out_tracks: str | None = opt(None)
@@ -481,7 +480,6 @@ class NullSettings(Settings):
     seed: int
 
 
-@job_args
 class NullArgs(SettingsArgs):
     features: str
     manifest: str | None = opt(None)
@@ -546,7 +544,6 @@ class HomogeneitySettings(Settings):
     normalize: str = UNSET
 
 
-@job_args
 class HomogeneityArgs(JobArgs):
     scores: str
     features: str
@@ -594,7 +591,6 @@ class AudioFeaturesSettings(Settings):
     omnizart_checkpoint: str = UNSET
 
 
-@job_args
 class AudioFeaturesArgs(SettingsArgs):
     manifest: str
     out_failures: str
@@ -634,18 +630,12 @@ def audio_features(a: AudioFeaturesArgs, p: AudioFeaturesSettings) -> None:
     log.info("audio features of %d tracks (%d skipped)", len(ids), len(failures))
 
 
-@job_args
-class MergeAudioFeaturesArgs(JobArgs):
-    shards: list[str] = arg(nargs="+")
-    out: str
-
-
 @job("merge-audio-features")
-def merge_audio_features(a: MergeAudioFeaturesArgs) -> None:
+def merge_audio_features(a: PartsArgs) -> None:
     """Concatenate the feature shards, in manifest order of the tracks that succeeded."""
     from aria.io.tables import read_npz, write_npz
 
-    parts = [read_npz(f) for f in a.shards]
+    parts = [read_npz(f) for f in a.parts]
     keys = [k for k in parts[0] if k not in ("track_ids", "chords", "chord_lengths")]
     out = {k: np.concatenate([q[k] for q in parts]) for k in keys}
     out["track_ids"] = np.concatenate([q["track_ids"] for q in parts])
@@ -662,7 +652,6 @@ class ResidualSettings(Settings):
     normalize: str = UNSET
 
 
-@job_args
 class ResidualArgs(JobArgs):
     scores: str
     out: str
@@ -740,7 +729,6 @@ class SweepPointSettings(Settings, open=True):
     normalize: str = UNSET
 
 
-@job_args
 class SweepPointArgs(SettingsArgs):
     method: str
     features: list[str] = arg(nargs="+")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import UNSET, Settings, SettingsArgs, job, job_args, torch_setup
+from aria.workflow.jobs.base import UNSET, Settings, SettingsArgs, job, torch_setup
 
 log = logging.getLogger("aria")
 
@@ -47,7 +47,6 @@ class TrainSettings(Settings):
     vocab_size: int = UNSET  # an audio stage's vocabulary
 
 
-@job_args
 class TrainArgs(SettingsArgs):
     segments: str
 
@@ -113,7 +112,6 @@ class LdsRetrainSettings(Settings):
     model: dict
 
 
-@job_args
 class LdsRetrainArgs(SettingsArgs):
     segments: str
     queries: str

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aria.workflow.jobs.base import UNSET, JobArgs, Settings, arg, job, job_args, opt
+from aria.workflow.jobs.base import UNSET, JobArgs, Settings, SpecArgs, arg, job, opt
 from aria.workflow.jobs.evaluation import _evidence
 
 log = logging.getLogger("aria")
@@ -97,7 +97,6 @@ class ReportSettings(Settings):
     lds_rows: list = UNSET
 
 
-@job_args
 class ReportArgs(JobArgs):
     diagnostics: list[str] = arg(nargs="+")
     homogeneity: list[str] = arg(nargs="+")
@@ -237,14 +236,8 @@ def _read_npz_cached(path):
     return _NPZ[path]
 
 
-@job_args
-class CardsArgs(JobArgs):
-    spec: dict = arg(json=True)
-    out: str
-
-
 @job("cards")
-def cards(a: CardsArgs) -> None:
+def cards(a: SpecArgs) -> None:
     """One evidence card per query and the media they play, in one folder.
 
     docs/evidence.md, "Per-query evidence cards", shows one.

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from aria.runtime import progress
-from aria.workflow.jobs.base import JobArgs, job, job_args, opt
+from aria.workflow.jobs.base import JobArgs, job, opt
 
 log = logging.getLogger("aria")
 
 
-@job_args
 class WarmJitCacheArgs(JobArgs):
     template: str | None = opt(None)
 

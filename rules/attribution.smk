@@ -5,9 +5,7 @@
 
 rule project_gradients:
     input:
-        model=results("models/{stage}/m{m}.pt"),
-        segments=results("segments/{stage}/train.npz"),
-        queries=results("queries/{stage}/queries.npz"),
+        **stage_inputs("model", "segments", "queries"),
     output:
         out=directory(results("features/{stage}/m{m}_c{c}.zarr")),
     log:
@@ -40,8 +38,7 @@ use rule project_gradients as project_gradients_k with:
 
 rule kfac_covariance:
     input:
-        model=results("models/{stage}/m{m}.pt"),
-        segments=results("segments/{stage}/train.npz"),
+        **stage_inputs("model", "segments"),
     output:
         out=results("features/{stage}/kfac/m{m}.npz"),
     log:

@@ -7,8 +7,7 @@
 
 rule lds_retrain:
     input:
-        segments=results("segments/{stage}/train.npz"),
-        queries=results("queries/{stage}/queries.npz"),
+        **stage_inputs("segments", "queries"),
     output:
         out=results("lds/{stage}/subsets/s{subset}.npz"),
     log:

@@ -6,7 +6,7 @@
 
 rule train_model:
     input:
-        segments=results("segments/{stage}/train.npz"),
+        **stage_inputs("segments"),
     output:
         out=results("models/{stage}/m{m}.pt"),
     log:

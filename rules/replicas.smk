@@ -21,8 +21,7 @@ use rule score as replica_score with:
 
 use rule unlearning_fisher as replica_unlearning_fisher with:
     input:
-        model=results("models/{stage}/m{m}.pt"),
-        segments=results("segments/{stage}/train.npz"),
+        **stage_inputs("model", "segments"),
     output:
         out=results("replicas/{stage}/unlearning/m{m}_fisher_{side}.pt"),
     log:
@@ -38,9 +37,7 @@ use rule unlearning_fisher as replica_unlearning_fisher with:
 # unlearning_chunk_settings)
 use rule unlearning_chunk as replica_unlearning_chunk with:
     input:
-        model=results("models/{stage}/m{m}.pt"),
-        segments=results("segments/{stage}/train.npz"),
-        queries=results("queries/{stage}/queries.npz"),
+        **stage_inputs("model", "segments", "queries"),
         fisher=lambda w: results(f"replicas/{w.stage}/unlearning/m{w.m}_fisher_{fisher_side(w)}.pt", w.exp),
     output:
         out=results("replicas/{stage}/unlearning/m{m}_chunks/q{chunk}.npz"),

@@ -9,8 +9,7 @@
 
 rule unlearning_fisher:
     input:
-        model=results("models/{stage}/m0.pt"),
-        segments=results("segments/{stage}/train.npz"),
+        **stage_inputs("model", "segments", m=0),
     output:
         out=results("unlearning/{stage}/fisher_{side}.pt"),
     log:
@@ -32,9 +31,7 @@ rule unlearning_fisher:
 
 rule unlearning_chunk:
     input:
-        model=results("models/{stage}/m0.pt"),
-        segments=results("segments/{stage}/train.npz"),
-        queries=results("queries/{stage}/queries.npz"),
+        **stage_inputs("model", "segments", "queries", m=0),
         fisher=lambda w: results(f"unlearning/{w.stage}/fisher_{fisher_side(w)}.pt", w.exp),
     output:
         out=results("unlearning/{stage}/chunks/q{chunk}.npz"),
@@ -72,9 +69,7 @@ rule unlearning_merge:
 
 rule unlearning_selfinfluence:
     input:
-        model=results("models/{stage}/m0.pt"),
-        segments=results("segments/{stage}/train.npz"),
-        queries=results("queries/{stage}/queries.npz"),
+        **stage_inputs("model", "segments", "queries", m=0),
         fisher=selfinfluence_fisher,
     output:
         out=results("unlearning/{stage}/selfinfluence/{point}.json"),

@@ -152,6 +152,20 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     ENV = "../envs/aria.yaml"
 
+    #: What the jobs of a stage share, by the job option that reads it: a model of the ensemble
+    #: (``{m}``), the training segments and the queries.
+    STAGE_FILES = {
+        "model": "models/{stage}/m{m}.pt",
+        "segments": "segments/{stage}/train.npz",
+        "queries": "queries/{stage}/queries.npz",
+    }
+
+    def stage_inputs(*names, m="{m}"):
+        """A rule's named inputs ``names`` of :data:`STAGE_FILES` (``input: **stage_inputs("model",
+        "segments")``); ``m``: the model's ensemble member, its wildcard by default.
+        """
+        return {n: results(STAGE_FILES[n].replace("{m}", str(m))) for n in names}
+
     # Attribution runs per (experiment, stage): the symbolic experiment has one stage,
     # "symbolic"; the model, projection and scoring rules are shared by every stage
     # and take their settings from STAGES[(exp, stage)].

@@ -253,3 +253,16 @@ def test_every_job_with_settings_has_them_in_the_plan():
     for name in ("demo", "tiny"):
         for key, settings in every_job_params(plan_of(_config(name))).items():
             assert isinstance(settings, Settings), key
+
+
+def test_stage_inputs_name_the_stage_files():
+    """A rule's stage inputs: the job options model, segments and queries, at member {m} or a fixed one."""
+    plan = plan_of(_config("tiny"))
+    assert plan.stage_inputs("model", "segments", m=0) == {
+        "model": "results/{exp}/models/{stage}/m0.pt",
+        "segments": "results/{exp}/segments/{stage}/train.npz",
+    }
+    assert plan.stage_inputs("queries", "model") == {
+        "queries": "results/{exp}/queries/{stage}/queries.npz",
+        "model": "results/{exp}/models/{stage}/m{m}.pt",
+    }

@@ -244,13 +244,13 @@ def test_settings_param_is_what_the_params_trigger_sees():
 
 def test_every_job_with_settings_has_them_in_the_plan():
     """The plan's settings table and the jobs' settings dataclasses name the same jobs, and the plan's
-    settings of every per-stage job of the demo and tiny configs pass their job's check."""
+    settings of every per-stage job of the demo, tiny and user configs pass their job's check."""
     from aria.workflow.jobs import all_jobs
     from aria.workflow.jobs.base import Settings
 
     plan = plan_of(_config("tiny"))
     assert set(plan.JOB_SETTINGS) == {n for n, j in all_jobs().items() if j.settings is not None}
-    for name in ("demo", "tiny"):
+    for name in CONFIGS:
         for key, settings in every_job_params(plan_of(_config(name))).items():
             assert isinstance(settings, Settings), key
 

@@ -97,7 +97,8 @@ class Settings(Mapping):
 
     @classmethod
     def from_dict(cls, values: Mapping, *, job: str) -> Settings:
-        """The settings of job ``job`` from a JSON object ``values``.
+        """The settings of job ``job`` from a JSON object ``values``, each checked against its field's
+        type (the JSON type: a ``list[int]`` must be a list, its items are not checked).
 
         Raises
         ------

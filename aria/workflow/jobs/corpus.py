@@ -451,7 +451,7 @@ def audio_planted_queries(a: AudioPlantedQueriesArgs, p: AudioPlantedQueriesSett
 
 
 class CheckPoolSettings(Settings):
-    ks: list
+    ks: list[int]
     min_queries: int
     unit: str = UNSET  # the symbolic pool's unit
     n_queries: int = UNSET  # audio planted queries: how many there are

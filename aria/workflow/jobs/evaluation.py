@@ -30,7 +30,7 @@ log = logging.getLogger("aria")
 
 
 class PlantedSettings(Settings):
-    ks: list
+    ks: list[int]
     main_k: int
     domain: str = UNSET
 
@@ -475,7 +475,7 @@ def _evidence(features, manifest):
 
 
 class NullSettings(Settings):
-    ks: list
+    ks: list[int]
     n_groups: int
     seed: int
 

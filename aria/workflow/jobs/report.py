@@ -85,16 +85,16 @@ def _unlearning_docs(a, p) -> dict | None:
 class ReportSettings(Settings):
     experiment: str | None
     main_k: int
-    rows: list
+    rows: list[str]
     domain: str
-    stages: list
+    stages: list[str]
     device: str
     verdict: dict
     reference_seed: int
     selfinfluence_reason: str
     root: str = UNSET  # audio: the corpus folder
     labels: dict = UNSET
-    lds_rows: list = UNSET
+    lds_rows: list[str] = UNSET
 
 
 class ReportArgs(JobArgs):

@@ -34,7 +34,7 @@ class ProjectSettings(Settings):
     checkpoint: int
     seed: int
     device: str
-    type: str
+    type: str = UNSET
     k: int
     batch_size: int
     block_rows: int
@@ -301,7 +301,7 @@ class UnlearningSelfinfluenceSettings(Settings):
     steps: int
     group: str
     mask: str
-    chosen: bool
+    chosen: bool = UNSET
     floor: float
     precision: str
     stage: str
@@ -445,7 +445,7 @@ def project_factored(a: ProjectFactoredArgs, p: ProjectFactoredSettings) -> None
 
 class ScoreSettings(Settings, open=True):
     # and the method's own scoring parameters (registry: Method.run_params)
-    row_chunk: int
+    row_chunk: int = UNSET
 
 
 class ScoreArgs(SettingsArgs, EngineArgs):
@@ -498,7 +498,7 @@ def score(a: ScoreArgs, p: ScoreSettings) -> None:
 
 class EmbedCorpusSettings(Settings):
     sr: int
-    root: str | None
+    root: str | None = UNSET
 
 
 class EmbedCorpusArgs(SettingsArgs):

@@ -145,7 +145,7 @@ def merge_manifests(a: MergeManifestsArgs) -> None:
 
 
 class SymbolicSegmentsSettings(Settings):
-    root: str | None
+    root: str | None = UNSET
     block_tokens: int
     prompt_tokens: int
 
@@ -299,7 +299,7 @@ def _write_query_midi(folder, query_ids, tokens) -> None:
 class SymbolicPlantedQueriesSettings(Settings):
     seed: int
     block_tokens: int
-    root: str | None
+    root: str | None = UNSET
     planted: dict
 
 
@@ -356,8 +356,8 @@ class TokenizerSettings(Settings):
 
 class AudioPlantedQueriesSettings(TokenizerSettings):
     seed: int
-    root: str | None
-    midi_root: str | None
+    root: str | None = UNSET
+    midi_root: str | None = UNSET
     planted: dict
 
 
@@ -711,7 +711,7 @@ FIT_TRACKS = 500  # tokenizers are fitted on at most this many training tracks
 
 class AudioTokenizeSettings(Settings):
     seed: int
-    root: str | None
+    root: str | None = UNSET
     sr: int
     semantic: dict
     acoustic: dict

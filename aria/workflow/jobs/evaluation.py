@@ -234,9 +234,9 @@ def _lds_collections(a) -> tuple:
 
 class LdsGroundTruthSettings(Settings):
     seed: int
-    stage: str
+    stage: str = UNSET
     alpha: float
-    runs: int
+    runs: int = UNSET
     recipe: str
     init: str
 
@@ -318,7 +318,7 @@ def _log_ceiling(ceiling: dict) -> None:
 class LdsReferencesSettings(Settings):
     n_boot: int
     seed: int
-    stage: str
+    stage: str = UNSET
 
 
 class LdsReferencesArgs(SettingsArgs):
@@ -586,7 +586,7 @@ class AudioFeaturesSettings(Settings):
     shard: int
     n_shards: int
     sr: int
-    root: str | None
+    root: str | None = UNSET
     chords: str = UNSET
     omnizart_checkpoint: str = UNSET
 
@@ -723,9 +723,9 @@ def residual(a: ResidualArgs, p: ResidualSettings) -> None:
 
 class SweepPointSettings(Settings, open=True):
     # and the method's scoring parameters at the grid point
-    row_chunk: int
+    row_chunk: int = UNSET
     point: dict
-    stage: str
+    stage: str = UNSET
     normalize: str = UNSET
 
 

@@ -106,7 +106,7 @@ class LdsRetrainSettings(Settings):
     seed: int
     runs: int
     recipe: str
-    init: str
+    init: str = UNSET
     base_seed: int
     member_seed: int
     model: dict

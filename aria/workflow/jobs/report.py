@@ -86,12 +86,12 @@ class ReportSettings(Settings):
     experiment: str | None
     main_k: int
     rows: list[str]
-    domain: str
+    domain: str = UNSET
     stages: list[str]
-    device: str
-    verdict: dict
-    reference_seed: int
-    selfinfluence_reason: str
+    device: str = UNSET
+    verdict: dict = UNSET
+    reference_seed: int = UNSET
+    selfinfluence_reason: str = UNSET
     root: str = UNSET  # audio: the corpus folder
     labels: dict = UNSET
     lds_rows: list[str] = UNSET

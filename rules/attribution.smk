@@ -66,7 +66,7 @@ rule project_factored:
     benchmark:
         benchmarks("project_factored/{stage}/{method}/m{m}.tsv")
     wildcard_constraints:
-        method="|".join(m.name for m in registry.gradient_methods() if m.reads == "factored"),
+        method=one_of(m.name for m in registry.gradient_methods() if m.reads == "factored"),
     conda:
         ENV
     threads: 1
@@ -88,8 +88,8 @@ rule score:
     benchmark:
         benchmarks("score/{stage}/{method}.tsv")
     wildcard_constraints:
-        stage="|".join(sorted({s for _, s in STAGES})),
-        method="|".join(m.name for m in registry.gradient_methods()),
+        stage=one_of(sorted({s for _, s in STAGES})),
+        method=one_of(m.name for m in registry.gradient_methods()),
     conda:
         ENV
     threads: ENGINE_THREADS
@@ -157,7 +157,7 @@ rule embed_corpus:
     benchmark:
         benchmarks("embed_corpus/{encoder}.tsv", AUDIO_EXP)
     wildcard_constraints:
-        encoder="|".join(registry.ENCODERS),
+        encoder=one_of(registry.ENCODERS),
     # long and needing only the corpus: started first, it runs beside the training instead of
     # alone at the end of the run
     priority: 10
@@ -183,7 +183,7 @@ rule embed_baseline:
     benchmark:
         benchmarks("embed_baseline/{encoder}.tsv", AUDIO_EXP)
     wildcard_constraints:
-        encoder="|".join(registry.ENCODERS),
+        encoder=one_of(registry.ENCODERS),
     conda:
         ENV
     threads: 1
@@ -203,7 +203,7 @@ if EXTERNAL:
         log:
             logs("import_scores/{stage}/{method}.log"),
         wildcard_constraints:
-            method="|".join(EXTERNAL),
+            method=one_of(EXTERNAL),
         conda:
             ENV
         params:

@@ -35,8 +35,8 @@ globals().update(PLAN)
 
 
 wildcard_constraints:
-    exp="|".join(sorted({e for e, _ in STAGES})),
-    stage="|".join(sorted({s for _, s in STAGES} | ({"baseline", "external"} if AUDIO else set()))),
+    exp=one_of(sorted({e for e, _ in STAGES})),
+    stage=one_of(sorted({s for _, s in STAGES} | ({"baseline", "external"} if AUDIO else set()))),
     method="[a-z_]+",
     m=r"\d+",
     c=r"\d+",

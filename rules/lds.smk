@@ -15,7 +15,7 @@ rule lds_retrain:
     benchmark:
         benchmarks("lds_retrain/{stage}/s{subset}.tsv")
     wildcard_constraints:
-        stage="|".join(LDS_STAGES) or "^$",
+        stage=one_of(LDS_STAGES),
         subset=r"\d+",
     conda:
         ENV
@@ -37,7 +37,7 @@ rule lds_ground_truth:
     log:
         logs("lds_ground_truth/{stage}.log"),
     wildcard_constraints:
-        stage="|".join(LDS_STAGES) or "^$",
+        stage=one_of(LDS_STAGES),
     conda:
         ENV
     params:
@@ -58,7 +58,7 @@ rule lds_references:
     log:
         logs("lds_references/{stage}.log"),
     wildcard_constraints:
-        stage="|".join(LDS_STAGES) or "^$",
+        stage=one_of(LDS_STAGES),
     conda:
         ENV
     params:
@@ -76,7 +76,7 @@ rule lds:
     log:
         logs("lds/{stage}/{method}.log"),
     wildcard_constraints:
-        stage="|".join(LDS_STAGES) or "^$",
+        stage=one_of(LDS_STAGES),
     conda:
         ENV
     params:

@@ -15,7 +15,7 @@ use rule score as replica_score with:
     benchmark:
         benchmarks("replica_score/{stage}/{method}/m{m}.tsv")
     wildcard_constraints:
-        method="|".join(m.name for m in registry.gradient_methods()),
+        method=one_of(m.name for m in registry.gradient_methods()),
         m=r"\d+",
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -78,6 +79,11 @@ ARIA_DASK = "aria {params.job} --scheduler {resources.dask_scheduler:q} --thread
 ARIA_OMP = "OMP_NUM_THREADS={threads} " + ARIA
 #: The same, with the job's warnings on the console as well as in its log (the pool check).
 ARIA_WARN = ARIA + "; grep -h ' WARNING ' {log} >&2 || true"
+
+
+def one_of(names) -> str:
+    """A wildcard constraint matching exactly ``names`` (regular-expression escaped); none: matches nothing."""
+    return "|".join(re.escape(str(n)) for n in names) or "^$"
 
 
 def command_line(name: str, options: dict) -> str:
@@ -1252,4 +1258,5 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         ARIA_OMP=ARIA_OMP,
         ARIA_WARN=ARIA_WARN,
         QUERY_JOBS=QUERY_JOBS,
+        one_of=one_of,
     )

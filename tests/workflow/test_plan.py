@@ -266,3 +266,14 @@ def test_stage_inputs_name_the_stage_files():
         "queries": "results/{exp}/queries/{stage}/queries.npz",
         "model": "results/{exp}/models/{stage}/m{m}.pt",
     }
+
+
+def test_one_of_matches_exactly_the_names():
+    """A wildcard constraint from names: each name whole (a dot is no wildcard), nothing when empty."""
+    import re
+
+    from aria.workflow.plan import one_of
+
+    rx = re.compile(f"(?:{one_of(['demo.v1', 'tiny'])})")
+    assert rx.fullmatch("demo.v1") and rx.fullmatch("tiny") and not rx.fullmatch("demoXv1")
+    assert not re.fullmatch(f"(?:{one_of([])})", "anything")

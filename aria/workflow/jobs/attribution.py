@@ -14,11 +14,9 @@ import numpy as np
 from aria.io.layouts import read_kfac, write_kfac
 from aria.runtime import progress
 from aria.workflow.jobs.base import (
-    UNSET,
     EngineArgs,
     ModelJobArgs,
     PartsArgs,
-    Settings,
     SettingsArgs,
     arg,
     job,
@@ -26,6 +24,7 @@ from aria.workflow.jobs.base import (
     opt,
     torch_setup,
 )
+from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
 

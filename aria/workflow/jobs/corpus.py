@@ -15,18 +15,8 @@ from aria.io.checkpoints import load_model
 from aria.io.layouts import ragged_item
 from aria.runtime import progress
 from aria.seeding import stable_seed
-from aria.workflow.jobs.base import (
-    UNSET,
-    JobArgs,
-    PartsArgs,
-    Settings,
-    SettingsArgs,
-    arg,
-    job,
-    load_job_model,
-    opt,
-    torch_setup,
-)
+from aria.workflow.jobs.base import JobArgs, PartsArgs, SettingsArgs, arg, job, load_job_model, opt, torch_setup
+from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
 

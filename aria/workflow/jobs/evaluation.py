@@ -13,18 +13,8 @@ import numpy as np
 
 from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
-from aria.workflow.jobs.base import (
-    UNSET,
-    EngineArgs,
-    JobArgs,
-    PartsArgs,
-    Settings,
-    SettingsArgs,
-    SpecArgs,
-    arg,
-    job,
-    opt,
-)
+from aria.workflow.jobs.base import EngineArgs, JobArgs, PartsArgs, SettingsArgs, SpecArgs, arg, job, opt
+from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
 

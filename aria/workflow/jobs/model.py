@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from aria.io.checkpoints import load_model, write_checkpoint
-from aria.workflow.jobs.base import UNSET, Settings, SettingsArgs, job, torch_setup
+from aria.workflow.jobs.base import SettingsArgs, job, torch_setup
+from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
 

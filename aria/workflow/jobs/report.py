@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aria.workflow.jobs.base import UNSET, JobArgs, Settings, SpecArgs, arg, job, opt
+from aria.workflow.jobs.base import JobArgs, SpecArgs, arg, job, opt
 from aria.workflow.jobs.evaluation import _evidence
+from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
 

@@ -53,7 +53,7 @@ def project(a: ProjectArgs, p: ProjectSettings) -> None:
     from aria.attribution.projection import attributed_params, make_projector, project_gradients
     from aria.registry import DEFAULT_PROJECTION
 
-    model, lr, tr, qu = _projection_inputs(a, p, p["checkpoint"])
+    model, lr, tr, qu = _projection_inputs(a, p["device"], p["checkpoint"])
     kind = p.get("type", DEFAULT_PROJECTION)
     projector = make_projector(
         sum(v.numel() for v in attributed_params(model).values()),
@@ -74,14 +74,14 @@ def project(a: ProjectArgs, p: ProjectSettings) -> None:
     _write_projection(a, tr, qu, ftr, fq, attrs)
 
 
-def _projection_inputs(a, p, checkpoint=None):
+def _projection_inputs(a, device, checkpoint=None):
     """``(model, lr, train, queries)`` of a projection job: checkpoint ``checkpoint`` of ``a.model`` (the
     final weights when None) and the ``a.segments`` and ``a.queries`` tables; torch given the job's
-    threads and checked for ``p["device"]``.
+    threads and checked for ``device``.
     """
     from aria.io.tables import read_npz
 
-    model, lr = load_job_model(a, p["device"], checkpoint)
+    model, lr = load_job_model(a, device, checkpoint)
     return model, lr, read_npz(a.segments), read_npz(a.queries)
 
 
@@ -425,7 +425,7 @@ def project_factored(a: ProjectFactoredArgs, p: ProjectFactoredSettings) -> None
     """LoGra or FactGraSS features of the training segments and queries of one model."""
     from aria.attribution.factored import project_factored
 
-    model, lr, tr, qu = _projection_inputs(a, p)
+    model, lr, tr, qu = _projection_inputs(a, p["device"])
     cov = read_kfac(a.covariance) if a.covariance else None
     kw = dict(method=a.method, params=p, covariance=cov, batch_size=p["batch_size"], device=p["device"], progress=True)
     layers = []

@@ -6,14 +6,13 @@ The job contract (argument dataclasses, registration, the generated command line
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from aria.evaluation.documents import homogeneity_doc
 from aria.messages import some
-from aria.workflow.jobs.base import EngineArgs, JobArgs, PartsArgs, SettingsArgs, SpecArgs, arg, job, opt
+from aria.workflow.jobs.base import EngineArgs, PartsArgs, SettingsArgs, SpecArgs, arg, job, opt
 from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
@@ -534,17 +533,13 @@ class HomogeneitySettings(Settings):
     normalize: str = UNSET
 
 
-class HomogeneityArgs(JobArgs):
+class HomogeneityArgs(SettingsArgs):
     scores: str
     features: str
     null: str
-    out: str
     manifest: str | None = opt(None)
     segments: str | None = opt(None)
     queries: str | None = opt(None)
-    params: Mapping = arg(
-        json=True, help='JSON: "domain" (symbolic | audio) and the confound checks\' main_k, n_groups, seed'
-    )
 
 
 @job("homogeneity")
@@ -642,10 +637,8 @@ class ResidualSettings(Settings):
     normalize: str = UNSET
 
 
-class ResidualArgs(JobArgs):
+class ResidualArgs(SettingsArgs):
     scores: str
-    out: str
-    params: Mapping = arg(json=True)
     features: str | None = opt(None)
     null: str | None = opt(None)
     manifest: str | None = opt(None)

@@ -35,8 +35,6 @@ rule sweep_point:
         logs("sensitivity/{stage}/{method}/{point}.log"),
     benchmark:
         benchmarks("sensitivity/{stage}/{method}/{point}.tsv")
-    wildcard_constraints:
-        point=r"[A-Za-z0-9_.+-]+",
     conda:
         ENV
     params:

@@ -32,8 +32,6 @@ use rule project_gradients as project_gradients_k with:
         logs("project_gradients/{stage}/k{k}/m{m}_c{c}.log"),
     benchmark:
         benchmarks("project_gradients/{stage}/k{k}/m{m}_c{c}.tsv")
-    wildcard_constraints:
-        k=r"\d+",
 
 
 rule kfac_covariance:
@@ -156,8 +154,6 @@ rule embed_corpus:
         logs("embed_corpus/{encoder}.log", AUDIO_EXP),
     benchmark:
         benchmarks("embed_corpus/{encoder}.tsv", AUDIO_EXP)
-    wildcard_constraints:
-        encoder=one_of(registry.ENCODERS),
     # long and needing only the corpus: started first, it runs beside the training instead of
     # alone at the end of the run
     priority: 10
@@ -182,8 +178,6 @@ rule embed_baseline:
         logs("embed_baseline/{encoder}.log", AUDIO_EXP),
     benchmark:
         benchmarks("embed_baseline/{encoder}.tsv", AUDIO_EXP)
-    wildcard_constraints:
-        encoder=one_of(registry.ENCODERS),
     conda:
         ENV
     threads: 1
@@ -202,6 +196,8 @@ if EXTERNAL:
             scores=directory(results("scores/{stage}/{method}.zarr")),
         log:
             logs("import_scores/{stage}/{method}.log"),
+        benchmark:
+            benchmarks("import_scores/{stage}/{method}.tsv")
         wildcard_constraints:
             method=one_of(EXTERNAL),
         conda:

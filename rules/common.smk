@@ -41,6 +41,13 @@ wildcard_constraints:
     m=r"\d+",
     c=r"\d+",
     shard=r"\d+",
+    k=r"\d+",
+    chunk=r"\d+",
+    subset=r"\d+",
+    side="masked|full",
+    point=r"[A-Za-z0-9_.+-]+",
+    encoder=one_of(registry.ENCODERS),
+    pool="segments/symbolic/pool|corpus/pool",
 
 
 def report_item(path, kind):

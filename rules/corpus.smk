@@ -31,6 +31,8 @@ if MIDI_CORPUS:
             out_dropped=results("corpus/dropped.csv", EXP),
         log:
             logs("demo_corpus.log", EXP),
+        benchmark:
+            benchmarks("demo_corpus.tsv", EXP)
         conda:
             ENV
         params:
@@ -95,6 +97,8 @@ elif AUDIO:
             # the dropped-tracks table also lives beside the log: when the import is refused (a split
             # left empty), Snakemake deletes the job's outputs but keeps its logs
             dropped=logs("audio_import_dropped.csv", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_import.tsv", AUDIO_EXP)
         conda:
             ENV
         params:
@@ -130,6 +134,8 @@ if AUDIO:
             out_csv=results("segments/{stage}/segments.csv", AUDIO_EXP),
         log:
             logs("audio_segments/{stage}.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("audio_segments/{stage}.tsv", AUDIO_EXP)
         conda:
             ENV
         params:
@@ -148,8 +154,8 @@ rule pool_check:
         out=results("{pool}.json"),
     log:
         logs("{pool}_check.log"),
-    wildcard_constraints:
-        pool="segments/symbolic/pool|corpus/pool",
+    benchmark:
+        benchmarks("{pool}_check.tsv")
     priority: 100
     conda:
         ENV

@@ -49,6 +49,8 @@ if AUDIO:
             out=results("evidence/audio_features.npz", AUDIO_EXP),
         log:
             logs("merge_audio_features.log", AUDIO_EXP),
+        benchmark:
+            benchmarks("merge_audio_features.tsv", AUDIO_EXP)
         conda:
             ENV
         params:

@@ -16,7 +16,6 @@ rule lds_retrain:
         benchmarks("lds_retrain/{stage}/s{subset}.tsv")
     wildcard_constraints:
         stage=one_of(LDS_STAGES),
-        subset=r"\d+",
     conda:
         ENV
     threads: 1
@@ -36,6 +35,8 @@ rule lds_ground_truth:
         out=directory(results("lds/{stage}/ground_truth.zarr")),
     log:
         logs("lds_ground_truth/{stage}.log"),
+    benchmark:
+        benchmarks("lds_ground_truth/{stage}.tsv")
     wildcard_constraints:
         stage=one_of(LDS_STAGES),
     conda:
@@ -57,6 +58,8 @@ rule lds_references:
         out=results("lds/{stage}/references.json"),
     log:
         logs("lds_references/{stage}.log"),
+    benchmark:
+        benchmarks("lds_references/{stage}.tsv")
     wildcard_constraints:
         stage=one_of(LDS_STAGES),
     conda:
@@ -75,6 +78,8 @@ rule lds:
         out=results("lds/{stage}/{method}.json"),
     log:
         logs("lds/{stage}/{method}.log"),
+    benchmark:
+        benchmarks("lds/{stage}/{method}.tsv")
     wildcard_constraints:
         stage=one_of(LDS_STAGES),
     conda:

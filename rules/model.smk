@@ -32,6 +32,8 @@ if SYMBOLIC:
             out_midi=directory(results("queries/midi", EXP)),
         log:
             logs("symbolic_queries.log", EXP),
+        benchmark:
+            benchmarks("symbolic_queries.tsv", EXP)
         conda:
             ENV
         threads: 1

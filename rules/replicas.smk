@@ -16,7 +16,6 @@ use rule score as replica_score with:
         benchmarks("replica_score/{stage}/{method}/m{m}.tsv")
     wildcard_constraints:
         method=one_of(m.name for m in registry.gradient_methods()),
-        m=r"\d+",
 
 
 use rule unlearning_fisher as replica_unlearning_fisher with:
@@ -28,9 +27,6 @@ use rule unlearning_fisher as replica_unlearning_fisher with:
         logs("replica_unlearning_fisher/{stage}/m{m}_{side}.log"),
     benchmark:
         benchmarks("replica_unlearning_fisher/{stage}/m{m}_{side}.tsv")
-    wildcard_constraints:
-        side="masked|full",
-        m=r"\d+",
 
 
 # as unlearning_chunk, from member m's model and Fisher, without the round-off check (check: 0,
@@ -45,9 +41,6 @@ use rule unlearning_chunk as replica_unlearning_chunk with:
         logs("replica_unlearning_chunk/{stage}/m{m}_q{chunk}.log"),
     benchmark:
         benchmarks("replica_unlearning_chunk/{stage}/m{m}_q{chunk}.tsv")
-    wildcard_constraints:
-        chunk=r"\d+",
-        m=r"\d+",
 
 
 use rule unlearning_merge as replica_unlearning_merge with:
@@ -60,5 +53,5 @@ use rule unlearning_merge as replica_unlearning_merge with:
         out=directory(results("replicas/{stage}/unlearning/m{m}.zarr")),
     log:
         logs("replica_unlearning_merge/{stage}/m{m}.log"),
-    wildcard_constraints:
-        m=r"\d+",
+    benchmark:
+        benchmarks("replica_unlearning_merge/{stage}/m{m}.tsv")

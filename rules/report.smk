@@ -18,6 +18,8 @@ rule report:
         out_tables=report_item(results("report/tables"), "tables"),
     log:
         logs("report.log"),
+    benchmark:
+        benchmarks("report.tsv")
     conda:
         ENV
     params:

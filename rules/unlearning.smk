@@ -16,8 +16,6 @@ rule unlearning_fisher:
         logs("unlearning_fisher/{stage}/{side}.log"),
     benchmark:
         benchmarks("unlearning_fisher/{stage}/{side}.tsv")
-    wildcard_constraints:
-        side="masked|full",
     conda:
         ENV
     threads: 1
@@ -39,8 +37,6 @@ rule unlearning_chunk:
         logs("unlearning_chunk/{stage}/q{chunk}.log"),
     benchmark:
         benchmarks("unlearning_chunk/{stage}/q{chunk}.tsv")
-    wildcard_constraints:
-        chunk=r"\d+",
     conda:
         ENV
     threads: 1
@@ -59,6 +55,8 @@ rule unlearning_merge:
         out=directory(results("scores/{stage}/unlearning.zarr")),
     log:
         logs("unlearning_merge/{stage}.log"),
+    benchmark:
+        benchmarks("unlearning_merge/{stage}.tsv")
     conda:
         ENV
     params:
@@ -77,8 +75,6 @@ rule unlearning_selfinfluence:
         logs("unlearning_selfinfluence/{stage}/{point}.log"),
     benchmark:
         benchmarks("unlearning_selfinfluence/{stage}/{point}.tsv")
-    wildcard_constraints:
-        point=r"[A-Za-z0-9_.+-]+",
     conda:
         ENV
     threads: 1
@@ -99,6 +95,8 @@ rule unlearning_compare:
         out=results("unlearning/compare.json"),
     log:
         logs("unlearning_compare.log"),
+    benchmark:
+        benchmarks("unlearning_compare.tsv")
     conda:
         ENV
     params:

@@ -13,6 +13,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+include: "rules/templates.smk"
 include: "rules/corpus.smk"
 include: "rules/model.smk"
 include: "rules/attribution.smk"

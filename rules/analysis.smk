@@ -4,7 +4,7 @@
 # axis, in one job per row. On unless analysis.residual is false.
 
 
-rule residual:
+use rule cpu_job as residual with:
     input:
         unpack(residual_inputs),
     output:
@@ -15,18 +15,14 @@ rule residual:
         logs("residual/{stage}/{method}.log"),
     benchmark:
         benchmarks("residual/{stage}/{method}.tsv")
-    conda:
-        ENV
     params:
         **aria_job("residual"),
-    shell:
-        ARIA
 
 
 # Sensitivity (docs/spec.md §7, paper App. B.5; docs/evidence.md "Sensitivity to hyperparameters"): mu_z of every grid point of
 # config sensitivity.grid. A scoring parameter re-solves from the cached feature stores; a
 # dense method's k reads stores projected at that k (rule project_gradients_k); nothing trains.
-rule sweep_point:
+use rule cpu_job as sweep_point with:
     input:
         unpack(sweep_inputs),
     output:
@@ -35,9 +31,5 @@ rule sweep_point:
         logs("sensitivity/{stage}/{method}/{point}.log"),
     benchmark:
         benchmarks("sensitivity/{stage}/{method}/{point}.tsv")
-    conda:
-        ENV
     params:
         **aria_job("sweep-point", wildcards=["method"]),
-    shell:
-        ARIA

@@ -34,7 +34,7 @@ use rule project_gradients as project_gradients_k with:
         benchmarks("project_gradients/{stage}/k{k}/m{m}_c{c}.tsv")
 
 
-rule kfac_covariance:
+use rule gpu_job as kfac_covariance with:
     input:
         **stage_inputs("model", "segments"),
     output:
@@ -43,18 +43,11 @@ rule kfac_covariance:
         logs("kfac_covariance/{stage}/m{m}.log"),
     benchmark:
         benchmarks("kfac_covariance/{stage}/m{m}.tsv")
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
     params:
         **aria_job("kfac-covariance"),
-    shell:
-        ARIA
 
 
-rule project_factored:
+use rule gpu_job as project_factored with:
     input:
         unpack(factored_inputs),
     output:
@@ -65,18 +58,11 @@ rule project_factored:
         benchmarks("project_factored/{stage}/{method}/m{m}.tsv")
     wildcard_constraints:
         method=one_of(m.name for m in registry.gradient_methods() if m.reads == "factored"),
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
     params:
         **aria_job("project-factored", wildcards=["method"]),
-    shell:
-        ARIA
 
 
-rule score:
+use rule engine_job as score with:
     input:
         features=method_feature_stores,
     output:
@@ -88,18 +74,11 @@ rule score:
     wildcard_constraints:
         stage=one_of(sorted({s for _, s in STAGES})),
         method=one_of(m.name for m in registry.gradient_methods()),
-    conda:
-        ENV
-    threads: ENGINE_THREADS
-    resources:
-        dask_scheduler=COMPUTE["scheduler"],
     params:
         **aria_job("score", wildcards=["method"], extra={"engine": COMPUTE["engine"]}),
-    shell:
-        ARIA_DASK
 
 
-rule diagnostics:
+use rule engine_job as diagnostics with:
     input:
         scores=results("scores/{stage}/{method}.zarr"),
         replica=replica_stores,
@@ -109,20 +88,13 @@ rule diagnostics:
         logs("diagnostics/{stage}/{method}.log"),
     benchmark:
         benchmarks("diagnostics/{stage}/{method}.tsv")
-    conda:
-        ENV
-    threads: ENGINE_THREADS
-    resources:
-        dask_scheduler=COMPUTE["scheduler"],
     params:
         **aria_job("diagnostics", extra=lambda w, input: dict(replica_options(w, input), engine=COMPUTE["engine"])),
-    shell:
-        ARIA_DASK
 
 
 # an audio stage's segment-level matrix as a track-level one (docs/spec.md §3): what its
 # homogeneity, cards and planted retrieval read
-rule tracklevel:
+use rule engine_job as tracklevel with:
     input:
         scores=results("scores/{stage}/{method}.zarr", AUDIO_EXP),
         segments=results("segments/{stage}/train.npz", AUDIO_EXP),
@@ -132,20 +104,13 @@ rule tracklevel:
         logs("tracklevel/{stage}/{method}.log", AUDIO_EXP),
     benchmark:
         benchmarks("tracklevel/{stage}/{method}.tsv", AUDIO_EXP)
-    conda:
-        ENV
-    threads: ENGINE_THREADS
-    resources:
-        dask_scheduler=COMPUTE["scheduler"],
     params:
         **aria_job("tracklevel", extra={"engine": COMPUTE["engine"]}),
-    shell:
-        ARIA_DASK
 
 
 # The embedding baselines (docs/methods.md): each encoder's frames of the whole corpus, then per
 # query the time-averaged and the all-against-all (10 s windows, 1 s hop, maximum) similarities.
-rule embed_corpus:
+use rule cpu_job as embed_corpus with:
     input:
         manifest=audio_manifest(),
     output:
@@ -157,16 +122,11 @@ rule embed_corpus:
     # long and needing only the corpus: started first, it runs beside the training instead of
     # alone at the end of the run
     priority: 10
-    conda:
-        ENV
-    threads: 1
     params:
         **aria_job("embed-corpus", wildcards=["encoder"]),
-    shell:
-        ARIA
 
 
-rule embed_baseline:
+use rule cpu_job as embed_baseline with:
     input:
         corpus=results("embeddings/{encoder}.npz", AUDIO_EXP),
         queries=results("queries/semantic/queries.npz", AUDIO_EXP),
@@ -178,13 +138,8 @@ rule embed_baseline:
         logs("embed_baseline/{encoder}.log", AUDIO_EXP),
     benchmark:
         benchmarks("embed_baseline/{encoder}.tsv", AUDIO_EXP)
-    conda:
-        ENV
-    threads: 1
     params:
         **aria_job("embed-baseline", wildcards=["encoder"]),
-    shell:
-        ARIA
 
 
 if EXTERNAL:

@@ -6,21 +6,17 @@
 
 if MIDI_CORPUS:
 
-    rule demo_collection:
+    use rule cpu_job as demo_collection with:
         output:
             out_dir=directory(results("corpus/{collection}", EXP)),
         log:
             logs("demo_collection/{collection}.log", EXP),
         benchmark:
             benchmarks("demo_collection/{collection}.tsv", EXP)
-        conda:
-            ENV
         params:
             **aria_job("demo-collection"),
-        shell:
-            ARIA
 
-    rule demo_corpus:
+    use rule cpu_job as demo_corpus with:
         input:
             parts=expand(
                 results("corpus/{collection}", EXP),
@@ -33,17 +29,13 @@ if MIDI_CORPUS:
             logs("demo_corpus.log", EXP),
         benchmark:
             benchmarks("demo_corpus.tsv", EXP)
-        conda:
-            ENV
         params:
             **aria_job("merge-manifests"),
-        shell:
-            ARIA
 
 
 if SYMBOLIC:
 
-    rule symbolic_segments:
+    use rule cpu_job as symbolic_segments with:
         input:
             corpus_files(),  # a user corpus's MIDI files: editing one reruns the segments
             manifest=corpus_manifest(),
@@ -56,17 +48,13 @@ if SYMBOLIC:
             logs("symbolic_segments.log", EXP),
         benchmark:
             benchmarks("symbolic_segments.tsv", EXP)
-        conda:
-            ENV
         params:
             **aria_job("symbolic-segments"),
-        shell:
-            ARIA
 
 
 if AUDIO and AUDIO["corpus"]["kind"] == "demo":
 
-    rule audio_demo_corpus:
+    use rule cpu_job as audio_demo_corpus with:
         input:
             midi_manifest=corpus_manifest(),
         output:
@@ -77,12 +65,8 @@ if AUDIO and AUDIO["corpus"]["kind"] == "demo":
             logs("audio_demo_corpus.log", AUDIO_EXP),
         benchmark:
             benchmarks("audio_demo_corpus.tsv", AUDIO_EXP)
-        conda:
-            ENV
         params:
             **aria_job("audio-demo-corpus", extra={"out_dir": audio_root()}),
-        shell:
-            ARIA
 
 elif AUDIO:
 
@@ -109,7 +93,7 @@ elif AUDIO:
 
 if AUDIO:
 
-    rule audio_tokenize:
+    use rule cpu_job as audio_tokenize with:
         input:
             manifest=audio_manifest(),
         output:
@@ -119,14 +103,10 @@ if AUDIO:
             logs("audio_tokenize.log", AUDIO_EXP),
         benchmark:
             benchmarks("audio_tokenize.tsv", AUDIO_EXP)
-        conda:
-            ENV
         params:
             **aria_job("audio-tokenize"),
-        shell:
-            ARIA
 
-    rule audio_segments:
+    use rule cpu_job as audio_segments with:
         input:
             tokens=results("tokens/tokens.npz", AUDIO_EXP),
         output:
@@ -136,12 +116,8 @@ if AUDIO:
             logs("audio_segments/{stage}.log", AUDIO_EXP),
         benchmark:
             benchmarks("audio_segments/{stage}.tsv", AUDIO_EXP)
-        conda:
-            ENV
         params:
             **aria_job("audio-segments", wildcards=["stage"]),
-        shell:
-            ARIA
 
 
 # How many queries and which K the pool allows. Its output feeds only the report; a job of high

@@ -4,7 +4,7 @@
 
 if SYMBOLIC:
 
-    rule symbolic_features:
+    use rule cpu_job as symbolic_features with:
         input:
             segments=results("segments/symbolic/train.npz", EXP),
         output:
@@ -14,12 +14,8 @@ if SYMBOLIC:
             logs("symbolic_features.log", EXP),
         benchmark:
             benchmarks("symbolic_features.tsv", EXP)
-        conda:
-            ENV
         params:
             **aria_job("symbolic-features"),
-        shell:
-            ARIA
 
 
 if AUDIO:
@@ -42,7 +38,7 @@ if AUDIO:
         shell:
             ARIA_OMP
 
-    rule merge_audio_features:
+    use rule cpu_job as merge_audio_features with:
         input:
             parts=expand(results("evidence/audio_features/shard{shard}.npz", AUDIO_EXP), shard=range(AUDIO_SHARDS)),
         output:
@@ -51,15 +47,11 @@ if AUDIO:
             logs("merge_audio_features.log", AUDIO_EXP),
         benchmark:
             benchmarks("merge_audio_features.tsv", AUDIO_EXP)
-        conda:
-            ENV
         params:
             **aria_job("merge-audio-features"),
-        shell:
-            ARIA
 
 
-rule null:
+use rule cpu_job as null with:
     input:
         unpack(evidence_inputs),
     output:
@@ -68,15 +60,11 @@ rule null:
         logs("null.log"),
     benchmark:
         benchmarks("null.tsv")
-    conda:
-        ENV
     params:
         **aria_job("null"),
-    shell:
-        ARIA
 
 
-rule homogeneity:
+use rule cpu_job as homogeneity with:
     input:
         unpack(homogeneity_inputs),
     output:
@@ -85,9 +73,5 @@ rule homogeneity:
         logs("homogeneity/{stage}/{method}.log"),
     benchmark:
         benchmarks("homogeneity/{stage}/{method}.tsv")
-    conda:
-        ENV
     params:
         **aria_job("homogeneity"),
-    shell:
-        ARIA

@@ -5,7 +5,8 @@
 # reruns the retraining).
 
 
-rule lds_retrain:
+# only the stages with lds: true; the rest of the chain reads these subsets
+use rule cpu_job as lds_retrain with:
     input:
         **stage_inputs("segments", "queries"),
     output:
@@ -16,19 +17,14 @@ rule lds_retrain:
         benchmarks("lds_retrain/{stage}/s{subset}.tsv")
     wildcard_constraints:
         stage=one_of(LDS_STAGES),
-    conda:
-        ENV
-    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
     params:
         **aria_job("lds-retrain"),
-    shell:
-        ARIA
 
 
-rule lds_ground_truth:
+use rule cpu_job as lds_ground_truth with:
     input:
         unpack(lds_ground_truth_inputs),
     output:
@@ -37,21 +33,15 @@ rule lds_ground_truth:
         logs("lds_ground_truth/{stage}.log"),
     benchmark:
         benchmarks("lds_ground_truth/{stage}.tsv")
-    wildcard_constraints:
-        stage=one_of(LDS_STAGES),
-    conda:
-        ENV
     params:
         **aria_job("lds-ground-truth"),
-    shell:
-        ARIA
 
 
 # The seed-noise ceiling of the targets and the LDS of the reference rows (a Gaussian matrix, one
 # random ranking for every query, the same-collection indicator, the collection prior), computed
 # once per stage from the ground truth alone; the report's validation table reads them (never the
 # main table).
-rule lds_references:
+use rule cpu_job as lds_references with:
     input:
         ground_truth=results("lds/{stage}/ground_truth.zarr"),
     output:
@@ -60,17 +50,11 @@ rule lds_references:
         logs("lds_references/{stage}.log"),
     benchmark:
         benchmarks("lds_references/{stage}.tsv")
-    wildcard_constraints:
-        stage=one_of(LDS_STAGES),
-    conda:
-        ENV
     params:
         **aria_job("lds-references"),
-    shell:
-        ARIA
 
 
-rule lds:
+use rule cpu_job as lds with:
     input:
         scores=results("scores/{stage}/{method}.zarr"),
         ground_truth=results("lds/{stage}/ground_truth.zarr"),
@@ -80,11 +64,5 @@ rule lds:
         logs("lds/{stage}/{method}.log"),
     benchmark:
         benchmarks("lds/{stage}/{method}.tsv")
-    wildcard_constraints:
-        stage=one_of(LDS_STAGES),
-    conda:
-        ENV
     params:
         **aria_job("lds"),
-    shell:
-        ARIA

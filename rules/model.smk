@@ -4,7 +4,7 @@
 # everything downstream reads the same queries files).
 
 
-rule train_model:
+use rule cpu_job as train_model with:
     input:
         **stage_inputs("segments"),
     output:
@@ -13,18 +13,13 @@ rule train_model:
         logs("train_model/{stage}/m{m}.log"),
     benchmark:
         benchmarks("train_model/{stage}/m{m}.tsv")
-    conda:
-        ENV
-    threads: 1
     params:
         **aria_job("train"),
-    shell:
-        ARIA
 
 
 if SYMBOLIC:
 
-    rule symbolic_queries:
+    use rule cpu_job as symbolic_queries with:
         input:
             unpack(lambda w: query_inputs(EXP)),
         output:
@@ -34,18 +29,13 @@ if SYMBOLIC:
             logs("symbolic_queries.log", EXP),
         benchmark:
             benchmarks("symbolic_queries.tsv", EXP)
-        conda:
-            ENV
-        threads: 1
         params:
             **aria_job(query_job(EXP)),
-        shell:
-            ARIA
 
 
 if AUDIO:
 
-    rule audio_queries:
+    use rule cpu_job as audio_queries with:
         input:
             unpack(lambda w: query_inputs(AUDIO_EXP)),
         output:
@@ -56,10 +46,5 @@ if AUDIO:
             logs("audio_queries.log", AUDIO_EXP),
         benchmark:
             benchmarks("audio_queries.tsv", AUDIO_EXP)
-        conda:
-            ENV
-        threads: 1
         params:
             **aria_job(query_job(AUDIO_EXP), extra={"out_dir": results("queries", AUDIO_EXP)}),
-        shell:
-            ARIA

@@ -6,7 +6,7 @@
 
 if PLANTED:
 
-    rule planted:
+    use rule cpu_job as planted with:
         input:
             unpack(planted_inputs),
         output:
@@ -15,9 +15,5 @@ if PLANTED:
             logs("planted/{stage}/{method}.log"),
         benchmark:
             benchmarks("planted/{stage}/{method}.tsv")
-        conda:
-            ENV
         params:
             **aria_job("planted"),
-        shell:
-            ARIA

@@ -7,7 +7,7 @@
 # rules/captions/.
 
 
-rule report:
+use rule cpu_job as report with:
     input:
         unpack(report_inputs),
     output:
@@ -20,15 +20,11 @@ rule report:
         logs("report.log"),
     benchmark:
         benchmarks("report.tsv")
-    conda:
-        ENV
     params:
         **aria_job("report", extra=lambda w, input: {"cost": cost_arg(w.exp, ROWS[w.exp])}),
-    shell:
-        ARIA
 
 
-rule cards:
+use rule cpu_job as cards with:
     input:
         cards_inputs,
     output:
@@ -37,9 +33,5 @@ rule cards:
         logs("cards.log"),
     benchmark:
         benchmarks("cards.tsv")
-    conda:
-        ENV
     params:
         **aria_job("cards", extra=lambda w, input: {"spec": cards_spec(w.exp)}),
-    shell:
-        ARIA

@@ -7,7 +7,7 @@
 # other methods (one job per experiment) feed the report.
 
 
-rule unlearning_fisher:
+use rule gpu_job as unlearning_fisher with:
     input:
         **stage_inputs("model", "segments", m=0),
     output:
@@ -16,18 +16,11 @@ rule unlearning_fisher:
         logs("unlearning_fisher/{stage}/{side}.log"),
     benchmark:
         benchmarks("unlearning_fisher/{stage}/{side}.tsv")
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
     params:
         **aria_job("unlearning-fisher"),
-    shell:
-        ARIA
 
 
-rule unlearning_chunk:
+use rule gpu_job as unlearning_chunk with:
     input:
         **stage_inputs("model", "segments", "queries", m=0),
         fisher=lambda w: results(f"unlearning/{w.stage}/fisher_{fisher_side(w)}.pt", w.exp),
@@ -37,18 +30,11 @@ rule unlearning_chunk:
         logs("unlearning_chunk/{stage}/q{chunk}.log"),
     benchmark:
         benchmarks("unlearning_chunk/{stage}/q{chunk}.tsv")
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
     params:
         **aria_job("unlearning-scores"),
-    shell:
-        ARIA
 
 
-rule unlearning_merge:
+use rule cpu_job as unlearning_merge with:
     input:
         parts=unlearning_chunk_files,
     output:
@@ -57,15 +43,11 @@ rule unlearning_merge:
         logs("unlearning_merge/{stage}.log"),
     benchmark:
         benchmarks("unlearning_merge/{stage}.tsv")
-    conda:
-        ENV
     params:
         **aria_job("unlearning-merge"),
-    shell:
-        ARIA
 
 
-rule unlearning_selfinfluence:
+use rule gpu_job as unlearning_selfinfluence with:
     input:
         **stage_inputs("model", "segments", "queries", m=0),
         fisher=selfinfluence_fisher,
@@ -75,20 +57,13 @@ rule unlearning_selfinfluence:
         logs("unlearning_selfinfluence/{stage}/{point}.log"),
     benchmark:
         benchmarks("unlearning_selfinfluence/{stage}/{point}.tsv")
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=GPU,
     params:
         **aria_job("unlearning-selfinfluence"),
-    shell:
-        ARIA
 
 
 # unlearning against the experiment's other methods (docs/methods.md "Unlearning"), when a stage
 # runs unlearning and another method
-rule unlearning_compare:
+use rule cpu_job as unlearning_compare with:
     input:
         compare_inputs,
     output:
@@ -97,9 +72,5 @@ rule unlearning_compare:
         logs("unlearning_compare.log"),
     benchmark:
         benchmarks("unlearning_compare.tsv")
-    conda:
-        ENV
     params:
         **aria_job("unlearning-compare", extra=lambda w, input: {"spec": compare_spec(w.exp)}),
-    shell:
-        ARIA

@@ -86,6 +86,20 @@ def one_of(names) -> str:
     return "|".join(re.escape(str(n)) for n in names) or "^$"
 
 
+def template_params(template: str) -> dict:
+    """The params of job template ``template`` (rules/templates.smk), which every rule made from it
+    replaces with its own (``**aria_job(...)``): run as a target, the template stops with this error.
+    """
+
+    def job(w):
+        raise ValueError(
+            f"rule {template} is a job template, not a target: rules are made from it with "
+            f"`use rule {template} as <name> with:` (rules/templates.smk)"
+        )
+
+    return {"job": job}
+
+
 def command_line(name: str, options: dict) -> str:
     """``<name> --option value ...``: job ``name``'s command line, shell-quoted, in ``options`` order.
 
@@ -1259,4 +1273,5 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         ARIA_WARN=ARIA_WARN,
         QUERY_JOBS=QUERY_JOBS,
         one_of=one_of,
+        template_params=template_params,
     )

@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -187,6 +188,23 @@ def diagonal_fisher(
     return {n: a / n_items for n, a in acc.items()}
 
 
+@contextmanager
+def parameters(model: torch.nn.Module, state: Mapping[str, torch.Tensor]):
+    """``model`` with the parameters ``state`` (name -> tensor, all of them) inside the block; its
+    own parameters are back after it, whatever happens inside.
+    """
+    own = {n: p.detach().clone() for n, p in model.named_parameters()}
+    try:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(state[n])
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(own[n])
+
+
 def unlearn(
     model: torch.nn.Module,
     query: Mapping,
@@ -231,7 +249,7 @@ def unlearn(
         f = fisher[n].to(theta0[n].dtype)
         F[n] = torch.clamp(f, min=max(floor * ref, torch.finfo(f.dtype).tiny))
     model.eval()
-    try:
+    with parameters(model, theta0):
         for _ in range(int(steps)):
             loss = loss_fn(model, query, example_generator(seed, str(query["key"][0])))[0]
             g = _grads(model, loss, list(masks))
@@ -240,10 +258,6 @@ def unlearn(
                     if n in masks:
                         p.add_(float(lr) * masks[n] * g[n] / F[n])
         return {n: p.detach().clone() for n, p in model.named_parameters()}
-    finally:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(theta0[n])
 
 
 def example_losses(model: torch.nn.Module, batches: Iterable[Mapping], loss_fn: LossFn, *, seed: int = 0) -> np.ndarray:
@@ -273,32 +287,22 @@ def unlearning_scores(
     loss_fn: LossFn,
     fisher: Mapping[str, torch.Tensor],
     *,
-    lr: float,
-    steps: int = 1,
-    group: str = "all",
-    floor: float = 1e-3,
-    seed: int = 0,
     before: np.ndarray | None = None,
+    **step,
 ) -> np.ndarray:
     """τ(ẑ, z_i) = L(z_i; θ′) − L(z_i; θ₀) for every training item, float64 (N,).
 
     ``train_batches()`` yields the training items in a fixed order (called once or twice);
     ``before`` (the losses at θ₀, from :func:`example_losses` with the same ``seed``) can be
     passed to share them between queries. Both passes give every item the same generator.
+    ``step`` is the unlearning step of :func:`unlearn` (``lr``, and ``steps``, ``group``, ``floor``,
+    ``seed``); its ``seed`` also seeds the losses.
     """
+    seed = step.get("seed", 0)
     if before is None:
         before = example_losses(model, train_batches(), loss_fn, seed=seed)
-    state = unlearn(model, query, loss_fn, fisher, lr=lr, steps=steps, group=group, floor=floor, seed=seed)
-    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
-    try:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(state[n])
+    with parameters(model, unlearn(model, query, loss_fn, fisher, **step)):
         after = example_losses(model, train_batches(), loss_fn, seed=seed)
-    finally:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(theta0[n])
     return after - before
 
 
@@ -492,7 +496,7 @@ def self_influence(
     before = example_losses(model, batches(), loss_fn, seed=seed)
     out = {"targets": [str(ids[t]) for t in targets], "rank": [], "top_sim": [], "bottom_sim": [], "tau_target": []}
     gen_after, gen_before = [], []
-    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    step = dict(lr=lr, steps=steps, group=group, floor=floor, seed=seed)
     for j, t in enumerate(progress(targets) if progress else targets):
         (query,) = token_batches(
             tokens[t : t + 1],
@@ -502,28 +506,17 @@ def self_influence(
             use_mask=use_u,
             device=device,
         )
-        state = unlearn(model, query, loss_fn, fisher, lr=lr, steps=steps, group=group, floor=floor, seed=seed)
-        try:
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    p.copy_(state[n])
+        with parameters(model, unlearn(model, query, loss_fn, fisher, **step)):
             tau = example_losses(model, batches(), loss_fn, seed=seed) - before
             if prompts is not None:
                 g = example_generator(seed, f"generation:{j}")
                 gen_after.append(sample_positions(model, prompts["tokens"], prompts["loss_mask"], generator=g))
-        finally:
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    p.copy_(theta0[n])
         if prompts is not None:
             g = example_generator(seed, f"generation:{j}")
             gen_before.append(sample_positions(model, prompts["tokens"], prompts["loss_mask"], generator=g))
         if checks and j == 0:
             out["check"] = {"main": tau} | {
-                name: unlearning_scores(
-                    m, batches, query, lf, fisher, lr=lr, steps=steps, group=group, floor=floor, seed=seed
-                )
-                for name, (m, lf) in checks.items()
+                name: unlearning_scores(m, batches, query, lf, fisher, **step) for name, (m, lf) in checks.items()
             }
         out["rank"].append(target_rank(tau, t))
         out["top_sim"].append(topk_similarity(E, tau, t, k=top_k))

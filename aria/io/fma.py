@@ -46,14 +46,11 @@ FMA_SUBSETS = ("small", "medium", "large", "full")
 #: FMA split -> Aria split.
 FMA_SPLITS = {"training": "train", "validation": "eval", "test": "eval"}
 
-_FMA_FIELDS = {
-    "genre": ("track", "genre_top"),
-    "listens": ("track", "listens"),
-    "favorites": ("track", "favorites"),
-    "duration": ("track", "duration"),
-    "fma_split": ("set", "split"),
-    "subset": ("set", "subset"),
-}
+#: The numeric track fields, under FMA's own names.
+_FMA_NUMERIC = ("listens", "favorites", "duration")
+#: The track table's column -> FMA's (group, field), in the table's order.
+_FMA_FIELDS = {"genre": ("track", "genre_top"), **{n: ("track", n) for n in _FMA_NUMERIC}}
+_FMA_FIELDS |= {"fma_split": ("set", "split"), "subset": ("set", "subset")}
 
 
 def read_fma_tracks(tracks_csv, *, subset: str | None = None) -> pd.DataFrame:
@@ -107,7 +104,7 @@ def read_fma_tracks(tracks_csv, *, subset: str | None = None) -> pd.DataFrame:
     df = pd.DataFrame({"track_id": track_id.to_numpy()})
     for name, col in _FMA_FIELDS.items():
         df[name] = raw[col].to_numpy()
-    for name in ("listens", "favorites", "duration"):
+    for name in _FMA_NUMERIC:
         vals = pd.to_numeric(df[name], errors="coerce")
         bad = vals.isna()
         if bad.any():

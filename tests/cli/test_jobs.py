@@ -81,6 +81,23 @@ def test_every_job_is_run_by_a_rule():
     assert set(all_jobs()) <= called, set(all_jobs()) - called
 
 
+def test_every_rule_has_a_log_and_a_benchmark():
+    """Every rule of rules/*.smk (templates aside) states its own log and benchmark; a rule made
+    from a template states no environment, threads or shell of its own (the template's)."""
+    rules = {}
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        if path.name == "templates.smk":
+            continue
+        for block in re.split(r"(?m)^(?=[ ]*(?:rule |use rule ))", path.read_text())[1:]:
+            head = block.splitlines()[0].strip()
+            rules[head] = block
+    assert len(rules) > 30
+    for head, block in rules.items():
+        assert re.search(r"(?m)^\s+log:$", block) and re.search(r"(?m)^\s+benchmark:$", block), head
+        if re.match(r"use rule (cpu|gpu|engine)_job as", head):
+            assert not re.search(r"(?m)^\s+(conda|threads|shell):", block), head
+
+
 def test_every_method_module_follows_its_interface():
     """Gradient methods' modules give operators; factored ones also their own featurizer."""
     from aria import registry

@@ -292,7 +292,7 @@ register(
     Method("graddot", "GradDot", "gradient-dense", reads="final", normalize="rank", module="aria.attribution.graddot")
 )
 
-_LAYERS = {"enum": ["all", "attention", "mlp"], "description": "nn.Linear layers whose factored gradients are used"}
+_LAYERS = {"enum": ["all", "attention", "mlp"], "description": "linear layers (nn.Linear, Conv1D) used"}
 
 
 def _register_factored(name: str, label: str, *, params: dict, defaults: dict, covariance_when: dict) -> Method:

@@ -27,7 +27,7 @@ __all__ = ["factgrass_masks", "SJLT", "factgrass_features", "featurizer", "opera
 
 
 def factgrass_masks(
-    layers: dict[str, nn.Linear],
+    layers: dict[str, nn.Module],
     *,
     k: int,
     blowup: int = 4,
@@ -43,7 +43,7 @@ def factgrass_masks(
 
     Parameters
     ----------
-    layers : dict name -> nn.Linear
+    layers : dict name -> linear module (:func:`~aria.attribution.factored.select_layers`)
         The attributed layers, in order (the order fixes each layer's seed).
     k : int, keyword-only
         Target feature size; ``blowup`` (int) times it sets ``m`` as above.
@@ -115,12 +115,12 @@ def factgrass_features(factors, masks, sjlts) -> torch.Tensor:
     return torch.cat(cols, dim=1)
 
 
-def featurizer(layers: dict[str, nn.Linear], params: dict, *, covariance=None, seed: int = 0):
+def featurizer(layers: dict[str, nn.Module], params: dict, *, covariance=None, seed: int = 0):
     """Prepare FactGraSS's masks and SJLTs for ``layers``: ``(featurize, widths)``.
 
     Parameters
     ----------
-    layers : dict name -> nn.Linear
+    layers : dict name -> linear module (:func:`~aria.attribution.factored.select_layers`)
         The attributed layers, in module order (the order fixes each layer's seeds).
     params : dict
         ``k`` (per layer), ``blowup`` and ``mask`` ("random" | "magnitude").

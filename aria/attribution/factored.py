@@ -1,16 +1,19 @@
 """Factored per-example gradient projections for LoGra and FactGraSS (docs/spec.md §2).
 
 The full per-example gradient is never formed. Forward and backward hooks on the
-selected ``nn.Linear`` layers capture, for each example, the layer's inputs x_t and
-the gradients δ_t = ∂L/∂y_t of that example's own loss with respect to the layer's
-outputs y_t (t runs over the positions of the sequence), and reduce them at once.
+selected linear layers (``nn.Linear``, and the ``Conv1D`` of Hugging Face's GPT-2) capture,
+for each example, the layer's inputs x_t and the gradients δ_t = ∂L/∂y_t of that example's
+own loss with respect to the layer's outputs y_t (t runs over the positions of the sequence), and reduce them at once.
 
 Conventions, stated once:
 
 - A linear layer computes y = x Wᵀ + b with W of shape (out, in). Its per-example
   weight gradient, **with the bias as a ones column on the input**, is
   G = Σ_t δ_t x̃_tᵀ ∈ R^{out × (in+1)}, x̃_t = [x_t, 1]; the last column of G is the
-  bias gradient. A layer without bias has no ones column.
+  bias gradient. A layer without bias has no ones column. A ``Conv1D`` computes
+  y = x W + b with its weight stored transposed, (in, out): the same map, so the same
+  G (its weight's gradient is G[:, :in]ᵀ); GPT-2's fused ``c_attn`` is one layer with
+  out = 3·d (queries, keys, values).
 - The loss is :func:`aria.models.transformer.per_example_loss` with the same ``mask``
   and query ``loss_mask`` as the dense path (:mod:`aria.attribution.projection`);
   models run in eval mode.
@@ -40,6 +43,7 @@ from aria.runtime import progress as track_progress
 
 __all__ = [
     "LAYER_SETS",
+    "is_linear",
     "select_layers",
     "factor_batch",
     "kfac_covariance",
@@ -50,7 +54,9 @@ __all__ = [
 
 log = logging.getLogger("aria")
 
-#: layer selections of config ``layers``: name patterns of the nn.Linear modules kept
+#: layer selections of config ``layers``: name patterns of the linear modules kept (Aria's
+#: MusicTransformer: qkv, proj, ff1, ff2; GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj;
+#: Llama: self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj)
 LAYER_SETS = {
     "all": None,
     "attention": re.compile(r"(attn|attention|qkv|q_proj|k_proj|v_proj|o_proj|out_proj|(^|\.)proj$)"),
@@ -58,8 +64,17 @@ LAYER_SETS = {
 }
 
 
-def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Linear]:
-    """The ``nn.Linear`` modules to hook, by name, in module order.
+def is_linear(mod: nn.Module) -> bool:
+    """Whether ``mod`` is a linear layer the factored hooks support: ``nn.Linear`` (weight (out, in))
+    or Hugging Face's ``Conv1D`` (GPT-2; weight (in, out)), recognised without importing transformers.
+    """
+    if isinstance(mod, nn.Linear):
+        return True
+    return type(mod).__name__ == "Conv1D" and hasattr(mod, "nf") and getattr(mod, "weight", None) is not None
+
+
+def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Module]:
+    """The linear modules (:func:`is_linear`) to hook, by name, in module order.
 
     Parameters
     ----------
@@ -68,40 +83,40 @@ def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Linear]:
         (``qkv``, ``q_proj``, ``attn``, ``proj`` ...), ``mlp`` the feed-forward ones
         (``ff1``, ``fc``, ``mlp`` ...).
 
-    Modules that own parameters but are not ``nn.Linear`` (embeddings, norms, a user's
-    own layer types) are never hooked; they are named in the log as skipped.
+    Modules that own parameters but are not linear (embeddings, norms, a user's own layer
+    types) are never hooked; the log names each of them as skipped.
     """
     if which not in LAYER_SETS:
         raise ValueError(f"layers must be one of {sorted(LAYER_SETS)}, got {which!r}")
     pat = LAYER_SETS[which]
     out, skipped = {}, []
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
+        if is_linear(mod):
             if pat is None or pat.search(name):
                 out[name] = mod
         elif any(p.requires_grad for p in mod.parameters(recurse=False)):
             skipped.append(name or type(mod).__name__)
     if skipped:
-        log.info("factored gradients skip parameterised modules that are not nn.Linear: %s", ", ".join(skipped))
+        log.info("factored gradients skip parameterised modules that are not linear: %s", ", ".join(skipped))
     if not out:
-        raise ValueError(f"no nn.Linear layer matches layers={which!r} in {type(model).__name__}")
+        raise ValueError(f"no linear layer (nn.Linear, Conv1D) matches layers={which!r} in {type(model).__name__}")
     return out
 
 
-def _with_bias_column(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+def _with_bias_column(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
     if layer.bias is None:
         return x
     return torch.cat([x, torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)], dim=-1)
 
 
-def factor_batch(model: nn.Module, layers: dict[str, nn.Linear], tokens, mask, loss_mask=None):
+def factor_batch(model: nn.Module, layers: dict[str, nn.Module], tokens, mask, loss_mask=None):
     """Per-example factors of every hooked layer for one batch.
 
     Parameters
     ----------
     model : nn.Module
         The token model the ``layers`` belong to.
-    layers : dict name -> nn.Linear
+    layers : dict name -> linear module (:func:`select_layers`)
         The hooked layers (each must run once per forward pass).
     tokens, mask, loss_mask : tensors, shape (B, L)
         The batch, as :func:`aria.attribution.projection.per_example_grads` takes it.
@@ -120,7 +135,7 @@ def factor_batch(model: nn.Module, layers: dict[str, nn.Linear], tokens, mask, l
             if name in inputs:
                 raise RuntimeError(
                     f"layer {name} runs more than once per forward pass; factored gradients need one call "
-                    "per nn.Linear (exclude it with 'layers', or give each use its own module)"
+                    "per linear module (exclude it with 'layers', or give each use its own module)"
                 )
             inputs[name] = inp[0].detach()
             outputs[name] = out
@@ -197,9 +212,13 @@ def top_eigenvectors(C: np.ndarray, k: int) -> np.ndarray:
     return V * np.sign(V[idx, np.arange(V.shape[1])])
 
 
-def layer_dims(layer: nn.Linear) -> tuple[int, int]:
+def layer_dims(layer: nn.Module) -> tuple[int, int]:
     """``(in + 1 with a bias column, out)``: the dimensions of a layer's factors x̃ and δ."""
-    return layer.in_features + (layer.bias is not None), layer.out_features
+    if isinstance(layer, nn.Linear):
+        d_in, d_out = layer.in_features, layer.out_features
+    else:  # Conv1D: weight (in, out)
+        d_in, d_out = layer.weight.shape
+    return int(d_in) + (layer.bias is not None), int(d_out)
 
 
 def project_factored(

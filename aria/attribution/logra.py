@@ -26,7 +26,7 @@ __all__ = ["logra_projections", "logra_features", "featurizer", "operators"]
 
 
 def logra_projections(
-    layers: dict[str, nn.Linear], *, k_in: int, k_out: int, init: str = "kfac", covariance=None, random_state: int = 0
+    layers: dict[str, nn.Module], *, k_in: int, k_out: int, init: str = "kfac", covariance=None, random_state: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``(P_in, P_out)`` per layer, shapes (in+1, k_in') and (out, k_out'), with
     k' = min(k, dimension).
@@ -61,12 +61,12 @@ def logra_features(factors, projections) -> torch.Tensor:
     return torch.cat(cols, dim=1)
 
 
-def featurizer(layers: dict[str, nn.Linear], params: dict, *, covariance=None, seed: int = 0):
+def featurizer(layers: dict[str, nn.Module], params: dict, *, covariance=None, seed: int = 0):
     """Prepare LoGra's projection of ``layers``: ``(featurize, widths)``.
 
     Parameters
     ----------
-    layers : dict name -> nn.Linear
+    layers : dict name -> linear module (:func:`~aria.attribution.factored.select_layers`)
         The attributed layers, in module order.
     params : dict
         ``k_in``, ``k_out`` and ``init`` ("kfac" | "random").

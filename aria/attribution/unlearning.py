@@ -102,18 +102,23 @@ LossFn = Callable[[torch.nn.Module, Mapping, torch.Generator], torch.Tensor]
 def target_masks(model: torch.nn.Module, group: str) -> dict[str, torch.Tensor]:
     """0/1 masks of the parameters a layer group updates: ``{name: tensor like the parameter}``.
 
-    ``group`` is a key of :data:`LAYER_GROUPS` or a regular expression on parameter names.
-    ``kv`` keeps rows ``[d, 3d)`` of a fused ``qkv`` weight/bias (keys and values, not queries).
+    ``group`` is a key of the model's layer groups or a regular expression on parameter names.
+    The groups are the model's ``layer_groups`` where it has them (:class:`aria.models.causal_lm.CausalLM`:
+    GPT-2, Llama), else :data:`LAYER_GROUPS` (Aria's MusicTransformer). ``kv`` keeps the last two
+    thirds of a fused query/key/value weight and bias along the model's ``kv_fused_axis`` (keys and
+    values, not queries: rows ``[d, 3d)`` of Aria's ``qkv``, axis 0; columns of GPT-2's ``c_attn``,
+    axis -1); a model whose keys and values are modules of their own (Llama) sets it to None.
     """
-    pattern = re.compile(LAYER_GROUPS.get(group, group))
+    groups = getattr(model, "layer_groups", LAYER_GROUPS)
+    axis = getattr(model, "kv_fused_axis", 0)
+    pattern = re.compile(groups.get(group, group))
     out = {}
     for name, p in model.named_parameters():
         if not pattern.match(name):
             continue
         m = torch.ones_like(p)
-        if group == "kv":
-            d = p.shape[0] // 3
-            m[:d] = 0.0
+        if group == "kv" and axis is not None:
+            m.narrow(axis, 0, p.shape[axis] // 3).zero_()
         out[name] = m
     if not out:
         raise ValueError(f"layer group {group!r} selects no parameter of {type(model).__name__}")

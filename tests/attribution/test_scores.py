@@ -90,6 +90,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dattri_adapter import dattri_P
 
 from aria.attribution.projection import (
     BlockProjector,
@@ -539,21 +540,6 @@ def _aria_grads(state, data):
         per_example_grads(model, prm, t("tr_tok"), t("tr_mask")).double().numpy(),
         per_example_grads(model, prm, t("q_tok"), t("q_mask"), t("q_lm")).double().numpy(),
     )
-
-
-def dattri_P(p, k, ensemble_id, proj_seed=0, chunk=4096) -> np.ndarray:
-    """dattri's own CPU 'normal' projection matrix, materialized by projecting e_i."""
-    from dattri.func.projection import random_project
-
-    rows = []
-    for s in range(0, p, chunk):
-        eye = torch.zeros(min(chunk, p - s), p)
-        eye[:, s:].fill_diagonal_(1.0)  # rows e_s .. e_{s+chunk-1}
-        f = random_project(
-            eye, eye.shape[0], proj_dim=k, proj_max_batch_size=32, proj_seed=proj_seed, proj_type="normal", device="cpu"
-        )
-        rows.append(f(eye, ensemble_id=ensemble_id).double().numpy())
-    return np.concatenate(rows)
 
 
 @pytest.fixture(scope="module")

@@ -385,7 +385,7 @@ class KfacCovarianceSettings(Settings):
 
 @job("kfac-covariance")
 def kfac_covariance(a: ModelJobArgs, p: KfacCovarianceSettings) -> None:
-    """KFAC factors E[x x^T], E[delta delta^T] of every nn.Linear layer of one model (LoGra, FactGraSS)."""
+    """KFAC factors E[x x^T], E[delta delta^T] of every linear layer of one model (LoGra, FactGraSS)."""
     from aria.attribution.factored import kfac_covariance
     from aria.io.tables import read_npz
 

@@ -10,6 +10,9 @@ too: ``forward(tokens)`` maps (B, L) int64 token ids to (B, L, V) logits, with
 - No attention mask is passed: the models are causal and Aria pads at the end of a segment, so a
   real token never attends to padding (the loss masks padded targets).
 - No key/value cache (``use_cache=False``); dropout as configured (attribution runs in eval mode).
+- Precision: ``transformers`` computes Llama's RMSNorm and the eager attention softmax in float32
+  even in a float64 model, so a float64 Llama keeps float32 round-off there (GPT-2 does not);
+  unlearning's numerics check (docs/spec.md §8) measures what that leaves in a score.
 - The checkpoint contract (:mod:`aria.io.checkpoints`) stores ``model_class`` =
   ``"aria.models.causal_lm:CausalLM"`` and ``config`` = the keywords of the constructor, so a
   trained or adopted model loads like any other.

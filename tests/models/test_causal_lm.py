@@ -325,3 +325,48 @@ def test_logra_matches_dattri(arch, tmp_path):
     # as tests/attribution/test_factored_dattri.py: dattri inverts each damped 16 x 16 block in
     # float32 (kappa <= 1 + 16 / 0.1): <= 5.5e-6 of the norm; atol 1e-5 x max, rtol 1e-4
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5 * np.abs(ours).max())
+
+
+# --------------------------------------------------------------------------- unlearning
+@pytest.mark.parametrize(("arch", "group"), [("gpt2", "kv"), ("llama", "attention")])
+def test_unlearning_first_order_identity(arch, group):
+    """τ(ẑ, z) = 0 at η = 0 and τ/η → Σ_{group} g(z) g(ẑ) / F (F floored at 1e-3 of the group's
+    mean, as in `unlearn`) as η → 0, with GPT-2's fused c_attn cut to its keys and values."""
+    from aria.attribution.unlearning import diagonal_fisher, unlearning_scores
+
+    model = _model(arch)
+    rng = np.random.default_rng(5)
+    toks = torch.as_tensor(rng.integers(1, V, size=(6, L)))
+    data = {"key": [f"s{i}" for i in range(6)], "tokens": toks, "mask": torch.ones_like(toks, dtype=torch.bool)}
+
+    def loss(model, batch, gen):
+        return per_example_loss(model(batch["tokens"]), batch["tokens"], batch["mask"]).double()
+
+    names = [n for n, _ in model.named_parameters()]
+    masks = target_masks(model, group)
+    M = torch.cat([masks[n].reshape(-1) if n in masks else torch.zeros(p.numel()) for n, p in model.named_parameters()])
+    F = diagonal_fisher(model, [data], loss)
+    Fv = torch.cat([F[n].reshape(-1) for n in names])
+    Fv = torch.clamp(Fv, min=1e-3 * float((Fv * M).sum() / M.sum()))
+
+    def flat_grad(batch):
+        gs = torch.autograd.grad(loss(model, batch, None)[0], [dict(model.named_parameters())[n] for n in names])
+        return torch.cat([g.reshape(-1) for g in gs])
+
+    q_tok = torch.as_tensor(rng.integers(1, V, size=(1, L)))
+    q = {"key": ["q"], "tokens": q_tok, "mask": torch.ones_like(q_tok, dtype=torch.bool)}
+    gq = flat_grad(q)
+    one = lambda i: {"tokens": toks[i : i + 1], "mask": data["mask"][i : i + 1]}  # noqa: E731
+    want = np.array([float(flat_grad(one(i)) @ (M * gq / Fv)) for i in range(6)])
+    assert np.abs(want).max() > 0
+    assert np.all(unlearning_scores(model, lambda: [data], q, loss, F, lr=0.0, group=group) == 0.0)
+    errs = []
+    # Llama stops at 1e-7: transformers computes its RMSNorm and softmax in float32 even in a float64
+    # model, so float32 round-off (not the first-order error) dominates τ/η below that (7e-4 at 1e-8)
+    for eta in (1e-5, 1e-6, 1e-7, 1e-8)[: 4 if arch == "gpt2" else 3]:
+        tau = unlearning_scores(model, lambda: [data], q, loss, F, lr=eta, group=group)
+        errs.append(np.abs(tau / eta - want).max() / np.abs(want).max())
+    # first order: the error falls tenfold per decade of η (measured 0.14, 0.014, 1.4e-3, 1.4e-4 on
+    # GPT-2 kv; 0.17, 0.017, 1.8e-3 on Llama attention)
+    assert all(a > 5 * b for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < (1e-3 if arch == "gpt2" else 1e-2), errs

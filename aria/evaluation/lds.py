@@ -133,6 +133,7 @@ def counterfactual_targets(
     progress: bool = False,
     total_steps: int | None = None,
     init_state: int | None = None,
+    architecture: str = "aria",
 ) -> dict:
     """Retrain on one subset and measure every query's target f_q = -loss.
 
@@ -155,6 +156,9 @@ def counterfactual_targets(
     init_state : int, optional
         Seed of the initial weights of every run (``lds.init: shared``: member 0's seed, so that
         the runs differ only in their data and its order); None: each run's seed draws them.
+    architecture : {"aria", "gpt2", "llama"}
+        Member 0's architecture (:func:`aria.models.build.build_model`): the retrainings follow
+        its recipe on the same kind of model.
 
     Runs train with the fused attention kernel (:func:`aria.models.training.train_model`'s
     ``fused``): the same model up to float32 round-off, about 2.8x faster on CPU.
@@ -166,8 +170,8 @@ def counterfactual_targets(
     out of S_m: a retraining that failed shows as heldout_loss near the untrained ~log V),
     ``steps`` (optimizer steps taken) and ``seeds``.
     """
+    from aria.models.build import build_model
     from aria.models.training import example_losses, train_model
-    from aria.models.transformer import MusicTransformer
 
     keep = np.asarray(keep, dtype=bool)
     lm = train.get("loss_mask")
@@ -188,9 +192,10 @@ def counterfactual_targets(
             total_steps=total_steps,
             init_state=init_state,
             fused=True,
+            architecture=architecture,
         )
         steps.append(int(res["steps"]))
-        model = MusicTransformer(model_cfg)
+        model = build_model(model_cfg, architecture)
         model.load_state_dict(res["final"])
         runs.append(-example_losses(model, queries["tokens"], queries["mask"], queries.get("loss_mask")))
         seg = example_losses(model, train["tokens"], train["mask"], lm)

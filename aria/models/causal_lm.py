@@ -157,6 +157,16 @@ class CausalLM(nn.Module):
         """The final norm (GPT-2 ``ln_f``, Llama ``norm``): its output is the model's embedding of a token."""
         return self.lm.transformer.ln_f if self.architecture == "gpt2" else self.lm.model.norm
 
+    @property
+    def head(self) -> nn.Module:
+        """The output layer (``lm_head``, no bias): logits = head(hidden)."""
+        return self.lm.lm_head
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids → (B, L, d_model) final hidden states (after the final norm, before ``head``)."""
+        body = self.lm.transformer if self.architecture == "gpt2" else self.lm.model
+        return body(input_ids=tokens, use_cache=False).last_hidden_state
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L) int64 token ids → (B, L, V) float logits of the next token at each position."""
         return self.lm(input_ids=tokens, use_cache=False).logits

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aria.models.build import build_model, checkpoint_fields
 from aria.models.transformer import ModelConfig, MusicTransformer, batch_loss, per_example_loss
 
 __all__ = ["seed_everything", "train_model", "example_losses", "generate"]
@@ -51,8 +52,9 @@ def train_model(
     total_steps: int | None = None,
     init_state: int | None = None,
     fused: bool = False,
+    architecture: str = "aria",
 ) -> dict:
-    """Train a :class:`MusicTransformer` on token blocks with AdamW.
+    """Train a model of ``architecture`` (:func:`~aria.models.build.build_model`) on token blocks with AdamW.
 
     Parameters
     ----------
@@ -62,6 +64,10 @@ def train_model(
     loss_mask : bool array (N, L), optional
         Positions whose prediction is trained (a stage's target block); default all.
     cfg : ModelConfig
+        The model's sizes.
+    architecture : {"aria", "gpt2", "llama"}, keyword-only
+        Aria's MusicTransformer, or a Hugging Face GPT-2 / Llama of the sizes ``cfg``
+        (:mod:`aria.models.causal_lm`), trained by the same recipe.
     epochs, batch_size : int
     lr : float
         Peak learning rate.
@@ -78,6 +84,7 @@ def train_model(
         Train with the fused causal attention kernel (:func:`~aria.models.transformer.fused_attention`):
         the same model up to float32 round-off, about 2.8x faster on CPU. The ensemble members keep
         the explicit form (their stored results stay bit-identical); the LDS retrainings use it.
+        Aria's architecture only (a Hugging Face model keeps its eager attention).
     total_steps : int, optional, keyword-only
         Optimizer steps to take, and the length of the learning-rate schedule. Default
         (None): ``epochs * ceil(N / batch_size)``, i.e. ``epochs`` passes. Otherwise training
@@ -92,7 +99,9 @@ def train_model(
     dict with ``final`` (state dict), ``checkpoints`` (list of dicts with
     ``epoch``, ``lr`` — the learning rate in force when it was saved — and
     ``state``), ``losses`` (mean training loss per epoch, over the examples the epoch
-    used) and ``steps`` (optimizer steps taken).
+    used), ``steps`` (optimizer steps taken) and ``model`` (the checkpoint contract's
+    ``config`` and, but for Aria's architecture, ``model_class``:
+    :func:`~aria.models.build.checkpoint_fields`).
     """
     n = len(tokens)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
@@ -108,8 +117,8 @@ def train_model(
     gen = seed_everything(random_state)
     if init_state is not None:
         torch.manual_seed(int(init_state))
-    model = MusicTransformer(cfg)
-    if fused:
+    model = build_model(cfg, architecture)
+    if fused and architecture == "aria":
         for blk in model.blocks:
             blk.fused = True
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -152,6 +161,7 @@ def train_model(
     bar.close()
     out["final"] = out["checkpoints"][-1]["state"]
     out["steps"] = step
+    out["model"] = checkpoint_fields(model)
     return out
 
 

@@ -277,3 +277,27 @@ def test_one_of_matches_exactly_the_names():
     rx = re.compile(f"(?:{one_of(['demo.v1', 'tiny'])})")
     assert rx.fullmatch("demo.v1") and rx.fullmatch("tiny") and not rx.fullmatch("demoXv1")
     assert not re.fullmatch(f"(?:{one_of([])})", "anything")
+
+
+def test_the_architecture_retrains_the_symbolic_models_only():
+    """model.architecture (aria.models.build) is a setting of the symbolic stage's training and LDS
+    retraining, and of nothing else: all that reads a model reruns through its file. Left out, it
+    is no setting at all, so configs written before it rerun nothing."""
+    cfg = _config("tiny")
+    exp = cfg["experiment"]
+
+    def edit(c):
+        c["model"]["architecture"] = "gpt2"
+
+    got = changed(cfg, edit)
+    assert {k[0] for k in got} == {"model", "lds_retrain"} and all(k[1:3] == (exp, "symbolic") for k in got)
+    after = copy.deepcopy(cfg)
+    edit(after)
+    plan = plan_of(after)
+    assert plan.job_settings("train", W(exp=exp, stage="symbolic", m=0))["architecture"] == "gpt2"
+    assert plan.job_settings("lds-retrain", W(exp=exp, stage="symbolic", subset=0))["model"]["architecture"] == "gpt2"
+    assert "architecture" not in plan_of(cfg).job_settings("train", W(exp=exp, stage="symbolic", m=0))
+    bad = copy.deepcopy(cfg)
+    bad["model"]["architecture"] = "mamba"
+    with pytest.raises(Exception, match="architecture"):
+        plan_of(bad)

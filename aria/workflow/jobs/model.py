@@ -46,6 +46,7 @@ class TrainSettings(Settings):
     lr: float = UNSET
     checkpoints: int = UNSET
     vocab_size: int = UNSET  # an audio stage's vocabulary
+    architecture: str = UNSET  # aria (default) | gpt2 | llama (aria.models.build)
 
 
 class TrainArgs(SettingsArgs):
@@ -89,11 +90,12 @@ def train(a: TrainArgs, p: TrainSettings) -> None:
         random_state=p["seed"],
         progress=True,
         desc=Path(a.out).stem,
+        architecture=p.get("architecture", "aria"),
     )
     log.info("training loss per epoch: %s", ", ".join(f"{x:.3f}" for x in res["losses"]))
     write_checkpoint(
         a.out,
-        config=cfg.to_dict(),
+        **res["model"],
         seed=p["seed"],
         losses=res["losses"],
         checkpoints=res["checkpoints"],
@@ -156,6 +158,7 @@ def lds_retrain(a: LdsRetrainArgs, p: LdsRetrainSettings) -> None:
         progress=True,
         total_steps=total_steps,
         init_state=p["member_seed"] if init == "shared" else None,
+        architecture=model.get("architecture", "aria"),
     )
     log.info(
         "subset %d: %d of %d segments; recipe %s, init %s, seeds %s, steps %s; train loss %s, held-out loss %s; %.1f s",

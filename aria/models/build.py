@@ -41,7 +41,8 @@ def build_model(cfg: ModelConfig, architecture: str = "aria") -> nn.Module:
 def checkpoint_fields(model: nn.Module) -> dict:
     """``config`` (and ``model_class`` for a model other than Aria's): the checkpoint contract's
     description of ``model`` (:mod:`aria.io.checkpoints`), from which :func:`~aria.io.checkpoints.load_model`
-    builds it again."""
+    builds it again.
+    """
     if isinstance(model, MusicTransformer):
         return {"config": model.cfg.to_dict()}
     from aria.models.causal_lm import CLASS_PATH, CausalLM

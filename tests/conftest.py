@@ -108,3 +108,18 @@ def copy_symbolic_run(tiny_run, wd):
     shutil.copytree(tiny_run / "results" / "tiny", wd / "results" / "tiny", symlinks=True)
     shutil.copytree(tiny_run / ".snakemake" / "metadata", wd / ".snakemake" / "metadata")
     return wd
+
+
+def token_batch(n=4, length=10, vocab=13):
+    """``(tokens, mask, loss_mask)`` int/bool (n, length) of random ids 1..vocab-1: example 1 padded
+    after position 6 (id 0), example 2 a query whose first 5 positions are no targets."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, vocab, size=(n, length))
+    mask = np.ones_like(tokens, dtype=bool)
+    mask[1, 6:] = False
+    tokens[1, 6:] = 0
+    loss_mask = np.ones_like(mask)
+    loss_mask[2, :5] = False
+    return tokens, mask, loss_mask

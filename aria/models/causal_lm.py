@@ -67,17 +67,28 @@ _GROUPS = {
 }
 
 
-def hf_config(
-    architecture: str,
-    *,
-    vocab_size: int,
-    d_model: int = 64,
-    n_layers: int = 2,
-    n_heads: int = 4,
-    d_ff: int = 256,
-    max_len: int = 256,
-    dropout: float = 0.0,
-) -> dict:
+#: Aria's size names (:class:`~aria.models.transformer.ModelConfig`) -> each architecture's config keys
+_SIZE_KEYS = {
+    "gpt2": {
+        "d_model": "n_embd",
+        "n_layers": "n_layer",
+        "n_heads": "n_head",
+        "d_ff": "n_inner",
+        "max_len": "n_positions",
+    },
+    "llama": {
+        "d_model": "hidden_size",
+        "n_layers": "num_hidden_layers",
+        "n_heads": "num_attention_heads",
+        "d_ff": "intermediate_size",
+        "max_len": "max_position_embeddings",
+    },
+}
+#: each architecture's dropout keys (Llama has attention dropout only)
+_DROPOUT_KEYS = {"gpt2": ("resid_pdrop", "embd_pdrop", "attn_pdrop"), "llama": ("attention_dropout",)}
+
+
+def hf_config(architecture: str, *, vocab_size: int, dropout: float = 0.0, **sizes) -> dict:
     """A Hugging Face config (as a dict, ``config.to_dict()``) of the given sizes.
 
     Parameters
@@ -85,43 +96,26 @@ def hf_config(
     architecture : {"gpt2", "llama"}
     vocab_size : int
         Number of token ids V.
-    d_model, n_layers, n_heads, d_ff, max_len : int
-        Width, blocks, attention heads, feed-forward width, longest sequence (tokens); the same
-        meaning as :class:`~aria.models.transformer.ModelConfig`'s.
     dropout : float
         GPT-2's residual, embedding and attention dropout; Llama's attention dropout.
+    **sizes : int
+        ``d_model``, ``n_layers``, ``n_heads``, ``d_ff``, ``max_len`` (width, blocks, attention heads,
+        feed-forward width, longest sequence in tokens), as in
+        :class:`~aria.models.transformer.ModelConfig`, whose defaults fill those not given. Llama
+        gets as many key/value heads as query heads; neither architecture gets BOS/EOS ids.
     """
     import transformers as tf
 
-    if architecture == "gpt2":
-        cfg = tf.GPT2Config(
-            vocab_size=vocab_size,
-            n_positions=max_len,
-            n_embd=d_model,
-            n_layer=n_layers,
-            n_head=n_heads,
-            n_inner=d_ff,
-            resid_pdrop=dropout,
-            embd_pdrop=dropout,
-            attn_pdrop=dropout,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-    elif architecture == "llama":
-        cfg = tf.LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=d_model,
-            intermediate_size=d_ff,
-            num_hidden_layers=n_layers,
-            num_attention_heads=n_heads,
-            num_key_value_heads=n_heads,
-            max_position_embeddings=max_len,
-            attention_dropout=dropout,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-    else:
+    from aria.models.transformer import ModelConfig
+
+    if architecture not in _SIZE_KEYS:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    size = ModelConfig(**sizes, vocab_size=vocab_size).to_dict()
+    kw = {hf: size[ours] for ours, hf in _SIZE_KEYS[architecture].items()}
+    kw |= {k: dropout for k in _DROPOUT_KEYS[architecture]}
+    if architecture == "llama":
+        kw["num_key_value_heads"] = size["n_heads"]
+    cfg = tf.AutoConfig.for_model(architecture, vocab_size=vocab_size, bos_token_id=None, eos_token_id=None, **kw)
     return cfg.to_dict()
 
 

@@ -4,6 +4,7 @@ weight gradients, and the SJLT against its definition."""
 import numpy as np
 import pytest
 import torch
+from conftest import token_batch
 
 from aria.attribution.factgrass import SJLT, factgrass_masks
 from aria.attribution.factored import factor_batch, kfac_covariance, project_factored, select_layers, top_eigenvectors
@@ -21,14 +22,7 @@ def _model():
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(1, 13, size=(4, 10))
-    mask = np.ones_like(tokens, dtype=bool)
-    mask[1, 6:] = False  # a padded example
-    tokens[1, 6:] = 0
-    loss_mask = np.ones_like(mask)
-    loss_mask[2, :5] = False  # a query: only its continuation enters the loss
-    return tokens, mask, loss_mask
+    return token_batch(4, 10, 13)  # a padded example (1) and a query scored after its prompt (2)
 
 
 def autograd_layer_grads(model, tokens, mask, loss_mask):

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import token_batch
 from dattri_adapter import DattriView, dattri_loss, dattri_P
 from torch import nn
 
@@ -50,14 +51,7 @@ def _model(arch, dtype=torch.float64, seed=0):
 
 
 def _data(n=4):
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(1, V, size=(n, L))
-    mask = np.ones_like(tokens, dtype=bool)
-    mask[1, 6:] = False  # a padded example
-    tokens[1, 6:] = 0
-    loss_mask = np.ones_like(mask)
-    loss_mask[2, :5] = False  # a query: only its continuation enters the loss
-    return tokens, mask, loss_mask
+    return token_batch(n, L, V)  # a padded example (1) and a query scored after its prompt (2)
 
 
 def _loop_grads(model, tokens, mask, loss_mask):

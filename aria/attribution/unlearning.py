@@ -194,15 +194,17 @@ def diagonal_fisher(
 
 
 @contextmanager
-def parameters(model: torch.nn.Module, state: Mapping[str, torch.Tensor]):
-    """``model`` with the parameters ``state`` (name -> tensor, all of them) inside the block; its
-    own parameters are back after it, whatever happens inside.
+def parameters(model: torch.nn.Module, state: Mapping[str, torch.Tensor] | None = None):
+    """``model`` with the parameters ``state`` (name -> tensor, all of them; None: its own, to be
+    changed inside the block) inside the block; its own parameters are back after it, whatever
+    happens inside.
     """
     own = {n: p.detach().clone() for n, p in model.named_parameters()}
     try:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(state[n])
+        if state is not None:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(state[n])
         yield model
     finally:
         with torch.no_grad():
@@ -245,16 +247,16 @@ def unlearn(
     state : dict name -> tensor, the full parameter set θ′ (untouched outside the group).
     """
     masks = target_masks(model, group)
-    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
     # the floor is relative to the mean Fisher entry over the whole target group
     total = sum(float((fisher[n].to(masks[n].dtype) * masks[n]).sum()) for n in masks)
     ref = total / max(sum(float(m.sum()) for m in masks.values()), 1.0)
     F = {}
     for n in masks:
-        f = fisher[n].to(theta0[n].dtype)
+        f = fisher[n].to(dtypes[n])
         F[n] = torch.clamp(f, min=max(floor * ref, torch.finfo(f.dtype).tiny))
     model.eval()
-    with parameters(model, theta0):
+    with parameters(model):  # the steps change the model; θ₀ is back after
         for _ in range(int(steps)):
             loss = loss_fn(model, query, example_generator(seed, str(query["key"][0])))[0]
             g = _grads(model, loss, list(masks))

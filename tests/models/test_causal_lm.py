@@ -15,7 +15,7 @@ from conftest import token_batch
 from dattri_adapter import DattriView, dattri_loss, dattri_P
 from torch import nn
 
-from aria.attribution.factored import factor_batch, project_factored, select_layers
+from aria.attribution.factored import factor_batch, layer_dims, project_factored, select_layers
 from aria.attribution.logra import logra_projections
 from aria.attribution.projection import attributed_params, per_example_grads
 from aria.attribution.scoring import score_blocks
@@ -294,8 +294,7 @@ def test_logra_matches_dattri(arch, tmp_path):
     proj = {}
     for n, layer in layers.items():
         base = 10000 * module_id[f"inner.{n}"]
-        d_in = layer.weight.shape[0 if type(layer).__name__ == "Conv1D" else 1] + (layer.bias is not None)
-        d_out = layer.weight.shape[1 if type(layer).__name__ == "Conv1D" else 0]
+        d_in, d_out = layer_dims(layer)
         proj[n] = (_gauss(d_in, k, base + 1), _gauss(d_out, k, base))
     ftr = logra_features(factor_batch(model, layers, train, full[:N_TRAIN]), proj).double().numpy()
     fte = logra_features(factor_batch(model, layers, test, full[N_TRAIN:]), proj).double().numpy()

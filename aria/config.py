@@ -250,6 +250,8 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _pool_size_problems(config, symbolic=symbolic, audio=audio)
     problems += _sensitivity_problems(config, symbolic=symbolic, audio=audio)
     problems += _selfinfluence_problems(config, symbolic=symbolic, audio=audio)
+    if symbolic and config["corpus"]["kind"] == "dattri_benchmark":
+        problems += _dattri_problems(config)
     if symbolic:
         if config["queries"]["prompt_tokens"] >= config["segments"]["block_tokens"]:
             problems.append("queries.prompt_tokens must be smaller than segments.block_tokens")
@@ -290,6 +292,29 @@ def _semantic_problems(config: dict) -> list[str]:
             if not Path(ext[key]).exists():
                 problems.append(f"{where}.{key}: {ext[key]} does not exist")
     return problems
+
+
+def _dattri_problems(config: dict) -> list[str]:
+    """What corpus.kind dattri_benchmark fixes: the benchmark's samples, models and ground truth."""
+    from aria.io.dattri_benchmark import MAX_SEQ
+
+    where, out = "corpus.kind 'dattri_benchmark'", []
+    if config["segments"]["block_tokens"] != MAX_SEQ + 1:
+        out.append(
+            f"{where}: segments.block_tokens must be {MAX_SEQ + 1} (the benchmark's {MAX_SEQ} input tokens "
+            "and the last target of each sample)"
+        )
+    if planted_settings(config.get("queries")):
+        out.append(f"{where}: the queries are the benchmark's test samples; queries.kind 'planted' does not apply")
+    if config["model"].get("checkpoints"):
+        out.append(f"{where}: the models are the benchmark's models_full; leave model.checkpoints out")
+    tracin = config["methods"].get("tracin", {})
+    if "tracin" in config["methods"]["run"] and tracin.get("checkpoints", 1) > 1:
+        out.append(
+            f"{where}: the benchmark saves one state per model (models_full/<i>/model_weights_0.pt), so TracIn "
+            "has one checkpoint: set methods.tracin.checkpoints to 1"
+        )
+    return out
 
 
 def _pool_size_problems(config: dict, *, symbolic: bool, audio: bool) -> list[str]:

@@ -33,7 +33,29 @@ if MIDI_CORPUS:
             **aria_job("merge-manifests"),
 
 
-if SYMBOLIC:
+if DATTRI:
+
+    # dattri's MAESTRO benchmark folder, read offline: everything the symbolic experiment would
+    # otherwise build (corpus, segments, queries, models, LDS ground truth) in the benchmark's order
+    use rule cpu_job as dattri_benchmark with:
+        output:
+            out=results("corpus/manifest.csv", EXP),
+            out_train=results("segments/symbolic/train.npz", EXP),
+            out_eval=results("segments/symbolic/eval_prompts.npz", EXP),
+            out_csv=results("segments/symbolic/segments.csv", EXP),
+            out_dropped=results("segments/symbolic/dropped.csv", EXP),
+            out_queries=results("queries/symbolic/queries.npz", EXP),
+            out_midi=directory(results("queries/midi", EXP)),
+            out_ground_truth=directory(results("lds/symbolic/ground_truth.zarr", EXP)),
+            out_models=dattri_models(),
+        log:
+            logs("dattri_benchmark.log", EXP),
+        benchmark:
+            benchmarks("dattri_benchmark.tsv", EXP)
+        params:
+            **aria_job("dattri-benchmark"),
+
+elif SYMBOLIC:
 
     use rule cpu_job as symbolic_segments with:
         input:

@@ -16,7 +16,7 @@ use rule cpu_job as lds_retrain with:
     benchmark:
         benchmarks("lds_retrain/{stage}/s{subset}.tsv")
     wildcard_constraints:
-        stage=one_of(LDS_STAGES),
+        stage=one_of(LDS_RETRAIN_STAGES),
     resources:
         mem_mb=2000,
         runtime=60,
@@ -33,6 +33,8 @@ use rule cpu_job as lds_ground_truth with:
         logs("lds_ground_truth/{stage}.log"),
     benchmark:
         benchmarks("lds_ground_truth/{stage}.tsv")
+    wildcard_constraints:
+        stage=one_of(LDS_RETRAIN_STAGES),
     params:
         **aria_job("lds-ground-truth"),
 

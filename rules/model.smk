@@ -13,11 +13,13 @@ use rule cpu_job as train_model with:
         logs("train_model/{stage}/m{m}.log"),
     benchmark:
         benchmarks("train_model/{stage}/m{m}.tsv")
+    wildcard_constraints:
+        stage=one_of(TRAINED_STAGES),
     params:
         **aria_job("train"),
 
 
-if SYMBOLIC:
+if SYMBOLIC and not DATTRI:
 
     use rule cpu_job as symbolic_queries with:
         input:

@@ -84,20 +84,29 @@ def select_layers(model: nn.Module, which: str = "all") -> dict[str, nn.Module]:
         (``ff1``, ``fc``, ``mlp`` ...).
 
     Modules that own parameters but are not linear (embeddings, norms, a user's own layer
-    types) are never hooked; the log names each of them as skipped.
+    types) are never hooked; the log names each of them as skipped. So are linear modules whose
+    weight the parent module uses directly, so that a hook would never see them run: a model names
+    them in its attribute ``functional_linear``, a regular expression on module names
+    (:class:`aria.models.dattri_mt.DattriMusicTransformer`: attention's ``out_proj``).
     """
     if which not in LAYER_SETS:
         raise ValueError(f"layers must be one of {sorted(LAYER_SETS)}, got {which!r}")
     pat = LAYER_SETS[which]
+    functional = re.compile(getattr(model, "functional_linear", None) or "^$")
     out, skipped = {}, []
     for name, mod in model.named_modules():
-        if is_linear(mod):
+        if is_linear(mod) and functional.search(name):
+            skipped.append(f"{name} (its weight is used by its parent, not called as a module)")
+        elif is_linear(mod):
             if pat is None or pat.search(name):
                 out[name] = mod
         elif any(p.requires_grad for p in mod.parameters(recurse=False)):
             skipped.append(name or type(mod).__name__)
     if skipped:
-        log.info("factored gradients skip parameterised modules that are not linear: %s", ", ".join(skipped))
+        log.info(
+            "factored gradients skip parameterised modules they cannot hook (not linear, or not called as modules): %s",
+            ", ".join(skipped),
+        )
     if not out:
         raise ValueError(f"no linear layer (nn.Linear, Conv1D) matches layers={which!r} in {type(model).__name__}")
     return out

@@ -49,4 +49,8 @@ def checkpoint_fields(model: nn.Module) -> dict:
 
     if isinstance(model, CausalLM):
         return {"config": model.config_dict(), "model_class": CLASS_PATH}
+    from aria.models import dattri_mt
+
+    if isinstance(model, dattri_mt.DattriMusicTransformer):
+        return {"config": model.config_dict(), "model_class": dattri_mt.CLASS_PATH}
     raise TypeError(f"no checkpoint description for a {type(model).__name__}")

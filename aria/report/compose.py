@@ -13,13 +13,20 @@ from aria import registry
 from aria.evaluation.numerics import ERROR_LIMIT
 from aria.report import render as R
 
-__all__ = ["compose", "SYMBOLIC_CHANNEL_NOTE", "AUDIO_CHANNEL_NOTE", "LDS_NOTE"]
+__all__ = ["compose", "SYMBOLIC_CHANNEL_NOTE", "AUDIO_CHANNEL_NOTE", "LDS_NOTE", "PUBLISHED_LDS_NOTE"]
 
 LDS_NOTE = (
     "LDS (docs/spec.md §9): models retrained on random halves S_m of the training segments; target "
     "f_q = -loss of query q, prediction g_q = sum of the method's scores over S_m; LDS = mean over "
     "queries of the Spearman correlation over subsets, with a bootstrap 95% interval over queries. "
     "Higher is better; a random matrix scores about 0."
+)
+PUBLISHED_LDS_NOTE = (
+    "LDS against the benchmark's published ground truth (dattri, lds/target_values_lds.pt and "
+    "indices_lds.pt): models retrained by the benchmark on its subsets S_m; target f_q = -loss of the "
+    "last token of test sample q, prediction g_q = sum of the method's scores over S_m; LDS = mean over "
+    "queries of the Spearman correlation over subsets (dattri.metric.lds), with a bootstrap 95% interval "
+    "over queries. Higher is better; a random matrix scores about 0."
 )
 
 SYMBOLIC_CHANNEL_NOTE = (
@@ -299,7 +306,8 @@ def compose(
     ]
     title = f"Aria report: {experiment}"
     if lds:
-        notes.append(LDS_NOTE)
+        published = any(v.get("ground_truth") == "published" for v in lds.values())
+        notes.append(PUBLISHED_LDS_NOTE if published else LDS_NOTE)
     html = R.html_report(
         title,
         header,

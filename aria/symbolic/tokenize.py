@@ -11,6 +11,11 @@ Vocabulary (``VOCAB_SIZE`` = 389 ids)::
 Times are quantized to ``TIME_STEP`` = 10 ms. All notes of all MIDI tracks are
 merged into one stream (track identity is not tokenized).
 
+This is the event vocabulary of Oore et al. and of dattri's MAESTRO MusicTransformer benchmark
+(``dattri.benchmark.models.MusicTransformer``), whose ids 0..387 mean the same; dattri adds END =
+388 and PAD = 389 (both skipped here, like Aria's PAD) and decodes a velocity bin to ``4 * bin``
+instead of the bin's centre ``4 * bin + 2`` (``velocity_offset=0``, :data:`DATTRI_VELOCITY_OFFSET`).
+
 A *segment* is a non-overlapping block of ``block`` consecutive tokens of one
 track's stream; the final partial block is padded with PAD and its mask marks
 the real tokens. Each segment decodes back to the notes whose NOTE_ON falls in
@@ -31,6 +36,8 @@ __all__ = [
     "decode",
     "split_blocks",
     "segment_notes",
+    "track_segment_notes",
+    "DATTRI_VELOCITY_OFFSET",
 ]
 
 NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY = 0, 128, 256, 356
@@ -38,6 +45,8 @@ N_SHIFT, N_VEL = 100, 32
 PAD = 388
 VOCAB_SIZE = 389
 TIME_STEP = 0.01
+#: ``velocity_offset`` that decodes as dattri's MAESTRO processor does (velocity = 4 * bin).
+DATTRI_VELOCITY_OFFSET = 0
 
 
 def _vel_bin(v):
@@ -90,7 +99,7 @@ def encode(notes: np.ndarray) -> np.ndarray:
     return np.asarray(tokens, dtype=np.int64)
 
 
-def decode(tokens, *, return_on_index: bool = False, initial_velocity: int = 64):
+def decode(tokens, *, return_on_index: bool = False, initial_velocity: int = 64, velocity_offset: int = 2):
     """Decode tokens back to notes.
 
     Parameters
@@ -103,6 +112,9 @@ def decode(tokens, *, return_on_index: bool = False, initial_velocity: int = 64)
         Also return, per note, the token index of its NOTE_ON.
     initial_velocity : int, keyword-only
         Velocity used before the first SET_VELOCITY token.
+    velocity_offset : int, keyword-only
+        A SET_VELOCITY bin b decodes to velocity ``4 * b + velocity_offset`` (2: the bin's centre;
+        0: dattri's MAESTRO processor).
 
     Returns
     -------
@@ -127,7 +139,7 @@ def decode(tokens, *, return_on_index: bool = False, initial_velocity: int = 64)
         elif t < VELOCITY:
             now += t - TIME_SHIFT + 1
         elif t < PAD:
-            vel = 4 * (t - VELOCITY) + 2
+            vel = 4 * (t - VELOCITY) + velocity_offset
     for p, (s, v, k) in open_.items():
         rows.append((s, max(now, s + 1), p, v, k))
     arr = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
@@ -164,28 +176,73 @@ def split_blocks(tokens, *, block: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return blocks, mask, np.arange(n, dtype=np.int64) * block
 
 
-def segment_notes(tokens, *, block: int) -> list[tuple[float, np.ndarray]]:
+def segment_notes(tokens, *, block: int, starts=None, velocity_offset: int = 2) -> list[tuple[float, np.ndarray]]:
     """Notes of each block of a track: those whose NOTE_ON lies in the block.
 
     The whole track is decoded once (so velocity state and note-offs in later
     blocks are honoured); each block's notes are shifted so that time 0 is the
     block's start time.
 
+    Parameters
+    ----------
+    tokens : int array, shape (L,)
+        The track's whole token stream.
+    block : int, keyword-only
+        Tokens per block.
+    starts : int array, shape (n_blocks,), keyword-only, optional
+        Token offset of each block (default: the non-overlapping blocks of :func:`split_blocks`,
+        ``0, block, 2 * block, ...``). Windows may overlap (dattri's MAESTRO windows of 257 tokens
+        every 256): a note whose NOTE_ON lies in two windows belongs to both.
+    velocity_offset : int, keyword-only
+        See :func:`decode`.
+
     Returns
     -------
-    list of ``(start_time_s, notes)``, one per block of :func:`split_blocks`.
+    list of ``(start_time_s, notes)``, one per block.
     """
     tokens = np.asarray(tokens, dtype=np.int64)
-    notes, on_index = decode(tokens, return_on_index=True)
+    notes, on_index = decode(tokens, return_on_index=True, velocity_offset=velocity_offset)
     shift = np.where((tokens >= TIME_SHIFT) & (tokens < VELOCITY), tokens - TIME_SHIFT + 1, 0)
     time_before = np.concatenate([[0], np.cumsum(shift)]) * TIME_STEP  # time at token i
+    if starts is None:
+        starts = np.arange(-(-len(tokens) // block), dtype=np.int64) * block
     out = []
-    n_blocks = -(-len(tokens) // block)
-    blk = on_index // block
-    for b in range(n_blocks):
-        t0 = float(time_before[b * block])
-        sel = notes[blk == b].copy()
+    for s in np.asarray(starts, dtype=np.int64).tolist():
+        t0 = float(time_before[min(s, len(tokens))])
+        sel = notes[(on_index >= s) & (on_index < s + block)].copy()
         sel["onset"] -= t0
         sel["offset"] -= t0
         out.append((t0, sel))
     return out
+
+
+def track_segment_notes(data, *, block: int):
+    """Each training track's segments decoded to notes, from a segments file's arrays.
+
+    Parameters
+    ----------
+    data : mapping
+        The arrays of ``segments/<stage>/train.npz``: ``streams``, ``stream_offsets``,
+        ``stream_tracks``, ``tempo_maps``, ``tempo_offsets`` and, where the segments are not
+        :func:`split_blocks`' blocks, ``segment_starts`` (int, (N,): each segment's token offset
+        in its track's stream, segments in track order) and ``segment_tokens`` (the window
+        length); ``velocity_offset`` (scalar, default 2: :func:`decode`).
+    block : int, keyword-only
+        Tokens per segment when the file has no ``segment_tokens``.
+
+    Yields
+    ------
+    (track_id, stream, tempo_map, segments)
+        ``segments`` is :func:`segment_notes`' list for that track.
+    """
+    vel = int(data["velocity_offset"]) if "velocity_offset" in data else 2
+    length = int(data["segment_tokens"]) if "segment_tokens" in data else block
+    starts = data["segment_starts"] if "segment_starts" in data else None
+    seg_track = None
+    if starts is not None:
+        seg_track = np.asarray(data["track_ids"]).astype(str)
+    for i, tid in enumerate(np.asarray(data["stream_tracks"]).astype(str)):
+        stream = data["streams"][data["stream_offsets"][i] : data["stream_offsets"][i + 1]]
+        tempo = data["tempo_maps"][data["tempo_offsets"][i] : data["tempo_offsets"][i + 1]]
+        mine = None if starts is None else starts[seg_track == tid]
+        yield tid, stream, tempo, segment_notes(stream, block=length, starts=mine, velocity_offset=vel)

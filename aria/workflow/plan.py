@@ -28,6 +28,7 @@ from types import SimpleNamespace
 
 from aria import registry
 from aria.config import analysis_settings, experiments, lds_settings, planted_settings
+from aria.io import dattri_benchmark as dattri_io
 from aria.symbolic.corpus import demo_collections, eval_quotas
 
 __all__ = ["Plan", "make_plan", "aria_on_path"]
@@ -152,6 +153,11 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     SYMBOLIC = "symbolic" in EXPERIMENTS
     # the symbolic experiment's name; an audio-only run on the user's audio has none (no rule writes there)
     EXP = config.get("experiment")
+    # dattri's MAESTRO benchmark (corpus.kind dattri_benchmark, aria/io/dattri_benchmark.py): one import
+    # job writes the symbolic experiment's corpus, segments, queries, models and published LDS ground truth
+    DATTRI = (
+        config["corpus"]["dattri_benchmark"] if SYMBOLIC and config["corpus"]["kind"] == "dattri_benchmark" else None
+    )
 
     def results(path, exp="{exp}"):
         """``results/<exp>/<path>``: every file an experiment writes.
@@ -252,7 +258,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         if AUDIO and e.get("experiment") == "audio" and e.get("stage") == "track"
     ]
     # the MIDI demo corpus is built when the symbolic experiment runs or the audio demo renders it
-    MIDI_CORPUS = SYMBOLIC or (AUDIO and AUDIO["corpus"]["kind"] == "demo")
+    MIDI_CORPUS = (SYMBOLIC and not DATTRI) or (AUDIO and AUDIO["corpus"]["kind"] == "demo")
     AUDIO_TARGETS = [results("report.html", AUDIO_EXP), results("summary.json", AUDIO_EXP)] if AUDIO else []
     SYMBOLIC_TARGETS = [results("report.html", EXP), results("summary.json", EXP)] if SYMBOLIC else []
 
@@ -324,13 +330,13 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         )
 
     def corpus_manifest():
-        if config["corpus"]["kind"] == "demo":
+        if config["corpus"]["kind"] in ("demo", "dattri_benchmark"):
             return results("corpus/manifest.csv", EXP)
         return config["corpus"]["midi_folder"]["manifest"]
 
     def corpus_files():
         """MIDI files of a user corpus, so editing one reruns what depends on it."""
-        if config["corpus"]["kind"] == "demo":
+        if config["corpus"]["kind"] != "midi_folder":
             return []
         from aria.io.tables import read_manifest
 
@@ -340,6 +346,8 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     def corpus_root():
         if config["corpus"]["kind"] == "demo":
             return results("corpus", EXP)
+        if config["corpus"]["kind"] == "dattri_benchmark":
+            return config["corpus"]["dattri_benchmark"]["download_path"]
         return config["corpus"]["midi_folder"]["root"]
 
     def method_feature_stores(w):
@@ -835,6 +843,16 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     # LDS ground truth (docs/spec.md §9, rules/lds.smk): the (experiment, stage) pairs whose config turns it on
     LDS_STAGES = sorted(s for (_, s), cfg in STAGES.items() if cfg["lds"])
+    # the stages whose ground truth Aria retrains (dattri's benchmark brings its published one)
+    LDS_RETRAIN_STAGES = [s for s in LDS_STAGES if not (DATTRI and s == "symbolic")]
+    # the stages whose models Aria trains or adopts (dattri's benchmark: the import job writes them)
+    TRAINED_STAGES = sorted({s for _, s in STAGES} - ({"symbolic"} if DATTRI else set()))
+
+    def dattri_models():
+        """The benchmark models the import job writes: every ensemble member a method or the replicas read."""
+        cfg = STAGES[(EXP, "symbolic")]
+        return [results(f"models/symbolic/m{m}.pt", EXP) for m in range(max(ensemble_size(cfg), REPLICA["member"] + 1))]
+
     LDS_SYMBOLIC = SYMBOLIC and bool(STAGES[(EXP, "symbolic")]["lds"])
     # the planted-influence benchmark (queries.kind: planted; rules/planted.smk): its settings, or None
     PLANTED = planted_settings(config.get("queries"))
@@ -1176,6 +1194,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         ),
         "audio-segments": lambda w: dict(**TOKENIZER_CFG),
         "symbolic-features": lambda w: dict(block_tokens=config["segments"]["block_tokens"]),
+        "dattri-benchmark": lambda w: {"n_train": dattri_io.N_TRAIN, "n_test": dattri_io.N_TEST, **DATTRI},
         "symbolic-planted-queries": lambda w: dict(
             seed=config["seeds"]["queries"],
             block_tokens=config["segments"]["block_tokens"],

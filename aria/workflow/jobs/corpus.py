@@ -273,7 +273,177 @@ def symbolic_queries(a: SymbolicQueriesArgs, p: SymbolicQueriesSettings) -> None
     log.info("generated %d queries of %d tokens", len(ids), toks.shape[1])
 
 
-def _write_query_midi(folder, query_ids, tokens) -> None:
+class DattriBenchmarkSettings(Settings):
+    download_path: str
+    n_train: int
+    n_test: int
+
+
+class DattriBenchmarkArgs(SettingsArgs):
+    out_train: str
+    out_eval: str
+    out_csv: str
+    out_dropped: str
+    out_queries: str
+    out_midi: str
+    out_ground_truth: str
+    out_models: list[str] = arg(nargs="+", help="models/symbolic/m<i>.pt for i = 0..M-1: models_full/<i>")
+
+
+@job("dattri-benchmark")
+def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None:
+    """Import dattri's MAESTRO MusicTransformer benchmark folder (aria.io.dattri_benchmark): the manifest,
+    the training segments and test queries in the benchmark's order, its models_full as the ensemble,
+    and the published LDS ground truth.
+    """
+    import pandas as pd
+
+    from aria.io import dattri_benchmark as db
+    from aria.io.checkpoints import write_checkpoint
+    from aria.io.stores import write_ground_truth
+    from aria.io.tables import write_csv, write_dropped, write_npz
+    from aria.models.dattri_mt import CLASS_PATH, DattriMusicTransformer
+    from aria.symbolic.notes import DEFAULT_TEMPO_MAP
+    from aria.symbolic.tokenize import DATTRI_VELOCITY_OFFSET
+
+    paths = db.check_folder(p["download_path"])
+    if len(paths["models"]) < len(a.out_models):
+        raise ValueError(
+            f"{paths['models_full']}: {len(paths['models'])} model(s), but the config's methods read "
+            f"{len(a.out_models)} ensemble members (lower methods.trak.ensemble or analysis.replicas.member)"
+        )
+    targets, indices = db.read_lds(paths, n_train=p["n_train"], n_test=p["n_test"])
+    tables = {}
+    for split, folder, n in (("train", paths["train"], p["n_train"]), ("eval", paths["test"], p["n_test"])):
+        pieces = db.read_pieces(folder)
+        try:
+            win = db.piece_windows(pieces, n=n)
+        except ValueError as e:
+            raise ValueError(f"{folder}: {e}") from e
+        used = sorted(set(win["piece"].tolist()))
+        tables[split] = (pieces, win, used)
+        log.info(
+            "%s: %d samples from %d of %d pieces (%d first windows, which dattri draws at random)",
+            folder,
+            len(win["tokens"]),
+            len(used),
+            len(pieces),
+            int(win["random_window"].sum()),
+        )
+    root = paths["root"]
+    man = []
+    for split, folder, genre in (("train", paths["train"], "maestro"), ("eval", paths["test"], "generated")):
+        pieces, _, used = tables[split]
+        for i in used:
+            stem = pieces[i][0]
+            f = next(q for q in sorted(folder.iterdir()) if q.is_file() and q.stem == stem)
+            man.append(dict(track_id=stem, path=str(f.relative_to(root)), genre=genre, split=split))
+    write_csv(a.out, pd.DataFrame(man))
+    write_dropped(a.out_dropped, [])
+
+    pieces, win, used = tables["train"]
+    seg_tracks = np.array([pieces[i][0] for i in win["piece"]])
+    seg_ids = np.array([f"{t}:{w:03d}" for t, w in zip(seg_tracks, win["window"])])
+    streams = [pieces[i][1] for i in used]
+    write_npz(
+        a.out_train,
+        tokens=win["tokens"],
+        mask=win["tokens"] != db.PAD,
+        segment_ids=seg_ids,
+        track_ids=seg_tracks,
+        streams=np.concatenate(streams),
+        stream_offsets=np.cumsum([0] + [len(s) for s in streams]),
+        stream_tracks=np.array([pieces[i][0] for i in used]),
+        tempo_maps=np.concatenate([DEFAULT_TEMPO_MAP] * len(used)),
+        tempo_offsets=np.arange(len(used) + 1) * len(DEFAULT_TEMPO_MAP),
+        segment_starts=win["start"],
+        segment_tokens=np.int64(db.MAX_SEQ + 1),
+        velocity_offset=np.int64(DATTRI_VELOCITY_OFFSET),
+        random_window=win["random_window"],
+    )
+    write_csv(
+        a.out_csv,
+        pd.DataFrame(
+            dict(
+                segment_id=seg_ids,
+                track_id=seg_tracks,
+                genre="maestro",
+                block=win["window"],
+                start_token=win["start"],
+                n_tokens=(win["tokens"] != db.PAD).sum(1),
+                random_window=win["random_window"],
+            )
+        ),
+    )
+    tpieces, twin, _ = tables["eval"]
+    q_tracks = np.array([tpieces[i][0] for i in twin["piece"]])
+    q_ids = np.array([f"q-{t}:{w:03d}" for t, w in zip(q_tracks, twin["window"])])
+    toks = twin["tokens"]
+    loss_mask = np.zeros(toks.shape, dtype=bool)
+    loss_mask[:, -1] = toks[:, -1] != db.PAD  # dattri's target: the loss of the last token only
+    write_npz(
+        a.out_queries,
+        tokens=toks,
+        mask=toks != db.PAD,
+        loss_mask=loss_mask,
+        query_ids=q_ids,
+        track_ids=q_tracks,
+        random_window=twin["random_window"],
+    )
+    write_npz(a.out_eval, prompts=toks, track_ids=q_tracks)  # what the pool check counts: one query each
+    _write_query_midi(a.out_midi, q_ids, toks, velocity_offset=DATTRI_VELOCITY_OFFSET)
+
+    masks = np.zeros((len(indices), len(seg_ids)), dtype=bool)
+    np.put_along_axis(masks, indices, True, axis=1)
+    nan = np.full((len(targets), 1), np.nan)
+    write_ground_truth(
+        a.out_ground_truth,
+        masks=masks,
+        targets=targets,
+        target_runs=targets[:, None, :],
+        train_loss=nan,
+        heldout_loss=nan,
+        row_ids=seg_ids,
+        col_ids=q_ids,
+        attrs=dict(
+            source="published",
+            published=str(paths["targets"].parent),
+            n_subsets=len(targets),
+            alpha=float(indices.shape[1] / len(seg_ids)),
+            runs=1,
+            collections_note="the published ground truth: one corpus (MAESTRO), no collections",
+        ),
+    )
+    log.info("published LDS ground truth: %d subsets of %d segments each, %d queries", *indices.shape, targets.shape[1])
+
+    for m, out in enumerate(a.out_models):
+        weights = db.read_state_dict(paths["models"][m])
+        try:
+            model = DattriMusicTransformer(**db.state_dict_sizes(weights))
+            model.mt.load_state_dict(weights)
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(
+                f"{paths['models'][m]}: the weights do not fit dattri's benchmark MusicTransformer: {e}"
+            ) from e
+        state = model.state_dict()
+        # one saved state per model (no training trajectory): TracIn reads it as its only checkpoint, lr 1
+        write_checkpoint(
+            out,
+            config=model.config_dict(),
+            model_class=CLASS_PATH,
+            checkpoints=[dict(epoch=0, lr=1.0, state=state)],
+            final=state,
+            source=str(paths["models"][m]),
+        )
+    log.info(
+        "%d benchmark models (of %d in models_full; %d in models_half, not used)",
+        len(a.out_models),
+        len(paths["models"]),
+        paths["n_half"],
+    )
+
+
+def _write_query_midi(folder, query_ids, tokens, *, velocity_offset: int = 2) -> None:
     """One MIDI file per query with notes, ``<query_id>.mid``, into ``folder`` (written whole or not at all)."""
     from aria.io.midi import write_midi
     from aria.io.stores import atomic_dir
@@ -281,7 +451,7 @@ def _write_query_midi(folder, query_ids, tokens) -> None:
 
     with atomic_dir(folder) as tmp:
         for qid, t in zip(query_ids, tokens):
-            notes = decode(t)
+            notes = decode(t, velocity_offset=velocity_offset)
             if len(notes):
                 write_midi(Path(tmp) / f"{qid}.mid", notes)
 

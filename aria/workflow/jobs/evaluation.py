@@ -326,6 +326,11 @@ def lds_references(a: LdsReferencesArgs, p: LdsReferencesSettings) -> None:
     gt = read_ground_truth(a.ground_truth)
     masks, targets = gt["masks"], gt["targets"]
     ceiling = seed_noise_ceiling(gt["target_runs"])
+    if gt["attrs"].get("source") == "published" and not ceiling.get("available"):
+        ceiling["reason"] = (
+            "the published ground truth has one retrained model per subset, so its seed noise cannot be told "
+            "from the subset effect (the benchmark's setting: R = 1)"
+        )
     _log_ceiling(ceiling)
     controls = lds_controls(masks, targets, gt["segment_collection"])
     mats, skipped = reference_matrices(
@@ -402,7 +407,8 @@ def lds(a: LdsArgs, p: LdsSettings) -> None:
         ", ".join(controls["names"]),
         res["n_subsets"],
     )
-    write_json(a.out, {**res, "partial_controls": controls["names"], "query_ids": cols})
+    source = {"ground_truth": gt["attrs"]["source"]} if "source" in gt["attrs"] else {}  # "published": dattri's
+    write_json(a.out, {**res, "partial_controls": controls["names"], "query_ids": cols, **source})
 
 
 class SymbolicFeaturesSettings(Settings):
@@ -420,16 +426,16 @@ def symbolic_features(a: SymbolicFeaturesArgs, p: SymbolicFeaturesSettings) -> N
     from aria.io.tables import read_npz, write_npz
     from aria.symbolic.features import extract_many
     from aria.symbolic.notes import shift_tempo_map
-    from aria.symbolic.tokenize import segment_notes
+    from aria.symbolic.tokenize import track_segment_notes
 
     d = read_npz(a.segments)
-    notes, tempos = [], []
-    for i in range(len(d["stream_tracks"])):
-        stream = d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]]
-        tempo = d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]]
-        for t0, seg in segment_notes(stream, block=p["block_tokens"]):
+    notes, tempos, whole = [], [], []
+    vel = int(d["velocity_offset"]) if "velocity_offset" in d else 2
+    for _, stream, tempo, segs in track_segment_notes(d, block=p["block_tokens"]):
+        for t0, seg in segs:
             notes.append(seg)
             tempos.append(shift_tempo_map(tempo, t0))
+        whole.append((stream, tempo))
     if len(notes) != len(d["segment_ids"]):
         raise RuntimeError(f"{a.segments}: {len(notes)} decoded segments, {len(d['segment_ids'])} expected")
     feats = extract_many(notes, tempo_maps=tempos, progress=True)
@@ -438,13 +444,10 @@ def symbolic_features(a: SymbolicFeaturesArgs, p: SymbolicFeaturesSettings) -> N
     if a.out_tracks:  # homogeneity.unit: track -- the same features of each whole piece
         from aria.symbolic.tokenize import decode
 
-        whole, whole_tempos = [], []
-        for i in range(len(d["stream_tracks"])):
-            whole.append(decode(d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]]))
-            whole_tempos.append(d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]])
-        tfeats = extract_many(whole, tempo_maps=whole_tempos, progress=True)
+        pieces = [decode(stream, velocity_offset=vel) for stream, _ in whole]
+        tfeats = extract_many(pieces, tempo_maps=[t for _, t in whole], progress=True)
         write_npz(a.out_tracks, segment_ids=np.asarray(d["stream_tracks"]).astype(str), **tfeats)
-        log.info("features of %d whole pieces -> %s", len(whole), a.out_tracks)
+        log.info("features of %d whole pieces -> %s", len(pieces), a.out_tracks)
 
 
 def _evidence(features, manifest):

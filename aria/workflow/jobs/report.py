@@ -206,14 +206,10 @@ def _gather_scores(S, row_ids, wanted) -> np.ndarray:
 def _symbolic_windows(train_npz, block: int) -> dict:
     """Each training segment's notes (block start at 0), start/end time (s) and bars (4 quarter notes)."""
     from aria.symbolic.notes import seconds_to_beats
-    from aria.symbolic.tokenize import segment_notes
+    from aria.symbolic.tokenize import track_segment_notes
 
-    d = _read_npz_cached(train_npz)
     out = {}
-    for i, tid in enumerate(np.asarray(d["stream_tracks"]).astype(str)):
-        stream = d["streams"][d["stream_offsets"][i] : d["stream_offsets"][i + 1]]
-        tempo = d["tempo_maps"][d["tempo_offsets"][i] : d["tempo_offsets"][i + 1]]
-        segs = segment_notes(stream, block=block)
+    for tid, _, tempo, segs in track_segment_notes(_read_npz_cached(train_npz), block=block):
         for b, (t0, notes) in enumerate(segs):
             t1 = segs[b + 1][0] if b + 1 < len(segs) else t0 + (float(notes["offset"].max()) if len(notes) else 0.0)
             beats = seconds_to_beats(np.array([t0, max(t1, t0)]), tempo)

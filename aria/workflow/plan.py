@@ -347,7 +347,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         if config["corpus"]["kind"] == "demo":
             return results("corpus", EXP)
         if config["corpus"]["kind"] == "dattri_benchmark":
-            return config["corpus"]["dattri_benchmark"]["download_path"]
+            return os.path.expanduser(config["corpus"]["dattri_benchmark"]["download_path"])
         return config["corpus"]["midi_folder"]["root"]
 
     def method_feature_stores(w):

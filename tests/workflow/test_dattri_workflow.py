@@ -6,6 +6,7 @@ References: ``dattri.metric.lds`` on the score stores the run wrote and the fold
 """
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -91,3 +92,25 @@ def test_nothing_is_trained_generated_or_retrained(dattri_run):
         assert not (logs / absent).exists(), absent
     again = run_snakemake(wd, "--cores", "1", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_table1_overlay_plans_the_papers_setting(tmp_path):
+    """`make table1`'s config (config.yaml + profiles/dattri/table1.yaml): one import, TRAK's ten
+    models projected, the four methods scored and compared with the published ground truth."""
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    dl = tmp_path / "dl"
+    out = run_snakemake(
+        tmp_path,
+        "-n",
+        "--configfile",
+        "config.yaml",
+        "profiles/dattri/table1.yaml",
+        "--config",
+        f'corpus={{"kind": "dattri_benchmark", "dattri_benchmark": {{"download_path": "{dl}"}}}}',
+    ).stdout
+    stats = out[out.index("Job stats:") :].split("total")[0]
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    assert jobs["dattri_benchmark"] == 1 and jobs["project_gradients"] == 10
+    assert jobs["score"] == jobs["lds"] == jobs["diagnostics"] == 4
+    assert not {"train_model", "lds_retrain", "lds_ground_truth", "symbolic_queries", "demo_collection"} & set(jobs)

@@ -253,6 +253,8 @@ def _semantic_problems(config: dict) -> list[str]:
     if symbolic and config["corpus"]["kind"] == "dattri_benchmark":
         problems += _dattri_problems(config)
     if symbolic:
+        problems += _model_source_problems(config)
+    if symbolic:
         if config["queries"]["prompt_tokens"] >= config["segments"]["block_tokens"]:
             problems.append("queries.prompt_tokens must be smaller than segments.block_tokens")
         if config["model"]["d_model"] % config["model"]["n_heads"]:
@@ -271,7 +273,7 @@ def _semantic_problems(config: dict) -> list[str]:
                 problems.append(f"{where}.stages: unknown stage '{s}' (stages: {list(config['audio']['stages'])})")
                 continue
             own = model if where == "lds" else config["audio"]["stages"][s]
-            if own.get("checkpoints"):
+            if own.get("checkpoints") or own.get("path"):
                 problems.append(
                     f"{where}: stage '{s}' uses your own checkpoints; LDS retrains with Aria's training "
                     "recipe, which would not be your model's"
@@ -292,6 +294,29 @@ def _semantic_problems(config: dict) -> list[str]:
             if not Path(ext[key]).exists():
                 problems.append(f"{where}.{key}: {ext[key]} does not exist")
     return problems
+
+
+def _model_source_problems(config: dict) -> list[str]:
+    """The symbolic tokenizer and your own models: files that must exist, combinations that cannot run."""
+    out, model, tok = [], config["model"], config.get("tokenizer") or {}
+    if tok.get("kind") == "miditok":
+        if not tok.get("path"):
+            out.append("tokenizer.kind 'miditok' needs tokenizer.path (the file tokenizer.save(path) wrote)")
+        elif not Path(tok["path"]).is_file():
+            out.append(f"tokenizer.path: {tok['path']} does not exist")
+        if planted_settings(config.get("queries")):
+            out.append("queries.kind 'planted' writes its plants in Aria's own vocabulary: use tokenizer.kind 'aria'")
+        if config["corpus"]["kind"] == "dattri_benchmark":
+            out.append("corpus.kind 'dattri_benchmark' brings its own event vocabulary: leave tokenizer out")
+    if model.get("path") is not None:
+        if model.get("kind") != "hf":
+            out.append("model.path is a save_pretrained folder: it needs model.kind 'hf'")
+        for p in [model["path"]] if isinstance(model["path"], str) else model["path"]:
+            if not (Path(p) / "config.json").is_file():
+                out.append(f"model.path: {p} is not a save_pretrained folder (no config.json)")
+    if model.get("kind") == "hf" and model.get("architecture", "gpt2") == "aria":
+        out.append("model.kind 'hf' trains a Hugging Face model: model.architecture must be gpt2 or llama")
+    return out
 
 
 def _dattri_problems(config: dict) -> list[str]:

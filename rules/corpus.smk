@@ -60,6 +60,7 @@ elif SYMBOLIC:
     use rule cpu_job as symbolic_segments with:
         input:
             corpus_files(),  # a user corpus's MIDI files: editing one reruns the segments
+            tokenizer_files(),  # a miditok tokenizer file, likewise
             manifest=corpus_manifest(),
         output:
             out_train=results("segments/symbolic/train.npz", EXP),

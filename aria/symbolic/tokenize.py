@@ -37,6 +37,7 @@ __all__ = [
     "split_blocks",
     "segment_notes",
     "track_segment_notes",
+    "data_tokenizer",
     "DATTRI_VELOCITY_OFFSET",
 ]
 
@@ -155,7 +156,7 @@ def decode(tokens, *, return_on_index: bool = False, initial_velocity: int = 64,
     return notes
 
 
-def split_blocks(tokens, *, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_blocks(tokens, *, block: int, pad: int = PAD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut a token stream into non-overlapping blocks of ``block`` tokens.
 
     Returns
@@ -167,7 +168,7 @@ def split_blocks(tokens, *, block: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     """
     tokens = np.asarray(tokens, dtype=np.int64)
     n = -(-len(tokens) // block)
-    blocks = np.full((n, block), PAD, dtype=np.int64)
+    blocks = np.full((n, block), pad, dtype=np.int64)
     mask = np.zeros((n, block), dtype=bool)
     for b in range(n):
         chunk = tokens[b * block : (b + 1) * block]
@@ -226,7 +227,9 @@ def track_segment_notes(data, *, block: int):
         ``stream_tracks``, ``tempo_maps``, ``tempo_offsets`` and, where the segments are not
         :func:`split_blocks`' blocks, ``segment_starts`` (int, (N,): each segment's token offset
         in its track's stream, segments in track order) and ``segment_tokens`` (the window
-        length); ``velocity_offset`` (scalar, default 2: :func:`decode`).
+        length); ``velocity_offset`` (scalar, default 2: :func:`decode`); ``tokenizer`` (a JSON
+        string of config ``tokenizer``: the segments of a miditok tokenizer,
+        :mod:`aria.symbolic.tokenizers`; default Aria's vocabulary).
     block : int, keyword-only
         Tokens per segment when the file has no ``segment_tokens``.
 
@@ -237,6 +240,7 @@ def track_segment_notes(data, *, block: int):
     """
     vel = int(data["velocity_offset"]) if "velocity_offset" in data else 2
     length = int(data["segment_tokens"]) if "segment_tokens" in data else block
+    tok = data_tokenizer(data)
     starts = data["segment_starts"] if "segment_starts" in data else None
     seg_track = None
     if starts is not None:
@@ -245,4 +249,16 @@ def track_segment_notes(data, *, block: int):
         stream = data["streams"][data["stream_offsets"][i] : data["stream_offsets"][i + 1]]
         tempo = data["tempo_maps"][data["tempo_offsets"][i] : data["tempo_offsets"][i + 1]]
         mine = None if starts is None else starts[seg_track == tid]
-        yield tid, stream, tempo, segment_notes(stream, block=length, starts=mine, velocity_offset=vel)
+        if tok.kind == "aria":
+            yield tid, stream, tempo, segment_notes(stream, block=length, starts=mine, velocity_offset=vel)
+        else:
+            yield tid, stream, tempo, tok.segment_notes(stream, block=length, starts=mine)
+
+
+def data_tokenizer(data):
+    """The tokenizer of a segments or prompts file (its ``tokenizer`` JSON string; default Aria's)."""
+    import json
+
+    from aria.symbolic.tokenizers import load_tokenizer
+
+    return load_tokenizer(json.loads(str(data["tokenizer"])) if "tokenizer" in data else None)

@@ -139,6 +139,24 @@ def command_line(name: str, options: dict) -> str:
     return " ".join(parts)
 
 
+def symbolic_model(model: dict) -> dict:
+    """The training settings of config ``model``: its sizes and recipe; ``kind: hf`` trains a
+    Hugging Face causal LM (``architecture`` gpt2 unless given). Your own models
+    (``checkpoints``, ``path``) are :func:`symbolic_pretrained`'s.
+    """
+    out = {k: v for k, v in model.items() if k not in ("checkpoints", "path", "kind")}
+    if model.get("kind") == "hf":
+        out.setdefault("architecture", "gpt2")
+    return out
+
+
+def symbolic_pretrained(model: dict) -> list[str]:
+    """Your own models of the ensemble, member by member: Aria checkpoints (``model.checkpoints``)
+    or, with ``model.kind: hf``, ``save_pretrained`` folders (``model.path``)."""
+    path = model.get("path", [])
+    return list(model.get("checkpoints", [])) + ([path] if isinstance(path, str) else list(path))
+
+
 def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by design
     """The plan of a validated ``config`` (:func:`aria.config.validate_config`).
 
@@ -200,9 +218,9 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         STAGES[(EXP, "symbolic")] = {
             "methods": config["methods"],
             "projection": config["projection"],
-            "model": {k: v for k, v in config["model"].items() if k != "checkpoints"},
+            "model": symbolic_model(config["model"]),
             "seq_len": config["segments"]["block_tokens"],
-            "pretrained": config["model"].get("checkpoints", []),
+            "pretrained": symbolic_pretrained(config["model"]),
             "lds": lds_settings(config.get("lds")),
         }
     METHODS = list(config["methods"]["run"]) if SYMBOLIC else []
@@ -342,6 +360,11 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
         mf = config["corpus"]["midi_folder"]
         return list(read_manifest(mf["manifest"], root=mf["root"])["abspath"])
+
+    def tokenizer_files():
+        """The miditok tokenizer file, so editing it reruns the segments and what depends on them."""
+        t = config.get("tokenizer") or {}
+        return [t["path"]] if t.get("kind") == "miditok" else []
 
     def corpus_root():
         if config["corpus"]["kind"] == "demo":
@@ -1180,6 +1203,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             root=corpus_root(),
             block_tokens=config["segments"]["block_tokens"],
             prompt_tokens=config["queries"]["prompt_tokens"],
+            **({"tokenizer": config["tokenizer"]} if "tokenizer" in config else {}),
         ),
         "check-pool": pool_check_settings,
         "audio-demo-corpus": lambda w: dict(

@@ -113,7 +113,9 @@ def test_select_layers_takes_every_linear_module_and_names_the_rest(arch, caplog
         layers = select_layers(model)
     want = [f"{BLOCK[arch]}.{i}.{n}" for i in range(2) for n in LINEAR[arch]] + ["lm.lm_head"]
     assert list(layers) == want
-    skipped = caplog.text.split("skip parameterised modules they cannot hook (not linear, or not called as modules):")[1]
+    skipped = caplog.text.split("skip parameterised modules they cannot hook (not linear, or not called as modules):")[
+        1
+    ]
     norms = ["ln_1", "ln_2"] if arch == "gpt2" else ["input_layernorm", "post_attention_layernorm"]
     for i in range(2):
         for n in norms:

@@ -138,6 +138,7 @@ class SymbolicSegmentsSettings(Settings):
     root: str | None = UNSET
     block_tokens: int
     prompt_tokens: int
+    tokenizer: dict = UNSET  # config tokenizer (aria.symbolic.tokenizers); default Aria's vocabulary
 
 
 class SymbolicSegmentsArgs(JobArgs):
@@ -152,13 +153,18 @@ class SymbolicSegmentsArgs(JobArgs):
 @job("symbolic-segments")
 def symbolic_segments(a: SymbolicSegmentsArgs, p: SymbolicSegmentsSettings) -> None:
     """Tokenize every track; cut training tracks into blocks; take eval prompts."""
+    import json
+
     import pandas as pd
 
-    from aria.io.midi import read_midi
     from aria.io.tables import read_manifest, write_csv, write_npz
-    from aria.symbolic.tokenize import encode, split_blocks
+    from aria.symbolic.tokenize import split_blocks
+    from aria.symbolic.tokenizers import load_tokenizer
 
     block, prompt = p["block_tokens"], p["prompt_tokens"]
+    tok = load_tokenizer(p.get("tokenizer"))
+    # the files that read the segments decode them with the same tokenizer
+    named = {"tokenizer": np.str_(json.dumps(p["tokenizer"], sort_keys=True))} if p.get("tokenizer") else {}
     man = read_manifest(a.manifest, root=p.get("root"))
     tr_tok, tr_mask, seg_rows = [], [], []
     streams, stream_tracks, tempos = [], [], []
@@ -166,7 +172,7 @@ def symbolic_segments(a: SymbolicSegmentsArgs, p: SymbolicSegmentsSettings) -> N
     parsed, bad = {}, []
     for row in man.itertuples():  # every unreadable file is named in one pass, not just the first
         try:
-            parsed[row.track_id] = read_midi(row.abspath)
+            parsed[row.track_id] = tok.encode_file(row.abspath)
         except ValueError as e:  # corrupt, empty, drums only: the message starts with the path
             bad.append(str(e))
     if bad:
@@ -175,10 +181,9 @@ def symbolic_segments(a: SymbolicSegmentsArgs, p: SymbolicSegmentsSettings) -> N
             "from the manifest:\n  " + "\n  ".join(bad)
         )
     for row in man.itertuples():
-        notes, tempo = parsed[row.track_id]
-        toks = encode(notes)
+        toks, tempo = parsed[row.track_id]
         if row.split == "train":
-            blocks, mask, starts = split_blocks(toks, block=block)
+            blocks, mask, starts = split_blocks(toks, block=block, pad=tok.pad)
             for b in range(len(blocks)):
                 seg_rows.append(
                     dict(
@@ -222,8 +227,9 @@ def symbolic_segments(a: SymbolicSegmentsArgs, p: SymbolicSegmentsSettings) -> N
         stream_tracks=np.array(stream_tracks),
         tempo_maps=np.concatenate(tempos),
         tempo_offsets=toffs,
+        **named,
     )
-    write_npz(a.out_eval, prompts=np.stack(ev_prompts), track_ids=np.array(ev_ids))
+    write_npz(a.out_eval, prompts=np.stack(ev_prompts), track_ids=np.array(ev_ids), **named)
     write_csv(a.out_csv, pd.DataFrame(seg_rows))
     if a.out_dropped:
         from aria.io.tables import write_dropped
@@ -253,10 +259,11 @@ def symbolic_queries(a: SymbolicQueriesArgs, p: SymbolicQueriesSettings) -> None
     """Generate one query per eval prompt with the main model; save tokens and MIDI."""
     from aria.io.tables import read_npz, write_npz
     from aria.models.training import generate
-    from aria.symbolic.tokenize import PAD
+    from aria.symbolic.tokenize import data_tokenizer
 
     model, _ = load_job_model(a)
     ev = read_npz(a.eval)
+    tok = data_tokenizer(ev)
     toks = generate(
         model,
         ev["prompts"],
@@ -264,12 +271,16 @@ def symbolic_queries(a: SymbolicQueriesArgs, p: SymbolicQueriesSettings) -> None
         temperature=p["temperature"],
         top_k=p["top_k"],
         random_state=p["seed"],
+        pad=tok.pad,
     )
     ids = np.array([f"q-{t}" for t in ev["track_ids"]])
     loss_mask = np.zeros(toks.shape, dtype=bool)
     loss_mask[:, ev["prompts"].shape[1] :] = True  # score only the generated part
-    write_npz(a.out, tokens=toks, mask=toks != PAD, loss_mask=loss_mask, query_ids=ids, track_ids=ev["track_ids"])
-    _write_query_midi(a.out_midi, ids, toks)
+    named = {"tokenizer": ev["tokenizer"]} if "tokenizer" in ev else {}
+    write_npz(
+        a.out, tokens=toks, mask=toks != tok.pad, loss_mask=loss_mask, query_ids=ids, track_ids=ev["track_ids"], **named
+    )
+    _write_query_midi(a.out_midi, ids, toks, decode=tok.decode)
     log.info("generated %d queries of %d tokens", len(ids), toks.shape[1])
 
 
@@ -304,7 +315,7 @@ def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None
     from aria.io.tables import write_csv, write_dropped, write_npz
     from aria.models.dattri_mt import CLASS_PATH, DattriMusicTransformer
     from aria.symbolic.notes import DEFAULT_TEMPO_MAP
-    from aria.symbolic.tokenize import DATTRI_VELOCITY_OFFSET
+    from aria.symbolic.tokenize import DATTRI_VELOCITY_OFFSET, decode
 
     paths = db.check_folder(p["download_path"])
     if len(paths["models"]) < len(a.out_models):
@@ -391,7 +402,7 @@ def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None
         random_window=twin["random_window"],
     )
     write_npz(a.out_eval, prompts=toks, track_ids=q_tracks)  # what the pool check counts: one query each
-    _write_query_midi(a.out_midi, q_ids, toks, velocity_offset=DATTRI_VELOCITY_OFFSET)
+    _write_query_midi(a.out_midi, q_ids, toks, decode=lambda t: decode(t, velocity_offset=DATTRI_VELOCITY_OFFSET))
 
     masks = np.zeros((len(indices), len(seg_ids)), dtype=bool)
     np.put_along_axis(masks, indices, True, axis=1)
@@ -443,15 +454,18 @@ def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None
     )
 
 
-def _write_query_midi(folder, query_ids, tokens, *, velocity_offset: int = 2) -> None:
-    """One MIDI file per query with notes, ``<query_id>.mid``, into ``folder`` (written whole or not at all)."""
+def _write_query_midi(folder, query_ids, tokens, *, decode=None) -> None:
+    """One MIDI file per query with notes, ``<query_id>.mid``, into ``folder`` (written whole or not at all);
+    ``decode``: ids -> notes (default Aria's vocabulary).
+    """
     from aria.io.midi import write_midi
     from aria.io.stores import atomic_dir
-    from aria.symbolic.tokenize import decode
+    from aria.symbolic import tokenize
 
+    decode = decode or tokenize.decode
     with atomic_dir(folder) as tmp:
         for qid, t in zip(query_ids, tokens):
-            notes = decode(t, velocity_offset=velocity_offset)
+            notes = decode(t)
             if len(notes):
                 write_midi(Path(tmp) / f"{qid}.mid", notes)
 

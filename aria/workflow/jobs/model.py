@@ -18,9 +18,12 @@ from aria.workflow.jobs.settings import UNSET, Settings
 log = logging.getLogger("aria")
 
 
-def _model_cfg(p):
+def _model_cfg(p, data=None):
+    """The sizes of a model to train; the vocabulary: an audio stage's ``vocab_size``, else the
+    tokenizer's of the segments file ``data`` (Aria's vocabulary by default).
+    """
     from aria.models.transformer import ModelConfig
-    from aria.symbolic.tokenize import VOCAB_SIZE
+    from aria.symbolic.tokenize import VOCAB_SIZE, data_tokenizer
 
     return ModelConfig(
         d_model=p["d_model"],
@@ -28,7 +31,7 @@ def _model_cfg(p):
         n_heads=p["n_heads"],
         d_ff=p["d_ff"],
         max_len=p["block_tokens"],
-        vocab_size=p.get("vocab_size", VOCAB_SIZE),
+        vocab_size=p.get("vocab_size", VOCAB_SIZE if data is None else data_tokenizer(data).vocab_size),
     )
 
 
@@ -64,20 +67,35 @@ def train(a: TrainArgs, p: TrainSettings) -> None:
     torch_setup(a.threads)
     if p.get("pretrained"):
         # bring-your-own checkpoint: check that it loads and scores the stage's sequences, then adopt it
-        model, _ = load_model(p["pretrained"])
+        src = Path(p["pretrained"])
+        if src.is_dir():  # a Hugging Face save_pretrained folder (model.path), read offline
+            from aria.models.causal_lm import CLASS_PATH, from_pretrained
+
+            model = from_pretrained(src)
+            state = model.state_dict()
+            blob = dict(config=model.config_dict(), model_class=CLASS_PATH, source=str(src))
+            blob.update(checkpoints=[dict(epoch=0, lr=1.0, state=state)], final=state)
+        else:
+            model, _ = load_model(src)
+            blob = None
         data = read_npz(a.segments)
-        with torch.no_grad():
-            logits = model(torch.as_tensor(data["tokens"][:2]))
-        if logits.shape[-1] <= int(data["tokens"].max()):
+        top = int(data["tokens"].max())
+        vocab = getattr(getattr(model, "cfg", None), "vocab_size", None)  # known without a forward pass
+        if vocab is None or vocab > top:
+            with torch.no_grad():
+                vocab = model(torch.as_tensor(data["tokens"][:2])).shape[-1]
+        if vocab <= top:
             raise ValueError(
-                f"{p['pretrained']}: model vocabulary ({logits.shape[-1]}) is smaller than "
-                f"the stage's token ids (max {int(data['tokens'].max())})"
+                f"{p['pretrained']}: model vocabulary ({vocab}) is smaller than the stage's token ids (max {top})"
             )
-        save_torch(a.out, load_torch(p["pretrained"]))
-        log.info("adopted pretrained checkpoint %s", p["pretrained"])
+        if blob is None:
+            save_torch(a.out, load_torch(src))
+        else:  # one saved state: TracIn reads it as its only checkpoint, learning rate 1
+            write_checkpoint(a.out, **blob)
+        log.info("adopted pretrained %s %s", "folder" if blob else "checkpoint", src)
         return
     data = read_npz(a.segments)
-    cfg = _model_cfg(p)
+    cfg = _model_cfg(p, data)
     res = train_model(
         data["tokens"],
         data["mask"],
@@ -152,7 +170,7 @@ def lds_retrain(a: LdsRetrainArgs, p: LdsRetrainSettings) -> None:
         tr,
         qu,
         keep,
-        model_cfg=_model_cfg(model),
+        model_cfg=_model_cfg(model, tr),
         seeds=seeds,
         **{k: model[k] for k in ("epochs", "lr", "batch_size")},  # the training recipe
         progress=True,

@@ -152,7 +152,8 @@ def symbolic_model(model: dict) -> dict:
 
 def symbolic_pretrained(model: dict) -> list[str]:
     """Your own models of the ensemble, member by member: Aria checkpoints (``model.checkpoints``)
-    or, with ``model.kind: hf``, ``save_pretrained`` folders (``model.path``)."""
+    or, with ``model.kind: hf``, ``save_pretrained`` folders (``model.path``).
+    """
     path = model.get("path", [])
     return list(model.get("checkpoints", [])) + ([path] if isinstance(path, str) else list(path))
 

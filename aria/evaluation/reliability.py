@@ -59,7 +59,8 @@ The chunks are read (decompressed) and multiplied by ``workers`` threads at once
 each product on one BLAS thread, so that one chunk's read overlaps another's
 product without the decompression and a multi-threaded GEMM competing for the
 same cores; chunks are merged in row order, so the result does not depend on the
-number of workers.
+number of workers (for the same BLAS threads per product: a product on two BLAS
+threads and on one can differ in the last bits).
 
 Conventions
 -----------
@@ -310,7 +311,8 @@ def gram_stats(
         one per core), each product on one thread. 0: everything in the calling
         thread, one chunk after the other, with the BLAS pool as configured. Chunks
         are merged in row order whatever the number of workers, so the result does
-        not depend on it. Memory: about
+        not depend on it for the same BLAS threads per product (OpenBLAS's ``ssyrk``
+        on two threads and on one can differ in the last bits). Memory: about
         ``workers + 1`` chunks (float32 and their centred copies) and as many Q x Q
         float64 partial Grams.
 

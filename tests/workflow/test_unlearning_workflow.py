@@ -122,7 +122,10 @@ def test_selfinfluence_point_is_recomputed(tiny_run, exp, stage):
             loss_fn=loss,
         )
         assert doc["rank"] == ref["rank"]
-        np.testing.assert_allclose(doc["tau_target"], ref["tau_target"], rtol=1e-9)
+        # mixed precision: the gradients are float32 sums, whose order follows the torch threads (the
+        # job ran on one, this process on the machine's), ~sqrt(n) u32 ~ 1e-6 relative in g and,
+        # tau being quadratic in g to first order, 2e-6 in tau (1.2e-6 seen on a 2-core EPYC); 10x that
+        np.testing.assert_allclose(doc["tau_target"], ref["tau_target"], rtol=2e-5)
         assert doc["frechet"] == pytest.approx(ref["frechet"], rel=1e-6, abs=1e-12)
         assert doc["median_rank"] == np.median(ref["rank"]) and doc["top_k"] == 5
 

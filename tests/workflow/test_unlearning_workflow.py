@@ -146,7 +146,7 @@ def test_selfinfluence_point_is_recomputed(tiny_run, exp, stage):
             lr=1e-7,
             seed=3,
         )
-        assert doc["tau_target"][0] == pytest.approx(tau[t], rel=1e-9)
+        assert doc["tau_target"][0] == pytest.approx(tau[t], rel=2e-5)  # as above
         # the first target's τ was scored in float64 and float32 too: at this point's η = 1e-7 float32
         # alone would be ~1% of τ's spread (measured 1.2-1.3%), mixed ~1e-4 of it
         num = doc["numerics"]

@@ -301,3 +301,46 @@ def test_the_second_corpus_overlay_replaces_the_demo_collections():
     none = merge(cfg, {"corpus": {"demo": {"collections": dict.fromkeys(cols, 0)}}})
     with pytest.raises(ConfigError, match="every collection is set to 0"):
         validate_config(none)
+
+
+def test_the_dattri_overlay_and_what_it_fixes():
+    """`make table1`'s overlay validates; what the benchmark fixes is refused with the reason."""
+    from aria.workflow.plan import symbolic_model, symbolic_pretrained
+
+    cfg = merge(_load("config.yaml"), _load("profiles/dattri/table1.yaml"))
+    validate_config(cfg)
+    for key, value, match in [
+        (("segments", "block_tokens"), 256, "block_tokens must be 257"),
+        (("methods", "tracin"), {"checkpoints": 3}, "TracIn has one checkpoint"),
+        (("model", "checkpoints"), ["m.pt"], "leave model.checkpoints out"),
+        (("tokenizer",), {"kind": "miditok", "path": "profiles/examples/remi_tokenizer.json"}, "leave tokenizer out"),
+    ]:
+        bad = copy.deepcopy(cfg)
+        node = bad
+        for k in key[:-1]:
+            node = node[k]
+        node[key[-1]] = value
+        if key == ("methods", "tracin"):
+            bad["methods"]["run"] = ["tracin"]
+        with pytest.raises(ConfigError, match=match):
+            validate_config(bad)
+    # model.kind hf: the training settings leave the sources out; path is the members' folders
+    assert symbolic_model({"kind": "hf", "d_model": 8, "path": "x"}) == {"d_model": 8, "architecture": "gpt2"}
+    assert symbolic_pretrained({"kind": "hf", "path": "a"}) == ["a"]
+    assert symbolic_pretrained({"checkpoints": ["c.pt"], "path": ["a", "b"]}) == ["c.pt", "a", "b"]
+
+
+def test_the_hf_miditok_example_validates_and_bad_sources_are_named(tmp_path):
+    cfg = _load("profiles/examples/hf_miditok.yaml")
+    validate_config(cfg)
+    bad = copy.deepcopy(cfg)
+    bad["tokenizer"]["path"] = str(tmp_path / "none.json")
+    with pytest.raises(ConfigError, match="none.json does not exist"):
+        validate_config(bad)
+    bad = copy.deepcopy(cfg)
+    bad["model"]["path"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="is not a save_pretrained folder"):
+        validate_config(bad)
+    bad["model"].pop("kind")
+    with pytest.raises(ConfigError, match="it needs model.kind 'hf'"):
+        validate_config(bad)

@@ -151,7 +151,7 @@ def test_selfinfluence_point_is_recomputed(tiny_run, exp, stage):
         # alone would be ~1% of τ's spread (measured 1.2-1.3%), mixed ~1e-4 of it
         num = doc["numerics"]
         assert num["precision"] == "mixed" and num["n_checked"] == 1 and num["ok"]
-        assert num["spread"] == pytest.approx(np.std(tau), rel=1e-6)
+        assert num["spread"] == pytest.approx(np.std(tau), rel=2e-5)  # the tau tolerance above
         assert num["ratio"] < 1e-3 and num["float32_ratio"] > 10 * num["ratio"]
         assert doc["rank"][0] == target_rank(tau, t)
 

@@ -109,8 +109,8 @@ def check_folder(download_path) -> dict:
     return {**p, "models": models, "n_half": _count_models(p["models_half"])}
 
 
-def read_pieces(folder) -> list[tuple[str, np.ndarray]]:
-    """Every piece of a processed folder, sorted by path as dattri sorts them: ``(stem, int64 ids)``.
+def read_pieces(folder) -> list[tuple[str, np.ndarray, Path]]:
+    """Every piece of a processed folder, sorted by path as dattri sorts them: ``(stem, int64 ids, path)``.
 
     Raises
     ------
@@ -126,7 +126,7 @@ def read_pieces(folder) -> list[tuple[str, np.ndarray]]:
             raise ValueError(f"{f}: not a pickled list of event ids ({type(e).__name__}: {e})") from e
         if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() > 389)):
             raise ValueError(f"{f}: expected a flat list of event ids in 0..389")
-        out.append((f.stem, ids))
+        out.append((f.stem, ids, f))
     return out
 
 
@@ -135,7 +135,7 @@ def piece_windows(pieces, *, n: int | None, max_seq: int = MAX_SEQ) -> dict:
 
     Parameters
     ----------
-    pieces : list of (stem, int array (L,))
+    pieces : list of (stem, int array (L,), path)
         :func:`read_pieces`' output.
     n : int or None, keyword-only
     max_seq : int, keyword-only
@@ -153,7 +153,7 @@ def piece_windows(pieces, *, n: int | None, max_seq: int = MAX_SEQ) -> dict:
         When the pieces give fewer than ``n`` samples.
     """
     rows = []
-    for i, (_, ids) in enumerate(pieces):
+    for i, (_, ids, _) in enumerate(pieces):
         for w, off in enumerate(range(0, len(ids) - max_seq, max_seq)):
             rows.append((i, w, off))
             if n is not None and len(rows) == n:

@@ -238,7 +238,6 @@ def track_segment_notes(data, *, block: int):
     (track_id, stream, tempo_map, segments)
         ``segments`` is :func:`segment_notes`' list for that track.
     """
-    vel = int(data["velocity_offset"]) if "velocity_offset" in data else 2
     length = int(data["segment_tokens"]) if "segment_tokens" in data else block
     tok = data_tokenizer(data)
     starts = data["segment_starts"] if "segment_starts" in data else None
@@ -249,16 +248,17 @@ def track_segment_notes(data, *, block: int):
         stream = data["streams"][data["stream_offsets"][i] : data["stream_offsets"][i + 1]]
         tempo = data["tempo_maps"][data["tempo_offsets"][i] : data["tempo_offsets"][i + 1]]
         mine = None if starts is None else starts[seg_track == tid]
-        if tok.kind == "aria":
-            yield tid, stream, tempo, segment_notes(stream, block=length, starts=mine, velocity_offset=vel)
-        else:
-            yield tid, stream, tempo, tok.segment_notes(stream, block=length, starts=mine)
+        yield tid, stream, tempo, tok.segment_notes(stream, block=length, starts=mine)
 
 
 def data_tokenizer(data):
-    """The tokenizer of a segments or prompts file (its ``tokenizer`` JSON string; default Aria's)."""
+    """The tokenizer of a segments or prompts file: its ``tokenizer`` JSON string, else Aria's
+    vocabulary with the file's ``velocity_offset`` (default 2).
+    """
     import json
 
-    from aria.symbolic.tokenizers import load_tokenizer
+    from aria.symbolic.tokenizers import AriaTokenizer, load_tokenizer
 
-    return load_tokenizer(json.loads(str(data["tokenizer"])) if "tokenizer" in data else None)
+    if "tokenizer" in data:
+        return load_tokenizer(json.loads(str(data["tokenizer"])))
+    return AriaTokenizer(velocity_offset=int(data["velocity_offset"]) if "velocity_offset" in data else 2)

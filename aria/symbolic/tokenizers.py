@@ -35,14 +35,16 @@ KINDS = ("aria", "miditok")
 
 
 class AriaTokenizer:
-    """Aria's performance-event vocabulary (:mod:`aria.symbolic.tokenize`)."""
+    """Aria's performance-event vocabulary (:mod:`aria.symbolic.tokenize`); ``velocity_offset``: see
+    :func:`aria.symbolic.tokenize.decode` (0 decodes as dattri's MAESTRO processor does).
+    """
 
     kind = "aria"
 
-    def __init__(self):
+    def __init__(self, *, velocity_offset: int = 2):
         from aria.symbolic import tokenize
 
-        self._t = tokenize
+        self._t, self.velocity_offset = tokenize, int(velocity_offset)
         self.vocab_size, self.pad = tokenize.VOCAB_SIZE, tokenize.PAD
 
     def encode_file(self, path) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +56,11 @@ class AriaTokenizer:
 
     def decode(self, ids) -> np.ndarray:
         """Notes of ``ids`` (PAD skipped)."""
-        return self._t.decode(ids)
+        return self._t.decode(ids, velocity_offset=self.velocity_offset)
 
     def segment_notes(self, stream, *, block: int, starts=None) -> list[tuple[float, np.ndarray]]:
         """:func:`aria.symbolic.tokenize.segment_notes`."""
-        return self._t.segment_notes(stream, block=block, starts=starts)
+        return self._t.segment_notes(stream, block=block, starts=starts, velocity_offset=self.velocity_offset)
 
 
 class MiditokTokenizer:

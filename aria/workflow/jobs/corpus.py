@@ -315,7 +315,8 @@ def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None
     from aria.io.tables import write_csv, write_dropped, write_npz
     from aria.models.dattri_mt import CLASS_PATH, DattriMusicTransformer
     from aria.symbolic.notes import DEFAULT_TEMPO_MAP
-    from aria.symbolic.tokenize import DATTRI_VELOCITY_OFFSET, decode
+    from aria.symbolic.tokenize import DATTRI_VELOCITY_OFFSET
+    from aria.symbolic.tokenizers import AriaTokenizer
 
     paths = db.check_folder(p["download_path"])
     if len(paths["models"]) < len(a.out_models):
@@ -343,11 +344,10 @@ def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None
         )
     root = paths["root"]
     man = []
-    for split, folder, genre in (("train", paths["train"], "maestro"), ("eval", paths["test"], "generated")):
+    for split, genre in (("train", "maestro"), ("eval", "generated")):
         pieces, _, used = tables[split]
         for i in used:
-            stem = pieces[i][0]
-            f = next(q for q in sorted(folder.iterdir()) if q.is_file() and q.stem == stem)
+            stem, _, f = pieces[i]
             man.append(dict(track_id=stem, path=str(f.relative_to(root)), genre=genre, split=split))
     write_csv(a.out, pd.DataFrame(man))
     write_dropped(a.out_dropped, [])
@@ -402,7 +402,7 @@ def dattri_benchmark(a: DattriBenchmarkArgs, p: DattriBenchmarkSettings) -> None
         random_window=twin["random_window"],
     )
     write_npz(a.out_eval, prompts=toks, track_ids=q_tracks)  # what the pool check counts: one query each
-    _write_query_midi(a.out_midi, q_ids, toks, decode=lambda t: decode(t, velocity_offset=DATTRI_VELOCITY_OFFSET))
+    _write_query_midi(a.out_midi, q_ids, toks, decode=AriaTokenizer(velocity_offset=DATTRI_VELOCITY_OFFSET).decode)
 
     masks = np.zeros((len(indices), len(seg_ids)), dtype=bool)
     np.put_along_axis(masks, indices, True, axis=1)

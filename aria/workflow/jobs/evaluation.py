@@ -441,12 +441,10 @@ def symbolic_features(a: SymbolicFeaturesArgs, p: SymbolicFeaturesSettings) -> N
     write_npz(a.out, segment_ids=d["segment_ids"], **feats)
     log.info("features of %d segments: %s", len(notes), {k: v.shape[1] for k, v in feats.items()})
     if a.out_tracks:  # homogeneity.unit: track -- the same features of each whole piece
-        from aria.symbolic.tokenize import data_tokenizer, decode
+        from aria.symbolic.tokenize import data_tokenizer
 
-        vel = int(d["velocity_offset"]) if "velocity_offset" in d else 2
         tok = data_tokenizer(d)
-        dec = (lambda s: decode(s, velocity_offset=vel)) if tok.kind == "aria" else tok.decode
-        pieces = [dec(stream) for stream, _ in whole]
+        pieces = [tok.decode(stream) for stream, _ in whole]
         tfeats = extract_many(pieces, tempo_maps=[t for _, t in whole], progress=True)
         write_npz(a.out_tracks, segment_ids=np.asarray(d["stream_tracks"]).astype(str), **tfeats)
         log.info("features of %d whole pieces -> %s", len(pieces), a.out_tracks)

@@ -64,6 +64,7 @@ __all__ = [
     "at_precision",
     "precision_setup",
     "mixed_token_loss",
+    "latent_scores",
 ]
 
 #: Parameter-name patterns of the target layer groups of :class:`aria.models.transformer.MusicTransformer`
@@ -114,7 +115,7 @@ def target_masks(model: torch.nn.Module, group: str) -> dict[str, torch.Tensor]:
     pattern = re.compile(groups.get(group, group))
     out = {}
     for name, p in model.named_parameters():
-        if not pattern.match(name):
+        if not pattern.match(name) or not p.requires_grad:
             continue
         m = torch.ones_like(p)
         if group == "kv" and axis is not None:
@@ -144,10 +145,12 @@ def example_generator(seed: int, key: str, device="cpu") -> torch.Generator:
     return g
 
 
-def _grads(model, loss: torch.Tensor, names) -> dict[str, torch.Tensor]:
+def _grads(model, loss: torch.Tensor, names, *, retain_graph: bool = False) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
-    gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
-    return {n: (torch.zeros_like(params[n]) if g is None else g) for n, g in zip(names, gs)}
+    live = [n for n in names if params[n].requires_grad]  # frozen ones (a fixed Fourier basis) get zeros
+    gs = torch.autograd.grad(loss, [params[n] for n in live], allow_unused=True, retain_graph=retain_graph)
+    gs = dict(zip(live, gs))
+    return {n: (torch.zeros_like(params[n]) if gs.get(n) is None else gs[n]) for n in names}
 
 
 def diagonal_fisher(
@@ -159,6 +162,11 @@ def diagonal_fisher(
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Mean over training items of the squared per-example loss gradient.
+
+    A stochastic loss with a ``draw_losses(model, batch, generator) -> (B, T)`` method (a
+    diffusion loss over T timestep and noise draws, :class:`aria.models.diffusion.VLoss`) is
+    squared draw by draw: ``F_j = (1/N) Σ_i (1/T) Σ_t (∂L_t(z_i)/∂θ_j)²`` (the second paper's §2.2),
+    never the square of the draws' mean gradient.
 
     Parameters
     ----------
@@ -184,9 +192,16 @@ def diagonal_fisher(
     for batch in batches:
         for i, key in enumerate(batch["key"]):
             one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
-            loss = loss_fn(model, one, example_generator(seed, str(key)))[0]
-            for n, g in _grads(model, loss, names).items():
-                acc[n] += g.detach() ** 2
+            gen = example_generator(seed, str(key))
+            if hasattr(loss_fn, "draw_losses"):
+                draws = loss_fn.draw_losses(model, one, gen)[0]
+                for j in range(len(draws)):
+                    gs = _grads(model, draws[j], names, retain_graph=j + 1 < len(draws))
+                    for n, g in gs.items():
+                        acc[n] += g.detach() ** 2 / len(draws)
+            else:
+                for n, g in _grads(model, loss_fn(model, one, gen)[0], names).items():
+                    acc[n] += g.detach() ** 2
             n_items += 1
     if n_items == 0:
         raise ValueError("diagonal_fisher: no training items")
@@ -545,3 +560,53 @@ def self_influence(
         mean_bottom_sim=float(np.mean(out["bottom_sim"])),
     )
     return out
+
+
+# --------------------------------------------------------------------------- latent diffusion models
+def latent_scores(
+    model: torch.nn.Module,
+    train: Mapping,
+    query: Mapping,
+    fisher: Mapping[str, torch.Tensor],
+    *,
+    lr: float,
+    mask: str = "mixed",
+    loss_fn: LossFn | None = None,
+    steps: int = 1,
+    group: str = "all",
+    floor: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 8,
+    before: np.ndarray | None = None,
+) -> np.ndarray:
+    """τ(ẑ, z_i) of one query against every training item of a latent diffusion model, float64 (N,).
+
+    Parameters
+    ----------
+    model : :class:`aria.models.diffusion.LatentDiT` (or a model with its forward), at θ₀
+    train : dict of arrays over N items: ``x0`` (N, C, F), ``mask`` (N, F) bool (real frames),
+        ``text`` (N, S, D), ``text_mask`` (N, S), ``seconds_start``, ``seconds_total`` (N,), ``ids`` (N,)
+    query : the same keys over one item (``ids`` of length 1)
+    mask : {"none", "both", "mixed"}
+        The padding-mask strategy (:func:`mask_sides`): M_U masks the query's padded frames in the
+        unlearning step, M_L the training items' padded frames in the measured losses.
+    loss_fn : default :class:`aria.models.diffusion.VLoss` with 8 draws
+    lr, steps, group, floor, seed : the unlearning step (:func:`unlearn`); ``seed`` also seeds the
+        draws of every measured loss, the same before and after
+    before : (N,), optional
+        The training losses at θ₀ under this strategy's M_L and ``seed`` (shared between queries).
+    """
+    from aria.models.diffusion import VLoss, latent_batches
+
+    use_u, use_l = mask_sides(mask)
+    loss_fn = VLoss() if loss_fn is None else loss_fn
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    opts = dict(batch_size=batch_size, device=device, dtype=dtype)
+
+    def batches():
+        return latent_batches(train, ids=train["ids"], use_mask=use_l, **opts)
+
+    (q,) = latent_batches(query, ids=query["ids"], use_mask=use_u, **opts)
+    step = dict(lr=lr, steps=steps, group=group, floor=floor, seed=seed)
+    return unlearning_scores(model, batches, q, loss_fn, fisher, before=before, **step)

@@ -1,0 +1,96 @@
+"""A fixed, invertible latent representation of audio for the diffusion experiment.
+
+Stable Audio's DiT works on the latents of a trained VAE (AutoencoderOobleck: 64 channels, 2048x
+down-sampling). Aria's demo uses a *fixed* representation instead, chosen because it costs no
+training, is exactly invertible (generated latents decode to audio with no decoder error of its
+own, so what an attribution sees is the diffusion model's doing) and is the same on every machine:
+
+1. the waveform is resampled to ``sr`` (default 8 kHz: the demo's rendered tracks keep their
+   melody and harmony, below 4 kHz);
+2. cut into non-overlapping frames of ``frame`` samples (256: 32 ms, 31.25 frames per second);
+3. each frame becomes its orthonormal DCT-II (``frame`` channels), divided channel by channel by
+   the training set's standard deviation (:meth:`FrameDCT.fit`), so the diffusion model sees
+   unit-scale data.
+
+Shapes: a waveform (n,) float becomes latents (C = ``frame``, F = ceil(n / ``frame``)); the tail
+of the last frame is zero-padded. :meth:`FrameDCT.decode` inverts it exactly (to float round-off)
+on the resampled signal. A user with a Stable Audio VAE passes its latents instead (docs/methods.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.fft import dct, idct
+
+__all__ = ["FrameDCT"]
+
+
+class FrameDCT:
+    """Frame-wise orthonormal DCT-II of a waveform, scaled per channel.
+
+    Parameters
+    ----------
+    frame : int, keyword-only
+        Samples per frame = latent channels C.
+    sr : int, keyword-only
+        Sample rate of the waveforms it encodes (Hz).
+    scale : array (frame,), optional
+        Per-channel divisor; default ones (:meth:`fit` sets it).
+    """
+
+    def __init__(self, *, frame: int = 256, sr: int = 8000, scale=None):
+        if int(frame) < 1:
+            raise ValueError(f"frame must be at least 1 sample, got {frame}")
+        self.frame, self.sr = int(frame), int(sr)
+        self.scale = np.ones(self.frame) if scale is None else np.asarray(scale, dtype=np.float64)
+        if self.scale.shape != (self.frame,) or not np.all(self.scale > 0):
+            raise ValueError(f"scale must be {self.frame} positive numbers, got shape {self.scale.shape}")
+
+    @property
+    def frames_per_second(self) -> float:
+        """Latent frames per second of audio."""
+        return self.sr / self.frame
+
+    def n_frames(self, n_samples: int) -> int:
+        """F of a waveform of ``n_samples`` samples."""
+        return -(-int(n_samples) // self.frame)
+
+    def _frames(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 1:
+            raise ValueError(f"expected a mono waveform (n,), got shape {y.shape}")
+        n = self.n_frames(len(y))
+        out = np.zeros(n * self.frame)
+        out[: len(y)] = y
+        return out.reshape(n, self.frame)
+
+    def encode(self, y) -> np.ndarray:
+        """Latents float64 (C, F) of a mono waveform (n,) at ``sr``."""
+        return (dct(self._frames(y), type=2, norm="ortho", axis=1) / self.scale).T
+
+    def decode(self, z, n_samples: int | None = None) -> np.ndarray:
+        """Waveform float64 (n,) of latents (C, F); ``n_samples`` cuts the padded tail."""
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 2 or z.shape[0] != self.frame:
+            raise ValueError(f"expected latents ({self.frame}, F), got shape {z.shape}")
+        y = idct(z.T * self.scale, type=2, norm="ortho", axis=1).reshape(-1)
+        return y if n_samples is None else y[: int(n_samples)]
+
+    def fit(self, waveforms, *, floor: float = 1e-4) -> FrameDCT:
+        """Set ``scale`` to each channel's standard deviation over ``waveforms`` (iterable of (n,)),
+        at least ``floor`` times the largest (a channel with no energy keeps a finite divisor).
+        """
+        s1 = np.zeros(self.frame)
+        s2 = np.zeros(self.frame)
+        count = 0
+        for y in waveforms:
+            c = dct(self._frames(y), type=2, norm="ortho", axis=1)
+            s1 += c.sum(0)
+            s2 += (c**2).sum(0)
+            count += len(c)
+        if count == 0:
+            raise ValueError("FrameDCT.fit: no waveform")
+        var = np.maximum(s2 / count - (s1 / count) ** 2, 0.0)
+        std = np.sqrt(var)
+        self.scale = np.maximum(std, floor * max(float(std.max()), np.finfo(float).tiny))
+        return self

@@ -64,6 +64,19 @@ LAYER_GROUPS = {
 }
 
 
+#: LatentDiT's size keywords that are StableAudioDiTModel's own, under diffusers' names.
+_DIT_NAMES = {
+    "max_frames": "sample_size",
+    "num_layers": "num_layers",
+    "head_dim": "attention_head_dim",
+    "num_heads": "num_attention_heads",
+    "kv_heads": "num_key_value_attention_heads",
+    "time_proj_dim": "time_proj_dim",
+}
+#: All of LatentDiT's size keywords (its checkpoint ``config``).
+_SIZE_NAMES = (*_DIT_NAMES, "latent_channels", "text_dim", "cond_dim", "max_seconds")
+
+
 def alpha_sigma(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The v-objective's signal and noise scales at time ``t`` (any shape, in [0, 1]).
 
@@ -164,33 +177,18 @@ class LatentDiT(nn.Module):
         from diffusers import StableAudioDiTModel
         from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
 
-        self.config = dict(
-            latent_channels=int(latent_channels),
-            max_frames=int(max_frames),
-            num_layers=int(num_layers),
-            num_heads=int(num_heads),
-            head_dim=int(head_dim),
-            kv_heads=int(kv_heads),
-            text_dim=int(text_dim),
-            cond_dim=int(cond_dim),
-            time_proj_dim=int(time_proj_dim),
-            max_seconds=float(max_seconds),
-        )
+        self.config = {n: (float if n == "max_seconds" else int)(v) for n, v in locals().items() if n in _SIZE_NAMES}
+        c = self.config
         self.dit = StableAudioDiTModel(
-            sample_size=int(max_frames),
-            in_channels=int(latent_channels),
-            out_channels=int(latent_channels),
-            num_layers=int(num_layers),
-            attention_head_dim=int(head_dim),
-            num_attention_heads=int(num_heads),
-            num_key_value_attention_heads=int(kv_heads),
-            cross_attention_dim=int(cond_dim),
-            time_proj_dim=int(time_proj_dim),
-            global_states_input_dim=2 * int(cond_dim),
-            cross_attention_input_dim=int(cond_dim),
+            in_channels=c["latent_channels"],
+            out_channels=c["latent_channels"],
+            cross_attention_dim=c["cond_dim"],
+            cross_attention_input_dim=c["cond_dim"],
+            global_states_input_dim=2 * c["cond_dim"],
+            **{theirs: c[ours] for ours, theirs in _DIT_NAMES.items()},
         )
         self.cond = StableAudioProjectionModel(
-            text_encoder_dim=int(text_dim), conditioning_dim=int(cond_dim), min_value=0, max_value=float(max_seconds)
+            text_encoder_dim=c["text_dim"], conditioning_dim=c["cond_dim"], min_value=0, max_value=c["max_seconds"]
         )
         self.dit.set_attn_processor(DtypeKeepingAttnProcessor())
 
@@ -223,14 +221,8 @@ class LatentDiT(nn.Module):
             hd // 2, x_t.shape[2] + 1, use_real=True, repeat_interleave_real=False, freqs_dtype=torch.float64
         )
         rot = tuple(r.to(device=x_t.device, dtype=dtype) for r in rot)
-        return self.dit(
-            x_t,
-            t.to(dtype),
-            encoder_hidden_states=cross,
-            global_hidden_states=glob,
-            rotary_embedding=rot,
-            return_dict=False,
-        )[0]
+        kw = dict(encoder_hidden_states=cross, global_hidden_states=glob, rotary_embedding=rot, return_dict=False)
+        return self.dit(x_t, t.to(dtype), **kw)[0]
 
 
 def from_pretrained(folder, **sizes) -> LatentDiT:
@@ -253,16 +245,10 @@ def from_pretrained(folder, **sizes) -> LatentDiT:
         )
     dit = StableAudioDiTModel.from_pretrained(folder, local_files_only=True)
     cfg = dit.config
-    model = LatentDiT(
-        latent_channels=cfg.in_channels,
-        max_frames=cfg.sample_size,
-        num_layers=cfg.num_layers,
-        num_heads=cfg.num_attention_heads,
-        head_dim=cfg.attention_head_dim,
-        kv_heads=cfg.num_key_value_attention_heads,
-        time_proj_dim=cfg.time_proj_dim,
-        **{"cond_dim": cfg.cross_attention_input_dim, **sizes},
+    sizes = (
+        {ours: cfg[theirs] for ours, theirs in _DIT_NAMES.items()} | {"cond_dim": cfg.cross_attention_input_dim} | sizes
     )
+    model = LatentDiT(latent_channels=cfg.in_channels, **sizes)
     model.dit.load_state_dict(dit.state_dict())
     model.dit.set_attn_processor(DtypeKeepingAttnProcessor())
     proj = folder.parent / "projection_model"

@@ -303,3 +303,19 @@ def test_round_off_of_tau_at_the_papers_step(setting):
     assert num["spread"] > 0 and num["ratio"] < 1e-6
     # float64's own round-off, seen directly: the first-order test above keeps shrinking tenfold per
     # decade down to η = 1e-9, so at 1e-6 round-off is below 1e-5 · 1e-3 of τ
+
+
+def test_from_pretrained_reads_a_stable_audio_folder(tmp_path):
+    """A pipeline-style folder (``transformer/`` and ``projection_model/``) loads offline into the same model."""
+    from aria.models.diffusion import from_pretrained
+
+    m = _model(torch.float32, seed=4)
+    m.dit.save_pretrained(tmp_path / "transformer")
+    m.cond.save_pretrained(tmp_path / "projection_model")
+    got = from_pretrained(tmp_path / "transformer", text_dim=SIZES["text_dim"], max_seconds=SIZES["max_seconds"])
+    assert got.config == m.config
+    b = _one_batch(_data(), dtype=torch.float32)
+    want = VLoss(2)(m, b, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(VLoss(2)(got.eval(), b, torch.Generator().manual_seed(0)), want, rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        from_pretrained(tmp_path / "nowhere")

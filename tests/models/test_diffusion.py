@@ -319,3 +319,25 @@ def test_from_pretrained_reads_a_stable_audio_folder(tmp_path):
     torch.testing.assert_close(VLoss(2)(got.eval(), b, torch.Generator().manual_seed(0)), want, rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         from_pretrained(tmp_path / "nowhere")
+
+
+def test_training_fits_and_is_seeded():
+    from aria.models.diffusion import train_latent_dit
+
+    data = _data(n=4)
+    data = {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in data.items()}
+    sizes = dict(SIZES)
+    a = train_latent_dit(data, sizes=sizes, steps=60, batch_size=4, lr=3e-3, n_timesteps=2, random_state=0)
+    b = train_latent_dit(data, sizes=sizes, steps=60, batch_size=4, lr=3e-3, n_timesteps=2, random_state=0)
+    c = train_latent_dit(data, sizes=sizes, steps=2, batch_size=4, lr=3e-3, n_timesteps=2, random_state=1)
+    assert a["losses"] == b["losses"]
+    assert all(torch.equal(p, q) for p, q in zip(a["model"].state_dict().values(), b["model"].state_dict().values()))
+    assert c["losses"][:2] != a["losses"][:2]
+    # the unmasked training loss of the data, same draws, before and after training
+    (batch,) = latent_batches(data, ids=data["ids"], use_mask=False, batch_size=4)
+    torch.manual_seed(0)
+    untrained = LatentDiT(**sizes).eval()  # the trained model's initial weights (same seed)
+    with torch.no_grad():
+        before = float(VLoss(16)(untrained, batch, torch.Generator().manual_seed(9)).mean())
+        after = float(VLoss(16)(a["model"], batch, torch.Generator().manual_seed(9)).mean())
+    assert after < 0.9 * before, (before, after)  # measured 0.905 -> 0.731 (part of the loss is irreducible)

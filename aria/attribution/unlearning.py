@@ -145,10 +145,10 @@ def example_generator(seed: int, key: str, device="cpu") -> torch.Generator:
     return g
 
 
-def _grads(model, loss: torch.Tensor, names, *, retain_graph: bool = False) -> dict[str, torch.Tensor]:
+def _grads(model, loss: torch.Tensor, names) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     live = [n for n in names if params[n].requires_grad]  # frozen ones (a fixed Fourier basis) get zeros
-    gs = torch.autograd.grad(loss, [params[n] for n in live], allow_unused=True, retain_graph=retain_graph)
+    gs = torch.autograd.grad(loss, [params[n] for n in live], allow_unused=True)
     gs = dict(zip(live, gs))
     return {n: (torch.zeros_like(params[n]) if gs.get(n) is None else gs[n]) for n in names}
 
@@ -163,9 +163,10 @@ def diagonal_fisher(
 ) -> dict[str, torch.Tensor]:
     """Mean over training items of the squared per-example loss gradient.
 
-    A stochastic loss with a ``draw_losses(model, batch, generator) -> (B, T)`` method (a
-    diffusion loss over T timestep and noise draws, :class:`aria.models.diffusion.VLoss`) is
-    squared draw by draw: ``F_j = (1/N) Σ_i (1/T) Σ_t (∂L_t(z_i)/∂θ_j)²`` (the second paper's §2.2),
+    A stochastic loss over T draws with ``draws(batch, generator, dtype)`` and ``losses_at(model,
+    batch, t, eps)`` methods (a diffusion loss over timestep and noise draws,
+    :class:`aria.models.diffusion.VLoss`) is differentiated and squared draw by draw, one forward
+    and one backward pass each: ``F_j = (1/N) Σ_i (1/T) Σ_t (∂L_t(z_i)/∂θ_j)²`` (the second paper's §2.2),
     never the square of the draws' mean gradient.
 
     Parameters
@@ -193,12 +194,13 @@ def diagonal_fisher(
         for i, key in enumerate(batch["key"]):
             one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
             gen = example_generator(seed, str(key))
-            if hasattr(loss_fn, "draw_losses"):
-                draws = loss_fn.draw_losses(model, one, gen)[0]
-                for j in range(len(draws)):
-                    gs = _grads(model, draws[j], names, retain_graph=j + 1 < len(draws))
-                    for n, g in gs.items():
-                        acc[n] += g.detach() ** 2 / len(draws)
+            if hasattr(loss_fn, "losses_at"):
+                ref = next(iter(params.values()))
+                t, eps = (d.to(ref.device) for d in loss_fn.draws(one, gen, dtype=ref.dtype))
+                for j in range(t.shape[1]):
+                    lj = loss_fn.losses_at(model, one, t[:, j : j + 1], eps[:, j : j + 1])[0, 0]
+                    for n, g in _grads(model, lj, names).items():
+                        acc[n] += g.detach() ** 2 / t.shape[1]
             else:
                 for n, g in _grads(model, loss_fn(model, one, gen)[0], names).items():
                     acc[n] += g.detach() ** 2

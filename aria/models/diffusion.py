@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -296,9 +297,17 @@ class VLoss:
     def draw_losses(self, model, batch, generator):
         """The loss of every draw: float (B, T) in the model's dtype."""
         x0 = batch["x0"]
-        b, T = x0.shape[0], self.n_timesteps
         t, eps = self.draws(batch, generator, dtype=x0.dtype)
-        t, eps = t.to(x0.device), eps.to(x0.device)
+        return self.losses_at(model, batch, t.to(x0.device), eps.to(x0.device))
+
+    def losses_at(self, model, batch, t, eps):
+        """The losses of given draws, timesteps (B, T') and noise (B, T', C, F): float (B, T').
+
+        :func:`~aria.attribution.unlearning.diagonal_fisher` takes one draw at a time through it
+        (T' = 1), so each draw's gradient costs one forward and one backward pass.
+        """
+        x0 = batch["x0"]
+        b, T = t.shape
         alpha, sigma = alpha_sigma(t)
         x0r = x0[:, None].expand_as(eps)
         x_t = alpha[..., None, None] * x0r + sigma[..., None, None] * eps
@@ -332,8 +341,6 @@ def latent_batches(data, *, ids, use_mask: bool = True, batch_size: int = 8, dev
     mask" side of a strategy (every frame, padding included, enters the loss). Yields dicts with
     ``"key"`` (list of str) and tensors on ``device`` (floats in ``dtype``).
     """
-    import numpy as np
-
     n = len(ids)
     for b in range(0, n, batch_size):
         sl = slice(b, b + batch_size)

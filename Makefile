@@ -18,7 +18,7 @@ DEB_PKGS := chromium fluid-soundfont-gm slurm-wlm munge
 # declares unpinned torch/torchaudio. Their real runtime needs are in pyproject.
 NODEPS := beatnet==1.1.1 basic-pitch==0.4.0 tinysoundfont==0.3.7 aisfx==0.1.2
 
-.PHONY: demo validate benchmark corpus2 table1 test venv deb pyc lint bench clean clean-jit-cache
+.PHONY: demo validate benchmark corpus2 diffusion table1 test venv deb pyc lint bench clean clean-jit-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -70,6 +70,12 @@ benchmark: $(STAMP) deb pyc
 # with the demo (Aird's airs, Essen folk songs, trecento; docs/validation.md "A second corpus"); results/corpus2
 corpus2: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/corpus2/validate.yaml
+
+# the unlearning paper's own setting: a latent diffusion transformer on the demo's audio corpus, with the
+# self-influence grid and the test-to-train comparison (docs/methods.md); results/demo_diffusion
+diffusion: $(STAMP) deb pyc
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/diffusion/demo.yaml \
+		results/demo_diffusion/report.md results/demo_diffusion/summary.json
 
 # the Aria paper's Table 1: dattri's MAESTRO MusicTransformer benchmark, read offline from the folder
 # dattri's load_benchmark downloads (DATTRI, default dattri's own ~/.dattri); results/maestro

@@ -24,6 +24,7 @@ include: "rules/features.smk"
 include: "rules/planted.smk"
 include: "rules/analysis.smk"
 include: "rules/report.smk"
+include: "rules/diffusion.smk"
 
 
 rule all:
@@ -31,3 +32,4 @@ rule all:
     input:
         SYMBOLIC_TARGETS,
         AUDIO_TARGETS,
+        DIFF_TARGETS,

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import jsonschema
 
-__all__ = ["ConfigError", "load_schema", "validate_config", "analysis_settings", "lds_settings"]
+__all__ = [
+    "ConfigError",
+    "load_schema",
+    "validate_config",
+    "analysis_settings",
+    "lds_settings",
+    "diffusion_settings",
+]
 
 
 class ConfigError(ValueError):
@@ -195,6 +202,81 @@ def lds_settings(block: dict | None) -> dict | None:
     return {**LDS_DEFAULTS, **{k: v for k, v in block.items() if k not in ("enabled", "stages")}}
 
 
+#: The diffusion experiment's defaults (docs/methods.md "On a latent diffusion transformer"); a config's
+#: ``diffusion`` block overrides them key by key, one level deep.
+DIFFUSION_DEFAULTS = {
+    "experiment": "diffusion",
+    "latents": {"sr": 8000, "frame": 256},  # FrameDCT: C = frame channels, sr / frame frames per second
+    "clips": {"min_s": 3.0, "max_s": 6.0, "n_train": 0, "n_prompts": 12},  # n_train 0: every training track
+    "text": {"kind": "hash", "dim": 32, "max_words": 12},
+    "model": {
+        "num_layers": 2,
+        "num_heads": 2,
+        "head_dim": 32,
+        "kv_heads": 1,
+        "cond_dim": 64,
+        "time_proj_dim": 32,
+        "steps": 400,
+        "batch_size": 16,
+        "lr": 0.001,
+        "n_timesteps": 1,
+    },  # fmt: skip
+    "queries": {"sample_steps": 20},
+    "unlearning": {
+        "lr": 1.0e-6,
+        "steps": 1,
+        "group": "all",
+        "floor": 1.0e-3,
+        "mask": "mixed",
+        "timesteps": 8,
+        "precision": "float64",
+        "check": 1,
+        "chunks": 2,
+    },  # fmt: skip
+    "gradcos": {"k": 512},
+    "embedding": {"encoder": "aisfx", "window_s": 10.0, "hop_s": 1.0},
+    "selfinfluence": {
+        "grid": {
+            "lr": [1.0e-6, 1.0e-5],
+            "steps": [1, 2],
+            "group": ["all", "self", "cross", "to_kv"],
+            "mask": ["none", "both", "mixed"],
+        },
+        "n_targets": 4,
+        "top_k": 10,
+        "n_generations": 4,
+    },  # fmt: skip
+}
+
+
+def diffusion_settings(block: dict | None) -> dict:
+    """A ``diffusion`` config block with :data:`DIFFUSION_DEFAULTS` filled in (one level deep)."""
+    block = dict(block or {})
+    out = {}
+    for k, v in DIFFUSION_DEFAULTS.items():
+        out[k] = {**v, **block.get(k, {})} if isinstance(v, dict) else block.get(k, v)
+    return out
+
+
+def _diffusion_problems(config: dict, *, audio: bool) -> list[str]:
+    """The diffusion experiment trains on the audio experiment's corpus, under its own name."""
+    if not audio:
+        return [
+            "experiments lists 'diffusion', which trains on the audio experiment's corpus: add 'audio' to "
+            "experiments (with its audio section) too"
+        ]
+    d = diffusion_settings(config.get("diffusion"))
+    problems = []
+    taken = {config.get("experiment"), config["audio"].get("experiment", "audio")}
+    if d["experiment"] in taken:
+        problems.append(f"diffusion.experiment '{d['experiment']}' is the name of another experiment; choose another")
+    if d["clips"]["min_s"] > d["clips"]["max_s"]:
+        problems.append(f"diffusion.clips: min_s ({d['clips']['min_s']}) exceeds max_s ({d['clips']['max_s']})")
+    if d["text"]["kind"] == "clap" and "path" not in d["text"]:
+        problems.append("diffusion.text.kind 'clap' needs diffusion.text.path (a local folder; nothing is downloaded)")
+    return problems
+
+
 def _semantic_problems(config: dict) -> list[str]:
     """Checks that a JSON schema cannot express (the config already passed the schema)."""
     from aria import registry
@@ -248,6 +330,8 @@ def _semantic_problems(config: dict) -> list[str]:
     if hom["main_k"] not in hom["ks"]:
         problems.append(f"homogeneity.main_k ({hom['main_k']}) must be one of homogeneity.ks {hom['ks']}")
     problems += _pool_size_problems(config, symbolic=symbolic, audio=audio)
+    if "diffusion" in runs:
+        problems += _diffusion_problems(config, audio=audio)
     problems += _sensitivity_problems(config, symbolic=symbolic, audio=audio)
     problems += _selfinfluence_problems(config, symbolic=symbolic, audio=audio)
     if symbolic and config["corpus"]["kind"] == "dattri_benchmark":

@@ -42,6 +42,7 @@ __all__ = [
     "make_projector",
     "iter_batches",
     "project_gradients",
+    "loss_gradient_features",
 ]
 
 #: Memory a Gaussian projector may keep its generated blocks in (bytes).
@@ -336,3 +337,38 @@ def project_gradients(
     ):
         out[s : s + len(t)] = projector(per_example_grads(model, params, t, m, lm)).cpu().numpy()
     return out
+
+
+def loss_gradient_features(model, batches, loss_fn, projector, *, seed: int, progress: bool = False, desc="project"):
+    """Projected per-example gradients of any per-item loss (e.g. the diffusion v-loss), one item at a time.
+
+    Parameters
+    ----------
+    batches : iterable of dicts with ``"key"`` (list of str) and tensors with the item axis first
+        (:func:`aria.models.diffusion.latent_batches`)
+    loss_fn : ``loss_fn(model, batch, generator) -> (B,)`` (:data:`aria.attribution.unlearning.LossFn`)
+    projector : a projector of the model's parameter count (:func:`make_projector`)
+    seed : int, keyword-only
+        Each item's loss draws its noise from the generator of ``(seed, key)``
+        (:func:`aria.attribution.unlearning.example_generator`): the same draws as its unlearning losses.
+
+    Returns
+    -------
+    float32 array (N, k), in the order of ``batches``.
+    """
+    from aria.attribution.unlearning import example_generator
+
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_par = sum(p.numel() for p in params)
+    if projector.p != n_par:
+        raise ValueError(f"projector maps {projector.p} -> {projector.k}, the model has {n_par} parameters")
+    rows = []
+    for batch in track_progress(batches, desc=desc, unit="batch", enabled=progress):
+        for i, key in enumerate(batch["key"]):
+            one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
+            loss = loss_fn(model, one, example_generator(seed, str(key)))[0]
+            g = torch.autograd.grad(loss, params)
+            flat = torch.cat([x.reshape(-1) for x in g]).to(torch.float32)
+            rows.append(projector(flat[None]).detach().cpu().numpy()[0])
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), projector.k)

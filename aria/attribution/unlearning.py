@@ -502,7 +502,7 @@ def self_influence(
     and ``frechet`` (generations of every θ′ pooled over targets vs θ₀'s with the same draws);
     with ``checks``, ``check = {"main": (N,), name: (N,) ...}``: the first target's τ in every precision.
     """
-    from aria.evaluation.selfinfluence import frechet_distance, target_rank, topk_similarity
+    from aria.evaluation.selfinfluence import frechet_distance
 
     use_u, use_l = mask in ("both", "mixed"), mask == "both"
     tokens, tmask, ids = train["tokens"], train["mask"], np.asarray(train["segment_ids"]).astype(str)
@@ -542,20 +542,32 @@ def self_influence(
             out["check"] = {"main": tau} | {
                 name: unlearning_scores(m, batches, query, lf, fisher, **step) for name, (m, lf) in checks.items()
             }
-        out["rank"].append(target_rank(tau, t))
-        out["top_sim"].append(topk_similarity(E, tau, t, k=top_k))
-        out["bottom_sim"].append(topk_similarity(E, tau, t, k=top_k, bottom=True))
-        out["tau_target"].append(float(tau[t]))
+        _record_target(out, tau, t, E, top_k)
     out["frechet"] = None
     if prompts is not None:
         gm = np.ones(np.concatenate(gen_after).shape, bool)
         Ea = model_embeddings(model, np.concatenate(gen_after), gm, batch_size=batch_size, device=device)
         Eb = model_embeddings(model, np.concatenate(gen_before), gm, batch_size=batch_size, device=device)
         out["frechet"] = frechet_distance(Ea, Eb)
+    return _summarize_targets(out, len(ids), top_k)
+
+
+def _record_target(out: dict, tau: np.ndarray, t: int, E: np.ndarray, top_k: int) -> None:
+    """Append target ``t``'s R, top/bottom-k similarity and own τ to the self-influence record ``out``."""
+    from aria.evaluation.selfinfluence import target_rank, topk_similarity
+
+    out["rank"].append(target_rank(tau, t))
+    out["top_sim"].append(topk_similarity(E, tau, t, k=top_k))
+    out["bottom_sim"].append(topk_similarity(E, tau, t, k=top_k, bottom=True))
+    out["tau_target"].append(float(tau[t]))
+
+
+def _summarize_targets(out: dict, n: int, top_k: int) -> dict:
+    """The self-influence record ``out`` with its summary over targets (median R, share of R = 1, mean similarities)."""
     r = np.asarray(out["rank"])
     out.update(
-        n=len(ids),
-        top_k=int(min(top_k, len(ids) - 1)),
+        n=int(n),
+        top_k=int(min(top_k, n - 1)),
         median_rank=float(np.median(r)),
         share_rank1=float(np.mean(r == 1)),
         mean_top_sim=float(np.mean(out["top_sim"])),
@@ -612,3 +624,76 @@ def latent_scores(
     (q,) = latent_batches(query, ids=query["ids"], use_mask=use_u, **opts)
     step = dict(lr=lr, steps=steps, group=group, floor=floor, seed=seed)
     return unlearning_scores(model, batches, q, loss_fn, fisher, before=before, **step)
+
+
+def latent_self_influence(
+    model: torch.nn.Module,
+    train: Mapping,
+    fisher: Mapping[str, torch.Tensor],
+    targets,
+    *,
+    embeddings: np.ndarray,
+    lr: float,
+    steps: int = 1,
+    group: str = "all",
+    floor: float = 1e-3,
+    mask: str = "mixed",
+    top_k: int = 100,
+    loss_fn: LossFn | None = None,
+    generate: Callable[[torch.nn.Module, torch.Generator], np.ndarray] | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress=None,
+) -> dict:
+    """Train-to-train self-influence of one setting on a latent diffusion model (the paper's §3.2).
+
+    Each target is unlearned like a query (:func:`latent_scores`: its padded frames masked by M_U
+    under ``mixed`` and ``both``) and every training item scored (M_L under ``both``).
+
+    Parameters
+    ----------
+    train : dict over N items (:func:`latent_scores`' keys, with ``ids``)
+    targets : int array (T,), row indices of the targets
+    embeddings : (N, d)
+        The training items' embeddings for the top/bottom-k similarity (an audio encoder's, offline).
+    generate : callable, optional
+        ``generate(model, generator) -> (G, d)``: embeddings of G generations from fixed prompts with
+        the given draws. For target j it runs after unlearning and at θ₀ with the generator of key
+        ``generation:<j>``, and the Fréchet distance compares the two pools; ``None`` skips it.
+    lr, steps, group, floor, mask, top_k, loss_fn, seed, batch_size : as :func:`latent_scores` and
+        :func:`self_influence`
+
+    Returns
+    -------
+    dict as :func:`self_influence`'s.
+    """
+    from aria.evaluation.selfinfluence import frechet_distance
+    from aria.models.diffusion import VLoss, latent_batches
+
+    use_u, use_l = mask_sides(mask)
+    loss_fn = VLoss() if loss_fn is None else loss_fn
+    p0 = next(model.parameters())
+    opts = dict(batch_size=batch_size, device=p0.device, dtype=p0.dtype)
+    ids = np.asarray(train["ids"]).astype(str)
+
+    def batches():
+        return latent_batches(train, ids=ids, use_mask=use_l, **opts)
+
+    before = example_losses(model, batches(), loss_fn, seed=seed)
+    out = {"targets": [str(ids[t]) for t in targets], "rank": [], "top_sim": [], "bottom_sim": [], "tau_target": []}
+    gen_after, gen_before = [], []
+    step = dict(lr=lr, steps=steps, group=group, floor=floor, seed=seed)
+    for j, t in enumerate(progress(targets) if progress else targets):
+        one = {k: np.asarray(v)[t : t + 1] for k, v in train.items()}
+        (query,) = latent_batches(one, ids=ids[t : t + 1], use_mask=use_u, **opts)
+        with parameters(model, unlearn(model, query, loss_fn, fisher, **step)):
+            tau = example_losses(model, batches(), loss_fn, seed=seed) - before
+            if generate is not None:
+                gen_after.append(generate(model, example_generator(seed, f"generation:{j}")))
+        if generate is not None:
+            gen_before.append(generate(model, example_generator(seed, f"generation:{j}")))
+        _record_target(out, tau, t, embeddings, top_k)
+    out["frechet"] = None
+    if generate is not None:
+        out["frechet"] = frechet_distance(np.concatenate(gen_after), np.concatenate(gen_before))
+    return _summarize_targets(out, len(ids), top_k)

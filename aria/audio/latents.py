@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import dct, idct
 
-__all__ = ["FrameDCT"]
+__all__ = ["FrameDCT", "clip_plan", "pad_latents"]
 
 
 class FrameDCT:
@@ -94,3 +94,66 @@ class FrameDCT:
         std = np.sqrt(var)
         self.scale = np.maximum(std, floor * max(float(std.max()), np.finfo(float).tiny))
         return self
+
+
+def clip_plan(durations_s, *, min_s: float, max_s: float, frames_per_second: float, random_state) -> tuple:
+    """Seeded variable-length crops, one per track: the diffusion experiment's training clips.
+
+    Each clip's length is drawn uniformly from [``min_s``, min(``max_s``, track)] and rounded down
+    to whole latent frames; its start uniformly from where it fits.
+
+    Parameters
+    ----------
+    durations_s : array (N,), seconds
+    min_s, max_s : float, keyword-only
+        Clip lengths in seconds; ``max_s`` is the length every clip is padded to.
+    frames_per_second : float, keyword-only
+        Latent frames per second (:attr:`FrameDCT.frames_per_second`).
+    random_state : int, keyword-only
+
+    Returns
+    -------
+    start_s, length_s : float arrays (N,), seconds; ``length_s * frames_per_second`` is whole.
+
+    Raises
+    ------
+    ValueError
+        When a track is shorter than ``min_s`` or the bounds are not 0 < min_s <= max_s.
+    """
+    d = np.asarray(durations_s, dtype=np.float64)
+    if not 0 < min_s <= max_s:
+        raise ValueError(f"clip lengths need 0 < min_s <= max_s, got min_s={min_s}, max_s={max_s}")
+    if np.any(d < min_s):
+        raise ValueError(f"{int(np.sum(d < min_s))} track(s) are shorter than the shortest clip ({min_s} s)")
+    rng = np.random.default_rng(random_state)
+    length = rng.uniform(min_s, np.minimum(max_s, d))
+    length = np.maximum(np.floor(length * frames_per_second), 1) / frames_per_second
+    start = rng.uniform(0.0, 1.0, len(d)) * (d - length)
+    return start, length
+
+
+def pad_latents(latents, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Latents of variable length (each (C, F_i)) zero-padded to one array, with their frame mask.
+
+    Returns
+    -------
+    x0 : float32 (N, C, max_frames)
+    mask : bool (N, max_frames), True on real frames
+
+    Raises
+    ------
+    ValueError
+        Naming the item when F_i > ``max_frames``.
+    """
+    latents = list(latents)
+    if not latents:
+        raise ValueError("pad_latents: no latents")
+    c = latents[0].shape[0]
+    x0 = np.zeros((len(latents), c, int(max_frames)), np.float32)
+    mask = np.zeros((len(latents), int(max_frames)), bool)
+    for i, z in enumerate(latents):
+        if z.shape[0] != c or z.shape[1] > max_frames:
+            raise ValueError(f"pad_latents: item {i} has shape {z.shape}, expected ({c}, <= {max_frames})")
+        x0[i, :, : z.shape[1]] = z
+        mask[i, : z.shape[1]] = True
+    return x0, mask

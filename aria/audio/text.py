@@ -18,7 +18,15 @@ import numpy as np
 
 from aria.seeding import stable_seed
 
-__all__ = ["caption", "HashTextEncoder", "ClapTextEncoder", "get_text_encoder"]
+__all__ = [
+    "caption",
+    "instrument_family",
+    "estimate_tempo",
+    "estimate_key",
+    "HashTextEncoder",
+    "ClapTextEncoder",
+    "get_text_encoder",
+]
 
 
 def caption(meta) -> str:
@@ -38,6 +46,54 @@ def caption(meta) -> str:
             continue
         parts.append(fmt.format(v))
     return ", ".join(parts)
+
+
+#: General MIDI's 16 instrument families, by program // 8
+GM_FAMILIES = (
+    "piano", "chromatic percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
+    "reed", "pipe", "synth lead", "synth pad", "synth effects", "ethnic", "percussive", "sound effects",
+)  # fmt: skip
+#: Krumhansl-Kessler key profiles (major, minor), tonic first
+_KK = (
+    np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]),
+    np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]),
+)
+_PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def instrument_family(programs) -> str:
+    """The General MIDI family names of ``programs`` (ints 0-127, or a string of them separated by
+    spaces, commas or semicolons, as in the audio manifest), in order, without repeats: ``"strings and brass"``.
+    """
+    if isinstance(programs, str):
+        programs = [int(x) for x in re.findall(r"\d+", programs)]
+    names = list(dict.fromkeys(GM_FAMILIES[int(p) // 8] for p in np.atleast_1d(programs) if 0 <= int(p) < 128))
+    return " and ".join(names)
+
+
+def estimate_tempo(y, sr: int) -> float:
+    """Tempo in beats per minute of a mono waveform (librosa's onset-autocorrelation estimate)."""
+    import librosa
+
+    return float(np.atleast_1d(librosa.feature.tempo(y=np.asarray(y, dtype=np.float32), sr=sr))[0])
+
+
+def estimate_key(y, sr: int) -> str:
+    """Key of a mono waveform, ``"<tonic> major|minor"``: the Krumhansl-Kessler profile (of 24) that
+    correlates best with the clip's mean chroma. An all-silent clip gets ``""``.
+    """
+    import librosa
+
+    chroma = librosa.feature.chroma_stft(y=np.asarray(y, dtype=np.float32), sr=sr, n_fft=2048).mean(1)
+    if not np.any(chroma > 0) or np.ptp(chroma) == 0:
+        return ""
+    best, name = -np.inf, ""
+    for mode, prof in zip(("major", "minor"), _KK):
+        for tonic in range(12):
+            r = np.corrcoef(chroma, np.roll(prof, tonic))[0, 1]
+            if r > best:
+                best, name = r, f"{_PITCH_NAMES[tonic]} {mode}"
+    return name
 
 
 def _words(text: str) -> list[str]:

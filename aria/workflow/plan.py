@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 
 from aria import registry
-from aria.config import analysis_settings, experiments, lds_settings, planted_settings
+from aria.config import analysis_settings, diffusion_settings, experiments, lds_settings, planted_settings
 from aria.io import dattri_benchmark as dattri_io
 from aria.symbolic.corpus import demo_collections, eval_quotas
 
@@ -1074,6 +1074,111 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         """The experiment's comparison JSON, or nothing when no stage has unlearning and another method."""
         return [results("unlearning/compare.json", exp)] if exp in DOMAIN and compare_spec(exp)["stages"] else []
 
+    # The diffusion experiment (rules/diffusion.smk; docs/methods.md "On a latent diffusion transformer"):
+    # a latent DiT trained on clips of the audio experiment's corpus. Its files live under
+    # results/<DIFF_EXP>/diffusion/, which no shared rule's {exp} matches; its report is results/<DIFF_EXP>/.
+    DIFFUSION = diffusion_settings(config.get("diffusion")) if "diffusion" in EXPERIMENTS else {}
+    DIFF_EXP = DIFFUSION.get("experiment", "diffusion")
+    DIFF_ENCODER = DIFFUSION["embedding"]["encoder"] if DIFFUSION else None
+    #: rows of the diffusion report: unlearning, Grad-Cos on the same v-loss, the encoder's two baselines
+    DIFF_ROWS = (
+        ["unlearning/dit", "gradcos/dit", f"{DIFF_ENCODER}/baseline", f"{DIFF_ENCODER}_aaa/baseline"]
+        if DIFFUSION
+        else []
+    )
+    DIFF_TARGETS = [results("report.md", DIFF_EXP), results("summary.json", DIFF_EXP)] if DIFFUSION else []
+
+    def diff(path):
+        """``results/<DIFF_EXP>/diffusion/<path>``: every intermediate file of the diffusion experiment."""
+        return results(f"diffusion/{path}", DIFF_EXP)
+
+    def diff_row_scores(row):
+        """The score store of a diffusion report row (``DIFF_ROWS``)."""
+        name, _, where = row.partition("/")
+        return diff(f"scores/{name}.zarr")
+
+    def diffusion_points():
+        """``{name: {"lr", "steps", "group", "mask", "chosen"}}``: the product of diffusion.selfinfluence.grid's
+        lists (a missing key: the unlearning setting), plus the unlearning setting itself (``chosen``).
+        """
+        from itertools import product
+
+        u = DIFFUSION["unlearning"]
+        grid = DIFFUSION["selfinfluence"].get("grid") or {}
+        chosen = {k: u[k] for k in GRID_KEYS}
+        points = [dict(zip(GRID_KEYS, v)) for v in product(*[grid.get(k, [u[k]]) for k in GRID_KEYS])]
+        if chosen not in points:
+            points.append(chosen)
+        return {
+            f"lr{p['lr']:g}_steps{p['steps']}_{p['group']}_{p['mask']}": dict(p, chosen=p == chosen) for p in points
+        }
+
+    def diffusion_fisher(mask):
+        """The Fisher a mask strategy's training losses need (M_L under ``both``: masked)."""
+        return diff(f"unlearning/fisher_{'masked' if mask == 'both' else 'full'}.pt")
+
+    def diffusion_compare_spec():
+        """``aria unlearning-compare``'s spec: the DiT's unlearning scores against its other rows."""
+        others = [{"key": r, "label": registry.row_label(r), "scores": diff_row_scores(r)} for r in DIFF_ROWS[1:]]
+        return {"stages": [{"stage": "dit", "unlearning": diff_row_scores(DIFF_ROWS[0]), "others": others}]}
+
+    def diffusion_selfinfluence_settings(w):
+        si = DIFFUSION["selfinfluence"]
+        u = DIFFUSION["unlearning"]
+        return dict(
+            **diffusion_points()[w.point],
+            floor=u["floor"],
+            timesteps=u["timesteps"],
+            n_targets=si["n_targets"],
+            top_k=si["top_k"],
+            n_generations=si["n_generations"],
+            sample_steps=DIFFUSION["queries"]["sample_steps"],
+            seed=config["seeds"]["unlearning"],
+        )
+
+    def diffusion_unlearning_settings(w):
+        u = DIFFUSION["unlearning"]
+        keep = ("lr", "steps", "group", "floor", "mask", "timesteps", "precision", "check")
+        return dict(
+            **{k: u[k] for k in keep}, seed=config["seeds"]["unlearning"], n_chunks=u["chunks"], chunk=int(w.chunk)
+        )
+
+    DIFF_SETTINGS = {
+        "diffusion-latents": lambda w: dict(
+            **DIFFUSION["latents"],
+            **DIFFUSION["clips"],
+            text=DIFFUSION["text"],
+            seed=config["seeds"]["corpus"],
+            root=audio_root(),
+        ),
+        "diffusion-train": lambda w: dict(
+            sizes={
+                k: v for k, v in DIFFUSION["model"].items() if k not in ("steps", "batch_size", "lr", "n_timesteps")
+            },
+            **{k: DIFFUSION["model"][k] for k in ("steps", "batch_size", "lr", "n_timesteps")},
+            seed=config["seeds"]["train"],
+        ),
+        "diffusion-queries": lambda w: dict(
+            steps=DIFFUSION["queries"]["sample_steps"], seed=config["seeds"]["queries"]
+        ),
+        "diffusion-fisher": lambda w: dict(
+            mask="both" if w.side == "masked" else "none",
+            timesteps=DIFFUSION["unlearning"]["timesteps"],
+            seed=config["seeds"]["unlearning"],
+        ),
+        "diffusion-unlearning": diffusion_unlearning_settings,
+        "diffusion-gradients": lambda w: dict(
+            k=DIFFUSION["gradcos"]["k"],
+            mask=DIFFUSION["unlearning"]["mask"],
+            timesteps=DIFFUSION["unlearning"]["timesteps"],
+            seed=config["seeds"]["unlearning"],
+        ),
+        "diffusion-embed": lambda w: dict(encoder=DIFF_ENCODER),
+        "diffusion-baselines": lambda w: {k: DIFFUSION["embedding"][k] for k in ("window_s", "hop_s")},
+        "diffusion-selfinfluence": diffusion_selfinfluence_settings,
+        "diffusion-report": lambda w: dict(experiment=DIFF_EXP, rows=DIFF_ROWS),
+    }
+
     # The report rules' outputs as `snakemake --report` items (rules/report.smk).
     REPORT_CATEGORY = {"symbolic": f"Symbolic: {EXP}", "audio": f"Audio: {AUDIO_EXP}"}
 
@@ -1241,7 +1346,8 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         "project": projection_run_settings,
         "kfac-covariance": lambda w: dict(batch_size=stage_cfg(w)["projection"]["batch_size"], device=config["device"]),
         "project-factored": factored_settings,
-        "score": lambda w: method_run_settings(w),
+        # the diffusion experiment's Grad-Cos (no {method} wildcard) has no run parameters
+        "score": lambda w: method_run_settings(w) if hasattr(w, "method") else dict(row_chunk=4096),
         "tracklevel": tracklevel_settings,
         "embed-corpus": lambda w: dict(sr=AUDIO.get("sr"), root=audio_root()),
         "embed-baseline": lambda w: dict(sr=AUDIO.get("sr"), window_s=10.0, hop_s=1.0),
@@ -1262,6 +1368,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         "unlearning-scores": unlearning_chunk_settings,
         "unlearning-selfinfluence": selfinfluence_settings,
         "report": report_settings,
+        **DIFF_SETTINGS,
     }
 
     def job_settings(name, w):

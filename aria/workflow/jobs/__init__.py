@@ -15,7 +15,7 @@ from aria.workflow.jobs.base import JOBS, Job, JobArgs
 
 __all__ = ["JOBS", "Job", "JobArgs", "all_jobs", "MODULES"]
 
-MODULES = ("corpus", "model", "attribution", "evaluation", "report", "system")
+MODULES = ("corpus", "model", "attribution", "diffusion", "evaluation", "report", "system")
 
 
 def all_jobs() -> dict[str, Job]:

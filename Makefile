@@ -74,8 +74,8 @@ corpus2: $(STAMP) deb pyc
 # the unlearning paper's own setting: a latent diffusion transformer on the demo's audio corpus, with the
 # self-influence grid and the test-to-train comparison (docs/methods.md); results/demo_diffusion
 diffusion: $(STAMP) deb pyc
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config.yaml profiles/diffusion/demo.yaml \
-		results/demo_diffusion/report.md results/demo_diffusion/summary.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) results/demo_diffusion/report.md \
+		results/demo_diffusion/summary.json --configfile config.yaml profiles/diffusion/demo.yaml
 
 # the Aria paper's Table 1: dattri's MAESTRO MusicTransformer benchmark, read offline from the folder
 # dattri's load_benchmark downloads (DATTRI, default dattri's own ~/.dattri); results/maestro

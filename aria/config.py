@@ -206,7 +206,8 @@ def lds_settings(block: dict | None) -> dict | None:
 #: ``diffusion`` block overrides them key by key, one level deep.
 DIFFUSION_DEFAULTS = {
     "experiment": "diffusion",
-    "latents": {"sr": 8000, "frame": 256},  # FrameDCT: C = frame channels, sr / frame frames per second
+    # dct: FrameDCT (C = frame channels, sr / frame frames per second); oobleck: a Stable Audio VAE folder (path)
+    "latents": {"kind": "dct", "sr": 8000, "frame": 256},
     "clips": {"min_s": 3.0, "max_s": 6.0, "n_train": 0, "n_prompts": 12},  # n_train 0: every training track
     "text": {"kind": "hash", "dim": 32, "max_words": 12},
     "model": {
@@ -272,6 +273,10 @@ def _diffusion_problems(config: dict, *, audio: bool) -> list[str]:
         problems.append(f"diffusion.experiment '{d['experiment']}' is the name of another experiment; choose another")
     if d["clips"]["min_s"] > d["clips"]["max_s"]:
         problems.append(f"diffusion.clips: min_s ({d['clips']['min_s']}) exceeds max_s ({d['clips']['max_s']})")
+    if d["latents"]["kind"] == "oobleck" and "path" not in d["latents"]:
+        problems.append(
+            "diffusion.latents.kind 'oobleck' needs diffusion.latents.path (a local AutoencoderOobleck folder)"
+        )
     if d["text"]["kind"] == "clap" and "path" not in d["text"]:
         problems.append("diffusion.text.kind 'clap' needs diffusion.text.path (a local folder; nothing is downloaded)")
     return problems

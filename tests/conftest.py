@@ -86,7 +86,14 @@ def tiny_run(tmp_path_factory):
 # ``--dist load`` would send each worker a quarter of the suite at the start. (``xdist_group``
 # marks would not take effect anyway: xdist 3.8.0 tags the node id through ``item._nodeid``,
 # which pytest 9.2 no longer reads; pytest-dev/pytest-xdist#1386.)
-_HEAVY_FIRST = ("test_slurm.py", "test_faults.py", "test_extending.py", "test_hf_miditok.py", "test_dattri_workflow.py")
+_HEAVY_FIRST = (
+    "test_slurm.py",
+    "test_faults.py",
+    "test_diffusion_workflow.py",
+    "test_extending.py",
+    "test_hf_miditok.py",
+    "test_dattri_workflow.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

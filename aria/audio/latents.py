@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import dct, idct
 
-__all__ = ["FrameDCT", "clip_plan", "pad_latents"]
+__all__ = ["FrameDCT", "OobleckCodec", "get_codec", "clip_plan", "pad_latents"]
 
 
 class FrameDCT:
@@ -94,6 +94,84 @@ class FrameDCT:
         std = np.sqrt(var)
         self.scale = np.maximum(std, floor * max(float(std.max()), np.finfo(float).tiny))
         return self
+
+
+class OobleckCodec:
+    """A Stable Audio VAE (diffusers' ``AutoencoderOobleck``) from a local folder, with
+    :class:`FrameDCT`'s interface: the latents of a user's own Stable-Audio-style checkpoint.
+
+    Parameters
+    ----------
+    path : str, keyword-only
+        A ``save_pretrained`` folder of ``AutoencoderOobleck`` (a Stable Audio pipeline's ``vae``),
+        read offline: nothing is downloaded.
+
+    Notes
+    -----
+    ``sr`` is the VAE's ``sampling_rate``, ``frame`` its hop (the product of its down-sampling
+    ratios) and the channels its ``decoder_input_channels``. A mono waveform is copied to every audio
+    channel; decoding averages them. Latents are the posterior means. Not exactly invertible: the
+    VAE's reconstruction error enters generated audio.
+    """
+
+    def __init__(self, *, path: str):
+        from pathlib import Path
+
+        from diffusers.models.autoencoders.autoencoder_oobleck import AutoencoderOobleck
+
+        if not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path}: not an AutoencoderOobleck folder (no config.json); save one with save_pretrained "
+                "(a Stable Audio pipeline's vae folder)"
+            )
+        self.path = str(path)
+        self.vae = AutoencoderOobleck.from_pretrained(path, local_files_only=True).eval()
+        cfg = self.vae.config
+        self.sr = int(cfg.sampling_rate)
+        self.frame = int(np.prod(cfg.downsampling_ratios))
+        self.channels = int(cfg.decoder_input_channels)
+        self.audio_channels = int(cfg.audio_channels)
+
+    frames_per_second = FrameDCT.frames_per_second
+    n_frames = FrameDCT.n_frames
+
+    def encode(self, y) -> np.ndarray:
+        """Latents float64 (C, F) of a mono waveform (n,) at ``sr`` (padded to whole frames)."""
+        import torch
+
+        y = np.asarray(y, dtype=np.float32)
+        n = self.n_frames(len(y)) * self.frame
+        x = np.zeros((1, self.audio_channels, n), np.float32)
+        x[:, :, : len(y)] = y
+        with torch.no_grad():
+            z = self.vae.encode(torch.from_numpy(x)).latent_dist.mean
+        return z[0].double().numpy()
+
+    def decode(self, z, n_samples: int | None = None) -> np.ndarray:
+        """Waveform float64 (n,) of latents (C, F), the audio channels averaged; ``n_samples`` cuts it."""
+        import torch
+
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[0] != self.channels:
+            raise ValueError(f"expected latents ({self.channels}, F), got shape {z.shape}")
+        with torch.no_grad():
+            y = self.vae.decode(torch.from_numpy(z)[None]).sample[0].mean(0).double().numpy()
+        return y if n_samples is None else y[: int(n_samples)]
+
+    def fit(self, waveforms) -> OobleckCodec:
+        """Nothing to fit: the VAE is trained (kept for :class:`FrameDCT`'s interface)."""
+        return self
+
+
+def get_codec(kind: str = "dct", **options):
+    """The latent representation of config ``diffusion.latents``: ``dct`` (:class:`FrameDCT`, with ``sr``
+    and ``frame``) or ``oobleck`` (:class:`OobleckCodec`, with ``path``).
+    """
+    if kind == "dct":
+        return FrameDCT(**{k: v for k, v in options.items() if k in ("sr", "frame", "scale")})
+    if kind == "oobleck":
+        return OobleckCodec(path=options["path"])
+    raise ValueError(f"diffusion.latents.kind must be 'dct' or 'oobleck', got {kind!r}")
 
 
 def clip_plan(durations_s, *, min_s: float, max_s: float, frames_per_second: float, random_state) -> tuple:

@@ -1145,7 +1145,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     DIFF_SETTINGS = {
         "diffusion-latents": lambda w: dict(
-            **DIFFUSION["latents"],
+            latents=DIFFUSION["latents"],
             **DIFFUSION["clips"],
             text=DIFFUSION["text"],
             seed=config["seeds"]["corpus"],

@@ -88,3 +88,40 @@ def test_clap_text_encoder_reads_a_local_folder(tmp_path):
     np.testing.assert_allclose(t[:, 0], want, rtol=1e-6)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         ClapTextEncoder(path=str(tmp_path / "missing"))
+
+
+def test_oobleck_codec_reads_a_local_vae_and_matches_it(tmp_path):
+    """A Stable Audio VAE from a local folder: latents are the posterior mean of the mono signal copied
+    to every audio channel, padded to whole frames; decoding averages the channels."""
+    import torch
+    from diffusers.models.autoencoders.autoencoder_oobleck import AutoencoderOobleck
+
+    from aria.audio.latents import OobleckCodec, get_codec
+
+    torch.manual_seed(0)
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=8,  # the posterior splits it in two: 4 latent channels
+        downsampling_ratios=[2, 4],
+        channel_multiples=[1, 2],
+        decoder_channels=4,
+        decoder_input_channels=4,
+        audio_channels=2,
+        sampling_rate=8000,
+    ).eval()
+    vae.save_pretrained(tmp_path / "vae")
+    codec = get_codec("oobleck", path=str(tmp_path / "vae"))
+    assert isinstance(codec, OobleckCodec) and (codec.sr, codec.frame, codec.channels) == (8000, 8, 4)
+    y = np.random.default_rng(1).normal(size=50).astype(np.float32) * 0.1
+    z = codec.encode(y)
+    assert z.shape == (4, 7)  # ceil(50 / 8) frames
+    x = torch.zeros(1, 2, 56)
+    x[:, :, :50] = torch.from_numpy(y)
+    with torch.no_grad():
+        want = vae.encode(x).latent_dist.mean[0].double().numpy()
+        back = vae.decode(torch.from_numpy(want).float()[None]).sample[0].mean(0).double().numpy()
+    np.testing.assert_allclose(z, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(codec.decode(z, 50), back[:50], rtol=1e-4, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="AutoencoderOobleck folder"):
+        OobleckCodec(path=str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="'dct' or 'oobleck'"):
+        get_codec("vae")

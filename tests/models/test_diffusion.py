@@ -341,3 +341,46 @@ def test_training_fits_and_is_seeded():
         before = float(VLoss(16)(untrained, batch, torch.Generator().manual_seed(9)).mean())
         after = float(VLoss(16)(a["model"], batch, torch.Generator().manual_seed(9)).mean())
     assert after < 0.9 * before, (before, after)  # measured 0.905 -> 0.731 (part of the loss is irreducible)
+
+
+def test_the_diffusion_train_job_adopts_a_pretrained_pipeline_folder(tmp_path):
+    """diffusion.model.pretrained: the job writes the user's transformer and projection model as the
+    experiment's checkpoint instead of training, weight for weight."""
+    import numpy as np
+
+    from aria.io.checkpoints import load_model
+    from aria.io.tables import write_npz
+    from aria.workflow.jobs.diffusion import DiffusionTrainArgs, DiffusionTrainSettings, diffusion_train
+
+    torch.manual_seed(3)
+    src = LatentDiT(latent_channels=6, max_frames=5, num_layers=1, num_heads=2, head_dim=8, kv_heads=1,
+                    text_dim=4, cond_dim=8, time_proj_dim=8)  # fmt: skip
+    src.dit.save_pretrained(tmp_path / "pipe" / "transformer")
+    src.cond.save_pretrained(tmp_path / "pipe" / "projection_model")
+    n = 2
+    write_npz(
+        tmp_path / "train.npz",
+        x0=np.zeros((n, 6, 5), np.float32),
+        mask=np.ones((n, 5), bool),
+        text=np.zeros((n, 3, 4), np.float32),
+        text_mask=np.ones((n, 3), bool),
+        seconds_start=np.zeros(n),
+        seconds_total=np.ones(n),
+        ids=np.array(["a", "b"]),
+    )
+    p = DiffusionTrainSettings(
+        pretrained=str(tmp_path / "pipe" / "transformer"),
+        sizes={"max_seconds": src.config["max_seconds"]},
+        steps=1,
+        batch_size=1,
+        lr=1e-3,
+        n_timesteps=1,
+        seed=0,
+    )
+    a = DiffusionTrainArgs(params=p.to_dict(), out=str(tmp_path / "model.pt"), data=str(tmp_path / "train.npz"))
+    diffusion_train(a, p)
+    got, _ = load_model(tmp_path / "model.pt")
+    want = src.state_dict()
+    assert got.state_dict().keys() == want.keys()
+    for k, v in got.state_dict().items():
+        assert torch.equal(v, want[k]), k

@@ -301,3 +301,59 @@ def test_the_architecture_retrains_the_symbolic_models_only():
     bad["model"]["architecture"] = "mamba"
     with pytest.raises(Exception, match="architecture"):
         plan_of(bad)
+
+
+def _diffusion_config():
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    over = yaml.safe_load((REPO / "profiles" / "diffusion" / "demo.yaml").read_text())
+    return {**cfg, **over}
+
+
+def test_diffusion_grid_is_the_product_of_its_lists_plus_the_setting():
+    """The self-influence grid: every combination of the four lists, the unlearning setting marked
+    chosen once (added when the lists leave it out); each point's job gets its own point and the Fisher
+    side its mask needs."""
+    cfg = _diffusion_config()
+    g = cfg["diffusion"]["selfinfluence"]["grid"]
+    plan = plan_of(cfg)
+    pts = plan.diffusion_points()
+    combos = {(p["lr"], p["steps"], p["group"], p["mask"]) for p in pts.values()}
+    assert combos == set(itertools.product(g["lr"], g["steps"], g["group"], g["mask"]))
+    assert [p for p in pts.values() if p["chosen"]] == [dict(lr=1e-6, steps=1, group="all", mask="mixed", chosen=True)]
+    for name, p in pts.items():
+        s = plan.job_settings("diffusion-selfinfluence", W(point=name))
+        assert (s["lr"], s["steps"], s["group"], s["mask"]) == (p["lr"], p["steps"], p["group"], p["mask"])
+        assert plan.diffusion_fisher(p["mask"]).endswith(
+            "fisher_masked.pt" if p["mask"] == "both" else "fisher_full.pt"
+        )
+    cfg["diffusion"]["selfinfluence"]["grid"] = {"lr": [1e-5]}  # the setting is not in the grid: added
+    pts = plan_of(cfg).diffusion_points()
+    assert len(pts) == 2 and sum(p["chosen"] for p in pts.values()) == 1
+
+
+def test_diffusion_settings_change_only_their_jobs():
+    """A diffusion key reaches exactly the jobs that read it: Grad-Cos's k only the gradient job, the
+    unlearning lr the chunks (and the chosen grid point's name), the encoder the embedding job."""
+    base = _diffusion_config()
+    names = ["diffusion-latents", "diffusion-train", "diffusion-queries", "diffusion-gradients", "diffusion-embed"]
+    names += ["diffusion-baselines", "diffusion-report"]
+
+    def settings(cfg):
+        plan = plan_of(cfg)
+        out = {n: plan.job_settings(n, W()).to_dict() for n in names}
+        out["diffusion-unlearning"] = plan.job_settings("diffusion-unlearning", W(chunk="0")).to_dict()
+        out["diffusion-fisher"] = plan.job_settings("diffusion-fisher", W(side="full")).to_dict()
+        return out
+
+    ref = settings(base)
+    for key, value, changed in (
+        (("gradcos", "k"), 64, {"diffusion-gradients"}),
+        (("unlearning", "lr"), 1e-5, {"diffusion-unlearning"}),
+        (("unlearning", "timesteps"), 4, {"diffusion-unlearning", "diffusion-fisher", "diffusion-gradients"}),
+        (("embedding", "window_s"), 3.0, {"diffusion-baselines"}),
+        (("model", "steps"), 10, {"diffusion-train"}),
+    ):
+        cfg = copy.deepcopy(base)
+        cfg["diffusion"][key[0]][key[1]] = value
+        new = settings(cfg)
+        assert {n for n in ref if ref[n] != new[n]} == changed, key

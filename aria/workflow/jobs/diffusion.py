@@ -34,10 +34,13 @@ ITEM_KEYS = ("x0", "mask", "text", "text_mask", "seconds_start", "seconds_total"
 
 
 def _codec(path):
-    from aria.audio.latents import FrameDCT
+    """The latent representation a ``diffusion-latents`` job fitted (``codec.npz``)."""
+    from aria.audio.latents import FrameDCT, OobleckCodec
     from aria.io.tables import read_npz
 
     c = read_npz(path)
+    if str(c.get("kind", "dct")) == "oobleck":
+        return OobleckCodec(path=str(c["path"]))
     return FrameDCT(frame=int(c["frame"]), sr=int(c["sr"]), scale=c["scale"])
 
 
@@ -76,8 +79,7 @@ def _fisher(path, model):
 
 # --------------------------------------------------------------------------------------------- data
 class DiffusionLatentsSettings(Settings):
-    sr: int
-    frame: int
+    latents: dict
     min_s: float
     max_s: float
     n_train: int
@@ -112,14 +114,15 @@ def diffusion_latents(a: DiffusionLatentsArgs, p: DiffusionLatentsSettings) -> N
     longest clip, with their padding mask and captions) and prompts (captions and lengths of held-out
     tracks) of the diffusion experiment.
     """
-    from aria.audio.latents import FrameDCT, clip_plan, pad_latents
+    from aria.audio.latents import clip_plan, get_codec, pad_latents
     from aria.audio.text import get_text_encoder
     from aria.io.audio import load_audio
     from aria.io.tables import read_manifest, write_npz
 
     man = read_manifest(a.manifest, root=p.get("root"))
     rng = np.random.default_rng(p["seed"])
-    codec = FrameDCT(frame=p["frame"], sr=p["sr"])
+    codec = get_codec(**p["latents"])
+    sr = codec.sr
     fps = codec.frames_per_second
     max_frames = int(np.ceil(p["max_s"] * fps))
 
@@ -134,16 +137,16 @@ def diffusion_latents(a: DiffusionLatentsArgs, p: DiffusionLatentsSettings) -> N
     sets = {}
     for name, split, n in (("train", "train", p["n_train"]), ("prompts", "eval", p["n_prompts"])):
         rows = pick(split, n)
-        waves = [load_audio(f, sr=p["sr"]) for f in progress(list(rows["abspath"]), desc=f"load {name}", unit="file")]
+        waves = [load_audio(f, sr=sr) for f in progress(list(rows["abspath"]), desc=f"load {name}", unit="file")]
         start, length = clip_plan(
-            [len(y) / p["sr"] for y in waves],
+            [len(y) / sr for y in waves],
             min_s=p["min_s"],
             max_s=p["max_s"],
             frames_per_second=fps,
             random_state=[p["seed"], len(sets)],
         )
-        clips = [y[int(round(s * p["sr"])) :][: int(round(n_s * p["sr"]))] for y, s, n_s in zip(waves, start, length)]
-        captions = [_describe(m, c, p["sr"]) for (_, m), c in zip(rows.iterrows(), clips)]
+        clips = [y[int(round(s * sr)) :][: int(round(n_s * sr))] for y, s, n_s in zip(waves, start, length)]
+        captions = [_describe(m, c, sr) for (_, m), c in zip(rows.iterrows(), clips)]
         sets[name] = dict(rows=rows, clips=clips, start=start, length=length, captions=captions)
     codec.fit(sets["train"]["clips"])
     enc = get_text_encoder(**p["text"])
@@ -172,7 +175,10 @@ def diffusion_latents(a: DiffusionLatentsArgs, p: DiffusionLatentsSettings) -> N
         ids=pr["rows"]["track_id"].to_numpy().astype(str),
         captions=np.asarray(pr["captions"]),
     )
-    write_npz(a.out_codec, frame=np.array(codec.frame), sr=np.array(codec.sr), scale=codec.scale)
+    if p["latents"].get("kind", "dct") == "oobleck":
+        write_npz(a.out_codec, kind=np.array("oobleck"), path=np.array(codec.path))
+    else:
+        write_npz(a.out_codec, kind=np.array("dct"), frame=np.array(codec.frame), sr=np.array(sr), scale=codec.scale)
     log.info(
         "%d training clips (%.1f-%.1f s, padded to %d frames, %.0f%% padding), %d prompts; e.g. %r",
         len(x0), tr["length"].min(), tr["length"].max(), max_frames, 100 * (1 - mask.mean()), len(pr["captions"]),
@@ -182,6 +188,7 @@ def diffusion_latents(a: DiffusionLatentsArgs, p: DiffusionLatentsSettings) -> N
 
 # ----------------------------------------------------------------------------------------- the DiT
 class DiffusionTrainSettings(Settings):
+    pretrained: str = UNSET  # a Stable Audio transformer folder: adopted, not trained
     sizes: dict
     steps: int
     batch_size: int
@@ -204,6 +211,9 @@ def diffusion_train(a: DiffusionTrainArgs, p: DiffusionTrainSettings) -> None:
     data = _items(a.data)
     sizes = {**p["sizes"], "latent_channels": int(data["x0"].shape[1]), "max_frames": int(data["x0"].shape[2])}
     sizes["text_dim"] = int(data["text"].shape[2])
+    if p.get("pretrained"):
+        _adopt(a, p, data)
+        return
     t0 = time.perf_counter()
     res = train_latent_dit(
         data,
@@ -231,6 +241,30 @@ def diffusion_train(a: DiffusionTrainArgs, p: DiffusionTrainSettings) -> None:
         seed=int(p["seed"]),
         losses=L,
     )
+
+
+def _adopt(a, p, data) -> None:
+    """Write a user's Stable-Audio-style transformer (and projection model) as the experiment's checkpoint."""
+    from aria.io.checkpoints import write_checkpoint
+    from aria.models.diffusion import from_pretrained
+
+    keep = {k: p["sizes"][k] for k in ("max_seconds",) if k in p["sizes"]}
+    model = from_pretrained(p["pretrained"], text_dim=int(data["text"].shape[2]), **keep)
+    if model.config["latent_channels"] != data["x0"].shape[1]:
+        raise ValueError(
+            f"{p['pretrained']}: the transformer takes {model.config['latent_channels']}-channel latents, the clips "
+            f"have {data['x0'].shape[1]} (set diffusion.latents to the checkpoint's VAE: kind oobleck, path ...)"
+        )
+    state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    write_checkpoint(
+        a.out,
+        config=model.config,
+        checkpoints=[{"epoch": 0, "lr": 1.0, "state": state}],
+        final=state,
+        model_class="aria.models.diffusion:LatentDiT",
+        pretrained=str(p["pretrained"]),
+    )
+    log.info("adopted the pretrained transformer of %s", p["pretrained"])
 
 
 class DiffusionQueriesSettings(Settings):

@@ -289,14 +289,27 @@ def example_losses(model: torch.nn.Module, batches: Iterable[Mapping], loss_fn: 
 
     A loss marked ``loss_fn.deterministic = True`` (it draws no noise, e.g. :func:`token_loss`)
     is evaluated a whole batch at a time; the before and after passes of τ then see the same
-    batches, so their round-off matches too.
+    batches, so their round-off matches too. A loss with per-draw methods (``draws``, ``losses_at``:
+    :class:`aria.models.diffusion.VLoss`) draws each item's noise from its own generator, then
+    evaluates the whole batch in one forward pass: the same draws as item by item, B times fewer passes.
     """
     model.eval()
     out = []
+    per_draw = hasattr(loss_fn, "draws") and hasattr(loss_fn, "losses_at")
     with torch.no_grad():
         for batch in batches:
             if getattr(loss_fn, "deterministic", False):
                 out.extend(loss_fn(model, batch, None).double().cpu().tolist())
+                continue
+            if per_draw:
+                x0 = batch["x0"]
+                drawn = [
+                    loss_fn.draws({"x0": x0[i : i + 1]}, example_generator(seed, str(key)), dtype=x0.dtype)
+                    for i, key in enumerate(batch["key"])
+                ]
+                t = torch.cat([d[0] for d in drawn]).to(x0.device)
+                eps = torch.cat([d[1] for d in drawn]).to(x0.device)
+                out.extend(loss_fn.losses_at(model, batch, t, eps).mean(1).double().cpu().tolist())
                 continue
             for i, key in enumerate(batch["key"]):
                 one = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}

@@ -707,6 +707,8 @@ def latent_self_influence(
             gen_before.append(generate(model, example_generator(seed, f"generation:{j}")))
         _record_target(out, tau, t, embeddings, top_k)
     out["frechet"] = None
-    if generate is not None:
+    # a step that breaks the model (its generations overflow) has no Fréchet distance: marked instead
+    out["diverged"] = bool(generate is not None and not all(np.isfinite(g).all() for g in gen_after))
+    if generate is not None and not out["diverged"]:
         out["frechet"] = frechet_distance(np.concatenate(gen_after), np.concatenate(gen_before))
     return _summarize_targets(out, len(ids), top_k)

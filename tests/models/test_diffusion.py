@@ -384,3 +384,42 @@ def test_the_diffusion_train_job_adopts_a_pretrained_pipeline_folder(tmp_path):
     assert got.state_dict().keys() == want.keys()
     for k, v in got.state_dict().items():
         assert torch.equal(v, want[k]), k
+
+
+def test_latent_self_influence_against_per_target_scores(setting):
+    """Each target's R is its rank in τ computed here item by item (one forward pass per item, its own
+    generator) with the target unlearned as a query, so the batched example losses are checked too;
+    generations that overflow mark the point diverged instead of giving a Fréchet distance."""
+    from aria.attribution.unlearning import example_generator, latent_self_influence, parameters, unlearn
+    from aria.evaluation.selfinfluence import target_rank
+
+    m, data, loss, F = setting
+    E = np.random.default_rng(2).normal(size=(5, 3))
+    step = dict(lr=1e-4, seed=7)
+    rng = np.random.default_rng(3)
+
+    def losses():
+        with torch.no_grad():
+            return np.array(
+                [
+                    float(loss(m, _one_batch(_item(data, i), use_mask=False), example_generator(7, f"z{i}"))[0])
+                    for i in range(5)
+                ]
+            )
+
+    doc = latent_self_influence(
+        m, data, F, [1, 3], embeddings=E, loss_fn=loss, mask="mixed", top_k=2,
+        generate=lambda model, gen: rng.normal(size=(4, 3)), **step,
+    )  # fmt: skip
+    before = losses()
+    for j, t in enumerate([1, 3]):
+        with parameters(m, unlearn(m, _one_batch(_item(data, t)), loss, F, **step)):
+            tau = losses() - before
+        assert doc["rank"][j] == target_rank(tau, t)
+        np.testing.assert_allclose(doc["tau_target"][j], tau[t], rtol=1e-8, atol=1e-15)
+    assert doc["diverged"] is False and np.isfinite(doc["frechet"])
+    nan = latent_self_influence(
+        m, data, F, [1], embeddings=E, loss_fn=loss, mask="mixed", top_k=2,
+        generate=lambda model, gen: np.full((4, 3), np.nan), **step,
+    )  # fmt: skip
+    assert nan["diverged"] is True and nan["frechet"] is None

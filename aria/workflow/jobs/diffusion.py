@@ -613,6 +613,8 @@ def diffusion_selfinfluence(a: DiffusionSelfinfluenceArgs, p: DiffusionSelfinflu
     def generate(m, generator):
         cond = {k: pr[k][:g] for k in ("text", "text_mask", "seconds_start", "seconds_total")}
         Z = _generate(m, cond, steps=p["sample_steps"], generator=generator)
+        if not np.isfinite(Z).all():  # the unlearning step broke the model: no audio to embed
+            return np.full((g, enc.dim), np.nan)
         return np.stack(
             [
                 enc.embed(codec.decode(Z[j][:, : int(np.ceil(pr["seconds_total"][j] * fps - 1e-9))]), codec.sr)
@@ -655,7 +657,7 @@ def diffusion_selfinfluence(a: DiffusionSelfinfluenceArgs, p: DiffusionSelfinflu
     log.info(
         "%s: median R %.1f, R = 1 for %.0f%% of %d targets, FD %s (%.1f s)",
         doc["point"], doc["median_rank"], 100 * doc["share_rank1"], len(targets),
-        "n/a" if doc["frechet"] is None else f"{doc['frechet']:.4g}", dt,
+        "diverged" if doc["diverged"] else "n/a" if doc["frechet"] is None else f"{doc['frechet']:.4g}", dt,
     )  # fmt: skip
     write_json(a.out, doc)
 

@@ -186,7 +186,7 @@ if DIFFUSION:
         input:
             selfinfluence=[diff(f"selfinfluence/{p}.json") for p in diffusion_points()],
             compare=diff("compare.json"),
-            diagnostics=[diff(f"diagnostics/{r.replace('/', '-')}.json") for r in DIFF_ROWS],
+            diagnostics=[diff_diagnostics(r) for r in DIFF_ROWS],
             scores=diff_row_scores(DIFF_ROWS[0]),
             model=diff("model.pt"),
             queries=diff("queries/queries.npz"),

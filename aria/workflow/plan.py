@@ -1097,6 +1097,10 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         name, _, where = row.partition("/")
         return diff(f"scores/{name}.zarr")
 
+    def diff_diagnostics(row):
+        """The diagnostics file of a diffusion report row (``{row}`` wildcard: the key with "-" for "/")."""
+        return diff(f"diagnostics/{row.replace('/', '-')}.json")
+
     def diffusion_points():
         """``{name: {"lr", "steps", "group", "mask", "chosen"}}``: the product of diffusion.selfinfluence.grid's
         lists (a missing key: the unlearning setting), plus the unlearning setting itself (``chosen``).

@@ -646,17 +646,13 @@ def latent_self_influence(
     targets,
     *,
     embeddings: np.ndarray,
-    lr: float,
-    steps: int = 1,
-    group: str = "all",
-    floor: float = 1e-3,
     mask: str = "mixed",
     top_k: int = 100,
     loss_fn: LossFn | None = None,
     generate: Callable[[torch.nn.Module, torch.Generator], np.ndarray] | None = None,
-    seed: int = 0,
     batch_size: int = 8,
     progress=None,
+    **step,
 ) -> dict:
     """Train-to-train self-influence of one setting on a latent diffusion model (the paper's §3.2).
 
@@ -673,8 +669,10 @@ def latent_self_influence(
         ``generate(model, generator) -> (G, d)``: embeddings of G generations from fixed prompts with
         the given draws. For target j it runs after unlearning and at θ₀ with the generator of key
         ``generation:<j>``, and the Fréchet distance compares the two pools; ``None`` skips it.
-    lr, steps, group, floor, mask, top_k, loss_fn, seed, batch_size : as :func:`latent_scores` and
-        :func:`self_influence`
+    mask, top_k, loss_fn, batch_size : as :func:`latent_scores` and :func:`self_influence`
+    **step
+        The unlearning step of :func:`unlearn`: ``lr``, and ``steps``, ``group``, ``floor``, ``seed``
+        (``seed`` also seeds every measured loss, the same before and after).
 
     Returns
     -------
@@ -692,10 +690,10 @@ def latent_self_influence(
     def batches():
         return latent_batches(train, ids=ids, use_mask=use_l, **opts)
 
+    seed = step.get("seed", 0)
     before = example_losses(model, batches(), loss_fn, seed=seed)
     out = {"targets": [str(ids[t]) for t in targets], "rank": [], "top_sim": [], "bottom_sim": [], "tau_target": []}
     gen_after, gen_before = [], []
-    step = dict(lr=lr, steps=steps, group=group, floor=floor, seed=seed)
     for j, t in enumerate(progress(targets) if progress else targets):
         one = {k: np.asarray(v)[t : t + 1] for k, v in train.items()}
         (query,) = latent_batches(one, ids=ids[t : t + 1], use_mask=use_u, **opts)

@@ -101,17 +101,13 @@ def _project_both(tr, qu, fn, *, what):
 
 
 def _write_projection(a, tr, qu, ftr, fq, attrs):
-    """Write the features of a projection job to ``a.out``, with its ``attrs`` and the model's path."""
+    """Write the features of a projection job to ``a.out``, with its ``attrs`` and the model's path;
+    ``tr`` and ``qu`` give the row ids (``segment_ids`` / ``query_ids``, or a diffusion item file's ``ids``).
+    """
     from aria.io.stores import write_features
 
-    write_features(
-        a.out,
-        train=ftr,
-        query=fq,
-        train_ids=tr["segment_ids"],
-        query_ids=qu["query_ids"],
-        attrs={**attrs, "model": str(a.model)},
-    )
+    rows, cols = (d.get(k, d.get("ids")) for d, k in ((tr, "segment_ids"), (qu, "query_ids")))
+    write_features(a.out, train=ftr, query=fq, train_ids=rows, query_ids=cols, attrs={**attrs, "model": str(a.model)})
 
 
 def _model_on_device(a, p):

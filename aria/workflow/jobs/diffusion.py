@@ -30,7 +30,9 @@ from aria.workflow.jobs.settings import UNSET, Settings
 
 log = logging.getLogger("aria")
 
-ITEM_KEYS = ("x0", "mask", "text", "text_mask", "seconds_start", "seconds_total")
+#: the conditioning of an item (a prompt has only these), then its latents and frame mask
+COND_KEYS = ("text", "text_mask", "seconds_start", "seconds_total")
+ITEM_KEYS = ("x0", "mask", *COND_KEYS)
 
 
 def _codec(path):
@@ -315,24 +317,14 @@ def diffusion_queries(a: DiffusionQueriesArgs, p: DiffusionQueriesSettings) -> N
     mask = np.arange(F)[None, :] < frames[:, None]
     with atomic_dir(a.out_audio) as tmp:
         for j in progress(range(len(ids)), desc="generate", unit="query"):
-            one = {k: pr[k][j : j + 1] for k in ("text", "text_mask", "seconds_start", "seconds_total")}
+            one = {k: pr[k][j : j + 1] for k in COND_KEYS}
             z = _generate(model, one, steps=p["steps"], generator=example_generator(p["seed"], f"query:{ids[j]}"))[0]
             z[:, frames[j] :] = 0.0  # past the asked length: the padding the prompt asked for
             x0[j] = z
             y = codec.decode(z[:, : frames[j]], int(round(pr["seconds_total"][j] * codec.sr)))
             write_wav(Path(tmp) / f"{ids[j]}.wav", np.clip(y / max(1.0, np.abs(y).max()), -1, 1), codec.sr)
-    write_npz(
-        a.out,
-        x0=x0,
-        mask=mask,
-        text=pr["text"],
-        text_mask=pr["text_mask"],
-        seconds_start=pr["seconds_start"],
-        seconds_total=pr["seconds_total"],
-        ids=ids,
-        query_ids=ids,
-        captions=pr["captions"],
-    )
+    cond = {k: pr[k] for k in (*COND_KEYS, "captions")}  # the prompt's, as it was given
+    write_npz(a.out, x0=x0, mask=mask, ids=ids, query_ids=ids, **cond)
     log.info("%d queries generated (%d DDIM steps each)", len(ids), p["steps"])
 
 
@@ -460,8 +452,8 @@ def diffusion_gradients(a: DiffusionGradientsArgs, p: DiffusionGradientsSettings
     """
     from aria.attribution.projection import loss_gradient_features, make_projector
     from aria.attribution.unlearning import mask_sides
-    from aria.io.stores import write_features
     from aria.models.diffusion import VLoss, latent_batches
+    from aria.workflow.jobs.attribution import _write_projection
 
     torch_setup(a.threads)
     model = _model(a.model)
@@ -476,14 +468,7 @@ def diffusion_gradients(a: DiffusionGradientsArgs, p: DiffusionGradientsSettings
         )
         for d, m, what in ((tr, use_l, "train"), (qu, use_u, "queries"))
     )
-    write_features(
-        a.out,
-        train=ftr,
-        query=fq,
-        train_ids=tr["ids"],
-        query_ids=qu["ids"],
-        attrs={**p, "method": "gradcos", "lr": 1.0, "model": str(a.model), "projection": "sjlt"},
-    )
+    _write_projection(a, tr, qu, ftr, fq, {**p, "method": "gradcos", "lr": 1.0, "projection": "sjlt"})
 
 
 # --------------------------------------------------------------------------------- embeddings
@@ -611,7 +596,7 @@ def diffusion_selfinfluence(a: DiffusionSelfinfluenceArgs, p: DiffusionSelfinflu
     fps = codec.frames_per_second
 
     def generate(m, generator):
-        cond = {k: pr[k][:g] for k in ("text", "text_mask", "seconds_start", "seconds_total")}
+        cond = {k: pr[k][:g] for k in COND_KEYS}
         Z = _generate(m, cond, steps=p["sample_steps"], generator=generator)
         if not np.isfinite(Z).all():  # the unlearning step broke the model: no audio to embed
             return np.full((g, enc.dim), np.nan)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO, run_snakemake, shared_run
+from conftest import REPO, run_snakemake, shared_run
 
 CONFIG = REPO / "tests" / "data" / "config_diffusion_tiny.yaml"
 EXP = "tiny_diffusion"

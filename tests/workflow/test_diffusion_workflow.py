@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, run_snakemake, shared_run
 
 CONFIG = REPO / "tests" / "data" / "config_diffusion_tiny.yaml"

@@ -291,19 +291,28 @@ def unlearning_merge(a: PartsArgs) -> None:
         )  # fmt: skip
 
 
-class UnlearningSelfinfluenceSettings(Settings):
+class SelfinfluencePointSettings(Settings):
+    """One point of the self-influence grid (docs/spec.md §8: the unlearning step ``lr`` x
+    ``steps`` on layer ``group`` with ``mask``; ``chosen`` marks the scores' own point) and its
+    ``n_targets`` diverse training targets, top/bottom-``top_k`` and ``n_generations``; the
+    token-model and diffusion jobs add their own settings.
+    """
+
     lr: float
     steps: int
     group: str
     mask: str
     chosen: bool = UNSET
     floor: float
-    precision: str
-    stage: str
     n_targets: int
     top_k: int
     n_generations: int
     seed: int
+
+
+class UnlearningSelfinfluenceSettings(SelfinfluencePointSettings):
+    precision: str
+    stage: str
     device: str
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from aria.runtime import progress
+from aria.workflow.jobs.attribution import SelfinfluencePointSettings
 from aria.workflow.jobs.base import JobArgs, SettingsArgs, arg, job, opt, torch_setup
 from aria.workflow.jobs.settings import UNSET, Settings
 
@@ -217,16 +218,8 @@ def diffusion_train(a: DiffusionTrainArgs, p: DiffusionTrainSettings) -> None:
         _adopt(a, p, data)
         return
     t0 = time.perf_counter()
-    res = train_latent_dit(
-        data,
-        sizes=sizes,
-        steps=p["steps"],
-        batch_size=p["batch_size"],
-        lr=p["lr"],
-        n_timesteps=p["n_timesteps"],
-        random_state=p["seed"],
-        progress=True,
-    )
+    recipe = {k: p[k] for k in ("steps", "batch_size", "lr", "n_timesteps")}
+    res = train_latent_dit(data, sizes=sizes, random_state=p["seed"], progress=True, **recipe)
     L = res["losses"]
     k = max(1, len(L) // 10)
     log.info(
@@ -542,19 +535,9 @@ def diffusion_baselines(a: DiffusionBaselinesArgs, p: DiffusionBaselinesSettings
 
 
 # ---------------------------------------------------------------------------------- self-influence
-class DiffusionSelfinfluenceSettings(Settings):
-    lr: float
-    steps: int
-    group: str
-    mask: str
-    chosen: bool = UNSET
-    floor: float
+class DiffusionSelfinfluenceSettings(SelfinfluencePointSettings):
     timesteps: int
-    n_targets: int
-    top_k: int
-    n_generations: int
     sample_steps: int
-    seed: int
 
 
 class DiffusionSelfinfluenceArgs(SettingsArgs):

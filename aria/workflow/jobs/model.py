@@ -26,10 +26,7 @@ def _model_cfg(p, data=None):
     from aria.symbolic.tokenize import VOCAB_SIZE, data_tokenizer
 
     return ModelConfig(
-        d_model=p["d_model"],
-        n_layers=p["n_layers"],
-        n_heads=p["n_heads"],
-        d_ff=p["d_ff"],
+        **{k: p[k] for k in ("d_model", "n_layers", "n_heads", "d_ff")},
         max_len=p["block_tokens"],
         vocab_size=p.get("vocab_size", VOCAB_SIZE if data is None else data_tokenizer(data).vocab_size),
     )

@@ -97,10 +97,17 @@ _HEAVY_FIRST = (
 
 
 def pytest_collection_modifyitems(config, items):
+    led = set()
+
     def key(item):
         uses_tiny = "tiny_run" in getattr(item, "fixturenames", ())
         name = item.path.name
         rank = _HEAVY_FIRST.index(name) if name in _HEAVY_FIRST else len(_HEAVY_FIRST)
+        if name in _HEAVY_FIRST and name in led:
+            # a heavy module's later tests read the run its first test builds: run them last, so
+            # that the other worker does not sit waiting for that build (each build uses 2 cores)
+            rank = len(_HEAVY_FIRST) + 1
+        led.add(name)
         return (not uses_tiny, rank)
 
     items.sort(key=key)  # stable: the collection order within each rank

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, shared_run
 
 pytest.importorskip("dattri")
 pytest.importorskip("pretty_midi")
@@ -53,18 +53,24 @@ def _config(download_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def dattri_run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("dattri_run")
-    made = make_folder(wd / "dl", n_train=24, n_test=6, n_subsets=10)
-    shutil.copytree(REPO / "profiles", wd / "profiles")
-    (wd / "config.yaml").write_text(yaml.safe_dump(_config(wd / "dl")))
-    res = run_snakemake(wd, "--cores", "2")
-    return wd, made, res
+    """``(workdir, ground truth)``: the run is built once per session, shared by the workers."""
+
+    def build(wd):
+        make_folder(wd / "dl", n_train=24, n_test=6, n_subsets=10)
+        shutil.copytree(REPO / "profiles", wd / "profiles")
+        (wd / "config.yaml").write_text(yaml.safe_dump(_config(wd / "dl")))
+        run_snakemake(wd, "--cores", "2")
+
+    wd = shared_run(tmp_path_factory, "dattri", build)
+    lds = next((wd / "dl").rglob("target_values_lds.pt")).parent  # the ground truth make_folder wrote
+    made = {"targets": torch.load(lds / "target_values_lds.pt"), "indices": torch.load(lds / "indices_lds.pt")}
+    return wd, made
 
 
 def test_table1_layout_with_the_published_ground_truth(dattri_run):
     from dattri.metric import lds as dattri_lds
 
-    wd, made, _ = dattri_run
+    wd, made = dattri_run
     res = wd / "results" / "maestro"
     summary = json.loads((res / "summary.json").read_text())
     assert list(summary["methods"]) == TABLE1
@@ -85,7 +91,7 @@ def test_table1_layout_with_the_published_ground_truth(dattri_run):
 
 
 def test_nothing_is_trained_generated_or_retrained(dattri_run):
-    wd, _, _ = dattri_run
+    wd, _ = dattri_run
     logs = wd / "results" / "maestro" / "logs"
     assert (logs / "dattri_benchmark.log").is_file()
     for absent in ("train_model", "lds_retrain", "lds_ground_truth", "symbolic_queries.log", "symbolic_segments.log"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, shared_run
 
 pytest.importorskip("miditok")
 pytest.importorskip("transformers")
@@ -28,10 +28,13 @@ PROFILE = "profiles/examples/hf_miditok.yaml"
 
 @pytest.fixture(scope="module")
 def hf_run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("hf_miditok")
-    shutil.copytree(REPO / "profiles", wd / "profiles")
-    run_snakemake(wd, "--cores", "2", "--configfile", PROFILE)
-    return wd
+    """The example profile's run, built once per session and shared by the workers (read-only)."""
+
+    def build(wd):
+        shutil.copytree(REPO / "profiles", wd / "profiles")
+        run_snakemake(wd, "--cores", "2", "--configfile", PROFILE)
+
+    return shared_run(tmp_path_factory, "hf_miditok", build)
 
 
 def test_the_run_reads_and_writes_miditok_tokens_with_a_gpt2(hf_run):

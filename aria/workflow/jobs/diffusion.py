@@ -581,14 +581,13 @@ def diffusion_selfinfluence(a: DiffusionSelfinfluenceArgs, p: DiffusionSelfinflu
     def generate(m, generator):
         cond = {k: pr[k][:g] for k in COND_KEYS}
         Z = _generate(m, cond, steps=p["sample_steps"], generator=generator)
-        if not np.isfinite(Z).all():  # the unlearning step broke the model: no audio to embed
+        audio = [codec.decode(Z[j][:, : int(np.ceil(pr["seconds_total"][j] * fps - 1e-9))]) for j in range(g)]
+        # the unlearning step broke the model: its latents, or their audio as float32, overflow
+        with np.errstate(over="ignore"):
+            finite = all(np.isfinite(np.asarray(y, dtype=np.float32)).all() for y in audio)
+        if not finite:
             return np.full((g, enc.dim), np.nan)
-        return np.stack(
-            [
-                enc.embed(codec.decode(Z[j][:, : int(np.ceil(pr["seconds_total"][j] * fps - 1e-9))]), codec.sr)
-                for j in range(g)
-            ]
-        )
+        return np.stack([enc.embed(y, codec.sr) for y in audio])
 
     loss = VLoss(p["timesteps"])
     step = {k: p[k] for k in ("lr", "steps", "group", "floor", "mask", "top_k", "seed")}

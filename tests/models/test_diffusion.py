@@ -423,3 +423,31 @@ def test_latent_self_influence_against_per_target_scores(setting):
         generate=lambda model, gen: np.full((4, 3), np.nan), **step,
     )  # fmt: skip
     assert nan["diverged"] is True and nan["frechet"] is None
+
+
+def test_generations_whose_audio_overflows_embed_as_nan():
+    """The self-influence job's embedding of generations: each decoded up to its asked length and
+    embedded; latents that are finite in float64 but whose audio overflows float32 (what the demo's
+    lr 1e-5 x 4 steps produced) give NaN rows, which mark the grid point diverged."""
+    from aria.audio.latents import FrameDCT
+    from aria.workflow.jobs.diffusion import embed_generations
+
+    class Stats:  # a stand-in encoder: the length and the mean of the audio it is given
+        dim = 2
+
+        def embed(self, y, sr):
+            assert sr == 8000
+            return np.array([len(y), float(np.mean(y))])
+
+    codec = FrameDCT(frame=16, sr=8000)
+    Z = np.random.default_rng(0).normal(size=(2, 16, 10))
+    seconds = np.array([5 * 16 / 8000, 7.5 * 16 / 8000])  # 5 frames, and 7.5 rounded up to 8
+    E = embed_generations(Z, seconds, codec=codec, encoder=Stats())
+    for j, frames in enumerate((5, 8)):
+        y = codec.decode(Z[j][:, :frames])
+        np.testing.assert_allclose(E[j], [16 * frames, np.mean(y)])
+    huge = Z * 1e40  # finite in float64, beyond float32's 3.4e38 once decoded
+    assert np.isfinite(huge).all()
+    assert np.isnan(embed_generations(huge, seconds, codec=codec, encoder=Stats())).all()
+    Z[1, 0, 0] = np.nan
+    assert np.isnan(embed_generations(Z, seconds, codec=codec, encoder=Stats())).all()

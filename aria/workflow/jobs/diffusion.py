@@ -475,6 +475,21 @@ class DiffusionEmbedArgs(SettingsArgs):
     codec: str
 
 
+def embed_generations(Z, seconds, *, codec, encoder) -> np.ndarray:
+    """The encoder's time-averaged embeddings (g, dim) of generated latents ``Z`` (g, C, F), each
+    decoded up to its asked length ``seconds[j]``; all NaN when the model that generated them is
+    broken (the latents, or their audio as float32, overflow), which the self-influence grid marks
+    as diverged.
+    """
+    fps = codec.frames_per_second
+    audio = [codec.decode(z[:, : int(np.ceil(s * fps - 1e-9))]) for z, s in zip(Z, seconds)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = all(np.isfinite(np.asarray(y, dtype=np.float32)).all() for y in audio)
+    if not finite:
+        return np.full((len(audio), encoder.dim), np.nan)
+    return np.stack([encoder.embed(y, codec.sr) for y in audio])
+
+
 def _clip_audio(codec, d, j) -> np.ndarray:
     """Item ``j``'s audio: its latents decoded up to its real frames (exact for a training clip)."""
     n = int(np.asarray(d["mask"][j]).sum())
@@ -576,18 +591,11 @@ def diffusion_selfinfluence(a: DiffusionSelfinfluenceArgs, p: DiffusionSelfinflu
     pr = read_npz(a.prompts)
     g = min(int(p["n_generations"]), len(pr["ids"]))
     enc = get_encoder(a.encoder, n_threads=a.threads) if g >= 2 else None
-    fps = codec.frames_per_second
 
     def generate(m, generator):
         cond = {k: pr[k][:g] for k in COND_KEYS}
         Z = _generate(m, cond, steps=p["sample_steps"], generator=generator)
-        audio = [codec.decode(Z[j][:, : int(np.ceil(pr["seconds_total"][j] * fps - 1e-9))]) for j in range(g)]
-        # the unlearning step broke the model: its latents, or their audio as float32, overflow
-        with np.errstate(over="ignore"):
-            finite = all(np.isfinite(np.asarray(y, dtype=np.float32)).all() for y in audio)
-        if not finite:
-            return np.full((g, enc.dim), np.nan)
-        return np.stack([enc.embed(y, codec.sr) for y in audio])
+        return embed_generations(Z, pr["seconds_total"][:g], codec=codec, encoder=enc)
 
     loss = VLoss(p["timesteps"])
     step = {k: p[k] for k in ("lr", "steps", "group", "floor", "mask", "top_k", "seed")}

@@ -394,6 +394,7 @@ def compose(
                     "point": d["point"],
                     "chosen": bool(d.get("chosen")),
                     **{x: d[x] for x in ("median_rank", "share_rank1", "mean_top_sim", "mean_bottom_sim", "frechet")},
+                    **({"diverged": True} if d.get("diverged") else {}),
                     **({"numerics": d["numerics"]} if "numerics" in d else {}),
                     "n_targets": len(d["rank"]),
                 }
@@ -417,7 +418,11 @@ def compose(
 
 
 def _best_point(pts: list[dict]) -> dict:
-    """The grid's best self-influence: most targets at R = 1, then lowest median R, then lowest FD."""
+    """The grid's best self-influence: most targets at R = 1, then lowest median R, then lowest FD;
+    a point whose step broke the model (``diverged``: its generations overflow) is never the best
+    unless every point diverged (its ranks come from a broken model).
+    """
+    pts = [d for d in pts if not d.get("diverged")] or pts
     return min(
         pts,
         key=lambda d: (-d["share_rank1"], d["median_rank"], np.inf if d.get("frechet") is None else d["frechet"]),

@@ -374,7 +374,7 @@ def selfinfluence_table(grid: list[dict]) -> tuple[list[str], list[list[str]]]:
                 _fmt(d["mean_top_sim"], ".3f"),
                 _fmt(d["mean_bottom_sim"], ".3f"),
                 str(d["top_k"]),
-                "–" if d.get("frechet") is None else _fmt(d["frechet"], ".3g"),
+                "diverged" if d.get("diverged") else "–" if d.get("frechet") is None else _fmt(d["frechet"], ".3g"),
                 f"{len(d['rank'])} of {d['n']}",
                 share(d.get("numerics"), "ratio"),
                 share(d.get("numerics"), "float32_ratio"),

@@ -212,3 +212,28 @@ def test_compose_calls_a_row_noisy_from_its_replica_and_adds_the_gaussian_refere
     assert ref["verdict"]["verdict"] == "noisy" and (ref["n"], ref["q"]) == (100, 10)
     assert abs(ref["replica"]["spearman"]["q50"]) < 0.25
     assert "Reference: Gaussian noise (100 x 10)" in html
+
+
+def test_a_diverged_grid_point_is_never_the_best_and_is_marked():
+    """A step that broke the model ranks its target first by accident (its losses blow up): the
+    reading names the best finite point instead, and the table says diverged, not an FD."""
+    from aria.report.compose import selfinfluence_reading
+    from aria.report.render import selfinfluence_table
+
+    def pt(steps, share, R, fd, **kw):
+        point = {"lr": 1e-6, "steps": steps, "group": "all", "mask": "none"}
+        d = {"stage": "dit", "point": point, "median_rank": R, "share_rank1": share, "frechet": fd}
+        d |= {"mean_top_sim": 0.9, "mean_bottom_sim": 0.8, "top_k": 3, "rank": [1, 2], "n": 10}
+        return d | kw
+
+    grid = [
+        pt(1, 0.5, 1.5, 0.5, chosen=True),
+        pt(2, 0.0, 3.0, 2.0),
+        pt(4, 1.0, 1.0, None, diverged=True),
+    ]
+    text = selfinfluence_reading(grid)
+    assert "It is the grid's best self-influence point." in text  # not the diverged 4-step point
+    _, rows = selfinfluence_table(grid)
+    assert [r[8] for r in rows] == ["0.5", "2", "diverged"]
+    # every point diverged: the reading still names one (nothing finite to prefer)
+    assert "best self-influence" in selfinfluence_reading([pt(4, 1.0, 1.0, None, diverged=True, chosen=True)])

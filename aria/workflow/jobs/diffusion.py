@@ -755,6 +755,7 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
                         "n",
                     )
                 }  # fmt: skip
+                | {"diverged": bool(d.get("diverged"))}
                 for d in grid
             ],
             "chosen": None if chosen is None else chosen["point"],

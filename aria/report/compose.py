@@ -467,7 +467,14 @@ def selfinfluence_reading(grid: list[dict], reason: str = "") -> str:
             + ", ".join(f"{100 * d['numerics']['float32_ratio']:.2g}% ({d['stage']}, {R._si_point(d)})" for d in loose)
             + " of its spread (measured on the first target)."
         )
-    bad = [d for d in grid if (d.get("numerics") or {}).get("ok") is False]
+    broke = [d for d in grid if d.get("diverged")]
+    if broke:
+        out.append(
+            "At "
+            + ", ".join(f"{d['stage']} {R._si_point(d)}" for d in broke)
+            + " the unlearning step broke the model (its generations overflow): no FD, and its ranks are not read."
+        )
+    bad = [d for d in grid if (d.get("numerics") or {}).get("ok") is False and not d.get("diverged")]
     if bad:
         out.append(
             "Warning: at "

@@ -361,7 +361,7 @@ def selfinfluence_table(grid: list[dict]) -> tuple[list[str], list[list[str]]]:
 
     def share(n, key):  # τ's round-off as a share of its spread (score_numerics; older JSON: none)
         x = (n or {}).get(key)
-        return "–" if x is None else f"{100 * x:.2g}%"
+        return "–" if x is None or not np.isfinite(x) else f"{100 * x:.2g}%"
 
     for d in grid:
         rows.append(

@@ -231,9 +231,13 @@ def test_a_diverged_grid_point_is_never_the_best_and_is_marked():
         pt(2, 0.0, 3.0, 2.0),
         pt(4, 1.0, 1.0, None, diverged=True),
     ]
+    grid[2]["numerics"] = {"ok": False, "ratio": float("nan"), "float32_ratio": float("nan")}
     text = selfinfluence_reading(grid)
     assert "It is the grid's best self-influence point." in text  # not the diverged 4-step point
+    assert "lr 1e-06, 4 steps, all, mask none the unlearning step broke the model" in text
+    assert "round-off exceeds" not in text  # its NaN numerics are no round-off warning
     _, rows = selfinfluence_table(grid)
     assert [r[8] for r in rows] == ["0.5", "2", "diverged"]
+    assert rows[2][-2:] == ["–", "–"]
     # every point diverged: the reading still names one (nothing finite to prefer)
     assert "best self-influence" in selfinfluence_reading([pt(4, 1.0, 1.0, None, diverged=True, chosen=True)])

@@ -752,10 +752,10 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
                         "mean_bottom_sim",
                         "top_k",
                         "frechet",
+                        "diverged",
                         "n",
                     )
                 }  # fmt: skip
-                | {"diverged": bool(d.get("diverged"))}
                 for d in grid
             ],
             "chosen": None if chosen is None else chosen["point"],

@@ -69,6 +69,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from aria import forkserver
+
 __all__ = [
     "supervise",
     "isolate_jit_cache",
@@ -329,7 +331,9 @@ def crash_report(command: str, signum: int, working_on: str | None, cache: str |
 
 
 # --------------------------------------------------------------------------- supervisor
-def supervise(argv: list[str], *, command: str, seed: bool = True, verbose: bool = False) -> int:
+def supervise(
+    argv: list[str], *, command: str, seed: bool = True, verbose: bool = False, aria_argv: list[str] | None = None
+) -> int:
     """Run ``argv`` as a child with a private JIT cache; report if it dies from a signal.
 
     Only a child that imported numba (a job that uses librosa) hears about its cache: with
@@ -348,6 +352,9 @@ def supervise(argv: list[str], *, command: str, seed: bool = True, verbose: bool
         Seed the private cache from the template.
     verbose : bool, default False
         Also say which private cache a numba-using child had (``aria -v``).
+    aria_argv : list of str, optional
+        The same command as ``aria`` arguments: with ``ARIA_FORKSERVER=1`` the job is forked from
+        a server that has the libraries imported (:mod:`aria.forkserver`) instead of started anew.
 
     Returns
     -------
@@ -368,7 +375,13 @@ def supervise(argv: list[str], *, command: str, seed: bool = True, verbose: bool
         for key, value in MALLOC_DEFAULTS.items():
             env.setdefault(key, value)
 
-        child = subprocess.Popen(argv, env=env)
+        child = None
+        if aria_argv is not None and forkserver.enabled(env):
+            child = forkserver.spawn(aria_argv, env)
+            if child is not None and verbose:
+                print(f"aria: {command} forked by the fork server as pid {child.pid}", file=sys.stderr, flush=True)
+        if child is None:
+            child = subprocess.Popen(argv, env=env)
         forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         previous = {s: signal.signal(s, lambda s, _f: child.send_signal(s)) for s in forwarded}
         try:

@@ -105,6 +105,7 @@ def entry(argv: list[str] | None = None) -> int:
         command=command,
         seed=command not in runtime.UNSEEDED_COMMANDS,
         verbose=any(a in runtime.VERBOSE_FLAGS for a in argv),
+        aria_argv=argv,
     )
 
 

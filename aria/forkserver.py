@@ -19,8 +19,9 @@ per environment that imported those libraries once and then forks a copy of itse
   :data:`IDLE_S` seconds without a job.
 * A server is keyed on everything an import may have read: the interpreter, every environment
   variable (except the shell's bookkeeping, ``PWD``, ``OLDPWD``, ``SHLVL``, ``_``, and pytest's
-  ``PYTEST_CURRENT_TEST``) and the modification times of Aria's own sources. A job whose environment or code differs gets a server
-  of its own, so an edit to ``aria/`` is never run by a server started before it.
+  ``PYTEST_CURRENT_TEST``) and the modification times of Aria's own sources. A job whose
+  environment or code differs gets a server of its own, so an edit to ``aria/`` is never run by a
+  server started before it.
 * The forked job gets the supervisor's standard input, output and error (passed over the Unix
   socket), its working directory, umask and environment, and runs exactly what ``python -m aria``
   runs (:func:`aria.cli.entry`, supervised). Its exit status or the signal that ended it goes back

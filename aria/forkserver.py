@@ -61,6 +61,8 @@ __all__ = ["ENV", "enabled", "spawn", "serve", "IDLE_S"]
 ENV = "ARIA_FORKSERVER"
 #: Seconds a server waits for a job before it exits.
 IDLE_S = 60.0
+#: Seconds after which a server that was started but never came up may be started again.
+START_S = 120.0
 #: Environment variables that differ between otherwise equal jobs and that no import reads.
 _VOLATILE = {"PWD", "OLDPWD", "SHLVL", "_", "PYTEST_CURRENT_TEST"}
 #: Libraries the server imports before it forks (each is optional).
@@ -99,13 +101,20 @@ def server_key(env: dict) -> str:
 
 
 def socket_path(key: str) -> Path:
-    """``<tmp>/aria-forkserver-<uid>/<key>.sock`` (the folder is private to the user)."""
-    base = Path(os.environ.get("TMPDIR") or "/tmp")
-    d = base / f"aria-forkserver-{os.getuid()}"
-    d.mkdir(mode=0o700, exist_ok=True)
-    if d.stat().st_uid != os.getuid() or (d.stat().st_mode & 0o077):
-        raise PermissionError(f"{d} is not private to this user")
-    return d / f"{key}.sock"
+    """``$TMPDIR/aria-forkserver-<uid>/<key>.sock``, or under ``/tmp`` where that path is too long for
+    a Unix socket (108 bytes on Linux, with room for the server's temporary name); the folder is
+    private to the user.
+    """
+    for base in (os.environ.get("TMPDIR") or "/tmp", "/tmp"):
+        d = Path(base) / f"aria-forkserver-{os.getuid()}"
+        path = d / f"{key}.sock"
+        if len(os.fsencode(path)) + 12 > 107:
+            continue
+        d.mkdir(mode=0o700, exist_ok=True)
+        if d.stat().st_uid != os.getuid() or (d.stat().st_mode & 0o077):
+            raise PermissionError(f"{d} is not private to this user")
+        return path
+    raise OSError("no folder short enough for a Unix socket")
 
 
 def _send(sock: socket.socket, doc: dict, fds: list[int] | None = None) -> None:
@@ -159,18 +168,41 @@ class ForkedJob:
         return self.returncode
 
 
+def _starting(path: Path) -> Path:
+    return path.with_name(path.name + ".starting")
+
+
+def _claim_start(path: Path) -> bool:
+    """Whether this job should start the server of ``path``: no other job started one within
+    :data:`START_S` seconds (the mark a server that failed to start leaves behind expires).
+    """
+    mark = _starting(path)
+    try:
+        if time.time() - mark.stat().st_mtime < START_S:
+            return False
+        mark.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
 def _start_server(path: Path, key: str, env: dict) -> None:
     """Start a server for ``key`` in the background; it detaches from this job."""
     try:
-        subprocess.Popen(
-            [sys.executable, "-m", "aria.forkserver", str(path), key],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
+        with open(path.with_suffix(".log"), "wb") as log:  # why a server did not come up
+            subprocess.Popen(
+                [sys.executable, "-m", "aria.forkserver", str(path), key],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
     except OSError:
         pass
 
@@ -199,7 +231,8 @@ def spawn(argv: list[str], env: dict) -> ForkedJob | None:
         sock.connect(str(path))
     except OSError:
         sock.close()
-        _start_server(path, key, shared)
+        if _claim_start(path):  # one server per key: jobs starting together start it once
+            _start_server(path, key, shared)
         return None
     buf, opened = bytearray(), []
     try:
@@ -322,9 +355,16 @@ def serve(path: str | os.PathLike, key: str, *, idle_s: float = IDLE_S) -> int:
     done, so a client never waits for a server that is still starting. Returns 0, or 1 when the
     server could not start safely (a library started a Python thread while importing).
     """
+    path = Path(path)
+    try:
+        return _serve(path, key, idle_s)
+    finally:
+        _starting(path).unlink(missing_ok=True)  # up, or given up: the next job may start one
+
+
+def _serve(path: Path, key: str, idle_s: float) -> int:
     import importlib
 
-    path = Path(path)
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -340,6 +380,7 @@ def serve(path: str | os.PathLike, key: str, *, idle_s: float = IDLE_S) -> int:
     sock.bind(str(tmp))
     sock.listen(64)
     os.rename(tmp, path)
+    _starting(path).unlink(missing_ok=True)
     ino = path.stat().st_ino
     sock.settimeout(1.0)
     last = time.monotonic()

@@ -7,9 +7,11 @@ All tests share one server: its environment carries a ``sitecustomize`` that mak
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -48,14 +50,14 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("forkserver")
     (root / "inject").mkdir()
     (root / "inject" / "sitecustomize.py").write_text(textwrap.dedent(HOOKS))
-    (root / "tmp").mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix="afs-", dir="/tmp"))  # short: pytest's own paths may be too long for a socket
     np.save(root / "m.npy", np.random.default_rng(0).normal(size=(40, 6)))
     e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", forkserver.ENV)}
-    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", PYTHONPATH=str(root / "inject"), TMPDIR=str(root / "tmp"))
+    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", PYTHONPATH=str(root / "inject"), TMPDIR=str(tmp))
     e[forkserver.ENV] = "1"
     first = _aria(e, root, "diagnose", "m.npy", "--json")
     assert first.returncode == 0, first.stderr
-    sockets = root / "tmp" / f"aria-forkserver-{os.getuid()}"
+    sockets = tmp / f"aria-forkserver-{os.getuid()}"
     deadline = time.monotonic() + 120
     while not list(sockets.glob("*.sock")):
         assert time.monotonic() < deadline, "the fork server did not come up"
@@ -63,6 +65,7 @@ def env(tmp_path_factory):
     yield e, root
     for s in sockets.glob("*.sock"):
         s.unlink()  # the server sees its socket gone and exits
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _aria(env, cwd, *args, **kw):
@@ -159,3 +162,17 @@ def test_only_opted_in_on_linux_outside_slurm():
     assert forkserver.enabled({forkserver.ENV: "1"}) == sys.platform.startswith("linux")
     assert not forkserver.enabled({})
     assert not forkserver.enabled({forkserver.ENV: "1", "SLURM_JOB_ID": "7"})
+
+
+def test_a_socket_path_too_long_for_the_kernel_moves_to_tmp(tmp_path, monkeypatch):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    path = forkserver.socket_path("k" * 24)
+    assert path.parent == Path("/tmp") / f"aria-forkserver-{os.getuid()}" and len(os.fsencode(path)) + 12 <= 107
+    short = Path(tempfile.mkdtemp(prefix="afs-", dir="/tmp"))
+    try:
+        monkeypatch.setenv("TMPDIR", str(short))
+        assert forkserver.socket_path("k" * 24).parent.parent == short
+    finally:
+        shutil.rmtree(short)

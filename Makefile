@@ -89,7 +89,8 @@ table1: $(STAMP) pyc
 # --dist loadgroup hands out the tests one by one as workers free up (no test is in a group).
 # ARIA_FORKSERVER=1: the workflow runs' jobs are forked from a process that has the libraries
 # imported (aria/forkserver.py), not started anew: the tiny run takes 3 min 20 s instead of 8 min.
-# Their benchmark files then record wall time only, which is all the tests read of them.
+# Their benchmark files then hold the supervisor's CPU time and memory (wall time is right); the
+# one test that reads them checks the report's cost against those same files.
 TEST_WORKERS ?= 2
 test: $(STAMP) deb pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" ARIA_FORKSERVER=1 $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder

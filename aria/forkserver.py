@@ -312,13 +312,10 @@ def _handle(conn: socket.socket) -> None:
     try:
         data, fds, _flags, _addr = socket.recv_fds(conn, _MAX_MSG, 8)
         buf += data
-        while b"\n" not in buf:
-            more = conn.recv(65536)
-            if not more:
-                os._exit(1)
-            buf += more
-        req = json.loads(bytes(buf).partition(b"\n")[0])
+        req = _recv_line(conn, buf)
     except (OSError, ValueError):
+        req = None
+    if req is None:
         os._exit(1)
     pid = os.fork()
     if pid == 0:

@@ -170,6 +170,99 @@ if DIFFUSION:
         params:
             **aria_job("diagnostics", extra={"engine": COMPUTE["engine"]}),
 
+    # Aria on top (docs/spec.md §5-§7): the audio experiment's channel features of the training clips,
+    # their null, homogeneity, residual and alignment per report row, evidence cards with the clips'
+    # and the generations' players, and the Aria report of these rows (main table, verdicts).
+    use rule cpu_job as diffusion_evidence with:
+        input:
+            data=diff("data/train.npz"),
+            codec=diff("data/codec.npz"),
+            prompts=diff("data/prompts.npz"),
+            manifest=audio_manifest(),
+        output:
+            out=diff("evidence/features.npz"),
+            out_failures=diff("evidence/skipped.csv"),
+            out_clips=directory(diff("evidence/clips")),
+            out_manifest=diff("evidence/manifest.csv"),
+        log:
+            logs("diffusion_evidence.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_evidence.tsv", DIFF_EXP)
+        params:
+            **aria_job("diffusion-evidence"),
+
+    use rule cpu_job as diffusion_null with:
+        input:
+            features=diff("evidence/features.npz"),
+            manifest=diff("evidence/manifest.csv"),
+        output:
+            out=diff("evidence/null.json"),
+        log:
+            logs("diffusion_null.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_null.tsv", DIFF_EXP)
+        params:
+            **aria_job("null"),
+
+    use rule cpu_job as diffusion_homogeneity with:
+        input:
+            **DIFF_EVIDENCE,
+            scores=lambda w: diff_row_scores(w.row.replace("-", "/")),
+            queries=diff("queries/queries.npz"),
+        output:
+            out=diff("homogeneity/{row}.json"),
+        log:
+            logs("diffusion_homogeneity/{row}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_homogeneity/{row}.tsv", DIFF_EXP)
+        params:
+            **aria_job("homogeneity"),
+
+    use rule cpu_job as diffusion_residual with:
+        input:
+            **DIFF_EVIDENCE,
+            scores=lambda w: diff_row_scores(w.row.replace("-", "/")),
+        output:
+            out=directory(diff("residual/{row}.zarr")),
+            out_homogeneity=diff("homogeneity_residual/{row}.json"),
+            out_alignment=diff("alignment/{row}.json"),
+        log:
+            logs("diffusion_residual/{row}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_residual/{row}.tsv", DIFF_EXP)
+        params:
+            **aria_job("residual"),
+
+    use rule cpu_job as diffusion_cards with:
+        input:
+            diffusion_cards_inputs(),
+        output:
+            out=directory(diff("cards")),
+        log:
+            logs("diffusion_cards.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_cards.tsv", DIFF_EXP)
+        params:
+            **aria_job("cards", extra={"spec": diffusion_cards_spec()}),
+
+    use rule cpu_job as diffusion_aria_report with:
+        input:
+            diagnostics=[diff_diagnostics(r) for r in DIFF_ROWS],
+            homogeneity=[diff_row_file("homogeneity", r) for r in DIFF_ROWS],
+            homogeneity_residual=[diff_row_file("homogeneity_residual", r) for r in DIFF_ROWS],
+            alignment=[diff_row_file("alignment", r) for r in DIFF_ROWS],
+            cards=diff("cards"),
+        output:
+            out_html=diff("aria/report.html"),
+            out_md=diff("aria/report.md"),
+            out_summary=diff("aria/summary.json"),
+        log:
+            logs("diffusion_aria_report.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_aria_report.tsv", DIFF_EXP)
+        params:
+            **aria_job("report"),
+
     use rule cpu_job as diffusion_compare with:
         input:
             [diff_row_scores(r) for r in DIFF_ROWS],
@@ -188,6 +281,7 @@ if DIFFUSION:
             compare=diff("compare.json"),
             diagnostics=[diff_diagnostics(r) for r in DIFF_ROWS],
             scores=diff_row_scores(DIFF_ROWS[0]),
+            aria=diff("aria/summary.json"),
             model=diff("model.pt"),
             queries=diff("queries/queries.npz"),
         output:

@@ -525,6 +525,13 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         """The confound checks' group size, null size and seed; the symbolic pool unit and the
         normalization that makes a matrix track-level for it.
         """
+        if not hasattr(w, "exp"):  # the diffusion experiment's rows: one clip per training track
+            return dict(
+                domain="audio",
+                main_k=config["homogeneity"]["main_k"],
+                n_groups=config["homogeneity"]["n_null_groups"],
+                seed=config["seeds"]["null_groups"],
+            )
         domain = DOMAIN[w.exp]
         extra = {}
         if domain == "symbolic" and HOM_UNIT == "track":
@@ -796,7 +803,9 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     def residual_settings(w):
         """The row's track-level normalization (audio segment-level rows) and the alignment fit cap."""
-        if SYMBOLIC and w.exp == EXP:
+        if not hasattr(w, "exp"):  # the diffusion experiment's rows: clip level, a clip per track
+            norm = {}
+        elif SYMBOLIC and w.exp == EXP:
             norm = tracklevel_settings(w) if HOM_UNIT == "track" else {}
         else:
             norm = {} if w.stage in ("baseline", "external") else tracklevel_settings(w)
@@ -1097,9 +1106,60 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         name, _, where = row.partition("/")
         return diff(f"scores/{name}.zarr")
 
+    def diff_row_file(kind, row):
+        """``<kind>/<row>.json`` of a diffusion report row (``{row}`` wildcard: the key with "-" for "/")."""
+        return diff(f"{kind}/{row.replace('/', '-')}.json")
+
     def diff_diagnostics(row):
-        """The diagnostics file of a diffusion report row (``{row}`` wildcard: the key with "-" for "/")."""
-        return diff(f"diagnostics/{row.replace('/', '-')}.json")
+        """The diagnostics file of a diffusion report row (:func:`diff_row_file`)."""
+        return diff_row_file("diagnostics", row)
+
+    #: the diffusion experiment's evidence pool (``aria diffusion-evidence``): the training clips' channel
+    #: features, their null and the manifest of the clips (and of the prompts' held-out tracks)
+    DIFF_EVIDENCE = (
+        dict(
+            features=diff("evidence/features.npz"),
+            null=diff("evidence/null.json"),
+            manifest=diff("evidence/manifest.csv"),
+        )
+        if DIFFUSION
+        else {}
+    )
+
+    def diffusion_cards_spec():
+        """``aria cards``' spec for the diffusion rows: clip-level scores (a clip per training track), the
+        clips' evidence pool and players, the generated queries' audio.
+        """
+        rows = [
+            {
+                "key": r,
+                "label": registry.row_label(r),
+                "homogeneity": diff_row_file("homogeneity", r),
+                "diagnostics": diff_diagnostics(r),
+                "scores": diff_row_scores(r),
+            }
+            for r in DIFF_ROWS
+        ]
+        return dict(
+            domain="audio",
+            title=f"Aria report: {DIFF_EXP}",
+            main_k=config["homogeneity"]["main_k"],
+            rows=rows,
+            verdict=ANALYSIS["verdict"],
+            evidence=DIFF_EVIDENCE["features"],
+            null=DIFF_EVIDENCE["null"],
+            manifest=DIFF_EVIDENCE["manifest"],
+            queries=diff("queries/queries.npz"),
+            query_audio=diff("queries/audio"),
+            sr=AUDIO.get("sr", 22050),
+        )
+
+    def diffusion_cards_inputs():
+        """The files of :func:`diffusion_cards_spec`."""
+        spec = diffusion_cards_spec()
+        return [v for r in spec["rows"] for f, v in r.items() if f in CARD_ROW_FILES] + [
+            spec[f] for f in CARD_FILES if f in spec
+        ]
 
     def diffusion_points():
         """``{name: {"lr", "steps", "group", "mask", "chosen"}}``: the product of diffusion.selfinfluence.grid's
@@ -1178,6 +1238,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             seed=config["seeds"]["unlearning"],
         ),
         "diffusion-embed": lambda w: dict(encoder=DIFF_ENCODER),
+        "diffusion-evidence": lambda w: dict(sr=AUDIO.get("sr", 22050), root=audio_root()),
         "diffusion-baselines": lambda w: {k: DIFFUSION["embedding"][k] for k in ("window_s", "hop_s")},
         "diffusion-selfinfluence": diffusion_selfinfluence_settings,
         "diffusion-report": lambda w: dict(experiment=DIFF_EXP, rows=DIFF_ROWS),
@@ -1286,6 +1347,17 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     def report_settings(w):
         """The report's rows, labels, main K, verdict rules and the reference seed of its tables."""
+        if not hasattr(w, "exp"):  # the Aria report of the diffusion experiment's rows
+            return dict(
+                experiment=DIFF_EXP,
+                main_k=config["homogeneity"]["main_k"],
+                rows=DIFF_ROWS,
+                domain="audio",
+                stages=["dit"],
+                device=config["device"],
+                verdict=ANALYSIS["verdict"],
+                reference_seed=config["seeds"]["null_groups"],
+            )
         exp, domain = w.exp, DOMAIN[w.exp]
         rows = ROWS[exp]
         lds_rows = LDS_AUDIO_ROWS if domain == "audio" else (SYMBOLIC_ROWS if LDS_SYMBOLIC else [])

@@ -174,6 +174,71 @@ def test_report_has_the_grid_and_the_comparison(run):
     ]
 
 
+def test_aria_on_top_of_the_diffusion_rows(run):
+    """The evidence pool is the training clips as the DiT saw them (their latents decoded); each row's
+    homogeneity ranks its own store's column (brute force here) within that pool; the null is over the
+    clips; the Aria summary's verdicts are the diagnostics' verdicts; every generated query has a card
+    with its player and the clips' players; the diffusion report carries the table."""
+    from aria.evaluation.reliability import verdict
+    from aria.io.audio import load_audio
+    from aria.io.layouts import read_evidence
+    from aria.io.stores import open_scores
+    from aria.io.tables import read_json, read_manifest, read_npz
+
+    tr, qu = read_npz(_d(run, "data/train.npz")), read_npz(_d(run, "queries/queries.npz"))
+    codec = _codec(run)
+    ev = read_evidence(_d(run, "evidence/features.npz"))
+    assert sorted(ev["ids"]) == sorted(tr["ids"])  # every tiny clip yields features
+    man = read_manifest(_d(run, "evidence/manifest.csv"))
+    clips = man[man["split"] == "train"].set_index("track_id")
+    for j, tid in enumerate(tr["ids"]):
+        f = int(tr["mask"][j].sum())
+        y = codec.decode(tr["x0"][j, :, :f].astype(np.float64), int(round(tr["seconds_total"][j] * codec.sr)))
+        wav = load_audio(clips.loc[tid, "abspath"], sr=None)
+        np.testing.assert_allclose(wav, y / max(1.0, np.abs(y).max()), atol=2 / 2**15)
+    # each prompt's held-out track is listed with its genre (the confounds' query genre)
+    assert set(qu["track_ids"]) <= set(man.loc[man["split"] == "eval", "track_id"])
+    assert read_json(_d(run, "evidence/null.json"))["n_pool"] == len(tr["ids"])
+
+    K = _cfg()["homogeneity"]["main_k"]
+    summary = read_json(_d(run, "aria/summary.json"))
+    assert list(summary["methods"]) == ["unlearning/dit", "gradcos/dit", "aisfx/baseline", "aisfx_aaa/baseline"]
+    for key, m in summary["methods"].items():
+        row = key.replace("/", "-")
+        hom = read_json(_d(run, f"homogeneity/{row}.json"))
+        S, rows, cols = open_scores(_d(run, f"scores/{key.split('/')[0]}.zarr"))
+        S = np.asarray(S[:], dtype=np.float64)
+        assert hom["query_ids"] == list(cols)
+        for q, top in enumerate(hom["by_k"][str(K)]["top_ids"]):
+            want = np.sort(S[:, q])[::-1][:K]
+            got = np.array([S[list(rows).index(t), q] for t in top])
+            np.testing.assert_array_equal(got, want)  # the K best clips (ties in any order)
+        assert m["verdict"]["verdict"] == verdict(read_json(_d(run, f"diagnostics/{row}.json")))["verdict"]
+        assert (_d(run, f"residual/{row}.zarr")).is_dir() and (_d(run, f"alignment/{row}.json")).is_file()
+
+    index = read_json(_d(run, "cards/index.json"))
+    assert [e["query_id"] for e in index] == list(qu["ids"])
+    for e in index:
+        assert (_d(run, "cards") / e["player"]).is_file() and (_d(run, "cards") / e["card"]).is_file()
+    for mp3 in (_d(run, "cards") / "media" / "tracks").glob("*.mp3"):  # the clips, not their whole tracks
+        j = list(tr["ids"]).index(mp3.stem)
+        assert abs(len(load_audio(mp3, sr=codec.sr)) / codec.sr - tr["seconds_total"][j]) < 0.1
+
+    md = (run / "results" / EXP / "report.md").read_text()
+    assert "## Aria on top" in md and "diffusion/aria/report.html" in md
+    table = _table(run, "aria_on_top")
+    want = [m["verdict"]["verdict"] or f"no verdict ({m['verdict']['flag']})" for m in summary["methods"].values()]
+    assert [r["verdict"] for r in table] == want
+
+
+def _codec(run):
+    from aria.audio.latents import FrameDCT
+    from aria.io.tables import read_npz
+
+    c = read_npz(_d(run, "data/codec.npz"))
+    return FrameDCT(frame=int(c["frame"]), sr=int(c["sr"]), scale=c["scale"])
+
+
 def test_a_method_parameter_reruns_only_its_jobs(run, tmp_path):
     """Changing Grad-Cos's projection width reruns Grad-Cos and what reads it, nothing else."""
     cfg = _cfg()
@@ -185,4 +250,5 @@ def test_a_method_parameter_reruns_only_its_jobs(run, tmp_path):
         re.findall(r"^localrule (\w+):", res.stdout, flags=re.M)
     )
     assert jobs == {"diffusion_gradients", "diffusion_gradcos", "diffusion_diagnostics", "diffusion_compare",
+                    "diffusion_homogeneity", "diffusion_residual", "diffusion_cards", "diffusion_aria_report",
                     "diffusion_report"}, res.stdout[-3000:]  # fmt: skip

@@ -317,7 +317,8 @@ def diffusion_queries(a: DiffusionQueriesArgs, p: DiffusionQueriesSettings) -> N
             y = codec.decode(z[:, : frames[j]], int(round(pr["seconds_total"][j] * codec.sr)))
             write_wav(Path(tmp) / f"{ids[j]}.wav", np.clip(y / max(1.0, np.abs(y).max()), -1, 1), codec.sr)
     cond = {k: pr[k] for k in (*COND_KEYS, "captions")}  # the prompt's, as it was given
-    write_npz(a.out, x0=x0, mask=mask, ids=ids, query_ids=ids, **cond)
+    # track_ids: the held-out track each prompt was made from (its genre, for the confounds and cards)
+    write_npz(a.out, x0=x0, mask=mask, ids=ids, query_ids=ids, track_ids=np.asarray(pr["ids"]).astype(str), **cond)
     log.info("%d queries generated (%d DDIM steps each)", len(ids), p["steps"])
 
 
@@ -549,6 +550,89 @@ def diffusion_baselines(a: DiffusionBaselinesArgs, p: DiffusionBaselinesSettings
             w.write(0, S)
 
 
+# ------------------------------------------------------------------------------------- evidence
+class DiffusionEvidenceSettings(Settings):
+    sr: int
+    root: str | None = UNSET
+
+
+class DiffusionEvidenceArgs(SettingsArgs):
+    data: str
+    codec: str
+    prompts: str
+    manifest: str
+    out_failures: str
+    out_clips: str
+    out_manifest: str
+
+
+@job("diffusion-evidence")
+def diffusion_evidence(a: DiffusionEvidenceArgs, p: DiffusionEvidenceSettings) -> None:
+    """The evidence pool of the diffusion experiment: the audio experiment's channel features
+    (docs/spec.md §5) of every training clip as the DiT saw it (its latents decoded), the clips as
+    WAV files for the evidence cards' players, and a manifest of them.
+
+    The manifest (``--out-manifest``) lists the clips (split ``train``, path ``clips/<id>.wav``, the
+    genre of their track) and the held-out tracks the prompts were made from (split ``eval``, their
+    own audio), so that the homogeneity confounds and the cards find each query's genre. A clip whose
+    features fail is listed in ``--out-failures`` and left out of the pool.
+    """
+    import os
+
+    import pandas as pd
+
+    from aria.audio.features import extract_many
+    from aria.io.audio import write_wav
+    from aria.io.stores import atomic_dir
+    from aria.io.tables import read_manifest, read_npz, write_csv, write_npz
+
+    man = read_manifest(a.manifest, root=p.get("root"), check_files=False).set_index("track_id", drop=False)
+    d, codec = _items(a.data), _codec(a.codec)
+    ids = np.asarray(d["ids"]).astype(str)
+    unknown = [t for t in ids if t not in man.index]
+    if unknown:
+        raise ValueError(f"{a.data}: training clip(s) of tracks not in {a.manifest}: {unknown[:5]}")
+    with atomic_dir(a.out_clips) as tmp:
+        for j in progress(range(len(ids)), desc="decode clips", unit="clip"):
+            y = _clip_audio(codec, d, j)
+            write_wav(Path(tmp) / f"{ids[j]}.wav", np.clip(y / max(1.0, np.abs(y).max()), -1, 1), codec.sr)
+    paths = [str(Path(a.out_clips) / f"{t}.wav") for t in ids]
+    feats, failures = extract_many(paths, sr=p["sr"], progress=True)
+    ok = [Path(x).stem for x in feats.pop("paths")]
+    chords = feats.pop("chords")
+    write_npz(
+        a.out,
+        track_ids=np.array(ok),
+        chords=np.concatenate(chords) if chords else np.zeros(0, int),
+        chord_lengths=np.array([len(c) for c in chords], dtype=np.int64),
+        **feats,
+    )
+    for path, why in failures:
+        log.warning("no features for clip %s: %s", path, why)
+    write_csv(a.out_failures, pd.DataFrame(failures, columns=["path", "reason"]))
+
+    base = Path(a.out_manifest).parent
+    clips = pd.DataFrame(
+        {
+            "track_id": ids,
+            "path": [os.path.relpath(f, base) for f in paths],
+            "genre": man.loc[ids, "genre"].to_numpy(),
+            "split": "train",
+        }
+    )
+    src = [t for t in np.asarray(read_npz(a.prompts)["ids"]).astype(str) if t in man.index and t not in set(ids)]
+    prompts = pd.DataFrame(
+        {
+            "track_id": src,
+            "path": [os.path.relpath(f, base) for f in man.loc[src, "abspath"]],
+            "genre": man.loc[src, "genre"].to_numpy(),
+            "split": "eval",
+        }
+    )
+    write_csv(a.out_manifest, pd.concat([clips, prompts], ignore_index=True))
+    log.info("channel features of %d of %d training clips (%d failed)", len(ok), len(ids), len(failures))
+
+
 # ---------------------------------------------------------------------------------- self-influence
 class DiffusionSelfinfluenceSettings(SelfinfluencePointSettings):
     timesteps: int
@@ -649,6 +733,7 @@ class DiffusionReportArgs(JobArgs):
     compare: str = arg(help="aria unlearning-compare's JSON")
     diagnostics: list[str] = arg(nargs="+", help="aria diagnostics' JSON of each row, in the order of rows")
     scores: str = arg(help="the unlearning score store (its numerics)")
+    aria: str | None = opt(None, help="the summary.json of the Aria report of these rows (aria report)")
     model: str
     queries: str
     out_md: str
@@ -690,6 +775,9 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
         "Self-influence grid": R.selfinfluence_figure(grid),
         "Test-to-train comparison": R.unlearning_compare_figure(comp),
     }
+    aria = read_json(a.aria) if a.aria else None
+    if aria is not None:
+        tables["Aria on top"] = _aria_table(aria)
     write_report_assets(a.out_figures, a.out_tables, figures=figures, tables=tables)
     chosen = next((d for d in grid if d.get("chosen")), None)
     lines = [
@@ -721,6 +809,21 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
         "## Numerics of τ",
         "",
     ]
+    tail = []
+    if aria is not None:
+        K = aria["main_k"]
+        tail = [
+            "",
+            "## Aria on top: homogeneity, residual and verdicts",
+            "",
+            f"The audio experiment's channels on the training clips as the DiT saw them (their latents decoded), "
+            f"at K = {K}: mean z of each row's top-K groups against random groups of clips (Pos: share of queries "
+            "with z > 0), and the verdict of each row's diagnostics. The full Aria report of these rows, with the "
+            "residual, the alignment and a per-query evidence card with the generation's and the clips' players: "
+            "[diffusion/aria/report.html](diffusion/aria/report.html).",
+            "",
+            _md_table(*_aria_table(aria)),
+        ]
     if num.get("error") is not None:
         lines.append(
             f"τ's spread (RMS over queries of its std over clips) is {num['spread']:.3g}; its estimated round-off in "
@@ -729,6 +832,7 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
         )
     else:
         lines.append("No query was scored twice: τ's round-off is not estimated (methods check: 0).")
+    lines += tail
     with atomic_file(a.out_md) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_json(
@@ -764,8 +868,30 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
             ],
             "diagnostics": {key: {c: d.get(c) for c in diag_cols} for key, d in diags.items()},
             "numerics": num,
+            "aria": None
+            if aria is None
+            else {
+                key: {"verdict": m["verdict"]["verdict"], "homogeneity": m["homogeneity"].get(str(aria["main_k"]))}
+                for key, m in aria["methods"].items()
+            },
         },
     )
+
+
+def _aria_table(aria: dict) -> tuple[list, list]:
+    """``(header, rows)``: per row of an Aria summary, its verdict and mu_z (Pos) per channel at main K."""
+    K = str(aria["main_k"])
+    header = ["row", "verdict", *[f"{c} mu_z (Pos)" for c in aria["channels"]]]
+    rows = []
+    for m in aria["methods"].values():
+        h = m["homogeneity"].get(K, {})
+        cells = [
+            "n/a" if not np.isfinite(h.get(c, {}).get("mu_z", np.nan)) else f"{h[c]['mu_z']:+.2f} ({h[c]['pos']:.2f})"
+            for c in aria["channels"]
+        ]
+        v = m["verdict"]
+        rows.append([m["label"], v["verdict"] or f"no verdict ({v.get('flag') or 'see the Aria report'})", *cells])
+    return header, rows
 
 
 def _md_table(header, rows) -> str:

@@ -102,6 +102,7 @@ def compose(
     unlearning: dict | None = None,
     assets: dict | None = None,
     planted: dict | None = None,
+    notes: dict | None = None,
 ) -> tuple[str, str, dict]:
     """``(html, markdown, summary)`` of one experiment's report.
 
@@ -157,6 +158,9 @@ def compose(
         (``aria unlearning-selfinfluence``, ``aria unlearning-compare``); adds the self-influence
         table and figure, the chosen setting, the comparison table and figure, and ``unlearning``
         in the summary.
+    notes : dict, optional
+        ``{"unit": str, "channels": str}``: what the rows are and what the channels measure, in place
+        of the domain's own sentences (the diffusion experiment's clip-level rows).
     """
     from aria.evaluation.reliability import verdict
 
@@ -195,12 +199,14 @@ def compose(
         if audio
         else f"{d0['n']} training segments"
     )
+    own = notes or {}
+    unit = own.get("unit", unit)
     notes = [
         f"{unit}; {d0['q']} queries; homogeneity z against random groups of the same "
         f"size (K = {main_k}); Pos = share of queries with z > 0, Sig = share with z > 1.645.",
         "High r1 or rho_bar means the method ranks training items nearly the same for every "
         "query: its homogeneity then describes one fixed group, not per-query attribution.",
-        AUDIO_CHANNEL_NOTE if audio else SYMBOLIC_CHANNEL_NOTE,
+        own.get("channels") or (AUDIO_CHANNEL_NOTE if audio else SYMBOLIC_CHANNEL_NOTE),
     ]
     figures = {
         "μz against K per channel and method": R.k_sweep_figure(H),

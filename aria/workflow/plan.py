@@ -1357,6 +1357,16 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
                 device=config["device"],
                 verdict=ANALYSIS["verdict"],
                 reference_seed=config["seeds"]["null_groups"],
+                notes={
+                    "unit": "reliability and homogeneity on each clip-level matrix (training clips x generated "
+                    "queries; one clip per training track, as the DiT saw it)",
+                    "channels": "Channels: rhythmic = BeatNet beat-interval and librosa onset-interval histograms; "
+                    "harmonic = chroma, tonnetz and chord root-motion LCS (madmom); timbral = MFCC and CQT "
+                    "statistics, all of the training clips' decoded latents. Rows: unlearning and Grad-Cos on the "
+                    f"DiT's v-loss, then the {DIFF_ENCODER} encoder's baselines: 'avg' = time-averaged "
+                    "embeddings, 'all-vs-all' = max cosine over "
+                    f"{DIFFUSION['embedding']['window_s']:g} s windows at {DIFFUSION['embedding']['hop_s']:g} s hop.",
+                },
             )
         exp, domain = w.exp, DOMAIN[w.exp]
         rows = ROWS[exp]

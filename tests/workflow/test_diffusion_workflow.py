@@ -224,6 +224,9 @@ def test_aria_on_top_of_the_diffusion_rows(run):
         j = list(tr["ids"]).index(mp3.stem)
         assert abs(len(load_audio(mp3, sr=codec.sr)) / codec.sr - tr["seconds_total"][j]) < 0.1
 
+    aria_md = _d(run, "aria/report.md").read_text()
+    assert "clip-level matrix" in aria_md and "segments x queries" not in aria_md  # its own rows' notes
+    assert "max cosine over 2 s windows at 1 s hop" in aria_md
     md = (run / "results" / EXP / "report.md").read_text()
     assert "## Aria on top" in md and "diffusion/aria/report.html" in md
     table = _table(run, "aria_on_top")

@@ -96,6 +96,7 @@ class ReportSettings(Settings):
     root: str = UNSET  # audio: the corpus folder
     labels: dict = UNSET
     lds_rows: list[str] = UNSET
+    notes: dict = UNSET  # {"unit", "channels"}: the report's own sentences for its rows (compose)
 
 
 class ReportArgs(JobArgs):
@@ -175,6 +176,7 @@ def report(a: ReportArgs, p: ReportSettings) -> None:
         unlearning=_unlearning_docs(a, p),
         assets=assets,
         planted=dict(zip(keys, [read_json(f) for f in a.planted], strict=True)) if a.planted else None,
+        notes=p.get("notes"),
     )
     if a.out_figures or a.out_tables:  # the pieces snakemake --report shows (rules/report.smk)
         write_report_assets(a.out_figures, a.out_tables, figures=assets["figures"], tables=assets["tables"])

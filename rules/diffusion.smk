@@ -78,7 +78,7 @@ if DIFFUSION:
 
     use rule cpu_job as diffusion_unlearning_merge with:
         input:
-            parts=[diff(f"unlearning/chunks/q{c}.npz") for c in range(DIFFUSION["unlearning"]["chunks"])],
+            parts=diffusion_chunk_files(),
         output:
             out=directory(diff("scores/unlearning.zarr")),
         log:
@@ -161,6 +161,7 @@ if DIFFUSION:
     use rule engine_job as diffusion_diagnostics with:
         input:
             scores=lambda w: diff_row_scores(w.row.replace("-", "/")),
+            replica=lambda w: diffusion_replica_pair(w.row.replace("-", "/")),
         output:
             out=diff("diagnostics/{row}.json"),
         log:
@@ -168,7 +169,76 @@ if DIFFUSION:
         benchmark:
             benchmarks("diffusion_diagnostics/{row}.tsv", DIFF_EXP)
         params:
-            **aria_job("diagnostics", extra={"engine": COMPUTE["engine"]}),
+            **aria_job(
+                "diagnostics",
+                extra={"engine": COMPUTE["engine"], "replica_note": DIFF_REPLICA_NOTE},
+            ),
+
+    # The noise diagnostic (docs/spec.md §7): a second DiT trained with another seed (seeds.train + r)
+    # scores the same queries by unlearning and Grad-Cos; the diagnostics compare the two rankings.
+    use rule diffusion_train as diffusion_train_replica with:
+        output:
+            out=diff("replica{r}/model.pt"),
+        log:
+            logs("diffusion_train_replica{r}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_train_replica{r}.tsv", DIFF_EXP)
+
+    use rule diffusion_fisher as diffusion_fisher_replica with:
+        input:
+            model=diff("replica{r}/model.pt"),
+            data=diff("data/train.npz"),
+        output:
+            out=diff("replica{r}/unlearning/fisher_{side}.pt"),
+        log:
+            logs("diffusion_fisher/replica{r}_{side}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_fisher/replica{r}_{side}.tsv", DIFF_EXP)
+
+    use rule diffusion_unlearning as diffusion_unlearning_replica with:
+        input:
+            model=diff("replica{r}/model.pt"),
+            data=diff("data/train.npz"),
+            queries=diff("queries/queries.npz"),
+            fisher=lambda w: diffusion_fisher(DIFFUSION["unlearning"]["mask"], replica=w.r),
+        output:
+            out=diff("replica{r}/unlearning/chunks/q{chunk}.npz"),
+        log:
+            logs("diffusion_unlearning/replica{r}_q{chunk}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_unlearning/replica{r}_q{chunk}.tsv", DIFF_EXP)
+
+    use rule diffusion_unlearning_merge as diffusion_unlearning_merge_replica with:
+        input:
+            parts=lambda w: diffusion_chunk_files(replica=w.r),
+        output:
+            out=directory(diff("replica{r}/scores/unlearning.zarr")),
+        log:
+            logs("diffusion_unlearning_merge_replica{r}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_unlearning_merge_replica{r}.tsv", DIFF_EXP)
+
+    use rule diffusion_gradients as diffusion_gradients_replica with:
+        input:
+            model=diff("replica{r}/model.pt"),
+            data=diff("data/train.npz"),
+            queries=diff("queries/queries.npz"),
+        output:
+            out=directory(diff("replica{r}/features/gradcos.zarr")),
+        log:
+            logs("diffusion_gradients_replica{r}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_gradients_replica{r}.tsv", DIFF_EXP)
+
+    use rule diffusion_gradcos as diffusion_gradcos_replica with:
+        input:
+            features=diff("replica{r}/features/gradcos.zarr"),
+        output:
+            out=directory(diff("replica{r}/scores/gradcos.zarr")),
+        log:
+            logs("diffusion_gradcos_replica{r}.log", DIFF_EXP),
+        benchmark:
+            benchmarks("diffusion_gradcos_replica{r}.tsv", DIFF_EXP)
 
     # Aria on top (docs/spec.md §5-§7): the audio experiment's channel features of the training clips,
     # their null, homogeneity, residual and alignment per report row, evidence cards with the clips'

@@ -1177,9 +1177,35 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             f"lr{p['lr']:g}_steps{p['steps']}_{p['group']}_{p['mask']}": dict(p, chosen=p == chosen) for p in points
         }
 
-    def diffusion_fisher(mask):
-        """The Fisher a mask strategy's training losses need (M_L under ``both``: masked)."""
-        return diff(f"unlearning/fisher_{'masked' if mask == 'both' else 'full'}.pt")
+    def diffusion_fisher(mask, replica=None):
+        """The Fisher a mask strategy's training losses need (M_L under ``both``: masked), of the
+        experiment's DiT or of replica ``replica``'s.
+        """
+        where = "" if replica is None else f"replica{replica}/"
+        return diff(f"{where}unlearning/fisher_{'masked' if mask == 'both' else 'full'}.pt")
+
+    def diffusion_chunk_files(replica=None):
+        """The unlearning chunks that ``aria unlearning-merge`` joins, of the DiT or of a replica's."""
+        where = "" if replica is None else f"replica{replica}/"
+        return [diff(f"{where}unlearning/chunks/q{c}.npz") for c in range(DIFFUSION["unlearning"]["chunks"])]
+
+    #: the noise diagnostic of the diffusion rows needs a second DiT trained with another seed: not for
+    #: an adopted (pretrained) checkpoint, which has no second training run
+    DIFF_REPLICA = bool(DIFFUSION) and not DIFFUSION["model"].get("pretrained")
+    DIFF_REPLICA_NOTE = (
+        "an adopted checkpoint (diffusion.model.pretrained): no second independently trained DiT"
+        if DIFFUSION and not DIFF_REPLICA
+        else "no replica for the embedding baselines (no training seed)"
+    )
+
+    def diffusion_replica_pair(row):
+        """``[scores, replica's scores]`` of a diffusion row with a noise diagnostic (unlearning and
+        Grad-Cos on the DiT, replica 1: seeds.train + 1), or ``[]``.
+        """
+        name, _, where = row.partition("/")
+        if not DIFF_REPLICA or where != "dit":
+            return []
+        return [diff_row_scores(row), diff(f"replica1/scores/{name}.zarr")]
 
     def diffusion_compare_spec():
         """``aria unlearning-compare``'s spec: the DiT's unlearning scores against its other rows."""
@@ -1217,10 +1243,15 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         ),
         "diffusion-train": lambda w: dict(
             sizes={
-                k: v for k, v in DIFFUSION["model"].items() if k not in ("steps", "batch_size", "lr", "n_timesteps")
+                k: v
+                for k, v in DIFFUSION["model"].items()
+                if k not in ("steps", "batch_size", "lr", "n_timesteps", "pretrained")
             },
+            # a user's Stable Audio transformer folder: adopted, not trained (diffusion-train)
+            **({"pretrained": DIFFUSION["model"]["pretrained"]} if DIFFUSION["model"].get("pretrained") else {}),
             **{k: DIFFUSION["model"][k] for k in ("steps", "batch_size", "lr", "n_timesteps")},
-            seed=config["seeds"]["train"],
+            # a replica (wildcard r) trains with another seed: the noise diagnostic's second DiT
+            seed=config["seeds"]["train"] + int(getattr(w, "r", 0)),
         ),
         "diffusion-queries": lambda w: dict(
             steps=DIFFUSION["queries"]["sample_steps"], seed=config["seeds"]["queries"]

@@ -234,6 +234,32 @@ def test_aria_on_top_of_the_diffusion_rows(run):
     assert [r["verdict"] for r in table] == want
 
 
+def test_noise_diagnostic_compares_a_second_dit(run):
+    """Unlearning and Grad-Cos are scored again with a DiT trained with seed seeds.train + 1 (a
+    different model: its weights differ), and each row's replica agreement is the median Spearman
+    over queries of the two stores' columns, recomputed here with scipy; the baselines have none."""
+    from scipy.stats import spearmanr
+
+    from aria.io.checkpoints import read_checkpoint
+    from aria.io.stores import open_scores
+    from aria.io.tables import read_json
+
+    a, b = read_checkpoint(_d(run, "model.pt")), read_checkpoint(_d(run, "replica1/model.pt"))
+    assert b["seed"] == a["seed"] + 1 == _cfg()["seeds"]["train"] + 1
+    assert any(not torch.equal(a["final"][k], b["final"][k]) for k in a["final"])
+    for name in ("unlearning", "gradcos"):
+        A, rows, cols = open_scores(_d(run, f"scores/{name}.zarr"))
+        B, rows_b, cols_b = open_scores(_d(run, f"replica1/scores/{name}.zarr"))
+        assert list(rows) == list(rows_b) and list(cols) == list(cols_b)
+        A, B = np.asarray(A[:], dtype=np.float64), np.asarray(B[:], dtype=np.float64)
+        rho = [spearmanr(A[:, q], B[:, q])[0] for q in range(A.shape[1])]
+        rep = read_json(_d(run, f"diagnostics/{name}-dit.json"))["replica"]
+        np.testing.assert_allclose(rep["spearman"]["q50"], np.median(rho), atol=1e-9)
+        summary = read_json(run / "results" / EXP / "summary.json")["diagnostics"][f"{name}/dit"]
+        assert summary["replica_spearman"] == rep["spearman"]["q50"]
+    assert read_json(_d(run, "diagnostics/aisfx-baseline.json"))["replica"] is None
+
+
 def _codec(run):
     from aria.audio.latents import FrameDCT
     from aria.io.tables import read_npz
@@ -253,5 +279,6 @@ def test_a_method_parameter_reruns_only_its_jobs(run, tmp_path):
         re.findall(r"^localrule (\w+):", res.stdout, flags=re.M)
     )
     assert jobs == {"diffusion_gradients", "diffusion_gradcos", "diffusion_diagnostics", "diffusion_compare",
+                    "diffusion_gradients_replica", "diffusion_gradcos_replica",
                     "diffusion_homogeneity", "diffusion_residual", "diffusion_cards", "diffusion_aria_report",
                     "diffusion_report"}, res.stdout[-3000:]  # fmt: skip

@@ -331,6 +331,28 @@ def test_diffusion_grid_is_the_product_of_its_lists_plus_the_setting():
     assert len(pts) == 2 and sum(p["chosen"] for p in pts.values()) == 1
 
 
+def test_diffusion_replica_and_adopted_checkpoint():
+    """The noise diagnostic's second DiT trains with seeds.train + r and is compared on the DiT's own
+    rows only; an adopted checkpoint (diffusion.model.pretrained) reaches the training job as such, not
+    as a model size, and has no replica (there is no second training run)."""
+    cfg = _diffusion_config()
+    plan = plan_of(cfg)
+    seed = cfg["seeds"]["train"]
+    assert plan.job_settings("diffusion-train", W())["seed"] == seed
+    assert plan.job_settings("diffusion-train", W(r="1"))["seed"] == seed + 1
+    assert plan.diffusion_replica_pair("unlearning/dit") == [
+        plan.diff("scores/unlearning.zarr"),
+        plan.diff("replica1/scores/unlearning.zarr"),
+    ]
+    assert plan.diffusion_replica_pair("aisfx/baseline") == []
+    assert plan.diffusion_fisher("both", replica="1") == plan.diff("replica1/unlearning/fisher_masked.pt")
+    cfg["diffusion"]["model"] = {**cfg["diffusion"]["model"], "pretrained": "pipe/transformer"}
+    plan = plan_of(cfg)
+    s = plan.job_settings("diffusion-train", W())
+    assert s["pretrained"] == "pipe/transformer" and "pretrained" not in s["sizes"]
+    assert plan.diffusion_replica_pair("unlearning/dit") == [] and "adopted" in plan.DIFF_REPLICA_NOTE
+
+
 def test_diffusion_settings_change_only_their_jobs():
     """A diffusion key reaches exactly the jobs that read it: Grad-Cos's k only the gradient job, the
     unlearning lr the chunks (and the chosen grid point's name), the encoder the embedding job."""

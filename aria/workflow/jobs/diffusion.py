@@ -765,11 +765,17 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
     si_h, si_rows = R.selfinfluence_table(grid)
     cmp_h, cmp_rows = R.unlearning_compare_table(comp)
     diag_cols = ["r1", "r2_5", "c_bar", "rho_bar"]
-    diag_rows = [[row_label(key)] + [f"{d.get(c, float('nan')):.3f}" for c in diag_cols] for key, d in diags.items()]
+    diag_rows = [
+        [row_label(key)]
+        + [f"{d.get(c, float('nan')):.3f}" for c in diag_cols]
+        + [f"{d['replica']['spearman']['q50']:+.2f}" if d.get("replica") else "–"]
+        for key, d in diags.items()
+    ]
+    diag_header = ["row", *diag_cols, "replica ρs"]  # median Spearman against the second DiT's scores
     tables = {
         "Self-influence grid": (si_h, si_rows),
         "Test-to-train comparison": (cmp_h, cmp_rows),
-        "Diagnostics": (["row", *diag_cols], diag_rows),
+        "Diagnostics": (diag_header, diag_rows),
     }
     figures = {
         "Self-influence grid": R.selfinfluence_figure(grid),
@@ -804,7 +810,10 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
         "",
         "## Reliability diagnostics of each score matrix",
         "",
-        _md_table(["row", *diag_cols], diag_rows),
+        "replica ρs: the median over queries of the Spearman correlation between the row's scores and those "
+        "of a second DiT trained with another seed (the noise diagnostic; none for the embedding baselines).",
+        "",
+        _md_table(diag_header, diag_rows),
         "",
         "## Numerics of τ",
         "",
@@ -866,7 +875,13 @@ def diffusion_report(a: DiffusionReportArgs, p: DiffusionReportSettings) -> None
             "compare": [
                 {"other": c["other"], "pearson_mean": c["pearson_mean"], "pearson_std": c["pearson_std"]} for c in comp
             ],
-            "diagnostics": {key: {c: d.get(c) for c in diag_cols} for key, d in diags.items()},
+            "diagnostics": {
+                key: {
+                    **{c: d.get(c) for c in diag_cols},
+                    "replica_spearman": d["replica"]["spearman"]["q50"] if d.get("replica") else None,
+                }
+                for key, d in diags.items()
+            },
             "numerics": num,
             "aria": None
             if aria is None

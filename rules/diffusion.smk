@@ -286,7 +286,7 @@ if DIFFUSION:
         benchmark:
             benchmarks("diffusion_homogeneity/{row}.tsv", DIFF_EXP)
         params:
-            **aria_job("homogeneity"),
+            **aria_job("homogeneity", settings_of=diffusion_homogeneity_settings),
 
     use rule cpu_job as diffusion_residual with:
         input:
@@ -301,11 +301,11 @@ if DIFFUSION:
         benchmark:
             benchmarks("diffusion_residual/{row}.tsv", DIFF_EXP)
         params:
-            **aria_job("residual"),
+            **aria_job("residual", settings_of=diffusion_residual_settings),
 
     use rule cpu_job as diffusion_cards with:
         input:
-            diffusion_cards_inputs(),
+            card_spec_files(diffusion_cards_spec()),
         output:
             out=directory(diff("cards")),
         log:
@@ -331,7 +331,7 @@ if DIFFUSION:
         benchmark:
             benchmarks("diffusion_aria_report.tsv", DIFF_EXP)
         params:
-            **aria_job("report"),
+            **aria_job("report", settings_of=diffusion_report_settings),
 
     use rule cpu_job as diffusion_compare with:
         input:

@@ -74,6 +74,24 @@ def read_evidence(path) -> dict:
     return {"kind": "audio", "ids": ids, "features": d}
 
 
+def write_evidence(path, track_ids, features: dict) -> None:
+    """Write an audio evidence bundle (:func:`read_evidence` reads it back).
+
+    ``features`` is :func:`aria.audio.features.extract_many`'s, without ``paths``: vector features
+    with one row per track, and ``chords``, a list of per-track int arrays (stored flat with their
+    lengths).
+    """
+    feats = dict(features)
+    chords = feats.pop("chords")
+    write_npz(
+        path,
+        track_ids=np.asarray(track_ids),
+        chords=np.concatenate(chords) if chords else np.zeros(0, int),
+        chord_lengths=np.array([len(c) for c in chords], dtype=np.int64),
+        **feats,
+    )
+
+
 def write_null(path, null: dict) -> None:
     """Write a null document (``by_k`` with int keys, ``scales`` with arrays) as JSON."""
     out = dict(null)

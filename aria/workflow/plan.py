@@ -525,13 +525,6 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         """The confound checks' group size, null size and seed; the symbolic pool unit and the
         normalization that makes a matrix track-level for it.
         """
-        if not hasattr(w, "exp"):  # the diffusion experiment's rows: one clip per training track
-            return dict(
-                domain="audio",
-                main_k=config["homogeneity"]["main_k"],
-                n_groups=config["homogeneity"]["n_null_groups"],
-                seed=config["seeds"]["null_groups"],
-            )
         domain = DOMAIN[w.exp]
         extra = {}
         if domain == "symbolic" and HOM_UNIT == "track":
@@ -775,11 +768,14 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
     CARD_ROW_FILES = ("homogeneity", "diagnostics", "scores", "segment_scores", "segments_csv")
     CARD_FILES = ("evidence", "null", "manifest", "queries", "query_audio", "query_midi", "segments")
 
-    def cards_inputs(w):
-        """The files of :func:`cards_spec` (so that the cards rerun when any of them changes)."""
-        spec = cards_spec(w.exp)
+    def card_spec_files(spec):
+        """The files a cards spec names (the rule's inputs, so that the cards rerun when any changes)."""
         files = [v for r in spec["rows"] for f, v in r.items() if f in CARD_ROW_FILES]
         return files + [spec[f] for f in CARD_FILES if f in spec]
+
+    def cards_inputs(w):
+        """The files of :func:`cards_spec`."""
+        return card_spec_files(cards_spec(w.exp))
 
     def residual_inputs(w):
         """A row's score matrix and its experiment's evidence pool and null; an audio segment-level
@@ -803,9 +799,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     def residual_settings(w):
         """The row's track-level normalization (audio segment-level rows) and the alignment fit cap."""
-        if not hasattr(w, "exp"):  # the diffusion experiment's rows: clip level, a clip per track
-            norm = {}
-        elif SYMBOLIC and w.exp == EXP:
+        if SYMBOLIC and w.exp == EXP:
             norm = tracklevel_settings(w) if HOM_UNIT == "track" else {}
         else:
             norm = {} if w.stage in ("baseline", "external") else tracklevel_settings(w)
@@ -1154,12 +1148,41 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             sr=AUDIO.get("sr", 22050),
         )
 
-    def diffusion_cards_inputs():
-        """The files of :func:`diffusion_cards_spec`."""
-        spec = diffusion_cards_spec()
-        return [v for r in spec["rows"] for f, v in r.items() if f in CARD_ROW_FILES] + [
-            spec[f] for f in CARD_FILES if f in spec
-        ]
+    def diffusion_homogeneity_settings(w):
+        """``aria homogeneity`` on a diffusion row: the audio channels, clip level (a clip per training track)."""
+        return dict(
+            domain="audio",
+            main_k=config["homogeneity"]["main_k"],
+            n_groups=config["homogeneity"]["n_null_groups"],
+            seed=config["seeds"]["null_groups"],
+        )
+
+    def diffusion_residual_settings(w):
+        """``aria residual`` on a diffusion row: clip level already, so only the alignment fit cap."""
+        return dict(max_dims_fraction=ANALYSIS["max_dims_fraction"])
+
+    def diffusion_report_settings(w):
+        """``aria report`` of the diffusion rows (the Aria report linked from the diffusion report)."""
+        return dict(
+            experiment=DIFF_EXP,
+            main_k=config["homogeneity"]["main_k"],
+            rows=DIFF_ROWS,
+            domain="audio",
+            stages=["dit"],
+            device=config["device"],
+            verdict=ANALYSIS["verdict"],
+            reference_seed=config["seeds"]["null_groups"],
+            notes={
+                "unit": "reliability and homogeneity on each clip-level matrix (training clips x generated "
+                "queries; one clip per training track, as the DiT saw it)",
+                "channels": "Channels: rhythmic = BeatNet beat-interval and librosa onset-interval histograms; "
+                "harmonic = chroma, tonnetz and chord root-motion LCS (madmom); timbral = MFCC and CQT "
+                "statistics, all of the training clips' decoded latents. Rows: unlearning and Grad-Cos on the "
+                f"DiT's v-loss, then the {DIFF_ENCODER} encoder's baselines: 'avg' = time-averaged "
+                "embeddings, 'all-vs-all' = max cosine over "
+                f"{DIFFUSION['embedding']['window_s']:g} s windows at {DIFFUSION['embedding']['hop_s']:g} s hop.",
+            },
+        )
 
     def diffusion_points():
         """``{name: {"lr", "steps", "group", "mask", "chosen"}}``: the product of diffusion.selfinfluence.grid's
@@ -1378,27 +1401,6 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
 
     def report_settings(w):
         """The report's rows, labels, main K, verdict rules and the reference seed of its tables."""
-        if not hasattr(w, "exp"):  # the Aria report of the diffusion experiment's rows
-            return dict(
-                experiment=DIFF_EXP,
-                main_k=config["homogeneity"]["main_k"],
-                rows=DIFF_ROWS,
-                domain="audio",
-                stages=["dit"],
-                device=config["device"],
-                verdict=ANALYSIS["verdict"],
-                reference_seed=config["seeds"]["null_groups"],
-                notes={
-                    "unit": "reliability and homogeneity on each clip-level matrix (training clips x generated "
-                    "queries; one clip per training track, as the DiT saw it)",
-                    "channels": "Channels: rhythmic = BeatNet beat-interval and librosa onset-interval histograms; "
-                    "harmonic = chroma, tonnetz and chord root-motion LCS (madmom); timbral = MFCC and CQT "
-                    "statistics, all of the training clips' decoded latents. Rows: unlearning and Grad-Cos on the "
-                    f"DiT's v-loss, then the {DIFF_ENCODER} encoder's baselines: 'avg' = time-averaged "
-                    "embeddings, 'all-vs-all' = max cosine over "
-                    f"{DIFFUSION['embedding']['window_s']:g} s windows at {DIFFUSION['embedding']['hop_s']:g} s hop.",
-                },
-            )
         exp, domain = w.exp, DOMAIN[w.exp]
         rows = ROWS[exp]
         lds_rows = LDS_AUDIO_ROWS if domain == "audio" else (SYMBOLIC_ROWS if LDS_SYMBOLIC else [])
@@ -1488,33 +1490,35 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
         **DIFF_SETTINGS,
     }
 
-    def job_settings(name, w):
+    def job_settings(name, w, fn=None):
         """Job ``name``'s settings for the wildcards ``w``: its settings dataclass
         (:class:`~aria.workflow.jobs.base.Settings`), checked when the DAG is built; None: the job takes none.
         """
         from aria.workflow.jobs import all_jobs
 
-        fn, cls = JOB_SETTINGS.get(name), all_jobs()[name].settings
+        fn, cls = fn or JOB_SETTINGS.get(name), all_jobs()[name].settings
         if fn is None and cls is not None:
             raise ValueError(f"aria {name} takes settings ({cls.__name__}), but the plan's JOB_SETTINGS has none")
         if fn is not None and cls is None:
             raise ValueError(f"the plan's JOB_SETTINGS gives settings to aria {name}, which takes none")
         return None if fn is None else cls.from_dict(fn(w), job=name)
 
-    def aria_job(name, *, wildcards=(), extra=None):
+    def aria_job(name, *, wildcards=(), extra=None, settings_of=None):
         """A rule's params (``params: **aria_job(name)``): ``job``, the command line of ``aria <name>``
         (the rule's shell is :data:`ARIA`), and ``settings``, what Snakemake's params trigger compares.
 
         Every named input and output of the rule is the job option of the same name (output ``out_csv``
         is ``--out-csv``); unnamed inputs are dependencies the job does not read by path. ``--params``
         is :func:`job_settings`; the ``wildcards`` named are options too; ``extra`` gives further
-        options: a dict, or a function ``extra(w, input)`` returning one. A name that is no option of
-        the job is an error when the DAG is built, naming the rule's job.
+        options: a dict, or a function ``extra(w, input)`` returning one. ``settings_of(w)`` replaces
+        the job's ``JOB_SETTINGS`` entry, for a rule that runs a shared job on other data (the diffusion
+        experiment's homogeneity and Aria report). A name that is no option of the job is an error when
+        the DAG is built, naming the rule's job.
         """
 
         def job(w, input, output):
             opts = {**dict(input.items()), **dict(output.items())}
-            settings = job_settings(name, w)
+            settings = job_settings(name, w, settings_of)
             if settings is not None:
                 opts["params"] = settings
             opts.update({k: getattr(w, k) for k in wildcards})
@@ -1528,7 +1532,7 @@ def make_plan(config: dict) -> Plan:  # noqa: C901 -- one closure per getter, by
             fixed = {k: getattr(w, k) for k in wildcards}
             if extra is not None and not callable(extra):
                 fixed.update(extra)
-            given = job_settings(name, w)
+            given = job_settings(name, w, settings_of)
             return json.dumps(dict(settings=None if given is None else given.to_dict(), **fixed), sort_keys=True)
 
         return {"job": job, "settings": settings}

@@ -294,7 +294,6 @@ def _generate(model, cond: dict, *, steps: int, generator, frames: int | None = 
 def diffusion_queries(a: DiffusionQueriesArgs, p: DiffusionQueriesSettings) -> None:
     """One generation per prompt (seeded per prompt), as query items and as audio (``<id>.wav``)."""
     from aria.attribution.unlearning import example_generator
-    from aria.io.audio import write_wav
     from aria.io.stores import atomic_dir
     from aria.io.tables import read_npz, write_npz
 
@@ -308,14 +307,14 @@ def diffusion_queries(a: DiffusionQueriesArgs, p: DiffusionQueriesSettings) -> N
     ids = np.asarray([f"q{j:03d}_{t}" for j, t in enumerate(pr["ids"])])
     x0 = np.zeros((len(ids), int(model.config["latent_channels"]), F), np.float32)
     mask = np.arange(F)[None, :] < frames[:, None]
+    n_samples = np.round(np.asarray(pr["seconds_total"]) * codec.sr).astype(int)
     with atomic_dir(a.out_audio) as tmp:
         for j in progress(range(len(ids)), desc="generate", unit="query"):
             one = {k: pr[k][j : j + 1] for k in COND_KEYS}
             z = _generate(model, one, steps=p["steps"], generator=example_generator(p["seed"], f"query:{ids[j]}"))[0]
             z[:, frames[j] :] = 0.0  # past the asked length: the padding the prompt asked for
             x0[j] = z
-            y = codec.decode(z[:, : frames[j]], int(round(pr["seconds_total"][j] * codec.sr)))
-            write_wav(Path(tmp) / f"{ids[j]}.wav", np.clip(y / max(1.0, np.abs(y).max()), -1, 1), codec.sr)
+            _write_item_wav(Path(tmp) / f"{ids[j]}.wav", codec.decode(z[:, : frames[j]], n_samples[j]), codec.sr)
     cond = {k: pr[k] for k in (*COND_KEYS, "captions")}  # the prompt's, as it was given
     # track_ids: the held-out track each prompt was made from (its genre, for the confounds and cards)
     write_npz(a.out, x0=x0, mask=mask, ids=ids, query_ids=ids, track_ids=np.asarray(pr["ids"]).astype(str), **cond)
@@ -566,6 +565,13 @@ class DiffusionEvidenceArgs(SettingsArgs):
     out_manifest: str
 
 
+def _write_item_wav(path, y, sr: int) -> None:
+    """A decoded item's audio as 16-bit PCM, scaled down only where it exceeds full scale."""
+    from aria.io.audio import write_wav
+
+    write_wav(path, np.clip(y / max(1.0, np.abs(y).max()), -1, 1), sr)
+
+
 @job("diffusion-evidence")
 def diffusion_evidence(a: DiffusionEvidenceArgs, p: DiffusionEvidenceSettings) -> None:
     """The evidence pool of the diffusion experiment: the audio experiment's channel features
@@ -582,9 +588,9 @@ def diffusion_evidence(a: DiffusionEvidenceArgs, p: DiffusionEvidenceSettings) -
     import pandas as pd
 
     from aria.audio.features import extract_many
-    from aria.io.audio import write_wav
+    from aria.io.layouts import write_evidence
     from aria.io.stores import atomic_dir
-    from aria.io.tables import read_manifest, read_npz, write_csv, write_npz
+    from aria.io.tables import read_manifest, read_npz, write_csv
 
     man = read_manifest(a.manifest, root=p.get("root"), check_files=False).set_index("track_id", drop=False)
     d, codec = _items(a.data), _codec(a.codec)
@@ -594,19 +600,11 @@ def diffusion_evidence(a: DiffusionEvidenceArgs, p: DiffusionEvidenceSettings) -
         raise ValueError(f"{a.data}: training clip(s) of tracks not in {a.manifest}: {unknown[:5]}")
     with atomic_dir(a.out_clips) as tmp:
         for j in progress(range(len(ids)), desc="decode clips", unit="clip"):
-            y = _clip_audio(codec, d, j)
-            write_wav(Path(tmp) / f"{ids[j]}.wav", np.clip(y / max(1.0, np.abs(y).max()), -1, 1), codec.sr)
+            _write_item_wav(Path(tmp) / f"{ids[j]}.wav", _clip_audio(codec, d, j), codec.sr)
     paths = [str(Path(a.out_clips) / f"{t}.wav") for t in ids]
     feats, failures = extract_many(paths, sr=p["sr"], progress=True)
     ok = [Path(x).stem for x in feats.pop("paths")]
-    chords = feats.pop("chords")
-    write_npz(
-        a.out,
-        track_ids=np.array(ok),
-        chords=np.concatenate(chords) if chords else np.zeros(0, int),
-        chord_lengths=np.array([len(c) for c in chords], dtype=np.int64),
-        **feats,
-    )
+    write_evidence(a.out, np.array(ok), feats)
     for path, why in failures:
         log.warning("no features for clip %s: %s", path, why)
     write_csv(a.out_failures, pd.DataFrame(failures, columns=["path", "reason"]))

@@ -593,7 +593,8 @@ def audio_features(a: AudioFeaturesArgs, p: AudioFeaturesSettings) -> None:
     import pandas as pd
 
     from aria.audio.features import build_processors, extract_many
-    from aria.io.tables import read_manifest, write_csv, write_npz
+    from aria.io.layouts import write_evidence
+    from aria.io.tables import read_manifest, write_csv
 
     man = read_manifest(a.manifest, root=p.get("root"))
     man = man.iloc[p["shard"] :: p["n_shards"]]
@@ -603,15 +604,7 @@ def audio_features(a: AudioFeaturesArgs, p: AudioFeaturesSettings) -> None:
     feats, failures = extract_many(list(man["abspath"]), sr=p["sr"], progress=True, processors=procs)
     ok = {str(Path(x)) for x in feats.pop("paths")}
     ids = [t for t, path in zip(man["track_id"], man["abspath"]) if str(Path(path)) in ok]
-    chords = feats.pop("chords")
-    lengths = np.array([len(c) for c in chords], dtype=np.int64)
-    write_npz(
-        a.out,
-        track_ids=np.array(ids),
-        chords=np.concatenate(chords) if chords else np.zeros(0, int),
-        chord_lengths=lengths,
-        **feats,
-    )
+    write_evidence(a.out, np.array(ids), feats)
     for path, why in failures:
         log.warning("skipped %s: %s", path, why)
     write_csv(a.out_failures, pd.DataFrame(failures, columns=["path", "reason"]))
